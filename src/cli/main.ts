@@ -1,0 +1,102 @@
+import { Command, CommanderError, Option } from 'commander';
+import { resolveConfigPath, loadConfig } from '../config/load.js';
+import { describeError, ExitCode, UserError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { buildSegmentMap } from '../segment/maps.js';
+import { runScore, type ScoreOptions } from './score.js';
+import { generateShop } from '../example/generate.js';
+
+/** Runs the CLI and resolves to the exit code (0 done, 1 failed, 2 bad usage or config, 3 partial). */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('audience-sync')
+    .description('RFM segments from your orders, kept in sync with Google Ads, Meta and Mailchimp audiences')
+    .option('-c, --config <file>', 'configuration file (default: ./audience-sync.yaml when present)')
+    .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.LOG_LEVEL ?? 'info')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)');
+
+  let exit: number = ExitCode.ok;
+  const logger = () => createLogger({ level: program.opts<{ logLevel: string }>().logLevel });
+  const configPath = () => resolveConfigPath(program.opts<{ config?: string }>().config);
+
+  program
+    .command('score')
+    .description('score customers by RFM and write one row per customer (CSV or JSON lines)')
+    .option('-i, --input <file>', 'CSV of orders, customers or scores (without a config, or instead of its source)')
+    .addOption(new Option('--shape <shape>', 'input shape (recognised from the columns when omitted)').choices(['orders', 'customers', 'scores']))
+    .option('--analysis-date <date>', 'YYYY-MM-DD or today (default: the config, else today in UTC)')
+    .addOption(new Option('--method <method>', 'binning method (default quantile)').choices(['quantile', 'ntile']))
+    .addOption(new Option('--monetary <how>', 'monetary value per customer (default sum)').choices(['sum', 'mean']))
+    .option('--max-bad-row-share <share>', 'stop when more than this share of rows is bad (default 0.01)')
+    .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
+    .option('-o, --out <file>', 'write scores to a file (default: stdout)')
+    .option('--json', 'print the summary as JSON on stderr instead of a table')
+    .action(async (opts: ScoreOptions) => {
+      exit = await runScore({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('validate')
+    .description('check a configuration file without touching any source or destination')
+    .option('--json', 'print the result as JSON')
+    .action((opts: { json?: boolean }) => {
+      const file = configPath();
+      if (!file) throw new UserError('no config to validate: pass --config FILE or create ./audience-sync.yaml', ExitCode.usage);
+      const { config } = loadConfig(file);
+      const map = buildSegmentMap(config.segments);
+      const result = {
+        file,
+        valid: true,
+        source: config.source.type === 'csv' ? `csv ${config.source.path}` : 'postgres query',
+        segments: map.names,
+        destinations: Object.keys(config.destinations),
+        schedules: config.schedules.length,
+        warnings: map.warnings,
+      };
+      if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
+      else {
+        for (const w of map.warnings) process.stderr.write(`warning: ${w}\n`);
+        process.stdout.write(
+          `${file}: valid\n  source: ${result.source}\n  scoring: ${config.scoring.method}, ${config.scoring.third_dimension}, analysis date ${config.scoring.analysis_date}\n  segments: ${map.names.length} (${map.names.join(', ')})\n  destinations: ${result.destinations.join(', ') || 'none'}\n`,
+        );
+      }
+    });
+
+  program
+    .command('example')
+    .description('write a deterministic synthetic shop (orders.csv, customers.csv) for trying things out')
+    .requiredOption('--out <dir>', 'folder to write into')
+    .option('--customers <n>', 'number of customers', '2000')
+    .option('--seed <n>', 'random seed', '42')
+    .option('--analysis-date <date>', 'last possible order date', '2026-01-01')
+    .option('--orders-per-customer <k>', 'mean orders per customer', '5')
+    .option('--bad-row-share <share>', 'share of order rows to make invalid', '0')
+    .action(async (opts: Record<string, string>) => {
+      const number = (name: string, value: string, integer = false): number => {
+        const v = Number(value);
+        if (!Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v)))
+          throw new UserError(`--${name}: expected a ${integer ? 'whole ' : ''}number, got '${value}'`, ExitCode.usage);
+        return v;
+      };
+      const summary = await generateShop(opts.out!, {
+        customers: number('customers', opts.customers!, true),
+        seed: number('seed', opts.seed!, true),
+        analysisDate: opts.analysisDate!,
+        ordersPerCustomer: number('orders-per-customer', opts.ordersPerCustomer!),
+        badRowShare: number('bad-row-share', opts.badRowShare!),
+      });
+      process.stdout.write(JSON.stringify(summary) + '\n');
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exit;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    process.stderr.write(`audience-sync: ${describeError(error)}\n`);
+    if (error instanceof UserError) return error.exitCode;
+    if (process.env.DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    return ExitCode.failed;
+  }
+}

@@ -1,0 +1,155 @@
+import path from 'node:path';
+import { configSchema, type Config } from '../config/schema.js';
+import { loadConfig } from '../config/load.js';
+import { ConfigError, ExitCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import { segmentCustomers, type Segmented } from '../score/pipeline.js';
+import { formatDay } from '../source/parse.js';
+import { pct } from '../source/read.js';
+import { csvField, LineWriter, progressBar, table, thousands } from './output.js';
+
+export interface ScoreOptions {
+  config?: string | undefined;
+  input?: string;
+  shape?: string;
+  analysisDate?: string;
+  method?: string;
+  monetary?: string;
+  maxBadRowShare?: string;
+  format: string;
+  out?: string;
+  json?: boolean;
+}
+
+/** The config a `score` run uses: the file's, with command-line flags on top; or flags alone. */
+export function scoreConfig(options: ScoreOptions, cwd = process.cwd()): { config: Config; baseDir: string } {
+  let raw: Record<string, unknown> = {};
+  let baseDir = cwd;
+  if (options.config) {
+    const loaded = loadConfig(options.config);
+    raw = structuredClone(loaded.config) as unknown as Record<string, unknown>;
+    baseDir = loaded.dir;
+  } else if (!options.input) {
+    throw new ConfigError('score needs --input FILE, or a config (--config FILE or ./audience-sync.yaml)', 'e.g. audience-sync score --input orders.csv --analysis-date 2026-01-01');
+  }
+  if (options.input) {
+    raw.source = { type: 'csv', path: path.resolve(cwd, options.input), ...(options.shape ? { shape: options.shape } : {}) };
+  } else if (options.shape) {
+    (raw.source as Record<string, unknown>).shape = options.shape;
+  }
+  const scoring = { ...((raw.scoring as object | undefined) ?? {}) } as Record<string, unknown>;
+  if (options.analysisDate) scoring.analysis_date = options.analysisDate;
+  if (options.method) scoring.method = options.method;
+  if (options.monetary) scoring.monetary = options.monetary;
+  raw.scoring = scoring;
+  if (options.maxBadRowShare !== undefined) (raw.source as Record<string, unknown>).max_bad_row_share = Number(options.maxBadRowShare);
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const flag = FLAG_OF[issue.path.join('.')] ?? issue.path.join('.');
+    throw new ConfigError(`${flag}: ${issue.message}`, 'see audience-sync score --help');
+  }
+  return { config: parsed.data, baseDir };
+}
+
+const FLAG_OF: Record<string, string> = {
+  'source.shape': '--shape',
+  'scoring.analysis_date': '--analysis-date',
+  'scoring.method': '--method',
+  'scoring.monetary': '--monetary',
+  'source.max_bad_row_share': '--max-bad-row-share',
+};
+
+export async function runScore(options: ScoreOptions, log: Logger): Promise<ExitCode> {
+  if (options.format !== 'csv' && options.format !== 'jsonl')
+    throw new ConfigError(`--format: expected csv or jsonl, got '${options.format}'`);
+  const { config, baseDir } = scoreConfig(options);
+  const bar = progressBar('reading');
+  const started = performance.now();
+  let result: Segmented;
+  try {
+    result = await segmentCustomers(config, { baseDir, onProgress: (p) => bar.update(p.done, p.total, p.rows) });
+  } finally {
+    bar.stop();
+  }
+  await writeScores(result, config, options);
+  report(result, config, options, log, performance.now() - started);
+  return ExitCode.ok;
+}
+
+async function writeScores(result: Segmented, config: Config, options: ScoreOptions): Promise<void> {
+  const { customers, scores } = result;
+  const third = config.scoring.third_dimension;
+  const valueName = customers.shape === 'scores' || third === 'monetary' ? 'monetary' : third;
+  const known = customers.shape !== 'scores';
+  const out = LineWriter.open(options.out);
+  const jsonl = options.format === 'jsonl';
+  if (!jsonl) await out.line(['customer_id', 'recency_days', 'frequency', valueName, 'r', 'f', 'm', 'rfm_code', 'segment'].join(','));
+  for (let i = 0; i < customers.ids.length; i++) {
+    const r = scores.r[i]!;
+    const f = scores.f[i]!;
+    const m = scores.m[i]!;
+    const code = r > 0 ? r * 100 + f * 10 + m : null;
+    const segment = scores.segments[scores.segment[i]!]!;
+    if (jsonl) {
+      await out.line(
+        JSON.stringify({
+          customer_id: customers.ids[i],
+          recency_days: known ? customers.recencyDays[i] : null,
+          frequency: known ? customers.frequency[i] : null,
+          [valueName]: known ? customers.value[i] : null,
+          r: r || null,
+          f: f || null,
+          m: m || null,
+          rfm_code: code,
+          segment,
+        }),
+      );
+    } else {
+      const cells = known
+        ? [String(customers.recencyDays[i]), String(customers.frequency[i]), String(customers.value[i])]
+        : ['', '', ''];
+      await out.line(
+        `${csvField(customers.ids[i]!)},${cells.join(',')},${r || ''},${f || ''},${m || ''},${code ?? ''},${csvField(segment)}`,
+      );
+    }
+  }
+  await out.close();
+}
+
+function report(result: Segmented, config: Config, options: ScoreOptions, log: Logger, ms: number): void {
+  const { customers, sizes, report: read, scores } = result;
+  const summary = {
+    analysis_date: formatDay(result.analysisDay),
+    method: config.scoring.method,
+    shape: customers.shape,
+    customers: customers.ids.length,
+    rows: read.source.rows,
+    bad_rows: read.source.bad,
+    bad_row_reasons: read.source.byReason,
+    bad_row_samples: read.source.samples,
+    segments: sizes.map((s) => ({ segment: s.segment, customers: s.customers, share: s.share, opted_out: s.optedOut })),
+    ...(scores.breaks ? { breaks: scores.breaks } : {}),
+    warnings: [...result.map.warnings, ...read.warnings],
+    seconds: Math.round(ms) / 1000,
+  };
+  if (options.json) {
+    process.stderr.write(JSON.stringify(summary) + '\n');
+    return;
+  }
+  for (const w of summary.warnings) log.warn(w);
+  if (read.source.bad > 0) {
+    log.warn(
+      `${read.source.bad} of ${read.source.rows} rows skipped (${pct(read.source.bad / read.source.rows)}): ${Object.entries(read.source.byReason)
+        .map(([r, n]) => `${n} × ${r}`)
+        .join(', ')}`,
+    );
+    for (const s of read.source.samples.slice(0, 5)) log.warn(`  row ${s.row}: ${s.reason}`);
+  }
+  const rows = sizes.map((s) => [s.segment, thousands(s.customers), pct(s.share), thousands(s.optedOut), s.action ?? '']);
+  process.stderr.write(
+    `\n${thousands(customers.ids.length)} customers from ${thousands(read.source.rows)} ${customers.shape} rows, ${config.scoring.method} scores as of ${summary.analysis_date} (${summary.seconds} s)\n\n` +
+      table(['segment', 'customers', 'share', 'opted out', 'suggested action'], rows) +
+      '\n',
+  );
+}

@@ -1,0 +1,192 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration file, as zod schemas. Types are inferred from these schemas: they are the
+ * documentation of every key (the README's config reference follows this file).
+ */
+
+const isoDate = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD')
+  .refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), {
+    message: 'not a calendar date',
+  });
+
+/** Columns that say who a customer is and whether they may be targeted. */
+export const profileColumnsSchema = z.strictObject({
+  customer_id: z.string().min(1).optional(),
+  email: z.string().min(1).optional(),
+  phone: z.string().min(1).optional(),
+  first_name: z.string().min(1).optional(),
+  last_name: z.string().min(1).optional(),
+  country: z.string().min(1).optional(),
+  postal_code: z.string().min(1).optional(),
+  external_id: z.string().min(1).optional(),
+  /** A column whose true value means the customer opted out of ad and email targeting. */
+  opted_out: z.string().min(1).optional(),
+  /** Or the opposite: a column whose true value means the customer consented; empty or false means excluded. */
+  consent: z.string().min(1).optional(),
+});
+
+/** Scoring columns, by input shape. Unset keys fall back to the recognised default names. */
+export const scoringColumnsSchema = profileColumnsSchema.extend({
+  order_date: z.string().min(1).optional(),
+  amount: z.string().min(1).optional(),
+  last_order_date: z.string().min(1).optional(),
+  recency_days: z.string().min(1).optional(),
+  order_count: z.string().min(1).optional(),
+  total_revenue: z.string().min(1).optional(),
+  r: z.string().min(1).optional(),
+  f: z.string().min(1).optional(),
+  m: z.string().min(1).optional(),
+  rfm_code: z.string().min(1).optional(),
+  segment: z.string().min(1).optional(),
+});
+
+export const shapeSchema = z.enum(['orders', 'customers', 'scores']);
+export type Shape = z.infer<typeof shapeSchema>;
+
+export const dateFormatSchema = z
+  .string()
+  .regex(
+    /^(auto|unix|unix_ms|(YYYY|MM|DD)([-/.]?)(YYYY|MM|DD)\2(YYYY|MM|DD))$/,
+    'expected auto, unix, unix_ms, or a pattern of YYYY, MM and DD such as DD/MM/YYYY or YYYYMMDD',
+  );
+
+const sourceCommon = {
+  /** Shape of the rows; recognised from the column names when omitted. */
+  shape: shapeSchema.optional(),
+  columns: scoringColumnsSchema.default({}),
+  /** Extra customer columns kept for audience filters (e.g. favorite_brand). */
+  attributes: z.array(z.string().min(1)).default([]),
+  date_format: dateFormatSchema.default('auto'),
+  /** The run stops when more than this share of rows is bad (0.01 = 1 %). */
+  max_bad_row_share: z.number().min(0).max(1).default(0.01),
+};
+
+export const csvSourceSchema = z.strictObject({
+  type: z.literal('csv'),
+  /** Path to the file (relative to the config file); `.gz` files are decompressed. */
+  path: z.string().min(1),
+  /** Field delimiter; detected from the header line when omitted. */
+  delimiter: z.enum([',', ';', '\t', '|']).optional(),
+  ...sourceCommon,
+});
+
+export const postgresSourceSchema = z.strictObject({
+  type: z.literal('postgres'),
+  /** Connection string; put it in the environment, e.g. `${DATABASE_URL}`. */
+  url: z.string().min(1),
+  /** A SELECT whose rows are streamed with COPY (never loaded at once). */
+  query: z.string().min(1),
+  ...sourceCommon,
+});
+
+export const sourceSchema = z.discriminatedUnion('type', [csvSourceSchema, postgresSourceSchema]);
+export type SourceConfig = z.infer<typeof sourceSchema>;
+
+/** A second table of one row per customer: identifiers, consent and attributes, joined by customer id. */
+export const profilesSchema = z.discriminatedUnion('type', [
+  csvSourceSchema.omit({ shape: true, date_format: true }).extend({ columns: profileColumnsSchema.default({}) }),
+  postgresSourceSchema.omit({ shape: true, date_format: true }).extend({ columns: profileColumnsSchema.default({}) }),
+]);
+export type ProfilesConfig = z.infer<typeof profilesSchema>;
+
+const range = z
+  .tuple([z.number().int().min(1).max(5), z.number().int().min(1).max(5)])
+  .refine(([lo, hi]) => lo <= hi, 'expected [low, high] with low <= high');
+
+export const segmentRuleSchema = z.strictObject({
+  name: z.string().min(1),
+  recency: range,
+  frequency: range,
+  monetary: range,
+});
+export type SegmentRule = z.infer<typeof segmentRuleSchema>;
+
+const rfmCode = z
+  .number()
+  .int()
+  .refine((c) => [Math.floor(c / 100), Math.floor(c / 10) % 10, c % 10].every((d) => d >= 1 && d <= 5) && c < 1000, {
+    message: 'expected an RFM code of three digits 1-5, such as 555',
+  });
+
+export const segmentsSchema = z
+  .strictObject({
+    /** default: the 11-segment code table; codes: your own table; rules: ordered ranges, first match wins. */
+    map: z.enum(['default', 'codes', 'rules']).default('default'),
+    codes: z.record(z.string().min(1), z.array(rfmCode).min(1)).optional(),
+    rules: z.array(segmentRuleSchema).min(1).optional(),
+    /** Name for customers no code or rule covers; leaving codes uncovered without it is an error. */
+    other: z.string().min(1).optional(),
+    /** A suggested action per segment, shown beside its size. */
+    actions: z.record(z.string().min(1), z.string().min(1)).default({}),
+  })
+  .superRefine((s, ctx) => {
+    if (s.map === 'codes' && !s.codes) ctx.addIssue({ code: 'custom', path: ['codes'], message: 'map: codes needs a codes table' });
+    if (s.map === 'rules' && !s.rules) ctx.addIssue({ code: 'custom', path: ['rules'], message: 'map: rules needs a rules list' });
+    if (s.map !== 'codes' && s.codes) ctx.addIssue({ code: 'custom', path: ['codes'], message: `codes is only read with map: codes (map is ${s.map})` });
+    if (s.map !== 'rules' && s.rules) ctx.addIssue({ code: 'custom', path: ['rules'], message: `rules is only read with map: rules (map is ${s.map})` });
+  });
+export type SegmentsConfig = z.infer<typeof segmentsSchema>;
+
+export const scoringSchema = z.strictObject({
+  /** `today` (UTC) or a fixed date YYYY-MM-DD. */
+  analysis_date: z.union([z.literal('today'), isoDate]).default('today'),
+  /** quantile: the R rfm package's breaks; ntile: SQL NTILE(5) with ties broken by customer id. */
+  method: z.enum(['quantile', 'ntile']).default('quantile'),
+  /** How the monetary value of a customer is formed from their orders. */
+  monetary: z.enum(['sum', 'mean']).default('sum'),
+  /** The third dimension: order value (RFM), engagement (RFE) or duration (RFD). */
+  third_dimension: z.enum(['monetary', 'engagement', 'duration']).default('monetary'),
+  /** RFE: a weighted sum of columns, e.g. { sessions: 1, email_opens: 0.5 }; summed over order rows. */
+  engagement: z.record(z.string().min(1), z.number()).optional(),
+  /** RFD: the column holding time spent (summed over order rows). */
+  duration: z.string().min(1).optional(),
+});
+export type ScoringConfig = z.infer<typeof scoringSchema>;
+
+export const audienceSchema = z.strictObject({
+  /** Audience name on the platforms; defaults to the name pattern applied to the segment list. */
+  name: z.string().min(1).optional(),
+  segments: z.array(z.string().min(1)).min(1),
+  /** Keep only customers whose attribute equals one of the values, e.g. { favorite_brand: [Acme] }. */
+  where: z.record(z.string().min(1), z.union([z.string(), z.array(z.string()).min(1)])).optional(),
+  /** Destinations this audience goes to; all destinations when omitted. */
+  destinations: z.array(z.string().min(1)).optional(),
+});
+
+export const audiencesSchema = z.strictObject({
+  /** One audience per segment per destination unless `list` is given; `{segment}` is replaced. */
+  name_pattern: z.string().min(1).default('RFM: {segment}'),
+  per_segment: z.boolean().default(true),
+  list: z.array(audienceSchema).default([]),
+});
+
+/** Destinations are checked in detail by their connector's own schema (connectors/<platform>/). */
+export const destinationSchema = z.looseObject({
+  type: z.enum(['file', 'google_ads', 'meta', 'mailchimp']),
+  /** Base URL override: a sandbox, a proxy or a local test server. */
+  endpoint: z.url().optional(),
+});
+
+export const scheduleSchema = z.strictObject({
+  destination: z.string().min(1),
+  audience: z.string().min(1).optional(),
+  /** Cron pattern, e.g. "0 3 * * *". */
+  cron: z.string().min(1),
+  tz: z.string().min(1).default('UTC'),
+  full: z.boolean().default(false),
+});
+
+export const configSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  source: sourceSchema,
+  profiles: profilesSchema.optional(),
+  scoring: scoringSchema.default(scoringSchema.parse({})),
+  segments: segmentsSchema.default({ map: 'default', actions: {} }),
+  audiences: audiencesSchema.default(audiencesSchema.parse({})),
+  destinations: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'destination names: lowercase letters, digits, - and _'), destinationSchema).default({}),
+  schedules: z.array(scheduleSchema).default([]),
+});
+export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,53 @@
+/**
+ * Quantile binning exactly as the R `rfm` package does it (`bins()` in its utils.R):
+ * the interior breaks are R's type-7 quantiles at 0.2, 0.4, 0.6, 0.8, each plus 1, and the bins are
+ * half-open [lower, upper) from min to max + 1. The arithmetic follows R's `quantile.default` and
+ * `seq()` operation by operation so that the doubles, and so the scores, are identical.
+ */
+
+export const BINS = 5;
+
+/** `seq(0, 1, length.out = 6)` as R computes it: from + (1:n1-1) * ((to - from) / n1), then `to`. */
+const PROBS: readonly number[] = Array.from({ length: BINS - 1 }, (_, i) => (i + 1) * (1 / BINS));
+
+/** R's type-7 quantile of an ascending-sorted sample. */
+export function quantileType7(sorted: ArrayLike<number>, p: number): number {
+  const n = sorted.length;
+  if (n === 0) return NaN;
+  const index = 1 + Math.max(n - 1, 0) * p;
+  const lo = Math.floor(index);
+  const hi = Math.ceil(index);
+  const qs = sorted[lo - 1]!;
+  const xhi = sorted[hi - 1]!;
+  if (index > lo && xhi !== qs) {
+    const h = index - lo;
+    return (1 - h) * qs + h * xhi;
+  }
+  return qs;
+}
+
+/** The four interior breaks (quantile + 1) for a sample. */
+export function quantileBreaks(values: ArrayLike<number>): number[] {
+  const sorted = Float64Array.from(values).sort();
+  return PROBS.map((p) => quantileType7(sorted, p) + 1);
+}
+
+/**
+ * Scores 1..5 for each value. `higherIsBetter` false reverses them (recency: fewest days scores 5).
+ * A value's bin is the number of breaks it reaches, which is what R's sequence of [lower, upper)
+ * assignments gives, empty bins included.
+ */
+export function quantileScores(
+  values: ArrayLike<number>,
+  higherIsBetter: boolean,
+): { scores: Uint8Array; breaks: number[] } {
+  const breaks = quantileBreaks(values);
+  const [b1, b2, b3, b4] = breaks as [number, number, number, number];
+  const scores = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    const bin = 1 + (v >= b1 ? 1 : 0) + (v >= b2 ? 1 : 0) + (v >= b3 ? 1 : 0) + (v >= b4 ? 1 : 0);
+    scores[i] = higherIsBetter ? bin : BINS + 1 - bin;
+  }
+  return { scores, breaks };
+}

@@ -1,0 +1,476 @@
+import { SourceError } from '../errors.js';
+import type { ProfilesConfig, ScoringConfig, Shape, SourceConfig } from '../config/schema.js';
+import { ColumnResolver, PROFILE_FIELDS, expectedColumns, type ProfileField } from './columns.js';
+import { dateParser, formatDay, parseAmount, parseCount, parseFlag } from './parse.js';
+import { openRows, type RowStream } from './rows.js';
+
+/**
+ * Customers as columns: one entry per customer in order of first appearance. The dimension values
+ * are what scoring needs; profile fields and attributes are carried for audiences downstream.
+ */
+export interface Customers {
+  readonly shape: Shape;
+  readonly ids: string[];
+  /** Days from the last order to the analysis date. */
+  readonly recencyDays: Float64Array;
+  /** Number of orders. */
+  readonly frequency: Float64Array;
+  /** The third dimension: monetary value (sum or mean), engagement or duration. */
+  readonly value: Float64Array;
+  /** Scores given by a *scores* source (0 where only a segment was given). */
+  readonly given?: { r: Uint8Array; f: Uint8Array; m: Uint8Array; segment: (string | undefined)[] };
+  readonly profile: Partial<Record<ProfileField, (string | undefined)[]>>;
+  readonly attributes: Record<string, (string | undefined)[]>;
+  /** 1 where the customer opted out (or gave no consent): scored, but in no audience. */
+  readonly optedOut: Uint8Array;
+}
+
+export interface BadRows {
+  rows: number;
+  bad: number;
+  byReason: Record<string, number>;
+  /** The first few, with row numbers (row 1 is the first row after the header). */
+  samples: { row: number; reason: string }[];
+}
+
+export interface ReadReport {
+  source: BadRows;
+  profiles?: BadRows & { unmatched: number; missing: number };
+  warnings: string[];
+}
+
+export interface ReadOptions {
+  analysisDay: number;
+  scoring: Pick<ScoringConfig, 'monetary' | 'third_dimension' | 'engagement' | 'duration'>;
+  baseDir: string;
+  onProgress?: (p: { rows: number; done: number; total?: number }) => void;
+}
+
+const SAMPLE_LIMIT = 20;
+const PROGRESS_EVERY = 1 << 16;
+
+/** Keeps a count and a few samples of rows that could not be read. */
+class BadRowLog implements BadRows {
+  rows = 0;
+  bad = 0;
+  byReason: Record<string, number> = {};
+  samples: { row: number; reason: string }[] = [];
+
+  add(row: number, reason: string, detail = ''): void {
+    this.bad++;
+    this.byReason[reason] = (this.byReason[reason] ?? 0) + 1;
+    if (this.samples.length < SAMPLE_LIMIT) this.samples.push({ row, reason: detail ? `${reason}: ${detail}` : reason });
+  }
+
+  /** Stops the run when too many rows are bad: nothing downstream may act on a broken extract. */
+  check(label: string, maxShare: number, configPath: string): void {
+    if (this.rows === 0) throw new SourceError(`${label}: has a header but no rows`, 'check the export or query');
+    if (this.bad / this.rows <= maxShare) return;
+    const reasons = Object.entries(this.byReason)
+      .sort((a, b) => b[1] - a[1])
+      .map(([r, n]) => `${n} × ${r}`)
+      .join(', ');
+    const samples = this.samples.map((s) => `row ${s.row}: ${s.reason}`).join('; ');
+    throw new SourceError(
+      `${label}: ${this.bad} of ${this.rows} rows are bad (${pct(this.bad / this.rows)}, more than the allowed ${pct(maxShare)}): ${reasons}. First: ${samples}`,
+      `fix the extract, map the right columns in ${configPath}.columns, or raise ${configPath}.max_bad_row_share`,
+    );
+  }
+}
+
+export function pct(share: number): string {
+  return `${(share * 100).toFixed(share < 0.001 && share > 0 ? 3 : 1)} %`;
+}
+
+/** Shows a value's form, not its content: letters as `a`, digits as `9` (a bad row may hold PII). */
+export function shapeOf(text: string): string {
+  const t = text.length > 24 ? `${text.slice(0, 24)}…` : text;
+  return `'${t.replace(/\p{L}/gu, 'a').replace(/\d/g, '9')}'`;
+}
+
+/** Growable numeric column (a plain array of doubles, made typed at the end). */
+type Column = number[];
+
+/** Neumaier-compensated sums: as close to R's long-double `sum()` as a double can get. */
+class Sums {
+  readonly sum: Column = [];
+  readonly comp: Column = [];
+  push(x: number): void {
+    this.sum.push(x);
+    this.comp.push(0);
+  }
+  add(i: number, x: number): void {
+    const s = this.sum[i]!;
+    const t = s + x;
+    this.comp[i]! += Math.abs(s) >= Math.abs(x) ? s - t + x : x - t + s;
+    this.sum[i] = t;
+  }
+  value(i: number): number {
+    return this.sum[i]! + this.comp[i]!;
+  }
+}
+
+/** Reads the scoring source (and the profiles table, when configured) into customers. */
+export async function readCustomers(
+  source: SourceConfig,
+  profiles: ProfilesConfig | undefined,
+  options: ReadOptions,
+): Promise<{ customers: Customers; report: ReadReport }> {
+  const rows = await openRows(source, options.baseDir, 'source');
+  let result: { customers: Customers; log: BadRowLog; warnings: string[] };
+  try {
+    result = await readScoring(rows, source, options);
+  } finally {
+    await rows.close();
+  }
+  result.log.check('source', source.max_bad_row_share, 'source');
+  const report: ReadReport = { source: result.log, warnings: result.warnings };
+  if (profiles) report.profiles = await joinProfiles(result.customers, profiles, options);
+  return { customers: result.customers, report };
+}
+
+async function readScoring(
+  rows: RowStream,
+  source: SourceConfig,
+  options: ReadOptions,
+): Promise<{ customers: Customers; log: BadRowLog; warnings: string[] }> {
+  const cols = new ColumnResolver(rows.header, source.columns, rows.label, 'source');
+  const shape = source.shape ?? cols.detectShape();
+  if (!shape)
+    throw new SourceError(
+      `${rows.label}: cannot tell the input shape from the columns ${rows.header.join(', ')}; expected ${expectedColumns()}`,
+      'set source.shape and map the columns in source.columns',
+    );
+  const idCol = cols.require('customer_id', shape);
+  const parseDate = dateParser(source.date_format);
+  const { scoring, analysisDay } = options;
+  const third = thirdDimension(cols, scoring, shape);
+  const profileCols = profileColumns(cols);
+  const attributeCols = source.attributes.map((a, k) => [a, cols.column(a, `source.attributes[${k}]`)] as const);
+  const optOut = optOutColumn(cols);
+
+  const log = new BadRowLog();
+  const index = new Map<string, number>();
+  const ids: string[] = [];
+  const lastDay: Column = [];
+  const frequency: Column = [];
+  const values = new Sums();
+  const profile: Partial<Record<ProfileField, (string | undefined)[]>> = {};
+  for (const [field] of profileCols) profile[field] = [];
+  const attributes: Record<string, (string | undefined)[]> = {};
+  for (const [name] of attributeCols) attributes[name] = [];
+  const optedOut: Column = [];
+  const given = shape === 'scores' ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: [] as (string | undefined)[] } : undefined;
+  const firstRow: Column = [];
+  let future = 0;
+
+  const dateCol = shape === 'orders' ? cols.require('order_date', shape) : undefined;
+  const amountCol = shape === 'orders' && third.kind === 'monetary' ? cols.require('amount', shape) : undefined;
+  const lastCol = shape === 'customers' ? cols.find('last_order_date') : undefined;
+  const recencyCol = shape === 'customers' && lastCol === undefined ? cols.require('recency_days', shape) : undefined;
+  const countCol = shape === 'customers' ? cols.require('order_count', shape) : undefined;
+  const revenueCol = shape === 'customers' && third.kind === 'monetary' ? cols.require('total_revenue', shape) : undefined;
+  const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
+  const width = rows.header.length;
+
+  let row = 0;
+  for await (const rec of rows.records) {
+    row++;
+    log.rows++;
+    if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
+    if (rec.length !== width) {
+      log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
+      continue;
+    }
+    const id = rec[idCol]!.trim();
+    if (id === '') {
+      log.add(row, 'missing customer_id');
+      continue;
+    }
+    let day = 0;
+    let count = 1;
+    let value = 0;
+    if (shape === 'orders') {
+      const d = parseDate(rec[dateCol!]!);
+      if (d === undefined) {
+        log.add(row, 'unparseable order_date', `${shapeOf(rec[dateCol!]!)} (date_format ${source.date_format})`);
+        continue;
+      }
+      day = d;
+    } else if (shape === 'customers') {
+      if (lastCol !== undefined) {
+        const d = parseDate(rec[lastCol]!);
+        if (d === undefined) {
+          log.add(row, 'unparseable last_order_date', `${shapeOf(rec[lastCol]!)} (date_format ${source.date_format})`);
+          continue;
+        }
+        day = d;
+      } else {
+        const r = parseAmount(rec[recencyCol!]!);
+        if (r === undefined) {
+          log.add(row, 'non-numeric recency_days', shapeOf(rec[recencyCol!]!));
+          continue;
+        }
+        day = analysisDay - r;
+      }
+      const c = parseCount(rec[countCol!]!);
+      if (c === undefined) {
+        log.add(row, 'order_count is not a whole number', shapeOf(rec[countCol!]!));
+        continue;
+      }
+      count = c;
+    }
+    if (shape !== 'scores') {
+      const text = third.kind === 'monetary' ? rec[(amountCol ?? revenueCol)!]! : '';
+      const v = third.kind === 'monetary' ? parseAmount(text) : third.read(rec);
+      if (v === undefined) {
+        log.add(row, third.kind === 'monetary' ? `non-numeric ${shape === 'orders' ? 'amount' : 'total_revenue'}` : `non-numeric ${third.kind}`, third.kind === 'monetary' ? shapeOf(text) : '');
+        continue;
+      }
+      value = v;
+    }
+    let scores: [number, number, number, string | undefined] | undefined;
+    if (scoreCols) {
+      const read = scoreCols.read(rec);
+      if (typeof read === 'string') {
+        log.add(row, read);
+        continue;
+      }
+      scores = read;
+    }
+    let optFlag = false;
+    if (optOut) {
+      const flag = parseFlag(rec[optOut.col]!);
+      if (flag === undefined) {
+        log.add(row, `${optOut.field} is not a flag`, `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`);
+        continue;
+      }
+      optFlag = optOut.field === 'opted_out' ? flag : !flag;
+    }
+
+    let i = index.get(id);
+    if (i !== undefined && shape !== 'orders') {
+      log.add(row, 'duplicate customer_id', `first seen at row ${firstRow[i]}`);
+      continue;
+    }
+    const newest = i === undefined || day >= lastDay[i]!;
+    if (i === undefined) {
+      i = ids.length;
+      index.set(id, i);
+      ids.push(id);
+      firstRow.push(row);
+      lastDay.push(day);
+      frequency.push(count);
+      values.push(value);
+      optedOut.push(optFlag ? 1 : 0);
+      for (const [field] of profileCols) profile[field]!.push(undefined);
+      for (const [name] of attributeCols) attributes[name]!.push(undefined);
+      if (given && scores) {
+        given.r.push(scores[0]);
+        given.f.push(scores[1]);
+        given.m.push(scores[2]);
+        given.segment.push(scores[3]);
+      }
+    } else {
+      if (day > lastDay[i]!) lastDay[i] = day;
+      frequency[i]!++;
+      values.add(i, value);
+      if (optFlag) optedOut[i] = 1;
+    }
+    if (day > analysisDay && shape !== 'scores') future++;
+    // Identifiers and attributes: the most recent non-empty value wins.
+    for (const [field, col] of profileCols) {
+      const v = rec[col]!;
+      if (v.trim() !== '' && (newest || profile[field]![i] === undefined)) profile[field]![i] = v;
+    }
+    for (const [name, col] of attributeCols) {
+      const v = rec[col]!;
+      if (v.trim() !== '' && (newest || attributes[name]![i] === undefined)) attributes[name]![i] = v;
+    }
+  }
+  options.onProgress?.({ rows: row, ...rows.progress() });
+
+  const n = ids.length;
+  const recencyDays = new Float64Array(n);
+  const value = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    recencyDays[i] = analysisDay - lastDay[i]!;
+    value[i] = values.value(i);
+    if (third.kind === 'monetary' && scoring.monetary === 'mean' && shape !== 'scores') value[i] = value[i]! / frequency[i]!;
+  }
+  const warnings: string[] = [];
+  if (future > 0)
+    warnings.push(
+      `${future} ${shape === 'orders' ? 'orders are' : 'customers have a last order'} after the analysis date ${formatDay(analysisDay)}; they count with negative recency (as in R's rfm package)`,
+    );
+  const customers: Customers = {
+    shape,
+    ids,
+    recencyDays,
+    frequency: Float64Array.from(frequency),
+    value,
+    profile,
+    attributes,
+    optedOut: Uint8Array.from(optedOut),
+    ...(given
+      ? { given: { r: Uint8Array.from(given.r), f: Uint8Array.from(given.f), m: Uint8Array.from(given.m), segment: given.segment } }
+      : {}),
+  };
+  return { customers, log, warnings };
+}
+
+type ThirdDimension = { kind: 'monetary' } | { kind: 'engagement' | 'duration'; read: (rec: string[]) => number | undefined };
+
+/** RFE and RFD read their third dimension from configured columns (a weighted sum for engagement). */
+function thirdDimension(
+  cols: ColumnResolver,
+  scoring: ReadOptions['scoring'],
+  shape: Shape,
+): ThirdDimension {
+  if (scoring.third_dimension === 'monetary' || shape === 'scores') return { kind: 'monetary' };
+  const weights: [number, number][] =
+    scoring.third_dimension === 'engagement'
+      ? Object.entries(scoring.engagement ?? {}).map(([name, w]) => [cols.column(name, `scoring.engagement.${name}`), w])
+      : scoring.duration
+        ? [[cols.column(scoring.duration, 'scoring.duration'), 1]]
+        : [];
+  if (weights.length === 0)
+    throw new SourceError(
+      `scoring.third_dimension is ${scoring.third_dimension} but no column is configured for it`,
+      scoring.third_dimension === 'engagement'
+        ? 'set scoring.engagement, e.g. { sessions: 1, email_opens: 0.5 }'
+        : 'set scoring.duration to the column holding time spent',
+    );
+  return {
+    kind: scoring.third_dimension,
+    read: (rec) => {
+      let total = 0;
+      for (const [col, w] of weights) {
+        const text = rec[col]!;
+        if (text.trim() === '') continue;
+        const v = parseAmount(text);
+        if (v === undefined) return undefined;
+        total += w * v;
+      }
+      return total;
+    },
+  };
+}
+
+function profileColumns(cols: ColumnResolver): [ProfileField, number][] {
+  const out: [ProfileField, number][] = [];
+  for (const field of PROFILE_FIELDS) {
+    const i = cols.find(field);
+    if (i !== undefined) out.push([field, i]);
+  }
+  return out;
+}
+
+function optOutColumn(cols: ColumnResolver): { field: 'opted_out' | 'consent'; col: number } | undefined {
+  const o = cols.find('opted_out');
+  if (o !== undefined) return { field: 'opted_out', col: o };
+  const c = cols.find('consent');
+  return c !== undefined ? { field: 'consent', col: c } : undefined;
+}
+
+function scoresColumns(cols: ColumnResolver, label: string) {
+  const r = cols.find('r');
+  const f = cols.find('f');
+  const m = cols.find('m');
+  const code = cols.find('rfm_code');
+  const segment = cols.find('segment');
+  const haveRfm = r !== undefined && f !== undefined && m !== undefined;
+  if (!haveRfm && code === undefined && segment === undefined)
+    throw new SourceError(`${label}: a scores source needs r, f and m columns, an rfm_code column, or a segment column`, 'map them in source.columns');
+  const digit = (text: string): number => {
+    const t = text.trim();
+    return t.length === 1 && t >= '1' && t <= '5' ? Number(t) : 0;
+  };
+  return {
+    read(rec: string[]): [number, number, number, string | undefined] | string {
+      const seg = segment !== undefined ? rec[segment]!.trim() || undefined : undefined;
+      if (haveRfm) {
+        const s: [number, number, number] = [digit(rec[r]!), digit(rec[f]!), digit(rec[m]!)];
+        if (s.every((x) => x > 0)) return [...s, seg];
+        if (!seg) return 'r, f and m must be whole numbers 1-5';
+      } else if (code !== undefined) {
+        const t = rec[code]!.trim();
+        if (/^[1-5]{3}$/.test(t)) return [digit(t[0]!), digit(t[1]!), digit(t[2]!), seg];
+        if (!seg) return 'rfm_code must be three digits 1-5, such as 543';
+      }
+      return seg ? [0, 0, 0, seg] : 'no segment and no scores';
+    },
+  };
+}
+
+/** Joins a one-row-per-customer table of identifiers, consent and attributes onto the customers. */
+async function joinProfiles(
+  customers: Customers,
+  config: ProfilesConfig,
+  options: ReadOptions,
+): Promise<BadRows & { unmatched: number; missing: number }> {
+  const rows = await openRows(config, options.baseDir, 'profiles');
+  const log = new BadRowLog();
+  const index = new Map<string, number>();
+  customers.ids.forEach((id, i) => index.set(id, i));
+  const seen = new Uint8Array(customers.ids.length);
+  let unmatched = 0;
+  try {
+    const cols = new ColumnResolver(rows.header, config.columns, rows.label, 'profiles');
+    const idCol = cols.require('customer_id', 'customers');
+    const fields = profileColumns(cols);
+    for (const [field] of fields) customers.profile[field] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+    const attributeCols = config.attributes.map((a, k) => [a, cols.column(a, `profiles.attributes[${k}]`)] as const);
+    for (const [name] of attributeCols) customers.attributes[name] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+    const optOut = optOutColumn(cols);
+    const width = rows.header.length;
+    let row = 0;
+    for await (const rec of rows.records) {
+      row++;
+      log.rows++;
+      if (rec.length !== width) {
+        log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
+        continue;
+      }
+      const id = rec[idCol]!.trim();
+      if (id === '') {
+        log.add(row, 'missing customer_id');
+        continue;
+      }
+      const i = index.get(id);
+      if (i === undefined) {
+        unmatched++;
+        continue;
+      }
+      if (seen[i]) {
+        log.add(row, 'duplicate customer_id');
+        continue;
+      }
+      let optFlag = false;
+      if (optOut) {
+        const flag = parseFlag(rec[optOut.col]!);
+        if (flag === undefined) {
+          log.add(row, `${optOut.field} is not a flag`, `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`);
+          continue;
+        }
+        optFlag = optOut.field === 'opted_out' ? flag : !flag;
+      }
+      seen[i] = 1;
+      if (optFlag) customers.optedOut[i] = 1;
+      for (const [field, col] of fields) {
+        const v = rec[col]!;
+        if (v.trim() !== '') customers.profile[field]![i] = v;
+      }
+      for (const [name, col] of attributeCols) {
+        const v = rec[col]!;
+        if (v.trim() !== '') customers.attributes[name]![i] = v;
+      }
+    }
+  } finally {
+    await rows.close();
+  }
+  log.check('profiles', config.max_bad_row_share, 'profiles');
+  let missing = 0;
+  for (const s of seen) if (!s) missing++;
+  return { rows: log.rows, bad: log.bad, byReason: log.byReason, samples: log.samples, unmatched, missing };
+}
