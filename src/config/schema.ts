@@ -49,9 +49,12 @@ export type Shape = z.infer<typeof shapeSchema>;
 export const dateFormatSchema = z
   .string()
   .regex(
-    /^(auto|unix|unix_ms|(YYYY|MM|DD)([-/.]?)(YYYY|MM|DD)\2(YYYY|MM|DD))$/,
+    /^(auto|unix|unix_ms|(?:YYYY|MM|DD)([-/.]?)(?:YYYY|MM|DD)\2(?:YYYY|MM|DD))$/,
     'expected auto, unix, unix_ms, or a pattern of YYYY, MM and DD such as DD/MM/YYYY or YYYYMMDD',
-  );
+  )
+  .refine((s) => ['auto', 'unix', 'unix_ms'].includes(s) || new Set(s.match(/YYYY|MM|DD/g)).size === 3, {
+    message: 'a date pattern needs each of YYYY, MM and DD once',
+  });
 
 const sourceCommon = {
   /** Shape of the rows; recognised from the column names when omitted. */
