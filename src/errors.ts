@@ -34,7 +34,8 @@ export class SourceError extends UserError {
 }
 
 export function describeError(error: unknown): string {
-  if (error instanceof UserError) return error.hint ? `${error.message}\n  hint: ${error.hint}` : error.message;
+  if (error instanceof UserError)
+    return error.hint ? `${error.message}\n  hint: ${error.hint}` : error.message;
   if (error instanceof Error) return error.message;
   return String(error);
 }

@@ -27,7 +27,9 @@ const REDACT = [
  * Logs go to stderr: JSON lines when stderr is not a terminal (services, CI, pipes), short
  * human lines in a terminal. Results never go through the logger.
  */
-export function createLogger(options: { level?: string; json?: boolean; stream?: DestinationStream } = {}): Logger {
+export function createLogger(
+  options: { level?: string; json?: boolean; stream?: DestinationStream } = {},
+): Logger {
   const json = options.json ?? !process.stderr.isTTY;
   const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
   const stream = options.stream ?? (json ? pino.destination({ dest: 2, sync: true }) : humanStream());
@@ -35,10 +37,22 @@ export function createLogger(options: { level?: string; json?: boolean; stream?:
 }
 
 function humanStream(): DestinationStream {
-  const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: '', 40: 'warning: ', 50: 'error: ', 60: 'fatal: ' };
+  const names: Record<number, string> = {
+    10: 'trace',
+    20: 'debug',
+    30: '',
+    40: 'warning: ',
+    50: 'error: ',
+    60: 'fatal: ',
+  };
   return {
     write(line: string) {
-      const { level, msg, time: _t, ...rest } = JSON.parse(line) as { level: number; msg?: string; time?: number };
+      const {
+        level,
+        msg,
+        time: _t,
+        ...rest
+      } = JSON.parse(line) as { level: number; msg?: string; time?: number };
       const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
       process.stderr.write(`${names[level] ?? ''}${msg ?? ''}${extra}\n`);
     },

@@ -23,11 +23,24 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('score')
     .description('score customers by RFM and write one row per customer (CSV or JSON lines)')
-    .option('-i, --input <file>', 'CSV of orders, customers or scores (without a config, or instead of its source)')
-    .addOption(new Option('--shape <shape>', 'input shape (recognised from the columns when omitted)').choices(['orders', 'customers', 'scores']))
+    .option(
+      '-i, --input <file>',
+      'CSV of orders, customers or scores (without a config, or instead of its source)',
+    )
+    .addOption(
+      new Option('--shape <shape>', 'input shape (recognised from the columns when omitted)').choices([
+        'orders',
+        'customers',
+        'scores',
+      ]),
+    )
     .option('--analysis-date <date>', 'YYYY-MM-DD or today (default: the config, else today in UTC)')
-    .addOption(new Option('--method <method>', 'binning method (default quantile)').choices(['quantile', 'ntile']))
-    .addOption(new Option('--monetary <how>', 'monetary value per customer (default sum)').choices(['sum', 'mean']))
+    .addOption(
+      new Option('--method <method>', 'binning method (default quantile)').choices(['quantile', 'ntile']),
+    )
+    .addOption(
+      new Option('--monetary <how>', 'monetary value per customer (default sum)').choices(['sum', 'mean']),
+    )
     .option('--max-bad-row-share <share>', 'stop when more than this share of rows is bad (default 0.01)')
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
     .option('-o, --out <file>', 'write scores to a file (default: stdout)')
@@ -42,7 +55,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON')
     .action((opts: { json?: boolean }) => {
       const file = configPath();
-      if (!file) throw new UserError('no config to validate: pass --config FILE or create ./audience-sync.yaml', ExitCode.usage);
+      if (!file)
+        throw new UserError(
+          'no config to validate: pass --config FILE or create ./audience-sync.yaml',
+          ExitCode.usage,
+        );
       const { config } = loadConfig(file);
       const map = buildSegmentMap(config.segments);
       const result = {
@@ -76,7 +93,10 @@ export async function main(argv: string[]): Promise<number> {
       const number = (name: string, value: string, integer = false): number => {
         const v = Number(value);
         if (!Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v)))
-          throw new UserError(`--${name}: expected a ${integer ? 'whole ' : ''}number, got '${value}'`, ExitCode.usage);
+          throw new UserError(
+            `--${name}: expected a ${integer ? 'whole ' : ''}number, got '${value}'`,
+            ExitCode.usage,
+          );
         return v;
       };
       const summary = await generateShop(opts.out!, {

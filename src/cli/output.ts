@@ -7,13 +7,19 @@ import { SingleBar } from 'cli-progress';
 export function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  const numeric = headers.map((_, c) => rows.length > 0 && rows.every((r) => typeof r[c] === 'number' || /^[\d.,% -]+$/.test(String(r[c]))));
+  const numeric = headers.map(
+    (_, c) =>
+      rows.length > 0 && rows.every((r) => typeof r[c] === 'number' || /^[\d.,% -]+$/.test(String(r[c]))),
+  );
   const line = (r: string[]) =>
     r
       .map((v, c) => (numeric[c] ? v.padStart(widths[c]!) : v.padEnd(widths[c]!)))
       .join('  ')
       .trimEnd();
-  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n';
+  return (
+    [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n') +
+    '\n'
+  );
 }
 
 export function thousands(n: number): string {
@@ -21,7 +27,10 @@ export function thousands(n: number): string {
 }
 
 /** A progress bar on a terminal; nothing when stderr is a pipe or CI runs us. */
-export function progressBar(label: string): { update(done: number, total?: number, rows?: number): void; stop(): void } {
+export function progressBar(label: string): {
+  update(done: number, total?: number, rows?: number): void;
+  stop(): void;
+} {
   if (!process.stderr.isTTY || process.env.CI) return { update() {}, stop() {} };
   const bar = new SingleBar({
     stream: process.stderr,
@@ -49,7 +58,10 @@ export function progressBar(label: string): { update(done: number, total?: numbe
 export class LineWriter {
   private buffer: string[] = [];
   private size = 0;
-  private constructor(private readonly out: Writable, private readonly owned: boolean) {}
+  private constructor(
+    private readonly out: Writable,
+    private readonly owned: boolean,
+  ) {}
 
   static open(file: string | undefined): LineWriter {
     return file ? new LineWriter(createWriteStream(file), true) : new LineWriter(process.stdout, false);
@@ -71,7 +83,10 @@ export class LineWriter {
 
   async close(): Promise<void> {
     await this.flush();
-    if (this.owned) await new Promise<void>((resolve, reject) => this.out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    if (this.owned)
+      await new Promise<void>((resolve, reject) =>
+        this.out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+      );
   }
 }
 

@@ -30,10 +30,17 @@ export function scoreConfig(options: ScoreOptions, cwd = process.cwd()): { confi
     raw = structuredClone(loaded.config) as unknown as Record<string, unknown>;
     baseDir = loaded.dir;
   } else if (!options.input) {
-    throw new ConfigError('score needs --input FILE, or a config (--config FILE or ./audience-sync.yaml)', 'e.g. audience-sync score --input orders.csv --analysis-date 2026-01-01');
+    throw new ConfigError(
+      'score needs --input FILE, or a config (--config FILE or ./audience-sync.yaml)',
+      'e.g. audience-sync score --input orders.csv --analysis-date 2026-01-01',
+    );
   }
   if (options.input) {
-    raw.source = { type: 'csv', path: path.resolve(cwd, options.input), ...(options.shape ? { shape: options.shape } : {}) };
+    raw.source = {
+      type: 'csv',
+      path: path.resolve(cwd, options.input),
+      ...(options.shape ? { shape: options.shape } : {}),
+    };
   } else if (options.shape) {
     (raw.source as Record<string, unknown>).shape = options.shape;
   }
@@ -42,7 +49,8 @@ export function scoreConfig(options: ScoreOptions, cwd = process.cwd()): { confi
   if (options.method) scoring.method = options.method;
   if (options.monetary) scoring.monetary = options.monetary;
   raw.scoring = scoring;
-  if (options.maxBadRowShare !== undefined) (raw.source as Record<string, unknown>).max_bad_row_share = Number(options.maxBadRowShare);
+  if (options.maxBadRowShare !== undefined)
+    (raw.source as Record<string, unknown>).max_bad_row_share = Number(options.maxBadRowShare);
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -68,7 +76,10 @@ export async function runScore(options: ScoreOptions, log: Logger): Promise<Exit
   const started = performance.now();
   let result: Segmented;
   try {
-    result = await segmentCustomers(config, { baseDir, onProgress: (p) => bar.update(p.done, p.total, p.rows) });
+    result = await segmentCustomers(config, {
+      baseDir,
+      onProgress: (p) => bar.update(p.done, p.total, p.rows),
+    });
   } finally {
     bar.stop();
   }
@@ -84,7 +95,10 @@ async function writeScores(result: Segmented, config: Config, options: ScoreOpti
   const known = customers.shape !== 'scores';
   const out = LineWriter.open(options.out);
   const jsonl = options.format === 'jsonl';
-  if (!jsonl) await out.line(['customer_id', 'recency_days', 'frequency', valueName, 'r', 'f', 'm', 'rfm_code', 'segment'].join(','));
+  if (!jsonl)
+    await out.line(
+      ['customer_id', 'recency_days', 'frequency', valueName, 'r', 'f', 'm', 'rfm_code', 'segment'].join(','),
+    );
   for (let i = 0; i < customers.ids.length; i++) {
     const r = scores.r[i]!;
     const f = scores.f[i]!;
@@ -128,7 +142,12 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
     bad_rows: read.source.bad,
     bad_row_reasons: read.source.byReason,
     bad_row_samples: read.source.samples,
-    segments: sizes.map((s) => ({ segment: s.segment, customers: s.customers, share: s.share, opted_out: s.optedOut })),
+    segments: sizes.map((s) => ({
+      segment: s.segment,
+      customers: s.customers,
+      share: s.share,
+      opted_out: s.optedOut,
+    })),
     ...(scores.breaks ? { breaks: scores.breaks } : {}),
     warnings: [...result.map.warnings, ...read.warnings],
     seconds: Math.round(ms) / 1000,
@@ -140,13 +159,21 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
   for (const w of summary.warnings) log.warn(w);
   if (read.source.bad > 0) {
     log.warn(
-      `${read.source.bad} of ${read.source.rows} rows skipped (${pct(read.source.bad / read.source.rows)}): ${Object.entries(read.source.byReason)
+      `${read.source.bad} of ${read.source.rows} rows skipped (${pct(read.source.bad / read.source.rows)}): ${Object.entries(
+        read.source.byReason,
+      )
         .map(([r, n]) => `${n} × ${r}`)
         .join(', ')}`,
     );
     for (const s of read.source.samples.slice(0, 5)) log.warn(`  row ${s.row}: ${s.reason}`);
   }
-  const rows = sizes.map((s) => [s.segment, thousands(s.customers), pct(s.share), thousands(s.optedOut), s.action ?? '']);
+  const rows = sizes.map((s) => [
+    s.segment,
+    thousands(s.customers),
+    pct(s.share),
+    thousands(s.optedOut),
+    s.action ?? '',
+  ]);
   process.stderr.write(
     `\n${thousands(customers.ids.length)} customers from ${thousands(read.source.rows)} ${customers.shape} rows, ${config.scoring.method} scores as of ${summary.analysis_date} (${summary.seconds} s)\n\n` +
       table(['segment', 'customers', 'share', 'opted out', 'suggested action'], rows) +

@@ -62,15 +62,25 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   };
 
   const problems: string[] = [];
-  const resolved = substitute(raw, [], env, (p, message) => problems.push(`${where(p)}: ${formatPath(p)}: ${message}`));
+  const resolved = substitute(raw, [], env, (p, message) =>
+    problems.push(`${where(p)}: ${formatPath(p)}: ${message}`),
+  );
   const parsed = configSchema.safeParse(resolved);
-  if (!parsed.success) problems.push(...parsed.error.issues.map((issue) =>
+  if (!parsed.success)
+    problems.push(
+      ...parsed.error.issues.map((issue) =>
         issue.code === 'unrecognized_keys'
-          ? issue.keys.map((k) => `${where([...issue.path, k])}: ${formatIssue({ ...issue, keys: [k] }, resolved)}`).join('\n')
+          ? issue.keys
+              .map((k) => `${where([...issue.path, k])}: ${formatIssue({ ...issue, keys: [k] }, resolved)}`)
+              .join('\n')
           : `${where(issue.path)}: ${formatIssue(issue, resolved)}`,
-      ));
+      ),
+    );
   if (problems.length > 0 || !parsed.success)
-    throw new ConfigError(problems.join('\n'), 'see the configuration reference in README.md, or config/example.yaml');
+    throw new ConfigError(
+      problems.join('\n'),
+      'see the configuration reference in README.md, or config/example.yaml',
+    );
   return parsed.data;
 }
 
@@ -85,11 +95,17 @@ function substitute(
     const out: Record<string, Json> = {};
     for (const [k, v] of Object.entries(value)) {
       if (SECRET_KEY.test(k) && typeof v === 'string' && v !== '' && !ONLY_ENV_REF.test(v.trim())) {
-        report([...at, k], `a credential written in the file; set an environment variable and write \${${envNameFor(k)}} instead`);
+        report(
+          [...at, k],
+          `a credential written in the file; set an environment variable and write \${${envNameFor(k)}} instead`,
+        );
         continue;
       }
       if (k === 'url' && typeof v === 'string' && /:\/\/[^/:@]+:[^@/]+@/.test(v) && !v.includes('${')) {
-        report([...at, k], 'a connection string with a password written in the file; write ${DATABASE_URL} and set it in the environment');
+        report(
+          [...at, k],
+          'a connection string with a password written in the file; write ${DATABASE_URL} and set it in the environment',
+        );
         continue;
       }
       out[k] = substitute(v, [...at, k], env, report);
@@ -134,7 +150,8 @@ function formatIssue(issue: z.core.$ZodIssue, root: Json): string {
       return `${at}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describe(valueAt(root, issue.path))}`;
     case 'invalid_union': {
       const v = valueAt(root, issue.path);
-      const type = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, Json>).type : undefined;
+      const type =
+        v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, Json>).type : undefined;
       if ((issue as { note?: string }).note === 'No matching discriminator' || type !== undefined)
         return `${at}.type: expected ${unionTypes(issue)}, got ${describe(type ?? null)}`;
       return `${at}: ${issue.message}`;
@@ -156,19 +173,31 @@ function knownKeys(at: readonly PropertyKey[], root: Json): string[] {
   for (const key of at) {
     schema = unwrap(schema);
     value = value && typeof value === 'object' ? (value as Record<string, Json>)[key as string] : undefined;
-    const def = (schema as { def?: { type?: string; shape?: Record<string, unknown>; options?: unknown[]; valueType?: unknown; element?: unknown } }).def;
+    const def = (
+      schema as {
+        def?: {
+          type?: string;
+          shape?: Record<string, unknown>;
+          options?: unknown[];
+          valueType?: unknown;
+          element?: unknown;
+        };
+      }
+    ).def;
     if (def?.type === 'object') schema = def.shape?.[key as string];
     else if (def?.type === 'record') schema = def.valueType;
     else if (def?.type === 'array') schema = def.element;
     else return [];
   }
   schema = unwrap(schema);
-  const def = (schema as { def?: { type?: string; shape?: Record<string, unknown>; options?: unknown[] } }).def;
+  const def = (schema as { def?: { type?: string; shape?: Record<string, unknown>; options?: unknown[] } })
+    .def;
   if (def?.type === 'object') return Object.keys(def.shape ?? {});
   if (def?.type === 'union' && def.options) {
     const type = value && typeof value === 'object' ? (value as Record<string, Json>).type : undefined;
     const match = def.options.find((o) => {
-      const s = (unwrap(o) as { def?: { shape?: Record<string, { def?: { values?: unknown[] } }> } }).def?.shape;
+      const s = (unwrap(o) as { def?: { shape?: Record<string, { def?: { values?: unknown[] } }> } }).def
+        ?.shape;
       return s?.type?.def?.values?.includes(type);
     });
     const shape = (unwrap(match) as { def?: { shape?: Record<string, unknown> } } | undefined)?.def?.shape;
@@ -178,10 +207,12 @@ function knownKeys(at: readonly PropertyKey[], root: Json): string[] {
 }
 
 function unwrap(schema: unknown): unknown {
-  let s = schema as { def?: { type?: string; innerType?: unknown; in?: unknown; schema?: unknown } } | undefined;
+  let s = schema as
+    { def?: { type?: string; innerType?: unknown; in?: unknown; schema?: unknown } } | undefined;
   for (let i = 0; i < 10 && s?.def; i++) {
     const t = s.def.type;
-    if (t === 'default' || t === 'optional' || t === 'nullable' || t === 'prefault' || t === 'readonly') s = s.def.innerType as typeof s;
+    if (t === 'default' || t === 'optional' || t === 'nullable' || t === 'prefault' || t === 'readonly')
+      s = s.def.innerType as typeof s;
     else if (t === 'pipe') s = s.def.in as typeof s;
     else break;
   }

@@ -8,9 +8,13 @@ import { z } from 'zod';
 const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD')
-  .refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), {
-    message: 'not a calendar date',
-  });
+  .refine(
+    (s) =>
+      !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
+    {
+      message: 'not a calendar date',
+    },
+  );
 
 /** Columns that say who a customer is and whether they may be targeted. */
 export const profileColumnsSchema = z.strictObject({
@@ -90,8 +94,12 @@ export type SourceConfig = z.infer<typeof sourceSchema>;
 
 /** A second table of one row per customer: identifiers, consent and attributes, joined by customer id. */
 export const profilesSchema = z.discriminatedUnion('type', [
-  csvSourceSchema.omit({ shape: true, date_format: true }).extend({ columns: profileColumnsSchema.default({}) }),
-  postgresSourceSchema.omit({ shape: true, date_format: true }).extend({ columns: profileColumnsSchema.default({}) }),
+  csvSourceSchema
+    .omit({ shape: true, date_format: true })
+    .extend({ columns: profileColumnsSchema.default({}) }),
+  postgresSourceSchema
+    .omit({ shape: true, date_format: true })
+    .extend({ columns: profileColumnsSchema.default({}) }),
 ]);
 export type ProfilesConfig = z.infer<typeof profilesSchema>;
 
@@ -110,9 +118,12 @@ export type SegmentRule = z.infer<typeof segmentRuleSchema>;
 const rfmCode = z
   .number()
   .int()
-  .refine((c) => [Math.floor(c / 100), Math.floor(c / 10) % 10, c % 10].every((d) => d >= 1 && d <= 5) && c < 1000, {
-    message: 'expected an RFM code of three digits 1-5, such as 555',
-  });
+  .refine(
+    (c) => [Math.floor(c / 100), Math.floor(c / 10) % 10, c % 10].every((d) => d >= 1 && d <= 5) && c < 1000,
+    {
+      message: 'expected an RFM code of three digits 1-5, such as 555',
+    },
+  );
 
 export const segmentsSchema = z
   .strictObject({
@@ -126,10 +137,22 @@ export const segmentsSchema = z
     actions: z.record(z.string().min(1), z.string().min(1)).default({}),
   })
   .superRefine((s, ctx) => {
-    if (s.map === 'codes' && !s.codes) ctx.addIssue({ code: 'custom', path: ['codes'], message: 'map: codes needs a codes table' });
-    if (s.map === 'rules' && !s.rules) ctx.addIssue({ code: 'custom', path: ['rules'], message: 'map: rules needs a rules list' });
-    if (s.map !== 'codes' && s.codes) ctx.addIssue({ code: 'custom', path: ['codes'], message: `codes is only read with map: codes (map is ${s.map})` });
-    if (s.map !== 'rules' && s.rules) ctx.addIssue({ code: 'custom', path: ['rules'], message: `rules is only read with map: rules (map is ${s.map})` });
+    if (s.map === 'codes' && !s.codes)
+      ctx.addIssue({ code: 'custom', path: ['codes'], message: 'map: codes needs a codes table' });
+    if (s.map === 'rules' && !s.rules)
+      ctx.addIssue({ code: 'custom', path: ['rules'], message: 'map: rules needs a rules list' });
+    if (s.map !== 'codes' && s.codes)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['codes'],
+        message: `codes is only read with map: codes (map is ${s.map})`,
+      });
+    if (s.map !== 'rules' && s.rules)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rules'],
+        message: `rules is only read with map: rules (map is ${s.map})`,
+      });
   });
 export type SegmentsConfig = z.infer<typeof segmentsSchema>;
 
@@ -189,7 +212,12 @@ export const configSchema = z.strictObject({
   scoring: scoringSchema.default(scoringSchema.parse({})),
   segments: segmentsSchema.default({ map: 'default', actions: {} }),
   audiences: audiencesSchema.default(audiencesSchema.parse({})),
-  destinations: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'destination names: lowercase letters, digits, - and _'), destinationSchema).default({}),
+  destinations: z
+    .record(
+      z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'destination names: lowercase letters, digits, - and _'),
+      destinationSchema,
+    )
+    .default({}),
   schedules: z.array(scheduleSchema).default([]),
 });
 export type Config = z.infer<typeof configSchema>;

@@ -5,7 +5,11 @@ import { BINS } from './quantile.js';
  * one row larger, ties broken by customer id in byte (code point) order, like COLLATE "C".
  * `higherIsBetter` false orders by value descending (recency: most recent scores 5).
  */
-export function ntileScores(values: ArrayLike<number>, ids: readonly string[], higherIsBetter: boolean): Uint8Array {
+export function ntileScores(
+  values: ArrayLike<number>,
+  ids: readonly string[],
+  higherIsBetter: boolean,
+): Uint8Array {
   const n = values.length;
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;

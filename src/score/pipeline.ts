@@ -19,7 +19,8 @@ export function analysisDayOf(setting: string, now = Date.now()): number {
   if (setting === 'today') return todayUtc(now);
   const [y, m, d] = setting.split('-').map(Number) as [number, number, number];
   const day = /^\d{4}-\d{2}-\d{2}$/.test(setting) ? dayNumber(y, m, d) : undefined;
-  if (day === undefined) throw new ConfigError(`analysis date '${setting}' is not a date`, 'write it as YYYY-MM-DD, or today');
+  if (day === undefined)
+    throw new ConfigError(`analysis date '${setting}' is not a date`, 'write it as YYYY-MM-DD, or today');
   return day;
 }
 

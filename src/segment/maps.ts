@@ -4,7 +4,8 @@ import type { SegmentRule, SegmentsConfig } from '../config/schema.js';
 /** Every RFM code from 111 to 555 with digits 1-5: the 125 cells a segment map must cover. */
 export const ALL_CODES: readonly number[] = (() => {
   const codes: number[] = [];
-  for (let r = 1; r <= 5; r++) for (let f = 1; f <= 5; f++) for (let m = 1; m <= 5; m++) codes.push(r * 100 + f * 10 + m);
+  for (let r = 1; r <= 5; r++)
+    for (let f = 1; f <= 5; f++) for (let m = 1; m <= 5; m++) codes.push(r * 100 + f * 10 + m);
   return codes;
 })();
 
@@ -13,13 +14,17 @@ export const DEFAULT_SEGMENT_CODES: Readonly<Record<string, readonly number[]>> 
   Champions: [555, 554, 544, 545, 454, 455, 445],
   'Loyal Customers': [543, 444, 435, 355, 354, 345, 344, 335],
   'Potential Loyalist': [
-    553, 551, 552, 541, 542, 533, 532, 531, 452, 451, 442, 441, 431, 453, 433, 432, 423, 353, 352, 351, 342, 341, 333, 323,
+    553, 551, 552, 541, 542, 533, 532, 531, 452, 451, 442, 441, 431, 453, 433, 432, 423, 353, 352, 351, 342,
+    341, 333, 323,
   ],
   'New Customers': [512, 511, 422, 421, 412, 411, 311],
   Promising: [525, 524, 523, 522, 521, 515, 514, 513, 425, 424, 413, 414, 415, 315, 314, 313],
   'Need Attention': [535, 534, 443, 434, 343, 334, 325, 324],
   'About To Sleep': [331, 321, 312, 221, 213],
-  'At Risk': [255, 254, 245, 244, 253, 252, 243, 242, 235, 234, 225, 224, 153, 152, 145, 143, 142, 135, 134, 133, 125, 124],
+  'At Risk': [
+    255, 254, 245, 244, 253, 252, 243, 242, 235, 234, 225, 224, 153, 152, 145, 143, 142, 135, 134, 133, 125,
+    124,
+  ],
   "Can't Lose Them": [155, 154, 144, 214, 215, 115, 114, 113],
   Hibernating: [332, 322, 231, 241, 251, 233, 232, 223, 222, 132, 123, 122, 212, 211],
   Lost: [111, 112, 121, 131, 141, 151],
@@ -70,7 +75,9 @@ export function segmentOf(map: SegmentMap, code: number): string | undefined {
 }
 
 /** Builds the map a config asks for, reporting codes assigned twice or left unassigned. */
-export function buildSegmentMap(config: Pick<SegmentsConfig, 'map' | 'codes' | 'rules' | 'other' | 'actions'>): SegmentMap {
+export function buildSegmentMap(
+  config: Pick<SegmentsConfig, 'map' | 'codes' | 'rules' | 'other' | 'actions'>,
+): SegmentMap {
   const byCode = new Int16Array(556).fill(-1);
   const names: string[] = [];
   const warnings: string[] = [];
@@ -85,14 +92,17 @@ export function buildSegmentMap(config: Pick<SegmentsConfig, 'map' | 'codes' | '
     const hits = rules.map(() => 0);
     for (const code of ALL_CODES) {
       const [r, f, m] = digits(code);
-      const k = rules.findIndex((rule) => within(r, rule.recency) && within(f, rule.frequency) && within(m, rule.monetary));
+      const k = rules.findIndex(
+        (rule) => within(r, rule.recency) && within(f, rule.frequency) && within(m, rule.monetary),
+      );
       if (k >= 0) {
         byCode[code] = nameIndex(rules[k]!.name);
         hits[k]!++;
       }
     }
     rules.forEach((rule, k) => {
-      if (hits[k] === 0) warnings.push(`segments.rules[${k}] (${rule.name}) never matches: earlier rules take all its codes`);
+      if (hits[k] === 0)
+        warnings.push(`segments.rules[${k}] (${rule.name}) never matches: earlier rules take all its codes`);
     });
   } else {
     const table = config.map === 'codes' ? config.codes! : DEFAULT_SEGMENT_CODES;
@@ -110,7 +120,10 @@ export function buildSegmentMap(config: Pick<SegmentsConfig, 'map' | 'codes' | '
       }
     }
     if (twice.length > 0)
-      throw new ConfigError(`segments.codes assigns codes twice: ${twice.join(', ')}`, 'give each RFM code to one segment only');
+      throw new ConfigError(
+        `segments.codes assigns codes twice: ${twice.join(', ')}`,
+        'give each RFM code to one segment only',
+      );
   }
 
   const unassigned = ALL_CODES.filter((c) => byCode[c] === -1);
@@ -127,9 +140,11 @@ export function buildSegmentMap(config: Pick<SegmentsConfig, 'map' | 'codes' | '
     warnings.push(`${unassigned.length} RFM codes go to '${config.other}': ${unassigned.join(' ')}`);
   }
 
-  const actions = config.map === 'default' ? { ...DEFAULT_ACTIONS, ...config.actions } : { ...config.actions };
+  const actions =
+    config.map === 'default' ? { ...DEFAULT_ACTIONS, ...config.actions } : { ...config.actions };
   for (const name of Object.keys(config.actions)) {
-    if (!names.includes(name)) warnings.push(`segments.actions names '${name}', which is not a segment of this map`);
+    if (!names.includes(name))
+      warnings.push(`segments.actions names '${name}', which is not a segment of this map`);
   }
   return { names, byCode, actions, warnings };
 }

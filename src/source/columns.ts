@@ -36,7 +36,13 @@ const DEFAULT_NAMES: Record<Field, readonly string[]> = {
   customer_id: ['customer_id', 'customerid', 'customer', 'client_id', 'user_id'],
   order_date: ['order_date', 'date', 'orderdate', 'purchase_date', 'order_time', 'created_at'],
   amount: ['amount', 'revenue', 'order_total', 'total', 'value', 'sales'],
-  last_order_date: ['last_order_date', 'date_most_recent', 'most_recent_order', 'last_order', 'last_purchase_date'],
+  last_order_date: [
+    'last_order_date',
+    'date_most_recent',
+    'most_recent_order',
+    'last_order',
+    'last_purchase_date',
+  ],
   recency_days: ['recency_days', 'recency'],
   order_count: ['order_count', 'number_of_orders', 'n_orders', 'orders', 'transaction_count', 'frequency'],
   total_revenue: ['total_revenue', 'revenue', 'amount', 'monetary', 'total_spent', 'lifetime_value'],
@@ -56,7 +62,11 @@ const DEFAULT_NAMES: Record<Field, readonly string[]> = {
   external_id: ['external_id', 'extern_id'],
 };
 
-const normalise = (name: string): string => name.trim().toLowerCase().replace(/[\s-]+/g, '_');
+const normalise = (name: string): string =>
+  name
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_');
 
 /** Finds columns in a header: configured names must exist; default names are tried otherwise. */
 export class ColumnResolver {

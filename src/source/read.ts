@@ -59,12 +59,14 @@ class BadRowLog implements BadRows {
   add(row: number, reason: string, detail = ''): void {
     this.bad++;
     this.byReason[reason] = (this.byReason[reason] ?? 0) + 1;
-    if (this.samples.length < SAMPLE_LIMIT) this.samples.push({ row, reason: detail ? `${reason}: ${detail}` : reason });
+    if (this.samples.length < SAMPLE_LIMIT)
+      this.samples.push({ row, reason: detail ? `${reason}: ${detail}` : reason });
   }
 
   /** Stops the run when too many rows are bad: nothing downstream may act on a broken extract. */
   check(label: string, maxShare: number, configPath: string): void {
-    if (this.rows === 0) throw new SourceError(`${label}: has a header but no rows`, 'check the export or query');
+    if (this.rows === 0)
+      throw new SourceError(`${label}: has a header but no rows`, 'check the export or query');
     if (this.bad / this.rows <= maxShare) return;
     const reasons = Object.entries(this.byReason)
       .sort((a, b) => b[1] - a[1])
@@ -146,7 +148,9 @@ async function readScoring(
   const { scoring, analysisDay } = options;
   const third = thirdDimension(cols, scoring, shape);
   const profileCols = profileColumns(cols);
-  const attributeCols = source.attributes.map((a, k) => [a, cols.column(a, `source.attributes[${k}]`)] as const);
+  const attributeCols = source.attributes.map(
+    (a, k) => [a, cols.column(a, `source.attributes[${k}]`)] as const,
+  );
   const optOut = optOutColumn(cols);
 
   const log = new BadRowLog();
@@ -160,16 +164,22 @@ async function readScoring(
   const attributes: Record<string, (string | undefined)[]> = {};
   for (const [name] of attributeCols) attributes[name] = [];
   const optedOut: Column = [];
-  const given = shape === 'scores' ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: [] as (string | undefined)[] } : undefined;
+  const given =
+    shape === 'scores'
+      ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: [] as (string | undefined)[] }
+      : undefined;
   const firstRow: Column = [];
   let future = 0;
 
   const dateCol = shape === 'orders' ? cols.require('order_date', shape) : undefined;
-  const amountCol = shape === 'orders' && third.kind === 'monetary' ? cols.require('amount', shape) : undefined;
+  const amountCol =
+    shape === 'orders' && third.kind === 'monetary' ? cols.require('amount', shape) : undefined;
   const lastCol = shape === 'customers' ? cols.find('last_order_date') : undefined;
-  const recencyCol = shape === 'customers' && lastCol === undefined ? cols.require('recency_days', shape) : undefined;
+  const recencyCol =
+    shape === 'customers' && lastCol === undefined ? cols.require('recency_days', shape) : undefined;
   const countCol = shape === 'customers' ? cols.require('order_count', shape) : undefined;
-  const revenueCol = shape === 'customers' && third.kind === 'monetary' ? cols.require('total_revenue', shape) : undefined;
+  const revenueCol =
+    shape === 'customers' && third.kind === 'monetary' ? cols.require('total_revenue', shape) : undefined;
   const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const width = rows.header.length;
 
@@ -193,7 +203,11 @@ async function readScoring(
     if (shape === 'orders') {
       const d = parseDate(rec[dateCol!]!);
       if (d === undefined) {
-        log.add(row, 'unparseable order_date', `${shapeOf(rec[dateCol!]!)} (date_format ${source.date_format})`);
+        log.add(
+          row,
+          'unparseable order_date',
+          `${shapeOf(rec[dateCol!]!)} (date_format ${source.date_format})`,
+        );
         continue;
       }
       day = d;
@@ -201,7 +215,11 @@ async function readScoring(
       if (lastCol !== undefined) {
         const d = parseDate(rec[lastCol]!);
         if (d === undefined) {
-          log.add(row, 'unparseable last_order_date', `${shapeOf(rec[lastCol]!)} (date_format ${source.date_format})`);
+          log.add(
+            row,
+            'unparseable last_order_date',
+            `${shapeOf(rec[lastCol]!)} (date_format ${source.date_format})`,
+          );
           continue;
         }
         day = d;
@@ -224,7 +242,13 @@ async function readScoring(
       const text = third.kind === 'monetary' ? rec[(amountCol ?? revenueCol)!]! : '';
       const v = third.kind === 'monetary' ? parseAmount(text) : third.read(rec);
       if (v === undefined) {
-        log.add(row, third.kind === 'monetary' ? `non-numeric ${shape === 'orders' ? 'amount' : 'total_revenue'}` : `non-numeric ${third.kind}`, third.kind === 'monetary' ? shapeOf(text) : '');
+        log.add(
+          row,
+          third.kind === 'monetary'
+            ? `non-numeric ${shape === 'orders' ? 'amount' : 'total_revenue'}`
+            : `non-numeric ${third.kind}`,
+          third.kind === 'monetary' ? shapeOf(text) : '',
+        );
         continue;
       }
       value = v;
@@ -242,7 +266,11 @@ async function readScoring(
     if (optOut) {
       const flag = parseFlag(rec[optOut.col]!);
       if (flag === undefined) {
-        log.add(row, `${optOut.field} is not a flag`, `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`);
+        log.add(
+          row,
+          `${optOut.field} is not a flag`,
+          `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
+        );
         continue;
       }
       optFlag = optOut.field === 'opted_out' ? flag : !flag;
@@ -296,7 +324,8 @@ async function readScoring(
   for (let i = 0; i < n; i++) {
     recencyDays[i] = analysisDay - lastDay[i]!;
     value[i] = values.value(i);
-    if (third.kind === 'monetary' && scoring.monetary === 'mean' && shape !== 'scores') value[i] = value[i]! / frequency[i]!;
+    if (third.kind === 'monetary' && scoring.monetary === 'mean' && shape !== 'scores')
+      value[i] = value[i]! / frequency[i]!;
   }
   const warnings: string[] = [];
   if (future > 0)
@@ -313,24 +342,31 @@ async function readScoring(
     attributes,
     optedOut: Uint8Array.from(optedOut),
     ...(given
-      ? { given: { r: Uint8Array.from(given.r), f: Uint8Array.from(given.f), m: Uint8Array.from(given.m), segment: given.segment } }
+      ? {
+          given: {
+            r: Uint8Array.from(given.r),
+            f: Uint8Array.from(given.f),
+            m: Uint8Array.from(given.m),
+            segment: given.segment,
+          },
+        }
       : {}),
   };
   return { customers, log, warnings };
 }
 
-type ThirdDimension = { kind: 'monetary' } | { kind: 'engagement' | 'duration'; read: (rec: string[]) => number | undefined };
+type ThirdDimension =
+  { kind: 'monetary' } | { kind: 'engagement' | 'duration'; read: (rec: string[]) => number | undefined };
 
 /** RFE and RFD read their third dimension from configured columns (a weighted sum for engagement). */
-function thirdDimension(
-  cols: ColumnResolver,
-  scoring: ReadOptions['scoring'],
-  shape: Shape,
-): ThirdDimension {
+function thirdDimension(cols: ColumnResolver, scoring: ReadOptions['scoring'], shape: Shape): ThirdDimension {
   if (scoring.third_dimension === 'monetary' || shape === 'scores') return { kind: 'monetary' };
   const weights: [number, number][] =
     scoring.third_dimension === 'engagement'
-      ? Object.entries(scoring.engagement ?? {}).map(([name, w]) => [cols.column(name, `scoring.engagement.${name}`), w])
+      ? Object.entries(scoring.engagement ?? {}).map(([name, w]) => [
+          cols.column(name, `scoring.engagement.${name}`),
+          w,
+        ])
       : scoring.duration
         ? [[cols.column(scoring.duration, 'scoring.duration'), 1]]
         : [];
@@ -381,7 +417,10 @@ function scoresColumns(cols: ColumnResolver, label: string) {
   const segment = cols.find('segment');
   const haveRfm = r !== undefined && f !== undefined && m !== undefined;
   if (!haveRfm && code === undefined && segment === undefined)
-    throw new SourceError(`${label}: a scores source needs r, f and m columns, an rfm_code column, or a segment column`, 'map them in source.columns');
+    throw new SourceError(
+      `${label}: a scores source needs r, f and m columns, an rfm_code column, or a segment column`,
+      'map them in source.columns',
+    );
   const digit = (text: string): number => {
     const t = text.trim();
     return t.length === 1 && t >= '1' && t <= '5' ? Number(t) : 0;
@@ -419,9 +458,13 @@ async function joinProfiles(
     const cols = new ColumnResolver(rows.header, config.columns, rows.label, 'profiles');
     const idCol = cols.require('customer_id', 'customers');
     const fields = profileColumns(cols);
-    for (const [field] of fields) customers.profile[field] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
-    const attributeCols = config.attributes.map((a, k) => [a, cols.column(a, `profiles.attributes[${k}]`)] as const);
-    for (const [name] of attributeCols) customers.attributes[name] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+    for (const [field] of fields)
+      customers.profile[field] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+    const attributeCols = config.attributes.map(
+      (a, k) => [a, cols.column(a, `profiles.attributes[${k}]`)] as const,
+    );
+    for (const [name] of attributeCols)
+      customers.attributes[name] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
     const optOut = optOutColumn(cols);
     const width = rows.header.length;
     let row = 0;
@@ -450,7 +493,11 @@ async function joinProfiles(
       if (optOut) {
         const flag = parseFlag(rec[optOut.col]!);
         if (flag === undefined) {
-          log.add(row, `${optOut.field} is not a flag`, `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`);
+          log.add(
+            row,
+            `${optOut.field} is not a flag`,
+            `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
+          );
           continue;
         }
         optFlag = optOut.field === 'opted_out' ? flag : !flag;

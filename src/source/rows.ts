@@ -30,7 +30,11 @@ export interface PostgresInput {
   query: string;
 }
 
-export function openRows(input: CsvInput | PostgresInput, baseDir: string, label: string): Promise<RowStream> {
+export function openRows(
+  input: CsvInput | PostgresInput,
+  baseDir: string,
+  label: string,
+): Promise<RowStream> {
   return input.type === 'csv' ? openCsv(input, baseDir, label) : openPostgres(input, label);
 }
 
@@ -151,7 +155,8 @@ async function csvStream(
   } catch (error) {
     throw wrapError(error);
   }
-  if (headerResult.done) throw new SourceError(`${label}: is empty (no header row)`, 'export the data with a header row');
+  if (headerResult.done)
+    throw new SourceError(`${label}: is empty (no header row)`, 'export the data with a header row');
   const header = headerResult.value.map((h) => h.trim());
   return {
     label,

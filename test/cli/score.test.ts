@@ -18,7 +18,10 @@ function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } 
 
 const ORDERS = [
   'customer_id,order_date,amount',
-  ...Array.from({ length: 60 }, (_, i) => `c${i % 20},2025-${String((i % 12) + 1).padStart(2, '0')}-15,${(i * 37) % 500}.25`),
+  ...Array.from(
+    { length: 60 },
+    (_, i) => `c${i % 20},2025-${String((i % 12) + 1).padStart(2, '0')}-15,${(i * 37) % 500}.25`,
+  ),
 ].join('\n');
 
 describe('audience-sync score', () => {
@@ -27,7 +30,17 @@ describe('audience-sync score', () => {
     const { code, stdout, stderr } = cli(['score', '--input', input, '--analysis-date', '2026-01-01']);
     expect(code).toBe(0);
     const rows = readCsv(stdout);
-    expect(Object.keys(rows[0]!)).toEqual(['customer_id', 'recency_days', 'frequency', 'monetary', 'r', 'f', 'm', 'rfm_code', 'segment']);
+    expect(Object.keys(rows[0]!)).toEqual([
+      'customer_id',
+      'recency_days',
+      'frequency',
+      'monetary',
+      'r',
+      'f',
+      'm',
+      'rfm_code',
+      'segment',
+    ]);
     expect(rows).toHaveLength(20);
     for (const row of rows) {
       expect(Number(row.rfm_code)).toBe(Number(row.r) * 100 + Number(row.f) * 10 + Number(row.m));
@@ -41,10 +54,26 @@ describe('audience-sync score', () => {
     const dir = tempDir();
     const input = writeTemp('orders.csv', ORDERS, dir);
     const out = path.join(dir, 'scores.jsonl');
-    const { code, stdout, stderr } = cli(['score', '-i', input, '--analysis-date', '2026-01-01', '--method', 'ntile', '--format', 'jsonl', '--out', out, '--json']);
+    const { code, stdout, stderr } = cli([
+      'score',
+      '-i',
+      input,
+      '--analysis-date',
+      '2026-01-01',
+      '--method',
+      'ntile',
+      '--format',
+      'jsonl',
+      '--out',
+      out,
+      '--json',
+    ]);
     expect(code).toBe(0);
     expect(stdout).toBe('');
-    const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(20);
     expect(lines[0]).toHaveProperty('rfm_code');
     // NTILE: 20 customers → exactly 4 per score.
@@ -57,7 +86,9 @@ describe('audience-sync score', () => {
   it('exits 2 on bad usage and bad config, 1 when the source is broken', () => {
     expect(cli(['score']).code).toBe(2);
     expect(cli(['score', '--input', 'x.csv', '--method', 'median']).code).toBe(2);
-    expect(cli(['score', '--input', 'x.csv', '--analysis-date', '2026-02-30']).stderr).toMatch(/--analysis-date/);
+    expect(cli(['score', '--input', 'x.csv', '--analysis-date', '2026-02-30']).stderr).toMatch(
+      /--analysis-date/,
+    );
     expect(cli(['nonsense']).code).toBe(2);
     const missing = cli(['score', '--input', '/nonexistent.csv']);
     expect(missing.code).toBe(1);
@@ -72,10 +103,17 @@ describe('audience-sync score', () => {
   it('uses ./audience-sync.yaml when present, with flags on top', () => {
     const dir = tempDir();
     writeTemp('orders.csv', ORDERS, dir);
-    writeTemp('audience-sync.yaml', 'source: { type: csv, path: orders.csv }\nscoring: { analysis_date: "2026-01-01", method: ntile }\n', dir);
+    writeTemp(
+      'audience-sync.yaml',
+      'source: { type: csv, path: orders.csv }\nscoring: { analysis_date: "2026-01-01", method: ntile }\n',
+      dir,
+    );
     const fromFile = cli(['score', '--json'], { cwd: dir });
     expect(fromFile.code).toBe(0);
-    expect(JSON.parse(fromFile.stderr.trim())).toMatchObject({ method: 'ntile', analysis_date: '2026-01-01' });
+    expect(JSON.parse(fromFile.stderr.trim())).toMatchObject({
+      method: 'ntile',
+      analysis_date: '2026-01-01',
+    });
     const overridden = cli(['score', '--json', '--method', 'quantile'], { cwd: dir });
     expect(JSON.parse(overridden.stderr.trim())).toMatchObject({ method: 'quantile' });
   });

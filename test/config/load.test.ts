@@ -55,7 +55,9 @@ describe('config', () => {
       DATABASE_URL: 'postgres://u:p@db/x',
     });
     expect(config.source.type === 'postgres' && config.source.url).toBe('postgres://u:p@db/x');
-    expect(parse('source: { type: csv, path: "${DATA:-orders.csv}" }').source).toMatchObject({ path: 'orders.csv' });
+    expect(parse('source: { type: csv, path: "${DATA:-orders.csv}" }').source).toMatchObject({
+      path: 'orders.csv',
+    });
     expect(errorOf('source: { type: postgres, url: "${DATABASE_URL}", query: q }')).toMatch(
       /source\.url: environment variable DATABASE_URL is not set/,
     );
@@ -66,20 +68,27 @@ describe('config', () => {
       'source: { type: postgres, url: "postgres://u:secret@db/x", query: q }\ndestinations:\n  ads:\n    type: meta\n    access_token: EAAB123\n',
     );
     expect(message).toMatch(/source\.url: a connection string with a password/);
-    expect(message).toMatch(/destinations\.ads\.access_token: a credential written in the file.*\$\{ACCESS_TOKEN\}/);
+    expect(message).toMatch(
+      /destinations\.ads\.access_token: a credential written in the file.*\$\{ACCESS_TOKEN\}/,
+    );
     expect(message).not.toContain('EAAB123');
     expect(message).not.toContain('secret');
-    const ok = parse('source: { type: csv, path: a.csv }\ndestinations:\n  ads: { type: meta, access_token: "${META_TOKEN}" }', {
-      META_TOKEN: 'EAAB',
-    });
+    const ok = parse(
+      'source: { type: csv, path: a.csv }\ndestinations:\n  ads: { type: meta, access_token: "${META_TOKEN}" }',
+      {
+        META_TOKEN: 'EAAB',
+      },
+    );
     expect(ok.destinations.ads).toMatchObject({ access_token: 'EAAB' });
   });
 
   it('checks segment settings belong to the chosen map', () => {
-    expect(errorOf('source: { type: csv, path: a.csv }\nsegments: { map: codes }')).toMatch(/segments\.codes: map: codes needs/);
-    expect(errorOf('source: { type: csv, path: a.csv }\nsegments: { map: codes, codes: { A: [556] } }')).toMatch(
-      /segments\.codes\.A\[0\]/,
+    expect(errorOf('source: { type: csv, path: a.csv }\nsegments: { map: codes }')).toMatch(
+      /segments\.codes: map: codes needs/,
     );
+    expect(
+      errorOf('source: { type: csv, path: a.csv }\nsegments: { map: codes, codes: { A: [556] } }'),
+    ).toMatch(/segments\.codes\.A\[0\]/);
   });
 
   it('reports YAML syntax errors with a position', () => {

@@ -34,8 +34,10 @@ describe('NTILE against PostgreSQL', () => {
   for (const n of [1, 3, 5, 13, 1000, 4999]) {
     it(`matches NTILE(5) OVER (ORDER BY value, customer_id COLLATE "C") for ${n} rows with ties`, async () => {
       let seed = n * 7919;
-      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-      const ids = Array.from({ length: n }, (_, i) => (rand() < 0.3 ? `C${i}` : rand() < 0.5 ? `c-${i}ä` : String(i)));
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const ids = Array.from({ length: n }, (_, i) =>
+        rand() < 0.3 ? `C${i}` : rand() < 0.5 ? `c-${i}ä` : String(i),
+      );
       const values = ids.map(() => Math.floor(rand() * 20) / 2);
       const { rows } = await client.query<{ id: string; up: number; down: number }>(
         `SELECT id, NTILE(5) OVER (ORDER BY v, id COLLATE "C") AS up, NTILE(5) OVER (ORDER BY v DESC, id COLLATE "C") AS down

@@ -16,14 +16,16 @@ describe('segment maps', () => {
   });
 
   it('reports a code assigned twice', () => {
-    expect(() => buildSegmentMap({ map: 'codes', codes: { A: [555, 554], B: [554] }, other: 'Rest', actions: {} })).toThrow(
-      /554 \(A and B\)/,
-    );
+    expect(() =>
+      buildSegmentMap({ map: 'codes', codes: { A: [555, 554], B: [554] }, other: 'Rest', actions: {} }),
+    ).toThrow(/554 \(A and B\)/);
   });
 
   it('reports unassigned codes unless a catch-all segment is named', () => {
     expect(() => buildSegmentMap({ map: 'codes', codes: { Best: [555] }, actions: {} })).toThrow(ConfigError);
-    expect(() => buildSegmentMap({ map: 'codes', codes: { Best: [555] }, actions: {} })).toThrow(/124 of 125/);
+    expect(() => buildSegmentMap({ map: 'codes', codes: { Best: [555] }, actions: {} })).toThrow(
+      /124 of 125/,
+    );
     const map = buildSegmentMap({ map: 'codes', codes: { Best: [555] }, other: 'Rest', actions: {} });
     expect(segmentOf(map, 555)).toBe('Best');
     expect(segmentOf(map, 554)).toBe('Rest');

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startPostgres, type Service } from './services.js';
+import { startPostgres, type Service } from '../../src/local/services.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { dateParser, dayNumber, formatDay, parseAmount, parseAutoDate, parseFlag } from '../../src/source/parse.js';
+import {
+  dateParser,
+  dayNumber,
+  formatDay,
+  parseAmount,
+  parseAutoDate,
+  parseFlag,
+} from '../../src/source/parse.js';
 
 const day = (s: string) => Date.parse(`${s}T00:00:00Z`) / 86_400_000;
 
@@ -41,7 +48,8 @@ describe('numbers and flags', () => {
     expect(parseAmount(' -3.50 ')).toBe(-3.5);
     expect(parseAmount('.5')).toBe(0.5);
     expect(parseAmount('1e3')).toBe(1000);
-    for (const bad of ['', ' ', 'abc', '12,3', '0x10', '1.2.3', 'NaN', 'Infinity', '12x']) expect(parseAmount(bad), bad).toBeUndefined();
+    for (const bad of ['', ' ', 'abc', '12,3', '0x10', '1.2.3', 'NaN', 'Infinity', '12x'])
+      expect(parseAmount(bad), bad).toBeUndefined();
   });
 
   it('reads flags as spreadsheets and databases write them', () => {

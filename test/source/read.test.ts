@@ -42,7 +42,10 @@ describe('orders shape', () => {
   it('uses mapped column names and date formats', async () => {
     const file = writeTemp('o.csv', 'kunde,datum,betrag\nk1,31.12.2025,3\n');
     const { customers } = await read(
-      csv(file, { columns: { customer_id: 'kunde', order_date: 'datum', amount: 'betrag' }, date_format: 'DD.MM.YYYY' }),
+      csv(file, {
+        columns: { customer_id: 'kunde', order_date: 'datum', amount: 'betrag' },
+        date_format: 'DD.MM.YYYY',
+      }),
     );
     expect(Array.from(customers.recencyDays)).toEqual([1]);
   });
@@ -67,7 +70,10 @@ describe('orders shape', () => {
   });
 
   it('stops above the allowed share of bad rows, naming the reasons', async () => {
-    const file = writeTemp('o.csv', 'customer_id,order_date,amount\na,2025-01-01,1\nb,x,1\nc,2025-01-01,jane@example.com\n');
+    const file = writeTemp(
+      'o.csv',
+      'customer_id,order_date,amount\na,2025-01-01,1\nb,x,1\nc,2025-01-01,jane@example.com\n',
+    );
     const error = await read(csv(file)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SourceError);
     expect((error as Error).message).toMatch(/2 of 3 rows are bad \(66\.7 %, more than the allowed 1\.0 %\)/);
@@ -78,7 +84,9 @@ describe('orders shape', () => {
 
   it('names a missing column and the columns that are there', async () => {
     const file = writeTemp('o.csv', 'customer_id,order_date,total_eur\na,2025-01-01,1\n');
-    await expect(read(csv(file, { shape: 'orders' }))).rejects.toThrow(/no amount column.*columns are: customer_id, order_date, total_eur/);
+    await expect(read(csv(file, { shape: 'orders' }))).rejects.toThrow(
+      /no amount column.*columns are: customer_id, order_date, total_eur/,
+    );
     await expect(read(csv(file, { columns: { amount: 'total_usd' } }))).rejects.toThrow(
       /column 'total_usd' \(from source\.columns\.amount\) is not in the header; did you mean 'total_eur'\?/,
     );
@@ -87,7 +95,9 @@ describe('orders shape', () => {
   it('fails clearly on malformed CSV and on a missing file', async () => {
     const file = writeTemp('o.csv', 'customer_id,order_date,amount\na,2025-01-01,"1\n');
     await expect(read(csv(file))).rejects.toThrow(/malformed CSV/);
-    await expect(read(csv('/nonexistent/orders.csv'))).rejects.toThrow(/cannot read \/nonexistent\/orders\.csv: ENOENT/);
+    await expect(read(csv('/nonexistent/orders.csv'))).rejects.toThrow(
+      /cannot read \/nonexistent\/orders\.csv: ENOENT/,
+    );
   });
 
   it('keeps the most recent identifiers and opt-out flags from order rows', async () => {
@@ -102,7 +112,10 @@ describe('orders shape', () => {
   });
 
   it('scores engagement (RFE) as a weighted sum of columns', async () => {
-    const file = writeTemp('o.csv', 'customer_id,order_date,amount,sessions,opens\na,2025-01-01,1,3,2\na,2025-01-02,1,1,\n');
+    const file = writeTemp(
+      'o.csv',
+      'customer_id,order_date,amount,sessions,opens\na,2025-01-01,1,3,2\na,2025-01-02,1,1,\n',
+    );
     const { customers } = await read(csv(file), {
       scoring: { monetary: 'sum', third_dimension: 'engagement', engagement: { sessions: 1, opens: 0.5 } },
     });
@@ -111,7 +124,9 @@ describe('orders shape', () => {
 
   it('computes mean monetary value when asked', async () => {
     const file = writeTemp('o.csv', 'customer_id,order_date,amount\na,2025-01-01,10\na,2025-01-02,20\n');
-    const { customers } = await read(csv(file), { scoring: { monetary: 'mean', third_dimension: 'monetary' } });
+    const { customers } = await read(csv(file), {
+      scoring: { monetary: 'mean', third_dimension: 'monetary' },
+    });
     expect(Array.from(customers.value)).toEqual([15]);
   });
 });
@@ -127,7 +142,10 @@ describe('customers and scores shapes', () => {
     expect(customers.ids).toHaveLength(150);
     expect(customers.recencyDays[0]).toBe(31);
     expect(customers.frequency[3]).toBe(4);
-    expect(report.source.samples[0]).toEqual({ row: 151, reason: 'duplicate customer_id: first seen at row 6' });
+    expect(report.source.samples[0]).toEqual({
+      row: 151,
+      reason: 'duplicate customer_id: first seen at row 6',
+    });
   });
 
   it('accepts recency_days instead of a last order date', async () => {
@@ -150,13 +168,18 @@ describe('customers and scores shapes', () => {
 
   it('says which columns each shape needs when it cannot tell', async () => {
     const file = writeTemp('x.csv', 'id,when,what\n1,2,3\n');
-    await expect(read(csv(file))).rejects.toThrow(/cannot tell the input shape.*orders: customer_id, order_date/);
+    await expect(read(csv(file))).rejects.toThrow(
+      /cannot tell the input shape.*orders: customer_id, order_date/,
+    );
   });
 });
 
 describe('profiles', () => {
   it('joins identifiers, consent and attributes by customer id', async () => {
-    const orders = writeTemp('o.csv', 'customer_id,order_date,amount\na,2025-01-01,1\nb,2025-01-01,1\nc,2025-01-01,1\n');
+    const orders = writeTemp(
+      'o.csv',
+      'customer_id,order_date,amount\na,2025-01-01,1\nb,2025-01-01,1\nc,2025-01-01,1\n',
+    );
     const profiles = writeTemp(
       'p.csv',
       'customer_id,email,phone,consent,favorite_brand\na,A@Example.com,,yes,Acme\nb,,+1 415 555 0100,no,Globex\nz,z@example.com,,yes,Acme\n',
@@ -215,8 +238,12 @@ describe('PostgreSQL source', () => {
   });
 
   it('reports a connection failure without the password', async () => {
-    const bad = sourceSchema.parse({ type: 'postgres', url: 'postgres://u:hunter2@127.0.0.1:1/db', query: 'select 1' });
-    const error = await read(bad).catch((e: unknown) => e as Error);
+    const bad = sourceSchema.parse({
+      type: 'postgres',
+      url: 'postgres://u:hunter2@127.0.0.1:1/db',
+      query: 'select 1',
+    });
+    const error = (await read(bad).catch((e: unknown) => e)) as Error;
     expect(error.message).toMatch(/cannot connect to PostgreSQL at 127\.0\.0\.1:1\/db/);
     expect(error.message).not.toContain('hunter2');
   });

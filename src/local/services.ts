@@ -5,8 +5,8 @@ import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 
 /**
- * Real servers for tests, from Debian's packages: PostgreSQL and Redis on private ports and
- * private data directories, started here and stopped after the run.
+ * Local servers from Debian's packages for tests, benchmarks and the quick start: PostgreSQL and Redis on private ports and
+ * private data directories, started here and stopped when done.
  */
 
 export async function freePort(): Promise<number> {
@@ -23,10 +23,14 @@ export async function freePort(): Promise<number> {
 function postgresBin(): string {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(path.join(root, v, 'bin', 'initdb'))) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root).filter((v) => existsSync(path.join(root, v, 'bin', 'initdb')))
+    : [];
   versions.sort((a, b) => Number(b) - Number(a));
   if (versions.length === 0)
-    throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql (or set PG_BIN)');
+    throw new Error(
+      'PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql (or set PG_BIN)',
+    );
   return path.join(root, versions[0]!, 'bin');
 }
 
@@ -79,9 +83,13 @@ export async function startRedis(): Promise<Service> {
   const dir = mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
   let child: ChildProcess;
   try {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
   } catch {
     throw new Error('redis-server not found: apt-get install redis-server');
   }

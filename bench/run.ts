@@ -1,0 +1,127 @@
+/**
+ * `npm run bench -- --customers 1000000 [--orders-per-customer 5] [--only score-csv,score-postgres]`
+ *
+ * Generates a synthetic shop, then runs each scenario in a child process and prints wall time,
+ * throughput and peak RSS. Figures on a shared machine are noisy: compare ratios within one run.
+ */
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { generateShop } from '../src/example/generate.js';
+import { startPostgres } from '../src/local/services.js';
+import { tempDir } from './util.js';
+
+const { values } = parseArgs({
+  options: {
+    customers: { type: 'string', default: '1000000' },
+    'orders-per-customer': { type: 'string', default: '5' },
+    only: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const customers = Number(values.customers);
+const ordersPerCustomer = Number(values['orders-per-customer']);
+const only = values.only?.split(',');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const want = (name: string) => !only || only.includes(name);
+
+interface Row {
+  scenario: string;
+  customers: number;
+  rows: number;
+  seconds: number;
+  maxRssMb: number;
+}
+const results: Row[] = [];
+
+function child(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Omit<Row, 'scenario'> {
+  const out = execFileSync(process.execPath, [path.join(here, script), ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+function report(row: Row): void {
+  results.push(row);
+  console.error(
+    `${row.scenario.padEnd(28)} ${row.customers.toLocaleString('en-US').padStart(11)} customers ${row.rows.toLocaleString('en-US').padStart(12)} rows ${row.seconds.toFixed(2).padStart(7)} s ${Math.round(
+      row.customers / row.seconds,
+    )
+      .toLocaleString('en-US')
+      .padStart(10)} customers/s ${Math.round(row.rows / row.seconds)
+      .toLocaleString('en-US')
+      .padStart(11)} rows/s ${Math.round(row.maxRssMb).toLocaleString('en-US').padStart(6)} MB peak RSS`,
+  );
+}
+
+const dir = tempDir('audience-sync-bench-');
+try {
+  console.error(
+    `bench: ${customers.toLocaleString('en-US')} customers, ~${ordersPerCustomer} orders each, in ${dir}`,
+  );
+  let started = performance.now();
+  const shop = await generateShop(path.join(dir, 'shop'), {
+    customers,
+    seed: 7,
+    ordersPerCustomer,
+    analysisDate: '2026-01-01',
+  });
+  console.error(
+    `generated ${shop.orders.toLocaleString('en-US')} orders in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+
+  if (want('score-csv')) {
+    report({
+      scenario: 'score csv (quantile)',
+      ...child('score.js', ['csv', shop.files.orders, 'quantile']),
+    });
+    report({ scenario: 'score csv (ntile)', ...child('score.js', ['csv', shop.files.orders, 'ntile']) });
+  }
+  if (want('streaming')) {
+    // The same customers with twice the orders: peak memory must stay about the same.
+    const doubled = await generateShop(path.join(dir, 'shop2x'), {
+      customers,
+      seed: 7,
+      ordersPerCustomer: ordersPerCustomer * 2,
+      analysisDate: '2026-01-01',
+    });
+    report({
+      scenario: 'score csv, 2x orders',
+      ...child('score.js', ['csv', doubled.files.orders, 'quantile']),
+    });
+    rmSync(path.join(dir, 'shop2x'), { recursive: true, force: true });
+  }
+  if (want('score-postgres')) {
+    const postgres = await startPostgres();
+    try {
+      const client = new pg.Client({ connectionString: postgres.url });
+      await client.connect();
+      started = performance.now();
+      await client.query('CREATE TABLE orders (customer_id text, order_date date, amount numeric(12,2))');
+      await client.end();
+      execFileSync('psql', [
+        postgres.url,
+        '-q',
+        '-c',
+        `\\copy orders FROM '${shop.files.orders}' WITH (FORMAT csv, HEADER true)`,
+      ]);
+      console.error(`loaded PostgreSQL in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      report({
+        scenario: 'score postgres (quantile)',
+        ...child('score.js', ['postgres', 'orders', 'quantile'], { BENCH_PG_URL: postgres.url }),
+      });
+    } finally {
+      await postgres.stop();
+    }
+  }
+  process.stdout.write(
+    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results }) + '\n',
+  );
+} finally {
+  if (!values.keep) rmSync(dir, { recursive: true, force: true });
+}
