@@ -127,7 +127,8 @@ const rfmCode = z
 
 export const segmentsSchema = z
   .strictObject({
-    /** default: the 11-segment code table; codes: your own table; rules: ordered ranges, first match wins. */
+    /** default: the 11-segment code table; codes: your own table; rules: ordered ranges, first match wins
+     * (the R rfm package README's rules when `rules` is omitted). */
     map: z.enum(['default', 'codes', 'rules']).default('default'),
     codes: z.record(z.string().min(1), z.array(rfmCode).min(1)).optional(),
     rules: z.array(segmentRuleSchema).min(1).optional(),
@@ -139,8 +140,6 @@ export const segmentsSchema = z
   .superRefine((s, ctx) => {
     if (s.map === 'codes' && !s.codes)
       ctx.addIssue({ code: 'custom', path: ['codes'], message: 'map: codes needs a codes table' });
-    if (s.map === 'rules' && !s.rules)
-      ctx.addIssue({ code: 'custom', path: ['rules'], message: 'map: rules needs a rules list' });
     if (s.map !== 'codes' && s.codes)
       ctx.addIssue({
         code: 'custom',

@@ -3,6 +3,7 @@ import type { ProfilesConfig, ScoringConfig, Shape, SourceConfig } from '../conf
 import { ColumnResolver, PROFILE_FIELDS, expectedColumns, type ProfileField } from './columns.js';
 import { dateParser, formatDay, parseAmount, parseCount, parseFlag } from './parse.js';
 import { openRows, type RowStream } from './rows.js';
+import { LongDoubleSums } from './sum.js';
 
 /**
  * Customers as columns: one entry per customer in order of first appearance. The dimension values
@@ -93,25 +94,6 @@ export function shapeOf(text: string): string {
 /** Growable numeric column (a plain array of doubles, made typed at the end). */
 type Column = number[];
 
-/** Neumaier-compensated sums: as close to R's long-double `sum()` as a double can get. */
-class Sums {
-  readonly sum: Column = [];
-  readonly comp: Column = [];
-  push(x: number): void {
-    this.sum.push(x);
-    this.comp.push(0);
-  }
-  add(i: number, x: number): void {
-    const s = this.sum[i]!;
-    const t = s + x;
-    this.comp[i]! += Math.abs(s) >= Math.abs(x) ? s - t + x : x - t + s;
-    this.sum[i] = t;
-  }
-  value(i: number): number {
-    return this.sum[i]! + this.comp[i]!;
-  }
-}
-
 /** Reads the scoring source (and the profiles table, when configured) into customers. */
 export async function readCustomers(
   source: SourceConfig,
@@ -158,7 +140,7 @@ async function readScoring(
   const ids: string[] = [];
   const lastDay: Column = [];
   const frequency: Column = [];
-  const values = new Sums();
+  const values = new LongDoubleSums();
   const profile: Partial<Record<ProfileField, (string | undefined)[]>> = {};
   for (const [field] of profileCols) profile[field] = [];
   const attributes: Record<string, (string | undefined)[]> = {};
