@@ -204,6 +204,15 @@ export const scheduleSchema = z.strictObject({
   full: z.boolean().default(false),
 });
 
+export const syncSchema = z.strictObject({
+  /** Exit code 3 when more than this share of an audience's customers have no usable identifier. */
+  max_skipped_share: z.number().min(0).max(1).default(0.1),
+  /** Exit code 3 when the platform rejects more than this share of the members sent. */
+  max_rejected_share: z.number().min(0).max(1).default(0.01),
+  /** Prefix of the Redis keys holding sync state (change it to keep two setups apart in one Redis). */
+  redis_prefix: z.string().min(1).default('audience-sync'),
+});
+
 export const configSchema = z.strictObject({
   version: z.literal(1).default(1),
   source: sourceSchema,
@@ -218,5 +227,6 @@ export const configSchema = z.strictObject({
     )
     .default({}),
   schedules: z.array(scheduleSchema).default([]),
+  sync: syncSchema.default(syncSchema.parse({})),
 });
 export type Config = z.infer<typeof configSchema>;

@@ -1,19 +1,27 @@
 import type { TestProject } from 'vitest/node';
-import { startPostgres, type Service } from '../../src/local/services.js';
+import { startPostgres, startRedis, type Service } from '../../src/local/services.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     postgresUrl: string;
+    redisUrl: string;
   }
 }
 
-/** One PostgreSQL for the whole run; each test file makes its own tables. */
+/** One PostgreSQL and one Redis for the whole run; tests keep apart by table names and key prefixes. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const services: Service[] = [];
-  const postgres = await startPostgres();
-  services.push(postgres);
-  project.provide('postgresUrl', postgres.url);
+  const stopAll = () => Promise.all(services.map((s) => s.stop()));
+  try {
+    const [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
+    services.push(postgres, redis);
+    project.provide('postgresUrl', postgres.url);
+    project.provide('redisUrl', redis.url);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
   return async () => {
-    await Promise.all(services.map((s) => s.stop()));
+    await stopAll();
   };
 }

@@ -1,0 +1,232 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { decodeRecords, encodeRecords, KEY_BYTES, Status, type StateRecord } from './records.js';
+
+/**
+ * Per destination audience, in Redis (no key per member):
+ *   {…}:meta  hash: name, remote id, bucket bits, upload sequence
+ *   {…}:b     hash: bucket → packed records sorted by key (the checkpointed state)
+ *   {…}:j     list: packed records appended per acknowledged batch (absolute, replayable)
+ *   {…}:u     hash: upload id → pending batch on the platform (JSON: token, op, count, at)
+ * A run appends to the journal only after the platform acknowledged a batch, and folds the journal
+ * into the buckets at checkpoints. Journal entries say what a member *is*, not what changed, so a
+ * checkpoint interrupted half way is finished by the next one.
+ */
+
+export interface Upload {
+  token: string;
+  op: 'add' | 'remove' | 'replace';
+  count: number;
+  at: string;
+}
+
+const MAX_BITS = 16;
+
+export class StateStore {
+  constructor(
+    readonly redis: Redis,
+    readonly prefix = 'audience-sync',
+  ) {}
+
+  audience(destination: string, name: string): AudienceState {
+    return new AudienceState(this, destination, name);
+  }
+
+  /** Audiences that have state for a destination (including ones no longer configured). */
+  async audiencesOf(destination: string): Promise<string[]> {
+    const names = await this.redis.hvals(`${this.prefix}:dest:${destination}:audiences`);
+    return names.sort();
+  }
+}
+
+export class AudienceState {
+  private readonly base: string;
+  private readonly redis: Redis;
+
+  constructor(
+    private readonly store: StateStore,
+    readonly destination: string,
+    readonly name: string,
+  ) {
+    this.redis = store.redis;
+    // A hash tag keeps an audience's keys in one Redis Cluster slot, so MULTI covers them.
+    const tag = createHash('sha256').update(`${destination}\0${name}`).digest('hex').slice(0, 16);
+    this.base = `${store.prefix}:{${tag}}`;
+  }
+
+  private key(part: 'meta' | 'b' | 'j' | 'u'): string {
+    return `${this.base}:${part}`;
+  }
+
+  async remoteId(): Promise<string | undefined> {
+    return (await this.redis.hget(this.key('meta'), 'remote_id')) ?? undefined;
+  }
+
+  async setRemoteId(id: string): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.key('meta'), 'remote_id', id, 'name', this.name, 'destination', this.destination)
+      .hset(`${this.store.prefix}:dest:${this.destination}:audiences`, this.base, this.name)
+      .exec();
+  }
+
+  async nextUploadId(): Promise<number> {
+    return this.redis.hincrby(this.key('meta'), 'upload_seq', 1);
+  }
+
+  async uploads(): Promise<Map<number, Upload>> {
+    const all = await this.redis.hgetall(this.key('u'));
+    return new Map(Object.entries(all).map(([id, json]) => [Number(id), JSON.parse(json) as Upload]));
+  }
+
+  async forgetUploads(ids: readonly number[]): Promise<void> {
+    if (ids.length > 0) await this.redis.hdel(this.key('u'), ...ids.map(String));
+  }
+
+  /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
+  async append(records: readonly StateRecord[], upload?: { id: number } & Upload): Promise<void> {
+    if (records.length === 0 && !upload) return;
+    const tx = this.redis.multi();
+    if (records.length > 0) tx.rpush(this.key('j'), encodeRecords(records));
+    if (upload) {
+      const { id, ...rest } = upload;
+      tx.hset(this.key('u'), String(id), JSON.stringify(rest));
+    }
+    await tx.exec();
+  }
+
+  /**
+   * Folds the journal into the buckets. With `transform`, every record passes through it (to
+   * settle pending uploads); a record it maps to undefined leaves the state.
+   */
+  async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
+    const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
+    if (journal.length === 0 && !transform) return;
+    const latest = new Map<string, StateRecord>();
+    for (const entry of journal)
+      for (const r of decodeRecords(entry)) latest.set(r.key.toString('latin1'), r);
+
+    let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
+    if (bits < 0) {
+      bits = idealBits(latest.size);
+      await this.redis.hset(this.key('meta'), 'bits', bits);
+    }
+    const touched = new Map<number, StateRecord[]>();
+    for (const r of latest.values()) {
+      const b = bucketOf(r.key, bits);
+      let list = touched.get(b);
+      if (!list) touched.set(b, (list = []));
+      list.push(r);
+    }
+    const buckets = transform ? await this.allBuckets() : await this.someBuckets([...touched.keys()]);
+    for (const b of touched.keys()) if (!buckets.has(b)) buckets.set(b, []);
+
+    let writes = this.redis.pipeline();
+    let pending = 0;
+    let delta = 0;
+    for (const [b, current] of buckets) {
+      const merged = new Map<string, StateRecord>();
+      for (const r of current) merged.set(r.key.toString('latin1'), r);
+      for (const r of touched.get(b) ?? []) merged.set(r.key.toString('latin1'), r);
+      const kept: StateRecord[] = [];
+      for (const r of merged.values()) {
+        if (r.status === Status.deleted) continue;
+        const t = transform ? transform(r) : r;
+        if (t && t.status !== Status.deleted) kept.push(t);
+      }
+      kept.sort((x, y) => Buffer.compare(x.key, y.key));
+      delta += kept.length - current.length;
+      if (kept.length > 0) writes.hset(this.key('b'), String(b), encodeRecords(kept));
+      else writes.hdel(this.key('b'), String(b));
+      if (++pending >= 256) {
+        await writes.exec();
+        writes = this.redis.pipeline();
+        pending = 0;
+      }
+    }
+    // The journal goes only after every bucket is written; entries appended meanwhile stay.
+    writes.ltrim(this.key('j'), journal.length, -1);
+    writes.hincrby(this.key('meta'), 'members', delta);
+    const members = Number((await writes.exec())?.at(-1)?.[1] ?? 0);
+    if (Math.abs(idealBits(members) - bits) >= 2) await this.reshard(idealBits(members));
+  }
+
+  /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
+  private async reshard(bits: number): Promise<void> {
+    const all = await this.allBuckets();
+    const next = new Map<number, StateRecord[]>();
+    for (const records of all.values())
+      for (const r of records) {
+        const b = bucketOf(r.key, bits);
+        let list = next.get(b);
+        if (!list) next.set(b, (list = []));
+        list.push(r);
+      }
+    const temp = `${this.base}:b-reshard`;
+    let writes = this.redis.pipeline().del(temp);
+    let pending = 0;
+    for (const [b, records] of next) {
+      records.sort((x, y) => Buffer.compare(x.key, y.key));
+      writes.hset(temp, String(b), encodeRecords(records));
+      if (++pending >= 256) {
+        await writes.exec();
+        writes = this.redis.pipeline();
+        pending = 0;
+      }
+    }
+    await writes.exec();
+    const swap = this.redis.multi();
+    if (next.size > 0) swap.rename(temp, this.key('b'));
+    else swap.del(this.key('b'));
+    await swap.hset(this.key('meta'), 'bits', bits).exec();
+  }
+
+  /** The checkpointed state, bucket by bucket (call `checkpoint()` first to include the journal). */
+  async *scan(): AsyncGenerator<StateRecord[]> {
+    let cursor = '0';
+    do {
+      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
+      cursor = next.toString();
+      for (let i = 1; i < pairs.length; i += 2) yield decodeRecords(pairs[i]!);
+    } while (cursor !== '0');
+  }
+
+  async size(): Promise<number> {
+    let n = 0;
+    for await (const records of this.scan()) n += records.length;
+    return n;
+  }
+
+  private async allBuckets(): Promise<Map<number, StateRecord[]>> {
+    const out = new Map<number, StateRecord[]>();
+    let cursor = '0';
+    do {
+      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
+      cursor = next.toString();
+      for (let i = 0; i < pairs.length; i += 2)
+        out.set(Number(pairs[i]!.toString()), decodeRecords(pairs[i + 1]!));
+    } while (cursor !== '0');
+    return out;
+  }
+
+  private async someBuckets(indexes: number[]): Promise<Map<number, StateRecord[]>> {
+    const out = new Map<number, StateRecord[]>();
+    for (let i = 0; i < indexes.length; i += 512) {
+      const chunk = indexes.slice(i, i + 512);
+      const values = await this.redis.hmgetBuffer(this.key('b'), ...chunk.map(String));
+      chunk.forEach((b, k) => out.set(b, values[k] ? decodeRecords(values[k]) : []));
+    }
+    return out;
+  }
+}
+
+/** Enough buckets for about 64 members each, so a checkpoint rewrites little for a small change. */
+function idealBits(members: number): number {
+  return Math.max(0, Math.min(MAX_BITS, Math.ceil(Math.log2(Math.max(1, members / 64)))));
+}
+
+function bucketOf(key: Buffer, bits: number): number {
+  return bits === 0 ? 0 : key.readUInt16BE(0) >>> (16 - bits);
+}
+
+export { KEY_BYTES };

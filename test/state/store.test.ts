@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { decodeRecords, encodeRecords, Status, type StateRecord } from '../../src/state/records.js';
+import { StateStore } from '../../src/state/store.js';
+
+const redis = new Redis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
+const store = (name = `t${randomBytes(4).toString('hex')}`) => new StateStore(redis, name);
+
+const rec = (n: number, status: StateRecord['status'] = Status.confirmed, slots = 2): StateRecord => {
+  const key = Buffer.alloc(8);
+  key.writeUInt32BE((n * 2654435761) >>> 0, 0);
+  key.writeUInt32BE(n, 4);
+  return {
+    key,
+    status,
+    upload: status === Status.addPending ? 7 : 0,
+    slots: Array.from({ length: slots }, (_, i) => (i === 0 || n % 2 ? Buffer.alloc(32, n + i) : undefined)),
+  };
+};
+
+async function all(state: ReturnType<StateStore['audience']>): Promise<StateRecord[]> {
+  const out: StateRecord[] = [];
+  for await (const records of state.scan()) out.push(...records);
+  return out.sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+describe('state records', () => {
+  it('round-trip through the binary encoding with 15 bytes of overhead per member', () => {
+    const records = [rec(1), rec(2), rec(3, Status.addPending, 5)];
+    const buf = encodeRecords(records);
+    expect(buf.length).toBe(3 * 15 + (2 + 1 + 5) * 32);
+    // Trailing empty slots are not stored.
+    const trimmed = records.map((r) => ({
+      ...r,
+      slots: r.slots.slice(0, r.slots.findLastIndex(Boolean) + 1),
+    }));
+    expect(decodeRecords(buf)).toEqual(trimmed);
+  });
+});
+
+describe('audience state in Redis', () => {
+  it('folds the journal into buckets and keeps the latest record per member', async () => {
+    const state = store().audience('dest', 'RFM: Champions');
+    await state.append([rec(1), rec(2), rec(3)]);
+    await state.append([{ ...rec(2), status: Status.deleted, slots: [] }, rec(4, Status.addPending)], {
+      id: 7,
+      token: 'req-1',
+      op: 'add',
+      count: 1,
+      at: 'now',
+    });
+    await state.checkpoint();
+    expect((await all(state)).map((r) => r.key.readUInt32BE(4))).toEqual(
+      [1, 3, 4].sort((a, b) => Buffer.compare(rec(a).key, rec(b).key)),
+    );
+    expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(0);
+    expect((await state.uploads()).get(7)).toMatchObject({ token: 'req-1', op: 'add' });
+  });
+
+  it('finishes an interrupted checkpoint: replaying the journal twice gives the same state', async () => {
+    const state = store().audience('dest', 'a');
+    await state.append([rec(1), rec(2)]);
+    await state.checkpoint();
+    await state.append([rec(3), { ...rec(1), status: Status.deleted, slots: [] }]);
+    // Simulate a crash after the buckets were written but before the journal was trimmed.
+    const journal = await redis.lrangeBuffer(`${(state as unknown as { base: string }).base}:j`, 0, -1);
+    await state.checkpoint();
+    await redis.rpush(`${(state as unknown as { base: string }).base}:j`, ...journal);
+    await state.checkpoint();
+    expect((await all(state)).map((r) => r.key.readUInt32BE(4)).sort()).toEqual([2, 3]);
+  });
+
+  it('settles records through a transform (pending uploads done or failed)', async () => {
+    const state = store().audience('dest', 'a');
+    await state.append([rec(1, Status.addPending), rec(2, Status.addPending), rec(3)]);
+    await state.checkpoint();
+    await state.checkpoint((r) =>
+      r.key.readUInt32BE(4) === 2 ? undefined : { ...r, status: Status.confirmed, upload: 0 },
+    );
+    const records = await all(state);
+    expect(records.map((r) => [r.key.readUInt32BE(4), r.status]).sort()).toEqual([
+      [1, Status.confirmed],
+      [3, Status.confirmed],
+    ]);
+  });
+
+  it('grows its bucket count with the audience and keeps every member', async () => {
+    const state = store().audience('dest', 'big');
+    await state.append([rec(0)]);
+    await state.checkpoint();
+    const many = Array.from({ length: 20_000 }, (_, i) => rec(i + 1));
+    for (let i = 0; i < many.length; i += 5000) await state.append(many.slice(i, i + 5000));
+    await state.checkpoint();
+    expect(
+      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
+    ).toBeGreaterThanOrEqual(8);
+    expect(await state.size()).toBe(20_001);
+  });
+
+  it('remembers the remote audience id and lists audiences per destination', async () => {
+    const s = store();
+    const state = s.audience('local', 'RFM: Lost');
+    expect(await state.remoteId()).toBeUndefined();
+    await state.setRemoteId('rfm-lost');
+    expect(await s.audience('local', 'RFM: Lost').remoteId()).toBe('rfm-lost');
+    expect(await s.audiencesOf('local')).toEqual(['RFM: Lost']);
+  });
+});
