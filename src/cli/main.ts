@@ -4,6 +4,7 @@ import { describeError, ExitCode, UserError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { buildSegmentMap } from '../segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
+import { destinationsOf, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { generateShop } from '../example/generate.js';
 
 /** Runs the CLI and resolves to the exit code (0 done, 1 failed, 2 bad usage or config, 3 partial). */
@@ -50,6 +51,31 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command('plan')
+    .description(
+      'show what a sync would do, per audience: to add, to remove, unchanged, skipped (touches nothing)',
+    )
+    .option('-d, --destination <name>', 'only this destination')
+    .option('-a, --audience <name>', 'only this audience')
+    .option('--full', 'plan a full resync (re-send everything)')
+    .option('--json', 'print the plan as JSON')
+    .action(async (opts: SyncCommandOptions) => {
+      exit = await runPlan({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('sync')
+    .description('sync audiences to their destinations now (no worker needed)')
+    .option('-d, --destination <name>', 'only this destination')
+    .option('-a, --audience <name>', 'only this audience')
+    .option('--full', 're-send everything, or replace where the platform can')
+    .option('--dry-run', 'sync to a file destination under .audience-sync/dry-run instead of the platforms')
+    .option('--json', 'print the results as JSON')
+    .action(async (opts: SyncCommandOptions) => {
+      exit = await runSync({ ...opts, config: configPath() }, logger());
+    });
+
+  program
     .command('validate')
     .description('check a configuration file without touching any source or destination')
     .option('--json', 'print the result as JSON')
@@ -62,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
         );
       const { config } = loadConfig(file);
       const map = buildSegmentMap(config.segments);
+      if (Object.keys(config.destinations).length > 0) destinationsOf(config);
       const result = {
         file,
         valid: true,

@@ -78,14 +78,16 @@ export async function startPostgres(): Promise<Service> {
   };
 }
 
-export async function startRedis(): Promise<Service> {
+/** A private redis-server; with `persist`, its data (append-only file) stays in `dir` for the next start. */
+export async function startRedis(options: { dir?: string; persist?: boolean } = {}): Promise<Service> {
   const port = await freePort();
-  const dir = mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
+  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
   let child: ChildProcess;
   try {
+    const persistence = ['--save', '', '--appendonly', options.persist ? 'yes' : 'no'];
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--dir', dir],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -106,8 +108,10 @@ export async function startRedis(): Promise<Service> {
   return {
     url: `redis://127.0.0.1:${port}`,
     async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      rmSync(dir, { recursive: true, force: true });
+      await exited;
+      if (!options.persist) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,29 @@
+import { isSha256Hex, md5Hex, SLOT_BYTES } from '../../src/identity/hash.js';
+import { normalizeEmail } from '../../src/identity/normalize.js';
+import type { Identified, Person } from '../../src/identity/types.js';
+
+/**
+ * Mailchimp identifies a member by email. The slot holds the subscriber hash (MD5 of the trimmed,
+ * lowercased email: 16 bytes, zero-padded to 32); the email itself, which Mailchimp needs to add a member,
+ * travels beside it in `plain` and is never stored. No Gmail rule: Mailchimp writes to the address given.
+ */
+
+export const SLOTS = ['email'] as const;
+
+const HASH_BYTES = 16;
+
+export function identify(person: Person): Identified {
+  const raw = person.email?.trim();
+  if (!raw) return { skip: 'no usable identifier' };
+  if (isSha256Hex(raw)) return { skip: 'hashed email' };
+  const email = normalizeEmail(raw);
+  if (!email) return { skip: 'invalid email' };
+  const slot = Buffer.alloc(SLOT_BYTES);
+  slot.write(md5Hex(email), 'hex');
+  return { slots: [slot], plain: { email } };
+}
+
+/** The subscriber hash in a slot, as the API's `{subscriber_hash}` (32 hex characters). */
+export function subscriberHash(slot: Buffer): string {
+  return slot.subarray(0, HASH_BYTES).toString('hex');
+}

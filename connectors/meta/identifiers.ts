@@ -1,0 +1,238 @@
+import { hashIdentifier, isSha256Hex, sha256, SLOT_BYTES } from '../../src/identity/hash.js';
+import {
+  normalizeCountry,
+  normalizeEmail,
+  normalizeName,
+  normalizePhone,
+  normalizePostal,
+} from '../../src/identity/normalize.js';
+import type { Identified, Person, SkipReason } from '../../src/identity/types.js';
+
+/**
+ * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
+ * is the SHA-256 of Meta's normalised form, except EXTERN_ID and MADID, which Meta takes in plaintext:
+ * those are stored as they are, packed into the 32-byte slot (`packPlain`); a value that does not fit is
+ * left out ('identifier too long' when it was all there was).
+ *
+ * Person fields read: email, phone, first_name, last_name, city, state, postal_code, country, gender,
+ * birth_date (`YYYY-MM-DD`), external_id, madid.
+ */
+
+export const SCHEMA_KEYS = [
+  'EXTERN_ID',
+  'EMAIL',
+  'PHONE',
+  'GEN',
+  'DOBY',
+  'DOBM',
+  'DOBD',
+  'LN',
+  'FN',
+  'FI',
+  'CT',
+  'ST',
+  'ZIP',
+  'MADID',
+  'COUNTRY',
+] as const;
+export type SchemaKey = (typeof SCHEMA_KEYS)[number];
+
+/** The schema when none is configured: what a customer file usually has. EXTERN_ID is opt-in (plaintext). */
+export const SLOTS: readonly SchemaKey[] = ['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'];
+
+const PLAINTEXT: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'MADID']);
+/** Keys that identify someone alone; names only as a pair. The others only refine a match. */
+const IDENTIFYING: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'EMAIL', 'PHONE', 'MADID']);
+
+/** A configured schema checked: known keys, each once. Throws an error naming the key to fix. */
+export function parseSchema(keys: readonly string[]): SchemaKey[] {
+  const known: ReadonlySet<string> = new Set(SCHEMA_KEYS);
+  const seen = new Set<string>();
+  for (const key of keys) {
+    if (!known.has(key)) throw new Error(`Unknown Meta schema key "${key}": use some of ${SCHEMA_KEYS.join(', ')}.`);
+    if (seen.has(key)) throw new Error(`Meta schema key "${key}" is listed twice: keep one.`);
+    seen.add(key);
+  }
+  if (keys.length === 0) throw new Error(`The Meta schema is empty: list some of ${SCHEMA_KEYS.join(', ')}.`);
+  return [...keys] as SchemaKey[];
+}
+
+export interface MetaIdentifyOptions {
+  schema?: readonly SchemaKey[];
+  /** Country (ISO alpha-2) of customers without a usable country: reads their phones, ZIP and COUNTRY. */
+  defaultCountry?: string | undefined;
+}
+
+export function identify(person: Person, options: MetaIdentifyOptions = {}): Identified {
+  const schema = options.schema ?? SLOTS;
+  const country =
+    (person.country && normalizeCountry(person.country)) ||
+    (options.defaultCountry ? normalizeCountry(options.defaultCountry) : undefined);
+  const dob = birthDate(person.birth_date);
+
+  const slots: (Buffer | undefined)[] = [];
+  const unusable = new Set<SkipReason>();
+  let identifying = false;
+  let names = 0;
+  for (const key of schema) {
+    let slot: Buffer | null | undefined;
+    switch (key) {
+      case 'EMAIL':
+        slot = hashIdentifier(person.email, (v) => normalizeEmail(v));
+        if (slot === null) unusable.add('invalid email');
+        break;
+      case 'PHONE':
+        slot = hashIdentifier(person.phone, (v) => normalizePhone(v, country)?.slice(1));
+        if (slot === null) unusable.add('invalid phone');
+        break;
+      case 'FN':
+        slot = hashIdentifier(person.first_name, (v) => normalizeName(v));
+        break;
+      case 'LN':
+        slot = hashIdentifier(person.last_name, (v) => normalizeName(v));
+        break;
+      case 'FI':
+        slot = hashOf(firstInitial(person.first_name));
+        break;
+      case 'CT':
+        slot = hashIdentifier(person.city, letters);
+        break;
+      case 'ST':
+        slot = hashIdentifier(person.state, (v) => state(v, country));
+        break;
+      case 'ZIP':
+        slot = hashIdentifier(person.postal_code, (v) => metaZip(v, country));
+        break;
+      case 'COUNTRY':
+        slot = hashIdentifier(country ?? person.country, (v) => normalizeCountry(v)?.toLowerCase());
+        break;
+      case 'GEN':
+        slot = hashIdentifier(person.gender, gender);
+        break;
+      case 'DOBY':
+      case 'DOBM':
+      case 'DOBD':
+        slot = hashOf(dob?.[key]);
+        break;
+      case 'EXTERN_ID':
+      case 'MADID': {
+        const value = (key === 'MADID' ? person.madid : person.external_id)?.trim();
+        slot = value ? (packPlain(value) ?? null) : undefined;
+        if (slot === null) unusable.add('identifier too long');
+        break;
+      }
+    }
+    slots.push(slot ?? undefined);
+    if (slot && IDENTIFYING.has(key)) identifying = true;
+    if (slot && (key === 'FN' || key === 'LN')) names++;
+  }
+  if (identifying || names === 2) return { slots };
+  return { skip: SKIP_ORDER.find((r) => unusable.has(r)) ?? 'no usable identifier' };
+}
+
+/** The most telling reason first. */
+const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', 'identifier too long'];
+
+/** The `data` row of a member for the schema: hex hashes, EXTERN_ID and MADID in plaintext, `""` if unknown. */
+export function toRow(slots: readonly (Buffer | undefined)[], schema: readonly SchemaKey[]): string[] {
+  return schema.map((key, i) => {
+    const slot = slots[i];
+    if (!slot) return '';
+    return PLAINTEXT.has(key) ? unpackPlain(slot) : slot.toString('hex');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Meta's formats
+
+/** Lowercase letters only (CT; Meta: "lowercase letters only"), accented letters kept, in NFC. */
+function letters(raw: string): string | undefined {
+  return normalizeName(raw)?.replaceAll(' ', '') || undefined;
+}
+
+const hashOf = (normalized: string | undefined): Buffer | undefined =>
+  normalized === undefined ? undefined : sha256(normalized);
+
+/** FI: the first letter of the normalised first name (none from a hashed one). */
+function firstInitial(raw: string | undefined): string | undefined {
+  const value = raw?.trim();
+  const name = value && !isSha256Hex(value) ? normalizeName(value) : undefined;
+  return name === undefined ? undefined : String.fromCodePoint(name.codePointAt(0)!);
+}
+
+// prettier-ignore
+const US_STATES: ReadonlyMap<string, string> = new Map(Object.entries({
+  alabama: 'al', alaska: 'ak', arizona: 'az', arkansas: 'ar', california: 'ca', colorado: 'co',
+  connecticut: 'ct', delaware: 'de', districtofcolumbia: 'dc', florida: 'fl', georgia: 'ga', hawaii: 'hi',
+  idaho: 'id', illinois: 'il', indiana: 'in', iowa: 'ia', kansas: 'ks', kentucky: 'ky', louisiana: 'la',
+  maine: 'me', maryland: 'md', massachusetts: 'ma', michigan: 'mi', minnesota: 'mn', mississippi: 'ms',
+  missouri: 'mo', montana: 'mt', nebraska: 'ne', nevada: 'nv', newhampshire: 'nh', newjersey: 'nj',
+  newmexico: 'nm', newyork: 'ny', northcarolina: 'nc', northdakota: 'nd', ohio: 'oh', oklahoma: 'ok',
+  oregon: 'or', pennsylvania: 'pa', rhodeisland: 'ri', southcarolina: 'sc', southdakota: 'sd',
+  tennessee: 'tn', texas: 'tx', utah: 'ut', vermont: 'vt', virginia: 'va', washington: 'wa',
+  westvirginia: 'wv', wisconsin: 'wi', wyoming: 'wy',
+}));
+
+/** ST: the two-letter code in lowercase; a US state's name becomes its code, elsewhere letters only. */
+function state(raw: string, country: string | undefined): string | undefined {
+  const s = letters(raw);
+  if (s === undefined || country !== 'US') return s;
+  return s.length === 2 ? s : US_STATES.get(s);
+}
+
+/** ZIP: Meta's "lowercase, no spaces, US first 5 digits", after the shared postal clean-up. */
+export function metaZip(raw: string, country: string | undefined): string | undefined {
+  return normalizePostal(raw, country)?.replace(/ /g, '').toLowerCase();
+}
+
+function gender(raw: string): string | undefined {
+  const g = raw.toLowerCase();
+  if (g === 'm' || g === 'male') return 'm';
+  if (g === 'f' || g === 'female') return 'f';
+  return undefined;
+}
+
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** DOBY `YYYY`, DOBM `MM`, DOBD `DD` of a real date from 1900 to this year. */
+function birthDate(raw: string | undefined): Record<'DOBY' | 'DOBM' | 'DOBD', string> | undefined {
+  const m = raw ? ISO_DATE.exec(raw.trim()) : null;
+  if (!m) return undefined;
+  const [, y, mo, d] = m as unknown as [string, string, string, string];
+  const date = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+  const real = date.getUTCMonth() === Number(mo) - 1 && date.getUTCDate() === Number(d);
+  if (!real || Number(y) < 1900 || Number(y) > new Date().getUTCFullYear()) return undefined;
+  return { DOBY: y, DOBM: mo, DOBD: d };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Plaintext in a 32-byte slot
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const UUID_LOWER = 1;
+const UUID_UPPER = 2;
+
+/**
+ * A plaintext identifier in 32 bytes: its UTF-8 bytes zero-padded when they fit (and hold no zero byte);
+ * a 36-character UUID (IDFA, GAID) as a zero byte, its case, and its 16 bytes. Undefined if neither fits.
+ */
+export function packPlain(text: string): Buffer | undefined {
+  const slot = Buffer.alloc(SLOT_BYTES);
+  if (text && !text.includes('\u0000') && Buffer.byteLength(text) <= SLOT_BYTES) {
+    slot.write(text, 'utf8');
+    return slot;
+  }
+  const lower = text.toLowerCase();
+  const upper = text.toUpperCase();
+  if (!UUID.test(lower) || (text !== lower && text !== upper)) return undefined;
+  slot[1] = text === lower ? UUID_LOWER : UUID_UPPER;
+  Buffer.from(lower.replaceAll('-', ''), 'hex').copy(slot, 2);
+  return slot;
+}
+
+export function unpackPlain(slot: Buffer): string {
+  if (slot[0] !== 0) return slot.toString('utf8').replace(/\u0000+$/, '');
+  const h = slot.subarray(2, 18).toString('hex');
+  const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return slot[1] === UUID_UPPER ? uuid.toUpperCase() : uuid;
+}

@@ -1,0 +1,103 @@
+import type { Config } from '../config/schema.js';
+import { ConfigError } from '../errors.js';
+import type { Segmented } from '../score/pipeline.js';
+
+/** One audience on one or more destinations: customers of some segments, optionally narrowed by attributes. */
+export interface AudienceSpec {
+  name: string;
+  segments: readonly string[];
+  where: Readonly<Record<string, readonly string[]>>;
+  destinations: readonly string[];
+}
+
+/**
+ * The audiences a config asks for: one per segment per destination (named by the pattern) unless
+ * turned off, plus the listed ones. Checked against the segment map and the configured attributes.
+ */
+export function audiencesOf(config: Config, segmentNames: readonly string[]): AudienceSpec[] {
+  const destinations = Object.keys(config.destinations);
+  const pattern = config.audiences.name_pattern;
+  const out: AudienceSpec[] = [];
+  if (config.audiences.per_segment)
+    for (const segment of segmentNames)
+      out.push({
+        name: pattern.replaceAll('{segment}', segment),
+        segments: [segment],
+        where: {},
+        destinations,
+      });
+
+  const attributes = new Set([...config.source.attributes, ...(config.profiles?.attributes ?? [])]);
+  config.audiences.list.forEach((a, k) => {
+    const at = `audiences.list[${k}]`;
+    for (const s of a.segments)
+      if (!segmentNames.includes(s))
+        throw new ConfigError(
+          `${at}.segments: '${s}' is not a segment of the map`,
+          `segments are: ${segmentNames.join(', ')}`,
+        );
+    for (const attribute of Object.keys(a.where ?? {}))
+      if (!attributes.has(attribute))
+        throw new ConfigError(
+          `${at}.where: '${attribute}' is not a customer attribute`,
+          'list it in source.attributes or profiles.attributes so it is read from the source',
+        );
+    for (const d of a.destinations ?? [])
+      if (!destinations.includes(d))
+        throw new ConfigError(
+          `${at}.destinations: no destination named '${d}'`,
+          `destinations are: ${destinations.join(', ') || 'none'}`,
+        );
+    const where = Object.fromEntries(
+      Object.entries(a.where ?? {}).map(([k2, v]) => [k2, Array.isArray(v) ? v : [v]]),
+    );
+    out.push({
+      name: a.name ?? pattern.replaceAll('{segment}', a.segments.join(' + ')),
+      segments: a.segments,
+      where,
+      destinations: a.destinations ?? destinations,
+    });
+  });
+
+  const seen = new Map<string, number>();
+  for (const a of out)
+    for (const d of a.destinations) {
+      const id = `${d}\0${a.name}`;
+      if (seen.has(id))
+        throw new ConfigError(
+          `two audiences are named '${a.name}' on destination '${d}'`,
+          'give audiences.list entries distinct names',
+        );
+      seen.set(id, 1);
+    }
+  return out;
+}
+
+export interface Membership {
+  /** Customer indexes in the audience (opted-out customers excluded). */
+  members: Uint32Array;
+  /** Customers of its segments that match the filter, opted out included: the segment size campaign managers see. */
+  segmentSize: number;
+  optedOut: number;
+}
+
+export function membershipOf(spec: AudienceSpec, segmented: Segmented): Membership {
+  const { customers, scores } = segmented;
+  const wanted = new Set(spec.segments.map((s) => scores.segments.indexOf(s)).filter((i) => i >= 0));
+  const filters = Object.entries(spec.where).map(([attribute, values]) => {
+    const column = customers.attributes[attribute] ?? [];
+    const allowed = new Set(values.map((v) => v.trim().toLowerCase()));
+    return (i: number) => allowed.has((column[i] ?? '').trim().toLowerCase());
+  });
+  const members: number[] = [];
+  let segmentSize = 0;
+  let optedOut = 0;
+  for (let i = 0; i < customers.ids.length; i++) {
+    if (!wanted.has(scores.segment[i]!)) continue;
+    if (!filters.every((f) => f(i))) continue;
+    segmentSize++;
+    if (customers.optedOut[i]) optedOut++;
+    else members.push(i);
+  }
+  return { members: Uint32Array.from(members), segmentSize, optedOut };
+}

@@ -1,0 +1,306 @@
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { connectors } from '../../connectors/index.js';
+import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
+import { audiencesOf } from '../audience/audiences.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { ConfigError, ExitCode, UserError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { segmentCustomers, type Segmented } from '../score/pipeline.js';
+import { pct } from '../source/read.js';
+import { StateStore } from '../state/store.js';
+import type { AudiencePlan } from '../sync/plan.js';
+import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
+import { progressBar, table, thousands } from './output.js';
+
+export interface SyncCommandOptions {
+  config?: string | undefined;
+  destination?: string;
+  audience?: string;
+  full?: boolean;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+/** Checks each destination's settings with its connector's schema, naming the exact key. */
+export function destinationsOf(config: Config, only?: string): Destination[] {
+  const names = Object.keys(config.destinations);
+  if (only !== undefined && !names.includes(only))
+    throw new ConfigError(
+      `no destination named '${only}'`,
+      `destinations are: ${names.join(', ') || 'none (add one under destinations:)'}`,
+    );
+  if (names.length === 0)
+    throw new ConfigError(
+      'the config has no destinations',
+      'add one under destinations: (type: file writes audiences to a folder)',
+    );
+  return names
+    .filter((name) => only === undefined || name === only)
+    .map((name) => {
+      const raw = config.destinations[name]!;
+      const connector = connectors[raw.type];
+      if (!connector)
+        throw new ConfigError(
+          `destinations.${name}.type: the ${raw.type} connector is not available in this version`,
+          `available: ${Object.keys(connectors).join(', ')}`,
+        );
+      const parsed = connector.configSchema.safeParse(raw);
+      if (!parsed.success)
+        throw new ConfigError(
+          parsed.error.issues.map((i) => `destinations.${name}.${i.path.join('.')}: ${i.message}`).join('\n'),
+          'see the connector README under connectors/',
+        );
+      return { name, connector, config: parsed.data as { type: string } };
+    });
+}
+
+function redisFor(): Redis {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  return new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 5000,
+  });
+}
+
+async function connect(redis: Redis): Promise<void> {
+  try {
+    await redis.connect();
+  } catch (error) {
+    redis.disconnect();
+    const where = process.env.REDIS_URL ? 'REDIS_URL' : 'redis://127.0.0.1:6379 (REDIS_URL is not set)';
+    throw new UserError(
+      `cannot reach Redis at ${where}: ${(error as Error).message}`,
+      ExitCode.failed,
+      'start redis-server, or set REDIS_URL',
+    );
+  }
+}
+
+interface Prepared {
+  config: Config;
+  baseDir: string;
+  destinations: Destination[];
+  segmented: Segmented;
+  audiences: ReturnType<typeof audiencesOf>;
+}
+
+async function prepare(options: SyncCommandOptions): Promise<Prepared> {
+  if (!options.config)
+    throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');
+  const { config, dir } = loadConfig(options.config);
+  const destinations = destinationsOf(config, options.destination);
+  const bar = progressBar('reading');
+  let segmented: Segmented;
+  try {
+    // Too many bad rows stop here, before anything is sent anywhere.
+    segmented = await segmentCustomers(config, {
+      baseDir: dir,
+      onProgress: (p) => bar.update(p.done, p.total, p.rows),
+    });
+  } finally {
+    bar.stop();
+  }
+  const audiences = audiencesOf(config, segmented.scores.segments);
+  if (options.audience !== undefined && !audiences.some((a) => a.name === options.audience))
+    throw new ConfigError(
+      `no audience named '${options.audience}'`,
+      `audiences are: ${audiences.map((a) => a.name).join(', ')}`,
+    );
+  return { config, baseDir: dir, destinations, segmented, audiences };
+}
+
+export async function runPlan(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
+  const p = await prepare(options);
+  const redis = redisFor();
+  await connect(redis);
+  try {
+    const store = new StateStore(redis, p.config.sync.redis_prefix);
+    const plans: AudiencePlan[] = [];
+    for (const destination of p.destinations)
+      plans.push(
+        ...(await planDestination(destination, {
+          segmented: p.segmented,
+          audiences: p.audiences,
+          store,
+          ...(options.full ? { full: true } : {}),
+          ...(options.audience !== undefined ? { audience: options.audience } : {}),
+        })),
+      );
+    if (options.json) process.stdout.write(JSON.stringify({ plans: plans.map(planSummary) }) + '\n');
+    else process.stdout.write(planTable(plans));
+    log.debug({ audiences: plans.length }, 'plan done');
+    return ExitCode.ok;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export async function runSync(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
+  const p = await prepare(options);
+  const redis = redisFor();
+  await connect(redis);
+  const results: AudienceResult[] = [];
+  try {
+    // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
+    const store = new StateStore(
+      redis,
+      options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix,
+    );
+    for (const destination of p.destinations) {
+      const client = options.dryRun
+        ? new FileClient(
+            fileConfigSchema.parse({
+              type: 'file',
+              path: path.join('.audience-sync', 'dry-run', destination.name),
+            }),
+            p.baseDir,
+          )
+        : destination.connector.create(destination.config, {
+            destination: destination.name,
+            baseDir: p.baseDir,
+            log,
+          });
+      try {
+        results.push(
+          ...(await syncDestination(destination, client, {
+            segmented: p.segmented,
+            audiences: p.audiences,
+            store,
+            log,
+            ...(options.full ? { full: true } : {}),
+            ...(options.audience !== undefined ? { audience: options.audience } : {}),
+            onPlan: (plan) => {
+              if (!options.json)
+                log.info(
+                  `${plan.destination} / ${plan.audience}: ${plan.add.length} to add, ${plan.remove.length} to remove, ${plan.unchanged} unchanged`,
+                );
+            },
+          })),
+        );
+      } finally {
+        await client.close?.();
+      }
+    }
+  } finally {
+    redis.disconnect();
+  }
+  if (options.json) process.stdout.write(JSON.stringify({ results }) + '\n');
+  else process.stdout.write(resultTable(results));
+  return exitCodeOf(results, p.config, log);
+}
+
+function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): ExitCode {
+  const failed = results.filter((r) => r.error);
+  for (const r of failed)
+    log.error(
+      { destination: r.destination, audience: r.audience },
+      `${r.destination} / ${r.audience}: ${r.error}`,
+    );
+  if (failed.length > 0) return ExitCode.failed;
+  let partial = false;
+  for (const r of results) {
+    const { ['opted out']: _optedOut, ...unusable } = r.skipped;
+    const skipped = Object.values(unusable).reduce((a, b) => a + b, 0);
+    const eligible = r.segmentSize - (r.skipped['opted out'] ?? 0);
+    if (eligible > 0 && skipped / eligible > config.sync.max_skipped_share) {
+      partial = true;
+      log.warn(
+        `${r.destination} / ${r.audience}: ${skipped} of ${eligible} customers have no usable identifier (${pct(skipped / eligible)}, more than ${pct(config.sync.max_skipped_share)})`,
+      );
+    }
+    const sent = r.added + r.removed + r.rejected;
+    if (sent > 0 && r.rejected / sent > config.sync.max_rejected_share) {
+      partial = true;
+      log.warn(
+        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${pct(r.rejected / sent)})`,
+      );
+    }
+  }
+  return partial ? ExitCode.partial : ExitCode.ok;
+}
+
+function skippedText(skipped: Record<string, number>): string {
+  return Object.entries(skipped)
+    .sort((a, b) => b[1] - a[1])
+    .map(([reason, n]) => `${thousands(n)} ${reason}`)
+    .join(', ');
+}
+
+export function planSummary(plan: AudiencePlan) {
+  return {
+    destination: plan.destination,
+    audience: plan.audience,
+    segment_size: plan.segmentSize,
+    members: plan.members,
+    to_add: plan.add.length,
+    to_remove: plan.remove.length,
+    unchanged: plan.unchanged,
+    waiting: plan.waiting,
+    pending: plan.pending,
+    rejected_earlier: plan.rejectedEarlier,
+    skipped: plan.skipped,
+    full: plan.full,
+  };
+}
+
+function planTable(plans: AudiencePlan[]): string {
+  return table(
+    [
+      'destination',
+      'audience',
+      'segment',
+      'members',
+      'to add',
+      'to remove',
+      'unchanged',
+      'waiting',
+      'skipped',
+    ],
+    plans.map((p) => [
+      p.destination,
+      p.audience,
+      thousands(p.segmentSize),
+      thousands(p.members),
+      thousands(p.add.length),
+      thousands(p.remove.length),
+      thousands(p.unchanged),
+      thousands(p.waiting + p.pending),
+      skippedText(p.skipped),
+    ]),
+  );
+}
+
+function resultTable(results: AudienceResult[]): string {
+  return table(
+    [
+      'destination',
+      'audience',
+      'members',
+      'added',
+      'removed',
+      'unchanged',
+      'rejected',
+      'waiting',
+      'skipped',
+      'seconds',
+      'error',
+    ],
+    results.map((r) => [
+      r.destination,
+      r.audience,
+      thousands(r.members),
+      thousands(r.added),
+      thousands(r.removed),
+      thousands(r.unchanged),
+      thousands(r.rejected),
+      thousands(r.waiting + r.pending),
+      skippedText(r.skipped),
+      (r.durationMs / 1000).toFixed(1),
+      r.error ?? '',
+    ]),
+  );
+}

@@ -1,0 +1,105 @@
+import type { z } from 'zod';
+import type { Logger } from './log.js';
+import type { Identified, Person } from './identity/types.js';
+
+/**
+ * The connector interface: the core owns audiences, identity, state and the diff; a connector owns
+ * the wire. A new platform is one folder under connectors/ exporting one `ConnectorDefinition`.
+ */
+
+/** One person as a platform receives them: identifier slots aligned with the connector's `slots`. */
+export interface Member {
+  /** Our stable key for the customer (8 bytes of SHA-256 of the customer id). */
+  readonly key: Buffer;
+  /** Each exactly 32 bytes (a hash, or a value packed by the connector), or undefined. */
+  readonly slots: readonly (Buffer | undefined)[];
+  /** Plaintext the platform needs to add someone (Mailchimp's email): in memory only, never stored. */
+  readonly plain?: { email: string } | undefined;
+}
+
+/** An audience as it exists on the platform. */
+export interface RemoteAudience {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** A member the platform named invalid, by its index in the batch. */
+export interface Rejection {
+  index: number;
+  reason: string;
+}
+
+/** What became of one batch. `pending`: accepted, processed later; follow it with `poll(token)`. */
+export type BatchOutcome =
+  | { status: 'confirmed'; rejected?: Rejection[] }
+  | { status: 'pending'; token: string; rejected?: Rejection[] };
+
+export type PollOutcome =
+  { status: 'processing' } | { status: 'done' } | { status: 'failed'; reason: string };
+
+export interface AudienceStats {
+  /** Members the platform counts (it may lag, and round). */
+  size?: number | undefined;
+  /** Share of uploaded members the platform matched to its users, 0..1. */
+  matchRate?: number | undefined;
+  warnings: string[];
+}
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface ConnectorClient {
+  /** Credentials, permissions and reachability, without side effects. */
+  check(): Promise<Check[]>;
+  /** Finds the audience by name (or the id remembered from an earlier run), creating it if missing; idempotent. */
+  ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }>;
+  add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
+  remove(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
+  /** Makes the audience exactly these members in one operation, where the platform supports it. */
+  replace?(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
+  /** The outcome of a pending batch. */
+  poll?(audience: RemoteAudience, token: string): Promise<PollOutcome>;
+  stats(audience: RemoteAudience): Promise<AudienceStats>;
+  /** Flushes and releases what the client holds. */
+  close?(): Promise<void>;
+}
+
+export interface ConnectorContext {
+  /** The destination's name in the config. */
+  destination: string;
+  /** Folder of the config file, for relative paths. */
+  baseDir: string;
+  log: Logger;
+}
+
+export interface ConnectorDefinition<Config extends { type: string } = { type: string }> {
+  readonly type: string;
+  /** Validates `destinations.<name>` for this type. */
+  readonly configSchema: z.ZodType<Config>;
+  /** Members per add/remove request (the platform's limit, or less when configured). */
+  batchSize(config: Config): number;
+  /** True when add/remove results are final when they return (no processing later, no poll). */
+  readonly final: boolean;
+  /** Identifier slot names, in the order `identify` fills them. */
+  slots(config: Config): readonly string[];
+  /** Normalises and hashes one person's identifiers per the platform's rules. */
+  identify(person: Person, config: Config): Identified;
+  create(config: Config, context: ConnectorContext): ConnectorClient;
+}
+
+export type ErrorKind = 'retryable' | 'rate_limited' | 'permanent';
+
+/** A platform error, classified so the core knows whether to retry, wait, or stop. */
+export class ConnectorError extends Error {
+  constructor(
+    message: string,
+    readonly kind: ErrorKind,
+    readonly options: { retryAfterMs?: number; hint?: string; cause?: unknown } = {},
+  ) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'ConnectorError';
+  }
+}

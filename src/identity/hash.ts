@@ -1,0 +1,50 @@
+import * as crypto from 'node:crypto';
+
+/** Size of every identifier slot in state: a SHA-256 digest, or a value packed to the same size. */
+export const SLOT_BYTES = 32;
+
+const SHA256_HEX = /^[a-f0-9]{64}$/i;
+
+// crypto.hash (Node >= 20.12) skips the Hash object; createHash is the fallback on older runtimes.
+const oneShot = typeof crypto.hash === 'function';
+
+/** SHA-256 of the UTF-8 bytes of `text`: 32 bytes. */
+export function sha256(text: string): Buffer {
+  return oneShot ? crypto.hash('sha256', text, 'buffer') : crypto.createHash('sha256').update(text).digest();
+}
+
+/** MD5 of the UTF-8 bytes of `text`, lowercase hex (Mailchimp's subscriber hash). */
+export function md5Hex(text: string): string {
+  return oneShot ? crypto.hash('md5', text, 'hex') : crypto.createHash('md5').update(text).digest('hex');
+}
+
+/** True for a SHA-256 digest written in hex, either case. */
+export function isSha256Hex(s: string): boolean {
+  return s.length === 64 && SHA256_HEX.test(s);
+}
+
+/**
+ * A value that may already be hashed: a SHA-256 hex digest is decoded as it is (never hashed twice),
+ * anything else is hashed. Give it the raw source value, before normalisation: a normalised value is
+ * hashed with `sha256` directly, since a name of 64 hex letters must still be hashed.
+ */
+export function hashed(rawOrHash: string): Buffer {
+  const trimmed = rawOrHash.trim();
+  return isSha256Hex(trimmed) ? Buffer.from(trimmed, 'hex') : sha256(rawOrHash);
+}
+
+/**
+ * A raw source value as an identifier slot: undefined when absent (empty or blank), null when present but
+ * unusable, else the SHA-256 of its normalised form. A SHA-256 hex digest in the source is taken as it
+ * is, checked before `normalize` could change it.
+ */
+export function hashIdentifier(
+  raw: string | undefined,
+  normalize: (trimmed: string) => string | undefined,
+): Buffer | null | undefined {
+  const value = raw?.trim();
+  if (!value) return undefined;
+  if (isSha256Hex(value)) return hashed(value);
+  const normalized = normalize(value);
+  return normalized === undefined ? null : sha256(normalized);
+}

@@ -1,0 +1,304 @@
+import type { AudienceSpec } from '../audience/audiences.js';
+import type {
+  ConnectorClient,
+  ConnectorDefinition,
+  Member,
+  PollOutcome,
+  RemoteAudience,
+} from '../connector.js';
+import { ConnectorError } from '../connector.js';
+import type { Logger } from '../log.js';
+import type { Segmented } from '../score/pipeline.js';
+import { Status, type StateRecord } from '../state/records.js';
+import type { AudienceState, StateStore } from '../state/store.js';
+import { Identities, planAudience, type AudiencePlan } from './plan.js';
+import { withRetry, type RetryPolicy } from './retry.js';
+
+/** A configured destination with its connector and validated settings. */
+export interface Destination {
+  name: string;
+  connector: ConnectorDefinition<{ type: string }>;
+  config: { type: string };
+}
+
+/** What one run did to one audience: enough to chart sizes and changes over time. */
+export interface AudienceResult {
+  destination: string;
+  audience: string;
+  remoteId?: string;
+  segmentSize: number;
+  members: number;
+  plannedAdds: number;
+  plannedRemoves: number;
+  added: number;
+  removed: number;
+  unchanged: number;
+  waiting: number;
+  pending: number;
+  skipped: Record<string, number>;
+  rejected: number;
+  /** Members of batches the platform did not take (the run stopped on an error). */
+  failed: number;
+  durationMs: number;
+  error?: string;
+}
+
+export interface SyncOptions {
+  segmented: Segmented;
+  audiences: readonly AudienceSpec[];
+  store: StateStore;
+  log: Logger;
+  /** Re-send everything (or replace, where the platform can). */
+  full?: boolean;
+  /** Only this audience. */
+  audience?: string;
+  retry?: RetryPolicy;
+  signal?: AbortSignal;
+  onPlan?: (plan: AudiencePlan) => void;
+}
+
+/** Plans every audience of a destination without touching the platform or the state. */
+export async function planDestination(
+  destination: Destination,
+  options: Omit<SyncOptions, 'log'>,
+): Promise<AudiencePlan[]> {
+  const identities = identitiesFor(destination, options.segmented);
+  const plans: AudiencePlan[] = [];
+  for (const spec of audiencesOn(destination, options)) {
+    const state = options.store.audience(destination.name, spec.name);
+    plans.push(
+      await planAudience(
+        spec,
+        destination.name,
+        options.segmented,
+        identities,
+        state,
+        destination.connector,
+        options,
+      ),
+    );
+  }
+  return plans;
+}
+
+/** Syncs every audience of a destination, one after another, and returns what happened to each. */
+export async function syncDestination(
+  destination: Destination,
+  client: ConnectorClient,
+  options: SyncOptions,
+): Promise<AudienceResult[]> {
+  const identities = identitiesFor(destination, options.segmented);
+  const results: AudienceResult[] = [];
+  for (const spec of audiencesOn(destination, options)) {
+    results.push(await syncAudience(destination, client, spec, identities, options));
+    options.signal?.throwIfAborted();
+  }
+  return results;
+}
+
+function identitiesFor(destination: Destination, segmented: Segmented): Identities {
+  return new Identities(segmented, (person) => destination.connector.identify(person, destination.config));
+}
+
+function audiencesOn(
+  destination: Destination,
+  options: Pick<SyncOptions, 'audiences' | 'audience'>,
+): AudienceSpec[] {
+  return options.audiences.filter(
+    (a) =>
+      a.destinations.includes(destination.name) &&
+      (options.audience === undefined || a.name === options.audience),
+  );
+}
+
+async function syncAudience(
+  destination: Destination,
+  client: ConnectorClient,
+  spec: AudienceSpec,
+  identities: Identities,
+  options: SyncOptions,
+): Promise<AudienceResult> {
+  const started = performance.now();
+  const { log, store } = options;
+  const state = store.audience(destination.name, spec.name);
+  const result: AudienceResult = {
+    destination: destination.name,
+    audience: spec.name,
+    segmentSize: 0,
+    members: 0,
+    plannedAdds: 0,
+    plannedRemoves: 0,
+    added: 0,
+    removed: 0,
+    unchanged: 0,
+    waiting: 0,
+    pending: 0,
+    skipped: {},
+    rejected: 0,
+    failed: 0,
+    durationMs: 0,
+  };
+  const call = <T>(what: string, fn: () => Promise<T>) =>
+    withRetry(what, fn, log, options.retry, options.signal);
+  let plan: AudiencePlan | undefined;
+  try {
+    const known = await state.remoteId();
+    const remote = await call(`ensure audience '${spec.name}'`, () =>
+      client.ensureAudience(spec.name, known),
+    );
+    if (remote.id !== known) await state.setRemoteId(remote.id);
+    result.remoteId = remote.id;
+    if (remote.created)
+      log.info(
+        { destination: destination.name, audience: spec.name },
+        `created audience '${spec.name}' on ${destination.name}`,
+      );
+
+    await settle(state, client, remote, destination.connector.final, log);
+    plan = await planAudience(
+      spec,
+      destination.name,
+      options.segmented,
+      identities,
+      state,
+      destination.connector,
+      options,
+    );
+    options.onPlan?.(plan);
+    Object.assign(result, {
+      segmentSize: plan.segmentSize,
+      members: plan.members,
+      plannedAdds: plan.add.length,
+      plannedRemoves: plan.remove.length,
+      unchanged: plan.unchanged,
+      waiting: plan.waiting,
+      pending: plan.pending,
+      skipped: plan.skipped,
+    });
+    if (plan.forget.length > 0)
+      await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
+
+    const size = destination.connector.batchSize(destination.config);
+    if (plan.full && client.replace) {
+      await push(
+        state,
+        'replace',
+        plan.add,
+        plan.add.length || 1,
+        (batch) => call('replace', () => client.replace!(remote, batch)),
+        result,
+        plan.remove,
+      );
+    } else {
+      await push(
+        state,
+        'remove',
+        plan.remove,
+        size,
+        (batch) => call('remove', () => client.remove(remote, batch)),
+        result,
+      );
+      await push(
+        state,
+        'add',
+        plan.add,
+        size,
+        (batch) => call('add', () => client.add(remote, batch)),
+        result,
+      );
+    }
+  } catch (error) {
+    result.error = error instanceof Error ? error.message : String(error);
+    if (plan)
+      result.failed = plan.add.length + plan.remove.length - result.added - result.removed - result.rejected;
+    if (!(error instanceof ConnectorError)) log.error({ err: error }, `sync of '${spec.name}' failed`);
+  } finally {
+    await state.checkpoint();
+    result.durationMs = Math.round(performance.now() - started);
+  }
+  return result;
+}
+
+/**
+ * Sends members in batches and records each batch the platform acknowledged: final results become
+ * confirmed (or gone, for removals); pending ones wait on their upload, polled in a later run.
+ */
+async function push(
+  state: AudienceState,
+  op: 'add' | 'remove' | 'replace',
+  members: readonly Member[],
+  batchSize: number,
+  send: (batch: readonly Member[]) => ReturnType<ConnectorClient['add']>,
+  result: AudienceResult,
+  replaced: readonly Member[] = [],
+): Promise<void> {
+  for (let at = 0; at < members.length || (op === 'replace' && at === 0); at += batchSize) {
+    const batch = op === 'replace' ? members : members.slice(at, at + batchSize);
+    const outcome = await send(batch);
+    const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
+    const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
+    const records: StateRecord[] = batch.map((m, i) => {
+      if (op === 'remove')
+        return upload
+          ? { key: m.key, status: Status.removePending, upload, slots: [...m.slots] }
+          : { key: m.key, status: Status.deleted, upload: 0, slots: [] };
+      if (rejected.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: [...m.slots] };
+      return {
+        key: m.key,
+        status: upload ? Status.addPending : Status.confirmed,
+        upload,
+        slots: [...m.slots],
+      };
+    });
+    // A replace drops every member it did not name.
+    for (const m of replaced) records.unshift({ key: m.key, status: Status.deleted, upload: 0, slots: [] });
+    await state.append(
+      records,
+      outcome.status === 'pending'
+        ? { id: upload, token: outcome.token, op, count: batch.length, at: new Date().toISOString() }
+        : undefined,
+    );
+    result.rejected += rejected.size;
+    if (op === 'remove') result.removed += batch.length - rejected.size;
+    else result.added += batch.length - rejected.size;
+    if (op === 'replace') {
+      result.removed += replaced.length;
+      return;
+    }
+  }
+}
+
+/** Polls the platform for pending uploads and settles their members in the state. */
+async function settle(
+  state: AudienceState,
+  client: ConnectorClient,
+  remote: RemoteAudience,
+  final: boolean,
+  log: Logger,
+): Promise<void> {
+  const uploads = await state.uploads();
+  if (uploads.size === 0 || final || !client.poll) {
+    await state.checkpoint();
+    return;
+  }
+  const outcomes = new Map<number, PollOutcome>();
+  for (const [id, upload] of uploads) {
+    const outcome = await client.poll(remote, upload.token);
+    outcomes.set(id, outcome);
+    if (outcome.status === 'failed')
+      log.warn(
+        { audience: remote.name, upload: id, op: upload.op, count: upload.count },
+        `upload ${id} failed on the platform (${outcome.reason}); its members will be sent again`,
+      );
+  }
+  await state.checkpoint((r) => {
+    const outcome = r.upload ? outcomes.get(r.upload) : undefined;
+    if (!outcome || outcome.status === 'processing') return r;
+    if (r.status === Status.addPending)
+      return outcome.status === 'done' ? { ...r, status: Status.confirmed, upload: 0 } : undefined;
+    if (r.status === Status.removePending)
+      return outcome.status === 'done' ? undefined : { ...r, status: Status.confirmed, upload: 0 };
+    return r;
+  });
+  await state.forgetUploads([...outcomes].filter(([, o]) => o.status !== 'processing').map(([id]) => id));
+}

@@ -1,0 +1,87 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { generateShop } from '../../src/example/generate.js';
+import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
+
+/**
+ * Kills `sync` with SIGKILL at random moments (while reading, pushing, journaling, checkpointing,
+ * or writing the file destination) and checks that the next run leaves every audience exactly
+ * equal to its segment, and that the run after that sends nothing.
+ */
+const BIN = path.resolve('dist/src/cli/bin.js');
+const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
+const TRIALS = Number(process.env.CRASH_TRIALS ?? 24);
+
+function runToEnd(cwd: string): { added: number; removed: number; ms: number } {
+  const started = performance.now();
+  const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], { cwd, env, encoding: 'utf8' });
+  if (r.status !== 0 && r.status !== 3) throw new Error(`sync exited ${r.status}: ${r.stderr}`);
+  const results = JSON.parse(r.stdout).results as { added: number; removed: number }[];
+  return {
+    added: results.reduce((a, x) => a + x.added, 0),
+    removed: results.reduce((a, x) => a + x.removed, 0),
+    ms: performance.now() - started,
+  };
+}
+
+/**
+ * Starts a sync and kills it: `ms` after start, or — when `log` is given — `ms` after the file
+ * destination's change log first grows, which lands inside the push phase.
+ */
+function killAfter(cwd: string, ms: number, log?: string): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'sync'], { cwd, env, stdio: 'ignore' });
+    const size = () => (log && existsSync(log) ? statSync(log).size : 0);
+    const start = size();
+    let timer: NodeJS.Timeout | undefined;
+    const watch = log
+      ? setInterval(() => {
+          if (timer || size() === start) return;
+          timer = setTimeout(() => child.kill('SIGKILL'), ms);
+        }, 1)
+      : undefined;
+    if (!log) timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      clearInterval(watch);
+      resolve();
+    });
+  });
+}
+
+describe('crash safety', () => {
+  it(`after ${TRIALS} random kills, the next run always finishes the job`, async () => {
+    const shop = await makeShop({ customers: 500, batchSize: 4, seed: 11 });
+    const full = runToEnd(shop.dir).ms;
+    // Other shops with the same customer ids: segments move and identifiers change between trials.
+    const variants: string[] = [];
+    for (const seed of [12, 13, 14]) {
+      const dir = path.join(shop.dir, `variant-${seed}`);
+      await generateShop(dir, { customers: 500, seed, analysisDate: '2026-01-01' });
+      variants.push(dir);
+    }
+    const use = (dir: string) => {
+      for (const file of ['orders.csv', 'customers.csv'])
+        copyFileSync(path.join(dir, file), path.join(shop.dir, 'shop', file));
+    };
+    let seed = 12345;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let trial = 0; trial < TRIALS; trial++) {
+      use(variants[trial % variants.length]!);
+      // One or two kills in a row: anywhere from start-up to the end of a normal run, or while pushing.
+      const kills = 1 + (trial % 2);
+      for (let k = 0; k < kills; k++) {
+        if (random() < 0.35) await killAfter(shop.dir, 100 + random() * full);
+        else await killAfter(shop.dir, random() * 40, path.join(shop.out, 'changes.jsonl'));
+      }
+      runToEnd(shop.dir);
+      const expected = await expectedAudiences(shop.config);
+      const got = fileAudiences(shop.out);
+      expect(got, `trial ${trial}`).toEqual(expected);
+      const again = runToEnd(shop.dir);
+      expect(again.added + again.removed, `trial ${trial}: a run after a complete one sends nothing`).toBe(0);
+    }
+  }, 600_000);
+});

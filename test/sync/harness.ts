@@ -1,0 +1,103 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { fileConnector, memberLine } from '../../connectors/file/index.js';
+import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
+import { loadConfig } from '../../src/config/load.js';
+import { segmentCustomers } from '../../src/score/pipeline.js';
+import { PROFILE_FIELDS } from '../../src/source/columns.js';
+import type { Person } from '../../src/identity/types.js';
+import { generateShop } from '../../src/example/generate.js';
+import { tempDir } from '../helpers.js';
+
+/** A synthetic shop, a config syncing it to a `file` destination, and a Redis prefix of its own. */
+export async function makeShop(options: { customers?: number; batchSize?: number; seed?: number } = {}) {
+  const dir = tempDir('audience-sync-sync-');
+  await generateShop(path.join(dir, 'shop'), {
+    customers: options.customers ?? 400,
+    seed: options.seed ?? 3,
+    analysisDate: '2026-01-01',
+  });
+  const prefix = `test-${path.basename(dir)}`;
+  const write = (analysisDate = '2026-01-01', extra = '') =>
+    writeFileSync(
+      path.join(dir, 'audience-sync.yaml'),
+      `source: { type: csv, path: shop/orders.csv }
+profiles:
+  type: csv
+  path: shop/customers.csv
+  attributes: [favorite_brand]
+scoring: { analysis_date: "${analysisDate}" }
+audiences:
+  list:
+    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
+    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
+destinations:
+  local: { type: file, path: out, batch_size: ${options.batchSize ?? 10000} }
+sync: { redis_prefix: ${prefix} }
+${extra}`,
+    );
+  write();
+  return { dir, config: path.join(dir, 'audience-sync.yaml'), out: path.join(dir, 'out'), prefix, write };
+}
+
+/** Per audience, the hashed identifiers the segments call for, computed from the source directly. */
+export async function expectedAudiences(configFile: string): Promise<Map<string, Set<string>>> {
+  const rows = await expectedRows(configFile);
+  return new Map(
+    [...rows].map(([name, members]) => [name, new Set([...members.values()].flatMap((l) => l.split(' ')))]),
+  );
+}
+
+/** Per audience, each member's line (`email=… phone=…`) by customer id. */
+export async function expectedRows(configFile: string): Promise<Map<string, Map<string, string>>> {
+  const { config, dir } = loadConfig(configFile);
+  const segmented = await segmentCustomers(config, { baseDir: dir });
+  const destination = fileConnector.configSchema.parse(config.destinations.local);
+  const out = new Map<string, Map<string, string>>();
+  for (const spec of audiencesOf(config, segmented.scores.segments)) {
+    const lines = new Map<string, string>();
+    for (const i of membershipOf(spec, segmented).members) {
+      const person: Person = {};
+      for (const f of PROFILE_FIELDS) {
+        const v = segmented.customers.profile[f]?.[i];
+        if (v !== undefined) person[f] = v;
+      }
+      const id = fileConnector.identify(person, destination);
+      if (!('skip' in id)) lines.set(segmented.customers.ids[i]!, memberLine(id.slots));
+    }
+    out.set(spec.name, lines);
+  }
+  return out;
+}
+
+/** Per audience, the identifiers in the file destination. */
+export function fileAudiences(out: string): Map<string, Set<string>> {
+  const registry = JSON.parse(readFileSync(path.join(out, 'audiences.json'), 'utf8')) as Record<
+    string,
+    string
+  >;
+  const result = new Map<string, Set<string>>();
+  for (const [id, name] of Object.entries(registry)) {
+    const file = path.join(out, `${id}.members`);
+    const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(1).filter(Boolean) : [];
+    result.set(name, new Set(lines));
+  }
+  return result;
+}
+
+export function changeLog(out: string): { audience: string; op: string; members: string[] }[] {
+  const file = path.join(out, 'changes.jsonl');
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+export async function clearPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+}
