@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { generateShop } from '../src/example/generate.js';
-import { startPostgres } from '../src/local/services.js';
+import { startPostgres, startRedis } from '../src/local/services.js';
 import { tempDir } from './util.js';
 
 const { values } = parseArgs({
@@ -119,8 +119,33 @@ try {
       await postgres.stop();
     }
   }
+  let plan: Record<string, number> | undefined;
+  if (want('plan')) {
+    const redis = await startRedis();
+    try {
+      plan = JSON.parse(
+        execFileSync(process.execPath, [path.join(here, 'plan.js'), path.join(dir, 'shop'), redis.url], {
+          encoding: 'utf8',
+          maxBuffer: 1 << 24,
+        }),
+      ) as Record<string, number>;
+    } finally {
+      await redis.stop();
+    }
+    const p = plan;
+    const n = (v: number | undefined) => (v ?? 0).toLocaleString('en-US');
+    const rate = (s: number | undefined) => n(Math.round((p.customers ?? 0) / (s ?? 1)));
+    const ratio = (s: number | undefined) => ((s ?? 0) / (p.yardstickSeconds ?? 1)).toFixed(1);
+    console.error(
+      `plan (identify + diff), ${p.audiences} audiences on a file destination, ${n(p.identifiers)} identifiers hashed:\n` +
+        `  first run (all ${n(p.adds)} adds): ${p.firstSeconds?.toFixed(2)} s, ${rate(p.firstSeconds)} customers/s, ${ratio(p.firstSeconds)}x the yardstick\n` +
+        `  nothing changed (${n(p.unchanged)} unchanged, ${n(p.changes)} changes): ${p.secondSeconds?.toFixed(2)} s, ${rate(p.secondSeconds)} customers/s, ${ratio(p.secondSeconds)}x the yardstick\n` +
+        `  yardstick (crypto.hash sha256 of the same strings, one thread): ${p.yardstickSeconds?.toFixed(2)} s; state write ${p.stateSeconds?.toFixed(2)} s; scoring ${p.scoreSeconds?.toFixed(2)} s\n` +
+        `  peak RSS (scoring included): ${n(Math.round(p.maxRssMb ?? 0))} MB`,
+    );
+  }
   process.stdout.write(
-    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results }) + '\n',
+    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan }) + '\n',
   );
 } finally {
   if (!values.keep) rmSync(dir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { hashIdentifier, isSha256Hex, sha256, SLOT_BYTES } from '../../src/identity/hash.js';
 import {
   normalizeCountry,
@@ -44,18 +45,11 @@ const PLAINTEXT: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'MADID']);
 /** Keys that identify someone alone; names only as a pair. The others only refine a match. */
 const IDENTIFYING: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'EMAIL', 'PHONE', 'MADID']);
 
-/** A configured schema checked: known keys, each once. Throws an error naming the key to fix. */
-export function parseSchema(keys: readonly string[]): SchemaKey[] {
-  const known: ReadonlySet<string> = new Set(SCHEMA_KEYS);
-  const seen = new Set<string>();
-  for (const key of keys) {
-    if (!known.has(key)) throw new Error(`Unknown Meta schema key "${key}": use some of ${SCHEMA_KEYS.join(', ')}.`);
-    if (seen.has(key)) throw new Error(`Meta schema key "${key}" is listed twice: keep one.`);
-    seen.add(key);
-  }
-  if (keys.length === 0) throw new Error(`The Meta schema is empty: list some of ${SCHEMA_KEYS.join(', ')}.`);
-  return [...keys] as SchemaKey[];
-}
+/** The `schema` setting: Meta's keys, each once, in the order of the data rows. */
+export const schemaSetting = z
+  .array(z.enum(SCHEMA_KEYS))
+  .min(1, `list some of ${SCHEMA_KEYS.join(', ')}`)
+  .refine((keys) => new Set(keys).size === keys.length, 'list each key once');
 
 export interface MetaIdentifyOptions {
   schema?: readonly SchemaKey[];
@@ -231,7 +225,10 @@ export function packPlain(text: string): Buffer | undefined {
 }
 
 export function unpackPlain(slot: Buffer): string {
-  if (slot[0] !== 0) return slot.toString('utf8').replace(/\u0000+$/, '');
+  if (slot[0] !== 0) {
+    const end = slot.indexOf(0);
+    return slot.toString('utf8', 0, end === -1 ? SLOT_BYTES : end);
+  }
   const h = slot.subarray(2, 18).toString('hex');
   const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   return slot[1] === UUID_UPPER ? uuid.toUpperCase() : uuid;

@@ -257,21 +257,20 @@ function plainDigits(raw: string): { plus: boolean; digits: string } | undefined
 }
 
 /** The library's isValid() for a number it parsed, from the compiled patterns. */
-function parsedIsValid(p: PhoneNumber): boolean {
-  return validIn(plan(p.country ?? p.countryCallingCode), p.nationalNumber);
-}
-
-function libraryE164(raw: string, region: CountryCode | undefined): string | undefined {
-  const p = parsePhoneNumberFromString(raw, region);
-  if (!p) return undefined;
+function isValid(p: PhoneNumber): boolean {
   if (!fastPathOff) {
     try {
-      if (parsedIsValid(p)) return p.number;
+      return validIn(plan(p.country ?? p.countryCallingCode), p.nationalNumber);
     } catch {
       fastPathOff = true;
     }
   }
-  return p.isValid() ? p.number : undefined;
+  return p.isValid();
+}
+
+function libraryE164(raw: string, region: CountryCode | undefined): string | undefined {
+  const p = parsePhoneNumberFromString(raw, region);
+  return p && isValid(p) ? p.number : undefined;
 }
 
 /**

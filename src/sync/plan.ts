@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AudienceSpec } from '../audience/audiences.js';
 import { membershipOf } from '../audience/audiences.js';
 import type { ConnectorDefinition, Member } from '../connector.js';
 import type { Identified, Person } from '../identity/types.js';
 import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
-import { KEY_BYTES, sameSlots, Status, type StateRecord } from '../state/records.js';
+import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, Status, type StateRecord } from '../state/records.js';
 import type { AudienceState } from '../state/store.js';
 
 /** What a sync would do to one audience on one destination. */
@@ -16,7 +16,9 @@ export interface AudiencePlan {
   segmentSize: number;
   /** Customers that should be on the platform: in the segment, not opted out, identifiable. */
   members: number;
-  add: Member[];
+  /** Customers to add (indexes; `Identities.member(i)` gives what is sent). */
+  add: number[];
+  /** Members to remove, with the identifiers the state kept for them. */
   remove: Member[];
   unchanged: number;
   /** Additions held back until a pending removal of the same customer or identifiers is done. */
@@ -27,49 +29,102 @@ export interface AudiencePlan {
   rejectedEarlier: number;
   /** Why members were left out: `opted out`, `no usable identifier`, `invalid email`, … */
   skipped: Record<string, number>;
-  /** Rejected members whose record is dropped because they left the audience (no platform call). */
+  /** Records to drop without a platform call (rejected members who left; removals with nothing left to send). */
   forget: Buffer[];
   full: boolean;
 }
 
-/** Identity of the customers for one destination, computed once and shared by its audiences. */
+/**
+ * Identity of the customers for one destination, computed once, on demand, and shared by its
+ * audiences: identifier slots packed in one buffer (32 bytes each), keys in another.
+ */
 export class Identities {
-  private readonly cache = new Map<number, Identified>();
-  private readonly keys = new Map<number, Buffer>();
+  readonly slotCount: number;
+  private readonly slots: Buffer;
+  private readonly masks: Uint16Array;
+  private readonly keys: Buffer;
+  private readonly skips: Uint8Array;
+  private readonly reasons: string[] = [''];
+  private readonly plain = new Map<number, { email: string }>();
 
   constructor(
     private readonly segmented: Segmented,
     private readonly identify: (person: Person) => Identified,
-  ) {}
+    slotCount: number,
+  ) {
+    const n = segmented.customers.ids.length;
+    this.slotCount = Math.min(slotCount, MAX_SLOTS);
+    this.slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
+    this.masks = new Uint16Array(n);
+    this.keys = Buffer.alloc(n * KEY_BYTES);
+    this.skips = new Uint8Array(n);
+  }
 
-  of(i: number): Identified {
-    let id = this.cache.get(i);
-    if (!id) {
-      const { profile } = this.segmented.customers;
-      const person: Person = {};
-      for (const field of PROFILE_FIELDS) {
-        const v = profile[field]?.[i];
-        if (v !== undefined) person[field] = v;
-      }
-      id = this.identify(person);
-      this.cache.set(i, id);
-    }
-    return id;
+  /** Identifies customer i (once); returns the skip reason, or undefined when it has identifiers. */
+  resolve(i: number): string | undefined {
+    if (this.masks[i] === 0 && this.skips[i] === 0) this.compute(i);
+    return this.skips[i] ? this.reasons[this.skips[i]!] : undefined;
   }
 
   key(i: number): Buffer {
-    let k = this.keys.get(i);
-    if (!k) {
-      k = customerKey(this.segmented.customers.ids[i]!);
-      this.keys.set(i, k);
+    return this.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+  }
+
+  slot(i: number, s: number): Buffer | undefined {
+    if (!(this.masks[i]! & (1 << s))) return undefined;
+    const at = (i * this.slotCount + s) * SLOT_BYTES;
+    return this.slots.subarray(at, at + SLOT_BYTES);
+  }
+
+  member(i: number): Member {
+    const slots: (Buffer | undefined)[] = [];
+    for (let s = 0; s < this.slotCount; s++) slots.push(this.slot(i, s));
+    return { key: this.key(i), slots, plain: this.plain.get(i) };
+  }
+
+  /** Whether a state record holds exactly this customer's identifiers. */
+  sameAs(i: number, record: StateRecord): boolean {
+    for (let s = 0; s < Math.max(this.slotCount, record.slots.length); s++) {
+      const mine = this.slot(i, s);
+      const theirs = record.slots[s];
+      if (!mine !== !theirs) return false;
+      if (mine && theirs && !mine.equals(theirs)) return false;
     }
-    return k;
+    return true;
+  }
+
+  private compute(i: number): void {
+    const { profile, ids } = this.segmented.customers;
+    const person: Person = {};
+    for (const field of PROFILE_FIELDS) {
+      const v = profile[field]?.[i];
+      if (v !== undefined) person[field] = v;
+    }
+    const id = this.identify(person);
+    // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
+    hash('sha256', ids[i]!, 'buffer').copy(this.keys, i * KEY_BYTES, 0, KEY_BYTES);
+    if ('skip' in id) return this.skip(i, id.skip);
+    let mask = 0;
+    id.slots.forEach((slot, s) => {
+      if (!slot || s >= this.slotCount) return;
+      slot.copy(this.slots, (i * this.slotCount + s) * SLOT_BYTES, 0, SLOT_BYTES);
+      mask |= 1 << s;
+    });
+    if (mask === 0) return this.skip(i, 'no usable identifier');
+    this.masks[i] = mask;
+    if (id.plain) this.plain.set(i, id.plain);
+  }
+
+  private skip(i: number, reason: string): void {
+    let r = this.reasons.indexOf(reason);
+    if (r < 0) r = this.reasons.push(reason) - 1;
+    this.skips[i] = r;
   }
 }
 
 /** Our stable key for a customer: the first 8 bytes of SHA-256 of the customer id. */
 export function customerKey(customerId: string): Buffer {
-  return createHash('sha256').update(customerId).digest().subarray(0, KEY_BYTES);
+  return hash('sha256', customerId, 'buffer').subarray(0, KEY_BYTES);
 }
 
 /**
@@ -91,15 +146,12 @@ export async function planAudience(
   const skipped: Record<string, number> = {};
   if (membership.optedOut > 0) skipped['opted out'] = membership.optedOut;
 
-  const desired = new Map<string, Member>();
+  // Desired members by key (latin1 of the 8 key bytes) → customer index.
+  const desired = new Map<string, number>();
   for (const i of membership.members) {
-    const id = identities.of(i);
-    if ('skip' in id) {
-      skipped[id.skip] = (skipped[id.skip] ?? 0) + 1;
-      continue;
-    }
-    const key = identities.key(i);
-    desired.set(key.toString('latin1'), { key, slots: id.slots, ...(id.plain ? { plain: id.plain } : {}) });
+    const reason = identities.resolve(i);
+    if (reason !== undefined) skipped[reason] = (skipped[reason] ?? 0) + 1;
+    else desired.set(identities.key(i).toString('latin1'), i);
   }
 
   const plan: AudiencePlan = {
@@ -120,61 +172,64 @@ export async function planAudience(
 
   // How many desired members use each identifier: a removal must not take one away from another member.
   let users: Map<string, number> | undefined;
-  const usedByOthers = (slot: Buffer, self: Member | undefined): boolean => {
+  const usedByOthers = (slot: Buffer, self: number | undefined): boolean => {
     if (!users) {
       users = new Map();
-      for (const m of desired.values())
-        for (const s of m.slots)
-          if (s) users.set(s.toString('latin1'), (users.get(s.toString('latin1')) ?? 0) + 1);
+      for (const i of desired.values())
+        for (let s = 0; s < identities.slotCount; s++) {
+          const v = identities.slot(i, s)?.toString('latin1');
+          if (v !== undefined) users.set(v, (users.get(v) ?? 0) + 1);
+        }
     }
-    const own = self?.slots.some((s) => s?.equals(slot)) ? 1 : 0;
+    let own = 0;
+    if (self !== undefined)
+      for (let s = 0; s < identities.slotCount; s++) if (identities.slot(self, s)?.equals(slot)) own = 1;
     return (users.get(slot.toString('latin1')) ?? 0) - own > 0;
   };
-  const removal = (r: StateRecord, self?: Member): void => {
+  const removal = (r: StateRecord, self?: number): void => {
     const slots = r.slots.map((s) => (s && !usedByOthers(s, self) ? Buffer.from(s) : undefined));
     if (slots.some(Boolean)) plan.remove.push({ key: Buffer.from(r.key), slots });
     else plan.forget.push(Buffer.from(r.key));
   };
 
   const removing = new Set<string>();
-  const seen = new Set<string>();
-  const changed: Member[] = [];
+  const seen = new Uint8Array(segmented.customers.ids.length);
+  const changed: number[] = [];
   for await (const records of state.scan()) {
     for (const r of records) {
-      const k = r.key.toString('latin1');
-      const want = desired.get(k);
-      if (want) seen.add(k);
+      const want = desired.get(r.key.toString('latin1'));
+      if (want !== undefined) seen[want] = 1;
       switch (r.status) {
         case Status.removePending:
           for (const s of r.slots) if (s) removing.add(s.toString('latin1'));
-          if (want) plan.waiting++;
+          if (want !== undefined) plan.waiting++;
           else plan.pending++;
           break;
         case Status.rejected:
-          if (!want) plan.forget.push(Buffer.from(r.key));
-          else if (sameSlots(r.slots, want.slots)) plan.rejectedEarlier++;
+          if (want === undefined) plan.forget.push(Buffer.from(r.key));
+          else if (identities.sameAs(want, r)) plan.rejectedEarlier++;
           else plan.add.push(want);
           break;
         default: {
           // confirmed or addPending: on the platform, or on its way there.
-          if (!want) {
+          if (want === undefined) {
             removal(r);
             break;
           }
-          if (sameSlots(r.slots, want.slots) && !full) {
+          const same = identities.sameAs(want, r);
+          if (same && !full) {
             if (r.status === Status.addPending) plan.pending++;
             else plan.unchanged++;
-            break;
-          }
-          if (!sameSlots(r.slots, want.slots)) {
+          } else if (same) plan.add.push(want);
+          else {
             removal(r, want);
             changed.push(want);
-          } else plan.add.push(want);
+          }
         }
       }
     }
   }
-  for (const [k, m] of desired) if (!seen.has(k)) plan.add.push(m);
+  for (const i of desired.values()) if (!seen[i]) plan.add.push(i);
 
   if (connector.final) {
     // Removals finish before additions start, within the run.
@@ -184,11 +239,16 @@ export async function planAudience(
     // with a removal in flight waits for the next run, so the removal cannot take it away.
     for (const m of plan.remove) for (const s of m.slots) if (s) removing.add(s.toString('latin1'));
     plan.waiting += changed.length;
-    plan.add = plan.add.filter((m) => {
-      const overlaps = m.slots.some((s) => s && removing.has(s.toString('latin1')));
-      if (overlaps) plan.waiting++;
-      return !overlaps;
-    });
+    if (removing.size > 0)
+      plan.add = plan.add.filter((i) => {
+        let overlaps = false;
+        for (let s = 0; s < identities.slotCount && !overlaps; s++) {
+          const v = identities.slot(i, s);
+          if (v && removing.has(v.toString('latin1'))) overlaps = true;
+        }
+        if (overlaps) plan.waiting++;
+        return !overlaps;
+      });
   }
   return plan;
 }

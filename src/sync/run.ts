@@ -97,7 +97,11 @@ export async function syncDestination(
 }
 
 function identitiesFor(destination: Destination, segmented: Segmented): Identities {
-  return new Identities(segmented, (person) => destination.connector.identify(person, destination.config));
+  return new Identities(
+    segmented,
+    (person) => destination.connector.identify(person, destination.config),
+    destination.connector.slots(destination.config).length,
+  );
 }
 
 function audiencesOn(
@@ -179,11 +183,17 @@ async function syncAudience(
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
 
     const size = destination.connector.batchSize(destination.config);
+    const toAdd = plan.add;
+    // Members are built batch by batch from the packed identities, not all at once.
+    const adds = {
+      length: toAdd.length,
+      slice: (from: number, to: number) => toAdd.slice(from, to).map((i) => identities.member(i)),
+    };
     if (plan.full && client.replace) {
       await push(
         state,
         'replace',
-        plan.add,
+        adds,
         plan.add.length || 1,
         (batch) => call('replace', () => client.replace!(remote, batch)),
         result,
@@ -198,14 +208,7 @@ async function syncAudience(
         (batch) => call('remove', () => client.remove(remote, batch)),
         result,
       );
-      await push(
-        state,
-        'add',
-        plan.add,
-        size,
-        (batch) => call('add', () => client.add(remote, batch)),
-        result,
-      );
+      await push(state, 'add', adds, size, (batch) => call('add', () => client.add(remote, batch)), result);
     }
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
@@ -226,14 +229,14 @@ async function syncAudience(
 async function push(
   state: AudienceState,
   op: 'add' | 'remove' | 'replace',
-  members: readonly Member[],
+  members: { length: number; slice(from: number, to: number): readonly Member[] },
   batchSize: number,
   send: (batch: readonly Member[]) => ReturnType<ConnectorClient['add']>,
   result: AudienceResult,
   replaced: readonly Member[] = [],
 ): Promise<void> {
   for (let at = 0; at < members.length || (op === 'replace' && at === 0); at += batchSize) {
-    const batch = op === 'replace' ? members : members.slice(at, at + batchSize);
+    const batch = op === 'replace' ? members.slice(0, members.length) : members.slice(at, at + batchSize);
     const outcome = await send(batch);
     const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
