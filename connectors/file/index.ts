@@ -1,5 +1,7 @@
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   mkdirSync,
@@ -134,18 +136,18 @@ export class FileClient implements ConnectorClient {
   }
 
   async check(): Promise<Check[]> {
+    // The folder, or the nearest folder above it that exists, must be writable; nothing is created.
+    let dir = this.dir;
+    while (!existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
     try {
-      mkdirSync(this.dir, { recursive: true });
-      const probe = path.join(this.dir, '.write-check');
-      const fd = openSync(probe, 'w');
-      closeSync(fd);
+      accessSync(dir, constants.W_OK);
       return [{ name: 'folder', ok: true, detail: `${this.dir} is writable` }];
     } catch (error) {
       return [
         {
           name: 'folder',
           ok: false,
-          detail: `${this.dir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+          detail: `${dir} is not writable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
         },
       ];
     }

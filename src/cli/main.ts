@@ -4,7 +4,7 @@ import { describeError, ExitCode, UserError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { buildSegmentMap } from '../segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
-import { destinationsOf, runPlan, runSync, type SyncCommandOptions } from './sync.js';
+import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { generateShop } from '../example/generate.js';
 
 /** Runs the CLI and resolves to the exit code (0 done, 1 failed, 2 bad usage or config, 3 partial). */
@@ -73,6 +73,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the results as JSON')
     .action(async (opts: SyncCommandOptions) => {
       exit = await runSync({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('check')
+    .description("test each destination's credentials, permissions and reachability (no side effects)")
+    .option('-d, --destination <name>', 'only this destination')
+    .option('--json', 'print the checks as JSON')
+    .action(async (opts: SyncCommandOptions) => {
+      exit = await runCheck({ ...opts, config: configPath() }, logger());
     });
 
   program

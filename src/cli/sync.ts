@@ -193,6 +193,42 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   return exitCodeOf(results, p.config, log);
 }
 
+/** Runs each destination's `check`: credentials, permissions, reachability; no side effects. */
+export async function runCheck(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
+  if (!options.config)
+    throw new ConfigError('check needs a config: pass --config FILE or create ./audience-sync.yaml');
+  const { config, dir } = loadConfig(options.config);
+  const rows: { destination: string; name: string; ok: boolean; detail: string }[] = [];
+  for (const destination of destinationsOf(config, options.destination)) {
+    const client = destination.connector.create(destination.config, {
+      destination: destination.name,
+      baseDir: dir,
+      log,
+    });
+    try {
+      for (const c of await client.check()) rows.push({ destination: destination.name, ...c });
+    } catch (error) {
+      rows.push({
+        destination: destination.name,
+        name: 'check',
+        ok: false,
+        detail: (error as Error).message,
+      });
+    } finally {
+      await client.close?.();
+    }
+  }
+  if (options.json) process.stdout.write(JSON.stringify({ checks: rows }) + '\n');
+  else
+    process.stdout.write(
+      table(
+        ['destination', 'check', 'ok', 'detail'],
+        rows.map((r) => [r.destination, r.name, r.ok ? 'yes' : 'NO', r.detail]),
+      ),
+    );
+  return rows.every((r) => r.ok) ? ExitCode.ok : ExitCode.failed;
+}
+
 function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): ExitCode {
   const failed = results.filter((r) => r.error);
   for (const r of failed)

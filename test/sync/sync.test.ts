@@ -163,3 +163,14 @@ describe('sync to the file destination', () => {
     expect(bad.stderr).toMatch(/destinations\.local\.batch_size/);
   });
 });
+
+describe('audience-sync check', () => {
+  it('checks each destination without side effects', async () => {
+    const shop = await makeShop();
+    const r = cli(['check', '--json'], shop.dir);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).checks).toEqual([
+      { destination: 'local', name: 'folder', ok: true, detail: expect.stringContaining('is writable') },
+    ]);
+  });
+});
