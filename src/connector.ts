@@ -85,6 +85,12 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
   readonly final: boolean;
   /** Identifier slot names, in the order `identify` fills them. */
   slots(config: Config): readonly string[];
+  /**
+   * Slots that only identify someone together (Google's first name + last name + address): the core
+   * treats each group as one identifier when it decides what a removal may take away. Other slots
+   * stand alone.
+   */
+  identifierGroups?(config: Config): readonly (readonly number[])[];
   /** Normalises and hashes one person's identifiers per the platform's rules. */
   identify(person: Person, config: Config): Identified;
   create(config: Config, context: ConnectorContext): ConnectorClient;

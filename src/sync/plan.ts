@@ -40,6 +40,8 @@ export interface AudiencePlan {
  */
 export class Identities {
   readonly slotCount: number;
+  /** Slot indexes that form one identifier; every slot is in exactly one group. */
+  readonly groups: readonly (readonly number[])[];
   private readonly slots: Buffer;
   private readonly masks: Uint16Array;
   private readonly keys: Buffer;
@@ -51,9 +53,17 @@ export class Identities {
     private readonly segmented: Segmented,
     private readonly identify: (person: Person) => Identified,
     slotCount: number,
+    groups: readonly (readonly number[])[] = [],
   ) {
     const n = segmented.customers.ids.length;
     this.slotCount = Math.min(slotCount, MAX_SLOTS);
+    const grouped = new Set(groups.flat());
+    this.groups = [
+      ...groups,
+      ...Array.from({ length: this.slotCount }, (_, s) => s)
+        .filter((s) => !grouped.has(s))
+        .map((s) => [s]),
+    ];
     this.slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
     this.masks = new Uint16Array(n);
     this.keys = Buffer.alloc(n * KEY_BYTES);
@@ -80,6 +90,11 @@ export class Identities {
     const slots: (Buffer | undefined)[] = [];
     for (let s = 0; s < this.slotCount; s++) slots.push(this.slot(i, s));
     return { key: this.key(i), slots, plain: this.plain.get(i) };
+  }
+
+  /** One identifier of customer i: the group's slots together, or undefined when none is present. */
+  identifier(i: number, group: readonly number[]): string | undefined {
+    return identifierOf(group, (s) => this.slot(i, s));
   }
 
   /** Whether a state record holds exactly this customer's identifiers. */
@@ -120,6 +135,18 @@ export class Identities {
     if (r < 0) r = this.reasons.push(reason) - 1;
     this.skips[i] = r;
   }
+}
+
+/** A group of slots as one comparable value (latin1 of the slots, a marker for each absent one). */
+function identifierOf(group: readonly number[], slot: (s: number) => Buffer | undefined): string | undefined {
+  let out = '';
+  let any = false;
+  for (const s of group) {
+    const v = slot(s);
+    if (v) any = true;
+    out += v ? v.toString('latin1') : '-';
+  }
+  return any ? out : undefined;
 }
 
 /** Our stable key for a customer: the first 8 bytes of SHA-256 of the customer id. */
@@ -172,22 +199,25 @@ export async function planAudience(
 
   // How many desired members use each identifier: a removal must not take one away from another member.
   let users: Map<string, number> | undefined;
-  const usedByOthers = (slot: Buffer, self: number | undefined): boolean => {
+  const usedByOthers = (value: string, self: number | undefined, group: readonly number[]): boolean => {
     if (!users) {
       users = new Map();
       for (const i of desired.values())
-        for (let s = 0; s < identities.slotCount; s++) {
-          const v = identities.slot(i, s)?.toString('latin1');
+        for (const g of identities.groups) {
+          const v = identities.identifier(i, g);
           if (v !== undefined) users.set(v, (users.get(v) ?? 0) + 1);
         }
     }
-    let own = 0;
-    if (self !== undefined)
-      for (let s = 0; s < identities.slotCount; s++) if (identities.slot(self, s)?.equals(slot)) own = 1;
-    return (users.get(slot.toString('latin1')) ?? 0) - own > 0;
+    const own = self !== undefined && identities.identifier(self, group) === value ? 1 : 0;
+    return (users.get(value) ?? 0) - own > 0;
   };
   const removal = (r: StateRecord, self?: number): void => {
-    const slots = r.slots.map((s) => (s && !usedByOthers(s, self) ? Buffer.from(s) : undefined));
+    const slots: (Buffer | undefined)[] = r.slots.map((s) => (s ? Buffer.from(s) : undefined));
+    for (const group of identities.groups) {
+      const value = identifierOf(group, (s) => r.slots[s]);
+      if (value !== undefined && usedByOthers(value, self, group))
+        for (const s of group) slots[s] = undefined;
+    }
     if (slots.some(Boolean)) plan.remove.push({ key: Buffer.from(r.key), slots });
     else plan.forget.push(Buffer.from(r.key));
   };
@@ -201,7 +231,10 @@ export async function planAudience(
       if (want !== undefined) seen[want] = 1;
       switch (r.status) {
         case Status.removePending:
-          for (const s of r.slots) if (s) removing.add(s.toString('latin1'));
+          for (const g of identities.groups) {
+            const v = identifierOf(g, (s) => r.slots[s]);
+            if (v !== undefined) removing.add(v);
+          }
           if (want !== undefined) plan.waiting++;
           else plan.pending++;
           break;
@@ -237,15 +270,18 @@ export async function planAudience(
   } else {
     // The platform processes removals later: an addition that shares a customer or an identifier
     // with a removal in flight waits for the next run, so the removal cannot take it away.
-    for (const m of plan.remove) for (const s of m.slots) if (s) removing.add(s.toString('latin1'));
+    for (const m of plan.remove)
+      for (const g of identities.groups) {
+        const v = identifierOf(g, (s) => m.slots[s]);
+        if (v !== undefined) removing.add(v);
+      }
     plan.waiting += changed.length;
     if (removing.size > 0)
       plan.add = plan.add.filter((i) => {
-        let overlaps = false;
-        for (let s = 0; s < identities.slotCount && !overlaps; s++) {
-          const v = identities.slot(i, s);
-          if (v && removing.has(v.toString('latin1'))) overlaps = true;
-        }
+        const overlaps = identities.groups.some((g) => {
+          const v = identities.identifier(i, g);
+          return v !== undefined && removing.has(v);
+        });
         if (overlaps) plan.waiting++;
         return !overlaps;
       });

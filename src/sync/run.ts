@@ -101,6 +101,7 @@ function identitiesFor(destination: Destination, segmented: Segmented): Identiti
     segmented,
     (person) => destination.connector.identify(person, destination.config),
     destination.connector.slots(destination.config).length,
+    destination.connector.identifierGroups?.(destination.config),
   );
 }
 
