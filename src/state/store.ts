@@ -181,14 +181,38 @@ export class AudienceState {
     await swap.hset(this.key('meta'), 'bits', bits).exec();
   }
 
-  /** The checkpointed state, bucket by bucket (call `checkpoint()` first to include the journal). */
+  /**
+   * The state, bucket by bucket, with any journal not yet checkpointed (a crashed run's) laid over
+   * it without writing anything: `plan` reads the truth and touches nothing.
+   */
   async *scan(): AsyncGenerator<StateRecord[]> {
+    const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
+    const latest = new Map<string, StateRecord>();
+    for (const entry of journal)
+      for (const r of decodeRecords(entry)) latest.set(r.key.toString('latin1'), r);
     let cursor = '0';
     do {
       const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
       cursor = next.toString();
-      for (let i = 1; i < pairs.length; i += 2) yield decodeRecords(pairs[i]!);
+      for (let i = 1; i < pairs.length; i += 2) {
+        const records = decodeRecords(pairs[i]!);
+        if (latest.size === 0) {
+          yield records;
+          continue;
+        }
+        const out: StateRecord[] = [];
+        for (const r of records) {
+          const k = r.key.toString('latin1');
+          const newer = latest.get(k);
+          latest.delete(k);
+          const current = newer ?? r;
+          if (current.status !== Status.deleted) out.push(current);
+        }
+        yield out;
+      }
     } while (cursor !== '0');
+    const added = [...latest.values()].filter((r) => r.status !== Status.deleted);
+    if (added.length > 0) yield added;
   }
 
   async size(): Promise<number> {

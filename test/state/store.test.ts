@@ -108,3 +108,24 @@ describe('audience state in Redis', () => {
     expect(await s.audiencesOf('local')).toEqual(['RFM: Lost']);
   });
 });
+
+describe('reading state left by a crashed run', () => {
+  it('lays the journal over the buckets without writing', async () => {
+    const s = store();
+    const state = s.audience('dest', 'a');
+    await state.append([rec(1), rec(2)]);
+    await state.checkpoint();
+    await state.append([
+      rec(3),
+      { ...rec(1), status: Status.deleted, slots: [] },
+      { ...rec(2), status: Status.addPending },
+    ]);
+    const seen = (await all(state)).map((r) => [r.key.readUInt32BE(4), r.status]).sort();
+    expect(seen).toEqual([
+      [2, Status.addPending],
+      [3, Status.confirmed],
+    ]);
+    // Nothing was written: the journal is still there for the next sync's checkpoint.
+    expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(1);
+  });
+});
