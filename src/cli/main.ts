@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { buildSegmentMap } from '../segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
+import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
 import { generateShop } from '../example/generate.js';
 
 /** Runs the CLI and resolves to the exit code (0 done, 1 failed, 2 bad usage or config, 3 partial). */
@@ -82,6 +83,62 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the checks as JSON')
     .action(async (opts: SyncCommandOptions) => {
       exit = await runCheck({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('worker')
+    .description('run sync jobs (scheduled and requested) from Redis until SIGTERM/SIGINT')
+    .option('--concurrency <n>', 'sync jobs at once in this process (different destinations)', '2')
+    .action(async (opts: { concurrency: string }) => {
+      exit = await runWorker({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('resync')
+    .description('ask the workers for a sync now, through the admin queue; prints the job id')
+    .requiredOption('-d, --destination <name>', 'destination to sync')
+    .option('-a, --audience <name>', 'only this audience')
+    .option('--full', 're-send everything (never replaced by an incremental run)')
+    .option('--wait', 'follow the job to its end and print its result')
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: {
+        destination: string;
+        audience?: string;
+        full?: boolean;
+        wait?: boolean;
+        json?: boolean;
+      }) => {
+        exit = await runAdmin('resync', { ...opts, config: configPath() }, logger());
+      },
+    );
+
+  for (const action of ['pause', 'resume'] as const)
+    program
+      .command(action)
+      .description(`${action} a destination's syncs (through the admin queue)`)
+      .requiredOption('-d, --destination <name>', 'destination')
+      .option('--wait', 'wait until a worker has done it')
+      .action(async (opts: { destination: string; wait?: boolean }) => {
+        exit = await runAdmin(action, { ...opts, config: configPath() }, logger());
+      });
+
+  program
+    .command('schedules')
+    .description("make Redis's schedules exactly the config's (workers also do this when they start)")
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      exit = await runSchedules({ ...opts, config: configPath() });
+    });
+
+  program
+    .command('status')
+    .description(
+      'per destination audience: last run, its counts, platform size and match rate, next scheduled run',
+    )
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      exit = await runStatus({ ...opts, config: configPath() });
     });
 
   program

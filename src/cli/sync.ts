@@ -2,16 +2,15 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { connectors } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
-import { audiencesOf } from '../audience/audiences.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import { pct } from '../source/read.js';
 import { StateStore } from '../state/store.js';
 import type { AudiencePlan } from '../sync/plan.js';
 import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
+import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
 
 export interface SyncCommandOptions {
@@ -23,94 +22,54 @@ export interface SyncCommandOptions {
   json?: boolean;
 }
 
-/** Checks each destination's settings with its connector's schema, naming the exact key. */
 export function destinationsOf(config: Config, only?: string): Destination[] {
-  const names = Object.keys(config.destinations);
-  if (only !== undefined && !names.includes(only))
-    throw new ConfigError(
-      `no destination named '${only}'`,
-      `destinations are: ${names.join(', ') || 'none (add one under destinations:)'}`,
-    );
-  if (names.length === 0)
-    throw new ConfigError(
-      'the config has no destinations',
-      'add one under destinations: (type: file writes audiences to a folder)',
-    );
-  return names
-    .filter((name) => only === undefined || name === only)
-    .map((name) => {
-      const raw = config.destinations[name]!;
-      const connector = connectors[raw.type];
-      if (!connector)
-        throw new ConfigError(
-          `destinations.${name}.type: the ${raw.type} connector is not available in this version`,
-          `available: ${Object.keys(connectors).join(', ')}`,
-        );
-      const parsed = connector.configSchema.safeParse(raw);
-      if (!parsed.success)
-        throw new ConfigError(
-          parsed.error.issues.map((i) => `destinations.${name}.${i.path.join('.')}: ${i.message}`).join('\n'),
-          'see the connector README under connectors/',
-        );
-      return { name, connector, config: parsed.data as { type: string } };
-    });
+  return sharedDestinationsOf(config, connectors, only);
 }
 
-function redisFor(): Redis {
+export function redisFor(): Redis {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  return new Redis(url, {
+  const redis = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,
+    retryStrategy: () => null,
   });
+  redis.on('error', (error: Error) => (lastError.set(redis, error), undefined));
+  return redis;
 }
 
-async function connect(redis: Redis): Promise<void> {
+const lastError = new WeakMap<Redis, Error>();
+
+/** Connects or fails fast with a message that says what to do (CLI commands never wait for Redis). */
+export async function connect(redis: Redis): Promise<void> {
   try {
     await redis.connect();
   } catch (error) {
     redis.disconnect();
     const where = process.env.REDIS_URL ? 'REDIS_URL' : 'redis://127.0.0.1:6379 (REDIS_URL is not set)';
+    const cause = lastError.get(redis) ?? (error as Error);
     throw new UserError(
-      `cannot reach Redis at ${where}: ${(error as Error).message}`,
+      `cannot reach Redis at ${where}: ${cause.message}`,
       ExitCode.failed,
       'start redis-server, or set REDIS_URL',
     );
   }
 }
 
-interface Prepared {
-  config: Config;
-  baseDir: string;
-  destinations: Destination[];
-  segmented: Segmented;
-  audiences: ReturnType<typeof audiencesOf>;
-}
-
 async function prepare(options: SyncCommandOptions): Promise<Prepared> {
   if (!options.config)
     throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');
-  const { config, dir } = loadConfig(options.config);
-  const destinations = destinationsOf(config, options.destination);
   const bar = progressBar('reading');
-  let segmented: Segmented;
   try {
-    // Too many bad rows stop here, before anything is sent anywhere.
-    segmented = await segmentCustomers(config, {
-      baseDir: dir,
+    return await prepareSync(options.config, connectors, {
+      destination: options.destination,
+      audience: options.audience,
       onProgress: (p) => bar.update(p.done, p.total, p.rows),
     });
   } finally {
     bar.stop();
   }
-  const audiences = audiencesOf(config, segmented.scores.segments);
-  if (options.audience !== undefined && !audiences.some((a) => a.name === options.audience))
-    throw new ConfigError(
-      `no audience named '${options.audience}'`,
-      `audiences are: ${audiences.map((a) => a.name).join(', ')}`,
-    );
-  return { config, baseDir: dir, destinations, segmented, audiences };
 }
 
 export async function runPlan(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {

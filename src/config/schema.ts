@@ -209,6 +209,10 @@ export const syncSchema = z.strictObject({
   max_skipped_share: z.number().min(0).max(1).default(0.1),
   /** Exit code 3 when the platform rejects more than this share of the members sent. */
   max_rejected_share: z.number().min(0).max(1).default(0.01),
+  /** How long a worker's hold on a destination lasts without renewal (a killed worker's runs resume after it). */
+  lease_seconds: z.number().min(1).max(3600).default(60),
+  /** Runs kept per audience in the run history. */
+  history_runs: z.number().int().min(1).default(1000),
   /** Prefix of the Redis keys holding sync state (change it to keep two setups apart in one Redis). */
   redis_prefix: z.string().min(1).default('audience-sync'),
 });

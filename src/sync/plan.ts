@@ -175,7 +175,10 @@ export async function planAudience(
 
   // Desired members by key (latin1 of the 8 key bytes) → customer index.
   const desired = new Map<string, number>();
-  for (const i of membership.members) {
+  for (let k = 0; k < membership.members.length; k++) {
+    // Hashing millions of identifiers: let the event loop breathe (job locks, signals).
+    if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
+    const i = membership.members[k]!;
     const reason = identities.resolve(i);
     if (reason !== undefined) skipped[reason] = (skipped[reason] ?? 0) + 1;
     else desired.set(identities.key(i).toString('latin1'), i);

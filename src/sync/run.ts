@@ -143,8 +143,11 @@ async function syncAudience(
     failed: 0,
     durationMs: 0,
   };
-  const call = <T>(what: string, fn: () => Promise<T>) =>
-    withRetry(what, fn, log, options.retry, options.signal);
+  // Every platform call is a point where a shutdown may stop the run: the state is saved per batch.
+  const call = <T>(what: string, fn: () => Promise<T>) => {
+    options.signal?.throwIfAborted();
+    return withRetry(what, fn, log, options.retry, options.signal);
+  };
   let plan: AudiencePlan | undefined;
   try {
     const known = await state.remoteId();

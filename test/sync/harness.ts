@@ -34,7 +34,7 @@ audiences:
     - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
 destinations:
   local: { type: file, path: out, batch_size: ${options.batchSize ?? 10000} }
-sync: { redis_prefix: ${prefix} }
+sync: { redis_prefix: ${prefix}, lease_seconds: 2 }
 ${extra}`,
     );
   write();

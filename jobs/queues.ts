@@ -1,0 +1,77 @@
+import { Queue, type ConnectionOptions } from 'bullmq';
+import { z } from 'zod';
+
+/**
+ * Queue names, key prefix and job data. One hash-tagged prefix keeps every queue and key in one
+ * Redis Cluster slot. Job data holds names and flags only, never identifiers: BullMQ stores it in clear.
+ */
+/** The BullMQ prefix for a config: `sync.redis_prefix` as a hash tag. */
+export function queuePrefix(redisPrefix: string): string {
+  return `{${redisPrefix}}`;
+}
+export const SYNC_QUEUE = 'sync';
+export const ADMIN_QUEUE = 'admin';
+
+export const syncJobSchema = z.strictObject({
+  destination: z.string().min(1),
+  audience: z.string().min(1).optional(),
+  full: z.boolean().default(false),
+  reason: z.enum(['schedule', 'resync', 'retry']).default('schedule'),
+});
+export type SyncJob = z.infer<typeof syncJobSchema>;
+
+export const adminJobSchema = z.discriminatedUnion('action', [
+  z.strictObject({
+    action: z.literal('resync'),
+    destination: z.string().min(1),
+    audience: z.string().min(1).optional(),
+    full: z.boolean().default(false),
+  }),
+  z.strictObject({ action: z.literal('check'), destination: z.string().min(1) }),
+  z.strictObject({ action: z.literal('pause'), destination: z.string().min(1) }),
+  z.strictObject({ action: z.literal('resume'), destination: z.string().min(1) }),
+]);
+export type AdminJob = z.infer<typeof adminJobSchema>;
+
+/** Redis connection for BullMQ from REDIS_URL. Workers wait out outages; producers fail fast. */
+export function connection(kind: 'worker' | 'producer'): ConnectionOptions {
+  const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  return {
+    host: url.hostname,
+    port: Number(url.port || 6379),
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.pathname.length > 1 ? { db: Number(url.pathname.slice(1)) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...(kind === 'worker'
+      ? { maxRetriesPerRequest: null }
+      : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000 }),
+  };
+}
+
+export function syncQueue(prefix: string, kind: 'worker' | 'producer' = 'producer'): Queue {
+  return new Queue(SYNC_QUEUE, { connection: connection(kind), prefix });
+}
+
+export function adminQueue(prefix: string, kind: 'worker' | 'producer' = 'producer'): Queue {
+  return new Queue(ADMIN_QUEUE, { connection: connection(kind), prefix });
+}
+
+/** Keys of our own beside BullMQ's, under the same prefix. */
+export const keys = {
+  lease: (prefix: string, destination: string) => `${prefix}:lease:${destination}`,
+  fullRequested: (prefix: string, destination: string, audience?: string) =>
+    `${prefix}:full:${destination}:${audience ?? '*'}`,
+  paused: (prefix: string, destination: string) => `${prefix}:paused:${destination}`,
+  history: (prefix: string, destination: string, audience: string) =>
+    `${prefix}:history:${destination}:${audience}`,
+  reconcileLock: (prefix: string) => `${prefix}:schedules:lock`,
+};
+
+/** Retries for a sync job: backed off exponentially; a run's own retries handle platform errors first. */
+export const SYNC_JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential' as const, delay: 30_000 },
+  removeOnComplete: { age: 7 * 86_400, count: 1000 },
+  removeOnFail: { age: 30 * 86_400 },
+};

@@ -1,0 +1,237 @@
+import { QueueEvents, type Job } from 'bullmq';
+import { lastRuns } from '../../jobs/history.js';
+import {
+  adminQueue,
+  ADMIN_QUEUE,
+  connection,
+  keys,
+  queuePrefix,
+  syncQueue,
+  SYNC_QUEUE,
+  type AdminJob,
+} from '../../jobs/queues.js';
+import { nextRuns, reconcileSchedules } from '../../jobs/schedules.js';
+import { startWorker } from '../../jobs/worker.js';
+import { audiencesOf } from '../audience/audiences.js';
+import { loadConfig } from '../config/load.js';
+import { ConfigError, ExitCode, UserError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { buildSegmentMap } from '../segment/maps.js';
+import { table, thousands } from './output.js';
+import { connect, redisFor } from './sync.js';
+
+function needConfig(config: string | undefined): string {
+  if (!config)
+    throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');
+  return config;
+}
+
+/** Producers fail fast when Redis is down, with a message that says what to do; queues come after. */
+async function reachable<T extends { on(event: 'error', listener: (e: Error) => void): unknown }>(
+  make: () => T,
+): Promise<T> {
+  const probe = redisFor();
+  await connect(probe);
+  probe.disconnect();
+  const q = make();
+  q.on('error', () => undefined);
+  return q;
+}
+
+export async function runWorker(
+  options: { config?: string | undefined; concurrency?: string },
+  log: Logger,
+): Promise<ExitCode> {
+  const worker = await startWorker({
+    configFile: needConfig(options.config),
+    log,
+    ...(options.concurrency ? { concurrency: Number(options.concurrency) } : {}),
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info(`${signal}: finishing the current batch, saving state, stopping`);
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await worker.close();
+  return ExitCode.ok;
+}
+
+export async function runAdmin(
+  action: AdminJob['action'],
+  options: {
+    config?: string | undefined;
+    destination: string;
+    audience?: string;
+    full?: boolean;
+    wait?: boolean;
+    json?: boolean;
+  },
+  log: Logger,
+): Promise<ExitCode> {
+  const { config } = loadConfig(needConfig(options.config));
+  if (!(options.destination in config.destinations))
+    throw new ConfigError(
+      `no destination named '${options.destination}'`,
+      `destinations are: ${Object.keys(config.destinations).join(', ')}`,
+    );
+  const prefix = queuePrefix(config.sync.redis_prefix);
+  const queue = await reachable(() => adminQueue(prefix));
+  const data: AdminJob =
+    action === 'resync'
+      ? {
+          action,
+          destination: options.destination,
+          full: options.full ?? false,
+          ...(options.audience ? { audience: options.audience } : {}),
+        }
+      : { action, destination: options.destination };
+  try {
+    const job = await queue.add(action, data, {
+      removeOnComplete: { age: 86_400 },
+      removeOnFail: { age: 7 * 86_400 },
+    });
+    if (!options.wait) {
+      process.stdout.write(
+        options.json ? JSON.stringify({ job: job.id, queue: ADMIN_QUEUE }) + '\n' : `${job.id}\n`,
+      );
+      return ExitCode.ok;
+    }
+    const adminResult = await follow(job, ADMIN_QUEUE, prefix);
+    if (action !== 'resync') {
+      process.stdout.write(JSON.stringify(adminResult) + '\n');
+      return ExitCode.ok;
+    }
+    const syncId = (adminResult as { syncJobId: string }).syncJobId;
+    log.info(`resync enqueued as sync job ${syncId}; waiting for it to finish`);
+    const sq = await reachable(() => syncQueue(prefix));
+    try {
+      const syncJob = await sq.getJob(syncId);
+      const result = syncJob ? await follow(syncJob, SYNC_QUEUE, prefix) : undefined;
+      process.stdout.write(JSON.stringify({ job: syncId, result }) + '\n');
+      return ExitCode.ok;
+    } finally {
+      await sq.close();
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+/** Waits for a job to finish and returns its result, or fails with its reason. */
+async function follow(job: Job, name: string, prefix: string): Promise<unknown> {
+  const events = new QueueEvents(name, { connection: connection('worker'), prefix });
+  try {
+    await events.waitUntilReady();
+    return await job.waitUntilFinished(events);
+  } catch (error) {
+    throw new UserError(
+      `job ${job.id} on the ${name} queue failed: ${(error as Error).message}`,
+      ExitCode.failed,
+    );
+  } finally {
+    await events.close();
+  }
+}
+
+export async function runSchedules(options: {
+  config?: string | undefined;
+  json?: boolean;
+}): Promise<ExitCode> {
+  const { config } = loadConfig(needConfig(options.config));
+  const queue = await reachable(() => syncQueue(queuePrefix(config.sync.redis_prefix)));
+  const redis = redisFor();
+  await connect(redis);
+  try {
+    const result = await reconcileSchedules(config, queue, redis);
+    process.stdout.write(
+      options.json
+        ? JSON.stringify(result) + '\n'
+        : `schedules: ${result.added.length} added, ${result.kept.length} kept, ${result.removed.length} removed\n`,
+    );
+    return ExitCode.ok;
+  } finally {
+    redis.disconnect();
+    await queue.close();
+  }
+}
+
+/** Per destination audience: the last run and its counts, the platform's size, the next scheduled run. */
+export async function runStatus(options: { config?: string | undefined; json?: boolean }): Promise<ExitCode> {
+  const { config } = loadConfig(needConfig(options.config));
+  const prefix = queuePrefix(config.sync.redis_prefix);
+  const queue = await reachable(() => syncQueue(prefix));
+  const redis = redisFor();
+  await connect(redis);
+  try {
+    const next = await nextRuns(queue);
+    const audiences = audiencesOf(config, buildSegmentMap(config.segments).names);
+    const rows = [];
+    for (const destination of Object.keys(config.destinations)) {
+      const paused = (await redis.exists(keys.paused(prefix, destination))) > 0;
+      for (const a of audiences.filter((x) => x.destinations.includes(destination))) {
+        const [last] = await lastRuns(redis, prefix, destination, a.name);
+        const upcoming = next
+          .filter((n) => n.destination === destination && (n.audience === undefined || n.audience === a.name))
+          .map((n) => n.next)
+          .sort((x, y) => x - y)[0];
+        rows.push({
+          destination,
+          audience: a.name,
+          paused,
+          last_run: last
+            ? { at: last.at, run: last.run, full: last.full, reason: last.reason, error: last.error ?? null }
+            : null,
+          segment_size: last?.segmentSize ?? null,
+          members: last?.members ?? null,
+          added: last?.added ?? null,
+          removed: last?.removed ?? null,
+          unchanged: last?.unchanged ?? null,
+          rejected: last?.rejected ?? null,
+          skipped: last?.skipped ?? null,
+          platform_size: last?.stats?.size ?? null,
+          match_rate: last?.stats?.matchRate ?? null,
+          next_run: upcoming ? new Date(upcoming).toISOString() : null,
+        });
+      }
+    }
+    if (options.json) process.stdout.write(JSON.stringify({ audiences: rows }) + '\n');
+    else {
+      const n = (v: number | null) => (v === null ? '-' : thousands(v));
+      process.stdout.write(
+        table(
+          [
+            'destination',
+            'audience',
+            'last run',
+            'members',
+            'added',
+            'removed',
+            'platform size',
+            'match',
+            'next run',
+            'state',
+          ],
+          rows.map((r) => [
+            r.destination,
+            r.audience,
+            r.last_run ? r.last_run.at.replace('T', ' ').slice(0, 16) : 'never',
+            n(r.members),
+            n(r.added),
+            n(r.removed),
+            n(r.platform_size),
+            r.match_rate === null ? '-' : `${Math.round(r.match_rate * 100)} %`,
+            r.next_run ? r.next_run.replace('T', ' ').slice(0, 16) : '-',
+            r.paused ? 'paused' : r.last_run?.error ? `failed: ${r.last_run.error}` : 'ok',
+          ]),
+        ),
+      );
+    }
+    return ExitCode.ok;
+  } finally {
+    redis.disconnect();
+    await queue.close();
+  }
+}

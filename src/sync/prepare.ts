@@ -1,0 +1,77 @@
+import { audiencesOf, type AudienceSpec } from '../audience/audiences.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import type { ConnectorDefinition } from '../connector.js';
+import { ConfigError } from '../errors.js';
+import { segmentCustomers, type Segmented } from '../score/pipeline.js';
+import type { ReadOptions } from '../source/read.js';
+import type { Destination } from './run.js';
+
+export type ConnectorRegistry = Readonly<Record<string, ConnectorDefinition<never>>>;
+
+/** Checks each destination's settings with its connector's schema, naming the exact key. */
+export function destinationsOf(config: Config, connectors: ConnectorRegistry, only?: string): Destination[] {
+  const names = Object.keys(config.destinations);
+  if (only !== undefined && !names.includes(only))
+    throw new ConfigError(
+      `no destination named '${only}'`,
+      `destinations are: ${names.join(', ') || 'none (add one under destinations:)'}`,
+    );
+  if (names.length === 0)
+    throw new ConfigError(
+      'the config has no destinations',
+      'add one under destinations: (type: file writes audiences to a folder)',
+    );
+  return names
+    .filter((name) => only === undefined || name === only)
+    .map((name) => {
+      const raw = config.destinations[name]!;
+      const connector = connectors[raw.type] as ConnectorDefinition<{ type: string }> | undefined;
+      if (!connector)
+        throw new ConfigError(
+          `destinations.${name}.type: the ${raw.type} connector is not available in this version`,
+          `available: ${Object.keys(connectors).join(', ')}`,
+        );
+      const parsed = connector.configSchema.safeParse(raw);
+      if (!parsed.success)
+        throw new ConfigError(
+          parsed.error.issues.map((i) => `destinations.${name}.${i.path.join('.')}: ${i.message}`).join('\n'),
+          'see the connector README under connectors/',
+        );
+      return { name, connector, config: parsed.data };
+    });
+}
+
+export interface Prepared {
+  config: Config;
+  baseDir: string;
+  destinations: Destination[];
+  segmented: Segmented;
+  audiences: AudienceSpec[];
+}
+
+/** Config → destinations → segments → audiences: what a sync of some destinations needs. */
+export async function prepareSync(
+  configFile: string,
+  connectors: ConnectorRegistry,
+  options: {
+    destination?: string | undefined;
+    audience?: string | undefined;
+    onProgress?: ReadOptions['onProgress'];
+  } = {},
+): Promise<Prepared> {
+  const { config, dir } = loadConfig(configFile);
+  const destinations = destinationsOf(config, connectors, options.destination);
+  // Too many bad rows stop here, before anything is sent anywhere.
+  const segmented = await segmentCustomers(config, {
+    baseDir: dir,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const audiences = audiencesOf(config, segmented.scores.segments);
+  if (options.audience !== undefined && !audiences.some((a) => a.name === options.audience))
+    throw new ConfigError(
+      `no audience named '${options.audience}'`,
+      `audiences are: ${audiences.map((a) => a.name).join(', ')}`,
+    );
+  return { config, baseDir: dir, destinations, segmented, audiences };
+}

@@ -1,0 +1,134 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue } from 'bullmq';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { changeLog, expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
+
+/** The job layer through its commands, with real worker processes on a real Redis. */
+const BIN = path.resolve('dist/src/cli/bin.js');
+const redisUrl = inject('redisUrl');
+const env = { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' };
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function cli(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function worker(cwd: string): ChildProcess {
+  const child = spawn(process.execPath, [BIN, 'worker'], { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  return child;
+}
+
+const cliAsync = (args: string[], cwd: string) =>
+  new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.once('exit', (code) => resolve({ code, stdout }));
+  });
+
+describe('schedules', { timeout: 60_000 }, () => {
+  it('three processes reconciling at once leave exactly one scheduler per entry; removed entries go', async () => {
+    const shop = await makeShop();
+    const schedules = `schedules:
+  - { destination: local, cron: "0 3 * * *", tz: Europe/Berlin }
+  - { destination: local, cron: "30 * * * *", audience: "RFM: Champions" }
+  - { destination: local, cron: "0 4 * * 1", full: true }`;
+    shop.write('2026-01-01', schedules);
+    const runs = await Promise.all([1, 2, 3].map(() => cliAsync(['schedules', '--json'], shop.dir)));
+    expect(runs.map((r) => r.code)).toEqual([0, 0, 0]);
+    const queue = new Queue('sync', { connection: { url: redisUrl }, prefix: `{${shop.prefix}}` });
+    try {
+      expect(await queue.getJobSchedulers(0, -1)).toHaveLength(3);
+      shop.write('2026-01-01', schedules.split('\n').slice(0, 2).join('\n'));
+      const r = JSON.parse(cli(['schedules', '--json'], shop.dir).stdout);
+      expect(r).toMatchObject({
+        kept: [expect.any(String)],
+        removed: [expect.any(String), expect.any(String)],
+        added: [],
+      });
+      const left = await queue.getJobSchedulers(0, -1);
+      expect(left).toHaveLength(1);
+      expect(left[0]).toMatchObject({ pattern: '0 3 * * *', tz: 'Europe/Berlin' });
+      const status = JSON.parse(cli(['status', '--json'], shop.dir).stdout);
+      expect(status.audiences[0].next_run).toMatch(/^\d{4}-\d\d-\d\dT0[12]:00/);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('rejects an invalid cron pattern with the entry named', async () => {
+    const shop = await makeShop();
+    shop.write('2026-01-01', 'schedules:\n  - { destination: local, cron: "every day" }');
+    const r = cli(['schedules'], shop.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/'every day'.*is not a valid schedule/);
+  });
+});
+
+describe('workers', { timeout: 120_000 }, () => {
+  it('two workers, the same destination asked for twice: one run at a time, both requests honoured', async () => {
+    const shop = await makeShop({ batchSize: 20 });
+    worker(shop.dir);
+    worker(shop.dir);
+    await sleep(1500);
+    const [first, second] = await Promise.all([
+      cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir),
+      sleep(150).then(() => cliAsync(['resync', '-d', 'local', '--full', '--wait', '--json'], shop.dir)),
+    ]);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    const results = [first, second].map((r) => JSON.parse(r.stdout).result);
+    expect(results.map((r) => r.full).sort()).toEqual([false, true]);
+    // Runs never interleave: every batch of the incremental run comes before the full run's replaces.
+    const ops = changeLog(shop.out).map((e) => e.op);
+    expect(ops.lastIndexOf('add')).toBeLessThan(ops.indexOf('replace'));
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    const status = JSON.parse(cli(['status', '--json'], shop.dir).stdout);
+    expect(status.audiences.every((a: { last_run: { full: boolean } }) => a.last_run.full)).toBe(true);
+  });
+
+  it('a worker killed in the middle of a run: the next run converges and the destination is exact', async () => {
+    const shop = await makeShop({ customers: 800, batchSize: 2 });
+    const doomed = worker(shop.dir);
+    await sleep(1500);
+    const request = cliAsync(['resync', '-d', 'local', '--json'], shop.dir);
+    // Kill it once it has sent something.
+    for (let i = 0; i < 300 && changeLog(shop.out).length < 5; i++) await sleep(20);
+    doomed.kill('SIGKILL');
+    await request;
+    expect(fileAudiences(shop.out)).not.toEqual(await expectedAudiences(shop.config));
+    worker(shop.dir);
+    await sleep(2500); // the killed worker's lease runs out (lease_seconds: 2)
+    const r = await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
+    expect(r.code).toBe(0);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+  }, 60_000);
+
+  it('pause holds a destination until resume', async () => {
+    const shop = await makeShop();
+    worker(shop.dir);
+    await sleep(1500);
+    expect(cli(['pause', '-d', 'local', '--wait'], shop.dir).code).toBe(0);
+    const paused = JSON.parse(cli(['resync', '-d', 'local', '--wait', '--json'], shop.dir).stdout);
+    expect(paused.result).toEqual({ skipped: 'paused' });
+    expect(changeLog(shop.out)).toHaveLength(0);
+    expect(cli(['resume', '-d', 'local', '--wait'], shop.dir).code).toBe(0);
+    const resumed = JSON.parse(cli(['resync', '-d', 'local', '--wait', '--json'], shop.dir).stdout);
+    expect(resumed.result.added).toBeGreaterThan(0);
+  });
+
+  it('SIGTERM stops a worker cleanly', async () => {
+    const shop = await makeShop();
+    const w = worker(shop.dir);
+    await sleep(1500);
+    const exited = new Promise<number | null>((resolve) => w.once('exit', resolve));
+    w.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});
