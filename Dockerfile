@@ -1,4 +1,4 @@
-# audience-sync: the CLI and (from the job layer on) the worker. Node 22+ in the image.
+# audience-sync: the worker (default) and every CLI command. Multi-stage, Node 22, non-root, production deps only.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
@@ -11,7 +11,7 @@ COPY bench ./bench
 RUN npm run build
 
 FROM node:22-bookworm-slim
-ENV NODE_ENV=production
+ENV NODE_ENV=production METRICS_PORT=9464
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
@@ -19,5 +19,7 @@ COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY examples ./examples
 USER node
+EXPOSE 9464
+HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:'+process.env.METRICS_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "dist/src/cli/bin.js"]
-CMD ["--help"]
+CMD ["worker", "--config", "/app/config/audience-sync.yaml"]

@@ -22,6 +22,7 @@ import {
   SYNC_QUEUE,
 } from './queues.js';
 import { reconcileSchedules } from './schedules.js';
+import { Metrics } from './metrics.js';
 
 export interface WorkerOptions {
   configFile: string;
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Reconcile the config's schedules at start (default true). */
   schedules?: boolean;
+  /** Port for /metrics and /healthz; none when undefined. */
+  metricsPort?: number | undefined;
 }
 
 export interface RunningWorker {
@@ -61,6 +64,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       await admin.close();
     }
   }
+
+  const metrics = new Metrics([producer]);
+  const served = options.metricsPort !== undefined ? await metrics.serve(options.metricsPort) : undefined;
+  if (served) log.info({ port: served.port }, `metrics on :${served.port}/metrics, health on /healthz`);
 
   const processSync = async (job: Job, token?: string) => {
     const data = syncJobSchema.parse(job.data);
@@ -126,6 +133,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         await client.close?.();
       }
       await recordRun(redis, prefix, records, current.sync.history_runs);
+      metrics.recordRun(data.destination, records, (Date.now() - Date.parse(started)) / 1000);
       const failed = records.filter((r) => r.error);
       if (abort.signal.aborted)
         throw new Error(`run interrupted (${String(abort.signal.reason)}); it resumes from the saved state`);
@@ -210,6 +218,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       for (const a of running) a.abort(new Error('worker shutting down'));
       await Promise.all([syncWorker.close(), adminWorker.close()]);
       await producer.close();
+      served?.server.close();
       redis.disconnect();
       log.info('worker stopped');
     },

@@ -39,13 +39,14 @@ async function reachable<T extends { on(event: 'error', listener: (e: Error) => 
 }
 
 export async function runWorker(
-  options: { config?: string | undefined; concurrency?: string },
+  options: { config?: string | undefined; concurrency?: string; metricsPort?: string },
   log: Logger,
 ): Promise<ExitCode> {
   const worker = await startWorker({
     configFile: needConfig(options.config),
     log,
     ...(options.concurrency ? { concurrency: Number(options.concurrency) } : {}),
+    ...(options.metricsPort ? { metricsPort: Number(options.metricsPort) } : {}),
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

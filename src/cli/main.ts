@@ -89,7 +89,12 @@ export async function main(argv: string[]): Promise<number> {
     .command('worker')
     .description('run sync jobs (scheduled and requested) from Redis until SIGTERM/SIGINT')
     .option('--concurrency <n>', 'sync jobs at once in this process (different destinations)', '2')
-    .action(async (opts: { concurrency: string }) => {
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus /metrics and /healthz on this port',
+      process.env.METRICS_PORT,
+    )
+    .action(async (opts: { concurrency: string; metricsPort?: string }) => {
       exit = await runWorker({ ...opts, config: configPath() }, logger());
     });
 

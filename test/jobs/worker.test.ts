@@ -132,3 +132,31 @@ describe('workers', { timeout: 120_000 }, () => {
     expect(await exited).toBe(0);
   });
 });
+
+describe('metrics', () => {
+  it('the worker serves /healthz and Prometheus /metrics with run counts and queue depth', async () => {
+    const shop = await makeShop();
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(process.execPath, [BIN, 'worker', '--metrics-port', String(port)], {
+      cwd: shop.dir,
+      env,
+      stdio: 'ignore',
+    });
+    children.push(child);
+    let health = '';
+    for (let i = 0; i < 100 && health !== 'ok\n'; i++) {
+      await sleep(100);
+      health = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.text(),
+        () => '',
+      );
+    }
+    expect(health).toBe('ok\n');
+    expect((await cliAsync(['resync', '-d', 'local', '--wait'], shop.dir)).code).toBe(0);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/audience_sync_runs_total\{destination="local",outcome="ok"\} 13/);
+    expect(text).toMatch(/audience_sync_members_total\{destination="local",change="added"\} [1-9]/);
+    expect(text).toMatch(/audience_sync_queue_jobs\{queue="sync",state="waiting"\} 0/);
+    expect(text).toMatch(/audience_sync_run_duration_seconds_count\{destination="local"\} 1/);
+  }, 60_000);
+});
