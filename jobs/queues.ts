@@ -16,7 +16,7 @@ export const syncJobSchema = z.strictObject({
   destination: z.string().min(1),
   audience: z.string().min(1).optional(),
   full: z.boolean().default(false),
-  reason: z.enum(['schedule', 'resync', 'retry']).default('schedule'),
+  reason: z.enum(['schedule', 'resync', 'retry', 'poll']).default('schedule'),
 });
 export type SyncJob = z.infer<typeof syncJobSchema>;
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectors } from '../connectors/index.js';
@@ -139,6 +140,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         throw new Error(`run interrupted (${String(abort.signal.reason)}); it resumes from the saved state`);
       if (failed.length > 0) throw new Error(failed.map((r) => `${r.audience}: ${r.error}`).join('; '));
       if (full) await redis.del(...flags);
+      await followUp(String(job.id), data.destination, records, current.sync.poll_seconds);
       const total = (f: 'added' | 'removed' | 'rejected') => records.reduce((a, r) => a + r[f], 0);
       log.info(
         { job: job.id, destination: data.destination, added: total('added'), removed: total('removed') },
@@ -154,6 +156,26 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     } finally {
       running.delete(abort);
       await lease.release();
+    }
+  };
+
+  /**
+   * Uploads the platform processes later (10 minutes to 24 hours for Google) never hold a worker:
+   * a delayed run of the audience settles them (one per run that left some; a spare run only diffs).
+   */
+  const followUp = async (
+    after: string,
+    destination: string,
+    records: readonly RunRecord[],
+    seconds: number,
+  ) => {
+    for (const r of records.filter((x) => x.inFlight > 0)) {
+      const id = `poll-${createHash('sha256').update(`${destination}\0${r.audience}`).digest('hex').slice(0, 16)}-${after}`;
+      await producer.add(
+        'sync',
+        { destination, audience: r.audience, full: false, reason: 'poll' },
+        { ...SYNC_JOB_OPTIONS, jobId: id, delay: seconds * 1000 },
+      );
     }
   };
 

@@ -82,7 +82,7 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
   /** Members per add/remove request (the platform's limit, or less when configured). */
   batchSize(config: Config): number;
   /** True when add/remove results are final when they return (no processing later, no poll). */
-  readonly final: boolean;
+  final(config: Config): boolean;
   /** Identifier slot names, in the order `identify` fills them. */
   slots(config: Config): readonly string[];
   /**

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type {
   BatchOutcome,
+  PollOutcome,
   Check,
   ConnectorClient,
   ConnectorDefinition,
@@ -45,6 +46,11 @@ export const fileConfigSchema = z.strictObject({
     .regex(/^[A-Za-z]{2}$/, 'expected an ISO 3166 alpha-2 code such as US')
     .default('US'),
   batch_size: z.number().int().min(1).max(100_000).default(10_000),
+  /**
+   * Behave like a platform that processes uploads later (Google, Meta): batches are accepted as
+   * pending and take effect this many seconds after they were sent. 0: final at once.
+   */
+  process_after_seconds: z.number().min(0).max(86_400).default(0),
   endpoint: z.url().optional(),
 });
 export type FileConfig = z.infer<typeof fileConfigSchema>;
@@ -93,6 +99,8 @@ interface LogEntry {
   audience: string;
   op: 'add' | 'remove' | 'replace';
   members: string[];
+  /** When the batch takes effect (process_after_seconds > 0); at once when absent. */
+  applies_at?: string;
 }
 
 /**
@@ -130,7 +138,10 @@ export class FileClient implements ConnectorClient {
   private log: LogEntry[] | undefined;
   private seq = 0;
 
+  private readonly delayMs: number;
+
   constructor(config: FileConfig, baseDir: string) {
+    this.delayMs = config.process_after_seconds * 1000;
     this.dir = path.resolve(baseDir, config.path);
     this.logFile = path.join(this.dir, 'changes.jsonl');
   }
@@ -211,6 +222,7 @@ export class FileClient implements ConnectorClient {
       audience: audience.id,
       op,
       members: members.map((m) => memberLine(m.slots)),
+      ...(this.delayMs > 0 ? { applies_at: new Date(Date.now() + this.delayMs).toISOString() } : {}),
     };
     // The batch is on disk before it counts: append, flush, then apply in memory.
     const fd = openSync(this.logFile, 'a');
@@ -220,10 +232,22 @@ export class FileClient implements ConnectorClient {
     } finally {
       closeSync(fd);
     }
+    this.log!.push(entry);
+    if (entry.applies_at) return { status: 'pending', token: String(entry.seq) };
     applyEntry(state.members, entry);
     state.seq = entry.seq;
     state.dirty = true;
     return { status: 'confirmed' };
+  }
+
+  /** A pending batch is done once its time has come (it is then applied when the audience is read). */
+  async poll(_audience: RemoteAudience, token: string): Promise<PollOutcome> {
+    this.open();
+    const entry = this.log!.find((e) => e.seq === Number(token));
+    if (!entry) return { status: 'failed', reason: `no batch ${token} in ${this.logFile}` };
+    return !entry.applies_at || Date.parse(entry.applies_at) <= Date.now()
+      ? { status: 'done' }
+      : { status: 'processing' };
   }
 
   private audience(id: string) {
@@ -238,8 +262,11 @@ export class FileClient implements ConnectorClient {
       for (const line of lines) if (line) members.add(line);
     }
     let replayed = false;
+    const now = Date.now();
     for (const entry of this.log ?? []) {
       if (entry.audience !== id || entry.seq <= seq) continue;
+      // Batches take effect in order: one still processing holds back those after it.
+      if (entry.applies_at && Date.parse(entry.applies_at) > now) break;
       applyEntry(members, entry);
       seq = entry.seq;
       replayed = true;
@@ -307,7 +334,7 @@ export const fileConnector: ConnectorDefinition<FileConfig> = {
   type: 'file',
   configSchema: fileConfigSchema,
   batchSize: (config) => config.batch_size,
-  final: true,
+  final: (config) => config.process_after_seconds === 0,
   slots: () => SLOTS,
   identify,
   create: (config, context) => new FileClient(config, context.baseDir),

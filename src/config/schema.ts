@@ -211,6 +211,8 @@ export const syncSchema = z.strictObject({
   max_rejected_share: z.number().min(0).max(1).default(0.01),
   /** How long a worker's hold on a destination lasts without renewal (a killed worker's runs resume after it). */
   lease_seconds: z.number().min(1).max(3600).default(60),
+  /** After a run leaves uploads the platform processes later, a follow-up run settles them this much later. */
+  poll_seconds: z.number().min(1).max(86_400).default(600),
   /** Runs kept per audience in the run history. */
   history_runs: z.number().int().min(1).default(1000),
   /** Prefix of the Redis keys holding sync state (change it to keep two setups apart in one Redis). */

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { AudienceSpec } from '../audience/audiences.js';
 import { membershipOf } from '../audience/audiences.js';
-import type { ConnectorDefinition, Member } from '../connector.js';
+import type { Member } from '../connector.js';
 import type { Identified, Person } from '../identity/types.js';
 import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
@@ -165,7 +165,8 @@ export async function planAudience(
   segmented: Segmented,
   identities: Identities,
   state: AudienceState,
-  connector: Pick<ConnectorDefinition, 'final'>,
+  /** The platform's results are final when add/remove return (no processing later). */
+  final: boolean,
   options: { full?: boolean } = {},
 ): Promise<AudiencePlan> {
   const full = options.full ?? false;
@@ -267,7 +268,7 @@ export async function planAudience(
   }
   for (const i of desired.values()) if (!seen[i]) plan.add.push(i);
 
-  if (connector.final) {
+  if (final) {
     // Removals finish before additions start, within the run.
     plan.add.push(...changed);
   } else {

@@ -39,6 +39,8 @@ export interface AudienceResult {
   rejected: number;
   /** Members of batches the platform did not take (the run stopped on an error). */
   failed: number;
+  /** Uploads the platform is still processing after this run (a later run or poll settles them). */
+  inFlight: number;
   durationMs: number;
   error?: string;
 }
@@ -73,7 +75,7 @@ export async function planDestination(
         options.segmented,
         identities,
         state,
-        destination.connector,
+        destination.connector.final(destination.config),
         options,
       ),
     );
@@ -141,6 +143,7 @@ async function syncAudience(
     skipped: {},
     rejected: 0,
     failed: 0,
+    inFlight: 0,
     durationMs: 0,
   };
   // Every platform call is a point where a shutdown may stop the run: the state is saved per batch.
@@ -162,14 +165,14 @@ async function syncAudience(
         `created audience '${spec.name}' on ${destination.name}`,
       );
 
-    await settle(state, client, remote, destination.connector.final, log);
+    await settle(state, client, remote, destination.connector.final(destination.config), log);
     plan = await planAudience(
       spec,
       destination.name,
       options.segmented,
       identities,
       state,
-      destination.connector,
+      destination.connector.final(destination.config),
       options,
     );
     options.onPlan?.(plan);
@@ -221,6 +224,7 @@ async function syncAudience(
     if (!(error instanceof ConnectorError)) log.error({ err: error }, `sync of '${spec.name}' failed`);
   } finally {
     await state.checkpoint();
+    result.inFlight = (await state.uploads()).size;
     result.durationMs = Math.round(performance.now() - started);
   }
   return result;

@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
@@ -72,7 +73,7 @@ describe('schedules', { timeout: 60_000 }, () => {
   });
 });
 
-describe('workers', { timeout: 120_000 }, () => {
+describe('workers', { timeout: 180_000 }, () => {
   it('two workers, the same destination asked for twice: one run at a time, both requests honoured', async () => {
     const shop = await makeShop({ batchSize: 20 });
     worker(shop.dir);
@@ -99,7 +100,7 @@ describe('workers', { timeout: 120_000 }, () => {
     await sleep(1500);
     const request = cliAsync(['resync', '-d', 'local', '--json'], shop.dir);
     // Kill it once it has sent something.
-    for (let i = 0; i < 300 && changeLog(shop.out).length < 5; i++) await sleep(20);
+    for (let i = 0; i < 3000 && changeLog(shop.out).length < 5; i++) await sleep(20);
     doomed.kill('SIGKILL');
     await request;
     expect(fileAudiences(shop.out)).not.toEqual(await expectedAudiences(shop.config));
@@ -108,7 +109,7 @@ describe('workers', { timeout: 120_000 }, () => {
     const r = await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
     expect(r.code).toBe(0);
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
-  }, 60_000);
+  }, 180_000);
 
   it('pause holds a destination until resume', async () => {
     const shop = await makeShop();
@@ -158,5 +159,38 @@ describe('metrics', () => {
     expect(text).toMatch(/audience_sync_members_total\{destination="local",change="added"\} [1-9]/);
     expect(text).toMatch(/audience_sync_queue_jobs\{queue="sync",state="waiting"\} 0/);
     expect(text).toMatch(/audience_sync_run_duration_seconds_count\{destination="local"\} 1/);
-  }, 60_000);
+  }, 120_000);
+});
+
+describe('platforms that process uploads later', () => {
+  it('a delayed poll run settles the pending uploads without anyone asking', async () => {
+    const shop = await makeShop();
+    // The file destination in "process later" mode: batches take effect 1 s after they are sent.
+    const text = readFileSync(shop.config, 'utf8')
+      .replace('batch_size: 10000', 'batch_size: 10000, process_after_seconds: 1')
+      .replace('lease_seconds: 2', 'lease_seconds: 2, poll_seconds: 2');
+    writeFileSync(shop.config, text);
+    worker(shop.dir);
+    await sleep(1500);
+    const first = JSON.parse(
+      (await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir)).stdout,
+    );
+    expect(first.result.added).toBeGreaterThan(0);
+    // Nothing has taken effect yet; the worker follows up by itself.
+    let reasons: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      await sleep(200);
+      const status = JSON.parse(cli(['status', '--json'], shop.dir).stdout);
+      reasons = status.audiences.map((a: { last_run: { reason: string } }) => a.last_run?.reason);
+      if (reasons.every((r) => r === 'poll')) break;
+    }
+    expect(reasons.every((r) => r === 'poll')).toBe(true);
+    const plan = JSON.parse(cli(['plan', '--json'], shop.dir).stdout).plans as {
+      to_add: number;
+      pending: number;
+      unchanged: number;
+    }[];
+    expect(plan.every((p) => p.to_add === 0 && p.pending === 0)).toBe(true);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+  }, 180_000);
 });

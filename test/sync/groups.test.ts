@@ -17,7 +17,7 @@ const connector: ConnectorDefinition<{ type: string }> = {
   type: 'grouped',
   configSchema: z.looseObject({ type: z.string() }),
   batchSize: () => 100,
-  final: true,
+  final: () => true,
   slots: () => ['email', 'first_name', 'last_name'],
   identifierGroups: () => [[1, 2]],
   identify: (p) => ({

@@ -94,7 +94,7 @@ const laterConnector: ConnectorDefinition<{ type: string }> = {
   type: 'later',
   configSchema: z.looseObject({ type: z.string() }),
   batchSize: () => 3,
-  final: false,
+  final: () => false,
   slots: () => ['email', 'phone'],
   identify: (person) => fileIdentify(person, { default_country: 'US' }),
   create: () => {
