@@ -134,7 +134,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
             ...(options.audience !== undefined ? { audience: options.audience } : {}),
             onPlan: (plan) => {
               if (!options.json)
-                log.info(
+                log.debug(
                   `${plan.destination} / ${plan.audience}: ${plan.add.length} to add, ${plan.remove.length} to remove, ${plan.unchanged} unchanged`,
                 );
             },
