@@ -175,3 +175,12 @@ describe('userIdentifiers (Data Manager API)', () => {
     ]);
   });
 });
+
+describe('identifier groups', () => {
+  it('treats first name, last name and address as one identifier', async () => {
+    const { IDENTIFIER_GROUPS, SLOTS } = await import('./identifiers.js');
+    expect(IDENTIFIER_GROUPS.map((g) => g.map((i) => SLOTS[i]))).toEqual([
+      ['first_name', 'last_name', 'address'],
+    ]);
+  });
+});

@@ -20,6 +20,9 @@ import type { Identified, Person } from '../../src/identity/types.js';
 
 export const SLOTS = ['email', 'phone', 'first_name', 'last_name', 'address'] as const;
 
+/** First name, last name and address identify someone only together: one identifier for removals. */
+export const IDENTIFIER_GROUPS: readonly (readonly number[])[] = [[2, 3, 4]];
+
 export interface GoogleIdentifyOptions {
   /** Country (ISO alpha-2) of customers without a usable country: reads their phones and addresses. */
   defaultCountry?: string | undefined;

@@ -247,3 +247,11 @@ describe('schemaSetting', () => {
     expect(schemaSetting.safeParse(keys).success).toBe(false);
   });
 });
+
+describe('identifier groups', () => {
+  it('groups the keys that identify someone only together', async () => {
+    const { identifierGroups } = await import('./identifiers.js');
+    expect(identifierGroups(['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'])).toEqual([[2, 3, 4, 5]]);
+    expect(identifierGroups(['EMAIL', 'MADID'])).toEqual([]);
+  });
+});

@@ -41,6 +41,15 @@ export type SchemaKey = (typeof SCHEMA_KEYS)[number];
 /** The schema when none is configured: what a customer file usually has. EXTERN_ID is opt-in (plaintext). */
 export const SLOTS: readonly SchemaKey[] = ['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'];
 
+/** Keys that identify someone on their own; the rest (names, city, ZIP, …) only together. */
+const STANDALONE: readonly SchemaKey[] = ['EMAIL', 'PHONE', 'EXTERN_ID', 'MADID'];
+
+/** For a schema, the slots that form one identifier for removals: every key that does not stand alone. */
+export function identifierGroups(schema: readonly SchemaKey[]): number[][] {
+  const together = schema.flatMap((key, i) => (STANDALONE.includes(key) ? [] : [i]));
+  return together.length > 0 ? [together] : [];
+}
+
 const PLAINTEXT: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'MADID']);
 /** Keys that identify someone alone; names only as a pair. The others only refine a match. */
 const IDENTIFYING: ReadonlySet<SchemaKey> = new Set(['EXTERN_ID', 'EMAIL', 'PHONE', 'MADID']);
