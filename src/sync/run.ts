@@ -68,17 +68,7 @@ export async function planDestination(
   const plans: AudiencePlan[] = [];
   for (const spec of audiencesOn(destination, options)) {
     const state = options.store.audience(destination.name, spec.name);
-    plans.push(
-      await planAudience(
-        spec,
-        destination.name,
-        options.segmented,
-        identities,
-        state,
-        destination.connector.final(destination.config),
-        options,
-      ),
-    );
+    plans.push(await planOn(destination, spec, identities, state, options));
   }
   return plans;
 }
@@ -96,6 +86,17 @@ export async function syncDestination(
     options.signal?.throwIfAborted();
   }
   return results;
+}
+
+function planOn(
+  destination: Destination,
+  spec: AudienceSpec,
+  identities: Identities,
+  state: AudienceState,
+  options: Pick<SyncOptions, 'segmented' | 'full'>,
+): Promise<AudiencePlan> {
+  const final = destination.connector.final(destination.config);
+  return planAudience(spec, destination.name, options.segmented, identities, state, final, options);
 }
 
 function identitiesFor(destination: Destination, segmented: Segmented): Identities {
@@ -166,15 +167,7 @@ async function syncAudience(
       );
 
     await settle(state, client, remote, destination.connector.final(destination.config), log);
-    plan = await planAudience(
-      spec,
-      destination.name,
-      options.segmented,
-      identities,
-      state,
-      destination.connector.final(destination.config),
-      options,
-    );
+    plan = await planOn(destination, spec, identities, state, options);
     options.onPlan?.(plan);
     Object.assign(result, {
       segmentSize: plan.segmentSize,
