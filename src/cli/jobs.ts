@@ -1,9 +1,8 @@
-import { QueueEvents, type Job } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { lastRuns } from '../../jobs/history.js';
 import {
   adminQueue,
   ADMIN_QUEUE,
-  connection,
   keys,
   queuePrefix,
   syncQueue,
@@ -100,7 +99,7 @@ export async function runAdmin(
       );
       return ExitCode.ok;
     }
-    const adminResult = await follow(job, ADMIN_QUEUE, prefix);
+    const adminResult = await follow(queue, String(job.id), ADMIN_QUEUE);
     if (action !== 'resync') {
       process.stdout.write(JSON.stringify(adminResult) + '\n');
       return ExitCode.ok;
@@ -109,8 +108,7 @@ export async function runAdmin(
     log.info(`resync enqueued as sync job ${syncId}; waiting for it to finish`);
     const sq = await reachable(() => syncQueue(prefix));
     try {
-      const syncJob = await sq.getJob(syncId);
-      const result = syncJob ? await follow(syncJob, SYNC_QUEUE, prefix) : undefined;
+      const result = await follow(sq, syncId, SYNC_QUEUE);
       process.stdout.write(JSON.stringify({ job: syncId, result }) + '\n');
       return ExitCode.ok;
     } finally {
@@ -122,18 +120,20 @@ export async function runAdmin(
 }
 
 /** Waits for a job to finish and returns its result, or fails with its reason. */
-async function follow(job: Job, name: string, prefix: string): Promise<unknown> {
-  const events = new QueueEvents(name, { connection: connection('worker'), prefix });
-  try {
-    await events.waitUntilReady();
-    return await job.waitUntilFinished(events);
-  } catch (error) {
-    throw new UserError(
-      `job ${job.id} on the ${name} queue failed: ${(error as Error).message}`,
-      ExitCode.failed,
-    );
-  } finally {
-    await events.close();
+async function follow(queue: Queue, id: string, name: string): Promise<unknown> {
+  // Polls the job's state: event subscriptions can miss a job that finishes while they start.
+  for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
+    const job = await queue.getJob(id);
+    if (!job)
+      throw new UserError(
+        `job ${id} on the ${name} queue is gone (removed before it was followed)`,
+        ExitCode.failed,
+      );
+    const state = await job.getState();
+    if (state === 'completed') return job.returnvalue;
+    if (state === 'failed')
+      throw new UserError(`job ${id} on the ${name} queue failed: ${job.failedReason}`, ExitCode.failed);
+    await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
 

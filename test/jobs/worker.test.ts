@@ -29,6 +29,7 @@ function worker(cwd: string): ChildProcess {
 const cliAsync = (args: string[], cwd: string) =>
   new Promise<{ code: number | null; stdout: string }>((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(child);
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.once('exit', (code) => resolve({ code, stdout }));
