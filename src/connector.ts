@@ -29,10 +29,24 @@ export interface Rejection {
   reason: string;
 }
 
-/** What became of one batch. `pending`: accepted, processed later; follow it with `poll(token)`. */
+/**
+ * The platform's own accounting of a batch, for the run record, where it reports members it counted as
+ * invalid without saying which (Meta's `num_received` / `num_invalid_entries`). Samples are reasons only:
+ * never identifiers.
+ */
+export interface PlatformReport {
+  received?: number;
+  invalid?: number;
+  invalidSamples?: string[];
+}
+
+/**
+ * What became of one batch. `pending`: accepted, processed later; follow it with `poll(token)`.
+ * `rejected` members (by index in the batch) are recorded as such and not re-sent until they change.
+ */
 export type BatchOutcome =
-  | { status: 'confirmed'; rejected?: Rejection[] }
-  | { status: 'pending'; token: string; rejected?: Rejection[] };
+  | { status: 'confirmed'; rejected?: Rejection[]; report?: PlatformReport }
+  | { status: 'pending'; token: string; rejected?: Rejection[]; report?: PlatformReport };
 
 export type PollOutcome =
   { status: 'processing' } | { status: 'done' } | { status: 'failed'; reason: string };
@@ -91,6 +105,11 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * stand alone.
    */
   identifierGroups?(config: Config): readonly (readonly number[])[];
+  /**
+   * The platform needs plaintext (`Member.plain`) to add members and, when it is at hand, to remove them:
+   * the core then attaches it to removals of customers still in the source under the same identifiers.
+   */
+  readonly plaintext?: boolean;
   /** Normalises and hashes one person's identifiers per the platform's rules. */
   identify(person: Person, config: Config): Identified;
   create(config: Config, context: ConnectorContext): ConnectorClient;

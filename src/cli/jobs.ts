@@ -191,6 +191,8 @@ export async function runStatus(options: { config?: string | undefined; json?: b
           removed: last?.removed ?? null,
           unchanged: last?.unchanged ?? null,
           rejected: last?.rejected ?? null,
+          rejected_reasons: last?.rejectedReasons ?? null,
+          platform_report: last?.platform ?? null,
           skipped: last?.skipped ?? null,
           platform_size: last?.stats?.size ?? null,
           match_rate: last?.stats?.matchRate ?? null,

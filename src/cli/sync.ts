@@ -211,7 +211,7 @@ function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): Exi
     if (sent > 0 && r.rejected / sent > config.sync.max_rejected_share) {
       partial = true;
       log.warn(
-        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${pct(r.rejected / sent)})`,
+        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${pct(r.rejected / sent)}: ${skippedText(r.rejectedReasons)})`,
       );
     }
   }

@@ -8,6 +8,7 @@ export interface Person {
   country?: string;
   postal_code?: string;
   external_id?: string;
+  /** The source's attribute columns, by name (a platform may read consent from one). */
   [field: string]: string | undefined;
 }
 
@@ -18,6 +19,7 @@ export interface Person {
  *   postal code all usable, and some were missing;
  * - `identifier too long`: Meta's EXTERN_ID or MADID does not fit the 32-byte state slot;
  * - `hashed email`: Mailchimp needs the plaintext address and the source holds only a hash;
+ * - `consent not granted`: the platform's consent for ad use (Google's EU user consent) is missing or denied;
  * - `no usable identifier`: nothing this platform matches on.
  */
 export type SkipReason =
@@ -26,7 +28,8 @@ export type SkipReason =
   | 'invalid phone'
   | 'incomplete address'
   | 'identifier too long'
-  | 'hashed email';
+  | 'hashed email'
+  | 'consent not granted';
 
 /** A member's identifiers for one platform, or why it has none. */
 export type Identified =

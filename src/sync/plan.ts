@@ -48,12 +48,17 @@ export class Identities {
   private readonly skips: Uint8Array;
   private readonly reasons: string[] = [''];
   private readonly plain = new Map<number, { email: string }>();
+  private readonly attributes: [string, readonly (string | undefined)[]][];
+  /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
+  private byKey: Map<string, number> | undefined;
 
   constructor(
     private readonly segmented: Segmented,
     private readonly identify: (person: Person) => Identified,
     slotCount: number,
     groups: readonly (readonly number[])[] = [],
+    /** The platform needs plaintext (Mailchimp's email) for removals too, when the source still has it. */
+    private readonly plaintext = false,
   ) {
     const n = segmented.customers.ids.length;
     this.slotCount = Math.min(slotCount, MAX_SLOTS);
@@ -64,6 +69,7 @@ export class Identities {
         .filter((s) => !grouped.has(s))
         .map((s) => [s]),
     ];
+    this.attributes = Object.entries(segmented.customers.attributes);
     this.slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
     this.masks = new Uint16Array(n);
     this.keys = Buffer.alloc(n * KEY_BYTES);
@@ -97,6 +103,22 @@ export class Identities {
     return identifierOf(group, (s) => this.slot(i, s));
   }
 
+  /**
+   * The plaintext of a member to remove, when the platform needs it and the customer is still in the
+   * source under the same identifiers (someone who left the segment, not someone who changed email).
+   */
+  plainFor(record: StateRecord): { email: string } | undefined {
+    if (!this.plaintext) return undefined;
+    if (!this.byKey) {
+      this.byKey = new Map();
+      const { ids } = this.segmented.customers;
+      for (let i = 0; i < ids.length; i++) this.byKey.set(customerKey(ids[i]!).toString('latin1'), i);
+    }
+    const i = this.byKey.get(record.key.toString('latin1'));
+    if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
+    return this.plain.get(i);
+  }
+
   /** Whether a state record holds exactly this customer's identifiers. */
   sameAs(i: number, record: StateRecord): boolean {
     for (let s = 0; s < Math.max(this.slotCount, record.slots.length); s++) {
@@ -114,6 +136,11 @@ export class Identities {
     for (const field of PROFILE_FIELDS) {
       const v = profile[field]?.[i];
       if (v !== undefined) person[field] = v;
+    }
+    // Attributes too, under their names: a platform may read consent from one (Google's EU consent).
+    for (const [name, column] of this.attributes) {
+      const v = column[i];
+      if (v !== undefined && person[name] === undefined) person[name] = v;
     }
     const id = this.identify(person);
     // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
@@ -222,7 +249,8 @@ export async function planAudience(
       if (value !== undefined && usedByOthers(value, self, group))
         for (const s of group) slots[s] = undefined;
     }
-    if (slots.some(Boolean)) plan.remove.push({ key: Buffer.from(r.key), slots });
+    if (slots.some(Boolean))
+      plan.remove.push({ key: Buffer.from(r.key), slots, plain: identities.plainFor(r) });
     else plan.forget.push(Buffer.from(r.key));
   };
 

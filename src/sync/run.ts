@@ -3,6 +3,7 @@ import type {
   ConnectorClient,
   ConnectorDefinition,
   Member,
+  PlatformReport,
   PollOutcome,
   RemoteAudience,
 } from '../connector.js';
@@ -37,6 +38,10 @@ export interface AudienceResult {
   pending: number;
   skipped: Record<string, number>;
   rejected: number;
+  /** Rejected members by the platform's reason. */
+  rejectedReasons: Record<string, number>;
+  /** What the platform said it received, in total, where it says (Meta's `num_received`, …). */
+  platform?: PlatformReport;
   /** Members of batches the platform did not take (the run stopped on an error). */
   failed: number;
   /** Uploads the platform is still processing after this run (a later run or poll settles them). */
@@ -105,6 +110,7 @@ function identitiesFor(destination: Destination, segmented: Segmented): Identiti
     (person) => destination.connector.identify(person, destination.config),
     destination.connector.slots(destination.config).length,
     destination.connector.identifierGroups?.(destination.config),
+    destination.connector.plaintext ?? false,
   );
 }
 
@@ -143,6 +149,7 @@ async function syncAudience(
     pending: 0,
     skipped: {},
     rejected: 0,
+    rejectedReasons: {},
     failed: 0,
     inFlight: 0,
     durationMs: 0,
@@ -263,6 +270,9 @@ async function push(
         : undefined,
     );
     result.rejected += rejected.size;
+    for (const reason of rejected.values())
+      result.rejectedReasons[reason] = (result.rejectedReasons[reason] ?? 0) + 1;
+    if (outcome.report) result.platform = addReports(result.platform, outcome.report);
     if (op === 'remove') result.removed += batch.length - rejected.size;
     else result.added += batch.length - rejected.size;
     if (op === 'replace') {
@@ -270,6 +280,16 @@ async function push(
       return;
     }
   }
+}
+
+function addReports(a: PlatformReport | undefined, b: PlatformReport): PlatformReport {
+  const out: PlatformReport = {
+    received: (a?.received ?? 0) + (b.received ?? 0),
+    invalid: (a?.invalid ?? 0) + (b.invalid ?? 0),
+  };
+  const samples = [...(a?.invalidSamples ?? []), ...(b.invalidSamples ?? [])];
+  if (samples.length > 0) out.invalidSamples = [...new Set(samples)].slice(0, 20);
+  return out;
 }
 
 /** Polls the platform for pending uploads and settles their members in the state. */
