@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+/**
+ * `destinations.<name>` for `type: google_ads`. Credentials come from the environment through
+ * `${ENV}` references (the config loader refuses them written in the file).
+ */
+
+const customerId = z
+  .string()
+  .transform((v) => v.replaceAll('-', '').trim())
+  .pipe(z.string().regex(/^\d{10}$/, 'expected a 10-digit Google Ads customer id such as 123-456-7890'));
+
+/** One EU consent signal: the same for everyone, or read per customer from a source attribute column. */
+const consentSignal = z.union([
+  z.enum(['granted', 'denied']),
+  z.strictObject({
+    /** Attribute column (listed under `source.attributes` or `profiles.attributes`): granted/true/yes/1 grant. */
+    column: z.string().min(1),
+  }),
+]);
+
+export const googleAdsConfigSchema = z
+  .strictObject({
+    type: z.literal('google_ads'),
+    /**
+     * `data_manager` (the default, and the only path for accounts that did not upload Customer Match
+     * through the Google Ads API before April 2026) or `ads_api` (allowlisted developer tokens).
+     */
+    api: z.enum(['data_manager', 'ads_api']).default('data_manager'),
+    customer_id: customerId,
+    /** The manager account the OAuth user reaches the customer through, if any. */
+    login_customer_id: customerId.optional(),
+    client_id: z.string().min(1),
+    client_secret: z.string().min(1),
+    refresh_token: z.string().min(1),
+    /** Google Ads API path only. */
+    developer_token: z.string().min(1).optional(),
+    /** Days a member stays on the list without being re-uploaded: 0–540, or 10000 for no expiry. */
+    membership_days: z
+      .number()
+      .int()
+      .refine((d) => (d >= 0 && d <= 540) || d === 10_000, 'expected 0 to 540 days, or 10000 for no expiry')
+      .default(540),
+    /** EU user consent for ad use; people without both granted are not uploaded (and removed if they were). */
+    consent: z
+      .strictObject({ ad_user_data: consentSignal, ad_personalization: consentSignal })
+      .default({ ad_user_data: 'granted', ad_personalization: 'granted' }),
+    /** Which identifiers to send: `address` means first name, last name, country and postal code together. */
+    identifiers: z
+      .array(z.enum(['email', 'phone', 'address']))
+      .min(1)
+      .default(['email', 'phone', 'address']),
+    /** Country (ISO alpha-2) of customers without one: reads their phones and addresses. */
+    default_country: z
+      .string()
+      .regex(/^[A-Za-z]{2}$/, 'expected an ISO 3166 alpha-2 code such as US')
+      .optional(),
+    /** Members per request (Data Manager: at most 10,000; Google Ads API: ~10,000 recommended). */
+    batch_size: z.number().int().min(1).max(10_000).default(10_000),
+    /** Sandboxes and local test servers. */
+    endpoints: z
+      .strictObject({
+        /** Data Manager REST base URL. */
+        data_manager: z.url().default('https://datamanager.googleapis.com'),
+        /** OAuth token URL (refresh-token exchange). */
+        token: z.url().default('https://oauth2.googleapis.com/token'),
+        /** Google Ads API gRPC host, port and CA file (process-wide in grpc-js: see the README). */
+        ads_api: z
+          .strictObject({
+            host: z.string().min(1),
+            port: z.number().int().min(1).max(65_535).default(443),
+            ca_file: z.string().min(1).optional(),
+          })
+          .optional(),
+        /** Google Ads REST base URL for GAQL searches (fixed in google-ads-api: see the README). */
+        ads_rest: z.url().default('https://googleads.googleapis.com'),
+      })
+      .default({
+        data_manager: 'https://datamanager.googleapis.com',
+        token: 'https://oauth2.googleapis.com/token',
+        ads_rest: 'https://googleads.googleapis.com',
+      }),
+  })
+  .superRefine((c, ctx) => {
+    if (c.api === 'ads_api' && !c.developer_token)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['developer_token'],
+        message:
+          'the Google Ads API path needs a developer token: set developer_token: ${GOOGLE_ADS_DEVELOPER_TOKEN}, or use api: data_manager',
+      });
+  });
+
+export type GoogleAdsConfig = z.infer<typeof googleAdsConfigSchema>;
