@@ -5,7 +5,7 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 /**
- * A lease on a destination: at most one run holds it. Taken with SET NX PX, renewed while the run
+ * A lease on an audience (or a whole destination): at most one run holds it. Taken with SET NX PX, renewed while the run
  * lasts, released by compare-and-delete; a run that loses it (Redis lost it, a long stall) is told.
  */
 export class Lease {
@@ -21,6 +21,27 @@ export class Lease {
     const token = randomBytes(12).toString('hex');
     const ok = await redis.set(key, token, 'PX', ttlMs, 'NX');
     return ok === 'OK' ? new Lease(redis, key, token, ttlMs) : undefined;
+  }
+
+  /**
+   * All of these keys or none (sorted, so two runs asking for overlapping sets cannot each hold a part
+   * and wait on the other: the one that misses releases what it took and tries again later).
+   */
+  static async acquireAll(
+    redis: Redis,
+    keys: readonly string[],
+    ttlMs = 60_000,
+  ): Promise<Lease[] | undefined> {
+    const taken: Lease[] = [];
+    for (const key of [...new Set(keys)].sort()) {
+      const lease = await Lease.acquire(redis, key, ttlMs);
+      if (!lease) {
+        await Promise.all(taken.map((l) => l.release()));
+        return undefined;
+      }
+      taken.push(lease);
+    }
+    return taken;
   }
 
   /** Renews every third of the lease; calls `lost` if the lease is no longer ours. */

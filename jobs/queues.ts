@@ -59,7 +59,9 @@ export function adminQueue(prefix: string, kind: 'worker' | 'producer' = 'produc
 
 /** Keys of our own beside BullMQ's, under the same prefix. */
 export const keys = {
-  lease: (prefix: string, destination: string) => `${prefix}:lease:${destination}`,
+  /** One run per audience; `*`: the whole destination, for connectors that share state between audiences. */
+  lease: (prefix: string, destination: string, audience = '*') =>
+    `${prefix}:lease:${destination}:${audience}`,
   fullRequested: (prefix: string, destination: string, audience?: string) =>
     `${prefix}:full:${destination}:${audience ?? '*'}`,
   paused: (prefix: string, destination: string) => `${prefix}:paused:${destination}`,

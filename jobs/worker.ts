@@ -2,7 +2,10 @@ import { createHash } from 'node:crypto';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectors } from '../connectors/index.js';
+import { audiencesOf } from '../src/audience/audiences.js';
 import { loadConfig } from '../src/config/load.js';
+import type { Config } from '../src/config/schema.js';
+import { buildSegmentMap } from '../src/segment/maps.js';
 import { describeError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
@@ -41,7 +44,8 @@ export interface RunningWorker {
 
 /**
  * Runs sync and admin jobs until closed. Any number of these share the work through Redis: a lease
- * per destination keeps runs of one destination apart, whichever process picks them up.
+ * per audience keeps runs of one audience apart, whichever process picks them up, while runs of
+ * different audiences go on side by side.
  */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { log, configFile } = options;
@@ -70,6 +74,21 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const served = options.metricsPort !== undefined ? await metrics.serve(options.metricsPort) : undefined;
   if (served) log.info({ port: served.port }, `metrics on :${served.port}/metrics, health on /healthz`);
 
+  /** The audiences a run touches, each leased; the destination as a whole for connectors that ask for it. */
+  const leaseKeys = (current: Config, destination: string, audience: string | undefined): string[] => {
+    const raw = current.destinations[destination];
+    const connector = raw ? connectors[raw.type] : undefined;
+    if (connector?.exclusive === 'destination') return [keys.lease(prefix, destination)];
+    const names = audience
+      ? [audience]
+      : audiencesOf(current, buildSegmentMap(current.segments).names)
+          .filter((a) => a.destinations.includes(destination))
+          .map((a) => a.name);
+    return names.length > 0
+      ? names.map((a) => keys.lease(prefix, destination, a))
+      : [keys.lease(prefix, destination)];
+  };
+
   const processSync = async (job: Job, token?: string) => {
     const data = syncJobSchema.parse(job.data);
     if (await redis.exists(keys.paused(prefix, data.destination))) {
@@ -80,19 +99,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       return { skipped: 'paused' };
     }
     const { config: current } = loadConfig(configFile);
-    const lease = await Lease.acquire(
+    const leases = await Lease.acquireAll(
       redis,
-      keys.lease(prefix, data.destination),
+      leaseKeys(current, data.destination, data.audience),
       current.sync.lease_seconds * 1000,
     );
-    if (!lease) {
-      // Another run of this destination is in progress: this one runs after it.
+    if (!leases) {
+      // Another run of these audiences is in progress: this one runs after it.
       await job.moveToDelayed(Date.now() + 2000 + Math.random() * 2000, token);
       throw new DelayedError();
     }
     const abort = new AbortController();
     running.add(abort);
-    lease.keep(() => abort.abort(new Error('lost the destination lease')));
+    for (const lease of leases) lease.keep(() => abort.abort(new Error('lost the audience lease')));
     const flags = [
       keys.fullRequested(prefix, data.destination),
       ...(data.audience ? [keys.fullRequested(prefix, data.destination, data.audience)] : []),
@@ -155,7 +174,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       };
     } finally {
       running.delete(abort);
-      await lease.release();
+      await Promise.all(leases.map((l) => l.release()));
     }
   };
 

@@ -110,6 +110,11 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * the core then attaches it to removals of customers still in the source under the same identifiers.
    */
   readonly plaintext?: boolean;
+  /**
+   * `destination`: the connector keeps state shared by the destination's audiences (one folder, one log),
+   * so runs of any of its audiences never overlap. Default: one run per audience at a time.
+   */
+  readonly exclusive?: 'destination';
   /** Normalises and hashes one person's identifiers per the platform's rules. */
   identify(person: Person, config: Config): Identified;
   create(config: Config, context: ConnectorContext): ConnectorClient;

@@ -332,6 +332,8 @@ function atomicWrite(file: string, content: string): void {
 
 export const fileConnector: ConnectorDefinition<FileConfig> = {
   type: 'file',
+  // One change log and one audience registry for the whole folder.
+  exclusive: 'destination',
   configSchema: fileConfigSchema,
   batchSize: (config) => config.batch_size,
   final: (config) => config.process_after_seconds === 0,

@@ -79,8 +79,10 @@ export async function startPostgres(): Promise<Service> {
 }
 
 /** A private redis-server; with `persist`, its data (append-only file) stays in `dir` for the next start. */
-export async function startRedis(options: { dir?: string; persist?: boolean } = {}): Promise<Service> {
-  const port = await freePort();
+export async function startRedis(
+  options: { dir?: string; persist?: boolean; port?: number } = {},
+): Promise<Service> {
+  const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
   let child: ChildProcess;
   try {
