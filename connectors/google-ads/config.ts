@@ -19,6 +19,12 @@ const consentSignal = z.union([
   }),
 ]);
 
+const DEFAULTS = {
+  data_manager: 'https://datamanager.googleapis.com',
+  token: 'https://oauth2.googleapis.com/token',
+  ads_rest: 'https://googleads.googleapis.com',
+};
+
 export const googleAdsConfigSchema = z
   .strictObject({
     type: z.literal('google_ads'),
@@ -61,9 +67,13 @@ export const googleAdsConfigSchema = z
     endpoints: z
       .strictObject({
         /** Data Manager REST base URL. */
-        data_manager: z.url().default('https://datamanager.googleapis.com'),
-        /** OAuth token URL (refresh-token exchange). */
-        token: z.url().default('https://oauth2.googleapis.com/token'),
+        data_manager: z.url().default(DEFAULTS.data_manager),
+        /**
+         * OAuth token URL (refresh-token exchange). Write it as `token_url` in the YAML: the config loader
+         * takes any key ending in `token` for a credential and refuses it written literally.
+         */
+        token_url: z.url().optional(),
+        token: z.url().optional(),
         /** Google Ads API gRPC host, port and CA file (process-wide in grpc-js: see the README). */
         ads_api: z
           .strictObject({
@@ -73,13 +83,13 @@ export const googleAdsConfigSchema = z
           })
           .optional(),
         /** Google Ads REST base URL for GAQL searches (fixed in google-ads-api: see the README). */
-        ads_rest: z.url().default('https://googleads.googleapis.com'),
+        ads_rest: z.url().default(DEFAULTS.ads_rest),
       })
-      .default({
-        data_manager: 'https://datamanager.googleapis.com',
-        token: 'https://oauth2.googleapis.com/token',
-        ads_rest: 'https://googleads.googleapis.com',
-      }),
+      .transform(({ token_url, token, ...rest }) => ({
+        ...rest,
+        token: token_url ?? token ?? DEFAULTS.token,
+      }))
+      .default(DEFAULTS),
   })
   .superRefine((c, ctx) => {
     if (c.api === 'ads_api' && !c.developer_token)
