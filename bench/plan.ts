@@ -83,10 +83,10 @@ for (let from = 0; from < ids.length; from += 100_000) {
   const strings: string[] = [];
   for (let i = from; i < Math.min(ids.length, from + 100_000); i++) {
     if (optedOut[i]) continue;
-    const email = profile.email?.[i];
-    const phone = profile.phone?.[i];
+    const email = profile.email?.get(i);
+    const phone = profile.phone?.get(i);
     const e = email ? normalizeEmail(email) : undefined;
-    const p = phone ? normalizePhone(phone, profile.country?.[i]?.trim() || 'US') : undefined;
+    const p = phone ? normalizePhone(phone, profile.country?.get(i)?.trim() || 'US') : undefined;
     if (e) strings.push(e);
     if (p) strings.push(p);
   }

@@ -85,9 +85,9 @@ export function membershipOf(spec: AudienceSpec, segmented: Segmented): Membersh
   const { customers, scores } = segmented;
   const wanted = new Set(spec.segments.map((s) => scores.segments.indexOf(s)).filter((i) => i >= 0));
   const filters = Object.entries(spec.where).map(([attribute, values]) => {
-    const column = customers.attributes[attribute] ?? [];
+    const column = customers.attributes[attribute];
     const allowed = new Set(values.map((v) => v.trim().toLowerCase()));
-    return (i: number) => allowed.has((column[i] ?? '').trim().toLowerCase());
+    return (i: number) => allowed.has((column?.get(i) ?? '').trim().toLowerCase());
   });
   const members: number[] = [];
   let segmentSize = 0;

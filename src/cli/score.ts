@@ -108,7 +108,7 @@ async function writeScores(result: Segmented, config: Config, options: ScoreOpti
     if (jsonl) {
       await out.line(
         JSON.stringify({
-          customer_id: customers.ids[i],
+          customer_id: customers.ids.get(i),
           recency_days: known ? customers.recencyDays[i] : null,
           frequency: known ? customers.frequency[i] : null,
           [valueName]: known ? customers.value[i] : null,
@@ -124,7 +124,7 @@ async function writeScores(result: Segmented, config: Config, options: ScoreOpti
         ? [String(customers.recencyDays[i]), String(customers.frequency[i]), String(customers.value[i])]
         : ['', '', ''];
       await out.line(
-        `${csvField(customers.ids[i]!)},${cells.join(',')},${r || ''},${f || ''},${m || ''},${code ?? ''},${csvField(segment)}`,
+        `${csvField(customers.ids.get(i)!)},${cells.join(',')},${r || ''},${f || ''},${m || ''},${code ?? ''},${csvField(segment)}`,
       );
     }
   }

@@ -1,3 +1,4 @@
+import type { TextColumn } from '../source/text.js';
 import { BINS } from './quantile.js';
 
 /**
@@ -7,16 +8,20 @@ import { BINS } from './quantile.js';
  */
 export function ntileScores(
   values: ArrayLike<number>,
-  ids: readonly string[],
+  ids: readonly string[] | TextColumn,
   higherIsBetter: boolean,
 ): Uint8Array {
+  const byId = Array.isArray(ids)
+    ? (a: number, b: number) =>
+        compareCodePoints((ids as readonly string[])[a]!, (ids as readonly string[])[b]!)
+    : (a: number, b: number) => (ids as TextColumn).compare(a, b);
   const n = values.length;
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   const sign = higherIsBetter ? 1 : -1;
   order.sort((a, b) => {
     const d = (values[a]! - values[b]!) * sign;
-    return d !== 0 ? (d < 0 ? -1 : 1) : compareCodePoints(ids[a]!, ids[b]!);
+    return d !== 0 ? (d < 0 ? -1 : 1) : byId(a, b);
   });
   const scores = new Uint8Array(n);
   const base = Math.floor(n / BINS);

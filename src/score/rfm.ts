@@ -44,7 +44,7 @@ export function scoreCustomers(customers: Customers, method: Method, map: Segmen
   const segment = new Uint16Array(n);
   const givenSegment = customers.given?.segment;
   for (let i = 0; i < n; i++) {
-    const name = givenSegment?.[i];
+    const name = givenSegment?.get(i);
     if (name !== undefined) {
       let k = segments.indexOf(name);
       if (k < 0) k = segments.push(name) - 1;

@@ -4,6 +4,7 @@ import { ColumnResolver, PROFILE_FIELDS, expectedColumns, type ProfileField } fr
 import { dateParser, formatDay, parseAmount, parseCount, parseFlag } from './parse.js';
 import { openRows, type RowStream } from './rows.js';
 import { LongDoubleSums } from './sum.js';
+import { TextColumn, TextIndex } from './text.js';
 
 /**
  * Customers as columns: one entry per customer in order of first appearance. The dimension values
@@ -11,7 +12,8 @@ import { LongDoubleSums } from './sum.js';
  */
 export interface Customers {
   readonly shape: Shape;
-  readonly ids: string[];
+  /** Customer ids, packed (see TextColumn). */
+  readonly ids: TextColumn;
   /** Days from the last order to the analysis date. */
   readonly recencyDays: Float64Array;
   /** Number of orders. */
@@ -19,9 +21,9 @@ export interface Customers {
   /** The third dimension: monetary value (sum or mean), engagement or duration. */
   readonly value: Float64Array;
   /** Scores given by a *scores* source (0 where only a segment was given). */
-  readonly given?: { r: Uint8Array; f: Uint8Array; m: Uint8Array; segment: (string | undefined)[] };
-  readonly profile: Partial<Record<ProfileField, (string | undefined)[]>>;
-  readonly attributes: Record<string, (string | undefined)[]>;
+  readonly given?: { r: Uint8Array; f: Uint8Array; m: Uint8Array; segment: TextColumn };
+  readonly profile: Partial<Record<ProfileField, TextColumn>>;
+  readonly attributes: Record<string, TextColumn>;
   /** 1 where the customer opted out (or gave no consent): scored, but in no audience. */
   readonly optedOut: Uint8Array;
 }
@@ -136,19 +138,19 @@ async function readScoring(
   const optOut = optOutColumn(cols);
 
   const log = new BadRowLog();
-  const index = new Map<string, number>();
-  const ids: string[] = [];
+  const ids = new TextColumn();
+  const index = new TextIndex(ids);
   const lastDay: Column = [];
   const frequency: Column = [];
   const values = new LongDoubleSums();
-  const profile: Partial<Record<ProfileField, (string | undefined)[]>> = {};
-  for (const [field] of profileCols) profile[field] = [];
-  const attributes: Record<string, (string | undefined)[]> = {};
-  for (const [name] of attributeCols) attributes[name] = [];
+  const profile: Partial<Record<ProfileField, TextColumn>> = {};
+  for (const [field] of profileCols) profile[field] = new TextColumn();
+  const attributes: Record<string, TextColumn> = {};
+  for (const [name] of attributeCols) attributes[name] = new TextColumn();
   const optedOut: Column = [];
   const given =
     shape === 'scores'
-      ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: [] as (string | undefined)[] }
+      ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: new TextColumn() }
       : undefined;
   const firstRow: Column = [];
   let future = 0;
@@ -266,8 +268,8 @@ async function readScoring(
     const newest = i === undefined || day >= lastDay[i]!;
     if (i === undefined) {
       i = ids.length;
-      index.set(id, i);
       ids.push(id);
+      index.add(i);
       firstRow.push(row);
       lastDay.push(day);
       frequency.push(count);
@@ -291,11 +293,11 @@ async function readScoring(
     // Identifiers and attributes: the most recent non-empty value wins.
     for (const [field, col] of profileCols) {
       const v = rec[col]!;
-      if (v.trim() !== '' && (newest || profile[field]![i] === undefined)) profile[field]![i] = v;
+      if (v.trim() !== '' && (newest || !profile[field]!.has(i))) profile[field]!.set(i, v);
     }
     for (const [name, col] of attributeCols) {
       const v = rec[col]!;
-      if (v.trim() !== '' && (newest || attributes[name]![i] === undefined)) attributes[name]![i] = v;
+      if (v.trim() !== '' && (newest || !attributes[name]!.has(i))) attributes[name]!.set(i, v);
     }
   }
   options.onProgress?.({ rows: row, ...rows.progress() });
@@ -432,8 +434,8 @@ async function joinProfiles(
 ): Promise<BadRows & { unmatched: number; missing: number }> {
   const rows = await openRows(config, options.baseDir, 'profiles');
   const log = new BadRowLog();
-  const index = new Map<string, number>();
-  customers.ids.forEach((id, i) => index.set(id, i));
+  const index = new TextIndex(customers.ids);
+  for (let i = 0; i < customers.ids.length; i++) index.add(i);
   const seen = new Uint8Array(customers.ids.length);
   let unmatched = 0;
   try {
@@ -441,12 +443,12 @@ async function joinProfiles(
     const idCol = cols.require('customer_id', 'customers');
     const fields = profileColumns(cols);
     for (const [field] of fields)
-      customers.profile[field] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+      (customers.profile[field] ??= new TextColumn()).resize(customers.ids.length);
     const attributeCols = config.attributes.map(
       (a, k) => [a, cols.column(a, `profiles.attributes[${k}]`)] as const,
     );
     for (const [name] of attributeCols)
-      customers.attributes[name] ??= new Array<string | undefined>(customers.ids.length).fill(undefined);
+      (customers.attributes[name] ??= new TextColumn()).resize(customers.ids.length);
     const optOut = optOutColumn(cols);
     const width = rows.header.length;
     let row = 0;
@@ -488,11 +490,11 @@ async function joinProfiles(
       if (optFlag) customers.optedOut[i] = 1;
       for (const [field, col] of fields) {
         const v = rec[col]!;
-        if (v.trim() !== '') customers.profile[field]![i] = v;
+        if (v.trim() !== '') customers.profile[field]!.set(i, v);
       }
       for (const [name, col] of attributeCols) {
         const v = rec[col]!;
-        if (v.trim() !== '') customers.attributes[name]![i] = v;
+        if (v.trim() !== '') customers.attributes[name]!.set(i, v);
       }
     }
   } finally {

@@ -5,6 +5,7 @@ import type { Member } from '../connector.js';
 import type { Identified, Person } from '../identity/types.js';
 import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
+import type { TextColumn } from '../source/text.js';
 import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, Status, type StateRecord } from '../state/records.js';
 import type { AudienceState } from '../state/store.js';
 
@@ -48,7 +49,7 @@ export class Identities {
   private readonly skips: Uint8Array;
   private readonly reasons: string[] = [''];
   private readonly plain = new Map<number, { email: string }>();
-  private readonly attributes: [string, readonly (string | undefined)[]][];
+  private readonly attributes: [string, TextColumn][];
   /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
   private byKey: Map<string, number> | undefined;
 
@@ -112,7 +113,7 @@ export class Identities {
     if (!this.byKey) {
       this.byKey = new Map();
       const { ids } = this.segmented.customers;
-      for (let i = 0; i < ids.length; i++) this.byKey.set(customerKey(ids[i]!).toString('latin1'), i);
+      for (let i = 0; i < ids.length; i++) this.byKey.set(customerKey(ids.bytes(i)!).toString('latin1'), i);
     }
     const i = this.byKey.get(record.key.toString('latin1'));
     if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
@@ -134,17 +135,17 @@ export class Identities {
     const { profile, ids } = this.segmented.customers;
     const person: Person = {};
     for (const field of PROFILE_FIELDS) {
-      const v = profile[field]?.[i];
+      const v = profile[field]?.get(i);
       if (v !== undefined) person[field] = v;
     }
     // Attributes too, under their names: a platform may read consent from one (Google's EU consent).
     for (const [name, column] of this.attributes) {
-      const v = column[i];
+      const v = column.get(i);
       if (v !== undefined && person[name] === undefined) person[name] = v;
     }
     const id = this.identify(person);
     // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
-    hash('sha256', ids[i]!, 'buffer').copy(this.keys, i * KEY_BYTES, 0, KEY_BYTES);
+    hash('sha256', ids.bytes(i)!, 'buffer').copy(this.keys, i * KEY_BYTES, 0, KEY_BYTES);
     if ('skip' in id) return this.skip(i, id.skip);
     let mask = 0;
     id.slots.forEach((slot, s) => {
@@ -177,7 +178,7 @@ function identifierOf(group: readonly number[], slot: (s: number) => Buffer | un
 }
 
 /** Our stable key for a customer: the first 8 bytes of SHA-256 of the customer id. */
-export function customerKey(customerId: string): Buffer {
+export function customerKey(customerId: string | Buffer): Buffer {
   return hash('sha256', customerId, 'buffer').subarray(0, KEY_BYTES);
 }
 

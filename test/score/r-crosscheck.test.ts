@@ -37,7 +37,7 @@ describe('quantile scoring matches R', () => {
         });
         const { customers, scores } = await segmentCustomers(config, { baseDir: FIXTURES });
         const ours = new Map(
-          customers.ids.map((id, i) => [
+          customers.ids.toArray().map((id, i) => [
             id,
             {
               recency_days: customers.recencyDays[i],

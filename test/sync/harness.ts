@@ -60,11 +60,11 @@ export async function expectedRows(configFile: string): Promise<Map<string, Map<
     for (const i of membershipOf(spec, segmented).members) {
       const person: Person = {};
       for (const f of PROFILE_FIELDS) {
-        const v = segmented.customers.profile[f]?.[i];
+        const v = segmented.customers.profile[f]?.get(i);
         if (v !== undefined) person[f] = v;
       }
       const id = fileConnector.identify(person, destination);
-      if (!('skip' in id)) lines.set(segmented.customers.ids[i]!, memberLine(id.slots));
+      if (!('skip' in id)) lines.set(segmented.customers.ids.get(i)!, memberLine(id.slots));
     }
     out.set(spec.name, lines);
   }

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { TextColumn, TextIndex } from '../../src/source/text.js';
+import { compareCodePoints } from '../../src/score/ntile.js';
+
+describe('TextColumn', () => {
+  it('keeps texts of any script and length, absent entries, and replacements', () => {
+    const long = 'x'.repeat(70_000);
+    const values = ['a', undefined, 'Zoë', '北京', '😀 emoji', long, '', 'last'];
+    const column = TextColumn.from(values);
+    expect(column.toArray()).toEqual(values.map((v) => (v === '' ? undefined : v)));
+    column.set(0, 'changed');
+    column.set(2, undefined);
+    column.set(5, 'short again');
+    expect([column.get(0), column.get(2), column.get(5), column.has(2)]).toEqual([
+      'changed',
+      undefined,
+      'short again',
+      false,
+    ]);
+  });
+
+  it('spans chunks: a million entries read back exactly', () => {
+    const column = new TextColumn();
+    for (let i = 0; i < 1_000_000; i++) column.push(`customer-${i}@example.com`);
+    for (const i of [0, 1, 174_762, 174_763, 999_999])
+      expect(column.get(i)).toBe(`customer-${i}@example.com`);
+  });
+
+  it('compares in code point order, like COLLATE "C" and compareCodePoints', () => {
+    const values = ['b', 'a', 'ä', 'Z', '😀', '\uffff', 'ab', 'a'];
+    const column = TextColumn.from(values);
+    for (let i = 0; i < values.length; i++)
+      for (let j = 0; j < values.length; j++)
+        expect(Math.sign(column.compare(i, j))).toBe(Math.sign(compareCodePoints(values[i]!, values[j]!)));
+  });
+});
+
+describe('TextIndex', () => {
+  it('finds every id, and nothing else, across growth', () => {
+    const ids = new TextColumn();
+    const index = new TextIndex(ids);
+    for (let i = 0; i < 50_000; i++) {
+      ids.push(`id-${i * 7}`);
+      index.add(i);
+    }
+    for (let i = 0; i < 50_000; i += 997) expect(index.get(`id-${i * 7}`)).toBe(i);
+    expect(index.get('id-1')).toBeUndefined();
+    expect(index.get('')).toBeUndefined();
+  });
+});
