@@ -166,6 +166,14 @@ async function syncAudience(
       client.ensureAudience(spec.name, known),
     );
     if (remote.id !== known) await state.setRemoteId(remote.id);
+    // A new audience where one was known (deleted on the platform and created again): nothing our
+    // state says is on the platform is there, so this run sends everyone.
+    const recreated = known !== undefined && remote.id !== known;
+    if (recreated)
+      log.warn(
+        { destination: destination.name, audience: spec.name },
+        `audience '${spec.name}' on ${destination.name} is new (the one we knew is gone): sending every member`,
+      );
     result.remoteId = remote.id;
     if (remote.created)
       log.info(
@@ -173,8 +181,14 @@ async function syncAudience(
         `created audience '${spec.name}' on ${destination.name}`,
       );
 
-    await settle(state, client, remote, destination.connector.final(destination.config), log);
-    plan = await planOn(destination, spec, identities, state, options);
+    await settle(state, client, remote, destination.connector.final(destination.config), log, call);
+    plan = await planOn(
+      destination,
+      spec,
+      identities,
+      state,
+      recreated ? { ...options, full: true } : options,
+    );
     options.onPlan?.(plan);
     Object.assign(result, {
       segmentSize: plan.segmentSize,
@@ -196,12 +210,13 @@ async function syncAudience(
       length: toAdd.length,
       slice: (from: number, to: number) => toAdd.slice(from, to).map((i) => identities.member(i)),
     };
-    if (plan.full && client.replace) {
+    // A replace with nobody to add would empty the audience through an empty upload: removals say it plainly.
+    if (plan.full && client.replace && plan.add.length > 0) {
       await push(
         state,
         'replace',
         adds,
-        plan.add.length || 1,
+        plan.add.length,
         (batch) => call('replace', () => client.replace!(remote, batch)),
         result,
         plan.remove,
@@ -299,6 +314,7 @@ async function settle(
   remote: RemoteAudience,
   final: boolean,
   log: Logger,
+  call: <T>(what: string, fn: () => Promise<T>) => Promise<T>,
 ): Promise<void> {
   const uploads = await state.uploads();
   if (uploads.size === 0 || final || !client.poll) {
@@ -307,7 +323,7 @@ async function settle(
   }
   const outcomes = new Map<number, PollOutcome>();
   for (const [id, upload] of uploads) {
-    const outcome = await client.poll(remote, upload.token);
+    const outcome = await call(`poll upload ${id}`, () => client.poll!(remote, upload.token));
     outcomes.set(id, outcome);
     if (outcome.status === 'failed')
       log.warn(

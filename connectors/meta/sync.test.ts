@@ -1,0 +1,227 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
+import type { ConnectorDefinition } from '../../src/connector.js';
+import type { Person } from '../../src/identity/types.js';
+import { createLogger } from '../../src/log.js';
+import { PROFILE_FIELDS } from '../../src/source/columns.js';
+import { StateStore } from '../../src/state/store.js';
+import { prepareSync } from '../../src/sync/prepare.js';
+import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
+import { makeShop } from '../../test/sync/harness.js';
+import type { MetaConfig } from './config.js';
+import { FakeGraph, rowIdentifiers, type RecordedRequest } from './fixtures/fake-graph.js';
+import { toRow } from './identifiers.js';
+import { metaConnector } from './index.js';
+
+/**
+ * The core and the Meta connector against a fake Graph API (nock, through the real SDK and fetch): after
+ * each run, every audience on the fake holds exactly the identifiers of its segment's members.
+ */
+
+const TOKEN = 'EAAB-e2e-token-9876543210';
+const redis = new Redis(inject('redisUrl'));
+const log = createLogger({ level: 'silent', json: true });
+const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+
+beforeAll(() => {
+  process.env.META_E2E_ACCESS_TOKEN = TOKEN;
+});
+afterAll(() => {
+  delete process.env.META_E2E_ACCESS_TOKEN;
+  redis.disconnect();
+});
+beforeEach(() => nock.disableNetConnect());
+afterEach(() => {
+  nock.cleanAll();
+  nock.enableNetConnect();
+});
+
+async function metaShop() {
+  const shop = await makeShop({ customers: 400 });
+  const config = path.join(shop.dir, 'meta.yaml');
+  const write = (analysisDate: string) =>
+    writeFileSync(
+      config,
+      `source: { type: csv, path: shop/orders.csv }
+profiles:
+  type: csv
+  path: shop/customers.csv
+  attributes: [favorite_brand]
+scoring: { analysis_date: "${analysisDate}" }
+audiences:
+  list:
+    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
+    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
+destinations:
+  meta:
+    type: meta
+    ad_account_id: act_1234567890
+    access_token: \${META_E2E_ACCESS_TOKEN}
+    schema: [EMAIL, PHONE, FN, LN, ZIP, COUNTRY]
+    default_country: US
+    batch_size: 40
+    throttle_wait_seconds: 0.05
+sync: { redis_prefix: ${shop.prefix}-meta, lease_seconds: 2 }
+`,
+    );
+  write('2026-01-01');
+  const store = new StateStore(redis, `${shop.prefix}-meta`);
+  const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
+
+  const run = async (full = false): Promise<AudienceResult[]> => {
+    const prepared = await prepareSync(config, registry);
+    const destination = prepared.destinations[0]!;
+    const client = destination.connector.create(destination.config, {
+      destination: destination.name,
+      baseDir: prepared.baseDir,
+      log,
+    });
+    return syncDestination(destination, client, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      store,
+      log,
+      full,
+      retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 5_000 },
+    });
+  };
+
+  /** Per audience name, the identifiers Meta should hold: computed from the source with identify + toRow. */
+  const expected = async (): Promise<Map<string, Set<string>>> => {
+    const prepared = await prepareSync(config, registry);
+    const meta = prepared.destinations[0]!.config as MetaConfig;
+    const { segmented } = prepared;
+    const out = new Map<string, Set<string>>();
+    for (const spec of audiencesOf(prepared.config, segmented.scores.segments)) {
+      const ids = new Set<string>();
+      for (const i of membershipOf(spec, segmented).members) {
+        const person: Person = {};
+        for (const f of PROFILE_FIELDS) {
+          const v = segmented.customers.profile[f]?.get(i);
+          if (v !== undefined) person[f] = v;
+        }
+        const id = metaConnector.identify(person, meta);
+        if ('skip' in id) continue;
+        for (const identifier of rowIdentifiers(meta.schema, toRow(id.slots, meta.schema)))
+          ids.add(identifier);
+      }
+      out.set(spec.name, ids);
+    }
+    return out;
+  };
+
+  const onMeta = (): Map<string, Set<string>> =>
+    new Map(
+      [...fake.audiences.values()].filter((a) => !a.deleted).map((a) => [a.name, new Set(a.identifiers)]),
+    );
+
+  /** Edits customers.csv rows 1.. with `edit(cells, column index by name, row number)`. */
+  const editCustomers = (
+    rows: number[],
+    edit: (cells: string[], col: (name: string) => number, r: number) => void,
+  ) => {
+    const file = path.join(shop.dir, 'shop', 'customers.csv');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const header = lines[0]!.split(',');
+    for (const r of rows) {
+      const cells = lines[r]!.split(',');
+      edit(cells, (name) => header.indexOf(name), r);
+      lines[r] = cells.join(',');
+    }
+    writeFileSync(file, lines.join('\n'));
+  };
+
+  return { shop, write, fake, run, expected, onMeta, editCustomers };
+}
+
+const sum = (results: AudienceResult[], field: 'added' | 'removed' | 'members') =>
+  results.reduce((a, r) => a + r[field], 0);
+const rowsOf = (r: RecordedRequest) => (r.body as { payload: { data: unknown[] } }).payload.data.length;
+
+describe('sync to Meta (fake Graph API)', () => {
+  it('keeps every audience exact through adds, removals, a phone change, an opt-out, throttling and a full resync', async () => {
+    const { write, fake, run, expected, onMeta, editCustomers } = await metaShop();
+
+    // First run: every audience created (listed first), then filled in batches of at most 40 rows.
+    const first = await run();
+    expect(first.filter((r) => r.error)).toEqual([]);
+    expect(first).toHaveLength(13);
+    let want = await expected();
+    expect(onMeta()).toEqual(want);
+    expect(fake.edge('customaudiences', 'POST')).toHaveLength(13);
+    expect(sum(first, 'added')).toBeGreaterThan(200);
+    const adds = fake.edge('users', 'POST');
+    expect(adds.reduce((a, r) => a + rowsOf(r), 0)).toBe(sum(first, 'added'));
+    expect(Math.max(...adds.map(rowsOf))).toBe(40);
+    for (const r of fake.requests) {
+      expect(r.query.access_token).toBe(TOKEN);
+      expect(JSON.stringify(r.body ?? '')).not.toContain(TOKEN);
+    }
+    expect(first.every((r) => r.platform === undefined || r.platform.received === r.added)).toBe(true);
+
+    // Half a year later customers move between segments; some change phone number, some opt out.
+    write('2026-07-01');
+    editCustomers(
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
+      (cells, col, r) => {
+        if (r % 2) cells[col('phone')] = `+1 212 555 01${String(r).padStart(2, '0')}`;
+        else cells[col('opted_out')] = 'true';
+      },
+    );
+    const before = fake.requests.length;
+    const had = new Set([...want.values()].flatMap((ids) => [...ids]));
+    const second = await run();
+    expect(second.filter((r) => r.error)).toEqual([]);
+    want = await expected();
+    expect(onMeta()).toEqual(want);
+    // Old phone numbers (changed, or of customers who opted out or left) are gone from Meta.
+    const now = new Set([...want.values()].flatMap((ids) => [...ids]));
+    expect([...had].filter((id) => id.startsWith('PHONE=') && !now.has(id)).length).toBeGreaterThan(3);
+    const sent = fake.requests.slice(before);
+    expect(sent.filter((r) => r.method === 'DELETE').length).toBeGreaterThan(0);
+    expect(sent.filter((r) => r.path.endsWith('/users')).every((r) => rowsOf(r) <= 40)).toBe(true);
+    expect(sum(second, 'removed')).toBeGreaterThan(10);
+    // The remembered audiences were read back, not looked up or created again.
+    expect(sent.filter((r) => r.path.endsWith('/customaudiences'))).toEqual([]);
+
+    // A throttled batch (613 once): the run waits, sends it again, and sends every other batch once.
+    editCustomers([21, 23, 25, 27, 29, 31, 33, 35, 37, 39], (cells, col, r) => {
+      cells[col('phone')] = `+1 646 555 01${String(r).padStart(2, '0')}`;
+    });
+    write('2026-09-01');
+    fake.failNext(
+      (r) => r.path.endsWith('/users'),
+      400,
+      FakeGraph.error(613, 'Calls to this api have exceeded the rate limit.'),
+    );
+    const mark = fake.requests.length;
+    const third = await run();
+    expect(third.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(await expected());
+    const uploads = fake.requests.slice(mark).filter((r) => r.path.endsWith('/users'));
+    const bodies = uploads.map((r) => `${r.method} ${r.path} ${JSON.stringify(r.body)}`);
+    expect(bodies.length).toBeGreaterThan(1);
+    expect(bodies[1]).toBe(bodies[0]); // the throttled batch, once more
+    expect(new Set(bodies.slice(1)).size).toBe(bodies.length - 1);
+
+    // Something changed the audience behind our back: a full resync replaces it with exactly the segment.
+    const slipping = fake.byName('Slipping away')[0]!;
+    slipping.identifiers.add(`EMAIL=${'ab'.repeat(32)}`);
+    const full = await run(true);
+    expect(full.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(await expected());
+    expect(sum(full, 'added')).toBe(sum(full, 'members'));
+    const sessions = fake
+      .edge('usersreplace')
+      .map((r) => (r.body as { session: Record<string, unknown> }).session);
+    expect(sessions.length).toBeGreaterThanOrEqual(13);
+    expect(sessions.filter((s) => s.last_batch_flag === true)).toHaveLength(13);
+    expect(sessions.every((s) => typeof s.session_id === 'number' && (s.batch_seq as number) >= 1)).toBe(
+      true,
+    );
+  });
+});
