@@ -1,0 +1,460 @@
+import { z } from 'zod';
+import type {
+  AudienceStats,
+  BatchOutcome,
+  Check,
+  ConnectorClient,
+  ConnectorContext,
+  Member,
+  PollOutcome,
+  Rejection,
+  RemoteAudience,
+} from '../../src/connector.js';
+import { ConnectorError } from '../../src/connector.js';
+import type { GoogleAdsConfig } from './config.js';
+import { classify, parseApiError, rejectedMembers, type ApiError } from './errors.js';
+import { userIdentifiers } from './identifiers.js';
+import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';
+
+/**
+ * The Data Manager API path (REST, the default): Customer Match lists are `userLists` of the Google Ads
+ * account, members go in with `audienceMembers:ingest` and out with `audienceMembers:remove`, and each
+ * request is processed later: batches are pending until `requestStatus:retrieve` says SUCCESS.
+ */
+
+/** A list serves ads only with at least this many matched users. */
+const SERVING_MINIMUM = 100;
+const REQUEST_TIMEOUT_MS = 60_000;
+
+const userListSchema = z.looseObject({
+  name: z.string().optional(),
+  id: z.string().optional(),
+  displayName: z.string().optional(),
+  membershipStatus: z.string().optional(),
+  closingReason: z.string().optional(),
+  sizeInfo: z
+    .object({
+      displayNetworkMembersCount: z.coerce.number().optional(),
+      searchNetworkMembersCount: z.coerce.number().optional(),
+    })
+    .optional(),
+  targetNetworkInfo: z
+    .object({ eligibleForDisplay: z.boolean().optional(), eligibleForSearch: z.boolean().optional() })
+    .optional(),
+  ingestedUserListInfo: z
+    .looseObject({
+      uploadKeyTypes: z.array(z.string()).optional(),
+      contactIdInfo: z.looseObject({ matchRatePercentage: z.coerce.number().optional() }).optional(),
+    })
+    .optional(),
+});
+type UserList = z.infer<typeof userListSchema>;
+
+const listResponse = z.object({
+  userLists: z.array(userListSchema).optional(),
+  nextPageToken: z.string().optional(),
+});
+const requestIdResponse = z.object({ requestId: z.string().min(1) });
+const statusResponse = z.object({
+  requestStatusPerDestination: z
+    .array(
+      z.looseObject({
+        requestStatus: z.string().optional(),
+        errorInfo: z
+          .object({
+            errorCounts: z
+              .array(z.object({ reason: z.string().optional(), recordCount: z.coerce.number().optional() }))
+              .optional(),
+          })
+          .optional(),
+        audienceMembersIngestionStatus: z
+          .object({
+            userDataIngestionStatus: z.object({ uploadMatchRateRange: z.string().optional() }).optional(),
+          })
+          .optional(),
+      }),
+    )
+    .optional(),
+});
+
+type Sent<T> = { ok: true; data: T } | { ok: false; error: ApiError; retryAfter: string | null };
+
+export function createDataManagerClient(config: GoogleAdsConfig, context: ConnectorContext): ConnectorClient {
+  return new DataManagerClient(config, context);
+}
+
+export class DataManagerClient implements ConnectorClient {
+  private readonly oauth: GoogleOAuth;
+  private readonly base: string;
+  private readonly parent: string;
+  /** The last upload match rate Google reported per list (`MATCH_RATE_RANGE_61_TO_70`), for stats. */
+  private readonly matchRanges = new Map<string, string>();
+
+  constructor(
+    private readonly config: GoogleAdsConfig,
+    private readonly context: ConnectorContext,
+  ) {
+    this.oauth = new GoogleOAuth(config, { scope: DATA_MANAGER_SCOPE });
+    this.base = `${config.endpoints.data_manager.replace(/\/+$/, '')}/v1`;
+    this.parent = `accountTypes/GOOGLE_ADS/accounts/${config.customer_id}`;
+  }
+
+  async check(): Promise<Check[]> {
+    const checks: Check[] = [];
+    const consent = consentProblem(this.config);
+    checks.push(
+      consent
+        ? { name: 'consent', ok: false, detail: consent }
+        : { name: 'consent', ok: true, detail: describeConsent(this.config) },
+    );
+    try {
+      await this.oauth.accessToken();
+      checks.push({
+        name: 'oauth',
+        ok: true,
+        detail: `refresh token exchanged at ${this.config.endpoints.token}`,
+      });
+    } catch (error) {
+      checks.push({ name: 'oauth', ok: false, detail: (error as Error).message });
+      return checks;
+    }
+    try {
+      await this.call('list user lists', 'GET', `/${this.parent}/userLists`, listResponse, {
+        query: { pageSize: '1' },
+      });
+      checks.push({
+        name: 'account',
+        ok: true,
+        detail: `Google Ads account ${this.account()} reachable through the Data Manager API${
+          this.config.login_customer_id ? ` (logged in through manager ${this.config.login_customer_id})` : ''
+        }`,
+      });
+    } catch (error) {
+      checks.push({ name: 'account', ok: false, detail: (error as Error).message });
+    }
+    return checks;
+  }
+
+  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+    const consent = consentProblem(this.config);
+    if (consent) throw new ConnectorError(`destination ${this.context.destination}: ${consent}`, 'permanent');
+    if (knownId) {
+      const found = await this.send(
+        'get user list',
+        'GET',
+        `/${this.parent}/userLists/${knownId}`,
+        userListSchema,
+      );
+      if (found.ok) return { id: knownId, name, created: false };
+      if (found.error.httpStatus !== 404) throw this.classify(found, `get user list ${knownId}`);
+      this.context.log.warn(
+        { destination: this.context.destination, audience: name },
+        `user list ${knownId} no longer exists in account ${this.account()}: looking it up by name`,
+      );
+    }
+    const existing = await this.findByName(name);
+    if (existing) return { id: existing, name, created: false };
+    const created = await this.send('create user list', 'POST', `/${this.parent}/userLists`, userListSchema, {
+      body: {
+        displayName: name,
+        description: 'Customer Match list kept in sync by audience-sync',
+        membershipDuration: `${this.config.membership_days * 86_400}s`,
+        ingestedUserListInfo: { uploadKeyTypes: ['CONTACT_ID'] },
+      },
+    });
+    if (created.ok) {
+      const id = listId(created.data);
+      if (!id)
+        throw new ConnectorError(
+          `Data Manager API created user list '${name}' in account ${this.account()} but answered without its id`,
+          'retryable',
+        );
+      return { id, name, created: true };
+    }
+    // Another run created it meanwhile: use that one rather than a second list.
+    if (created.error.httpStatus === 409 || created.error.status === 'ALREADY_EXISTS') {
+      const raced = await this.findByName(name);
+      if (raced) return { id: raced, name, created: false };
+    }
+    throw this.classify(created, `create user list '${name}'`);
+  }
+
+  async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
+    return this.upload('ingest', audience, members);
+  }
+
+  async remove(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
+    return this.upload('remove', audience, members);
+  }
+
+  /** Done when every request of the batch is done; failed when any failed (its members are sent again). */
+  async poll(audience: RemoteAudience, token: string): Promise<PollOutcome> {
+    let processing = false;
+    for (const requestId of token.split(',')) {
+      const sent = await this.send(
+        'retrieve request status',
+        'GET',
+        '/requestStatus:retrieve',
+        statusResponse,
+        {
+          query: { requestId },
+        },
+      );
+      if (!sent.ok) {
+        if (sent.error.httpStatus === 404)
+          return { status: 'failed', reason: `Google no longer knows request ${requestId}` };
+        const error = this.classify(sent, `retrieve status of request ${requestId}`);
+        // The core does not retry polls: a passing failure leaves the batch pending for the next run.
+        if (error.kind === 'permanent') throw error;
+        this.context.log.warn(
+          { destination: this.context.destination, audience: audience.name },
+          error.message,
+        );
+        processing = true;
+        continue;
+      }
+      const status = sent.data.requestStatusPerDestination?.[0];
+      const range = status?.audienceMembersIngestionStatus?.userDataIngestionStatus?.uploadMatchRateRange;
+      if (range) this.matchRanges.set(audience.id, range);
+      switch (status?.requestStatus) {
+        case 'SUCCESS':
+        case 'PARTIAL_SUCCESS':
+          break;
+        case 'FAILED': {
+          const counts = (status.errorInfo?.errorCounts ?? [])
+            .map((c) => `${c.reason ?? 'UNKNOWN'}${c.recordCount !== undefined ? ` ×${c.recordCount}` : ''}`)
+            .join(', ');
+          return { status: 'failed', reason: `request ${requestId} FAILED${counts ? `: ${counts}` : ''}` };
+        }
+        default:
+          processing = true;
+      }
+    }
+    return processing ? { status: 'processing' } : { status: 'done' };
+  }
+
+  /** Size on Google Search (`searchNetworkMembersCount`), the match rate, and why the list may not serve. */
+  async stats(audience: RemoteAudience): Promise<AudienceStats> {
+    const list = await this.call(
+      'get user list',
+      'GET',
+      `/${this.parent}/userLists/${audience.id}`,
+      userListSchema,
+    );
+    const warnings: string[] = [];
+    const search = list.sizeInfo?.searchNetworkMembersCount;
+    const display = list.sizeInfo?.displayNetworkMembersCount;
+    if (search === undefined && display === undefined)
+      warnings.push('Google has not sized the list yet (up to 24 hours after an upload)');
+    if (search !== undefined && search < SERVING_MINIMUM)
+      warnings.push(`${search} members on Search: a list serves only from ${SERVING_MINIMUM} matched users`);
+    if (display !== undefined && display < SERVING_MINIMUM)
+      warnings.push(
+        `${display} members on Display/YouTube: a list serves only from ${SERVING_MINIMUM} matched users`,
+      );
+    if (list.targetNetworkInfo?.eligibleForSearch === false)
+      warnings.push('not eligible for Search campaigns');
+    if (list.targetNetworkInfo?.eligibleForDisplay === false)
+      warnings.push('not eligible for Display campaigns');
+    if (list.membershipStatus === 'CLOSED')
+      warnings.push(
+        `the list is closed${list.closingReason ? ` (${list.closingReason})` : ''}: reopen it in Google Ads`,
+      );
+    const percentage = list.ingestedUserListInfo?.contactIdInfo?.matchRatePercentage;
+    const matchRate =
+      percentage !== undefined ? percentage / 100 : rangeMidpoint(this.matchRanges.get(audience.id));
+    return { size: search ?? display, matchRate, warnings };
+  }
+
+  private async upload(
+    op: 'ingest' | 'remove',
+    audience: RemoteAudience,
+    members: readonly Member[],
+  ): Promise<BatchOutcome> {
+    const rejected: Rejection[] = [];
+    const entries: { index: number; member: { userData: { userIdentifiers: unknown[] } } }[] = [];
+    members.forEach((m, index) => {
+      const ids = userIdentifiers(m.slots);
+      if (ids.length === 0) rejected.push({ index, reason: 'no usable identifier' });
+      else entries.push({ index, member: { userData: { userIdentifiers: ids } } });
+    });
+    const requestIds: string[] = [];
+    for (let at = 0; at < entries.length; at += this.config.batch_size) {
+      let chunk = entries.slice(at, at + this.config.batch_size);
+      // A request naming invalid members is refused whole: send it again without them.
+      while (chunk.length > 0) {
+        const sent = await this.send(
+          `${op} audience members`,
+          'POST',
+          `/audienceMembers:${op}`,
+          requestIdResponse,
+          {
+            body: this.uploadBody(
+              op,
+              audience,
+              chunk.map((e) => e.member),
+            ),
+          },
+        );
+        if (sent.ok) {
+          requestIds.push(sent.data.requestId);
+          break;
+        }
+        const named = rejectedMembers(sent.error);
+        if (!named || [...named.keys()].some((i) => i >= chunk.length))
+          throw this.classify(sent, `${op} ${chunk.length} members into user list ${audience.id}`);
+        for (const [i, reason] of named) rejected.push({ index: chunk[i]!.index, reason });
+        chunk = chunk.filter((_, i) => !named.has(i));
+      }
+    }
+    rejected.sort((a, b) => a.index - b.index);
+    if (requestIds.length === 0) return { status: 'confirmed', rejected };
+    return { status: 'pending', token: requestIds.join(','), rejected };
+  }
+
+  private uploadBody(op: 'ingest' | 'remove', audience: RemoteAudience, members: unknown[]) {
+    const destination = {
+      operatingAccount: { accountType: 'GOOGLE_ADS', accountId: this.config.customer_id },
+      ...(this.config.login_customer_id
+        ? { loginAccount: { accountType: 'GOOGLE_ADS', accountId: this.config.login_customer_id } }
+        : {}),
+      productDestinationId: audience.id,
+    };
+    if (op === 'remove') return { destinations: [destination], encoding: 'HEX', audienceMembers: members };
+    // Everyone uploaded has both EU consents granted: `identify` leaves out anyone else.
+    return {
+      destinations: [destination],
+      encoding: 'HEX',
+      consent: { adUserData: 'CONSENT_GRANTED', adPersonalization: 'CONSENT_GRANTED' },
+      termsOfService: { customerMatchTermsOfServiceStatus: 'ACCEPTED' },
+      audienceMembers: members,
+    };
+  }
+
+  /** The list whose display name is exactly `name`, by its id. */
+  private async findByName(name: string): Promise<string | undefined> {
+    let pageToken: string | undefined;
+    do {
+      const page = await this.call('list user lists', 'GET', `/${this.parent}/userLists`, listResponse, {
+        query: {
+          filter: `display_name = "${name.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`,
+          pageSize: '1000',
+          ...(pageToken ? { pageToken } : {}),
+        },
+      });
+      const match = page.userLists?.find((l) => l.displayName === name);
+      const id = match && listId(match);
+      if (id) return id;
+      pageToken = page.nextPageToken || undefined;
+    } while (pageToken);
+    return undefined;
+  }
+
+  private async call<T>(
+    what: string,
+    method: 'GET' | 'POST',
+    path: string,
+    schema: z.ZodType<T>,
+    options: { body?: unknown; query?: Record<string, string> } = {},
+  ): Promise<T> {
+    const sent = await this.send(what, method, path, schema, options);
+    if (!sent.ok) throw this.classify(sent, what);
+    return sent.data;
+  }
+
+  /** One REST call; a 401 gets one fresh token before it counts as a credentials problem. */
+  private async send<T>(
+    what: string,
+    method: 'GET' | 'POST',
+    path: string,
+    schema: z.ZodType<T>,
+    options: { body?: unknown; query?: Record<string, string> } = {},
+    renewed = false,
+  ): Promise<Sent<T>> {
+    const url = new URL(`${this.base}${path}`);
+    for (const [k, v] of Object.entries(options.query ?? {})) url.searchParams.set(k, v);
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${await this.oauth.accessToken()}`,
+      accept: 'application/json',
+    };
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    // userLists calls name the manager account in a header; ingest/remove name it in the destination.
+    if (this.config.login_customer_id && path.includes('/userLists'))
+      headers['login-account'] = `accountTypes/GOOGLE_ADS/accounts/${this.config.login_customer_id}`;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (error) {
+      throw new ConnectorError(
+        `Data Manager API ${what} for Google Ads account ${this.account()} failed: ${networkReason(error)}; retrying`,
+        'retryable',
+      );
+    }
+    const text = await response.text();
+    if (response.status === 401 && !renewed) {
+      this.oauth.invalidate();
+      return this.send(what, method, path, schema, options, true);
+    }
+    if (!response.ok)
+      return {
+        ok: false,
+        error: parseApiError(response.status, text),
+        retryAfter: response.headers.get('retry-after'),
+      };
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      json = undefined;
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success)
+      throw new ConnectorError(
+        `Data Manager API ${what} answered ${response.status} with an unexpected body: check endpoints.data_manager (${this.config.endpoints.data_manager})`,
+        'permanent',
+      );
+    return { ok: true, data: parsed.data };
+  }
+
+  private classify(sent: Extract<Sent<unknown>, { ok: false }>, what: string): ConnectorError {
+    return classify(sent.error, { what, customerId: this.account(), retryAfter: sent.retryAfter });
+  }
+
+  private account(): string {
+    const id = this.config.customer_id;
+    return `${id.slice(0, 3)}-${id.slice(3, 6)}-${id.slice(6)}`;
+  }
+}
+
+function listId(list: UserList): string | undefined {
+  return list.id ?? list.name?.split('/').at(-1);
+}
+
+/** `MATCH_RATE_RANGE_61_TO_70` → 0.655; other ranges (not eligible, under 20 %) have no useful midpoint. */
+function rangeMidpoint(range: string | undefined): number | undefined {
+  const match = /_(\d+)_TO_(\d+)$/.exec(range ?? '');
+  return match ? (Number(match[1]) + Number(match[2])) / 200 : undefined;
+}
+
+/** A consent set to `denied` for everyone means nothing could ever be uploaded: a config mistake. */
+export function consentProblem(config: Pick<GoogleAdsConfig, 'consent'>): string | undefined {
+  const denied = (['ad_user_data', 'ad_personalization'] as const).filter(
+    (k) => config.consent[k] === 'denied',
+  );
+  if (denied.length === 0) return undefined;
+  return (
+    `consent.${denied.join(' and consent.')} is 'denied' for everyone, so nobody could be uploaded. Set it to ` +
+    "'granted' when every customer consented, or to { column: <attribute> } to read each customer's consent"
+  );
+}
+
+function describeConsent(config: Pick<GoogleAdsConfig, 'consent'>): string {
+  const one = (v: GoogleAdsConfig['consent']['ad_user_data']) =>
+    typeof v === 'string' ? v : `from column '${v.column}'`;
+  return `ad_user_data ${one(config.consent.ad_user_data)}, ad_personalization ${one(config.consent.ad_personalization)}`;
+}

@@ -1,0 +1,246 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import nock from 'nock';
+import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
+import type { ConnectorDefinition } from '../../src/connector.js';
+import { createLogger } from '../../src/log.js';
+import { StateStore } from '../../src/state/store.js';
+import { prepareSync } from '../../src/sync/prepare.js';
+import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
+import { PROFILE_FIELDS } from '../../src/source/columns.js';
+import type { Person } from '../../src/identity/types.js';
+import { makeShop } from '../../test/sync/harness.js';
+import { googleAdsConfigSchema } from './config.js';
+import { FakeDataManager, identifierKey } from './fixtures/fake-datamanager.js';
+import { userIdentifiers } from './identifiers.js';
+import { googleAdsConnector } from './index.js';
+
+/**
+ * End to end: the example shop synced to Google Customer Match lists through the Data Manager API, at
+ * the wire (a nock fake that processes uploads later), over runs with adds, removals, a changed email,
+ * an opt-out, consent withdrawn through a column, and a full resync. Each list must end up holding
+ * exactly the identifiers of its segment's members.
+ */
+
+const DM = 'https://datamanager.fake';
+const TOKEN_URL = 'https://oauth.fake/token';
+const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+const redis = new Redis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
+const log = createLogger({ level: 'silent', json: true });
+
+beforeEach(() => {
+  process.env.GOOGLE_CLIENT_SECRET = 'client-secret';
+  process.env.GOOGLE_REFRESH_TOKEN = '1//refresh';
+  nock.disableNetConnect();
+});
+afterEach(() => {
+  nock.cleanAll();
+  nock.enableNetConnect();
+});
+
+async function setup() {
+  const shop = await makeShop({ customers: 300 });
+  // Consent for ad use, per customer, in a column of the customer file.
+  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
+  const rows = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
+  writeFileSync(
+    customersFile,
+    rows.map((r, i) => `${r},${i === 0 ? 'ads_consent' : 'yes'}`).join('\n') + '\n',
+  );
+  const writeConfig = (analysisDate: string) =>
+    writeFileSync(
+      shop.config,
+      `source: { type: csv, path: shop/orders.csv }
+profiles:
+  type: csv
+  path: shop/customers.csv
+  attributes: [favorite_brand, ads_consent]
+scoring: { analysis_date: "${analysisDate}" }
+audiences:
+  list:
+    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
+    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
+destinations:
+  google:
+    type: google_ads
+    customer_id: 123-456-7890
+    client_id: test-client.apps.googleusercontent.com
+    client_secret: \${GOOGLE_CLIENT_SECRET}
+    refresh_token: \${GOOGLE_REFRESH_TOKEN}
+    default_country: US
+    batch_size: 40
+    consent: { ad_user_data: { column: ads_consent }, ad_personalization: granted }
+    endpoints: { data_manager: ${DM}, token_url: ${TOKEN_URL} }
+sync: { redis_prefix: ${shop.prefix} }
+`,
+    );
+  writeConfig('2026-01-01');
+  const fake = new FakeDataManager(DM, TOKEN_URL, '1234567890');
+  fake.install();
+  const store = new StateStore(redis, `gads-${randomBytes(4).toString('hex')}`);
+
+  const run = async (full = false): Promise<AudienceResult[]> => {
+    const prepared = await prepareSync(shop.config, registry);
+    const destination = prepared.destinations[0]!;
+    const client = destination.connector.create(destination.config, {
+      destination: 'google',
+      baseDir: shop.dir,
+      log,
+    });
+    return syncDestination(destination, client, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      store,
+      log,
+      full,
+      retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
+    });
+  };
+
+  /** Runs until Google has processed everything and nothing is left to send. */
+  const settle = async (): Promise<AudienceResult[][]> => {
+    const runs: AudienceResult[][] = [];
+    for (let n = 0; n < 8; n++) {
+      const results = await run();
+      runs.push(results);
+      for (const r of results) expect(r.error).toBeUndefined();
+      if (results.every((r) => r.inFlight === 0 && r.added === 0 && r.removed === 0 && r.waiting === 0))
+        return runs;
+    }
+    throw new Error('the sync did not settle in 8 runs');
+  };
+
+  /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
+  const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
+    const prepared = await prepareSync(shop.config, registry);
+    const config = googleAdsConfigSchema.parse(prepared.config.destinations.google);
+    const { customers } = prepared.segmented;
+    const out = new Map<string, Map<string, string[]>>();
+    for (const spec of audiencesOf(prepared.config, prepared.segmented.scores.segments)) {
+      const byCustomer = new Map<string, string[]>();
+      for (const i of membershipOf(spec, prepared.segmented).members) {
+        const person: Person = {};
+        for (const f of PROFILE_FIELDS) {
+          const v = customers.profile[f]?.get(i);
+          if (v !== undefined) person[f] = v;
+        }
+        for (const [name, column] of Object.entries(customers.attributes)) {
+          const v = column.get(i);
+          if (v !== undefined) person[name] = v;
+        }
+        const id = googleAdsConnector.identify(person, config);
+        if ('slots' in id)
+          byCustomer.set(customers.ids.get(i)!, userIdentifiers(id.slots).map(identifierKey));
+      }
+      out.set(spec.name, byCustomer);
+    }
+    return out;
+  };
+
+  const assertExact = async () => {
+    const want = await expected();
+    for (const [name, byCustomer] of want) {
+      const identifiers = new Set([...byCustomer.values()].flat());
+      if (identifiers.size === 0 && !fake.list(name)) continue;
+      expect([...(fake.list(name) ?? [])].sort(), name).toEqual([...identifiers].sort());
+    }
+    return want;
+  };
+
+  /** Edits cells of the customer file: `edit(row, cells)` per data row. */
+  const editCustomers = (edit: (cells: string[], header: string[], row: number) => void) => {
+    const lines = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
+    const header = lines[0]!.split(',');
+    for (let r = 1; r < lines.length; r++) {
+      const cells = lines[r]!.split(',');
+      edit(cells, header, r);
+      lines[r] = cells.join(',');
+    }
+    writeFileSync(customersFile, lines.join('\n') + '\n');
+  };
+
+  return { shop, fake, run, settle, expected, assertExact, editCustomers, writeConfig };
+}
+
+const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>
+  [...want.values()].some((m) => m.has(customer));
+
+describe('sync to Google Customer Match through the Data Manager API', () => {
+  it('keeps every list exactly its segment across changes, consent withdrawal and a full resync', async () => {
+    const { fake, run, settle, assertExact, editCustomers, writeConfig, shop } = await setup();
+
+    // First run: lists created, members uploaded and pending until Google has processed them.
+    const first = await run();
+    expect(first.every((r) => r.error === undefined)).toBe(true);
+    const uploaded = first.reduce((a, r) => a + r.added, 0);
+    expect(uploaded).toBeGreaterThan(0);
+    expect(first.reduce((a, r) => a + r.inFlight, 0)).toBeGreaterThan(0);
+    expect([...fake.lists.values()].every((l) => l.identifiers.size === 0)).toBe(true);
+    const created = fake.created;
+    await settle();
+    const before = await assertExact();
+    expect(fake.created).toBe(created); // remembered lists: never created twice
+    expect(fake.batches.every((b) => b.size <= 40)).toBe(true);
+    expect(fake.batches.filter((b) => b.op === 'ingest').reduce((a, b) => a + b.size, 0)).toBe(uploaded);
+
+    // Half a year later: customers move between segments (adds and removals); some change email,
+    // some opt out, one withdraws consent for ad use; one customer's orders vanish.
+    writeConfig('2026-07-01');
+    const member = (want: Map<string, Map<string, string[]>>) =>
+      [...want.values()].flatMap((m) => [...m.keys()]);
+    const members = new Set(member(before));
+    const changedEmail: string[] = [];
+    const optedOut: string[] = [];
+    let withdrew: string | undefined;
+    editCustomers((cells, header) => {
+      const id = cells[header.indexOf('customer_id')]!;
+      if (!members.has(id)) return;
+      if (changedEmail.length < 5 && cells[header.indexOf('email')]) {
+        cells[header.indexOf('email')] = `changed-${id}@example.org`;
+        changedEmail.push(id);
+      } else if (optedOut.length < 5) {
+        cells[header.indexOf('opted_out')] = 'true';
+        optedOut.push(id);
+      } else if (!withdrew) {
+        cells[header.indexOf('ads_consent')] = 'no';
+        withdrew = id;
+      }
+    });
+    expect(changedEmail).toHaveLength(5);
+    expect(optedOut).toHaveLength(5);
+    expect(withdrew).toBeDefined();
+    const orders = path.join(shop.dir, 'shop', 'orders.csv');
+    const orderRows = readFileSync(orders, 'utf8').split('\n');
+    const gone = [...members].find((id) => ![...changedEmail, ...optedOut, withdrew].includes(id))!;
+    writeFileSync(orders, orderRows.filter((l, i) => i === 0 || !l.startsWith(`${gone},`)).join('\n'));
+
+    const changeRuns = await settle();
+    const removed = changeRuns.flat().reduce((a, r) => a + r.removed, 0);
+    expect(removed).toBeGreaterThan(0);
+    const after = await assertExact();
+    for (const id of [...optedOut, withdrew!, gone]) expect(inAny(after, id), id).toBe(false);
+    const newEmails = [...fake.lists.values()].flatMap((l) => [...l.identifiers]);
+    for (const id of changedEmail)
+      if (inAny(after, id)) {
+        const ids = [...after.values()].find((m) => m.has(id))!.get(id)!;
+        expect(newEmails).toEqual(expect.arrayContaining(ids));
+      }
+    expect(fake.created).toBe(created);
+
+    // A full resync re-sends every member, and the lists stay exact.
+    const ingestedBefore = fake.batches.filter((b) => b.op === 'ingest').reduce((a, b) => a + b.size, 0);
+    const full = await run(true);
+    expect(full.every((r) => r.error === undefined)).toBe(true);
+    const resent =
+      fake.batches.filter((b) => b.op === 'ingest').reduce((a, b) => a + b.size, 0) - ingestedBefore;
+    const want = [...after.values()].reduce((a, m) => a + m.size, 0);
+    expect(resent).toBe(want);
+    await settle();
+    await assertExact();
+    expect(fake.created).toBe(created);
+  });
+});
