@@ -74,7 +74,7 @@ export const googleAdsConfigSchema = z
          */
         token_url: z.url().optional(),
         token: z.url().optional(),
-        /** Google Ads API gRPC host, port and CA file (process-wide in grpc-js: see the README). */
+        /** Google Ads API gRPC host, port and CA file, for this destination's channel only (see ADS_API.md). */
         ads_api: z
           .strictObject({
             host: z.string().min(1),
@@ -82,7 +82,7 @@ export const googleAdsConfigSchema = z
             ca_file: z.string().min(1).optional(),
           })
           .optional(),
-        /** Google Ads REST base URL for GAQL searches (fixed in google-ads-api: see the README). */
+        /** Google Ads REST base URL for GAQL searches (sent by the connector itself, not by google-ads-api). */
         ads_rest: z.url().default(DEFAULTS.ads_rest),
       })
       .transform(({ token_url, token, ...rest }) => ({

@@ -130,7 +130,8 @@ async function follow(queue: Queue, id: string, name: string): Promise<unknown> 
         ExitCode.failed,
       );
     const state = await job.getState();
-    if (state === 'completed') return job.returnvalue;
+    // Read again: the job may have finished between fetching it and asking its state.
+    if (state === 'completed') return (await queue.getJob(id))?.returnvalue;
     if (state === 'failed')
       throw new UserError(`job ${id} on the ${name} queue failed: ${job.failedReason}`, ExitCode.failed);
     await new Promise((resolve) => setTimeout(resolve, wait));

@@ -1,0 +1,300 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
+import type { ConnectorDefinition } from '../../src/connector.js';
+import type { Person } from '../../src/identity/types.js';
+import { createLogger } from '../../src/log.js';
+import { PROFILE_FIELDS } from '../../src/source/columns.js';
+import { StateStore } from '../../src/state/store.js';
+import { prepareSync } from '../../src/sync/prepare.js';
+import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
+import { makeShop } from '../../test/sync/harness.js';
+import { userData } from './adsapi.js';
+import { googleAdsConfigSchema } from './config.js';
+import { localhostCertificate } from './grpc-fake/cert.js';
+import { FAKE_REST, FAKE_TOKEN_URL, serveRest } from './grpc-fake/rest.js';
+import { FakeGoogleAds, identifierKey } from './grpc-fake/server.js';
+import { googleAdsConnector } from './index.js';
+
+/**
+ * End to end through the Google Ads API path: the example shop synced with `api: ads_api` to the loopback
+ * gRPC fake, whose jobs are applied to in-memory lists when Google "processes" them (between runs), over
+ * runs with adds, removals, changed emails, opt-outs, a CONCURRENT_MODIFICATION and a full resync
+ * (`remove_all`). Each list must end up holding exactly the identifiers of its segment's members.
+ */
+
+const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+const redis = new Redis(inject('redisUrl'));
+const log = createLogger({ level: 'silent', json: true });
+const tls = localhostCertificate();
+let fake: FakeGoogleAds;
+
+beforeAll(async () => {
+  fake = await FakeGoogleAds.start(tls);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await fake.close();
+  rmSync(tls.dir, { recursive: true, force: true });
+});
+beforeEach(() => {
+  process.env.GOOGLE_CLIENT_SECRET = 'client-secret';
+  process.env.GOOGLE_REFRESH_TOKEN = '1//refresh';
+  process.env.GOOGLE_ADS_DEVELOPER_TOKEN = 'dev-token';
+  fake.reset();
+  fake.finish = 'manual';
+  nock.disableNetConnect();
+  nock.enableNetConnect(/^(localhost|127\.0\.0\.1)(:\d+)?$/);
+  serveRest(fake);
+});
+afterEach(() => {
+  nock.cleanAll();
+  nock.enableNetConnect();
+});
+
+const BATCH = 40;
+
+async function setup() {
+  const shop = await makeShop({ customers: 300 });
+  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
+  const writeConfig = (analysisDate: string) =>
+    writeFileSync(
+      shop.config,
+      `source: { type: csv, path: shop/orders.csv }
+profiles:
+  type: csv
+  path: shop/customers.csv
+  attributes: [favorite_brand]
+scoring: { analysis_date: "${analysisDate}" }
+audiences:
+  list:
+    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
+    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
+destinations:
+  google:
+    type: google_ads
+    api: ads_api
+    customer_id: 123-456-7890
+    login_customer_id: 999-888-7777
+    client_id: test-client.apps.googleusercontent.com
+    client_secret: \${GOOGLE_CLIENT_SECRET}
+    refresh_token: \${GOOGLE_REFRESH_TOKEN}
+    developer_token: \${GOOGLE_ADS_DEVELOPER_TOKEN}
+    default_country: US
+    batch_size: ${BATCH}
+    endpoints:
+      token_url: ${FAKE_TOKEN_URL}
+      ads_rest: ${FAKE_REST}
+      ads_api: { host: localhost, port: ${fake.port}, ca_file: ${tls.certFile} }
+sync: { redis_prefix: ${shop.prefix} }
+`,
+    );
+  writeConfig('2026-01-01');
+  const store = new StateStore(redis, `gads-api-${randomBytes(4).toString('hex')}`);
+
+  const run = async (full = false): Promise<AudienceResult[]> => {
+    const prepared = await prepareSync(shop.config, registry);
+    const destination = prepared.destinations[0]!;
+    const client = destination.connector.create(destination.config, {
+      destination: 'google',
+      baseDir: shop.dir,
+      log,
+    });
+    try {
+      return await syncDestination(destination, client, {
+        segmented: prepared.segmented,
+        audiences: prepared.audiences,
+        store,
+        log,
+        full,
+        retry: { attempts: 4, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
+      });
+    } finally {
+      await client.close?.();
+    }
+  };
+
+  /** Google processes every job between runs; runs until nothing is pending or left to send. */
+  const settle = async (): Promise<AudienceResult[][]> => {
+    const runs: AudienceResult[][] = [];
+    for (let n = 0; n < 6; n++) {
+      fake.finishJobs();
+      const results = await run();
+      runs.push(results);
+      for (const r of results) expect(r.error).toBeUndefined();
+      if (results.every((r) => r.inFlight === 0 && r.added === 0 && r.removed === 0 && r.waiting === 0))
+        return runs;
+    }
+    throw new Error('the sync did not settle in 6 runs');
+  };
+
+  /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
+  const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
+    const prepared = await prepareSync(shop.config, registry);
+    const config = googleAdsConfigSchema.parse(prepared.config.destinations.google);
+    const { customers } = prepared.segmented;
+    const out = new Map<string, Map<string, string[]>>();
+    for (const spec of audiencesOf(prepared.config, prepared.segmented.scores.segments)) {
+      const byCustomer = new Map<string, string[]>();
+      for (const i of membershipOf(spec, prepared.segmented).members) {
+        const person: Person = {};
+        for (const f of PROFILE_FIELDS) {
+          const v = customers.profile[f]?.get(i);
+          if (v !== undefined) person[f] = v;
+        }
+        const id = googleAdsConnector.identify(person, config);
+        if ('slots' in id)
+          byCustomer.set(
+            customers.ids.get(i)!,
+            (userData(id.slots).user_identifiers ?? []).map((u) =>
+              identifierKey({
+                hashed_email: u.hashed_email ?? undefined,
+                hashed_phone_number: u.hashed_phone_number ?? undefined,
+                address_info: u.address_info
+                  ? {
+                      hashed_first_name: u.address_info.hashed_first_name ?? undefined,
+                      hashed_last_name: u.address_info.hashed_last_name ?? undefined,
+                      country_code: u.address_info.country_code ?? undefined,
+                      postal_code: u.address_info.postal_code ?? undefined,
+                    }
+                  : undefined,
+              }),
+            ),
+          );
+      }
+      out.set(spec.name, byCustomer);
+    }
+    return out;
+  };
+
+  const assertExact = async () => {
+    const want = await expected();
+    for (const [name, byCustomer] of want) {
+      const identifiers = new Set([...byCustomer.values()].flat());
+      const list = fake.listNamed(name);
+      if (identifiers.size === 0 && !list) continue;
+      expect([...(list?.identifiers ?? [])].sort(), name).toEqual([...identifiers].sort());
+    }
+    return want;
+  };
+
+  const editCustomers = (edit: (cells: string[], header: string[]) => void) => {
+    const lines = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
+    const header = lines[0]!.split(',');
+    for (let r = 1; r < lines.length; r++) {
+      const cells = lines[r]!.split(',');
+      edit(cells, header);
+      lines[r] = cells.join(',');
+    }
+    writeFileSync(customersFile, lines.join('\n') + '\n');
+  };
+
+  return { shop, run, settle, assertExact, editCustomers, writeConfig };
+}
+
+const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>
+  [...want.values()].some((m) => m.has(customer));
+
+describe('sync to Google Customer Match through the Google Ads API (gRPC)', () => {
+  it('keeps every list exactly its segment across changes, a concurrent modification and a full resync', async () => {
+    const { run, settle, assertExact, editCustomers, writeConfig, shop } = await setup();
+
+    // First run: lists created, one job per batch, pending until Google has processed them.
+    const first = await run();
+    expect(first.every((r) => r.error === undefined)).toBe(true);
+    const uploaded = first.reduce((a, r) => a + r.added, 0);
+    expect(uploaded).toBeGreaterThan(BATCH);
+    expect(first.reduce((a, r) => a + r.inFlight, 0)).toBeGreaterThan(0);
+    expect([...fake.lists.values()].every((l) => l.identifiers.size === 0)).toBe(true);
+    const lists = fake.lists.size;
+    expect(lists).toBe(first.filter((r) => r.plannedAdds > 0 || r.remoteId).length);
+    const adds = fake.callsOf('AddOfflineUserDataJobOperations');
+    expect(adds.every((c) => c.request.operations.length <= BATCH && c.request.enable_partial_failure)).toBe(
+      true,
+    );
+    expect(adds.reduce((a, c) => a + c.request.operations.length, 0)).toBe(uploaded);
+    expect(
+      fake
+        .callsOf('CreateOfflineUserDataJob')
+        .every(
+          (c) =>
+            c.request.job.type === 'CUSTOMER_MATCH_USER_LIST' &&
+            c.request.job.customer_match_user_list_metadata.consent?.ad_user_data === 'GRANTED',
+        ),
+    ).toBe(true);
+    expect(fake.calls.every((c) => c.headers['login-customer-id'] === '9998887777')).toBe(true);
+
+    await settle();
+    const before = await assertExact();
+    expect(fake.lists.size).toBe(lists); // remembered lists: never created twice
+
+    // Half a year later: customers move between segments; some change email, some opt out.
+    writeConfig('2026-07-01');
+    const members = new Set([...before.values()].flatMap((m) => [...m.keys()]));
+    const changedEmail: string[] = [];
+    const optedOut: string[] = [];
+    editCustomers((cells, header) => {
+      const id = cells[header.indexOf('customer_id')]!;
+      if (!members.has(id)) return;
+      if (changedEmail.length < 5 && cells[header.indexOf('email')]) {
+        cells[header.indexOf('email')] = `changed-${id}@example.org`;
+        changedEmail.push(id);
+      } else if (optedOut.length < 5) {
+        cells[header.indexOf('opted_out')] = 'true';
+        optedOut.push(id);
+      }
+    });
+    expect(changedEmail).toHaveLength(5);
+    expect(optedOut).toHaveLength(5);
+    // Google is busy with the list: the first run of a job is refused once and retried by the core.
+    fake.failNext('RunOfflineUserDataJob', {
+      code: grpc.status.ABORTED,
+      errors: [
+        {
+          error_code: { database_error: 'CONCURRENT_MODIFICATION' },
+          message: 'Multiple requests were attempting to modify the same resource at once.',
+        },
+      ],
+    });
+    const callsBefore = fake.calls.length;
+    const changeRuns = await settle();
+    expect(changeRuns.flat().reduce((a, r) => a + r.removed, 0)).toBeGreaterThan(0);
+    expect(fake.failures.get('RunOfflineUserDataJob')).toEqual([]);
+    // Adds and removes never share a job (the fake refuses that with CONFLICTING_OPERATION).
+    const jobsNow = [...fake.jobs.values()];
+    expect(jobsNow.some((j) => j.operations.some((o) => o.remove))).toBe(true);
+    expect(
+      jobsNow.every((j) => !(j.operations.some((o) => o.remove) && j.operations.some((o) => o.create))),
+    ).toBe(true);
+    expect(fake.calls.length).toBeGreaterThan(callsBefore);
+    const after = await assertExact();
+    for (const id of optedOut) expect(inAny(after, id), id).toBe(false);
+    const held = [...fake.lists.values()].flatMap((l) => [...l.identifiers]);
+    for (const id of changedEmail)
+      if (inAny(after, id))
+        expect(held).toEqual(expect.arrayContaining([...after.values()].find((m) => m.has(id))!.get(id)!));
+    expect(fake.lists.size).toBe(lists);
+
+    // Someone edited a list by hand; a full resync replaces each list in one job starting with remove_all.
+    const edited = [...fake.lists.values()].find((l) => l.identifiers.size > 0)!;
+    edited.identifiers.add('email:0000000000000000000000000000000000000000000000000000000000000000');
+    const jobsBefore = new Set(fake.jobs.keys());
+    const full = await run(true);
+    expect(full.every((r) => r.error === undefined)).toBe(true);
+    const replaceJobs = [...fake.jobs.values()].filter((j) => !jobsBefore.has(j.resourceName));
+    expect(replaceJobs.length).toBe(full.filter((r) => r.remoteId).length);
+    for (const job of replaceJobs) {
+      expect(job.operations[0]).toEqual({ remove_all: true });
+      expect(job.operations.slice(1).every((o) => o.create)).toBe(true);
+    }
+    await settle();
+    await assertExact();
+    expect(fake.lists.size).toBe(lists);
+    expect(shop.dir).toBeTruthy();
+  });
+});

@@ -1,0 +1,48 @@
+import nock from 'nock';
+import { z } from 'zod';
+import type { FakeGoogleAds } from './server.js';
+
+/** A GAQL search as the fake received it over REST. */
+export interface FakeSearch {
+  query: string;
+  headers: Record<string, string>;
+}
+
+/** Where the REST side of the fake lives: GAQL (`googleAds:search`) and the OAuth token endpoint. */
+export const FAKE_REST = 'https://googleads.fake.test';
+export const FAKE_TOKEN_URL = 'https://oauth.fake.test/token';
+export const FAKE_ACCESS_TOKEN = 'ya29.fake-access-token';
+
+/**
+ * Serves the fake's GAQL and an OAuth token endpoint through nock (REST over HTTP/1.1, as Google serves
+ * them), recording every search with its headers. `token` answers the refresh-token exchange.
+ */
+export function serveRest(
+  fake: FakeGoogleAds,
+  token: () => [number, Record<string, unknown>] = () => [
+    200,
+    { access_token: FAKE_ACCESS_TOKEN, expires_in: 3600 },
+  ],
+): { searches: FakeSearch[]; tokenRequests: URLSearchParams[] } {
+  const searches: FakeSearch[] = [];
+  const tokenRequests: URLSearchParams[] = [];
+  const tokenUrl = new URL(FAKE_TOKEN_URL);
+  nock(tokenUrl.origin)
+    .persist()
+    .post(tokenUrl.pathname)
+    .reply((_uri, body) => {
+      tokenRequests.push(new URLSearchParams(typeof body === 'string' ? body : ''));
+      return token();
+    });
+  nock(FAKE_REST)
+    .persist()
+    .post(/^\/v24\/customers\/\d{10}\/googleAds:search$/)
+    .reply(function (_uri, body) {
+      const { query } = z.object({ query: z.string() }).parse(body);
+      const headers: Record<string, string> = {};
+      for (const [key, value] of Object.entries(this.req.headers)) headers[key] = String(value);
+      searches.push({ query, headers });
+      return [200, fake.search(query)];
+    });
+  return { searches, tokenRequests };
+}
