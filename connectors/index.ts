@@ -1,6 +1,7 @@
 import type { ConnectorDefinition } from '../src/connector.js';
 import { fileConnector } from './file/index.js';
 import { googleAdsConnector } from './google-ads/index.js';
+import { mailchimpConnector } from './mailchimp/index.js';
 import { metaConnector } from './meta/index.js';
 
 /** Every built-in connector by its `type`. A new platform is one folder and one line here. */
@@ -8,4 +9,5 @@ export const connectors: Readonly<Record<string, ConnectorDefinition<never>>> = 
   file: fileConnector as unknown as ConnectorDefinition<never>,
   google_ads: googleAdsConnector as unknown as ConnectorDefinition<never>,
   meta: metaConnector as unknown as ConnectorDefinition<never>,
+  mailchimp: mailchimpConnector as unknown as ConnectorDefinition<never>,
 };

@@ -102,7 +102,8 @@ export async function runAdmin(
     const adminResult = await follow(queue, String(job.id), ADMIN_QUEUE);
     if (action !== 'resync') {
       process.stdout.write(JSON.stringify(adminResult) + '\n');
-      return ExitCode.ok;
+      const checks = (adminResult as { checks?: { ok: boolean }[] } | null)?.checks;
+      return checks?.some((c) => !c.ok) ? ExitCode.failed : ExitCode.ok;
     }
     const syncId = (adminResult as { syncJobId: string }).syncJobId;
     log.info(`resync enqueued as sync job ${syncId}; waiting for it to finish`);

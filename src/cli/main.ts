@@ -81,8 +81,20 @@ export async function main(argv: string[]): Promise<number> {
     .description("test each destination's credentials, permissions and reachability (no side effects)")
     .option('-d, --destination <name>', 'only this destination')
     .option('--json', 'print the checks as JSON')
-    .action(async (opts: SyncCommandOptions) => {
-      exit = await runCheck({ ...opts, config: configPath() }, logger());
+    .option(
+      '--via-worker',
+      "run the checks on a worker, through the admin queue (the worker's credentials and network)",
+    )
+    .action(async (opts: SyncCommandOptions & { viaWorker?: boolean }) => {
+      if (opts.viaWorker) {
+        if (!opts.destination)
+          throw new UserError('check --via-worker needs --destination <name>', ExitCode.usage);
+        exit = await runAdmin(
+          'check',
+          { config: configPath(), destination: opts.destination, wait: true, json: true },
+          logger(),
+        );
+      } else exit = await runCheck({ ...opts, config: configPath() }, logger());
     });
 
   program

@@ -1,0 +1,423 @@
+import { z } from 'zod';
+import type {
+  AudienceStats,
+  BatchOutcome,
+  Check,
+  ConnectorClient,
+  ConnectorContext,
+  Member,
+  RemoteAudience,
+} from '../../src/connector.js';
+import { ConnectorError } from '../../src/connector.js';
+import {
+  answer,
+  createSdk,
+  Gate,
+  parse,
+  problemOf,
+  scrub,
+  type Answer,
+  type Context,
+  type Sdk,
+} from './api.js';
+import { baseUrl, dataCentre, type MailchimpConfig } from './config.js';
+import { subscriberHash } from './identifiers.js';
+import { Executor, type Operation } from './operations.js';
+
+/** Rejection reasons, in the words the run record shows. */
+export const REASONS = {
+  missing: 'not in the Mailchimp audience',
+  compliance: 'in compliance state',
+  forgotten: 'forgotten email',
+  noEmail: 'no email at hand',
+  noHash: 'no subscriber hash',
+} as const;
+
+/** Mailchimp's "skip this person" answers: the contact may not be (re)added, which is not a failed run. */
+function knownReason(text: string): string | undefined {
+  if (/compliance/i.test(text)) return REASONS.compliance;
+  if (/forgotten/i.test(text)) return REASONS.forgotten;
+  return undefined;
+}
+
+const segmentSchema = z.looseObject({
+  id: z.union([z.number(), z.string()]).transform(String),
+  name: z.string(),
+  type: z.string().optional(),
+  member_count: z.number().optional(),
+});
+const segmentsPageSchema = z.looseObject({
+  segments: z.array(segmentSchema).default([]),
+  total_items: z.number().optional(),
+});
+const emailsSchema = z.array(z.looseObject({ email_address: z.string() })).default([]);
+/** The segment endpoint's 200: partial failure arrives inside it. */
+const segmentAnswerSchema = z.looseObject({
+  members_added: emailsSchema,
+  members_removed: emailsSchema,
+  errors: z
+    .array(z.looseObject({ email_addresses: z.array(z.string()).default([]), error: z.string().default('') }))
+    .default([]),
+  error_count: z.number().optional(),
+});
+const listSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  stats: z.looseObject({ member_count: z.number().optional() }).optional(),
+});
+
+type SegmentResult = { state: 'done' } | { state: 'silent' } | { state: 'error'; error: string };
+
+export class MailchimpClient implements ConnectorClient {
+  private readonly sdk: Sdk;
+  private readonly gate: Gate;
+  private readonly ctx: Context;
+  private readonly executor: Executor;
+  /** Static segments (tags) of the audience by name, read once per client. */
+  private tags: Map<string, RemoteAudience> | undefined;
+
+  constructor(
+    private readonly config: MailchimpConfig,
+    private readonly context: Pick<ConnectorContext, 'log'>,
+  ) {
+    const url = baseUrl(config);
+    this.sdk = createSdk(config.api_key, url);
+    this.gate = new Gate(config.max_connections);
+    this.ctx = {
+      apiKey: config.api_key,
+      listId: config.list_id,
+      baseUrl: url,
+      dataCentre: dataCentre(config.api_key),
+    };
+    this.executor = new Executor(this.sdk, this.gate, this.ctx, {
+      listId: config.list_id,
+      statusIfNew: config.status_if_new,
+      threshold: config.batch_operations_threshold,
+      pollMs: config.batch_poll_seconds * 1000,
+      timeoutMs: config.batch_timeout_seconds * 1000,
+    });
+  }
+
+  async check(): Promise<Check[]> {
+    const { dataCentre: dc, baseUrl: url } = this.ctx;
+    try {
+      const got = await this.answer(() => this.sdk.ping.get(), 'GET /ping');
+      if (got.status >= 300) throw this.unexpected(got, 'GET /ping', `is ${url} Mailchimp's API?`);
+    } catch (error) {
+      const message = this.message(error);
+      const unreachable = /does not resolve|cannot reach/.test(message);
+      return [
+        { name: 'data centre', ok: !unreachable, detail: unreachable ? message : `${dc} answers at ${url}` },
+        {
+          name: 'api key',
+          ok: false,
+          detail: unreachable ? 'not checked: Mailchimp is out of reach' : message,
+        },
+        { name: 'audience', ok: false, detail: 'not checked: the API key must work first' },
+      ];
+    }
+    const checks: Check[] = [
+      { name: 'data centre', ok: true, detail: `${dc} answers at ${url}` },
+      { name: 'api key', ok: true, detail: 'Mailchimp accepted the API key' },
+    ];
+    try {
+      const what = 'GET /lists/{list}';
+      const fields = ['id', 'name', 'stats.member_count'];
+      const body = await this.call(() => this.sdk.lists.getList(this.config.list_id, { fields }), what);
+      const list = parse(listSchema, body, what);
+      const count = list.stats?.member_count;
+      checks.push({
+        name: 'audience',
+        ok: true,
+        detail: `audience '${list.name}' (${list.id})${count === undefined ? '' : `, ${count} subscribed contacts`}`,
+      });
+    } catch (error) {
+      checks.push({ name: 'audience', ok: false, detail: this.message(error) });
+    }
+    return checks;
+  }
+
+  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+    return this.guard(async () => {
+      if (knownId) {
+        const got = await this.answer(
+          () => this.sdk.lists.getSegment(this.config.list_id, knownId),
+          'GET /lists/{list}/segments/{tag}',
+        );
+        if (got.status < 300) {
+          const tag = parse(segmentSchema, got.body, 'GET /lists/{list}/segments/{tag}');
+          if (tag.name !== name)
+            this.context.log.warn(
+              { audience: name, tag: tag.id },
+              `the Mailchimp tag of audience '${name}' is named '${tag.name}' now: the sync keeps using it`,
+            );
+          return { id: tag.id, name: tag.name, created: false };
+        }
+        if (got.status !== 404) throw this.unexpected(got, 'GET /lists/{list}/segments/{tag}');
+      }
+      const tags = await this.staticSegments();
+      const found =
+        tags.get(name) ?? [...tags.values()].find((t) => t.name.toLowerCase() === name.toLowerCase());
+      if (found) return { ...found, created: false };
+      const created = await this.answer(
+        () => this.sdk.lists.createSegment(this.config.list_id, { name, static_segment: [] }),
+        'POST /lists/{list}/segments',
+      );
+      if (created.status >= 300) throw this.unexpected(created, `creating the tag '${name}'`);
+      const tag = parse(segmentSchema, created.body, 'POST /lists/{list}/segments');
+      tags.set(tag.name, { id: tag.id, name: tag.name });
+      return { id: tag.id, name: tag.name, created: true };
+    });
+  }
+
+  async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
+    return this.guard(async () => {
+      const rejected = new Map<number, string>();
+      const byEmail = this.byEmail(members, rejected);
+      const reject = (email: string, reason: string) => {
+        for (const i of byEmail.get(email)?.indexes ?? []) rejected.set(i, reason);
+      };
+      const first = await this.segment(audience, [...byEmail.keys()], 'add');
+      // Not tagged and not a known refusal: not a contact yet, or tagged already; the contact decides.
+      const unresolved: string[] = [];
+      for (const [email, result] of first) {
+        if (result.state === 'done') continue;
+        const known = result.state === 'error' ? knownReason(result.error) : undefined;
+        if (known) reject(email, known);
+        else unresolved.push(email);
+      }
+      if (unresolved.length > 0) {
+        if (this.config.missing_members === 'skip') {
+          const answers = await this.executor.run(
+            unresolved.map((email) => ({ kind: 'lookup', hash: byEmail.get(email)!.hash })),
+            unresolved.length,
+          );
+          unresolved.forEach((email, k) => {
+            const got = answers[k]!;
+            const said = first.get(email);
+            if (got.status === 404) reject(email, REASONS.missing);
+            else if (got.status >= 300) reject(email, this.reasonOf(got));
+            else if (said?.state === 'error') reject(email, scrub(said.error, this.config.api_key));
+          });
+        } else {
+          const answers = await this.executor.run(
+            unresolved.map((email) => ({ kind: 'upsert', hash: byEmail.get(email)!.hash, email })),
+            unresolved.length,
+          );
+          const contacts: string[] = [];
+          unresolved.forEach((email, k) => {
+            const got = answers[k]!;
+            if (got.status >= 300) reject(email, this.reasonOf(got));
+            else contacts.push(email);
+          });
+          for (const [email, result] of await this.segment(audience, contacts, 'add'))
+            if (result.state === 'error')
+              reject(email, knownReason(result.error) ?? scrub(result.error, this.config.api_key));
+        }
+      }
+      return outcome(rejected);
+    });
+  }
+
+  async remove(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
+    return this.guard(async () => {
+      const rejected = new Map<number, string>();
+      const indexes = new Map<string, number[]>();
+      const hashOf = new Map<string, string>();
+      const hashOnly = new Set<string>();
+      members.forEach((m, i) => {
+        const slot = m.slots[0];
+        if (!slot) return rejected.set(i, REASONS.noHash);
+        const hash = subscriberHash(slot);
+        indexes.set(hash, [...(indexes.get(hash) ?? []), i]);
+        const email = m.plain?.email.toLowerCase();
+        if (email) hashOf.set(email, hash);
+        else hashOnly.add(hash);
+      });
+      // Customers who vanished from the source (or changed email): the hash is all there is.
+      const untag = (hashes: readonly string[]): Operation[] =>
+        hashes.map((hash) => ({ kind: 'untag', hash, tag: audience.name }));
+      const emails = [...hashOf.keys()];
+      const segmentOps = this.segmentOps(audience, emails, 'remove');
+      const answers = await this.executor.run([...segmentOps, ...untag([...hashOnly])], members.length);
+      const results = this.segmentResults(audience, emails, segmentOps, answers.slice(0, segmentOps.length));
+      const untagged = new Map([...hashOnly].map((hash, k) => [hash, answers[segmentOps.length + k]!]));
+      // An email the segment endpoint refused is untagged by hash, which answers definitely.
+      const retry = emails
+        .filter((email) => results.get(email)?.state === 'error')
+        .map((e) => hashOf.get(e)!);
+      const retried = await this.executor.run(untag(retry), retry.length);
+      retry.forEach((hash, k) => untagged.set(hash, retried[k]!));
+      for (const [hash, got] of untagged) {
+        // 404: not a contact of the audience, so not tagged either.
+        if (got.status < 300 || got.status === 404) continue;
+        for (const i of indexes.get(hash) ?? []) rejected.set(i, this.reasonOf(got));
+      }
+      return outcome(rejected);
+    });
+  }
+
+  async stats(audience: RemoteAudience): Promise<AudienceStats> {
+    return this.guard(async () => {
+      const got = await this.answer(
+        () => this.sdk.lists.getSegment(this.config.list_id, audience.id),
+        'GET /lists/{list}/segments/{tag}',
+      );
+      if (got.status >= 300) throw this.unexpected(got, `reading the tag '${audience.name}'`);
+      const tag = parse(segmentSchema, got.body, 'GET /lists/{list}/segments/{tag}');
+      return { size: tag.member_count, warnings: [] };
+    });
+  }
+
+  /** Emails (lowercased) of members to add, with their subscriber hash and their indexes in the batch. */
+  private byEmail(members: readonly Member[], rejected: Map<number, string>) {
+    const out = new Map<string, { hash: string; indexes: number[] }>();
+    members.forEach((m, i) => {
+      const email = m.plain?.email.toLowerCase();
+      const slot = m.slots[0];
+      if (!email) return rejected.set(i, REASONS.noEmail);
+      if (!slot) return rejected.set(i, REASONS.noHash);
+      const entry = out.get(email) ?? { hash: subscriberHash(slot), indexes: [] };
+      entry.indexes.push(i);
+      out.set(email, entry);
+    });
+    return out;
+  }
+
+  private segmentOps(audience: RemoteAudience, emails: readonly string[], op: 'add' | 'remove'): Operation[] {
+    const ops: Operation[] = [];
+    for (let at = 0; at < emails.length; at += this.config.batch_size) {
+      const chunk = emails.slice(at, at + this.config.batch_size);
+      ops.push({
+        kind: 'segment',
+        segmentId: audience.id,
+        ...(op === 'add' ? { add: chunk } : { remove: chunk }),
+      });
+    }
+    return ops;
+  }
+
+  /** Tags or untags emails through the segment endpoint; what became of each. */
+  private async segment(
+    audience: RemoteAudience,
+    emails: readonly string[],
+    op: 'add' | 'remove',
+  ): Promise<Map<string, SegmentResult>> {
+    const ops = this.segmentOps(audience, emails, op);
+    return this.segmentResults(audience, emails, ops, await this.executor.run(ops, emails.length));
+  }
+
+  private segmentResults(
+    audience: RemoteAudience,
+    emails: readonly string[],
+    ops: readonly Operation[],
+    answers: readonly Answer[],
+  ): Map<string, SegmentResult> {
+    const results = new Map<string, SegmentResult>(emails.map((e) => [e, { state: 'silent' }]));
+    answers.forEach((got, k) => {
+      if (got.status >= 300)
+        throw this.unexpected(
+          got,
+          `${ops[k]?.kind === 'segment' && ops[k].add ? 'adding members to' : 'removing members from'} the tag '${audience.name}'`,
+          got.status === 404
+            ? 'the tag is gone from Mailchimp; the next run creates it again, and a full resync (--full) refills it'
+            : undefined,
+        );
+      const body = parse(segmentAnswerSchema, got.body, 'POST /lists/{list}/segments/{tag}');
+      // Only the emails asked about: an answer naming others changes nothing.
+      const set = (email: string, result: SegmentResult) => {
+        const key = email.toLowerCase();
+        if (results.has(key)) results.set(key, result);
+      };
+      for (const m of [...body.members_added, ...body.members_removed])
+        set(m.email_address, { state: 'done' });
+      for (const e of body.errors)
+        for (const email of e.email_addresses) set(email, { state: 'error', error: e.error });
+    });
+    return results;
+  }
+
+  /** The audience's static segments by name, following pages of 1,000. */
+  private async staticSegments(): Promise<Map<string, RemoteAudience>> {
+    if (this.tags) return this.tags;
+    const tags = new Map<string, RemoteAudience>();
+    for (let offset = 0; ;) {
+      const got = await this.answer(
+        () =>
+          this.sdk.lists.listSegments(this.config.list_id, {
+            type: 'static',
+            count: 1000,
+            ...(offset ? { offset } : {}),
+            fields: ['segments.id', 'segments.name', 'segments.type', 'total_items'],
+          }),
+        'GET /lists/{list}/segments',
+      );
+      if (got.status === 404) throw this.unknownList();
+      if (got.status >= 300) throw this.unexpected(got, 'listing the tags of the audience');
+      const page = parse(segmentsPageSchema, got.body, 'GET /lists/{list}/segments');
+      for (const s of page.segments) if (!tags.has(s.name)) tags.set(s.name, { id: s.id, name: s.name });
+      offset += 1000;
+      if (page.segments.length === 0 || offset >= (page.total_items ?? 0)) break;
+    }
+    this.tags = tags;
+    return tags;
+  }
+
+  private answer(call: () => Promise<unknown>, what: string): Promise<Answer> {
+    return this.gate.run(() => answer(call, what, this.ctx));
+  }
+
+  /** A call whose every failure is the run's: a 404 on the audience names list_id. */
+  private async call(call: () => Promise<unknown>, what: string): Promise<unknown> {
+    const got = await this.answer(call, what);
+    if (got.status === 404) throw this.unknownList();
+    if (got.status >= 300) throw this.unexpected(got, what);
+    return got.body;
+  }
+
+  private unknownList(): ConnectorError {
+    return new ConnectorError(
+      `Mailchimp has no audience '${this.config.list_id}' for this API key: check list_id (Audience → Settings → ` +
+        'Audience name and defaults → Audience ID) and that the key belongs to the account that owns it',
+      'permanent',
+    );
+  }
+
+  private reasonOf(got: Answer): string {
+    const { title, detail } = problemOf(got.body);
+    const text = [title, detail].filter(Boolean).join(': ');
+    return knownReason(text) ?? (text ? scrub(text, this.config.api_key) : `HTTP ${got.status}`);
+  }
+
+  private unexpected(got: Answer, what: string, hint?: string): ConnectorError {
+    return new ConnectorError(
+      `Mailchimp refused ${what} (${got.status} ${this.reasonOf(got)})${hint ? `: ${hint}` : ''}`,
+      'permanent',
+    );
+  }
+
+  private message(error: unknown): string {
+    return error instanceof ConnectorError ? error.message : scrub(String(error), this.config.api_key);
+  }
+
+  /** Only `ConnectorError`s leave the client, with scrubbed text: never the SDK's error and its request. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (error instanceof ConnectorError) throw error;
+      throw new ConnectorError(
+        `Mailchimp connector failed: ${scrub(error instanceof Error ? error.message : String(error), this.config.api_key)}`,
+        'permanent',
+      );
+    }
+  }
+}
+
+function outcome(rejected: Map<number, string>): BatchOutcome {
+  if (rejected.size === 0) return { status: 'confirmed' };
+  return {
+    status: 'confirmed',
+    rejected: [...rejected].sort(([a], [b]) => a - b).map(([index, reason]) => ({ index, reason })),
+  };
+}

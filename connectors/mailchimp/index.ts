@@ -1,0 +1,24 @@
+import type { ConnectorDefinition } from '../../src/connector.js';
+import { MailchimpClient } from './client.js';
+import { mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
+import { identify, SLOTS } from './identifiers.js';
+
+/**
+ * `mailchimp`: each audience is a tag (a static segment) on the contacts of one Mailchimp audience.
+ * Mailchimp needs plaintext emails to tag: they travel with the members in memory (`plaintext: true`),
+ * while the state keeps the subscriber hash, which is enough to untag someone who left the source.
+ */
+
+export { mailchimpConfigSchema, type MailchimpConfig } from './config.js';
+
+export const mailchimpConnector: ConnectorDefinition<MailchimpConfig> = {
+  type: 'mailchimp',
+  configSchema: mailchimpConfigSchema,
+  batchSize: membersPerCall,
+  // Both the segment endpoint and a `/batches` job (waited for within the call) answer per member.
+  final: () => true,
+  slots: () => SLOTS,
+  plaintext: true,
+  identify: (person) => identify(person),
+  create: (config, context) => new MailchimpClient(config, context),
+};

@@ -1,0 +1,267 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ConnectorDefinition } from '../../src/connector.js';
+import { normalizeEmail } from '../../src/identity/normalize.js';
+import { createLogger } from '../../src/log.js';
+import { StateStore } from '../../src/state/store.js';
+import { prepareSync } from '../../src/sync/prepare.js';
+import { syncDestination } from '../../src/sync/run.js';
+import { readCsv } from '../../test/helpers.js';
+import { expectedRows, makeShop } from '../../test/sync/harness.js';
+import { FakeMailchimp, md5, type RecordedRequest } from './fixtures/fake.js';
+import { mailchimpConnector } from './index.js';
+
+/**
+ * The core and this connector against a fake Mailchimp audience at the wire: after every run each tag
+ * holds exactly its segment's members (less the contacts Mailchimp refuses).
+ */
+
+const KEY = '0123456789abcdef0123456789abcdef-us9';
+const LIST = 'a1b2c3d4e5';
+const registry = { mailchimp: mailchimpConnector as unknown as ConnectorDefinition<never> };
+/** Every log line of the runs, to check that no email or key gets there. */
+const logged: string[] = [];
+const log = createLogger({
+  level: 'trace',
+  json: true,
+  stream: { write: (line: string) => void logged.push(line) },
+});
+const redis = new Redis(inject('redisUrl'));
+
+beforeAll(() => {
+  process.env.MAILCHIMP_API_KEY = KEY;
+});
+afterAll(() => redis.disconnect());
+afterEach(() => {
+  nock.cleanAll();
+  nock.enableNetConnect();
+});
+
+type Shop = Awaited<ReturnType<typeof makeShop>>;
+
+/** The shop's config with a `mc` Mailchimp destination beside the harness's `local` one. */
+function configure(shop: Shop, analysisDate: string, threshold: number): void {
+  shop.write(analysisDate);
+  const mc =
+    `  mc: { type: mailchimp, api_key: "\${MAILCHIMP_API_KEY}", list_id: ${LIST}, missing_members: upsert, ` +
+    `batch_operations_threshold: ${threshold}, batch_poll_seconds: 0.01, max_connections: 8 }\n`;
+  writeFileSync(
+    shop.config,
+    readFileSync(shop.config, 'utf8').replace('destinations:\n', `destinations:\n${mc}`),
+  );
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** Normalised emails of the shop's customers, by customer id. */
+function emailsOf(shop: Shop): Map<string, string> {
+  const rows = readCsv(readFileSync(path.join(shop.dir, 'shop', 'customers.csv'), 'utf8'));
+  const out = new Map<string, string>();
+  for (const r of rows) {
+    const email = r.email ? normalizeEmail(r.email) : undefined;
+    if (email && r.customer_id) out.set(r.customer_id, email);
+  }
+  return out;
+}
+
+/** Per audience, the emails the tag must hold: its members that have a plaintext email, less refused ones. */
+async function expected(shop: Shop, refused: ReadonlySet<string>): Promise<Map<string, Set<string>>> {
+  const byHash = new Map([...emailsOf(shop).values()].map((e) => [sha256(e), e]));
+  const out = new Map<string, Set<string>>();
+  for (const [name, lines] of await expectedRows(shop.config)) {
+    const emails = new Set<string>();
+    for (const line of lines.values()) {
+      const email = byHash.get(/email=([0-9a-f]{64})/.exec(line)?.[1] ?? '');
+      if (email && !refused.has(email)) emails.add(email);
+    }
+    out.set(name, emails);
+  }
+  return out;
+}
+
+const bodies = (requests: RecordedRequest[], field: 'members_to_add' | 'members_to_remove', tagId: string) =>
+  requests
+    .filter((r) => r.method === 'POST' && r.path.endsWith(`/segments/${tagId}`))
+    .flatMap((r) => (r.body as Record<string, string[] | undefined>)[field] ?? []);
+
+describe('sync to Mailchimp tags', () => {
+  it('keeps each tag exactly on its segment through moves, an opt-out, a vanished customer and /batches', async () => {
+    const shop = await makeShop({ customers: 300 });
+    configure(shop, '2026-01-01', 100_000);
+    nock.disableNetConnect();
+    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+    const fake = new FakeMailchimp(KEY, LIST).install();
+    const store = new StateStore(redis, shop.prefix);
+
+    // The audience holds most customers already; one address was deleted for good (GDPR) and is refused.
+    const first = await expected(shop, new Set());
+    const champions = [...(first.get('RFM: Champions') ?? [])];
+    const forgotten = champions[0]!;
+    fake.forgotten.add(forgotten);
+    const emails = emailsOf(shop);
+    [...new Set(emails.values())].forEach((e, i) => {
+      if (i % 4 !== 0 && e !== forgotten) fake.addContact(e, i % 7 === 0 ? 'unsubscribed' : 'subscribed');
+    });
+    const refused = new Set([forgotten]);
+
+    const run = async () => {
+      const p = await prepareSync(shop.config, registry, { destination: 'mc' });
+      const d = p.destinations[0]!;
+      const client = d.connector.create(d.config, { destination: d.name, baseDir: p.baseDir, log });
+      const from = fake.requests.length;
+      const results = await syncDestination(d, client, {
+        segmented: p.segmented,
+        audiences: p.audiences,
+        store,
+        log,
+        retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },
+      });
+      expect(results.filter((r) => r.error)).toEqual([]);
+      return { results, requests: fake.requests.slice(from) };
+    };
+    const tagId = (name: string) => [...fake.segments].find(([, s]) => s.name === name)![0];
+    const assertExact = async () => {
+      const want = await expected(shop, refused);
+      for (const [name, members] of want) expect(fake.tagged(name), name).toEqual(members);
+      expect(new Set([...fake.segments.values()].map((s) => s.name))).toEqual(new Set(want.keys()));
+      return want;
+    };
+
+    // 1. First run: every tag created and filled; missing contacts created as transactional.
+    const r1 = await run();
+    const before = await assertExact();
+    expect(r1.results.reduce((a, r) => a + (r.rejectedReasons['forgotten email'] ?? 0), 0)).toBeGreaterThan(
+      0,
+    );
+    expect(
+      r1.requests.filter((r) => r.method === 'PUT').every((r) => !('status' in (r.body as object))),
+    ).toBe(true);
+    expect(r1.requests.some((r) => r.path.startsWith('/3.0/batches'))).toBe(false);
+
+    // 2. Half a year later: customers move between segments; one opts out; one vanishes from the source.
+    const ids = [...emails.keys()];
+    const tagsOf = (email: string, of: Map<string, Set<string>>) =>
+      [...of].filter(([, members]) => members.has(email)).map(([name]) => name);
+    const unique = (id: string) => [...emails.values()].filter((e) => e === emails.get(id)).length === 1;
+    const [optOut, vanished] = ids.filter((id) => unique(id) && tagsOf(emails.get(id)!, before).length > 0);
+    configure(shop, '2026-07-01', 100_000);
+    const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
+    const lines = readFileSync(customersFile, 'utf8').split('\n');
+    const header = lines[0]!.split(',');
+    lines.forEach((line, k) => {
+      if (!line.startsWith(`${optOut},`)) return;
+      const cells = line.split(',');
+      cells[header.indexOf('opted_out')] = 'true';
+      lines[k] = cells.join(',');
+    });
+    writeFileSync(customersFile, lines.join('\n'));
+    const ordersFile = path.join(shop.dir, 'shop', 'orders.csv');
+    const orders = readFileSync(ordersFile, 'utf8').split('\n');
+    writeFileSync(ordersFile, orders.filter((l) => !l.startsWith(`${vanished},`)).join('\n'));
+
+    // Mailchimp sheds load once and stumbles once during this run: both are waited out and retried.
+    fake.failNext = [
+      [429, { title: 'Too Many Requests', status: 429, detail: 'slow down' }, { 'Retry-After': '0' }],
+      [503, { title: 'Service Unavailable', status: 503, detail: 'try again' }],
+    ];
+    const r2 = await run();
+    const after = await assertExact();
+    // The opted-out customer is untagged by email through the segment endpoint.
+    const optOutEmail = emails.get(optOut!)!;
+    for (const name of tagsOf(optOutEmail, before))
+      expect(bodies(r2.requests, 'members_to_remove', tagId(name))).toContain(optOutEmail);
+    // The vanished one by subscriber hash, and its email is sent nowhere.
+    const vanishedEmail = emails.get(vanished!)!;
+    const untags = r2.requests.filter(
+      (r) => r.path === `/3.0/lists/${LIST}/members/${md5(vanishedEmail)}/tags`,
+    );
+    expect(untags.map((r) => r.body)).toEqual(
+      tagsOf(vanishedEmail, before).map((name) => ({
+        tags: [{ name, status: 'inactive' }],
+        is_syncing: true,
+      })),
+    );
+    expect(JSON.stringify(r2.requests)).not.toContain(vanishedEmail);
+    // A customer who moved lost the old segment's tag and gained the new one in this run.
+    const segments = new Set(mailchimpSegments(before, after));
+    const moved = [...emails.values()].find((e) => {
+      const was = tagsOf(e, before).filter((n) => segments.has(n));
+      const is = tagsOf(e, after).filter((n) => segments.has(n));
+      return was.length === 1 && is.length === 1 && was[0] !== is[0];
+    });
+    expect(moved).toBeDefined();
+    const [from] = tagsOf(moved!, before).filter((n) => segments.has(n));
+    const [to] = tagsOf(moved!, after).filter((n) => segments.has(n));
+    expect(bodies(r2.requests, 'members_to_remove', tagId(from!))).toContain(moved);
+    expect(bodies(r2.requests, 'members_to_add', tagId(to!))).toContain(moved);
+
+    // 3. A third of the customers change email, with a low threshold: the large changes go through /batches.
+    configure(shop, '2026-07-01', 5);
+    const rewritten = readFileSync(customersFile, 'utf8')
+      .split('\n')
+      .map((line, k) => {
+        if (k === 0 || k % 3 !== 0 || !line) return line;
+        const cells = line.split(',');
+        cells[header.indexOf('email')] = `moved-${k}@example.org`;
+        return cells.join(',');
+      });
+    writeFileSync(customersFile, rewritten.join('\n'));
+    const r3 = await run();
+    await assertExact();
+    const jobs = r3.requests.filter((r) => r.method === 'POST' && r.path === '/3.0/batches');
+    expect(jobs.length).toBeGreaterThan(0);
+    const operations = jobs.flatMap(
+      (r) => (r.body as { operations: { method: string; path: string }[] }).operations,
+    );
+    // Tagging by email, creating the new addresses, untagging the old ones by hash.
+    const kind = (o: { method: string; path: string }) =>
+      /\/segments\/\d+$/.test(o.path)
+        ? 'tag by email'
+        : o.method === 'PUT'
+          ? 'upsert'
+          : /\/tags$/.test(o.path)
+            ? 'untag by hash'
+            : o.path;
+    expect(new Set(operations.map(kind))).toEqual(new Set(['tag by email', 'upsert', 'untag by hash']));
+    expect(r3.results.reduce((a, r) => a + r.added, 0)).toBeGreaterThan(50);
+
+    // 4. Nothing changed: nothing is sent.
+    const r4 = await run();
+    expect(r4.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    expect(r4.results.reduce((a, r) => a + r.added + r.removed, 0)).toBe(0);
+
+    // Logs hold no email and no key; the state keeps subscriber hashes, never an email.
+    const logs = logged.join('');
+    expect(logs).toMatch(/rate limited: waiting 0 s/);
+    expect(logs).not.toContain(KEY.slice(0, 32));
+    expect([...emails.values(), ...emailsOf(shop).values()].filter((e) => logs.includes(e))).toEqual([]);
+    const dump = await stateDump(shop.prefix);
+    for (const email of [optOutEmail, vanishedEmail, forgotten, ...champions.slice(0, 20)])
+      expect(dump.includes(Buffer.from(email))).toBe(false);
+  });
+});
+
+/** Per-segment audiences (a customer is in exactly one segment), as opposed to the listed ones. */
+function mailchimpSegments(...of: Map<string, Set<string>>[]): string[] {
+  const listed = new Set(['Champions who love Acme', 'Slipping away']);
+  return [...new Set(of.flatMap((m) => [...m.keys()]))].filter((n) => !listed.has(n));
+}
+
+/** Every byte the state holds under a prefix. */
+async function stateDump(prefix: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const key of await redis.keys(`${prefix}:*`)) {
+    const type = await redis.type(key);
+    parts.push(Buffer.from(key));
+    if (type === 'string') parts.push((await redis.getBuffer(key)) ?? Buffer.alloc(0));
+    else if (type === 'hash') parts.push(...Object.values(await redis.hgetallBuffer(key)));
+    else if (type === 'list') parts.push(...(await redis.lrangeBuffer(key, 0, -1)));
+    else if (type === 'set') parts.push(...(await redis.smembersBuffer(key)));
+    else if (type === 'zset') parts.push(...(await redis.zrangeBuffer(key, 0, -1)));
+  }
+  return Buffer.concat(parts);
+}
