@@ -60,10 +60,10 @@ const identities = new Identities(
 );
 for (const plan of first) {
   const state = store.audience('local', plan.audience);
+  await identities.hold(plan.add);
   for (let i = 0; i < plan.add.length; i += 10_000)
     await state.append(
       plan.add.slice(i, i + 10_000).map((c) => {
-        identities.resolve(c);
         const m = identities.member(c);
         return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
       }),

@@ -36,17 +36,25 @@ export interface AudiencePlan {
 }
 
 /**
- * Identity of the customers for one destination, computed once, on demand, and shared by its
- * audiences: identifier slots packed in one buffer (32 bytes each), keys in another.
+ * Identity of the customers for one destination: keys for everyone (8 bytes each, computed once), and the
+ * identifier slots (32 bytes each) of the audience being planned, packed in one buffer that the next
+ * audience replaces — so memory follows the largest audience, not the whole customer base.
  */
 export class Identities {
   readonly slotCount: number;
   /** Slot indexes that form one identifier; every slot is in exactly one group. */
   readonly groups: readonly (readonly number[])[];
-  private readonly slots: Buffer;
+  /** Every customer's key at `i * KEY_BYTES` (valid once `keyed[i]`). */
+  readonly keys: Buffer;
+  private readonly keyed: Uint8Array;
   private readonly masks: Uint16Array;
-  private readonly keys: Buffer;
   private readonly skips: Uint8Array;
+  /** Where customer i's slots are in `slots` (in slot-count units), or -1 when not held. */
+  private readonly pos: Int32Array;
+  private slots: Buffer = Buffer.alloc(0);
+  private held: ArrayLike<number> = [];
+  /** Customers identified outside the held audience (a removal's plaintext lookup): few. */
+  private readonly extra = new Map<number, Buffer>();
   private readonly reasons: string[] = [''];
   private readonly plain = new Map<number, { email: string }>();
   private readonly attributes: [string, TextColumn][];
@@ -71,26 +79,54 @@ export class Identities {
         .map((s) => [s]),
     ];
     this.attributes = Object.entries(segmented.customers.attributes);
-    this.slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
-    this.masks = new Uint16Array(n);
     this.keys = Buffer.alloc(n * KEY_BYTES);
+    this.keyed = new Uint8Array(n);
+    this.masks = new Uint16Array(n);
     this.skips = new Uint8Array(n);
+    this.pos = new Int32Array(n).fill(-1);
   }
 
-  /** Identifies customer i (once); returns the skip reason, or undefined when it has identifiers. */
+  /**
+   * Identifies these customers (an audience's members) and holds their slots until the next call.
+   * Yields to the event loop as it goes: millions of hashes must not stall job locks or signals.
+   */
+  async hold(customers: ArrayLike<number>): Promise<void> {
+    for (let k = 0; k < this.held.length; k++) this.pos[this.held[k]!] = -1;
+    this.plain.clear();
+    this.extra.clear();
+    this.held = customers;
+    this.slots = Buffer.alloc(customers.length * this.slotCount * SLOT_BYTES);
+    for (let k = 0; k < customers.length; k++) {
+      if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
+      const i = customers[k]!;
+      this.pos[i] = k;
+      this.compute(i, this.slots, k * this.slotCount * SLOT_BYTES);
+    }
+  }
+
+  /** The skip reason of customer i, or undefined when it has identifiers. */
   resolve(i: number): string | undefined {
-    if (this.masks[i] === 0 && this.skips[i] === 0) this.compute(i);
+    if (this.pos[i]! < 0 && !this.extra.has(i)) {
+      const own = Buffer.alloc(this.slotCount * SLOT_BYTES);
+      this.compute(i, own, 0);
+      this.extra.set(i, own);
+    }
     return this.skips[i] ? this.reasons[this.skips[i]!] : undefined;
   }
 
   key(i: number): Buffer {
+    if (!this.keyed[i]) this.computeKey(i);
     return this.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
   }
 
   slot(i: number, s: number): Buffer | undefined {
     if (!(this.masks[i]! & (1 << s))) return undefined;
-    const at = (i * this.slotCount + s) * SLOT_BYTES;
-    return this.slots.subarray(at, at + SLOT_BYTES);
+    const k = this.pos[i]!;
+    if (k >= 0) {
+      const at = (k * this.slotCount + s) * SLOT_BYTES;
+      return this.slots.subarray(at, at + SLOT_BYTES);
+    }
+    return this.extra.get(i)?.subarray(s * SLOT_BYTES, (s + 1) * SLOT_BYTES);
   }
 
   member(i: number): Member {
@@ -104,6 +140,15 @@ export class Identities {
     return identifierOf(group, (s) => this.slot(i, s));
   }
 
+  /** A cheap fingerprint of customer i's identifier in a group (its first present slot's first word). */
+  fingerprint(i: number, group: readonly number[]): number | undefined {
+    for (const s of group) {
+      const v = this.slot(i, s);
+      if (v) return v.readUInt32LE(0);
+    }
+    return undefined;
+  }
+
   /**
    * The plaintext of a member to remove, when the platform needs it and the customer is still in the
    * source under the same identifiers (someone who left the segment, not someone who changed email).
@@ -112,8 +157,7 @@ export class Identities {
     if (!this.plaintext) return undefined;
     if (!this.byKey) {
       this.byKey = new Map();
-      const { ids } = this.segmented.customers;
-      for (let i = 0; i < ids.length; i++) this.byKey.set(customerKey(ids.bytes(i)!).toString('latin1'), i);
+      for (let i = 0; i < this.keyed.length; i++) this.byKey.set(this.key(i).toString('latin1'), i);
     }
     const i = this.byKey.get(record.key.toString('latin1'));
     if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
@@ -131,8 +175,19 @@ export class Identities {
     return true;
   }
 
-  private compute(i: number): void {
-    const { profile, ids } = this.segmented.customers;
+  private computeKey(i: number): void {
+    // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
+    hash('sha256', this.segmented.customers.ids.bytes(i)!, 'buffer').copy(
+      this.keys,
+      i * KEY_BYTES,
+      0,
+      KEY_BYTES,
+    );
+    this.keyed[i] = 1;
+  }
+
+  private compute(i: number, into: Buffer, at: number): void {
+    const { profile } = this.segmented.customers;
     const person: Person = {};
     for (const field of PROFILE_FIELDS) {
       const v = profile[field]?.get(i);
@@ -144,13 +199,14 @@ export class Identities {
       if (v !== undefined && person[name] === undefined) person[name] = v;
     }
     const id = this.identify(person);
-    // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
-    hash('sha256', ids.bytes(i)!, 'buffer').copy(this.keys, i * KEY_BYTES, 0, KEY_BYTES);
+    if (!this.keyed[i]) this.computeKey(i);
+    this.masks[i] = 0;
+    this.skips[i] = 0;
     if ('skip' in id) return this.skip(i, id.skip);
     let mask = 0;
     id.slots.forEach((slot, s) => {
       if (!slot || s >= this.slotCount) return;
-      slot.copy(this.slots, (i * this.slotCount + s) * SLOT_BYTES, 0, SLOT_BYTES);
+      slot.copy(into, at + s * SLOT_BYTES, 0, SLOT_BYTES);
       mask |= 1 << s;
     });
     if (mask === 0) return this.skip(i, 'no usable identifier');
@@ -162,6 +218,85 @@ export class Identities {
     let r = this.reasons.indexOf(reason);
     if (r < 0) r = this.reasons.push(reason) - 1;
     this.skips[i] = r;
+  }
+}
+
+/**
+ * The customers an audience wants, by key: open addressing over the identities' key bytes (a Map of
+ * strings would need ~100 bytes per member; this needs 8).
+ */
+class Wanted {
+  private readonly table: Int32Array;
+  readonly members: number[] = [];
+
+  constructor(
+    private readonly keys: Buffer,
+    capacity: number,
+  ) {
+    let size = 16;
+    while (size < capacity * 2) size *= 2;
+    this.table = new Int32Array(size);
+  }
+
+  add(i: number): void {
+    const mask = this.table.length - 1;
+    let s = this.keys.readUInt32LE(i * KEY_BYTES) & mask;
+    while (this.table[s] !== 0) {
+      if (this.same(this.table[s]! - 1, this.keys, i * KEY_BYTES)) return;
+      s = (s + 1) & mask;
+    }
+    this.table[s] = i + 1;
+    this.members.push(i);
+  }
+
+  /** The customer with this key, or -1. */
+  get(key: Buffer): number {
+    const mask = this.table.length - 1;
+    for (let s = key.readUInt32LE(0) & mask; ; s = (s + 1) & mask) {
+      const v = this.table[s]!;
+      if (v === 0) return -1;
+      if (this.same(v - 1, key, 0)) return v - 1;
+    }
+  }
+
+  private same(i: number, key: Buffer, at: number): boolean {
+    const o = i * KEY_BYTES;
+    return (
+      this.keys.readUInt32LE(o) === key.readUInt32LE(at) &&
+      this.keys.readUInt32LE(o + 4) === key.readUInt32LE(at + 4)
+    );
+  }
+}
+
+/** Identifiers (group values) with a fingerprint each, so customers can be checked against them cheaply. */
+class IdentifierSet {
+  readonly values = new Set<string>();
+  readonly prints = new Set<number>();
+
+  /** Adds the identifier of one group of these slots, if any slot of the group is present. */
+  add(group: readonly number[], slots: readonly (Buffer | undefined)[]): void {
+    const value = identifierOf(group, (s) => slots[s]);
+    if (value === undefined) return;
+    this.values.add(value);
+    for (const s of group)
+      if (slots[s]) {
+        this.prints.add(slots[s].readUInt32LE(0));
+        break;
+      }
+  }
+
+  /** How many of these customers hold each identifier (a fingerprint filters before any value is built). */
+  holders(identities: Identities, customers: readonly number[]): Map<string, number> {
+    const counts = new Map<string, number>();
+    if (this.values.size === 0) return counts;
+    for (const i of customers)
+      for (const g of identities.groups) {
+        const print = identities.fingerprint(i, g);
+        if (print === undefined || !this.prints.has(print)) continue;
+        const v = identities.identifier(i, g)!;
+        if (this.values.has(v)) counts.set(v, (counts.get(v) ?? 0) + 1);
+      }
+    return counts;
   }
 }
 
@@ -202,22 +337,23 @@ export async function planAudience(
   const skipped: Record<string, number> = {};
   if (membership.optedOut > 0) skipped['opted out'] = membership.optedOut;
 
-  // Desired members by key (latin1 of the 8 key bytes) → customer index.
-  const desired = new Map<string, number>();
-  for (let k = 0; k < membership.members.length; k++) {
-    // Hashing millions of identifiers: let the event loop breathe (job locks, signals).
-    if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
-    const i = membership.members[k]!;
+  // Desired members by key.
+  await identities.hold(membership.members);
+  const desired = new Wanted(identities.keys, membership.members.length);
+  for (const i of membership.members) {
     const reason = identities.resolve(i);
     if (reason !== undefined) skipped[reason] = (skipped[reason] ?? 0) + 1;
-    else desired.set(identities.key(i).toString('latin1'), i);
+    else {
+      identities.key(i);
+      desired.add(i);
+    }
   }
 
   const plan: AudiencePlan = {
     destination,
     audience: spec.name,
     segmentSize: membership.segmentSize,
-    members: desired.size,
+    members: desired.members.length,
     add: [],
     remove: [],
     unchanged: 0,
@@ -229,57 +365,35 @@ export async function planAudience(
     full,
   };
 
-  // How many desired members use each identifier: a removal must not take one away from another member.
-  let users: Map<string, number> | undefined;
-  const usedByOthers = (value: string, self: number | undefined, group: readonly number[]): boolean => {
-    if (!users) {
-      users = new Map();
-      for (const i of desired.values())
-        for (const g of identities.groups) {
-          const v = identities.identifier(i, g);
-          if (v !== undefined) users.set(v, (users.get(v) ?? 0) + 1);
-        }
-    }
-    const own = self !== undefined && identities.identifier(self, group) === value ? 1 : 0;
-    return (users.get(value) ?? 0) - own > 0;
-  };
-  const removal = (r: StateRecord, self?: number): void => {
-    const slots: (Buffer | undefined)[] = r.slots.map((s) => (s ? Buffer.from(s) : undefined));
-    for (const group of identities.groups) {
-      const value = identifierOf(group, (s) => r.slots[s]);
-      if (value !== undefined && usedByOthers(value, self, group))
-        for (const s of group) slots[s] = undefined;
-    }
-    if (slots.some(Boolean))
-      plan.remove.push({ key: Buffer.from(r.key), slots, plain: identities.plainFor(r) });
-    else plan.forget.push(Buffer.from(r.key));
-  };
-
-  const removing = new Set<string>();
+  // Removals are decided after the scan: an identifier another desired member still has must stay.
+  const leaving: { record: StateRecord; self?: number }[] = [];
+  const removing = new IdentifierSet();
   const seen = new Uint8Array(segmented.customers.ids.length);
   const changed: number[] = [];
+  const copy = (r: StateRecord): StateRecord => ({
+    ...r,
+    key: Buffer.from(r.key),
+    slots: r.slots.map((x) => (x ? Buffer.from(x) : undefined)),
+  });
   for await (const records of state.scan()) {
     for (const r of records) {
-      const want = desired.get(r.key.toString('latin1'));
-      if (want !== undefined) seen[want] = 1;
+      const want = desired.get(r.key);
+      if (want >= 0) seen[want] = 1;
       switch (r.status) {
         case Status.removePending:
-          for (const g of identities.groups) {
-            const v = identifierOf(g, (s) => r.slots[s]);
-            if (v !== undefined) removing.add(v);
-          }
-          if (want !== undefined) plan.waiting++;
+          for (const g of identities.groups) removing.add(g, r.slots);
+          if (want >= 0) plan.waiting++;
           else plan.pending++;
           break;
         case Status.rejected:
-          if (want === undefined) plan.forget.push(Buffer.from(r.key));
+          if (want < 0) plan.forget.push(Buffer.from(r.key));
           else if (identities.sameAs(want, r)) plan.rejectedEarlier++;
           else plan.add.push(want);
           break;
         default: {
           // confirmed or addPending: on the platform, or on its way there.
-          if (want === undefined) {
-            removal(r);
+          if (want < 0) {
+            leaving.push({ record: copy(r) });
             break;
           }
           const same = identities.sameAs(want, r);
@@ -288,14 +402,32 @@ export async function planAudience(
             else plan.unchanged++;
           } else if (same) plan.add.push(want);
           else {
-            removal(r, want);
+            leaving.push({ record: copy(r), self: want });
             changed.push(want);
           }
         }
       }
     }
   }
-  for (const i of desired.values()) if (!seen[i]) plan.add.push(i);
+  for (const i of desired.members) if (!seen[i]) plan.add.push(i);
+
+  if (leaving.length > 0) {
+    const values = new IdentifierSet();
+    for (const { record } of leaving) for (const g of identities.groups) values.add(g, record.slots);
+    const holders = values.holders(identities, desired.members);
+    for (const { record, self } of leaving) {
+      const slots = record.slots.slice();
+      for (const group of identities.groups) {
+        const value = identifierOf(group, (s) => record.slots[s]);
+        if (value === undefined) continue;
+        const own = self !== undefined && identities.identifier(self, group) === value ? 1 : 0;
+        if ((holders.get(value) ?? 0) - own > 0) for (const s of group) slots[s] = undefined;
+      }
+      if (slots.some(Boolean))
+        plan.remove.push({ key: record.key, slots, plain: identities.plainFor(record) });
+      else plan.forget.push(record.key);
+    }
+  }
 
   if (final) {
     // Removals finish before additions start, within the run.
@@ -303,17 +435,17 @@ export async function planAudience(
   } else {
     // The platform processes removals later: an addition that shares a customer or an identifier
     // with a removal in flight waits for the next run, so the removal cannot take it away.
-    for (const m of plan.remove)
-      for (const g of identities.groups) {
-        const v = identifierOf(g, (s) => m.slots[s]);
-        if (v !== undefined) removing.add(v);
-      }
+    for (const m of plan.remove) for (const g of identities.groups) removing.add(g, m.slots);
     plan.waiting += changed.length;
-    if (removing.size > 0)
+    if (removing.values.size > 0)
       plan.add = plan.add.filter((i) => {
         const overlaps = identities.groups.some((g) => {
-          const v = identities.identifier(i, g);
-          return v !== undefined && removing.has(v);
+          const print = identities.fingerprint(i, g);
+          return (
+            print !== undefined &&
+            removing.prints.has(print) &&
+            removing.values.has(identities.identifier(i, g)!)
+          );
         });
         if (overlaps) plan.waiting++;
         return !overlaps;
