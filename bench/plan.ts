@@ -10,6 +10,7 @@ import { hash } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { fileConnector } from '../connectors/file/index.js';
+import { identifyThread } from '../connectors/index.js';
 import { audiencesOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
 import { normalizeEmail, normalizePhone } from '../src/identity/normalize.js';
@@ -18,6 +19,27 @@ import { Status } from '../src/state/records.js';
 import { StateStore } from '../src/state/store.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
 import { Identities } from '../src/sync/plan.js';
+
+/** Writes what a sync that sent every planned addition would leave in the state. */
+async function writeState(customers: Segmented, plans: Awaited<ReturnType<typeof planDestination>>) {
+  const identities = new Identities(
+    customers,
+    (person) => fileConnector.identify(person, destination.config as never),
+    2,
+  );
+  for (const plan of plans) {
+    const state = store.audience('local', plan.audience);
+    await identities.hold(plan.add);
+    for (let i = 0; i < plan.add.length; i += 10_000)
+      await state.append(
+        plan.add.slice(i, i + 10_000).map((c) => {
+          const m = identities.member(c);
+          return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
+        }),
+      );
+    await state.checkpoint();
+  }
+}
 
 const [firstCsv, secondCsv, redisUrl] = process.argv.slice(2) as [string, string, string];
 const configFor = (file: string) =>
@@ -46,30 +68,14 @@ mark('loaded');
 let audiences = audiencesOf(config, segmented.scores.segments);
 
 t = performance.now();
-const first = await planDestination(destination, { segmented, audiences, store });
+const first = await planDestination(destination, { segmented, audiences, store, threads: identifyThread });
 const firstSeconds = seconds(t);
 const adds = first.reduce((a, p) => a + p.add.length, 0);
 mark('first plan');
 
 // The state a complete first sync leaves.
 t = performance.now();
-const identities = new Identities(
-  segmented,
-  (person) => fileConnector.identify(person, destination.config as never),
-  2,
-);
-for (const plan of first) {
-  const state = store.audience('local', plan.audience);
-  await identities.hold(plan.add);
-  for (let i = 0; i < plan.add.length; i += 10_000)
-    await state.append(
-      plan.add.slice(i, i + 10_000).map((c) => {
-        const m = identities.member(c);
-        return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
-      }),
-    );
-  await state.checkpoint();
-}
+await writeState(segmented, first);
 const stateSeconds = seconds(t);
 mark('state written');
 first.length = 0;
@@ -106,7 +112,12 @@ const reloadSeconds = seconds(t);
 audiences = audiencesOf(config, next.scores.segments);
 mark('reloaded');
 t = performance.now();
-const second = await planDestination(destination, { segmented: next, audiences, store });
+const second = await planDestination(destination, {
+  segmented: next,
+  audiences,
+  store,
+  threads: identifyThread,
+});
 const secondSeconds = seconds(t);
 const unchanged = second.reduce((a, p) => a + p.unchanged, 0);
 const changes = second.reduce((a, p) => a + p.add.length + p.remove.length, 0);

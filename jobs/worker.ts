@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { connectors } from '../connectors/index.js';
+import { connectors, identifyThread } from '../connectors/index.js';
 import { audiencesOf } from '../src/audience/audiences.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
@@ -136,6 +136,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           audiences: prepared.audiences,
           store,
           log,
+          threads: identifyThread,
           full,
           signal: abort.signal,
           ...(data.audience ? { audience: data.audience } : {}),

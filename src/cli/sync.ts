@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { connectors } from '../../connectors/index.js';
+import { connectors, identifyThread } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -85,6 +85,7 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
           segmented: p.segmented,
           audiences: p.audiences,
           store,
+          threads: identifyThread,
           ...(options.full ? { full: true } : {}),
           ...(options.audience !== undefined ? { audience: options.audience } : {}),
         })),
@@ -130,6 +131,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
             audiences: p.audiences,
             store,
             log,
+            threads: identifyThread,
             ...(options.full ? { full: true } : {}),
             ...(options.audience !== undefined ? { audience: options.audience } : {}),
             onPlan: (plan) => {

@@ -22,14 +22,16 @@ export interface Person {
  * - `consent not granted`: the platform's consent for ad use (Google's EU user consent) is missing or denied;
  * - `no usable identifier`: nothing this platform matches on.
  */
-export type SkipReason =
-  | 'no usable identifier'
-  | 'invalid email'
-  | 'invalid phone'
-  | 'incomplete address'
-  | 'identifier too long'
-  | 'hashed email'
-  | 'consent not granted';
+export const SKIP_REASONS = [
+  'no usable identifier',
+  'invalid email',
+  'invalid phone',
+  'incomplete address',
+  'identifier too long',
+  'hashed email',
+  'consent not granted',
+] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** A member's identifiers for one platform, or why it has none. */
 export type Identified =

@@ -1,8 +1,17 @@
 /**
  * A column of short texts (customer ids, emails, phones, attributes) packed as UTF-8 in large chunks,
  * with one float per entry locating it: millions of customers without millions of JS strings, which
- * cost five to ten times their bytes in the heap and in the garbage collector's time.
+ * cost five to ten times their bytes in the heap and in the garbage collector's time. The memory is
+ * shared, so worker threads read the column without a copy (`parts` / `TextColumn.view`).
  */
+
+/** What a worker thread needs to read a column. */
+export interface TextParts {
+  chunks: SharedArrayBuffer[];
+  at: SharedArrayBuffer;
+  size: number;
+  long: [number, string][];
+}
 
 const CHUNK = 1 << 22;
 /** Entries longer than this go to a side table (they are rare: ids and identifiers are short). */
@@ -13,9 +22,28 @@ export class TextColumn {
   private chunks: Buffer[] = [];
   private used = CHUNK;
   /** Per entry: `(global byte offset) * 65536 + byte length`; 0 means absent. */
-  private at = new Float64Array(1024);
+  private at = new Float64Array(new SharedArrayBuffer(1024 * 8));
   private size = 0;
-  private readonly long = new Map<number, string>();
+  private long = new Map<number, string>();
+
+  /** A read-only view of a column another thread built. */
+  static view(parts: TextParts): TextColumn {
+    const column = new TextColumn();
+    column.chunks = parts.chunks.map((c) => Buffer.from(c));
+    column.at = new Float64Array(parts.at);
+    column.size = parts.size;
+    column.long = new Map(parts.long);
+    return column;
+  }
+
+  parts(): TextParts {
+    return {
+      chunks: this.chunks.map((c) => c.buffer as SharedArrayBuffer),
+      at: this.at.buffer as SharedArrayBuffer,
+      size: this.size,
+      long: [...this.long],
+    };
+  }
 
   static from(values: readonly (string | undefined)[]): TextColumn {
     const column = new TextColumn();
@@ -29,7 +57,7 @@ export class TextColumn {
 
   push(value: string | undefined): void {
     if (this.size === this.at.length) {
-      const grown = new Float64Array(this.at.length * 2);
+      const grown = new Float64Array(new SharedArrayBuffer(this.at.length * 16));
       grown.set(this.at);
       this.at = grown;
     }
@@ -82,7 +110,7 @@ export class TextColumn {
     }
     if (this.at[i] !== 0 && this.get(i) === value) return;
     if (this.used + value.length * 3 > CHUNK) {
-      this.chunks.push(Buffer.allocUnsafeSlow(CHUNK));
+      this.chunks.push(Buffer.from(new SharedArrayBuffer(CHUNK)));
       this.used = 0;
     }
     const chunk = this.chunks.length - 1;

@@ -5,7 +5,12 @@ import type { Member } from '../connector.js';
 import type { Identified, Person } from '../identity/types.js';
 import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
-import type { TextColumn } from '../source/text.js';
+import type { TextColumn, TextParts } from '../source/text.js';
+import { SKIP_REASONS } from '../identity/types.js';
+import { identifyInThreads, threadsAvailable } from './identify-pool.js';
+
+/** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
+const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
 import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, Status, type StateRecord } from '../state/records.js';
 import type { AudienceState } from '../state/store.js';
 
@@ -55,7 +60,7 @@ export class Identities {
   private held: ArrayLike<number> = [];
   /** Customers identified outside the held audience (a removal's plaintext lookup): few. */
   private readonly extra = new Map<number, Buffer>();
-  private readonly reasons: string[] = [''];
+  private readonly reasons: string[] = ['', ...SKIP_REASONS];
   private readonly plain = new Map<number, { email: string }>();
   private readonly attributes: [string, TextColumn][];
   /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
@@ -68,6 +73,8 @@ export class Identities {
     groups: readonly (readonly number[])[] = [],
     /** The platform needs plaintext (Mailchimp's email) for removals too, when the source still has it. */
     private readonly plaintext = false,
+    /** Worker threads: their script (which knows the connectors) and the connector's type and config. */
+    private readonly threaded?: { script: URL; connector: string; config: unknown },
   ) {
     const n = segmented.customers.ids.length;
     this.slotCount = Math.min(slotCount, MAX_SLOTS);
@@ -79,10 +86,11 @@ export class Identities {
         .map((s) => [s]),
     ];
     this.attributes = Object.entries(segmented.customers.attributes);
-    this.keys = Buffer.alloc(n * KEY_BYTES);
-    this.keyed = new Uint8Array(n);
-    this.masks = new Uint16Array(n);
-    this.skips = new Uint8Array(n);
+    // Shared memory: worker threads write identities in place.
+    this.keys = Buffer.from(new SharedArrayBuffer(n * KEY_BYTES));
+    this.keyed = new Uint8Array(new SharedArrayBuffer(n));
+    this.masks = new Uint16Array(new SharedArrayBuffer(n * 2));
+    this.skips = new Uint8Array(new SharedArrayBuffer(n));
     this.pos = new Int32Array(n).fill(-1);
   }
 
@@ -95,7 +103,42 @@ export class Identities {
     this.plain.clear();
     this.extra.clear();
     this.held = customers;
-    this.slots = Buffer.alloc(customers.length * this.slotCount * SLOT_BYTES);
+    this.slots = Buffer.from(new SharedArrayBuffer(customers.length * this.slotCount * SLOT_BYTES));
+    if (
+      this.threaded &&
+      !this.plaintext &&
+      customers.length >= THREADS_FROM &&
+      threadsAvailable(this.threaded.script)
+    ) {
+      const shared = new Uint32Array(new SharedArrayBuffer(customers.length * 4));
+      for (let k = 0; k < customers.length; k++) {
+        shared[k] = customers[k]!;
+        this.pos[customers[k]!] = k;
+      }
+      const { profile } = this.segmented.customers;
+      const columns: Record<string, TextParts> = {};
+      for (const [name, column] of this.attributes) columns[name] = column.parts();
+      for (const field of PROFILE_FIELDS) if (profile[field]) columns[field] = profile[field].parts();
+      const odd = await identifyInThreads(
+        this.threaded.script,
+        {
+          connector: this.threaded.connector,
+          config: this.threaded.config,
+          columns,
+          ids: this.segmented.customers.ids.parts(),
+          customers: shared.buffer as SharedArrayBuffer,
+          slotCount: this.slotCount,
+          slots: this.slots.buffer as SharedArrayBuffer,
+          masks: this.masks.buffer as SharedArrayBuffer,
+          skips: this.skips.buffer as SharedArrayBuffer,
+          keys: this.keys.buffer as SharedArrayBuffer,
+          keyed: this.keyed.buffer as SharedArrayBuffer,
+        },
+        customers.length,
+      );
+      for (const [i, reason] of odd) this.skip(i, reason);
+      return;
+    }
     for (let k = 0; k < customers.length; k++) {
       if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
       const i = customers[k]!;

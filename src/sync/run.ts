@@ -62,6 +62,11 @@ export interface SyncOptions {
   retry?: RetryPolicy;
   signal?: AbortSignal;
   onPlan?: (plan: AudiencePlan) => void;
+  /**
+   * Identify in worker threads running this script, which must know the destination's connector by its
+   * type (`identifyThread` of the built-in registry); inline without it.
+   */
+  threads?: URL | undefined;
 }
 
 /** Plans every audience of a destination without touching the platform or the state. */
@@ -69,7 +74,7 @@ export async function planDestination(
   destination: Destination,
   options: Omit<SyncOptions, 'log'>,
 ): Promise<AudiencePlan[]> {
-  const identities = identitiesFor(destination, options.segmented);
+  const identities = identitiesFor(destination, options.segmented, options.threads);
   const plans: AudiencePlan[] = [];
   for (const spec of audiencesOn(destination, options)) {
     const state = options.store.audience(destination.name, spec.name);
@@ -84,7 +89,7 @@ export async function syncDestination(
   client: ConnectorClient,
   options: SyncOptions,
 ): Promise<AudienceResult[]> {
-  const identities = identitiesFor(destination, options.segmented);
+  const identities = identitiesFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
   for (const spec of audiencesOn(destination, options)) {
     results.push(await syncAudience(destination, client, spec, identities, options));
@@ -104,13 +109,16 @@ function planOn(
   return planAudience(spec, destination.name, options.segmented, identities, state, final, options);
 }
 
-function identitiesFor(destination: Destination, segmented: Segmented): Identities {
+function identitiesFor(destination: Destination, segmented: Segmented, threads?: URL): Identities {
   return new Identities(
     segmented,
     (person) => destination.connector.identify(person, destination.config),
     destination.connector.slots(destination.config).length,
     destination.connector.identifierGroups?.(destination.config),
     destination.connector.plaintext ?? false,
+    threads
+      ? { script: threads, connector: destination.connector.type, config: destination.config }
+      : undefined,
   );
 }
 
