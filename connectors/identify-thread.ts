@@ -1,10 +1,9 @@
 import { hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import type { ConnectorDefinition } from '../src/connector.js';
-import { SKIP_REASONS, type Person } from '../src/identity/types.js';
+import { SKIP_REASONS, type Identified, type Person } from '../src/identity/types.js';
 import { TextColumn } from '../src/source/text.js';
 import type { IdentifyTask } from '../src/sync/identify-pool.js';
-import { connectors } from './index.js';
+import { identifiers } from './identify.js';
 
 /**
  * A worker thread of the identify pool (`src/sync/identify-pool.ts`) for the built-in connectors:
@@ -24,8 +23,9 @@ parentPort!.on('message', (task: IdentifyTask) => {
 
 /** Returns customers skipped for a reason outside SKIP_REASONS (by index), which the caller records. */
 function identifyRange(task: IdentifyTask): [number, string][] {
-  const connector = connectors[task.connector] as ConnectorDefinition<{ type: string }> | undefined;
-  if (!connector) throw new Error(`no connector of type ${task.connector} in this build`);
+  const identify = identifiers[task.connector] as
+    ((person: Person, config: unknown) => Identified) | undefined;
+  if (!identify) throw new Error(`no identifier rules for connector type ${task.connector} in this build`);
   const columns = Object.entries(task.columns).map(
     ([name, parts]) => [name, TextColumn.view(parts)] as const,
   );
@@ -44,7 +44,7 @@ function identifyRange(task: IdentifyTask): [number, string][] {
       const v = column.get(i);
       if (v !== undefined) person[name] = v;
     }
-    const id = connector.identify(person, task.config as { type: string });
+    const id = identify(person, task.config);
     if (!keyed[i]) {
       hash('sha256', ids.bytes(i)!, 'buffer').copy(keys, i * KEY_BYTES, 0, KEY_BYTES);
       keyed[i] = 1;

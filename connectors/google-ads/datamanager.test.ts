@@ -6,7 +6,8 @@ import { createLogger } from '../../src/log.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { DataManagerClient } from './datamanager.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
-import { googleAdsConnector, identify } from './index.js';
+import { identify } from './identify.js';
+import { googleAdsConnector } from './index.js';
 
 const DM = 'https://datamanager.test';
 const TOKEN_URL = 'https://oauth.test/token';

@@ -1,38 +1,14 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
-import type { Identified, Person } from '../../src/identity/types.js';
 import { createAdsApiClient } from './adsapi.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { createDataManagerClient } from './datamanager.js';
-import { IDENTIFIER_GROUPS, SLOTS, identify as identifyPerson } from './identifiers.js';
+import { identify } from './identify.js';
+import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
 
 /**
  * `google_ads`: each audience is a Customer Match user list, uploaded through the Data Manager API (the
  * default) or, for developer tokens Google still allows, the Google Ads API (`api: ads_api`).
  */
-
-/** Slots each `identifiers` choice fills (the address is first name, last name and country + postal code). */
-const SLOTS_OF = { email: [0], phone: [1], address: [2, 3, 4] } as const;
-
-const GRANTS = new Set(['granted', 'true', 'yes', '1', 'y']);
-
-type ConsentSignal = GoogleAdsConfig['consent']['ad_user_data'];
-
-function granted(signal: ConsentSignal, person: Person): boolean {
-  if (typeof signal === 'string') return signal === 'granted';
-  return GRANTS.has(person[signal.column]?.trim().toLowerCase() ?? '');
-}
-
-/** Google's identifier rules, the identifiers the config sends, then the EU consent of the person. */
-export function identify(person: Person, config: GoogleAdsConfig): Identified {
-  const id = identifyPerson(person, { defaultCountry: config.default_country });
-  if ('skip' in id) return id;
-  const kept = new Set<number>(config.identifiers.flatMap((name) => SLOTS_OF[name]));
-  const slots = id.slots.map((slot, i) => (kept.has(i) ? slot : undefined));
-  if (slots.every((s) => s === undefined)) return { skip: 'no usable identifier' };
-  if (!granted(config.consent.ad_user_data, person) || !granted(config.consent.ad_personalization, person))
-    return { skip: 'consent not granted' };
-  return { slots };
-}
 
 export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   type: 'google_ads',

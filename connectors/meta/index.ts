@@ -1,7 +1,7 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MetaClient } from './client.js';
 import { metaConfigSchema, type MetaConfig } from './config.js';
-import { identifierGroups, identify } from './identifiers.js';
+import { identifierGroups, identifyMember } from './identifiers.js';
 
 /**
  * `meta`: each audience is a customer-list custom audience in a Meta ad account (Facebook and
@@ -19,8 +19,7 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   final: () => true,
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
-  identify: (person, config) =>
-    identify(person, { schema: config.schema, defaultCountry: config.default_country }),
+  identify: identifyMember,
   create: (config, context) =>
     new MetaClient(config, context.log.child({ destination: context.destination })),
 };

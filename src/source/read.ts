@@ -14,7 +14,7 @@ export interface Customers {
   readonly shape: Shape;
   /** Customer ids, packed (see TextColumn). */
   readonly ids: TextColumn;
-  /** Days from the last order to the analysis date. */
+  /** Days from the last order to the analysis date. (This and the next two are empty for a *scores* source.) */
   readonly recencyDays: Float64Array;
   /** Number of orders. */
   readonly frequency: Float64Array;
@@ -93,8 +93,37 @@ export function shapeOf(text: string): string {
   return `'${t.replace(/\p{L}/gu, 'a').replace(/\d/g, '9')}'`;
 }
 
-/** Growable numeric column (a plain array of doubles, made typed at the end). */
-type Column = number[];
+type Typed = Float64Array | Uint32Array | Uint8Array;
+
+/** A growable typed column: millions of numbers without a JS array's 8-plus bytes per element. */
+class Column<A extends Typed> {
+  private a: A;
+  length = 0;
+  constructor(private readonly make: (n: number) => A) {
+    this.a = make(1024);
+  }
+  push(v: number): void {
+    if (this.length === this.a.length) {
+      const grown = this.make(Math.ceil(this.a.length * 1.5));
+      grown.set(this.a);
+      this.a = grown;
+    }
+    this.a[this.length++] = v;
+  }
+  get(i: number): number {
+    return this.a[i]!;
+  }
+  set(i: number, v: number): void {
+    this.a[i] = v;
+  }
+  /** The values, in an array of exactly their number. */
+  done(): A {
+    return this.a.length === this.length ? this.a : (this.a.slice(0, this.length) as A);
+  }
+}
+const f64 = (n: number) => new Float64Array(n);
+const u32 = (n: number) => new Uint32Array(n);
+const u8 = (n: number) => new Uint8Array(n);
 
 /** Reads the scoring source (and the profiles table, when configured) into customers. */
 export async function readCustomers(
@@ -140,19 +169,21 @@ async function readScoring(
   const log = new BadRowLog();
   const ids = new TextColumn();
   const index = new TextIndex(ids);
-  const lastDay: Column = [];
-  const frequency: Column = [];
+  // A scores source has no days, counts or amounts: nothing to keep for them.
+  const measured = shape !== 'scores';
+  const lastDay = new Column(f64);
+  const frequency = new Column(f64);
   const values = new LongDoubleSums();
   const profile: Partial<Record<ProfileField, TextColumn>> = {};
   for (const [field] of profileCols) profile[field] = new TextColumn();
   const attributes: Record<string, TextColumn> = {};
   for (const [name] of attributeCols) attributes[name] = new TextColumn();
-  const optedOut: Column = [];
+  const optedOut = new Column(u8);
   const given =
     shape === 'scores'
-      ? { r: [] as Column, f: [] as Column, m: [] as Column, segment: new TextColumn() }
+      ? { r: new Column(u8), f: new Column(u8), m: new Column(u8), segment: new TextColumn() }
       : undefined;
-  const firstRow: Column = [];
+  const firstRow = new Column(u32);
   let future = 0;
 
   const dateCol = shape === 'orders' ? cols.require('order_date', shape) : undefined;
@@ -262,18 +293,20 @@ async function readScoring(
 
     let i = index.get(id);
     if (i !== undefined && shape !== 'orders') {
-      log.add(row, 'duplicate customer_id', `first seen at row ${firstRow[i]}`);
+      log.add(row, 'duplicate customer_id', `first seen at row ${firstRow.get(i)}`);
       continue;
     }
-    const newest = i === undefined || day >= lastDay[i]!;
+    const newest = i === undefined || !measured || day >= lastDay.get(i);
     if (i === undefined) {
       i = ids.length;
       ids.push(id);
       index.add(i);
       firstRow.push(row);
-      lastDay.push(day);
-      frequency.push(count);
-      values.push(value);
+      if (measured) {
+        lastDay.push(day);
+        frequency.push(count);
+        values.push(value);
+      }
       optedOut.push(optFlag ? 1 : 0);
       for (const [field] of profileCols) profile[field]!.push(undefined);
       for (const [name] of attributeCols) attributes[name]!.push(undefined);
@@ -284,10 +317,10 @@ async function readScoring(
         given.segment.push(scores[3]);
       }
     } else {
-      if (day > lastDay[i]!) lastDay[i] = day;
-      frequency[i]!++;
+      if (day > lastDay.get(i)) lastDay.set(i, day);
+      frequency.set(i, frequency.get(i) + 1);
       values.add(i, value);
-      if (optFlag) optedOut[i] = 1;
+      if (optFlag) optedOut.set(i, 1);
     }
     if (day > analysisDay && shape !== 'scores') future++;
     // Identifiers and attributes: the most recent non-empty value wins.
@@ -302,15 +335,16 @@ async function readScoring(
   }
   options.onProgress?.({ rows: row, ...rows.progress() });
 
-  const n = ids.length;
+  const n = measured ? ids.length : 0;
   const recencyDays = new Float64Array(n);
   const value = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    recencyDays[i] = analysisDay - lastDay[i]!;
+    recencyDays[i] = analysisDay - lastDay.get(i);
     value[i] = values.value(i);
-    if (third.kind === 'monetary' && scoring.monetary === 'mean' && shape !== 'scores')
-      value[i] = value[i]! / frequency[i]!;
+    if (third.kind === 'monetary' && scoring.monetary === 'mean') value[i] = value[i]! / frequency.get(i);
   }
+  ids.trim();
+  for (const column of [...Object.values(profile), ...Object.values(attributes)]) column.trim();
   const warnings: string[] = [];
   if (future > 0)
     warnings.push(
@@ -320,17 +354,17 @@ async function readScoring(
     shape,
     ids,
     recencyDays,
-    frequency: Float64Array.from(frequency),
+    frequency: frequency.done(),
     value,
     profile,
     attributes,
-    optedOut: Uint8Array.from(optedOut),
+    optedOut: optedOut.done(),
     ...(given
       ? {
           given: {
-            r: Uint8Array.from(given.r),
-            f: Uint8Array.from(given.f),
-            m: Uint8Array.from(given.m),
+            r: given.r.done(),
+            f: given.f.done(),
+            m: given.m.done(),
             segment: given.segment,
           },
         }

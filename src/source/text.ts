@@ -57,7 +57,7 @@ export class TextColumn {
 
   push(value: string | undefined): void {
     if (this.size === this.at.length) {
-      const grown = new Float64Array(new SharedArrayBuffer(this.at.length * 16));
+      const grown = new Float64Array(new SharedArrayBuffer(Math.ceil(this.at.length * 1.5) * 8));
       grown.set(this.at);
       this.at = grown;
     }
@@ -117,6 +117,14 @@ export class TextColumn {
     const written = this.chunks[chunk]!.write(value, this.used, 'utf8');
     this.at[i] = (chunk * CHUNK + this.used) * SPAN + written;
     this.used += written;
+  }
+
+  /** Gives back the spare room of the growing index (call when the column is complete). */
+  trim(): void {
+    if (this.at.length - this.size < 4096) return;
+    const exact = new Float64Array(new SharedArrayBuffer(Math.max(this.size, 1) * 8));
+    exact.set(this.at.subarray(0, this.size));
+    this.at = exact;
   }
 
   toArray(): (string | undefined)[] {

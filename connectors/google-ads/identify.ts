@@ -1,0 +1,27 @@
+import type { Identified, Person } from '../../src/identity/types.js';
+import type { GoogleAdsConfig } from './config.js';
+import { identify as identifyPerson } from './identifiers.js';
+
+/** Slots each `identifiers` choice fills (the address is first name, last name and country + postal code). */
+const SLOTS_OF = { email: [0], phone: [1], address: [2, 3, 4] } as const;
+
+const GRANTS = new Set(['granted', 'true', 'yes', '1', 'y']);
+
+type ConsentSignal = GoogleAdsConfig['consent']['ad_user_data'];
+
+function granted(signal: ConsentSignal, person: Person): boolean {
+  if (typeof signal === 'string') return signal === 'granted';
+  return GRANTS.has(person[signal.column]?.trim().toLowerCase() ?? '');
+}
+
+/** Google's identifier rules, the identifiers the config sends, then the EU consent of the person. */
+export function identify(person: Person, config: GoogleAdsConfig): Identified {
+  const id = identifyPerson(person, { defaultCountry: config.default_country });
+  if ('skip' in id) return id;
+  const kept = new Set<number>(config.identifiers.flatMap((name) => SLOTS_OF[name]));
+  const slots = id.slots.map((slot, i) => (kept.has(i) ? slot : undefined));
+  if (slots.every((s) => s === undefined)) return { skip: 'no usable identifier' };
+  if (!granted(config.consent.ad_user_data, person) || !granted(config.consent.ad_personalization, person))
+    return { skip: 'consent not granted' };
+  return { slots };
+}
