@@ -21,7 +21,11 @@ import { planDestination, type Destination } from '../src/sync/run.js';
 import { Identities } from '../src/sync/plan.js';
 
 /** Writes what a sync that sent every planned addition would leave in the state. */
-async function writeState(customers: Segmented, plans: Awaited<ReturnType<typeof planDestination>>) {
+async function writeState(
+  customers: Segmented,
+  plans: Awaited<ReturnType<typeof planDestination>>,
+): Promise<number> {
+  let hashes = 0;
   const identities = new Identities(
     customers,
     (person) => fileConnector.identify(person, destination.config as never),
@@ -34,11 +38,13 @@ async function writeState(customers: Segmented, plans: Awaited<ReturnType<typeof
       await state.append(
         plan.add.slice(i, i + 10_000).map((c) => {
           const m = identities.member(c);
+          hashes += m.slots.filter(Boolean).length;
           return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
         }),
       );
     await state.checkpoint();
   }
+  return hashes;
 }
 
 const [firstCsv, secondCsv, redisUrl] = process.argv.slice(2) as [string, string, string];
@@ -75,8 +81,13 @@ mark('first plan');
 
 // The state a complete first sync leaves.
 t = performance.now();
-await writeState(segmented, first);
+const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+const memoryBefore = await usedMemory();
+const hashesWritten = await writeState(segmented, first);
 const stateSeconds = seconds(t);
+// Scenario 4: Redis memory per member, and beyond the 32 bytes per identifier hash removals need.
+const stateBytes = (await usedMemory()) - memoryBefore;
+const storedHashes = hashesWritten;
 mark('state written');
 first.length = 0;
 
@@ -138,6 +149,8 @@ process.stdout.write(
     reloadSeconds,
     firstSeconds,
     stateSeconds,
+    stateBytes,
+    storedHashes,
     secondSeconds,
     yardstickSeconds,
     sink,
