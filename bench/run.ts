@@ -19,6 +19,7 @@ const { values } = parseArgs({
   options: {
     customers: { type: 'string', default: '1000000' },
     'plan-customers': { type: 'string', default: '10000000' },
+    'push-customers': { type: 'string', default: '100000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -162,8 +163,35 @@ try {
         `(${((p.storedHashes ?? 0) / (p.adds || 1)).toFixed(2)} per member)`,
     );
   }
+  let push: Record<string, number | string>[] | undefined;
+  if (want('push')) {
+    const redis = await startRedis();
+    try {
+      push = (
+        JSON.parse(
+          execFileSync(process.execPath, [path.join(here, 'push.js'), values['push-customers']!, redis.url], {
+            encoding: 'utf8',
+            maxBuffer: 1 << 24,
+          }),
+        ) as { push: Record<string, number | string>[] }
+      ).push;
+    } finally {
+      await redis.stop();
+    }
+    console.error(
+      `push efficiency (${Number(values['push-customers']).toLocaleString('en-US')} customers, upload requests: sent / minimal):`,
+    );
+    for (const r of push)
+      console.error(
+        `  ${String(r.run).padEnd(18)} ${String(r.platform).padEnd(26)} +${String(r.added).padStart(7)} -${String(r.removed).padStart(6)}  add ${r.addRequests}/${r.minimalAddRequests}  remove ${r.removeRequests}/${r.minimalRemoveRequests}` +
+          (r.perMemberRequests !== undefined
+            ? `  untag by hash ${r.perMemberRequests} (members whose email is gone)`
+            : '') +
+          (r.errors ? `  errors: ${String(r.errors)}` : ''),
+      );
+  }
   process.stdout.write(
-    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan }) + '\n',
+    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan, push }) + '\n',
   );
 } finally {
   if (!values.keep) rmSync(dir, { recursive: true, force: true });
