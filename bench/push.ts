@@ -169,6 +169,12 @@ for (const [label, before] of runs) {
       }),
       { add: 0, remove: 0 },
     );
+    // Mailchimp untags by hash, one call each, the members whose email is gone; the rest go in bulk.
+    const perMember = (now.perMember ?? 0) - (was.perMember ?? 0);
+    if (perMember > 0)
+      minimal.remove = Math.ceil(
+        Math.max(0, results.reduce((a, r) => a + r.removed, 0) - perMember) / platform.batch,
+      );
     const errors = results.filter((r) => r.error).map((r) => r.error);
     report.push({
       run: label,
