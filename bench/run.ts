@@ -1,11 +1,14 @@
 /**
- * `npm run bench -- --customers 1000000 [--orders-per-customer 5] [--only score-csv,score-postgres]`
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers] [--customers 1000000]
+ *   [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]`
  *
- * Generates a synthetic shop, then runs each scenario in a child process and prints wall time,
- * throughput and peak RSS. Figures on a shared machine are noisy: compare ratios within one run.
+ * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
+ * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5).
+ * Figures on a shared machine are noisy: compare ratios within one run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +23,7 @@ const { values } = parseArgs({
     customers: { type: 'string', default: '1000000' },
     'plan-customers': { type: 'string', default: '10000000' },
     'push-customers': { type: 'string', default: '100000' },
+    'workers-customers': { type: 'string', default: '2000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -66,7 +70,7 @@ function report(row: Row): void {
 const dir = tempDir('audience-sync-bench-');
 try {
   console.error(
-    `bench: ${customers.toLocaleString('en-US')} customers, ~${ordersPerCustomer} orders each, in ${dir}`,
+    `bench in ${dir} (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GB, Node ${process.version})`,
   );
   let started = performance.now();
   const shop = ['score-csv', 'streaming', 'score-postgres'].some(want)
@@ -79,7 +83,7 @@ try {
     : undefined;
   if (shop)
     console.error(
-      `generated ${shop.orders.toLocaleString('en-US')} orders in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `generated ${customers.toLocaleString('en-US')} customers with ${shop.orders.toLocaleString('en-US')} orders in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
 
   if (want('score-csv')) {
@@ -163,6 +167,60 @@ try {
         `(${((p.storedHashes ?? 0) / (p.adds || 1)).toFixed(2)} per member)`,
     );
   }
+  let workers: Record<string, unknown> | undefined;
+  if (want('workers')) {
+    const n = Number(values['workers-customers']);
+    const csv = path.join(dir, 'scores-workers.csv');
+    await writeScores(csv, path.join(dir, 'scores-workers-next.csv'), n);
+    const redis = await startRedis();
+    type Part = {
+      audiences: number;
+      members: number;
+      readSeconds: number;
+      planSeconds: number;
+      seconds: number;
+    };
+    // One core per process, identification inline: a process stands in for a one-core machine.
+    const pinned = (core: number, part: number, parts: number) =>
+      new Promise<Part>((resolve, reject) => {
+        const child = spawn(
+          'taskset',
+          [
+            '-c',
+            String(core),
+            process.execPath,
+            path.join(here, 'workers.js'),
+            csv,
+            redis.url,
+            String(part),
+            String(parts),
+          ],
+          { env: { ...process.env, AUDIENCE_SYNC_THREADS: '0' }, stdio: ['ignore', 'pipe', 'inherit'] },
+        );
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.once('exit', (code) =>
+          code === 0
+            ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Part)
+            : reject(new Error(`workers.js exited ${code}`)),
+        );
+      });
+    try {
+      const one = await pinned(0, 0, 1);
+      const two = await Promise.all([pinned(0, 0, 2), pinned(1, 1, 2)]);
+      const wall = Math.max(...two.map((t) => t.seconds));
+      const plan = Math.max(...two.map((t) => t.planSeconds));
+      workers = { customers: n, one, two };
+      console.error(
+        `workers (${n.toLocaleString('en-US')} customers, 11 audiences, plan + state, each process pinned to one core):\n` +
+          `  one process, all audiences: ${one.seconds.toFixed(2)} s (reading ${one.readSeconds.toFixed(2)} s, planning ${one.planSeconds.toFixed(2)} s)\n` +
+          `  two processes, distinct audiences: ${wall.toFixed(2)} s (planning ${plan.toFixed(2)} s): ` +
+          `${(one.seconds / wall).toFixed(2)}x one overall, ${(one.planSeconds / plan).toFixed(2)}x on the planning (each process reads the whole source)`,
+      );
+    } finally {
+      await redis.stop();
+    }
+  }
   let push: Record<string, number | string>[] | undefined;
   if (want('push')) {
     const redis = await startRedis();
@@ -191,7 +249,8 @@ try {
       );
   }
   process.stdout.write(
-    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan, push }) + '\n',
+    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan, push, workers }) +
+      '\n',
   );
 } finally {
   if (!values.keep) rmSync(dir, { recursive: true, force: true });

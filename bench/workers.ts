@@ -1,0 +1,69 @@
+/**
+ * Scenario 5, one share of the work of a worker process: reads the scores, then for its audiences
+ * (every `parts`-th, from `part`) plans and records what a complete sync leaves in the state. Run pinned
+ * to one core (`taskset`), alone with all audiences or two at once on distinct audiences.
+ * `node dist/bench/workers.js <scores.csv> <redisUrl> <part> <parts>`; prints a JSON line.
+ */
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { fileConnector } from '../connectors/file/index.js';
+import { audiencesOf } from '../src/audience/audiences.js';
+import { configSchema } from '../src/config/schema.js';
+import { segmentCustomers } from '../src/score/pipeline.js';
+import { Status } from '../src/state/records.js';
+import { StateStore } from '../src/state/store.js';
+import { Identities } from '../src/sync/plan.js';
+import { planDestination, type Destination } from '../src/sync/run.js';
+
+const [csv, redisUrl, partArg, partsArg] = process.argv.slice(2) as [string, string, string, string];
+const [part, parts] = [Number(partArg), Number(partsArg)];
+const started = performance.now();
+const config = configSchema.parse({
+  source: { type: 'csv', path: csv },
+  scoring: { analysis_date: '2026-01-01' },
+  destinations: { local: { type: 'file', path: path.join(path.dirname(csv), 'out') } },
+});
+const segmented = await segmentCustomers(config, { baseDir: path.dirname(csv) });
+const readSeconds = (performance.now() - started) / 1000;
+
+const destination: Destination = {
+  name: 'local',
+  connector: fileConnector as unknown as Destination['connector'],
+  config: fileConnector.configSchema.parse({ type: 'file', path: 'out' }),
+};
+const redis = new Redis(redisUrl);
+const store = new StateStore(redis, `bench-workers-${process.pid}`);
+const mine = audiencesOf(config, segmented.scores.segments).filter((_, i) => i % parts === part);
+const identities = new Identities(
+  segmented,
+  (person) => fileConnector.identify(person, destination.config as never),
+  2,
+);
+const planStarted = performance.now();
+let members = 0;
+for (const plan of await planDestination(destination, { segmented, audiences: mine, store })) {
+  const state = store.audience('local', plan.audience);
+  await identities.hold(plan.add);
+  for (let i = 0; i < plan.add.length; i += 10_000)
+    await state.append(
+      plan.add.slice(i, i + 10_000).map((c) => {
+        const m = identities.member(c);
+        return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
+      }),
+    );
+  await state.checkpoint();
+  members += plan.add.length;
+}
+const planSeconds = (performance.now() - planStarted) / 1000;
+const keys = await redis.keys(`bench-workers-${process.pid}:*`);
+for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+redis.disconnect();
+process.stdout.write(
+  JSON.stringify({
+    audiences: mine.length,
+    members,
+    readSeconds,
+    planSeconds,
+    seconds: (performance.now() - started) / 1000,
+  }) + '\n',
+);
