@@ -56,7 +56,13 @@ const configFor = (file: string) =>
   });
 const seconds = (since: number) => (performance.now() - since) / 1000;
 const rss: Record<string, number> = {};
-const mark = (label: string) => (rss[label] = Math.round(process.memoryUsage().rss / 2 ** 20));
+const detail: Record<string, Record<string, number>> = {};
+const mark = (label: string) => {
+  const m = process.memoryUsage();
+  const mb = (v: number) => Math.round(v / 2 ** 20);
+  detail[label] = { heap: mb(m.heapUsed), arrayBuffers: mb(m.arrayBuffers), external: mb(m.external) };
+  rss[label] = mb(m.rss);
+};
 const destination: Destination = {
   name: 'local',
   connector: fileConnector as unknown as Destination['connector'],
@@ -78,6 +84,8 @@ const first = await planDestination(destination, { segmented, audiences, store, 
 const firstSeconds = seconds(t);
 const adds = first.reduce((a, p) => a + p.add.length, 0);
 mark('first plan');
+// The memory target is for reading and the first run: the peak so far.
+const maxRssFirstMb = process.resourceUsage().maxRSS / 1024;
 
 // The state a complete first sync leaves.
 t = performance.now();
@@ -155,6 +163,8 @@ process.stdout.write(
     yardstickSeconds,
     sink,
     maxRssMb: process.resourceUsage().maxRSS / 1024,
+    maxRssFirstMb,
     rssMbAfter: rss,
+    memoryMbAfter: detail,
   }) + '\n',
 );

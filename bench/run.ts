@@ -161,7 +161,7 @@ try {
         `  next day (1 % changed: ${n(p.changes)} changes, ${n(p.unchanged)} unchanged): ${p.secondSeconds?.toFixed(2)} s, ${rate(p.secondSeconds)} customers/s, ${ratio(p.secondSeconds)}x the yardstick\n` +
         `  yardstick (crypto.hash sha256 of the first run's normalised strings, one thread): ${p.yardstickSeconds?.toFixed(2)} s\n` +
         `  reading the scores: ${p.loadSeconds?.toFixed(2)} s, ${p.reloadSeconds?.toFixed(2)} s; writing the state: ${p.stateSeconds?.toFixed(2)} s\n` +
-        `  peak RSS (reading included): ${n(Math.round(p.maxRssMb ?? 0))} MB\n` +
+        `  peak RSS: ${n(Math.round(p.maxRssFirstMb ?? 0))} MB through the first run (reading included), ${n(Math.round(p.maxRssMb ?? 0))} MB for the whole scenario (two days, writing the state)\n` +
         `state size (Redis used_memory after the first run's state): ${((p.stateBytes ?? 0) / (p.adds || 1)).toFixed(1)} bytes per member; ` +
         `${(((p.stateBytes ?? 0) - 32 * (p.storedHashes ?? 0)) / (p.adds || 1)).toFixed(1)} beyond the 32-byte identifier hashes removals need ` +
         `(${((p.storedHashes ?? 0) / (p.adds || 1)).toFixed(2)} per member)`,

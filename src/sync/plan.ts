@@ -58,6 +58,10 @@ export class Identities {
   private readonly pos: Int32Array;
   private slots: Buffer = Buffer.alloc(0);
   private held: ArrayLike<number> = [];
+  /** The held customers in order, shared with the threads. */
+  private order = new Uint32Array(new SharedArrayBuffer(0));
+  /** Scratch flags, one per customer, for planAudience. */
+  private flags: Uint8Array | undefined;
   /** Customers identified outside the held audience (a removal's plaintext lookup): few. */
   private readonly extra = new Map<number, Buffer>();
   private readonly reasons: string[] = ['', ...SKIP_REASONS];
@@ -103,14 +107,19 @@ export class Identities {
     this.plain.clear();
     this.extra.clear();
     this.held = customers;
-    this.slots = Buffer.from(new SharedArrayBuffer(customers.length * this.slotCount * SLOT_BYTES));
+    // One buffer for every audience, grown as needed: shared memory is freed only when the collector
+    // notices, and a new buffer per audience would keep several hundred megabytes alive at 10 M customers.
+    const bytes = customers.length * this.slotCount * SLOT_BYTES;
+    if (this.slots.length < bytes) this.slots = Buffer.from(new SharedArrayBuffer(Math.ceil(bytes * 1.25)));
     if (
       this.threaded &&
       !this.plaintext &&
       customers.length >= THREADS_FROM &&
       threadsAvailable(this.threaded.script)
     ) {
-      const shared = new Uint32Array(new SharedArrayBuffer(customers.length * 4));
+      if (this.order.length < customers.length)
+        this.order = new Uint32Array(new SharedArrayBuffer(Math.ceil(customers.length * 1.25) * 4));
+      const shared = this.order;
       for (let k = 0; k < customers.length; k++) {
         shared[k] = customers[k]!;
         this.pos[customers[k]!] = k;
@@ -126,7 +135,7 @@ export class Identities {
           config: this.threaded.config,
           columns,
           ids: this.segmented.customers.ids.parts(),
-          customers: shared.buffer as SharedArrayBuffer,
+          customers: shared.buffer,
           slotCount: this.slotCount,
           slots: this.slots.buffer as SharedArrayBuffer,
           masks: this.masks.buffer as SharedArrayBuffer,
@@ -145,6 +154,13 @@ export class Identities {
       this.pos[i] = k;
       this.compute(i, this.slots, k * this.slotCount * SLOT_BYTES);
     }
+  }
+
+  /** A zeroed byte per customer, reused from audience to audience. */
+  scratch(): Uint8Array {
+    this.flags ??= new Uint8Array(this.keyed.length);
+    this.flags.fill(0);
+    return this.flags;
   }
 
   /** The skip reason of customer i, or undefined when it has identifiers. */
@@ -411,7 +427,7 @@ export async function planAudience(
   // Removals are decided after the scan: an identifier another desired member still has must stay.
   const leaving: { record: StateRecord; self?: number }[] = [];
   const removing = new IdentifierSet();
-  const seen = new Uint8Array(segmented.customers.ids.length);
+  const seen = identities.scratch();
   const changed: number[] = [];
   const copy = (r: StateRecord): StateRecord => ({
     ...r,
