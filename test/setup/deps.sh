@@ -7,7 +7,6 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The Google Ads API tests make a self-signed certificate for their loopback gRPC server.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 if [ "${1:-}" = "--with-r" ]; then command -v Rscript >/dev/null 2>&1 || need+=(r-base-core); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
