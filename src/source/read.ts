@@ -21,7 +21,7 @@ export interface Customers {
   /** The third dimension: monetary value (sum or mean), engagement or duration. */
   readonly value: Float64Array;
   /** Scores given by a *scores* source (0 where only a segment was given). */
-  readonly given?: { r: Uint8Array; f: Uint8Array; m: Uint8Array; segment: TextColumn };
+  readonly given?: { r: Uint8Array; f: Uint8Array; m: Uint8Array; segment?: TextColumn };
   readonly profile: Partial<Record<ProfileField, TextColumn>>;
   readonly attributes: Record<string, TextColumn>;
   /** 1 where the customer opted out (or gave no consent): scored, but in no audience. */
@@ -183,6 +183,7 @@ async function readScoring(
     shape === 'scores'
       ? { r: new Column(u8), f: new Column(u8), m: new Column(u8), segment: new TextColumn() }
       : undefined;
+  const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const firstRow = new Column(u32);
   let future = 0;
 
@@ -195,7 +196,6 @@ async function readScoring(
   const countCol = shape === 'customers' ? cols.require('order_count', shape) : undefined;
   const revenueCol =
     shape === 'customers' && third.kind === 'monetary' ? cols.require('total_revenue', shape) : undefined;
-  const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const width = rows.header.length;
 
   let row = 0;
@@ -314,7 +314,7 @@ async function readScoring(
         given.r.push(scores[0]);
         given.f.push(scores[1]);
         given.m.push(scores[2]);
-        given.segment.push(scores[3]);
+        if (scoreCols!.named) given.segment.push(scores[3]);
       }
     } else {
       if (day > lastDay.get(i)) lastDay.set(i, day);
@@ -343,8 +343,6 @@ async function readScoring(
     value[i] = values.value(i);
     if (third.kind === 'monetary' && scoring.monetary === 'mean') value[i] = value[i]! / frequency.get(i);
   }
-  ids.trim();
-  for (const column of [...Object.values(profile), ...Object.values(attributes)]) column.trim();
   const warnings: string[] = [];
   if (future > 0)
     warnings.push(
@@ -365,7 +363,7 @@ async function readScoring(
             r: given.r.done(),
             f: given.f.done(),
             m: given.m.done(),
-            segment: given.segment,
+            ...(scoreCols!.named ? { segment: given.segment } : {}),
           },
         }
       : {}),
@@ -444,6 +442,8 @@ function scoresColumns(cols: ColumnResolver, label: string) {
     return t.length === 1 && t >= '1' && t <= '5' ? Number(t) : 0;
   };
   return {
+    /** Whether the source names segments itself. */
+    named: segment !== undefined,
     read(rec: string[]): [number, number, number, string | undefined] | string {
       const seg = segment !== undefined ? rec[segment]!.trim() || undefined : undefined;
       if (haveRfm) {

@@ -8,7 +8,7 @@
 /** What a worker thread needs to read a column. */
 export interface TextParts {
   chunks: SharedArrayBuffer[];
-  at: SharedArrayBuffer;
+  pages: SharedArrayBuffer[];
   size: number;
   long: [number, string][];
 }
@@ -17,12 +17,16 @@ const CHUNK = 1 << 22;
 /** Entries longer than this go to a side table (they are rare: ids and identifiers are short). */
 const MAX_PACKED = 0xffff;
 const SPAN = 0x10000;
+/** Entries per page of the index: pages are added, never copied, as the column grows. */
+const PAGE_BITS = 16;
+const PAGE = 1 << PAGE_BITS;
+const PAGE_MASK = PAGE - 1;
 
 export class TextColumn {
   private chunks: Buffer[] = [];
   private used = CHUNK;
-  /** Per entry: `(global byte offset) * 65536 + byte length`; 0 means absent. */
-  private at = new Float64Array(new SharedArrayBuffer(1024 * 8));
+  /** Per entry, in pages of PAGE: `(global byte offset) * 65536 + byte length`; 0 means absent. */
+  private pages: Float64Array[] = [];
   private size = 0;
   private long = new Map<number, string>();
 
@@ -30,7 +34,7 @@ export class TextColumn {
   static view(parts: TextParts): TextColumn {
     const column = new TextColumn();
     column.chunks = parts.chunks.map((c) => Buffer.from(c));
-    column.at = new Float64Array(parts.at);
+    column.pages = parts.pages.map((p) => new Float64Array(p));
     column.size = parts.size;
     column.long = new Map(parts.long);
     return column;
@@ -39,7 +43,7 @@ export class TextColumn {
   parts(): TextParts {
     return {
       chunks: this.chunks.map((c) => c.buffer as SharedArrayBuffer),
-      at: this.at.buffer as SharedArrayBuffer,
+      pages: this.pages.map((p) => p.buffer as SharedArrayBuffer),
       size: this.size,
       long: [...this.long],
     };
@@ -56,11 +60,7 @@ export class TextColumn {
   }
 
   push(value: string | undefined): void {
-    if (this.size === this.at.length) {
-      const grown = new Float64Array(new SharedArrayBuffer(Math.ceil(this.at.length * 1.5) * 8));
-      grown.set(this.at);
-      this.at = grown;
-    }
+    if ((this.size & PAGE_MASK) === 0) this.pages.push(new Float64Array(new SharedArrayBuffer(PAGE * 8)));
     this.size++;
     if (value !== undefined) this.set(this.size - 1, value);
   }
@@ -71,11 +71,15 @@ export class TextColumn {
   }
 
   has(i: number): boolean {
-    return this.at[i] !== 0;
+    return this.loc(i) !== 0;
+  }
+
+  private loc(i: number): number {
+    return this.pages[i >>> PAGE_BITS]![i & PAGE_MASK]!;
   }
 
   get(i: number): string | undefined {
-    const loc = this.at[i]!;
+    const loc = this.loc(i);
     if (loc === 0) return undefined;
     const length = loc % SPAN;
     if (length === MAX_PACKED) return this.long.get(i);
@@ -87,7 +91,7 @@ export class TextColumn {
 
   /** The entry's UTF-8 bytes without decoding (a view: copy it to keep it). */
   bytes(i: number): Buffer | undefined {
-    const loc = this.at[i]!;
+    const loc = this.loc(i);
     if (loc === 0) return undefined;
     const length = loc % SPAN;
     if (length === MAX_PACKED) return Buffer.from(this.long.get(i)!, 'utf8');
@@ -99,32 +103,24 @@ export class TextColumn {
   /** Replaces entry i (an unchanged value costs nothing; a changed one leaves its old bytes behind). */
   set(i: number, value: string | undefined): void {
     if (value === undefined || value === '') {
-      this.at[i] = 0;
+      this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = 0;
       this.long.delete(i);
       return;
     }
     if (value.length * 3 > MAX_PACKED - 1 && Buffer.byteLength(value) >= MAX_PACKED) {
       this.long.set(i, value);
-      this.at[i] = MAX_PACKED;
+      this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = MAX_PACKED;
       return;
     }
-    if (this.at[i] !== 0 && this.get(i) === value) return;
+    if (this.loc(i) !== 0 && this.get(i) === value) return;
     if (this.used + value.length * 3 > CHUNK) {
       this.chunks.push(Buffer.from(new SharedArrayBuffer(CHUNK)));
       this.used = 0;
     }
     const chunk = this.chunks.length - 1;
     const written = this.chunks[chunk]!.write(value, this.used, 'utf8');
-    this.at[i] = (chunk * CHUNK + this.used) * SPAN + written;
+    this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = (chunk * CHUNK + this.used) * SPAN + written;
     this.used += written;
-  }
-
-  /** Gives back the spare room of the growing index (call when the column is complete). */
-  trim(): void {
-    if (this.at.length - this.size < 4096) return;
-    const exact = new Float64Array(new SharedArrayBuffer(Math.max(this.size, 1) * 8));
-    exact.set(this.at.subarray(0, this.size));
-    this.at = exact;
   }
 
   toArray(): (string | undefined)[] {
