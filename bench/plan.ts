@@ -7,6 +7,8 @@
  * Prints a JSON line.
  */
 import { hash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { fileConnector } from '../connectors/file/index.js';
@@ -46,6 +48,11 @@ async function writeState(
   }
   return hashes;
 }
+
+const post = (session: Session, method: string) =>
+  new Promise<unknown>((resolve, reject) =>
+    session.post(method, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 
 const [firstCsv, secondCsv, redisUrl] = process.argv.slice(2) as [string, string, string];
 const configFor = (file: string) =>
@@ -130,6 +137,13 @@ const next = await segmentCustomers(config, { baseDir: path.dirname(secondCsv) }
 const reloadSeconds = seconds(t);
 audiences = audiencesOf(config, next.scores.segments);
 mark('reloaded');
+// BENCH_PROFILE=file.cpuprofile: a CPU profile of the next-day plan alone (main thread).
+const profiler = process.env.BENCH_PROFILE ? new Session() : undefined;
+if (profiler) {
+  profiler.connect();
+  await post(profiler, 'Profiler.enable');
+  await post(profiler, 'Profiler.start');
+}
 t = performance.now();
 const second = await planDestination(destination, {
   segmented: next,
@@ -138,6 +152,11 @@ const second = await planDestination(destination, {
   threads: identifyThread,
 });
 const secondSeconds = seconds(t);
+if (profiler) {
+  const { profile } = (await post(profiler, 'Profiler.stop')) as { profile: unknown };
+  writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
+  profiler.disconnect();
+}
 const unchanged = second.reduce((a, p) => a + p.unchanged, 0);
 const changes = second.reduce((a, p) => a + p.add.length + p.remove.length, 0);
 mark('second plan');
