@@ -51,7 +51,10 @@ describe('identify in worker threads', { timeout: 120_000 }, () => {
     const c = sync(threaded.dir, true);
     const d = sync(inline.dir, false);
     expect(summary(c)).toEqual(summary(d));
-    expect(c.results.some((r) => r.removed > 0), JSON.stringify(summary(c))).toBe(true);
+    expect(
+      c.results.some((r) => r.removed > 0),
+      JSON.stringify(summary(c)),
+    ).toBe(true);
     expect(fileAudiences(threaded.out)).toEqual(await expectedAudiences(threaded.config));
   });
 });
