@@ -17,37 +17,9 @@ import { audiencesOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
 import { normalizeEmail, normalizePhone } from '../src/identity/normalize.js';
 import { segmentCustomers, type Segmented } from '../src/score/pipeline.js';
-import { Status } from '../src/state/records.js';
 import { StateStore } from '../src/state/store.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
-import { Identities } from '../src/sync/plan.js';
-
-/** Writes what a sync that sent every planned addition would leave in the state. */
-async function writeState(
-  customers: Segmented,
-  plans: Awaited<ReturnType<typeof planDestination>>,
-): Promise<number> {
-  let hashes = 0;
-  const identities = new Identities(
-    customers,
-    (person) => fileConnector.identify(person, destination.config as never),
-    2,
-  );
-  for (const plan of plans) {
-    const state = store.audience('local', plan.audience);
-    await identities.hold(plan.add);
-    for (let i = 0; i < plan.add.length; i += 10_000)
-      await state.append(
-        plan.add.slice(i, i + 10_000).map((c) => {
-          const m = identities.member(c);
-          hashes += m.slots.filter(Boolean).length;
-          return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
-        }),
-      );
-    await state.checkpoint();
-  }
-  return hashes;
-}
+import { writeState } from './util.js';
 
 const post = (session: Session, method: string) =>
   new Promise<unknown>((resolve, reject) =>
@@ -98,7 +70,7 @@ const maxRssFirstMb = process.resourceUsage().maxRSS / 1024;
 t = performance.now();
 const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
 const memoryBefore = await usedMemory();
-const hashesWritten = await writeState(segmented, first);
+const hashesWritten = await writeState(store, segmented, first);
 const stateSeconds = seconds(t);
 // Scenario 4: Redis memory per member, and beyond the 32 bytes per identifier hash removals need.
 const stateBytes = (await usedMemory()) - memoryBefore;

@@ -10,10 +10,9 @@ import { fileConnector } from '../connectors/file/index.js';
 import { audiencesOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
-import { Status } from '../src/state/records.js';
 import { StateStore } from '../src/state/store.js';
-import { Identities } from '../src/sync/plan.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
+import { writeState } from './util.js';
 
 const [csv, redisUrl, partArg, partsArg] = process.argv.slice(2) as [string, string, string, string];
 const [part, parts] = [Number(partArg), Number(partsArg)];
@@ -34,26 +33,10 @@ const destination: Destination = {
 const redis = new Redis(redisUrl);
 const store = new StateStore(redis, `bench-workers-${process.pid}`);
 const mine = audiencesOf(config, segmented.scores.segments).filter((_, i) => i % parts === part);
-const identities = new Identities(
-  segmented,
-  (person) => fileConnector.identify(person, destination.config as never),
-  2,
-);
 const planStarted = performance.now();
-let members = 0;
-for (const plan of await planDestination(destination, { segmented, audiences: mine, store })) {
-  const state = store.audience('local', plan.audience);
-  await identities.hold(plan.add);
-  for (let i = 0; i < plan.add.length; i += 10_000)
-    await state.append(
-      plan.add.slice(i, i + 10_000).map((c) => {
-        const m = identities.member(c);
-        return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };
-      }),
-    );
-  await state.checkpoint();
-  members += plan.add.length;
-}
+const plans = await planDestination(destination, { segmented, audiences: mine, store });
+await writeState(store, segmented, plans);
+const members = plans.reduce((a, p) => a + p.add.length, 0);
 const planSeconds = (performance.now() - planStarted) / 1000;
 const keys = await redis.keys(`bench-workers-${process.pid}:*`);
 for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
