@@ -129,10 +129,29 @@ export class TextColumn {
 
   /** Code-point order of entries i and j (UTF-8 byte order is code-point order), absent first. */
   compare(i: number, j: number): number {
-    const a = this.bytes(i);
-    const b = this.bytes(j);
-    if (!a || !b) return a ? 1 : b ? -1 : 0;
-    return a.compare(b);
+    const a = this.loc(i);
+    const b = this.loc(j);
+    if (a % SPAN === MAX_PACKED || b % SPAN === MAX_PACKED) {
+      const x = this.bytes(i);
+      const y = this.bytes(j);
+      if (!x || !y) return x ? 1 : y ? -1 : 0;
+      return x.compare(y);
+    }
+    if (a === 0 || b === 0) return a !== 0 ? 1 : b !== 0 ? -1 : 0;
+    // In place, without a view per comparison (ntile sorts millions of ids with this).
+    const la = a % SPAN;
+    const lb = b % SPAN;
+    const sa = (a - la) / SPAN;
+    const sb = (b - lb) / SPAN;
+    const fa = sa % CHUNK;
+    const fb = sb % CHUNK;
+    return this.chunks[Math.floor(sa / CHUNK)]!.compare(
+      this.chunks[Math.floor(sb / CHUNK)]!,
+      fb,
+      fb + lb,
+      fa,
+      fa + la,
+    );
   }
 }
 
