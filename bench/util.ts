@@ -28,7 +28,7 @@ export async function writeState(
     await identities.hold(plan.add);
     for (let i = 0; i < plan.add.length; i += 10_000)
       await state.append(
-        plan.add.slice(i, i + 10_000).map((c) => {
+        Array.from(plan.add.subarray(i, i + 10_000), (c) => {
           const m = identities.member(c);
           hashes += m.slots.filter(Boolean).length;
           return { key: m.key, status: Status.confirmed, upload: 0, slots: [...m.slots] };

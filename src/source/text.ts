@@ -1,22 +1,25 @@
 /**
  * A column of short texts (customer ids, emails, phones, attributes) packed as UTF-8 in large chunks,
- * with one float per entry locating it: millions of customers without millions of JS strings, which
- * cost five to ten times their bytes in the heap and in the garbage collector's time. The memory is
- * shared, so worker threads read the column without a copy (`parts` / `TextColumn.view`).
+ * with five bytes per entry locating it (a 32-bit offset and an 8-bit length): millions of customers
+ * without millions of JS strings, which cost five to ten times their bytes in the heap and in the
+ * garbage collector's time. The memory is shared, so worker threads read the column without a copy
+ * (`parts` / `TextColumn.view`).
  */
 
 /** What a worker thread needs to read a column. */
 export interface TextParts {
   chunks: SharedArrayBuffer[];
-  pages: SharedArrayBuffer[];
+  starts: SharedArrayBuffer[];
+  lengths: SharedArrayBuffer[];
   size: number;
   long: [number, string][];
 }
 
 const CHUNK = 1 << 22;
-/** Entries longer than this go to a side table (they are rare: ids and identifiers are short). */
-const MAX_PACKED = 0xffff;
-const SPAN = 0x10000;
+/** The offsets are 32-bit: a column holds up to 4 GB of text. */
+const MAX_CHUNKS = 2 ** 32 / CHUNK;
+/** A length of LONG: the entry is in a side table (rare: ids and identifiers are short). */
+const LONG = 0xff;
 /** Entries per page of the index: pages are added, never copied, as the column grows. */
 const PAGE_BITS = 16;
 const PAGE = 1 << PAGE_BITS;
@@ -25,8 +28,9 @@ const PAGE_MASK = PAGE - 1;
 export class TextColumn {
   private chunks: Buffer[] = [];
   private used = CHUNK;
-  /** Per entry, in pages of PAGE: `(global byte offset) * 65536 + byte length`; 0 means absent. */
-  private pages: Float64Array[] = [];
+  /** Per entry, in pages of PAGE: the byte offset in the column, and the byte length (0: absent). */
+  private starts: Uint32Array[] = [];
+  private lengths: Uint8Array[] = [];
   private size = 0;
   private long = new Map<number, string>();
 
@@ -34,7 +38,8 @@ export class TextColumn {
   static view(parts: TextParts): TextColumn {
     const column = new TextColumn();
     column.chunks = parts.chunks.map((c) => Buffer.from(c));
-    column.pages = parts.pages.map((p) => new Float64Array(p));
+    column.starts = parts.starts.map((p) => new Uint32Array(p));
+    column.lengths = parts.lengths.map((p) => new Uint8Array(p));
     column.size = parts.size;
     column.long = new Map(parts.long);
     return column;
@@ -43,7 +48,8 @@ export class TextColumn {
   parts(): TextParts {
     return {
       chunks: this.chunks.map((c) => c.buffer as SharedArrayBuffer),
-      pages: this.pages.map((p) => p.buffer as SharedArrayBuffer),
+      starts: this.starts.map((p) => p.buffer as SharedArrayBuffer),
+      lengths: this.lengths.map((p) => p.buffer as SharedArrayBuffer),
       size: this.size,
       long: [...this.long],
     };
@@ -60,7 +66,10 @@ export class TextColumn {
   }
 
   push(value: string | undefined): void {
-    if ((this.size & PAGE_MASK) === 0) this.pages.push(new Float64Array(new SharedArrayBuffer(PAGE * 8)));
+    if ((this.size & PAGE_MASK) === 0) {
+      this.starts.push(new Uint32Array(new SharedArrayBuffer(PAGE * 4)));
+      this.lengths.push(new Uint8Array(new SharedArrayBuffer(PAGE)));
+    }
     this.size++;
     if (value !== undefined) this.set(this.size - 1, value);
   }
@@ -71,55 +80,53 @@ export class TextColumn {
   }
 
   has(i: number): boolean {
-    return this.loc(i) !== 0;
-  }
-
-  private loc(i: number): number {
-    return this.pages[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    return this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK] !== 0;
   }
 
   get(i: number): string | undefined {
-    const loc = this.loc(i);
-    if (loc === 0) return undefined;
-    const length = loc % SPAN;
-    if (length === MAX_PACKED) return this.long.get(i);
-    const start = (loc - length) / SPAN;
-    const chunk = this.chunks[Math.floor(start / CHUNK)]!;
+    const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    if (length === 0) return undefined;
+    if (length === LONG) return this.long.get(i);
+    const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
-    return chunk.toString('utf8', from, from + length);
+    return this.chunks[(start - from) / CHUNK]!.toString('utf8', from, from + length);
   }
 
   /** The entry's UTF-8 bytes without decoding (a view: copy it to keep it). */
   bytes(i: number): Buffer | undefined {
-    const loc = this.loc(i);
-    if (loc === 0) return undefined;
-    const length = loc % SPAN;
-    if (length === MAX_PACKED) return Buffer.from(this.long.get(i)!, 'utf8');
-    const start = (loc - length) / SPAN;
+    const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    if (length === 0) return undefined;
+    if (length === LONG) return Buffer.from(this.long.get(i)!, 'utf8');
+    const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
-    return this.chunks[Math.floor(start / CHUNK)]!.subarray(from, from + length);
+    return this.chunks[(start - from) / CHUNK]!.subarray(from, from + length);
   }
 
   /** Replaces entry i (an unchanged value costs nothing; a changed one leaves its old bytes behind). */
   set(i: number, value: string | undefined): void {
+    const page = i >>> PAGE_BITS;
+    const at = i & PAGE_MASK;
     if (value === undefined || value === '') {
-      this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = 0;
+      this.lengths[page]![at] = 0;
       this.long.delete(i);
       return;
     }
-    if (value.length * 3 > MAX_PACKED - 1 && Buffer.byteLength(value) >= MAX_PACKED) {
+    if (value.length * 3 >= LONG && Buffer.byteLength(value) >= LONG) {
       this.long.set(i, value);
-      this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = MAX_PACKED;
+      this.lengths[page]![at] = LONG;
       return;
     }
-    if (this.loc(i) !== 0 && this.get(i) === value) return;
+    if (this.lengths[page]![at] !== 0 && this.get(i) === value) return;
     if (this.used + value.length * 3 > CHUNK) {
+      if (this.chunks.length === MAX_CHUNKS)
+        throw new RangeError('a text column of the source holds more than 4 GB: split the source');
       this.chunks.push(Buffer.from(new SharedArrayBuffer(CHUNK)));
       this.used = 0;
     }
     const chunk = this.chunks.length - 1;
     const written = this.chunks[chunk]!.write(value, this.used, 'utf8');
-    this.pages[i >>> PAGE_BITS]![i & PAGE_MASK] = (chunk * CHUNK + this.used) * SPAN + written;
+    this.starts[page]![at] = chunk * CHUNK + this.used;
+    this.lengths[page]![at] = written;
     this.used += written;
   }
 
@@ -129,29 +136,16 @@ export class TextColumn {
 
   /** Code-point order of entries i and j (UTF-8 byte order is code-point order), absent first. */
   compare(i: number, j: number): number {
-    const a = this.loc(i);
-    const b = this.loc(j);
-    if (a % SPAN === MAX_PACKED || b % SPAN === MAX_PACKED) {
-      const x = this.bytes(i);
-      const y = this.bytes(j);
-      if (!x || !y) return x ? 1 : y ? -1 : 0;
-      return x.compare(y);
-    }
-    if (a === 0 || b === 0) return a !== 0 ? 1 : b !== 0 ? -1 : 0;
+    const la = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    const lb = this.lengths[j >>> PAGE_BITS]![j & PAGE_MASK]!;
+    if (la === 0 || lb === 0) return la !== 0 ? 1 : lb !== 0 ? -1 : 0;
+    if (la === LONG || lb === LONG) return this.bytes(i)!.compare(this.bytes(j)!);
     // In place, without a view per comparison (ntile sorts millions of ids with this).
-    const la = a % SPAN;
-    const lb = b % SPAN;
-    const sa = (a - la) / SPAN;
-    const sb = (b - lb) / SPAN;
+    const sa = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    const sb = this.starts[j >>> PAGE_BITS]![j & PAGE_MASK]!;
     const fa = sa % CHUNK;
     const fb = sb % CHUNK;
-    return this.chunks[Math.floor(sa / CHUNK)]!.compare(
-      this.chunks[Math.floor(sb / CHUNK)]!,
-      fb,
-      fb + lb,
-      fa,
-      fa + la,
-    );
+    return this.chunks[(sa - fa) / CHUNK]!.compare(this.chunks[(sb - fb) / CHUNK]!, fb, fb + lb, fa, fa + la);
   }
 }
 
@@ -178,7 +172,8 @@ export class TextIndex {
 
   /** Records that entry i of the column is this id (the caller checked it is not there yet). */
   add(i: number): void {
-    if ((this.count + 1) * 2 > this.slots.length) this.grow();
+    // Up to 3/4 full: linear probing stays short, and the table is half the size of a 1/2 bound.
+    if ((this.count + 1) * 4 > this.slots.length * 3) this.grow();
     this.place(i, this.texts.bytes(i)!);
     this.count++;
   }

@@ -23,7 +23,7 @@ export interface AudiencePlan {
   /** Customers that should be on the platform: in the segment, not opted out, identifiable. */
   members: number;
   /** Customers to add (indexes; `Identities.member(i)` gives what is sent). */
-  add: number[];
+  add: Uint32Array;
   /** Members to remove, with the identifiers the state kept for them. */
   remove: Member[];
   unchanged: number;
@@ -413,7 +413,7 @@ export async function planAudience(
     audience: spec.name,
     segmentSize: membership.segmentSize,
     members: desired.members.length,
-    add: [],
+    add: new Uint32Array(0),
     remove: [],
     unchanged: 0,
     waiting: 0,
@@ -425,6 +425,8 @@ export async function planAudience(
   };
 
   // Removals are decided after the scan: an identifier another desired member still has must stay.
+  // Built as an array, kept typed: millions of indexes at 4 bytes each.
+  let add: number[] = [];
   const leaving: { record: StateRecord; self?: number }[] = [];
   const removing = new IdentifierSet();
   const seen = identities.scratch();
@@ -447,7 +449,7 @@ export async function planAudience(
         case Status.rejected:
           if (want < 0) plan.forget.push(Buffer.from(r.key));
           else if (identities.sameAs(want, r)) plan.rejectedEarlier++;
-          else plan.add.push(want);
+          else add.push(want);
           break;
         default: {
           // confirmed or addPending: on the platform, or on its way there.
@@ -459,7 +461,7 @@ export async function planAudience(
           if (same && !full) {
             if (r.status === Status.addPending) plan.pending++;
             else plan.unchanged++;
-          } else if (same) plan.add.push(want);
+          } else if (same) add.push(want);
           else {
             leaving.push({ record: copy(r), self: want });
             changed.push(want);
@@ -468,7 +470,7 @@ export async function planAudience(
       }
     }
   }
-  for (const i of desired.members) if (!seen[i]) plan.add.push(i);
+  for (const i of desired.members) if (!seen[i]) add.push(i);
 
   if (leaving.length > 0) {
     const values = new IdentifierSet();
@@ -490,14 +492,14 @@ export async function planAudience(
 
   if (final) {
     // Removals finish before additions start, within the run.
-    plan.add.push(...changed);
+    for (const i of changed) add.push(i);
   } else {
     // The platform processes removals later: an addition that shares a customer or an identifier
     // with a removal in flight waits for the next run, so the removal cannot take it away.
     for (const m of plan.remove) for (const g of identities.groups) removing.add(g, m.slots);
     plan.waiting += changed.length;
     if (removing.values.size > 0)
-      plan.add = plan.add.filter((i) => {
+      add = add.filter((i) => {
         const overlaps = identities.groups.some((g) => {
           const print = identities.fingerprint(i, g);
           return (
@@ -510,5 +512,6 @@ export async function planAudience(
         return !overlaps;
       });
   }
+  plan.add = Uint32Array.from(add);
   return plan;
 }

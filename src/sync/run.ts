@@ -216,7 +216,7 @@ async function syncAudience(
     // Members are built batch by batch from the packed identities, not all at once.
     const adds = {
       length: toAdd.length,
-      slice: (from: number, to: number) => toAdd.slice(from, to).map((i) => identities.member(i)),
+      slice: (from: number, to: number) => Array.from(toAdd.subarray(from, to), (i) => identities.member(i)),
     };
     // A replace with nobody to add would empty the audience through an empty upload: removals say it plainly.
     if (plan.full && client.replace && plan.add.length > 0) {
