@@ -50,7 +50,8 @@ function threads(script: URL): Worker[] {
   if (!pool) {
     const n = Math.max(1, Math.min(Number(process.env.AUDIENCE_SYNC_THREADS) || availableParallelism(), 16));
     pool = Array.from({ length: n }, () => {
-      const worker = new Worker(script);
+      // A small young generation: a thread's garbage is short strings, and memory is the scarce part.
+      const worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 8 } });
       worker.unref();
       return worker;
     });

@@ -110,7 +110,7 @@ export class Identities {
     // One buffer for every audience, grown as needed: shared memory is freed only when the collector
     // notices, and a new buffer per audience would keep several hundred megabytes alive at 10 M customers.
     const bytes = customers.length * this.slotCount * SLOT_BYTES;
-    if (this.slots.length < bytes) this.slots = Buffer.from(new SharedArrayBuffer(Math.ceil(bytes * 1.25)));
+    if (this.slots.length < bytes) this.slots = Buffer.from(new SharedArrayBuffer(bytes));
     if (
       this.threaded &&
       !this.plaintext &&
