@@ -5,15 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
-import type { Person } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
-import { PROFILE_FIELDS } from '../../src/source/columns.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { makeShop } from '../../test/sync/harness.js';
+import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
 import { userData } from './adsapi.js';
 import { googleAdsConfigSchema } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
@@ -137,39 +134,30 @@ sync: { redis_prefix: ${shop.prefix} }
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
     const prepared = await prepareSync(shop.config, registry);
     const config = googleAdsConfigSchema.parse(prepared.config.destinations.google);
-    const { customers } = prepared.segmented;
-    const out = new Map<string, Map<string, string[]>>();
-    for (const spec of audiencesOf(prepared.config, prepared.segmented.scores.segments)) {
-      const byCustomer = new Map<string, string[]>();
-      for (const i of membershipOf(spec, prepared.segmented).members) {
-        const person: Person = {};
-        for (const f of PROFILE_FIELDS) {
-          const v = customers.profile[f]?.get(i);
-          if (v !== undefined) person[f] = v;
-        }
-        const id = googleAdsConnector.identify(person, config);
-        if ('slots' in id)
-          byCustomer.set(
-            customers.ids.get(i)!,
-            (userData(id.slots).user_identifiers ?? []).map((u) =>
-              identifierKey({
-                hashed_email: u.hashed_email ?? undefined,
-                hashed_phone_number: u.hashed_phone_number ?? undefined,
-                address_info: u.address_info
-                  ? {
-                      hashed_first_name: u.address_info.hashed_first_name ?? undefined,
-                      hashed_last_name: u.address_info.hashed_last_name ?? undefined,
-                      country_code: u.address_info.country_code ?? undefined,
-                      postal_code: u.address_info.postal_code ?? undefined,
-                    }
-                  : undefined,
-              }),
-            ),
-          );
-      }
-      out.set(spec.name, byCustomer);
-    }
-    return out;
+    const members = identifiedMembers(prepared.config, prepared.segmented, (person) =>
+      googleAdsConnector.identify(person, config),
+    );
+    const keyOf = (
+      u: ReturnType<typeof userData>['user_identifiers'] extends (infer U)[] | null | undefined ? U : never,
+    ) =>
+      identifierKey({
+        hashed_email: u.hashed_email ?? undefined,
+        hashed_phone_number: u.hashed_phone_number ?? undefined,
+        address_info: u.address_info
+          ? {
+              hashed_first_name: u.address_info.hashed_first_name ?? undefined,
+              hashed_last_name: u.address_info.hashed_last_name ?? undefined,
+              country_code: u.address_info.country_code ?? undefined,
+              postal_code: u.address_info.postal_code ?? undefined,
+            }
+          : undefined,
+      });
+    return new Map(
+      [...members].map(([name, byId]) => [
+        name,
+        new Map([...byId].map(([id, slots]) => [id, (userData(slots).user_identifiers ?? []).map(keyOf)])),
+      ]),
+    );
   };
 
   const assertExact = async () => {

@@ -4,15 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { PROFILE_FIELDS } from '../../src/source/columns.js';
-import type { Person } from '../../src/identity/types.js';
-import { makeShop } from '../../test/sync/harness.js';
+import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
 import { googleAdsConfigSchema } from './config.js';
 import { FakeDataManager, identifierKey } from './fixtures/fake-datamanager.js';
 import { userIdentifiers } from './identifiers.js';
@@ -118,27 +115,15 @@ sync: { redis_prefix: ${shop.prefix} }
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
     const prepared = await prepareSync(shop.config, registry);
     const config = googleAdsConfigSchema.parse(prepared.config.destinations.google);
-    const { customers } = prepared.segmented;
-    const out = new Map<string, Map<string, string[]>>();
-    for (const spec of audiencesOf(prepared.config, prepared.segmented.scores.segments)) {
-      const byCustomer = new Map<string, string[]>();
-      for (const i of membershipOf(spec, prepared.segmented).members) {
-        const person: Person = {};
-        for (const f of PROFILE_FIELDS) {
-          const v = customers.profile[f]?.get(i);
-          if (v !== undefined) person[f] = v;
-        }
-        for (const [name, column] of Object.entries(customers.attributes)) {
-          const v = column.get(i);
-          if (v !== undefined) person[name] = v;
-        }
-        const id = googleAdsConnector.identify(person, config);
-        if ('slots' in id)
-          byCustomer.set(customers.ids.get(i)!, userIdentifiers(id.slots).map(identifierKey));
-      }
-      out.set(spec.name, byCustomer);
-    }
-    return out;
+    const members = identifiedMembers(prepared.config, prepared.segmented, (person) =>
+      googleAdsConnector.identify(person, config),
+    );
+    return new Map(
+      [...members].map(([name, byId]) => [
+        name,
+        new Map([...byId].map(([id, slots]) => [id, userIdentifiers(slots).map(identifierKey)])),
+      ]),
+    );
   };
 
   const assertExact = async () => {

@@ -3,15 +3,12 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
-import type { Person } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
-import { PROFILE_FIELDS } from '../../src/source/columns.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { makeShop } from '../../test/sync/harness.js';
+import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
 import type { MetaConfig } from './config.js';
 import { FakeGraph, rowIdentifiers, type RecordedRequest } from './fixtures/fake-graph.js';
 import { toRow } from './identifiers.js';
@@ -94,24 +91,17 @@ sync: { redis_prefix: ${shop.prefix}-meta, lease_seconds: 2 }
   const expected = async (): Promise<Map<string, Set<string>>> => {
     const prepared = await prepareSync(config, registry);
     const meta = prepared.destinations[0]!.config as MetaConfig;
-    const { segmented } = prepared;
-    const out = new Map<string, Set<string>>();
-    for (const spec of audiencesOf(prepared.config, segmented.scores.segments)) {
-      const ids = new Set<string>();
-      for (const i of membershipOf(spec, segmented).members) {
-        const person: Person = {};
-        for (const f of PROFILE_FIELDS) {
-          const v = segmented.customers.profile[f]?.get(i);
-          if (v !== undefined) person[f] = v;
-        }
-        const id = metaConnector.identify(person, meta);
-        if ('skip' in id) continue;
-        for (const identifier of rowIdentifiers(meta.schema, toRow(id.slots, meta.schema)))
-          ids.add(identifier);
-      }
-      out.set(spec.name, ids);
-    }
-    return out;
+    const members = identifiedMembers(prepared.config, prepared.segmented, (person) =>
+      metaConnector.identify(person, meta),
+    );
+    return new Map(
+      [...members].map(([name, byId]) => [
+        name,
+        new Set(
+          [...byId.values()].flatMap((slots) => rowIdentifiers(meta.schema, toRow(slots, meta.schema))),
+        ),
+      ]),
+    );
   };
 
   const onMeta = (): Map<string, Set<string>> =>

@@ -10,13 +10,10 @@ import { FakeGraph, rowIdentifiers } from '../../connectors/meta/fixtures/fake-g
 import { toRow } from '../../connectors/meta/identifiers.js';
 import { metaConnector } from '../../connectors/meta/index.js';
 import type { MetaConfig } from '../../connectors/meta/config.js';
-import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
-import type { Person } from '../../src/identity/types.js';
-import { PROFILE_FIELDS } from '../../src/source/columns.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import { keys, queuePrefix } from '../../jobs/queues.js';
-import { makeShop } from '../sync/harness.js';
+import { identifiedMembers, makeShop } from '../sync/harness.js';
 
 /**
  * Worker processes against a platform served over real HTTP (the Meta fake behind a local server): a
@@ -115,22 +112,19 @@ sync: { redis_prefix: ${shop.prefix}, lease_seconds: 2 }
       meta: metaConnector as unknown as ConnectorDefinition<never>,
     });
     const meta = prepared.destinations[0]!.config as MetaConfig;
-    const out = new Map<string, Set<string>>();
-    for (const spec of audiencesOf(prepared.config, prepared.segmented.scores.segments)) {
-      const ids = new Set<string>();
-      for (const i of membershipOf(spec, prepared.segmented).members) {
-        const person: Person = {};
-        for (const f of PROFILE_FIELDS) {
-          const v = prepared.segmented.customers.profile[f]?.get(i);
-          if (v !== undefined) person[f] = v;
-        }
-        const id = metaConnector.identify(person, meta);
-        if (!('skip' in id))
-          for (const x of rowIdentifiers(meta.schema, toRow(id.slots, meta.schema))) ids.add(x);
-      }
-      if (ids.size > 0) out.set(spec.name, ids);
-    }
-    return out;
+    const members = identifiedMembers(prepared.config, prepared.segmented, (person) =>
+      metaConnector.identify(person, meta),
+    );
+    return new Map(
+      [...members]
+        .filter(([, byId]) => byId.size > 0)
+        .map(([name, byId]) => [
+          name,
+          new Set(
+            [...byId.values()].flatMap((slots) => rowIdentifiers(meta.schema, toRow(slots, meta.schema))),
+          ),
+        ]),
+    );
   };
   return { shop, worker, cli, expected };
 }

@@ -6,7 +6,9 @@ import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import { loadConfig } from '../../src/config/load.js';
 import { segmentCustomers } from '../../src/score/pipeline.js';
 import { PROFILE_FIELDS } from '../../src/source/columns.js';
-import type { Person } from '../../src/identity/types.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Identified, Person } from '../../src/identity/types.js';
+import type { Segmented } from '../../src/score/pipeline.js';
 import { generateShop } from '../../src/example/generate.js';
 import { tempDir } from '../helpers.js';
 
@@ -49,26 +51,51 @@ export async function expectedAudiences(configFile: string): Promise<Map<string,
   );
 }
 
+/**
+ * Per audience, each identifiable member's identifier slots by customer id, computed straight from the
+ * source with a connector's `identify` (profile fields and attributes, as the core passes them).
+ */
+export function identifiedMembers(
+  config: Config,
+  segmented: Segmented,
+  identify: (person: Person) => Identified,
+): Map<string, Map<string, (Buffer | undefined)[]>> {
+  const { customers } = segmented;
+  const out = new Map<string, Map<string, (Buffer | undefined)[]>>();
+  for (const spec of audiencesOf(config, segmented.scores.segments)) {
+    const members = new Map<string, (Buffer | undefined)[]>();
+    for (const i of membershipOf(spec, segmented).members) {
+      const person: Person = {};
+      for (const f of PROFILE_FIELDS) {
+        const v = customers.profile[f]?.get(i);
+        if (v !== undefined) person[f] = v;
+      }
+      for (const [name, column] of Object.entries(customers.attributes)) {
+        const v = column.get(i);
+        if (v !== undefined && person[name] === undefined) person[name] = v;
+      }
+      const id = identify(person);
+      if (!('skip' in id)) members.set(customers.ids.get(i)!, id.slots);
+    }
+    out.set(spec.name, members);
+  }
+  return out;
+}
+
 /** Per audience, each member's line (`email=… phone=…`) by customer id. */
 export async function expectedRows(configFile: string): Promise<Map<string, Map<string, string>>> {
   const { config, dir } = loadConfig(configFile);
   const segmented = await segmentCustomers(config, { baseDir: dir });
   const destination = fileConnector.configSchema.parse(config.destinations.local);
-  const out = new Map<string, Map<string, string>>();
-  for (const spec of audiencesOf(config, segmented.scores.segments)) {
-    const lines = new Map<string, string>();
-    for (const i of membershipOf(spec, segmented).members) {
-      const person: Person = {};
-      for (const f of PROFILE_FIELDS) {
-        const v = segmented.customers.profile[f]?.get(i);
-        if (v !== undefined) person[f] = v;
-      }
-      const id = fileConnector.identify(person, destination);
-      if (!('skip' in id)) lines.set(segmented.customers.ids.get(i)!, memberLine(id.slots));
-    }
-    out.set(spec.name, lines);
-  }
-  return out;
+  const members = identifiedMembers(config, segmented, (person) =>
+    fileConnector.identify(person, destination),
+  );
+  return new Map(
+    [...members].map(([name, byId]) => [
+      name,
+      new Map([...byId].map(([id, slots]) => [id, memberLine(slots)])),
+    ]),
+  );
 }
 
 /** Per audience, the identifiers in the file destination. */
