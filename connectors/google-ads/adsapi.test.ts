@@ -60,7 +60,7 @@ function config(overrides: Record<string, unknown> = {}): GoogleAdsConfig {
     developer_token: 'dev-token-abc',
     batch_size: 2,
     endpoints: {
-      token: FAKE_TOKEN_URL,
+      token_url: FAKE_TOKEN_URL,
       ads_rest: FAKE_REST,
       ads_api: { host: 'localhost', port: fake.port, ca_file: tls.certFile },
     },

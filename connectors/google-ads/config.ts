@@ -21,7 +21,7 @@ const consentSignal = z.union([
 
 const DEFAULTS = {
   data_manager: 'https://datamanager.googleapis.com',
-  token: 'https://oauth2.googleapis.com/token',
+  token_url: 'https://oauth2.googleapis.com/token',
   ads_rest: 'https://googleads.googleapis.com',
 };
 
@@ -68,12 +68,8 @@ export const googleAdsConfigSchema = z
       .strictObject({
         /** Data Manager REST base URL. */
         data_manager: z.url().default(DEFAULTS.data_manager),
-        /**
-         * OAuth token URL (refresh-token exchange). Write it as `token_url` in the YAML: the config loader
-         * takes any key ending in `token` for a credential and refuses it written literally.
-         */
-        token_url: z.url().optional(),
-        token: z.url().optional(),
+        /** OAuth token URL (refresh-token exchange); not `token`, which the loader would take for a secret. */
+        token_url: z.url().default(DEFAULTS.token_url),
         /** Google Ads API gRPC host, port and CA file, for this destination's channel only (see ADS_API.md). */
         ads_api: z
           .strictObject({
@@ -85,10 +81,6 @@ export const googleAdsConfigSchema = z
         /** Google Ads REST base URL for GAQL searches (sent by the connector itself, not by google-ads-api). */
         ads_rest: z.url().default(DEFAULTS.ads_rest),
       })
-      .transform(({ token_url, token, ...rest }) => ({
-        ...rest,
-        token: token_url ?? token ?? DEFAULTS.token,
-      }))
       .default(DEFAULTS),
   })
   .superRefine((c, ctx) => {

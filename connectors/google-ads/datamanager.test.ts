@@ -23,7 +23,7 @@ function configOf(extra: Record<string, unknown> = {}): GoogleAdsConfig {
     client_id: 'client-id.apps.googleusercontent.com',
     client_secret: 'very-secret',
     refresh_token: '1//refresh-token-value',
-    endpoints: { data_manager: DM, token: TOKEN_URL },
+    endpoints: { data_manager: DM, token_url: TOKEN_URL },
     ...extra,
   });
 }
@@ -101,7 +101,7 @@ describe('the connector definition', () => {
   it('takes the token URL as token_url, since the config loader treats keys ending in token as secrets', () => {
     expect(configOf({ endpoints: { token_url: 'https://sandbox.test/token' } }).endpoints).toEqual({
       data_manager: 'https://datamanager.googleapis.com',
-      token: 'https://sandbox.test/token',
+      token_url: 'https://sandbox.test/token',
       ads_rest: 'https://googleads.googleapis.com',
     });
   });

@@ -112,7 +112,7 @@ export class DataManagerClient implements ConnectorClient {
       checks.push({
         name: 'oauth',
         ok: true,
-        detail: `refresh token exchanged at ${this.config.endpoints.token}`,
+        detail: `refresh token exchanged at ${this.config.endpoints.token_url}`,
       });
     } catch (error) {
       checks.push({ name: 'oauth', ok: false, detail: (error as Error).message });

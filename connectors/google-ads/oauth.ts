@@ -46,7 +46,7 @@ export class GoogleOAuth {
   }
 
   private async exchange(): Promise<string> {
-    const url = this.config.endpoints.token;
+    const url = this.config.endpoints.token_url;
     const body = new URLSearchParams({
       grant_type: 'refresh_token',
       client_id: this.config.client_id,
@@ -75,7 +75,7 @@ export class GoogleOAuth {
       const parsed = tokenResponse.safeParse(json);
       if (!parsed.success)
         throw new ConnectorError(
-          `OAuth token exchange at ${url} answered ${response.status} without an access_token and expires_in: check endpoints.token`,
+          `OAuth token exchange at ${url} answered ${response.status} without an access_token and expires_in: check endpoints.token_url`,
           'permanent',
         );
       const { access_token, expires_in } = parsed.data;
@@ -112,7 +112,7 @@ export class GoogleOAuth {
         response.status === 429 ? { retryAfterMs: 60_000 } : {},
       );
     throw new ConnectorError(
-      `OAuth token exchange at ${url} answered ${response.status}${code ? ` ${code}` : ''}${description}: check client_id, client_secret, refresh_token and endpoints.token`,
+      `OAuth token exchange at ${url} answered ${response.status}${code ? ` ${code}` : ''}${description}: check client_id, client_secret, refresh_token and endpoints.token_url`,
       'permanent',
     );
   }

@@ -13,8 +13,8 @@ export interface IdentifyTask {
   id: number;
   connector: string;
   config: unknown;
-  /** Person fields and attributes by name. */
-  columns: Record<string, TextParts>;
+  /** Profile fields, then attributes, by name (the order `identifyOne` reads them in). */
+  columns: [string, TextParts][];
   ids: TextParts;
   /** Uint32 customer indexes; the task covers [from, to). */
   customers: SharedArrayBuffer;

@@ -1,4 +1,3 @@
-import { hash } from 'node:crypto';
 import type { AudienceSpec } from '../audience/audiences.js';
 import { membershipOf } from '../audience/audiences.js';
 import type { Member } from '../connector.js';
@@ -7,6 +6,7 @@ import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { SKIP_REASONS } from '../identity/types.js';
+import { identifyOne, keyOf, type IdentityBuffers } from './identify-one.js';
 import { identifyInThreads, threadsAvailable } from './identify-pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
@@ -49,11 +49,14 @@ export class Identities {
   readonly slotCount: number;
   /** Slot indexes that form one identifier; every slot is in exactly one group. */
   readonly groups: readonly (readonly number[])[];
-  /** Every customer's key at `i * KEY_BYTES` (valid once `keyed[i]`). */
+  /** Every customer's key at `i * KEY_BYTES` (valid once keyed). */
   readonly keys: Buffer;
-  private readonly keyed: Uint8Array;
+  /** Keys, masks and skips of every customer, in shared memory: worker threads write them in place. */
+  private readonly out: IdentityBuffers;
   private readonly masks: Uint16Array;
   private readonly skips: Uint8Array;
+  /** Profile fields, then attributes under their names: what `identify` reads of a customer. */
+  private readonly columns: [string, TextColumn][];
   /** Where customer i's slots are in `slots` (in slot-count units), or -1 when not held. */
   private readonly pos: Int32Array;
   private slots: Buffer = Buffer.alloc(0);
@@ -66,7 +69,6 @@ export class Identities {
   private readonly extra = new Map<number, Buffer>();
   private readonly reasons: string[] = ['', ...SKIP_REASONS];
   private readonly plain = new Map<number, { email: string }>();
-  private readonly attributes: [string, TextColumn][];
   /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
   private byKey: Map<string, number> | undefined;
 
@@ -89,12 +91,21 @@ export class Identities {
         .filter((s) => !grouped.has(s))
         .map((s) => [s]),
     ];
-    this.attributes = Object.entries(segmented.customers.attributes);
-    // Shared memory: worker threads write identities in place.
-    this.keys = Buffer.from(new SharedArrayBuffer(n * KEY_BYTES));
-    this.keyed = new Uint8Array(new SharedArrayBuffer(n));
-    this.masks = new Uint16Array(new SharedArrayBuffer(n * 2));
-    this.skips = new Uint8Array(new SharedArrayBuffer(n));
+    const { profile, attributes } = segmented.customers;
+    this.columns = [
+      ...PROFILE_FIELDS.flatMap((field) =>
+        profile[field] ? [[field, profile[field]] as [string, TextColumn]] : [],
+      ),
+      ...Object.entries(attributes),
+    ];
+    this.out = {
+      slotCount: this.slotCount,
+      keys: Buffer.from(new SharedArrayBuffer(n * KEY_BYTES)),
+      keyed: new Uint8Array(new SharedArrayBuffer(n)),
+      masks: new Uint16Array(new SharedArrayBuffer(n * 2)),
+      skips: new Uint8Array(new SharedArrayBuffer(n)),
+    };
+    ({ keys: this.keys, masks: this.masks, skips: this.skips } = this.out);
     this.pos = new Int32Array(n).fill(-1);
   }
 
@@ -124,16 +135,12 @@ export class Identities {
         shared[k] = customers[k]!;
         this.pos[customers[k]!] = k;
       }
-      const { profile } = this.segmented.customers;
-      const columns: Record<string, TextParts> = {};
-      for (const [name, column] of this.attributes) columns[name] = column.parts();
-      for (const field of PROFILE_FIELDS) if (profile[field]) columns[field] = profile[field].parts();
       const odd = await identifyInThreads(
         this.threaded.script,
         {
           connector: this.threaded.connector,
           config: this.threaded.config,
-          columns,
+          columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
           ids: this.segmented.customers.ids.parts(),
           customers: shared.buffer,
           slotCount: this.slotCount,
@@ -141,7 +148,7 @@ export class Identities {
           masks: this.masks.buffer as SharedArrayBuffer,
           skips: this.skips.buffer as SharedArrayBuffer,
           keys: this.keys.buffer as SharedArrayBuffer,
-          keyed: this.keyed.buffer as SharedArrayBuffer,
+          keyed: this.out.keyed.buffer as SharedArrayBuffer,
         },
         customers.length,
       );
@@ -158,7 +165,7 @@ export class Identities {
 
   /** A zeroed byte per customer, reused from audience to audience. */
   scratch(): Uint8Array {
-    this.flags ??= new Uint8Array(this.keyed.length);
+    this.flags ??= new Uint8Array(this.pos.length);
     this.flags.fill(0);
     return this.flags;
   }
@@ -174,8 +181,7 @@ export class Identities {
   }
 
   key(i: number): Buffer {
-    if (!this.keyed[i]) this.computeKey(i);
-    return this.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+    return keyOf(i, this.segmented.customers.ids, this.out);
   }
 
   slot(i: number, s: number): Buffer | undefined {
@@ -216,7 +222,7 @@ export class Identities {
     if (!this.plaintext) return undefined;
     if (!this.byKey) {
       this.byKey = new Map();
-      for (let i = 0; i < this.keyed.length; i++) this.byKey.set(this.key(i).toString('latin1'), i);
+      for (let i = 0; i < this.pos.length; i++) this.byKey.set(this.key(i).toString('latin1'), i);
     }
     const i = this.byKey.get(record.key.toString('latin1'));
     if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
@@ -234,43 +240,11 @@ export class Identities {
     return true;
   }
 
-  private computeKey(i: number): void {
-    // Our key for a customer: the first 8 bytes of SHA-256 of the customer id.
-    hash('sha256', this.segmented.customers.ids.bytes(i)!, 'buffer').copy(
-      this.keys,
-      i * KEY_BYTES,
-      0,
-      KEY_BYTES,
-    );
-    this.keyed[i] = 1;
-  }
-
   private compute(i: number, into: Buffer, at: number): void {
-    const { profile } = this.segmented.customers;
-    const person: Person = {};
-    for (const field of PROFILE_FIELDS) {
-      const v = profile[field]?.get(i);
-      if (v !== undefined) person[field] = v;
-    }
-    // Attributes too, under their names: a platform may read consent from one (Google's EU consent).
-    for (const [name, column] of this.attributes) {
-      const v = column.get(i);
-      if (v !== undefined && person[name] === undefined) person[name] = v;
-    }
-    const id = this.identify(person);
-    if (!this.keyed[i]) this.computeKey(i);
-    this.masks[i] = 0;
-    this.skips[i] = 0;
-    if ('skip' in id) return this.skip(i, id.skip);
-    let mask = 0;
-    id.slots.forEach((slot, s) => {
-      if (!slot || s >= this.slotCount) return;
-      slot.copy(into, at + s * SLOT_BYTES, 0, SLOT_BYTES);
-      mask |= 1 << s;
-    });
-    if (mask === 0) return this.skip(i, 'no usable identifier');
-    this.masks[i] = mask;
-    if (id.plain) this.plain.set(i, id.plain);
+    const id = identifyOne(i, this.columns, this.segmented.customers.ids, this.identify, this.out, into, at);
+    if ('skip' in id) {
+      if (!this.skips[i]) this.skip(i, id.skip);
+    } else if (id.plain) this.plain.set(i, id.plain);
   }
 
   private skip(i: number, reason: string): void {
@@ -369,11 +343,6 @@ function identifierOf(group: readonly number[], slot: (s: number) => Buffer | un
     out += v ? v.toString('latin1') : '-';
   }
   return any ? out : undefined;
-}
-
-/** Our stable key for a customer: the first 8 bytes of SHA-256 of the customer id. */
-export function customerKey(customerId: string | Buffer): Buffer {
-  return hash('sha256', customerId, 'buffer').subarray(0, KEY_BYTES);
 }
 
 /**

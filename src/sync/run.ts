@@ -266,7 +266,7 @@ async function push(
   result: AudienceResult,
   replaced: readonly Member[] = [],
 ): Promise<void> {
-  for (let at = 0; at < members.length || (op === 'replace' && at === 0); at += batchSize) {
+  for (let at = 0; at < members.length; at += batchSize) {
     const batch = op === 'replace' ? members.slice(0, members.length) : members.slice(at, at + batchSize);
     const outcome = await send(batch);
     const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
