@@ -9,8 +9,8 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
-import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
+import type { AudienceResult } from '../../src/sync/run.js';
+import { identifiedMembers, makeShop, syncOnce, syncUntilSettled } from '../../test/sync/harness.js';
 import { userData } from './adsapi.js';
 import { googleAdsConfigSchema } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
@@ -94,41 +94,16 @@ sync: { redis_prefix: ${shop.prefix} }
   writeConfig('2026-01-01');
   const store = new StateStore(redis, `gads-api-${randomBytes(4).toString('hex')}`);
 
-  const run = async (full = false): Promise<AudienceResult[]> => {
-    const prepared = await prepareSync(shop.config, registry);
-    const destination = prepared.destinations[0]!;
-    const client = destination.connector.create(destination.config, {
-      destination: 'google',
-      baseDir: shop.dir,
+  const run = (full = false): Promise<AudienceResult[]> =>
+    syncOnce(shop.config, registry, {
+      store,
       log,
+      full,
+      retry: { attempts: 4, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
     });
-    try {
-      return await syncDestination(destination, client, {
-        segmented: prepared.segmented,
-        audiences: prepared.audiences,
-        store,
-        log,
-        full,
-        retry: { attempts: 4, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
-      });
-    } finally {
-      await client.close?.();
-    }
-  };
 
   /** Google processes every job between runs; runs until nothing is pending or left to send. */
-  const settle = async (): Promise<AudienceResult[][]> => {
-    const runs: AudienceResult[][] = [];
-    for (let n = 0; n < 6; n++) {
-      fake.finishJobs();
-      const results = await run();
-      runs.push(results);
-      for (const r of results) expect(r.error).toBeUndefined();
-      if (results.every((r) => r.inFlight === 0 && r.added === 0 && r.removed === 0 && r.waiting === 0))
-        return runs;
-    }
-    throw new Error('the sync did not settle in 6 runs');
-  };
+  const settle = () => syncUntilSettled(run, { most: 6, between: () => fake.finishJobs() });
 
   /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {

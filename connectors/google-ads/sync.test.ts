@@ -8,8 +8,8 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
-import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
+import type { AudienceResult } from '../../src/sync/run.js';
+import { identifiedMembers, makeShop, syncOnce, syncUntilSettled } from '../../test/sync/harness.js';
 import { googleAdsConfigSchema } from './config.js';
 import { FakeDataManager, identifierKey } from './fixtures/fake-datamanager.js';
 import { userIdentifiers } from './identifiers.js';
@@ -80,36 +80,16 @@ sync: { redis_prefix: ${shop.prefix} }
   fake.install();
   const store = new StateStore(redis, `gads-${randomBytes(4).toString('hex')}`);
 
-  const run = async (full = false): Promise<AudienceResult[]> => {
-    const prepared = await prepareSync(shop.config, registry);
-    const destination = prepared.destinations[0]!;
-    const client = destination.connector.create(destination.config, {
-      destination: 'google',
-      baseDir: shop.dir,
-      log,
-    });
-    return syncDestination(destination, client, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
+  const run = (full = false): Promise<AudienceResult[]> =>
+    syncOnce(shop.config, registry, {
       store,
       log,
       full,
       retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
     });
-  };
 
   /** Runs until Google has processed everything and nothing is left to send. */
-  const settle = async (): Promise<AudienceResult[][]> => {
-    const runs: AudienceResult[][] = [];
-    for (let n = 0; n < 8; n++) {
-      const results = await run();
-      runs.push(results);
-      for (const r of results) expect(r.error).toBeUndefined();
-      if (results.every((r) => r.inFlight === 0 && r.added === 0 && r.removed === 0 && r.waiting === 0))
-        return runs;
-    }
-    throw new Error('the sync did not settle in 8 runs');
-  };
+  const settle = () => syncUntilSettled(run, { most: 8 });
 
   /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {

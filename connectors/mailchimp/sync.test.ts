@@ -8,10 +8,9 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { normalizeEmail } from '../../src/identity/normalize.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
-import { prepareSync } from '../../src/sync/prepare.js';
-import { syncDestination } from '../../src/sync/run.js';
+
 import { readCsv } from '../../test/helpers.js';
-import { expectedRows, makeShop } from '../../test/sync/harness.js';
+import { expectedRows, makeShop, syncOnce } from '../../test/sync/harness.js';
 import { FakeMailchimp, md5, type RecordedRequest } from './fixtures/fake.js';
 import { mailchimpConnector } from './index.js';
 
@@ -109,13 +108,9 @@ describe('sync to Mailchimp tags', () => {
     const refused = new Set([forgotten]);
 
     const run = async () => {
-      const p = await prepareSync(shop.config, registry, { destination: 'mc' });
-      const d = p.destinations[0]!;
-      const client = d.connector.create(d.config, { destination: d.name, baseDir: p.baseDir, log });
       const from = fake.requests.length;
-      const results = await syncDestination(d, client, {
-        segmented: p.segmented,
-        audiences: p.audiences,
+      const results = await syncOnce(shop.config, registry, {
+        destination: 'mc',
         store,
         log,
         retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },

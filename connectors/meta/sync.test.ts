@@ -7,8 +7,8 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
-import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
-import { identifiedMembers, makeShop } from '../../test/sync/harness.js';
+import type { AudienceResult } from '../../src/sync/run.js';
+import { identifiedMembers, makeShop, syncOnce } from '../../test/sync/harness.js';
 import type { MetaConfig } from './config.js';
 import { FakeGraph, rowIdentifiers, type RecordedRequest } from './fixtures/fake-graph.js';
 import { toRow } from './identifiers.js';
@@ -69,23 +69,13 @@ sync: { redis_prefix: ${shop.prefix}-meta, lease_seconds: 2 }
   const store = new StateStore(redis, `${shop.prefix}-meta`);
   const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
 
-  const run = async (full = false): Promise<AudienceResult[]> => {
-    const prepared = await prepareSync(config, registry);
-    const destination = prepared.destinations[0]!;
-    const client = destination.connector.create(destination.config, {
-      destination: destination.name,
-      baseDir: prepared.baseDir,
-      log,
-    });
-    return syncDestination(destination, client, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
+  const run = (full = false): Promise<AudienceResult[]> =>
+    syncOnce(config, registry, {
       store,
       log,
       full,
       retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 5_000 },
     });
-  };
 
   /** Per audience name, the identifiers Meta should hold: computed from the source with identify + toRow. */
   const expected = async (): Promise<Map<string, Set<string>>> => {

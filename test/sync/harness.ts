@@ -10,6 +10,11 @@ import type { Config } from '../../src/config/schema.js';
 import type { Identified, Person } from '../../src/identity/types.js';
 import type { Segmented } from '../../src/score/pipeline.js';
 import { generateShop } from '../../src/example/generate.js';
+import type { Logger } from '../../src/log.js';
+import type { StateStore } from '../../src/state/store.js';
+import { prepareSync, type ConnectorRegistry } from '../../src/sync/prepare.js';
+import type { RetryPolicy } from '../../src/sync/retry.js';
+import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
 
 /** A synthetic shop, a config syncing it to a `file` destination, and a Redis prefix of its own. */
@@ -127,4 +132,58 @@ export async function clearPrefix(redisUrl: string, prefix: string): Promise<voi
   const keys = await redis.keys(`${prefix}:*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
+}
+
+/** One sync of a destination, as a worker runs it: prepare, create its client, sync, close the client. */
+export async function syncOnce(
+  configFile: string,
+  registry: ConnectorRegistry,
+  options: {
+    store: StateStore;
+    log: Logger;
+    destination?: string;
+    full?: boolean;
+    retry?: RetryPolicy;
+  },
+): Promise<AudienceResult[]> {
+  const prepared = await prepareSync(configFile, registry, { destination: options.destination });
+  const destination = prepared.destinations[0]!;
+  const client = destination.connector.create(destination.config, {
+    destination: destination.name,
+    baseDir: prepared.baseDir,
+    log: options.log,
+  });
+  try {
+    return await syncDestination(destination, client, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      store: options.store,
+      log: options.log,
+      full: options.full ?? false,
+      ...(options.retry ? { retry: options.retry } : {}),
+    });
+  } finally {
+    await client.close?.();
+  }
+}
+
+/**
+ * Runs syncs until a platform that processes later has taken everything and nothing is left to send
+ * (`between` runs before each: a fake finishing its jobs); fails on any audience error.
+ */
+export async function syncUntilSettled(
+  run: () => Promise<AudienceResult[]>,
+  options: { most: number; between?: () => void },
+): Promise<AudienceResult[][]> {
+  const runs: AudienceResult[][] = [];
+  for (let n = 0; n < options.most; n++) {
+    options.between?.();
+    const results = await run();
+    runs.push(results);
+    const errors = results.filter((r) => r.error).map((r) => `${r.audience}: ${r.error}`);
+    if (errors.length > 0) throw new Error(`run ${n + 1} failed: ${errors.join('; ')}`);
+    if (results.every((r) => r.inFlight === 0 && r.added === 0 && r.removed === 0 && r.waiting === 0))
+      return runs;
+  }
+  throw new Error(`the sync did not settle in ${options.most} runs`);
 }
