@@ -47,4 +47,14 @@ describe('TextIndex', () => {
     expect(index.get('id-1')).toBeUndefined();
     expect(index.get('')).toBeUndefined();
   });
+
+  it('finds ids of any script and length, and tells apart ids that share a prefix or a length', () => {
+    const values = ['Zoë', '北京-1', '😀', 'x'.repeat(300), 'x'.repeat(299), 'ab', 'ba', 'abc'];
+    const ids = TextColumn.from(values);
+    const index = new TextIndex(ids);
+    values.forEach((_, i) => index.add(i));
+    values.forEach((v, i) => expect(index.get(v)).toBe(i));
+    for (const absent of ['Zoe', '北京', 'x'.repeat(301), 'a', 'abcd', 'x'.repeat(5000)])
+      expect(index.get(absent)).toBeUndefined();
+  });
 });
