@@ -1,12 +1,15 @@
 /**
- * What we know a platform holds for one audience, packed as binary: per member 15 bytes of overhead
- * (key 8, status 1, upload 4, slot mask 2) plus 32 bytes per identifier kept for removals.
+ * What we know a platform holds for one audience, packed as binary. Format 2 (current), per member:
+ * key 8, status 1, slot mask 2, then the upload id 4 only while the member waits on one, then 32 bytes per
+ * identifier kept for removals: 11 bytes of overhead for a settled member. Format 1 (the first, unmarked) stored
+ * the upload id for every member (15 bytes); it is read to upgrade a state, never written.
  */
 
 export const KEY_BYTES = 8;
 export const SLOT_BYTES = 32;
 export const MAX_SLOTS = 16;
-const HEADER = KEY_BYTES + 1 + 4 + 2;
+export const FORMAT = 2;
+export type Format = 1 | 2;
 
 export const Status = {
   /** On the platform, as far as we know. */
@@ -30,49 +33,60 @@ export interface StateRecord {
   slots: (Buffer | undefined)[];
 }
 
+const waits = (status: Status) => status === Status.addPending || status === Status.removePending;
+
 export function encodedSize(record: StateRecord): number {
-  let n = HEADER;
+  let n = KEY_BYTES + 3 + (waits(record.status) ? 4 : 0);
   for (const s of record.slots) if (s) n += SLOT_BYTES;
   return n;
 }
 
+/** Encodes in the current format. */
 export function encodeRecords(records: readonly StateRecord[]): Buffer {
   let size = 0;
   for (const r of records) size += encodedSize(r);
   const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const r of records) at = writeRecord(out, at, r);
+  for (const r of records) {
+    r.key.copy(out, at, 0, KEY_BYTES);
+    out[at + KEY_BYTES] = r.status;
+    let mask = 0;
+    r.slots.forEach((s, i) => {
+      if (s) mask |= 1 << i;
+    });
+    out.writeUInt16BE(mask, at + KEY_BYTES + 1);
+    at += KEY_BYTES + 3;
+    if (waits(r.status)) at = out.writeUInt32BE(r.upload >>> 0, at);
+    for (const s of r.slots) {
+      if (!s) continue;
+      s.copy(out, at, 0, SLOT_BYTES);
+      at += SLOT_BYTES;
+    }
+  }
   return out;
 }
 
-function writeRecord(out: Buffer, at: number, r: StateRecord): number {
-  r.key.copy(out, at, 0, KEY_BYTES);
-  out[at + KEY_BYTES] = r.status;
-  out.writeUInt32BE(r.upload >>> 0, at + KEY_BYTES + 1);
-  let mask = 0;
-  r.slots.forEach((s, i) => {
-    if (s) mask |= 1 << i;
-  });
-  out.writeUInt16BE(mask, at + KEY_BYTES + 5);
-  at += HEADER;
-  for (const s of r.slots) {
-    if (!s) continue;
-    s.copy(out, at, 0, SLOT_BYTES);
-    at += SLOT_BYTES;
-  }
-  return at;
-}
-
-/** Decodes records; keys and slots are views into `buf` (copy them to keep past its life). */
-export function decodeRecords(buf: Buffer): StateRecord[] {
+/** Decodes records of either format; keys and slots are views into `buf` (copy them to keep past its life). */
+export function decodeRecords(buf: Buffer, format: Format = FORMAT): StateRecord[] {
   const out: StateRecord[] = [];
   let at = 0;
   while (at < buf.length) {
     const key = buf.subarray(at, at + KEY_BYTES);
     const status = buf[at + KEY_BYTES] as Status;
-    const upload = buf.readUInt32BE(at + KEY_BYTES + 1);
-    const mask = buf.readUInt16BE(at + KEY_BYTES + 5);
-    at += HEADER;
+    let upload = 0;
+    let mask: number;
+    if (format === 1) {
+      upload = buf.readUInt32BE(at + KEY_BYTES + 1);
+      mask = buf.readUInt16BE(at + KEY_BYTES + 5);
+      at += KEY_BYTES + 7;
+    } else {
+      mask = buf.readUInt16BE(at + KEY_BYTES + 1);
+      at += KEY_BYTES + 3;
+      if (waits(status)) {
+        upload = buf.readUInt32BE(at);
+        at += 4;
+      }
+    }
     const slots: (Buffer | undefined)[] = [];
     for (let i = 0; i < MAX_SLOTS && mask >> i; i++) {
       if (mask & (1 << i)) {
@@ -80,18 +94,7 @@ export function decodeRecords(buf: Buffer): StateRecord[] {
         at += SLOT_BYTES;
       } else slots.push(undefined);
     }
-    out.push({ key, status, upload, slots });
+    out.push({ key, status, upload: waits(status) ? upload : 0, slots });
   }
   return out;
-}
-
-export function sameSlots(a: readonly (Buffer | undefined)[], b: readonly (Buffer | undefined)[]): boolean {
-  const n = Math.max(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a[i];
-    const y = b[i];
-    if (!x !== !y) return false;
-    if (x && y && !x.equals(y)) return false;
-  }
-  return true;
 }

@@ -1,16 +1,25 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { decodeRecords, encodeRecords, KEY_BYTES, Status, type StateRecord } from './records.js';
+import {
+  decodeRecords,
+  encodeRecords,
+  FORMAT,
+  KEY_BYTES,
+  Status,
+  type Format,
+  type StateRecord,
+} from './records.js';
 
 /**
  * Per destination audience, in Redis (no key per member):
- *   {…}:meta  hash: name, remote id, bucket bits, upload sequence
+ *   {…}:meta  hash: name, remote id, bucket bits, upload sequence, record format (absent: format 1)
  *   {…}:b     hash: bucket → packed records sorted by key (the checkpointed state)
  *   {…}:j     list: packed records appended per acknowledged batch (absolute, replayable)
  *   {…}:u     hash: upload id → pending batch on the platform (JSON: token, op, count, at)
  * A run appends to the journal only after the platform acknowledged a batch, and folds the journal
  * into the buckets at checkpoints. Journal entries say what a member *is*, not what changed, so a
- * checkpoint interrupted half way is finished by the next one.
+ * checkpoint interrupted half way is finished by the next one. A state in an older record format is
+ * read as it is, and rewritten in the current one (atomically) before anything is written to it.
  */
 
 export interface Upload {
@@ -42,6 +51,8 @@ export class StateStore {
 export class AudienceState {
   private readonly base: string;
   private readonly redis: Redis;
+  /** The record format of the stored state, once read. */
+  private format: Format | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -86,7 +97,8 @@ export class AudienceState {
   /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
   async append(records: readonly StateRecord[], upload?: { id: number } & Upload): Promise<void> {
     if (records.length === 0 && !upload) return;
-    const tx = this.redis.multi();
+    await this.writable();
+    const tx = this.redis.multi().hset(this.key('meta'), 'format', FORMAT);
     if (records.length > 0) tx.rpush(this.key('j'), encodeRecords(records));
     if (upload) {
       const { id, ...rest } = upload;
@@ -100,11 +112,10 @@ export class AudienceState {
    * settle pending uploads); a record it maps to undefined leaves the state.
    */
   async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
+    await this.writable();
     const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
     if (journal.length === 0 && !transform) return;
-    const latest = new Map<string, StateRecord>();
-    for (const entry of journal)
-      for (const r of decodeRecords(entry)) latest.set(r.key.toString('latin1'), r);
+    const latest = await this.latest(journal);
 
     let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
     if (bits < 0) {
@@ -153,21 +164,46 @@ export class AudienceState {
 
   /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
   private async reshard(bits: number): Promise<void> {
-    const all = await this.allBuckets();
+    const records: StateRecord[] = [];
+    for (const list of (await this.allBuckets()).values()) records.push(...list);
+    await this.rewrite(records, bits);
+  }
+
+  /**
+   * Rewrites a state kept in an older record format in the current one, its journal folded in: written
+   * beside the old, then swapped in at once, so a crash half way leaves the old state as it was.
+   */
+  private async writable(): Promise<void> {
+    if ((await this.recordFormat()) === FORMAT) return;
+    const records = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
+    for (const list of (await this.allBuckets()).values())
+      for (const r of list)
+        if (!records.has(r.key.toString('latin1'))) records.set(r.key.toString('latin1'), r);
+    const kept = [...records.values()].filter((r) => r.status !== Status.deleted);
+    await this.rewrite(kept, idealBits(kept.length), (swap) =>
+      swap.del(this.key('j')).hset(this.key('meta'), 'members', kept.length),
+    );
+  }
+
+  /** Writes these records as the whole state in `bits` bucket bits and the current format, atomically. */
+  private async rewrite(
+    records: readonly StateRecord[],
+    bits: number,
+    also?: (swap: ReturnType<Redis['multi']>) => void,
+  ): Promise<void> {
     const next = new Map<number, StateRecord[]>();
-    for (const records of all.values())
-      for (const r of records) {
-        const b = bucketOf(r.key, bits);
-        let list = next.get(b);
-        if (!list) next.set(b, (list = []));
-        list.push(r);
-      }
-    const temp = `${this.base}:b-reshard`;
+    for (const r of records) {
+      const b = bucketOf(r.key, bits);
+      let list = next.get(b);
+      if (!list) next.set(b, (list = []));
+      list.push(r);
+    }
+    const temp = `${this.base}:b-rewrite`;
     let writes = this.redis.pipeline().del(temp);
     let pending = 0;
-    for (const [b, records] of next) {
-      records.sort((x, y) => Buffer.compare(x.key, y.key));
-      writes.hset(temp, String(b), encodeRecords(records));
+    for (const [b, list] of next) {
+      list.sort((x, y) => Buffer.compare(x.key, y.key));
+      writes.hset(temp, String(b), encodeRecords(list));
       if (++pending >= 256) {
         await writes.exec();
         writes = this.redis.pipeline();
@@ -178,7 +214,31 @@ export class AudienceState {
     const swap = this.redis.multi();
     if (next.size > 0) swap.rename(temp, this.key('b'));
     else swap.del(this.key('b'));
-    await swap.hset(this.key('meta'), 'bits', bits).exec();
+    also?.(swap);
+    await swap.hset(this.key('meta'), 'bits', bits, 'format', FORMAT).exec();
+    this.format = FORMAT;
+  }
+
+  /** The record format of the stored state: as marked, else 1 when there is a state (the first format had no mark). */
+  private async recordFormat(): Promise<Format> {
+    if (this.format) return this.format;
+    const [[, mark], [, buckets], [, journal]] = (await this.redis
+      .multi()
+      .hget(this.key('meta'), 'format')
+      .exists(this.key('b'))
+      .exists(this.key('j'))
+      .exec()) as [[null, string | null], [null, number], [null, number]];
+    if (mark !== null) return (this.format = Number(mark) as Format);
+    return buckets || journal ? 1 : FORMAT;
+  }
+
+  /** The latest record per member in these journal entries. */
+  private async latest(journal: Buffer[]): Promise<Map<string, StateRecord>> {
+    const format = await this.recordFormat();
+    const latest = new Map<string, StateRecord>();
+    for (const entry of journal)
+      for (const r of decodeRecords(entry, format)) latest.set(r.key.toString('latin1'), r);
+    return latest;
   }
 
   /**
@@ -186,16 +246,14 @@ export class AudienceState {
    * it without writing anything: `plan` reads the truth and touches nothing.
    */
   async *scan(): AsyncGenerator<StateRecord[]> {
-    const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
-    const latest = new Map<string, StateRecord>();
-    for (const entry of journal)
-      for (const r of decodeRecords(entry)) latest.set(r.key.toString('latin1'), r);
+    const latest = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
+    const format = await this.recordFormat();
     let cursor = '0';
     do {
       const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
       cursor = next.toString();
       for (let i = 1; i < pairs.length; i += 2) {
-        const records = decodeRecords(pairs[i]!);
+        const records = decodeRecords(pairs[i]!, format);
         if (latest.size === 0) {
           yield records;
           continue;
@@ -222,23 +280,25 @@ export class AudienceState {
   }
 
   private async allBuckets(): Promise<Map<number, StateRecord[]>> {
+    const format = await this.recordFormat();
     const out = new Map<number, StateRecord[]>();
     let cursor = '0';
     do {
       const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
       cursor = next.toString();
       for (let i = 0; i < pairs.length; i += 2)
-        out.set(Number(pairs[i]!.toString()), decodeRecords(pairs[i + 1]!));
+        out.set(Number(pairs[i]!.toString()), decodeRecords(pairs[i + 1]!, format));
     } while (cursor !== '0');
     return out;
   }
 
   private async someBuckets(indexes: number[]): Promise<Map<number, StateRecord[]>> {
+    const format = await this.recordFormat();
     const out = new Map<number, StateRecord[]>();
     for (let i = 0; i < indexes.length; i += 512) {
       const chunk = indexes.slice(i, i + 512);
       const values = await this.redis.hmgetBuffer(this.key('b'), ...chunk.map(String));
-      chunk.forEach((b, k) => out.set(b, values[k] ? decodeRecords(values[k]) : []));
+      chunk.forEach((b, k) => out.set(b, values[k] ? decodeRecords(values[k], format) : []));
     }
     return out;
   }

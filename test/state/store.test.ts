@@ -27,10 +27,11 @@ async function all(state: ReturnType<StateStore['audience']>): Promise<StateReco
 }
 
 describe('state records', () => {
-  it('round-trip through the binary encoding with 15 bytes of overhead per member', () => {
-    const records = [rec(1), rec(2), rec(3, Status.addPending, 5)];
+  it('round-trip through the binary encoding: 11 bytes of overhead per settled member, 15 while pending', () => {
+    const records = [rec(1), rec(2), rec(3, Status.addPending, 5), rec(4, Status.removePending)];
+    records[3]!.upload = 9;
     const buf = encodeRecords(records);
-    expect(buf.length).toBe(3 * 15 + (2 + 1 + 5) * 32);
+    expect(buf.length).toBe(2 * 11 + 2 * 15 + (2 + 1 + 5 + 1) * 32);
     // Trailing empty slots are not stored.
     const trimmed = records.map((r) => ({
       ...r,
@@ -39,6 +40,23 @@ describe('state records', () => {
     expect(decodeRecords(buf)).toEqual(trimmed);
   });
 });
+
+/** Format 1 (the first, unmarked): key, status, upload (4 bytes, always), slot mask, slots. */
+function formatOne(records: readonly StateRecord[]): Buffer {
+  return Buffer.concat(
+    records.flatMap((r) => {
+      const head = Buffer.alloc(15);
+      r.key.copy(head, 0);
+      head[8] = r.status;
+      head.writeUInt32BE(r.upload, 9);
+      head.writeUInt16BE(
+        r.slots.reduce((m, s, i) => (s ? m | (1 << i) : m), 0),
+        13,
+      );
+      return [head, ...r.slots.filter((s): s is Buffer => s !== undefined)];
+    }),
+  );
+}
 
 describe('audience state in Redis', () => {
   it('folds the journal into buckets and keeps the latest record per member', async () => {
@@ -127,5 +145,40 @@ describe('reading state left by a crashed run', () => {
     ]);
     // Nothing was written: the journal is still there for the next sync's checkpoint.
     expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(1);
+  });
+
+  it('reads a state written in format 1, and rewrites it in format 2 before writing to it', async () => {
+    const state = store().audience('dest', 'RFM: Loyal');
+    const base = (state as unknown as { base: string }).base;
+    const kept = [rec(1), rec(2, Status.addPending), rec(3)];
+    // Two buckets (bits 1) and a journal a run of the old version left: member 3 deleted, 5 added.
+    await redis.hset(`${base}:meta`, 'bits', 1, 'members', 3, 'remote_id', 'r1');
+    for (const b of [0, 1]) {
+      const records = kept.filter((r) => r.key[0]! >> 7 === b);
+      if (records.length > 0) await redis.hset(`${base}:b`, String(b), formatOne(records));
+    }
+    await redis.rpush(`${base}:j`, formatOne([{ ...rec(3), status: Status.deleted, slots: [] }, rec(5)]));
+    const trim = (r: StateRecord) => ({ ...r, slots: r.slots.slice(0, r.slots.findLastIndex(Boolean) + 1) });
+    const expected = [rec(1), rec(2, Status.addPending), rec(5)]
+      .map(trim)
+      .sort((a, b) => Buffer.compare(a.key, b.key));
+    expect(await all(state)).toEqual(expected);
+    expect(await redis.hget(`${base}:meta`, 'format')).toBeNull(); // reading writes nothing
+
+    await state.append([rec(6)]);
+    expect(await redis.hget(`${base}:meta`, 'format')).toBe('2');
+    // A new instance (another process) reads the rewritten state in format 2.
+    const again = store((state as unknown as { store: StateStore }).store.prefix).audience(
+      'dest',
+      'RFM: Loyal',
+    );
+    expect(await all(again)).toEqual(
+      [...expected, trim(rec(6))].sort((a, b) => Buffer.compare(a.key, b.key)),
+    );
+    const stored = await redis.hgetallBuffer(`${base}:b`);
+    const bytes = Object.values(stored).reduce((n, v) => n + v.length, 0);
+    expect(bytes).toBe(2 * 11 + 15 + (2 + 1 + 2) * 32); // members 1, 2 (pending) and 5, in format 2
+    expect(await redis.hget(`${base}:meta`, 'members')).toBe('3');
+    expect(await state.remoteId()).toBe('r1');
   });
 });
