@@ -2,8 +2,9 @@
  * A column of short texts (customer ids, emails, phones, attributes) packed as UTF-8 in large chunks,
  * with five bytes per entry locating it (a 32-bit offset and an 8-bit length): millions of customers
  * without millions of JS strings, which cost five to ten times their bytes in the heap and in the
- * garbage collector's time. The memory is shared, so worker threads read the column without a copy
- * (`parts` / `TextColumn.view`).
+ * garbage collector's time. A column of few distinct values (countries, brands, flags) keeps one byte
+ * per entry instead, a code into its dictionary, until it meets more than DICTIONARY values. The memory
+ * is shared, so worker threads read the column without a copy (`parts` / `TextColumn.view`).
  */
 
 /** What a worker thread needs to read a column. */
@@ -13,6 +14,8 @@ export interface TextParts {
   lengths: SharedArrayBuffer[];
   size: number;
   long: [number, string][];
+  /** The values while the column is a dictionary (then `lengths` hold codes, 1-based, and nothing else is used). */
+  dictionary?: string[];
 }
 
 const CHUNK = 1 << 22;
@@ -25,6 +28,8 @@ const PAGE_BITS = 16;
 const PAGE = 1 << PAGE_BITS;
 const PAGE_MASK = PAGE - 1;
 const EMPTY = new Uint8Array(0);
+/** Distinct values a dictionary column holds before it is packed (codes are bytes; 0 is absent). */
+const DICTIONARY = 255;
 
 export class TextColumn {
   private chunks: Buffer[] = [];
@@ -34,6 +39,10 @@ export class TextColumn {
   private lengths: Uint8Array[] = [];
   private size = 0;
   private long = new Map<number, string>();
+  /** Dictionary mode: the values by code - 1, their bytes, and their codes; undefined once packed. */
+  private dictionary: string[] | undefined = [];
+  private dictionaryBytes: Buffer[] = [];
+  private codes = new Map<string, number>();
 
   /** A read-only view of a column another thread built. */
   static view(parts: TextParts): TextColumn {
@@ -43,6 +52,8 @@ export class TextColumn {
     column.lengths = parts.lengths.map((p) => new Uint8Array(p));
     column.size = parts.size;
     column.long = new Map(parts.long);
+    column.dictionary = parts.dictionary;
+    column.dictionaryBytes = (parts.dictionary ?? []).map((v) => Buffer.from(v, 'utf8'));
     return column;
   }
 
@@ -53,6 +64,7 @@ export class TextColumn {
       lengths: this.lengths.map((p) => p.buffer as SharedArrayBuffer),
       size: this.size,
       long: [...this.long],
+      ...(this.dictionary ? { dictionary: this.dictionary } : {}),
     };
   }
 
@@ -68,7 +80,7 @@ export class TextColumn {
 
   push(value: string | undefined): void {
     if ((this.size & PAGE_MASK) === 0) {
-      this.starts.push(new Uint32Array(new SharedArrayBuffer(PAGE * 4)));
+      if (!this.dictionary) this.starts.push(new Uint32Array(new SharedArrayBuffer(PAGE * 4)));
       this.lengths.push(new Uint8Array(new SharedArrayBuffer(PAGE)));
     }
     this.size++;
@@ -87,6 +99,7 @@ export class TextColumn {
   get(i: number): string | undefined {
     const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     if (length === 0) return undefined;
+    if (this.dictionary) return this.dictionary[length - 1];
     if (length === LONG) return this.long.get(i);
     const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
@@ -97,6 +110,7 @@ export class TextColumn {
   bytes(i: number): Buffer | undefined {
     const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     if (length === 0) return undefined;
+    if (this.dictionary) return this.dictionaryBytes[length - 1];
     if (length === LONG) return Buffer.from(this.long.get(i)!, 'utf8');
     const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
@@ -111,6 +125,19 @@ export class TextColumn {
       this.lengths[page]![at] = 0;
       this.long.delete(i);
       return;
+    }
+    if (this.dictionary) {
+      let code = this.codes.get(value);
+      if (code === undefined && this.dictionary.length < DICTIONARY) {
+        code = this.dictionary.push(value);
+        this.codes.set(value, code);
+        this.dictionaryBytes.push(Buffer.from(value, 'utf8'));
+      }
+      if (code !== undefined) {
+        this.lengths[page]![at] = code;
+        return;
+      }
+      this.pack();
     }
     if (value.length * 3 >= LONG && Buffer.byteLength(value) >= LONG) {
       this.long.set(i, value);
@@ -134,7 +161,7 @@ export class TextColumn {
   /** Whether entry i is exactly these bytes, compared in place. */
   matches(i: number, bytes: Uint8Array, length: number): boolean {
     const own = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
-    if (own === LONG) return this.bytes(i)!.equals(bytes.subarray(0, length));
+    if (this.dictionary || own === LONG) return this.bytes(i)?.equals(bytes.subarray(0, length)) ?? false;
     if (own !== length || own === 0) return false;
     const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
@@ -146,13 +173,28 @@ export class TextColumn {
   /** `hashOf` entry i's bytes, read in place (0 bytes when absent). */
   hash(i: number): number {
     const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
-    if (length === LONG) {
+    if (length !== 0 && (this.dictionary || length === LONG)) {
       const bytes = this.bytes(i)!;
       return hashOf(bytes, 0, bytes.length);
     }
     const start = length === 0 ? 0 : this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const from = start % CHUNK;
     return hashOf(this.chunks[(start - from) / CHUNK] ?? EMPTY, from, from + length);
+  }
+
+  /** Leaves dictionary mode: every entry written out as packed text. */
+  private pack(): void {
+    const dictionary = this.dictionary!;
+    this.dictionary = undefined;
+    this.dictionaryBytes = [];
+    this.codes = new Map();
+    this.starts = this.lengths.map(() => new Uint32Array(new SharedArrayBuffer(PAGE * 4)));
+    for (let i = 0; i < this.size; i++) {
+      const code = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+      if (code === 0) continue;
+      this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK] = 0;
+      this.set(i, dictionary[code - 1]);
+    }
   }
 
   toArray(): (string | undefined)[] {
@@ -164,7 +206,7 @@ export class TextColumn {
     const la = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const lb = this.lengths[j >>> PAGE_BITS]![j & PAGE_MASK]!;
     if (la === 0 || lb === 0) return la !== 0 ? 1 : lb !== 0 ? -1 : 0;
-    if (la === LONG || lb === LONG) return this.bytes(i)!.compare(this.bytes(j)!);
+    if (this.dictionary || la === LONG || lb === LONG) return this.bytes(i)!.compare(this.bytes(j)!);
     // In place, without a view per comparison (ntile sorts millions of ids with this).
     const sa = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
     const sb = this.starts[j >>> PAGE_BITS]![j & PAGE_MASK]!;

@@ -33,6 +33,26 @@ describe('TextColumn', () => {
       for (let j = 0; j < values.length; j++)
         expect(Math.sign(column.compare(i, j))).toBe(Math.sign(compareCodePoints(values[i]!, values[j]!)));
   });
+  it('keeps few distinct values as a dictionary of one byte per entry, and packs past 255 of them', () => {
+    const column = new TextColumn();
+    const values: (string | undefined)[] = [];
+    for (let i = 0; i < 100_000; i++)
+      values.push(i % 7 === 0 ? undefined : ['US', 'GB', 'Zoë', '北京'][i % 4]);
+    for (const v of values) column.push(v);
+    expect(column.parts().dictionary).toEqual(['GB', 'Zoë', '北京', 'US']);
+    expect(column.parts().starts).toEqual([]);
+    expect(TextColumn.view(column.parts()).toArray()).toEqual(values);
+    expect(Math.sign(column.compare(1, 2))).toBe(Math.sign(compareCodePoints('GB', 'Zoë')));
+    expect(column.bytes(3)!.toString()).toBe('北京');
+    // The 256th distinct value packs the column; every earlier entry reads back the same.
+    for (let k = 0; k < 300; k++) {
+      column.set(k, `v${k}`);
+      values[k] = `v${k}`;
+    }
+    expect(column.parts().dictionary).toBeUndefined();
+    expect(column.toArray()).toEqual(values);
+    expect(TextColumn.view(column.parts()).toArray()).toEqual(values);
+  });
 });
 
 describe('TextIndex', () => {
