@@ -31,7 +31,6 @@ function identifyRange(task: IdentifyTask): [number, string][] {
   const out: IdentityBuffers = {
     slotCount: task.slotCount,
     keys: Buffer.from(task.keys),
-    keyed: new Uint8Array(task.keyed),
     masks: new Uint16Array(task.masks),
     skips: new Uint8Array(task.skips),
   };

@@ -6,9 +6,8 @@ import { KEY_BYTES, SLOT_BYTES } from '../state/records.js';
 /** Where customers' identities are written: by customer index, slots by position (shared with threads). */
 export interface IdentityBuffers {
   slotCount: number;
-  /** Keys: the first 8 bytes of SHA-256 of the customer id, at `i * KEY_BYTES`; `keyed[i]` once there. */
+  /** Keys: the first 8 bytes of SHA-256 of the customer id, at `i * KEY_BYTES`; zeros until computed. */
   keys: Buffer;
-  keyed: Uint8Array;
   /** Which slots customer i has (0: none, see `skips`). */
   masks: Uint16Array;
   /** 1 + the index in SKIP_REASONS of why customer i is left out; 0 otherwise (or an unlisted reason). */
@@ -16,12 +15,12 @@ export interface IdentityBuffers {
 }
 
 /** Customer i's key (the first 8 bytes of SHA-256 of its id), computed once. */
-export function keyOf(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'keys' | 'keyed'>): Buffer {
-  if (!out.keyed[i]) {
-    hash('sha256', ids.bytes(i)!, 'buffer').copy(out.keys, i * KEY_BYTES, 0, KEY_BYTES);
-    out.keyed[i] = 1;
-  }
-  return out.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+export function keyOf(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'keys'>): Buffer {
+  const at = i * KEY_BYTES;
+  // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
+  if (out.keys.readUInt32LE(at) === 0 && out.keys.readUInt32LE(at + 4) === 0)
+    hash('sha256', ids.bytes(i)!, 'buffer').copy(out.keys, at, 0, KEY_BYTES);
+  return out.keys.subarray(at, at + KEY_BYTES);
 }
 
 /**

@@ -21,15 +21,14 @@ export interface IdentifyTask {
   from: number;
   to: number;
   slotCount: number;
-  /** Slots by position in `customers`; masks, skips, keys and keyed by customer index. */
+  /** Slots by position in `customers`; masks, skips and keys by customer index. */
   slots: SharedArrayBuffer;
   masks: SharedArrayBuffer;
   skips: SharedArrayBuffer;
   keys: SharedArrayBuffer;
-  keyed: SharedArrayBuffer;
 }
 
-/** Tasks of this many customers: small enough to balance the threads, large enough to amortise a message. */
+/** At most this many customers per task: small enough to balance the threads, large enough to amortise a message. */
 const SLICE = 32_768;
 
 type Reply = { id: number; odd?: [number, string][]; error?: string };
@@ -39,17 +38,22 @@ let nextId = 1;
 
 /**
  * Threads run a built script (the registry's `connectors/identify-thread.js`); under a TypeScript test
- * runner there is none, and the work stays inline. `AUDIENCE_SYNC_THREADS=0` turns them off, `=N` sets N.
+ * runner there is none, and the work stays inline. The main thread identifies too, between other work:
+ * `AUDIENCE_SYNC_THREADS=N` makes N threads in all (N - 1 workers); 0 or 1 keeps the work inline.
  */
 export function threadsAvailable(script: URL): boolean {
-  return process.env.AUDIENCE_SYNC_THREADS !== '0' && existsSync(fileURLToPath(script));
+  return workerCount() > 0 && existsSync(fileURLToPath(script));
+}
+
+function workerCount(): number {
+  const n = process.env.AUDIENCE_SYNC_THREADS;
+  return Math.min((n !== undefined && n !== '' ? Number(n) || 0 : availableParallelism()) - 1, 15);
 }
 
 function threads(script: URL): Worker[] {
   let pool = pools.get(script.href);
   if (!pool) {
-    const n = Math.max(1, Math.min(Number(process.env.AUDIENCE_SYNC_THREADS) || availableParallelism(), 16));
-    pool = Array.from({ length: n }, () => {
+    pool = Array.from({ length: Math.max(1, workerCount()) }, () => {
       // A small young generation: a thread's garbage is short strings, and memory is the scarce part.
       const worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 8 } });
       worker.unref();
@@ -60,30 +64,46 @@ function threads(script: URL): Worker[] {
   return pool;
 }
 
-/** Identifies customers [0, count) of the task on all threads; returns customers skipped for an unlisted reason. */
+/**
+ * Identifies customers [0, count) of the task on the worker threads and, slice by slice, on this thread
+ * with `inline` (yielding to the event loop between slices); returns customers the workers skipped for an
+ * unlisted reason.
+ */
 export async function identifyInThreads(
   script: URL,
   task: Omit<IdentifyTask, 'id' | 'from' | 'to'>,
   count: number,
+  inline: (from: number, to: number) => void,
 ): Promise<[number, string][]> {
   const workers = threads(script);
   const odd: [number, string][] = [];
+  // Several slices per thread even for a small audience, so that every thread has a share.
+  const slice = Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (workers.length + 1)))));
   let next = 0;
+  const take = (): [number, number] | undefined => {
+    if (next >= count) return undefined;
+    const from = next;
+    next = Math.min(count, next + slice);
+    return [from, next];
+  };
   const drive = (worker: Worker): Promise<void> =>
     new Promise((resolve, reject) => {
+      let busy = 0;
       const send = () => {
-        if (next >= count) {
+        const range = take();
+        if (!range) {
+          if (busy > 0) return;
           worker.off('message', onMessage);
           worker.off('error', reject);
           worker.unref();
           resolve();
           return;
         }
-        const from = next;
-        next = Math.min(count, next + SLICE);
-        worker.postMessage({ ...task, id: nextId++, from, to: next } satisfies IdentifyTask);
+        busy++;
+        worker.postMessage({ ...task, id: nextId++, from: range[0], to: range[1] } satisfies IdentifyTask);
       };
       const onMessage = (reply: Reply) => {
+        busy--;
         if (reply.error) {
           worker.off('message', onMessage);
           reject(new Error(`identify thread: ${reply.error}`));
@@ -95,8 +115,16 @@ export async function identifyInThreads(
       worker.ref();
       worker.on('message', onMessage);
       worker.once('error', reject);
+      // Two slices in hand: a worker never waits for this thread to finish a slice of its own.
+      send();
       send();
     });
-  await Promise.all(workers.map(drive));
+  const here = async () => {
+    for (let range = take(); range; range = take()) {
+      await new Promise((resolve) => setImmediate(resolve));
+      inline(range[0], range[1]);
+    }
+  };
+  await Promise.all([...workers.map(drive), here()]);
   return odd;
 }

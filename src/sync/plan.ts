@@ -49,7 +49,7 @@ export class Identities {
   readonly slotCount: number;
   /** Slot indexes that form one identifier; every slot is in exactly one group. */
   readonly groups: readonly (readonly number[])[];
-  /** Every customer's key at `i * KEY_BYTES` (valid once keyed). */
+  /** Every customer's key at `i * KEY_BYTES` (zeros until computed). */
   readonly keys: Buffer;
   /** Keys, masks and skips of every customer, in shared memory: worker threads write them in place. */
   private readonly out: IdentityBuffers;
@@ -63,8 +63,8 @@ export class Identities {
   private held: ArrayLike<number> = [];
   /** The held customers in order, shared with the threads. */
   private order = new Uint32Array(new SharedArrayBuffer(0));
-  /** Scratch flags, one per customer, for planAudience. */
-  private flags: Uint8Array | undefined;
+  /** Scratch flags, a bit per customer, for planAudience. */
+  private flags: Uint32Array | undefined;
   /** Customers identified outside the held audience (a removal's plaintext lookup): few. */
   private readonly extra = new Map<number, Buffer>();
   private readonly reasons: string[] = ['', ...SKIP_REASONS];
@@ -101,7 +101,6 @@ export class Identities {
     this.out = {
       slotCount: this.slotCount,
       keys: Buffer.from(new SharedArrayBuffer(n * KEY_BYTES)),
-      keyed: new Uint8Array(new SharedArrayBuffer(n)),
       masks: new Uint16Array(new SharedArrayBuffer(n * 2)),
       skips: new Uint8Array(new SharedArrayBuffer(n)),
     };
@@ -148,9 +147,12 @@ export class Identities {
           masks: this.masks.buffer as SharedArrayBuffer,
           skips: this.skips.buffer as SharedArrayBuffer,
           keys: this.keys.buffer as SharedArrayBuffer,
-          keyed: this.out.keyed.buffer as SharedArrayBuffer,
         },
         customers.length,
+        (from, to) => {
+          for (let k = from; k < to; k++)
+            this.compute(shared[k]!, this.slots, k * this.slotCount * SLOT_BYTES);
+        },
       );
       for (const [i, reason] of odd) this.skip(i, reason);
       return;
@@ -163,9 +165,9 @@ export class Identities {
     }
   }
 
-  /** A zeroed byte per customer, reused from audience to audience. */
-  scratch(): Uint8Array {
-    this.flags ??= new Uint8Array(this.pos.length);
+  /** A zeroed bit per customer (customer i at bit i % 32 of word i / 32), reused from audience to audience. */
+  scratch(): Uint32Array {
+    this.flags ??= new Uint32Array(Math.ceil(this.pos.length / 32));
     this.flags.fill(0);
     return this.flags;
   }
@@ -408,7 +410,7 @@ export async function planAudience(
   for await (const records of state.scan()) {
     for (const r of records) {
       const want = desired.get(r.key);
-      if (want >= 0) seen[want] = 1;
+      if (want >= 0) seen[want >>> 5] = seen[want >>> 5]! | (1 << (want & 31));
       switch (r.status) {
         case Status.removePending:
           for (const g of identities.groups) removing.add(g, r.slots);
@@ -439,7 +441,7 @@ export async function planAudience(
       }
     }
   }
-  for (const i of desired.members) if (!seen[i]) add.push(i);
+  for (const i of desired.members) if (!(seen[i >>> 5]! & (1 << (i & 31)))) add.push(i);
 
   if (leaving.length > 0) {
     const values = new IdentifierSet();

@@ -14,7 +14,7 @@ function sync(cwd: string, threads: boolean) {
       ...process.env,
       CI: 'true',
       REDIS_URL: inject('redisUrl'),
-      AUDIENCE_SYNC_THREADS: threads ? '2' : '0',
+      AUDIENCE_SYNC_THREADS: threads ? '3' : '0',
       AUDIENCE_SYNC_THREADS_FROM: '1',
     },
     encoding: 'utf8',
