@@ -199,140 +199,141 @@ async function readScoring(
   const width = rows.header.length;
 
   let row = 0;
-  for await (const rec of rows.records) {
-    row++;
-    log.rows++;
-    if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
-    if (rec.length !== width) {
-      log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
-      continue;
-    }
-    const id = rec[idCol]!.trim();
-    if (id === '') {
-      log.add(row, 'missing customer_id');
-      continue;
-    }
-    let day = 0;
-    let count = 1;
-    let value = 0;
-    if (shape === 'orders') {
-      const d = parseDate(rec[dateCol!]!);
-      if (d === undefined) {
-        log.add(
-          row,
-          'unparseable order_date',
-          `${shapeOf(rec[dateCol!]!)} (date_format ${source.date_format})`,
-        );
+  for await (const batch of rows.batches)
+    for (const rec of batch) {
+      row++;
+      log.rows++;
+      if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
+      if (rec.length !== width) {
+        log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
         continue;
       }
-      day = d;
-    } else if (shape === 'customers') {
-      if (lastCol !== undefined) {
-        const d = parseDate(rec[lastCol]!);
+      const id = rec[idCol]!.trim();
+      if (id === '') {
+        log.add(row, 'missing customer_id');
+        continue;
+      }
+      let day = 0;
+      let count = 1;
+      let value = 0;
+      if (shape === 'orders') {
+        const d = parseDate(rec[dateCol!]!);
         if (d === undefined) {
           log.add(
             row,
-            'unparseable last_order_date',
-            `${shapeOf(rec[lastCol]!)} (date_format ${source.date_format})`,
+            'unparseable order_date',
+            `${shapeOf(rec[dateCol!]!)} (date_format ${source.date_format})`,
           );
           continue;
         }
         day = d;
-      } else {
-        const r = parseAmount(rec[recencyCol!]!);
-        if (r === undefined) {
-          log.add(row, 'non-numeric recency_days', shapeOf(rec[recencyCol!]!));
+      } else if (shape === 'customers') {
+        if (lastCol !== undefined) {
+          const d = parseDate(rec[lastCol]!);
+          if (d === undefined) {
+            log.add(
+              row,
+              'unparseable last_order_date',
+              `${shapeOf(rec[lastCol]!)} (date_format ${source.date_format})`,
+            );
+            continue;
+          }
+          day = d;
+        } else {
+          const r = parseAmount(rec[recencyCol!]!);
+          if (r === undefined) {
+            log.add(row, 'non-numeric recency_days', shapeOf(rec[recencyCol!]!));
+            continue;
+          }
+          day = analysisDay - r;
+        }
+        const c = parseCount(rec[countCol!]!);
+        if (c === undefined) {
+          log.add(row, 'order_count is not a whole number', shapeOf(rec[countCol!]!));
           continue;
         }
-        day = analysisDay - r;
+        count = c;
       }
-      const c = parseCount(rec[countCol!]!);
-      if (c === undefined) {
-        log.add(row, 'order_count is not a whole number', shapeOf(rec[countCol!]!));
-        continue;
+      if (shape !== 'scores') {
+        const text = third.kind === 'monetary' ? rec[(amountCol ?? revenueCol)!]! : '';
+        const v = third.kind === 'monetary' ? parseAmount(text) : third.read(rec);
+        if (v === undefined) {
+          log.add(
+            row,
+            third.kind === 'monetary'
+              ? `non-numeric ${shape === 'orders' ? 'amount' : 'total_revenue'}`
+              : `non-numeric ${third.kind}`,
+            third.kind === 'monetary' ? shapeOf(text) : '',
+          );
+          continue;
+        }
+        value = v;
       }
-      count = c;
-    }
-    if (shape !== 'scores') {
-      const text = third.kind === 'monetary' ? rec[(amountCol ?? revenueCol)!]! : '';
-      const v = third.kind === 'monetary' ? parseAmount(text) : third.read(rec);
-      if (v === undefined) {
-        log.add(
-          row,
-          third.kind === 'monetary'
-            ? `non-numeric ${shape === 'orders' ? 'amount' : 'total_revenue'}`
-            : `non-numeric ${third.kind}`,
-          third.kind === 'monetary' ? shapeOf(text) : '',
-        );
-        continue;
+      let scores: [number, number, number, string | undefined] | undefined;
+      if (scoreCols) {
+        const read = scoreCols.read(rec);
+        if (typeof read === 'string') {
+          log.add(row, read);
+          continue;
+        }
+        scores = read;
       }
-      value = v;
-    }
-    let scores: [number, number, number, string | undefined] | undefined;
-    if (scoreCols) {
-      const read = scoreCols.read(rec);
-      if (typeof read === 'string') {
-        log.add(row, read);
-        continue;
+      let optFlag = false;
+      if (optOut) {
+        const flag = parseFlag(rec[optOut.col]!);
+        if (flag === undefined) {
+          log.add(
+            row,
+            `${optOut.field} is not a flag`,
+            `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
+          );
+          continue;
+        }
+        optFlag = optOut.field === 'opted_out' ? flag : !flag;
       }
-      scores = read;
-    }
-    let optFlag = false;
-    if (optOut) {
-      const flag = parseFlag(rec[optOut.col]!);
-      if (flag === undefined) {
-        log.add(
-          row,
-          `${optOut.field} is not a flag`,
-          `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
-        );
-        continue;
-      }
-      optFlag = optOut.field === 'opted_out' ? flag : !flag;
-    }
 
-    let i = index.get(id);
-    if (i !== undefined && shape !== 'orders') {
-      log.add(row, 'duplicate customer_id', `first seen at row ${firstRow.get(i)}`);
-      continue;
-    }
-    const newest = i === undefined || !measured || day >= lastDay.get(i);
-    if (i === undefined) {
-      i = ids.length;
-      ids.push(id);
-      index.add(i);
-      firstRow.push(row);
-      if (measured) {
-        lastDay.push(day);
-        frequency.push(count);
-        values.push(value);
+      let i = index.get(id);
+      if (i !== undefined && shape !== 'orders') {
+        log.add(row, 'duplicate customer_id', `first seen at row ${firstRow.get(i)}`);
+        continue;
       }
-      optedOut.push(optFlag ? 1 : 0);
-      for (const [field] of profileCols) profile[field]!.push(undefined);
-      for (const [name] of attributeCols) attributes[name]!.push(undefined);
-      if (given && scores) {
-        given.r.push(scores[0]);
-        given.f.push(scores[1]);
-        given.m.push(scores[2]);
-        if (scoreCols!.named) given.segment.push(scores[3]);
+      const newest = i === undefined || !measured || day >= lastDay.get(i);
+      if (i === undefined) {
+        i = ids.length;
+        ids.push(id);
+        index.add(i);
+        firstRow.push(row);
+        if (measured) {
+          lastDay.push(day);
+          frequency.push(count);
+          values.push(value);
+        }
+        optedOut.push(optFlag ? 1 : 0);
+        for (const [field] of profileCols) profile[field]!.push(undefined);
+        for (const [name] of attributeCols) attributes[name]!.push(undefined);
+        if (given && scores) {
+          given.r.push(scores[0]);
+          given.f.push(scores[1]);
+          given.m.push(scores[2]);
+          if (scoreCols!.named) given.segment.push(scores[3]);
+        }
+      } else {
+        if (day > lastDay.get(i)) lastDay.set(i, day);
+        frequency.set(i, frequency.get(i) + 1);
+        values.add(i, value);
+        if (optFlag) optedOut.set(i, 1);
       }
-    } else {
-      if (day > lastDay.get(i)) lastDay.set(i, day);
-      frequency.set(i, frequency.get(i) + 1);
-      values.add(i, value);
-      if (optFlag) optedOut.set(i, 1);
+      if (day > analysisDay && shape !== 'scores') future++;
+      // Identifiers and attributes: the most recent non-empty value wins.
+      for (const [field, col] of profileCols) {
+        const v = rec[col]!;
+        if (v.trim() !== '' && (newest || !profile[field]!.has(i))) profile[field]!.set(i, v);
+      }
+      for (const [name, col] of attributeCols) {
+        const v = rec[col]!;
+        if (v.trim() !== '' && (newest || !attributes[name]!.has(i))) attributes[name]!.set(i, v);
+      }
     }
-    if (day > analysisDay && shape !== 'scores') future++;
-    // Identifiers and attributes: the most recent non-empty value wins.
-    for (const [field, col] of profileCols) {
-      const v = rec[col]!;
-      if (v.trim() !== '' && (newest || !profile[field]!.has(i))) profile[field]!.set(i, v);
-    }
-    for (const [name, col] of attributeCols) {
-      const v = rec[col]!;
-      if (v.trim() !== '' && (newest || !attributes[name]!.has(i))) attributes[name]!.set(i, v);
-    }
-  }
   options.onProgress?.({ rows: row, ...rows.progress() });
 
   const n = measured ? ids.length : 0;
@@ -486,51 +487,52 @@ async function joinProfiles(
     const optOut = optOutColumn(cols);
     const width = rows.header.length;
     let row = 0;
-    for await (const rec of rows.records) {
-      row++;
-      log.rows++;
-      if (rec.length !== width) {
-        log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
-        continue;
-      }
-      const id = rec[idCol]!.trim();
-      if (id === '') {
-        log.add(row, 'missing customer_id');
-        continue;
-      }
-      const i = index.get(id);
-      if (i === undefined) {
-        unmatched++;
-        continue;
-      }
-      if (seen[i]) {
-        log.add(row, 'duplicate customer_id');
-        continue;
-      }
-      let optFlag = false;
-      if (optOut) {
-        const flag = parseFlag(rec[optOut.col]!);
-        if (flag === undefined) {
-          log.add(
-            row,
-            `${optOut.field} is not a flag`,
-            `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
-          );
+    for await (const batch of rows.batches)
+      for (const rec of batch) {
+        row++;
+        log.rows++;
+        if (rec.length !== width) {
+          log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
           continue;
         }
-        optFlag = optOut.field === 'opted_out' ? flag : !flag;
+        const id = rec[idCol]!.trim();
+        if (id === '') {
+          log.add(row, 'missing customer_id');
+          continue;
+        }
+        const i = index.get(id);
+        if (i === undefined) {
+          unmatched++;
+          continue;
+        }
+        if (seen[i]) {
+          log.add(row, 'duplicate customer_id');
+          continue;
+        }
+        let optFlag = false;
+        if (optOut) {
+          const flag = parseFlag(rec[optOut.col]!);
+          if (flag === undefined) {
+            log.add(
+              row,
+              `${optOut.field} is not a flag`,
+              `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
+            );
+            continue;
+          }
+          optFlag = optOut.field === 'opted_out' ? flag : !flag;
+        }
+        seen[i] = 1;
+        if (optFlag) customers.optedOut[i] = 1;
+        for (const [field, col] of fields) {
+          const v = rec[col]!;
+          if (v.trim() !== '') customers.profile[field]!.set(i, v);
+        }
+        for (const [name, col] of attributeCols) {
+          const v = rec[col]!;
+          if (v.trim() !== '') customers.attributes[name]!.set(i, v);
+        }
       }
-      seen[i] = 1;
-      if (optFlag) customers.optedOut[i] = 1;
-      for (const [field, col] of fields) {
-        const v = rec[col]!;
-        if (v.trim() !== '') customers.profile[field]!.set(i, v);
-      }
-      for (const [name, col] of attributeCols) {
-        const v = rec[col]!;
-        if (v.trim() !== '') customers.attributes[name]!.set(i, v);
-      }
-    }
   } finally {
     await rows.close();
   }

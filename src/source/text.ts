@@ -129,6 +129,8 @@ export class TextColumn {
     if (this.dictionary) {
       let code = this.codes.get(value);
       if (code === undefined && this.dictionary.length < DICTIONARY) {
+        // A copy: a parser's value can be a slice that keeps its whole input chunk alive.
+        value = Buffer.from(value, 'utf8').toString('utf8');
         code = this.dictionary.push(value);
         this.codes.set(value, code);
         this.dictionaryBytes.push(Buffer.from(value, 'utf8'));
@@ -140,7 +142,7 @@ export class TextColumn {
       this.pack();
     }
     if (value.length * 3 >= LONG && Buffer.byteLength(value) >= LONG) {
-      this.long.set(i, value);
+      this.long.set(i, Buffer.from(value, 'utf8').toString('utf8'));
       this.lengths[page]![at] = LONG;
       return;
     }

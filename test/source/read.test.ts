@@ -231,6 +231,26 @@ describe('PostgreSQL source', () => {
     }
   });
 
+  it('reads quoted values, line breaks and multi-byte text from COPY', async () => {
+    await client.query(`DROP TABLE IF EXISTS source_tricky;
+      CREATE TABLE source_tricky (customer_id text, ordered_at timestamptz, amount numeric(12,2), note text);
+      INSERT INTO source_tricky VALUES ('a,"1"', '2025-12-31 12:00+00', 1, E'two\\nlines, "quoted"'),
+        ('Zoë 😀', '2025-12-30 12:00+00', 2, ''), ('a,"1"', '2025-12-01 12:00+00', 3, E'\\r\\n');`);
+    const { customers, report } = await read(
+      sourceSchema.parse({
+        type: 'postgres',
+        url,
+        query: 'SELECT * FROM source_tricky',
+        columns: { order_date: 'ordered_at' },
+        attributes: ['note'],
+      }),
+    );
+    expect(report.source).toMatchObject({ rows: 3, bad: 0 });
+    expect(customers.ids.toArray()).toEqual(['a,"1"', 'Zoë 😀']);
+    expect(Array.from(customers.value)).toEqual([4, 2]);
+    expect(customers.attributes.note?.toArray()).toEqual(['two\nlines, "quoted"', undefined]);
+  });
+
   it('reports a query error with its position', async () => {
     await expect(read(source('SELECT customer_id, ordered_at, amount FROM nowhere'))).rejects.toThrow(
       /PostgreSQL rejected the query: relation "nowhere" does not exist \(at character \d+\)/,
