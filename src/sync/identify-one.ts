@@ -19,7 +19,7 @@ export function keyOf(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'ke
   const at = i * KEY_BYTES;
   // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
   if (out.keys.readUInt32LE(at) === 0 && out.keys.readUInt32LE(at + 4) === 0)
-    hash('sha256', ids.bytes(i)!, 'buffer').copy(out.keys, at, 0, KEY_BYTES);
+    out.keys.write(hash('sha256', ids.bytes(i)!, 'binary'), at, KEY_BYTES, 'latin1');
   return out.keys.subarray(at, at + KEY_BYTES);
 }
 
