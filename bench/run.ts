@@ -1,9 +1,11 @@
 /**
- * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers] [--customers 1000000]
- *   [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]`
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta] [--customers 1000000]
+ *   [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
+ *   [--meta-customers 1000000]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
- * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5).
+ * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
+ * the end-to-end aim with Meta's five keys (meta).
  * Figures on a shared machine are noisy: compare ratios within one run.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     'plan-customers': { type: 'string', default: '10000000' },
     'push-customers': { type: 'string', default: '100000' },
     'workers-customers': { type: 'string', default: '2000000' },
+    'meta-customers': { type: 'string', default: '1000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -221,6 +224,32 @@ try {
       await redis.stop();
     }
   }
+  let meta: Record<string, number> | undefined;
+  if (want('meta')) {
+    const n = Number(values['meta-customers']);
+    const csv = path.join(dir, 'scores-meta.csv');
+    await writeScores(csv, path.join(dir, 'scores-meta-next.csv'), n, { names: true });
+    const redis = await startRedis();
+    try {
+      meta = JSON.parse(
+        execFileSync(process.execPath, [path.join(here, 'meta.js'), csv, redis.url], {
+          encoding: 'utf8',
+          maxBuffer: 1 << 24,
+        })
+          .trim()
+          .split('\n')
+          .pop()!,
+      ) as Record<string, number>;
+    } finally {
+      await redis.stop();
+    }
+    const m = meta;
+    console.error(
+      `end to end, Meta's five keys (${m.customers!.toLocaleString('en-US')} customers from CSV to a local fake Graph API in another process, ${m.requests} upload requests):\n` +
+        `  ${m.seconds!.toFixed(2)} s, ${Math.round(m.customers! / m.seconds!).toLocaleString('en-US')} customers/s, ${(m.seconds! / m.yardstickSeconds!).toFixed(2)}x the yardstick (${m.yardstickSeconds!.toFixed(2)} s for ${m.strings!.toLocaleString('en-US')} strings); peak RSS ${Math.round(m.maxRssMb!).toLocaleString('en-US')} MB\n` +
+        `  reading ${m.readSeconds!.toFixed(2)} s, identify + diff ${m.planSeconds!.toFixed(2)} s, push + state ${m.pushSeconds!.toFixed(2)} s`,
+    );
+  }
   let push: Record<string, number | string>[] | undefined;
   if (want('push')) {
     const redis = await startRedis();
@@ -249,8 +278,16 @@ try {
       );
   }
   process.stdout.write(
-    JSON.stringify({ customers, ordersPerCustomer, node: process.version, results, plan, push, workers }) +
-      '\n',
+    JSON.stringify({
+      customers,
+      ordersPerCustomer,
+      node: process.version,
+      results,
+      plan,
+      push,
+      workers,
+      meta,
+    }) + '\n',
   );
 } finally {
   if (!values.keep) rmSync(dir, { recursive: true, force: true });

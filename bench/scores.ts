@@ -2,16 +2,16 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 
 /**
- * Precomputed scores for the plan benchmark: `customer_id,r,f,m,email,phone,country`, one row per
- * customer, identifiers in the untidy forms shops export (case, spaces, Gmail dots and tags, phone
- * punctuation). The second file is the same customers a day later: `changedShare` of them have a
+ * Precomputed scores for the plan benchmark: `customer_id,r,f,m,email,phone,country` (and, with
+ * `names`, `first_name,last_name`), one row per customer, identifiers in the untidy forms shops export
+ * (case, spaces, Gmail dots and tags, phone punctuation, names in any case with stray spaces). The second file is the same customers a day later: `changedShare` of them have a
  * different R score, so most of those move to another segment.
  */
 export async function writeScores(
   first: string,
   second: string,
   customers: number,
-  options: { seed?: number; changedShare?: number } = {},
+  options: { seed?: number; changedShare?: number; names?: boolean } = {},
 ): Promise<{ changed: number }> {
   let state = options.seed ?? 11;
   // xorshift32: fast, deterministic, good enough for test data.
@@ -24,11 +24,15 @@ export async function writeScores(
   const changedShare = options.changedShare ?? 0.01;
   const a = createWriteStream(first);
   const b = createWriteStream(second);
-  const header = 'customer_id,r,f,m,email,phone,country\n';
+  const header = `customer_id,r,f,m,email,phone,country${options.names ? ',first_name,last_name' : ''}\n`;
   let chunkA = header;
   let chunkB = header;
   let changed = 0;
   const names = ['anna', 'ben', 'chloe', 'dev', 'emma', 'felix', 'grace', 'hugo', 'iris', 'jack'];
+  // Given names and family names repeat, as they do in a customer base (about a thousand and ten thousand kinds).
+  const given = (k: number) =>
+    `${names[k % names.length]}${k >= names.length ? String.fromCharCode(97 + (k % 26)) + (k >> 4) : ''}`;
+  const family = (k: number) => `Family${k}son`;
   const domains = ['example.com', 'gmail.com', 'Example.org', 'shop-mail.net', 'googlemail.com'];
   // Area codes in service, so that phone numbers pass the validity check as real ones do.
   const areas = [
@@ -56,7 +60,19 @@ export async function writeScores(
     const f = 1 + Math.floor(next() * 5);
     const m = 1 + Math.floor(next() * 5);
     const id = `c${i}`;
-    const rest = `,${f},${m},${email},"${phone}",US\n`;
+    let person = '';
+    if (options.names) {
+      const first = given(Math.floor(next() ** 2 * 1000));
+      const last = family(Math.floor(next() ** 2 * 10_000));
+      const n = next();
+      person =
+        n < 0.6
+          ? `,${first},${last}`
+          : n < 0.9
+            ? `,${first.toUpperCase()}, ${last} `
+            : `, ${first},${last.toLowerCase()}`;
+    }
+    const rest = `,${f},${m},${email},"${phone}",US${person}\n`;
     chunkA += `${id},${r}${rest}`;
     let r2 = r;
     if (next() < changedShare) {

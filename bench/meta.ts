@@ -1,0 +1,176 @@
+/**
+ * The issue's end-to-end aim with Meta's five keys (EMAIL, PHONE, FN, LN, COUNTRY): customers per second
+ * from the source file to the platform — read the scores, put customers into the 11 segments, identify,
+ * diff against the (empty) state and send every `/users` request to a wire-level fake of the Graph API in
+ * another process (its work is not ours: it only counts rows). Yardstick: one thread of
+ * crypto.hash('sha256') over exactly the normalised strings sent.
+ * `node dist/bench/meta.js <scores.csv> <redisUrl>`; prints a JSON line. `node dist/bench/meta.js serve`
+ * is the fake.
+ */
+import { fork } from 'node:child_process';
+import { hash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { connectors, identifyThread } from '../connectors/index.js';
+import { FakeGraph } from '../connectors/meta/fixtures/fake-graph.js';
+import {
+  normalizeCountry,
+  normalizeEmail,
+  normalizeName,
+  normalizePhone,
+} from '../src/identity/normalize.js';
+import { createLogger } from '../src/log.js';
+import { StateStore } from '../src/state/store.js';
+import { prepareSync } from '../src/sync/prepare.js';
+import { syncDestination } from '../src/sync/run.js';
+
+const TOKEN = 'EAAB-bench-token-0123456789';
+const ACCOUNT = '1234567890';
+
+if (process.argv[2] === 'serve') serve();
+else await measure(process.argv[2]!, process.argv[3]!);
+
+/** The fake: audiences and account calls by FakeGraph; `/users` rows counted, not kept. */
+function serve(): void {
+  const server = createServer();
+  server.listen(0, '127.0.0.1', () => {
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const fake = new FakeGraph(origin, 'v24.0', ACCOUNT, TOKEN);
+    let requests = 0;
+    let rows = 0;
+    server.on('request', (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        let answer: [number, unknown, Record<string, string>?];
+        if (req.method === 'POST' && req.url!.split('?')[0]!.endsWith('/users')) {
+          const data = (JSON.parse(body) as { payload: { data: unknown[] } }).payload.data;
+          requests++;
+          rows += data.length;
+          answer = [
+            200,
+            { audience_id: req.url!.split('/')[2], num_received: data.length, num_invalid_entries: 0 },
+          ];
+        } else answer = fake.handle(req.method!, req.url!, body, req.headers);
+        res.writeHead(answer[0], { 'content-type': 'application/json', ...answer[2] });
+        res.end(JSON.stringify(answer[1]));
+      });
+    });
+    process.send!({ origin });
+    process.on('message', () => process.send!({ requests, rows }));
+  });
+}
+
+async function measure(scores: string, redisUrl: string): Promise<void> {
+  const fake = fork(fileURLToPath(import.meta.url), ['serve'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ask = () => new Promise<Record<string, unknown>>((resolve) => fake.once('message', resolve));
+  const { origin } = (await ask()) as { origin: string };
+  const dir = path.dirname(scores);
+  const config = path.join(dir, 'meta.yaml');
+  process.env.BENCH_META_TOKEN = TOKEN;
+  writeFileSync(
+    config,
+    `source: { type: csv, path: ${path.basename(scores)} }
+scoring: { analysis_date: "2026-01-01" }
+destinations:
+  meta:
+    type: meta
+    ad_account_id: "${ACCOUNT}"
+    access_token: "\${BENCH_META_TOKEN}"
+    endpoint: ${origin}
+    schema: [EMAIL, PHONE, FN, LN, COUNTRY]
+sync: { redis_prefix: bench-meta-${process.pid} }
+`,
+  );
+  const redis = new Redis(redisUrl);
+  const store = new StateStore(redis, `bench-meta-${process.pid}`);
+  const log = createLogger({ level: 'silent', json: true });
+
+  const planned: number[] = [];
+  const started = performance.now();
+  const prepared = await prepareSync(config, connectors, { destination: 'meta' });
+  const readSeconds = (performance.now() - started) / 1000;
+  const destination = prepared.destinations[0]!;
+  const client = destination.connector.create(destination.config, {
+    destination: destination.name,
+    baseDir: prepared.baseDir,
+    log,
+  });
+  const results = await syncDestination(destination, client, {
+    segmented: prepared.segmented,
+    audiences: prepared.audiences,
+    store,
+    log,
+    threads: identifyThread,
+    onPlan: () => planned.push(performance.now()),
+  });
+  await client.close?.();
+  const seconds = (performance.now() - started) / 1000;
+  let planSeconds = 0;
+  let from = started + readSeconds * 1000;
+  results.forEach((r, k) => {
+    planSeconds += (planned[k]! - from) / 1000;
+    from += r.durationMs;
+  });
+  const maxRssMb = process.resourceUsage().maxRSS / 1024;
+  fake.send('count');
+  const sent = (await ask()) as { requests: number; rows: number };
+  fake.kill();
+
+  // Yardstick: the normalised strings of what was sent (every identifiable customer), hashed on one thread.
+  const { customers } = prepared.segmented;
+  let yardstickSeconds = 0;
+  let strings = 0;
+  let sink = 0;
+  for (let from = 0; from < customers.ids.length; from += 100_000) {
+    const batch: string[] = [];
+    for (let i = from; i < Math.min(customers.ids.length, from + 100_000); i++) {
+      if (customers.optedOut[i]) continue;
+      const get = (field: 'email' | 'phone' | 'first_name' | 'last_name' | 'country') =>
+        customers.profile[field]?.get(i);
+      const country = normalizeCountry(get('country') ?? '');
+      for (const v of [
+        normalizeEmail(get('email') ?? ''),
+        normalizePhone(get('phone') ?? '', country)?.slice(1),
+        normalizeName(get('first_name') ?? ''),
+        normalizeName(get('last_name') ?? ''),
+        country?.toLowerCase(),
+      ])
+        if (v) batch.push(v);
+    }
+    const t = performance.now();
+    // As the issue defines it: crypto.hash('sha256', s), a hex digest.
+    for (const s of batch) sink ^= hash('sha256', s).charCodeAt(0);
+    yardstickSeconds += (performance.now() - t) / 1000;
+    strings += batch.length;
+  }
+
+  const keys = await redis.keys(`bench-meta-${process.pid}:*`);
+  for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+  redis.disconnect();
+  process.stdout.write(
+    JSON.stringify({
+      customers: customers.ids.length,
+      added: results.reduce((a, r) => a + r.added, 0),
+      errors: results.filter((r) => r.error).map((r) => r.error),
+      requests: sent.requests,
+      rowsSent: sent.rows,
+      strings,
+      readSeconds,
+      seconds,
+      // Per audience, identify + diff until its plan is ready, then push and state until its run ends.
+      planSeconds,
+      pushSeconds: seconds - readSeconds - planSeconds,
+      yardstickSeconds,
+      maxRssMb,
+      sink,
+    }) + '\n',
+  );
+}
