@@ -97,6 +97,12 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
   batchSize(config: Config): number;
   /** True when add/remove results are final when they return (no processing later, no poll). */
   final(config: Config): boolean;
+  /**
+   * Add or remove requests of one audience the platform takes at once (default 1). With more, the next
+   * batch is built and sent while earlier ones wait for their answer; every batch is still recorded only
+   * once acknowledged, and removals all finish before additions start.
+   */
+  concurrency?(config: Config): number;
   /** Identifier slot names, in the order `identify` fills them. */
   slots(config: Config): readonly string[];
   /**

@@ -74,6 +74,7 @@ describe('meta config', () => {
       schema: SLOTS,
       customer_file_source: 'USER_PROVIDED_ONLY',
       batch_size: 10_000,
+      requests_in_flight: 2,
       api_version: 'v24.0',
       endpoint: 'https://graph.facebook.com',
       throttle_wait_seconds: 60,

@@ -41,6 +41,11 @@ export const metaConfigSchema = z.strictObject({
     .optional(),
   /** Rows per request: Meta takes at most 10,000. */
   batch_size: z.number().int().min(1).max(MAX_ROWS).default(MAX_ROWS),
+  /**
+   * Requests to one audience in flight at once: while one waits for Meta's answer the next is built and
+   * sent. Meta limits calls per ad account, not per audience; 1 sends strictly one after another.
+   */
+  requests_in_flight: z.number().int().min(1).max(8).default(2),
   api_version: z
     .string()
     .regex(/^v\d+\.\d+$/, 'expected a Graph API version such as v24.0')

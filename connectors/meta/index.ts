@@ -17,6 +17,7 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   configSchema: metaConfigSchema,
   batchSize: (config) => config.batch_size,
   final: () => true,
+  concurrency: (config) => config.requests_in_flight,
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
   identify: identifyMember,

@@ -212,6 +212,7 @@ async function syncAudience(
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
 
     const size = destination.connector.batchSize(destination.config);
+    const concurrency = Math.max(1, destination.connector.concurrency?.(destination.config) ?? 1);
     const toAdd = plan.add;
     // Members are built batch by batch from the packed identities, not all at once.
     const adds = {
@@ -237,8 +238,19 @@ async function syncAudience(
         size,
         (batch) => call('remove', () => client.remove(remote, batch)),
         result,
+        [],
+        concurrency,
       );
-      await push(state, 'add', adds, size, (batch) => call('add', () => client.add(remote, batch)), result);
+      await push(
+        state,
+        'add',
+        adds,
+        size,
+        (batch) => call('add', () => client.add(remote, batch)),
+        result,
+        [],
+        concurrency,
+      );
     }
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
@@ -254,8 +266,10 @@ async function syncAudience(
 }
 
 /**
- * Sends members in batches and records each batch the platform acknowledged: final results become
- * confirmed (or gone, for removals); pending ones wait on their upload, polled in a later run.
+ * Sends members in batches, up to `concurrency` at once, and records each batch the platform
+ * acknowledged: final results become confirmed (or gone, for removals); pending ones wait on their
+ * upload, polled in a later run. After a failed batch no new one starts; those in flight finish and are
+ * recorded, and the first failure is thrown.
  */
 async function push(
   state: AudienceState,
@@ -265,9 +279,26 @@ async function push(
   send: (batch: readonly Member[]) => ReturnType<ConnectorClient['add']>,
   result: AudienceResult,
   replaced: readonly Member[] = [],
+  concurrency = 1,
 ): Promise<void> {
-  for (let at = 0; at < members.length; at += batchSize) {
-    const batch = op === 'replace' ? members.slice(0, members.length) : members.slice(at, at + batchSize);
+  if (op === 'replace') {
+    await sendOne(members.slice(0, members.length));
+    return;
+  }
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  for (let at = 0; at < members.length && !failure; at += batchSize) {
+    const sending = sendOne(members.slice(at, at + batchSize)).catch((error: unknown) => {
+      failure ??= { error };
+    });
+    inFlight.add(sending);
+    void sending.finally(() => inFlight.delete(sending));
+    if (inFlight.size >= concurrency) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure.error;
+
+  async function sendOne(batch: readonly Member[]): Promise<void> {
     const outcome = await send(batch);
     const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
@@ -298,10 +329,7 @@ async function push(
     if (outcome.report) result.platform = addReports(result.platform, outcome.report);
     if (op === 'remove') result.removed += batch.length - rejected.size;
     else result.added += batch.length - rejected.size;
-    if (op === 'replace') {
-      result.removed += replaced.length;
-      return;
-    }
+    if (op === 'replace') result.removed += replaced.length;
   }
 }
 

@@ -63,7 +63,7 @@ async function platform() {
   return { origin, fake, most, mostOverall: () => mostOverall };
 }
 
-async function metaShop(origin: string) {
+async function metaShop(origin: string, inFlight = 1) {
   const shop = await makeShop({ customers: 600 });
   const config = path.join(shop.dir, 'audience-sync.yaml');
   writeFileSync(
@@ -78,6 +78,7 @@ destinations:
     access_token: \${META_ACCESS_TOKEN}
     endpoint: ${origin}
     batch_size: 20
+    requests_in_flight: ${inFlight}
     throttle_wait_seconds: 1
 sync: { redis_prefix: ${shop.prefix}, lease_seconds: 2 }
 `,
@@ -137,9 +138,9 @@ const onPlatform = (fake: FakeGraph) =>
   );
 
 describe('workers against a platform over HTTP', { timeout: 180_000 }, () => {
-  it('a 429 with Retry-After mid-run: the run waits, finishes, and re-sends no acknowledged batch', async () => {
-    const { origin, fake } = await platform();
-    const { worker, cli, expected } = await metaShop(origin);
+  it('a 429 with Retry-After mid-run, two requests in flight: the run waits, finishes, and re-sends no acknowledged batch', async () => {
+    const { origin, fake, most } = await platform();
+    const { worker, cli, expected } = await metaShop(origin, 2);
     let adds = 0;
     fake.failNext(
       (r) => r.method === 'POST' && r.path.endsWith('/users') && ++adds === 4,
@@ -157,6 +158,9 @@ describe('workers against a platform over HTTP', { timeout: 180_000 }, () => {
     const rows = posts.map((r) => JSON.stringify((r.body as { payload: { data: unknown[] } }).payload.data));
     expect(posts.length).toBe(new Set(rows).size + 1);
     expect(rows.filter((r, i) => rows.indexOf(r) !== i)).toHaveLength(1);
+    // Batches of one audience overlapped, never more than requests_in_flight of them.
+    const peaks = [...most].filter(([id]) => /^\d+$/.test(id)).map(([, n]) => n);
+    expect(Math.max(...peaks)).toBe(2);
   });
 
   it('two workers: one audience never runs twice at once; another audience does not wait for it', async () => {
