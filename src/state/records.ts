@@ -66,6 +66,14 @@ export function encodeRecords(records: readonly StateRecord[]): Buffer {
   return out;
 }
 
+/** The length of the record at `at` (current format), from its status and slot mask. */
+export function recordLength(buf: Buffer, at: number): number {
+  let mask = buf.readUInt16BE(at + KEY_BYTES + 1);
+  let n = KEY_BYTES + 3 + (waits(buf[at + KEY_BYTES] as Status) ? 4 : 0);
+  for (; mask; mask &= mask - 1) n += SLOT_BYTES;
+  return n;
+}
+
 /** Decodes records of either format; keys and slots are views into `buf` (copy them to keep past its life). */
 export function decodeRecords(buf: Buffer, format: Format = FORMAT): StateRecord[] {
   const out: StateRecord[] = [];

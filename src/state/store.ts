@@ -4,6 +4,7 @@ import {
   decodeRecords,
   encodeRecords,
   FORMAT,
+  recordLength,
   KEY_BYTES,
   Status,
   type Format,
@@ -108,47 +109,66 @@ export class AudienceState {
   }
 
   /**
-   * Folds the journal into the buckets. With `transform`, every record passes through it (to
-   * settle pending uploads); a record it maps to undefined leaves the state.
+   * Folds the journal into the buckets, byte for byte: records are ordered by key within each touched
+   * bucket and copied, not decoded. With `transform`, every bucket is rewritten and each record waiting
+   * on an upload passes through it (to settle pending uploads); one it maps to undefined leaves the state.
    */
   async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
     await this.writable();
     const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
     if (journal.length === 0 && !transform) return;
-    const latest = await this.latest(journal);
+    const fresh: Placed[] = [];
+    let seq = 0;
+    for (const entry of journal) seq = place(entry, fresh, seq);
 
     let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
     if (bits < 0) {
-      bits = idealBits(latest.size);
+      bits = idealBits(fresh.length);
       await this.redis.hset(this.key('meta'), 'bits', bits);
     }
-    const touched = new Map<number, StateRecord[]>();
-    for (const r of latest.values()) {
-      const b = bucketOf(r.key, bits);
+    const touched = new Map<number, Placed[]>();
+    for (const r of fresh) {
+      const b = bits === 0 ? 0 : r.hi >>> (32 - bits);
       let list = touched.get(b);
       if (!list) touched.set(b, (list = []));
       list.push(r);
     }
-    const buckets = transform ? await this.allBuckets() : await this.someBuckets([...touched.keys()]);
-    for (const b of touched.keys()) if (!buckets.has(b)) buckets.set(b, []);
+    const buckets = transform ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
 
     let writes = this.redis.pipeline();
     let pending = 0;
     let delta = 0;
-    for (const [b, current] of buckets) {
-      const merged = new Map<string, StateRecord>();
-      for (const r of current) merged.set(r.key.toString('latin1'), r);
-      for (const r of touched.get(b) ?? []) merged.set(r.key.toString('latin1'), r);
-      const kept: StateRecord[] = [];
-      for (const r of merged.values()) {
-        if (r.status === Status.deleted) continue;
-        const t = transform ? transform(r) : r;
-        if (t && t.status !== Status.deleted) kept.push(t);
+    for (const b of new Set([...buckets.keys(), ...touched.keys()])) {
+      const stored: Placed[] = [];
+      const bytes = buckets.get(b);
+      if (bytes) place(bytes, stored, -1);
+      // By key, and for one key in the order written: the last record of a member is what it is now.
+      const all = stored.concat(touched.get(b) ?? []);
+      all.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
+      const kept: Placed[] = [];
+      let size = 0;
+      for (let k = 0; k < all.length; k++) {
+        let r = all[k]!;
+        const next = all[k + 1];
+        if (next && next.hi === r.hi && next.lo === r.lo) continue;
+        const status = r.buf[r.at + KEY_BYTES] as Status;
+        if (status === Status.deleted) continue;
+        if (transform && (status === Status.addPending || status === Status.removePending)) {
+          const t = transform(decodeRecords(r.buf.subarray(r.at, r.at + r.length))[0]!);
+          if (!t || t.status === Status.deleted) continue;
+          const buf = encodeRecords([t]);
+          r = { ...r, buf, at: 0, length: buf.length };
+        }
+        kept.push(r);
+        size += r.length;
       }
-      kept.sort((x, y) => Buffer.compare(x.key, y.key));
-      delta += kept.length - current.length;
-      if (kept.length > 0) writes.hset(this.key('b'), String(b), encodeRecords(kept));
-      else writes.hdel(this.key('b'), String(b));
+      delta += kept.length - stored.length;
+      if (kept.length > 0) {
+        const out = Buffer.allocUnsafe(size);
+        let at = 0;
+        for (const r of kept) at += r.buf.copy(out, at, r.at, r.at + r.length);
+        writes.hset(this.key('b'), String(b), out);
+      } else writes.hdel(this.key('b'), String(b));
       if (++pending >= 256) {
         await writes.exec();
         writes = this.redis.pipeline();
@@ -292,13 +312,27 @@ export class AudienceState {
     return out;
   }
 
-  private async someBuckets(indexes: number[]): Promise<Map<number, StateRecord[]>> {
-    const format = await this.recordFormat();
-    const out = new Map<number, StateRecord[]>();
+  /** Bucket → its packed records, for every bucket (in the current format). */
+  private async allBucketBytes(): Promise<Map<number, Buffer>> {
+    const out = new Map<number, Buffer>();
+    let cursor = '0';
+    do {
+      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
+      cursor = next.toString();
+      for (let i = 0; i < pairs.length; i += 2) out.set(Number(pairs[i]!.toString()), pairs[i + 1]!);
+    } while (cursor !== '0');
+    return out;
+  }
+
+  /** Bucket → its packed records, for these buckets where they hold any. */
+  private async someBucketBytes(indexes: number[]): Promise<Map<number, Buffer>> {
+    const out = new Map<number, Buffer>();
     for (let i = 0; i < indexes.length; i += 512) {
       const chunk = indexes.slice(i, i + 512);
       const values = await this.redis.hmgetBuffer(this.key('b'), ...chunk.map(String));
-      chunk.forEach((b, k) => out.set(b, values[k] ? decodeRecords(values[k], format) : []));
+      chunk.forEach((b, k) => {
+        if (values[k]) out.set(b, values[k]);
+      });
     }
     return out;
   }
@@ -307,6 +341,37 @@ export class AudienceState {
 /** Enough buckets for about 64 members each, so a checkpoint rewrites little for a small change. */
 function idealBits(members: number): number {
   return Math.max(0, Math.min(MAX_BITS, Math.ceil(Math.log2(Math.max(1, members / 64)))));
+}
+
+/** A record in place: where its bytes are, its key as two numbers, and its order among the records placed. */
+interface Placed {
+  buf: Buffer;
+  at: number;
+  length: number;
+  hi: number;
+  lo: number;
+  seq: number;
+}
+
+/**
+ * Appends the records packed in `buf` (current format), numbered in order from `seq`; returns the next
+ * number. A `seq` of -1 numbers them all -1: older than any other record.
+ */
+function place(buf: Buffer, into: Placed[], seq: number): number {
+  for (let at = 0; at < buf.length;) {
+    const length = recordLength(buf, at);
+    into.push({
+      buf,
+      at,
+      length,
+      hi: buf.readUInt32BE(at),
+      lo: buf.readUInt32BE(at + 4),
+      seq,
+    });
+    if (seq >= 0) seq++;
+    at += length;
+  }
+  return seq;
 }
 
 function bucketOf(key: Buffer, bits: number): number {

@@ -90,17 +90,24 @@ describe('audience state in Redis', () => {
     expect((await all(state)).map((r) => r.key.readUInt32BE(4)).sort()).toEqual([2, 3]);
   });
 
-  it('settles records through a transform (pending uploads done or failed)', async () => {
+  it('settles records waiting on uploads through a transform (done or failed); settled ones stay as they are', async () => {
     const state = store().audience('dest', 'a');
-    await state.append([rec(1, Status.addPending), rec(2, Status.addPending), rec(3)]);
+    const removing = { ...rec(4), status: Status.removePending, upload: 8 };
+    const gone = { ...rec(5), status: Status.removePending, upload: 8 };
+    await state.append([rec(1, Status.addPending), rec(2, Status.addPending), rec(3), removing, gone]);
     await state.checkpoint();
-    await state.checkpoint((r) =>
-      r.key.readUInt32BE(4) === 2 ? undefined : { ...r, status: Status.confirmed, upload: 0 },
-    );
+    const seen: number[] = [];
+    await state.checkpoint((r) => {
+      const n = r.key.readUInt32BE(4);
+      seen.push(n);
+      return n === 2 || n === 5 ? undefined : { ...r, status: Status.confirmed, upload: 0 };
+    });
+    expect(seen.sort()).toEqual([1, 2, 4, 5]);
     const records = await all(state);
-    expect(records.map((r) => [r.key.readUInt32BE(4), r.status]).sort()).toEqual([
-      [1, Status.confirmed],
-      [3, Status.confirmed],
+    expect(records.map((r) => [r.key.readUInt32BE(4), r.status, r.upload]).sort()).toEqual([
+      [1, Status.confirmed, 0],
+      [3, Status.confirmed, 0],
+      [4, Status.confirmed, 0],
     ]);
   });
 
