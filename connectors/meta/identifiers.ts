@@ -136,7 +136,6 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
 /** The most telling reason first. */
 const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', 'identifier too long'];
 
-/** The `data` row of a member for the schema: hex hashes, EXTERN_ID and MADID in plaintext, `""` if unknown. */
 /** `identify` with a destination's settings (what the connector and the identify threads call). */
 export function identifyMember(
   person: Person,
@@ -145,6 +144,7 @@ export function identifyMember(
   return identify(person, { schema: config.schema, defaultCountry: config.default_country });
 }
 
+/** The `data` row of a member for the schema: hex hashes, EXTERN_ID and MADID in plaintext, `""` if unknown. */
 export function toRow(slots: readonly (Buffer | undefined)[], schema: readonly SchemaKey[]): string[] {
   return schema.map((key, i) => {
     const slot = slots[i];
