@@ -293,6 +293,23 @@ export class AudienceState {
     if (added.length > 0) yield added;
   }
 
+  /**
+   * The state as packed records in the current format, bucket by bucket: the stored bytes as they are
+   * when there is no journal to lay over them (after any complete run), else what `scan` gives, encoded.
+   */
+  async *scanPacked(): AsyncGenerator<Buffer> {
+    if ((await this.recordFormat()) !== FORMAT || (await this.redis.llen(this.key('j'))) > 0) {
+      for await (const records of this.scan()) yield encodeRecords(records);
+      return;
+    }
+    let cursor = '0';
+    do {
+      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
+      cursor = next.toString();
+      for (let i = 1; i < pairs.length; i += 2) yield pairs[i]!;
+    } while (cursor !== '0');
+  }
+
   async size(): Promise<number> {
     let n = 0;
     for await (const records of this.scan()) n += records.length;

@@ -14,13 +14,12 @@ export interface IdentityBuffers {
   skips: Uint8Array;
 }
 
-/** Customer i's key (the first 8 bytes of SHA-256 of its id), computed once. */
-export function keyOf(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'keys'>): Buffer {
+/** Computes customer i's key (the first 8 bytes of SHA-256 of its id) at `i * KEY_BYTES`, once. */
+export function computeKey(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'keys'>): void {
   const at = i * KEY_BYTES;
   // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
   if (out.keys.readUInt32LE(at) === 0 && out.keys.readUInt32LE(at + 4) === 0)
     out.keys.write(hash('sha256', ids.bytes(i)!, 'binary'), at, KEY_BYTES, 'latin1');
-  return out.keys.subarray(at, at + KEY_BYTES);
 }
 
 /**
@@ -45,7 +44,7 @@ export function identifyOne(
     if (v !== undefined) person[name] = v;
   }
   const id = identify(person);
-  keyOf(i, ids, out);
+  computeKey(i, ids, out);
   out.masks[i] = 0;
   out.skips[i] = 0;
   if ('skip' in id) {

@@ -6,13 +6,21 @@ import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { SKIP_REASONS } from '../identity/types.js';
-import { identifyOne, keyOf, type IdentityBuffers } from './identify-one.js';
+import { computeKey, identifyOne, type IdentityBuffers } from './identify-one.js';
 import { identifyInThreads, threadsAvailable } from './identify-pool.js';
+import {
+  decodeRecords,
+  KEY_BYTES,
+  MAX_SLOTS,
+  recordLength,
+  SLOT_BYTES,
+  Status,
+  type StateRecord,
+} from '../state/records.js';
+import type { AudienceState } from '../state/store.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
-import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, Status, type StateRecord } from '../state/records.js';
-import type { AudienceState } from '../state/store.js';
 
 /** What a sync would do to one audience on one destination. */
 export interface AudiencePlan {
@@ -183,7 +191,8 @@ export class Identities {
   }
 
   key(i: number): Buffer {
-    return keyOf(i, this.segmented.customers.ids, this.out);
+    computeKey(i, this.segmented.customers.ids, this.out);
+    return this.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
   }
 
   slot(i: number, s: number): Buffer | undefined {
@@ -229,6 +238,24 @@ export class Identities {
     const i = this.byKey.get(record.key.toString('latin1'));
     if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
     return this.plain.get(i);
+  }
+
+  /**
+   * `sameAs` for a packed record at `at` in `packed` (current format), compared in place: the common case
+   * of a diff, an unchanged member, without decoding the record.
+   */
+  samePacked(i: number, packed: Buffer, at: number): boolean {
+    const k = this.pos[i]!;
+    const mask = packed.readUInt16BE(at + KEY_BYTES + 1);
+    if (k < 0 || mask !== this.masks[i]) return false;
+    let from = at + KEY_BYTES + 3 + (packed[at + KEY_BYTES] === Status.addPending ? 4 : 0);
+    for (let s = 0; s < this.slotCount; s++) {
+      if (!(mask & (1 << s))) continue;
+      const mine = (k * this.slotCount + s) * SLOT_BYTES;
+      for (let b = 0; b < SLOT_BYTES; b++) if (packed[from + b] !== this.slots[mine + b]) return false;
+      from += SLOT_BYTES;
+    }
+    return true;
   }
 
   /** Whether a state record holds exactly this customer's identifiers. */
@@ -284,22 +311,20 @@ class Wanted {
     this.members.push(i);
   }
 
-  /** The customer with this key, or -1. */
-  get(key: Buffer): number {
+  /** The customer with the key at `at` in `key`, or -1. */
+  get(key: Buffer, at = 0): number {
     const mask = this.table.length - 1;
-    for (let s = key.readUInt32LE(0) & mask; ; s = (s + 1) & mask) {
+    for (let s = key.readUInt32LE(at) & mask; ; s = (s + 1) & mask) {
       const v = this.table[s]!;
       if (v === 0) return -1;
-      if (this.same(v - 1, key, 0)) return v - 1;
+      if (this.same(v - 1, key, at)) return v - 1;
     }
   }
 
   private same(i: number, key: Buffer, at: number): boolean {
     const o = i * KEY_BYTES;
-    return (
-      this.keys.readUInt32LE(o) === key.readUInt32LE(at) &&
-      this.keys.readUInt32LE(o + 4) === key.readUInt32LE(at + 4)
-    );
+    for (let b = 0; b < KEY_BYTES; b++) if (this.keys[o + b] !== key[at + b]) return false;
+    return true;
   }
 }
 
@@ -373,10 +398,7 @@ export async function planAudience(
   for (const i of membership.members) {
     const reason = identities.resolve(i);
     if (reason !== undefined) skipped[reason] = (skipped[reason] ?? 0) + 1;
-    else {
-      identities.key(i);
-      desired.add(i);
-    }
+    else desired.add(i);
   }
 
   const plan: AudiencePlan = {
@@ -407,10 +429,26 @@ export async function planAudience(
     key: Buffer.from(r.key),
     slots: r.slots.map((x) => (x ? Buffer.from(x) : undefined)),
   });
-  for await (const records of state.scan()) {
-    for (const r of records) {
-      const want = desired.get(r.key);
+  for await (const packed of state.scanPacked()) {
+    for (let at = 0; at < packed.length;) {
+      const length = recordLength(packed, at);
+      const want = desired.get(packed, at);
       if (want >= 0) seen[want >>> 5] = seen[want >>> 5]! | (1 << (want & 31));
+      const status = packed[at + KEY_BYTES];
+      // Most members are unchanged: told in place, without decoding their record.
+      if (
+        want >= 0 &&
+        !full &&
+        (status === Status.confirmed || status === Status.addPending) &&
+        identities.samePacked(want, packed, at)
+      ) {
+        if (status === Status.addPending) plan.pending++;
+        else plan.unchanged++;
+        at += length;
+        continue;
+      }
+      const r = decodeRecords(packed.subarray(at, at + length))[0]!;
+      at += length;
       switch (r.status) {
         case Status.removePending:
           for (const g of identities.groups) removing.add(g, r.slots);
