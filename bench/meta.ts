@@ -26,7 +26,7 @@ import {
 import { createLogger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
 import { prepareSync } from '../src/sync/prepare.js';
-import { syncDestination } from '../src/sync/run.js';
+import { syncPrepared } from './util.js';
 
 const TOKEN = 'EAAB-bench-token-0123456789';
 const ACCOUNT = '1234567890';
@@ -97,21 +97,12 @@ sync: { redis_prefix: bench-meta-${process.pid} }
   const started = performance.now();
   const prepared = await prepareSync(config, connectors, { destination: 'meta' });
   const readSeconds = (performance.now() - started) / 1000;
-  const destination = prepared.destinations[0]!;
-  const client = destination.connector.create(destination.config, {
-    destination: destination.name,
-    baseDir: prepared.baseDir,
-    log,
-  });
-  const results = await syncDestination(destination, client, {
-    segmented: prepared.segmented,
-    audiences: prepared.audiences,
+  const results = await syncPrepared(prepared, {
     store,
     log,
     threads: identifyThread,
     onPlan: () => planned.push(performance.now()),
   });
-  await client.close?.();
   const seconds = (performance.now() - started) / 1000;
   let planSeconds = 0;
   let from = started + readSeconds * 1000;

@@ -17,8 +17,8 @@ import { normalizeEmail } from '../src/identity/normalize.js';
 import { createLogger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
 import { prepareSync } from '../src/sync/prepare.js';
-import { syncDestination, type AudienceResult } from '../src/sync/run.js';
-import { tempDir } from './util.js';
+import type { AudienceResult } from '../src/sync/run.js';
+import { syncPrepared, tempDir } from './util.js';
 
 const [customersArg, redisUrl] = process.argv.slice(2) as [string, string];
 const customers = Number(customersArg);
@@ -119,22 +119,7 @@ const platforms: Platform[] = [
 const store = new StateStore(redis, `bench-push-${process.pid}`);
 async function run(platform: Platform): Promise<AudienceResult[]> {
   const prepared = await prepareSync(config, connectors, { destination: platform.destination });
-  const destination = prepared.destinations[0]!;
-  const client = destination.connector.create(destination.config, {
-    destination: destination.name,
-    baseDir: prepared.baseDir,
-    log,
-  });
-  try {
-    return await syncDestination(destination, client, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
-      store,
-      log,
-    });
-  } finally {
-    await client.close?.();
-  }
+  return syncPrepared(prepared, { store, log });
 }
 
 /** 1 % of customers change email: a removal and an addition each, in their audience. */

@@ -278,19 +278,8 @@ async function readScoring(
         }
         scores = read;
       }
-      let optFlag = false;
-      if (optOut) {
-        const flag = parseFlag(rec[optOut.col]!);
-        if (flag === undefined) {
-          log.add(
-            row,
-            `${optOut.field} is not a flag`,
-            `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
-          );
-          continue;
-        }
-        optFlag = optOut.field === 'opted_out' ? flag : !flag;
-      }
+      const optFlag = optedOutIn(rec, optOut, log, row);
+      if (optFlag === undefined) continue;
 
       let i = index.get(id);
       if (i !== undefined && shape !== 'orders') {
@@ -419,6 +408,26 @@ function profileColumns(cols: ColumnResolver): [ProfileField, number][] {
   return out;
 }
 
+/** Whether a row opts its customer out (a consent column read the other way); undefined, and logged, when unreadable. */
+function optedOutIn(
+  rec: string[],
+  optOut: ReturnType<typeof optOutColumn>,
+  log: BadRowLog,
+  row: number,
+): boolean | undefined {
+  if (!optOut) return false;
+  const flag = parseFlag(rec[optOut.col]!);
+  if (flag === undefined) {
+    log.add(
+      row,
+      `${optOut.field} is not a flag`,
+      `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
+    );
+    return undefined;
+  }
+  return optOut.field === 'opted_out' ? flag : !flag;
+}
+
 function optOutColumn(cols: ColumnResolver): { field: 'opted_out' | 'consent'; col: number } | undefined {
   const o = cols.find('opted_out');
   if (o !== undefined) return { field: 'opted_out', col: o };
@@ -509,19 +518,8 @@ async function joinProfiles(
           log.add(row, 'duplicate customer_id');
           continue;
         }
-        let optFlag = false;
-        if (optOut) {
-          const flag = parseFlag(rec[optOut.col]!);
-          if (flag === undefined) {
-            log.add(
-              row,
-              `${optOut.field} is not a flag`,
-              `${shapeOf(rec[optOut.col]!)} (use true/false, yes/no, 1/0)`,
-            );
-            continue;
-          }
-          optFlag = optOut.field === 'opted_out' ? flag : !flag;
-        }
+        const optFlag = optedOutIn(rec, optOut, log, row);
+        if (optFlag === undefined) continue;
         seen[i] = 1;
         if (optFlag) customers.optedOut[i] = 1;
         for (const [field, col] of fields) {
