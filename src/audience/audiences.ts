@@ -83,21 +83,33 @@ export interface Membership {
 
 export function membershipOf(spec: AudienceSpec, segmented: Segmented): Membership {
   const { customers, scores } = segmented;
-  const wanted = new Set(spec.segments.map((s) => scores.segments.indexOf(s)).filter((i) => i >= 0));
+  // A byte per segment: one pass over millions of customers per audience is a table lookup each.
+  const wanted = new Uint8Array(scores.segments.length);
+  for (const s of spec.segments) {
+    const k = scores.segments.indexOf(s);
+    if (k >= 0) wanted[k] = 1;
+  }
   const filters = Object.entries(spec.where).map(([attribute, values]) => {
     const column = customers.attributes[attribute];
     const allowed = new Set(values.map((v) => v.trim().toLowerCase()));
     return (i: number) => allowed.has((column?.get(i) ?? '').trim().toLowerCase());
   });
-  const members: number[] = [];
+  const inAudience =
+    filters.length === 0
+      ? (i: number) => wanted[scores.segment[i]!] === 1
+      : (i: number) => wanted[scores.segment[i]!] === 1 && filters.every((f) => f(i));
   let segmentSize = 0;
   let optedOut = 0;
-  for (let i = 0; i < customers.ids.length; i++) {
-    if (!wanted.has(scores.segment[i]!)) continue;
-    if (!filters.every((f) => f(i))) continue;
+  const n = customers.ids.length;
+  for (let i = 0; i < n; i++) {
+    if (!inAudience(i)) continue;
     segmentSize++;
     if (customers.optedOut[i]) optedOut++;
-    else members.push(i);
   }
-  return { members: Uint32Array.from(members), segmentSize, optedOut };
+  // Counted first, so the members go straight into an array of their number.
+  const members = new Uint32Array(segmentSize - optedOut);
+  let k = 0;
+  if (members.length > 0)
+    for (let i = 0; i < n; i++) if (!customers.optedOut[i] && inAudience(i)) members[k++] = i;
+  return { members, segmentSize, optedOut };
 }
