@@ -25,8 +25,7 @@ import {
 } from '../src/identity/normalize.js';
 import { createLogger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
-import { prepareSync } from '../src/sync/prepare.js';
-import { syncPrepared } from './util.js';
+import { prepareSync, syncPrepared } from '../src/sync/prepare.js';
 
 const TOKEN = 'EAAB-bench-token-0123456789';
 const ACCOUNT = '1234567890';

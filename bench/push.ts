@@ -16,9 +16,9 @@ import { generateShop } from '../src/example/generate.js';
 import { normalizeEmail } from '../src/identity/normalize.js';
 import { createLogger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
-import { prepareSync } from '../src/sync/prepare.js';
+import { prepareSync, syncPrepared } from '../src/sync/prepare.js';
 import type { AudienceResult } from '../src/sync/run.js';
-import { syncPrepared, tempDir } from './util.js';
+import { tempDir } from './util.js';
 
 const [customersArg, redisUrl] = process.argv.slice(2) as [string, string];
 const customers = Number(customersArg);

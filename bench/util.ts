@@ -6,33 +6,9 @@ import type { Segmented } from '../src/score/pipeline.js';
 import { Status } from '../src/state/records.js';
 import type { StateStore } from '../src/state/store.js';
 import { Identities, type AudiencePlan } from '../src/sync/plan.js';
-import type { Prepared } from '../src/sync/prepare.js';
-import { syncDestination, type AudienceResult, type SyncOptions } from '../src/sync/run.js';
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(process.env.BENCH_DIR ?? tmpdir(), prefix));
-}
-
-/** Syncs the prepared config's (first) destination as a worker does: a client, the run, the client closed. */
-export async function syncPrepared(
-  prepared: Prepared,
-  options: Omit<SyncOptions, 'segmented' | 'audiences'>,
-): Promise<AudienceResult[]> {
-  const destination = prepared.destinations[0]!;
-  const client = destination.connector.create(destination.config, {
-    destination: destination.name,
-    baseDir: prepared.baseDir,
-    log: options.log,
-  });
-  try {
-    return await syncDestination(destination, client, {
-      ...options,
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
-    });
-  } finally {
-    await client.close?.();
-  }
 }
 
 /**

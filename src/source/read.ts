@@ -204,15 +204,8 @@ async function readScoring(
       row++;
       log.rows++;
       if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
-      if (rec.length !== width) {
-        log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
-        continue;
-      }
-      const id = rec[idCol]!.trim();
-      if (id === '') {
-        log.add(row, 'missing customer_id');
-        continue;
-      }
+      const id = idOf(rec, width, idCol, log, row);
+      if (id === undefined) continue;
       let day = 0;
       let count = 1;
       let value = 0;
@@ -408,6 +401,20 @@ function profileColumns(cols: ColumnResolver): [ProfileField, number][] {
   return out;
 }
 
+/** A row's customer id; undefined, and logged, when the row has the wrong number of fields or no id. */
+function idOf(rec: string[], width: number, idCol: number, log: BadRowLog, row: number): string | undefined {
+  if (rec.length !== width) {
+    log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
+    return undefined;
+  }
+  const id = rec[idCol]!.trim();
+  if (id === '') {
+    log.add(row, 'missing customer_id');
+    return undefined;
+  }
+  return id;
+}
+
 /** Whether a row opts its customer out (a consent column read the other way); undefined, and logged, when unreadable. */
 function optedOutIn(
   rec: string[],
@@ -500,15 +507,8 @@ async function joinProfiles(
       for (const rec of batch) {
         row++;
         log.rows++;
-        if (rec.length !== width) {
-          log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
-          continue;
-        }
-        const id = rec[idCol]!.trim();
-        if (id === '') {
-          log.add(row, 'missing customer_id');
-          continue;
-        }
+        const id = idOf(rec, width, idCol, log, row);
+        if (id === undefined) continue;
         const i = index.get(id);
         if (i === undefined) {
           unmatched++;

@@ -5,7 +5,7 @@ import type { ConnectorDefinition } from '../connector.js';
 import { ConfigError } from '../errors.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import type { ReadOptions } from '../source/read.js';
-import type { Destination } from './run.js';
+import { syncDestination, type AudienceResult, type Destination, type SyncOptions } from './run.js';
 
 export type ConnectorRegistry = Readonly<Record<string, ConnectorDefinition<never>>>;
 
@@ -74,4 +74,26 @@ export async function prepareSync(
       `audiences are: ${audiences.map((a) => a.name).join(', ')}`,
     );
   return { config, baseDir: dir, destinations, segmented, audiences };
+}
+
+/** Syncs the prepared config's (first) destination: a client, the run, the client closed. */
+export async function syncPrepared(
+  prepared: Prepared,
+  options: Omit<SyncOptions, 'segmented' | 'audiences'>,
+): Promise<AudienceResult[]> {
+  const destination = prepared.destinations[0]!;
+  const client = destination.connector.create(destination.config, {
+    destination: destination.name,
+    baseDir: prepared.baseDir,
+    log: options.log,
+  });
+  try {
+    return await syncDestination(destination, client, {
+      ...options,
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+    });
+  } finally {
+    await client.close?.();
+  }
 }

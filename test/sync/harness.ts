@@ -12,9 +12,9 @@ import type { Segmented } from '../../src/score/pipeline.js';
 import { generateShop } from '../../src/example/generate.js';
 import type { Logger } from '../../src/log.js';
 import type { StateStore } from '../../src/state/store.js';
-import { prepareSync, type ConnectorRegistry } from '../../src/sync/prepare.js';
+import { prepareSync, syncPrepared, type ConnectorRegistry } from '../../src/sync/prepare.js';
 import type { RetryPolicy } from '../../src/sync/retry.js';
-import { syncDestination, type AudienceResult } from '../../src/sync/run.js';
+import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
 
 /** A synthetic shop, a config syncing it to a `file` destination, and a Redis prefix of its own. */
@@ -147,24 +147,12 @@ export async function syncOnce(
   },
 ): Promise<AudienceResult[]> {
   const prepared = await prepareSync(configFile, registry, { destination: options.destination });
-  const destination = prepared.destinations[0]!;
-  const client = destination.connector.create(destination.config, {
-    destination: destination.name,
-    baseDir: prepared.baseDir,
+  return syncPrepared(prepared, {
+    store: options.store,
     log: options.log,
+    full: options.full ?? false,
+    ...(options.retry ? { retry: options.retry } : {}),
   });
-  try {
-    return await syncDestination(destination, client, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
-      store: options.store,
-      log: options.log,
-      full: options.full ?? false,
-      ...(options.retry ? { retry: options.retry } : {}),
-    });
-  } finally {
-    await client.close?.();
-  }
 }
 
 /**
