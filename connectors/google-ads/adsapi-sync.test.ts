@@ -57,23 +57,9 @@ afterEach(() => {
 const BATCH = 40;
 
 async function setup() {
-  const shop = await makeShop({ customers: 300 });
-  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
-  const writeConfig = (analysisDate: string) =>
-    writeFileSync(
-      shop.config,
-      `source: { type: csv, path: shop/orders.csv }
-profiles:
-  type: csv
-  path: shop/customers.csv
-  attributes: [favorite_brand]
-scoring: { analysis_date: "${analysisDate}" }
-audiences:
-  list:
-    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
-    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
-destinations:
-  google:
+  const shop = await makeShop({
+    customers: 300,
+    destinations: `  google:
     type: google_ads
     api: ads_api
     customer_id: 123-456-7890
@@ -87,11 +73,10 @@ destinations:
     endpoints:
       token_url: ${FAKE_TOKEN_URL}
       ads_rest: ${FAKE_REST}
-      ads_api: { host: localhost, port: ${fake.port}, ca_file: ${tls.certFile} }
-sync: { redis_prefix: ${shop.prefix} }
-`,
-    );
-  writeConfig('2026-01-01');
+      ads_api: { host: localhost, port: ${fake.port}, ca_file: ${tls.certFile} }`,
+  });
+  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
+  const writeConfig = shop.write;
   const store = new StateStore(redis, `gads-api-${randomBytes(4).toString('hex')}`);
 
   const run = (full = false): Promise<AudienceResult[]> =>

@@ -40,29 +40,10 @@ afterEach(() => {
 });
 
 async function setup() {
-  const shop = await makeShop({ customers: 300 });
-  // Consent for ad use, per customer, in a column of the customer file.
-  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
-  const rows = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
-  writeFileSync(
-    customersFile,
-    rows.map((r, i) => `${r},${i === 0 ? 'ads_consent' : 'yes'}`).join('\n') + '\n',
-  );
-  const writeConfig = (analysisDate: string) =>
-    writeFileSync(
-      shop.config,
-      `source: { type: csv, path: shop/orders.csv }
-profiles:
-  type: csv
-  path: shop/customers.csv
-  attributes: [favorite_brand, ads_consent]
-scoring: { analysis_date: "${analysisDate}" }
-audiences:
-  list:
-    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
-    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
-destinations:
-  google:
+  const shop = await makeShop({
+    customers: 300,
+    attributes: ['favorite_brand', 'ads_consent'],
+    destinations: `  google:
     type: google_ads
     customer_id: 123-456-7890
     client_id: test-client.apps.googleusercontent.com
@@ -71,11 +52,16 @@ destinations:
     default_country: US
     batch_size: 40
     consent: { ad_user_data: { column: ads_consent }, ad_personalization: granted }
-    endpoints: { data_manager: ${DM}, token_url: ${TOKEN_URL} }
-sync: { redis_prefix: ${shop.prefix} }
-`,
-    );
-  writeConfig('2026-01-01');
+    endpoints: { data_manager: ${DM}, token_url: ${TOKEN_URL} }`,
+  });
+  // Consent for ad use, per customer, in a column of the customer file.
+  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
+  const rows = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
+  writeFileSync(
+    customersFile,
+    rows.map((r, i) => `${r},${i === 0 ? 'ads_consent' : 'yes'}`).join('\n') + '\n',
+  );
+  const writeConfig = shop.write;
   const fake = new FakeDataManager(DM, TOKEN_URL, '1234567890');
   fake.install();
   const store = new StateStore(redis, `gads-${randomBytes(4).toString('hex')}`);

@@ -38,35 +38,19 @@ afterEach(() => {
 });
 
 async function metaShop() {
-  const shop = await makeShop({ customers: 400 });
-  const config = path.join(shop.dir, 'meta.yaml');
-  const write = (analysisDate: string) =>
-    writeFileSync(
-      config,
-      `source: { type: csv, path: shop/orders.csv }
-profiles:
-  type: csv
-  path: shop/customers.csv
-  attributes: [favorite_brand]
-scoring: { analysis_date: "${analysisDate}" }
-audiences:
-  list:
-    - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
-    - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
-destinations:
-  meta:
+  const shop = await makeShop({
+    customers: 400,
+    destinations: `  meta:
     type: meta
     ad_account_id: act_1234567890
     access_token: \${META_E2E_ACCESS_TOKEN}
     schema: [EMAIL, PHONE, FN, LN, ZIP, COUNTRY]
     default_country: US
     batch_size: 40
-    throttle_wait_seconds: 0.05
-sync: { redis_prefix: ${shop.prefix}-meta, lease_seconds: 2 }
-`,
-    );
-  write('2026-01-01');
-  const store = new StateStore(redis, `${shop.prefix}-meta`);
+    throttle_wait_seconds: 0.05`,
+  });
+  const { config, write } = shop;
+  const store = new StateStore(redis, shop.prefix);
   const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
 
   const run = (full = false): Promise<AudienceResult[]> =>

@@ -17,8 +17,19 @@ import type { RetryPolicy } from '../../src/sync/retry.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
 
-/** A synthetic shop, a config syncing it to a `file` destination, and a Redis prefix of its own. */
-export async function makeShop(options: { customers?: number; batchSize?: number; seed?: number } = {}) {
+/**
+ * A synthetic shop, a config syncing it (to a `file` destination named `local`, unless `destinations` gives
+ * the block's entries, indented by two spaces), and a Redis prefix of its own.
+ */
+export async function makeShop(
+  options: {
+    customers?: number;
+    batchSize?: number;
+    seed?: number;
+    destinations?: string;
+    attributes?: readonly string[];
+  } = {},
+) {
   const dir = tempDir('audience-sync-sync-');
   await generateShop(path.join(dir, 'shop'), {
     customers: options.customers ?? 400,
@@ -33,14 +44,14 @@ export async function makeShop(options: { customers?: number; batchSize?: number
 profiles:
   type: csv
   path: shop/customers.csv
-  attributes: [favorite_brand]
+  attributes: [${(options.attributes ?? ['favorite_brand']).join(', ')}]
 scoring: { analysis_date: "${analysisDate}" }
 audiences:
   list:
     - { name: "Champions who love Acme", segments: [Champions], where: { favorite_brand: Acme } }
     - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
 destinations:
-  local: { type: file, path: out, batch_size: ${options.batchSize ?? 10000} }
+${options.destinations ?? `  local: { type: file, path: out, batch_size: ${options.batchSize ?? 10000} }`}
 sync: { redis_prefix: ${prefix}, lease_seconds: 2 }
 ${extra}`,
     );
