@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import nock from 'nock';
@@ -75,7 +74,6 @@ async function setup() {
       ads_rest: ${FAKE_REST}
       ads_api: { host: localhost, port: ${fake.port}, ca_file: ${tls.certFile} }`,
   });
-  const customersFile = path.join(shop.dir, 'shop', 'customers.csv');
   const writeConfig = shop.write;
   const store = new StateStore(redis, `gads-api-${randomBytes(4).toString('hex')}`);
 
@@ -131,18 +129,7 @@ async function setup() {
     return want;
   };
 
-  const editCustomers = (edit: (cells: string[], header: string[]) => void) => {
-    const lines = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
-    const header = lines[0]!.split(',');
-    for (let r = 1; r < lines.length; r++) {
-      const cells = lines[r]!.split(',');
-      edit(cells, header);
-      lines[r] = cells.join(',');
-    }
-    writeFileSync(customersFile, lines.join('\n') + '\n');
-  };
-
-  return { shop, run, settle, assertExact, editCustomers, writeConfig };
+  return { shop, run, settle, assertExact, editCustomers: shop.editCustomers, writeConfig };
 }
 
 const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>

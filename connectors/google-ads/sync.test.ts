@@ -102,19 +102,7 @@ async function setup() {
     return want;
   };
 
-  /** Edits cells of the customer file: `edit(row, cells)` per data row. */
-  const editCustomers = (edit: (cells: string[], header: string[], row: number) => void) => {
-    const lines = readFileSync(customersFile, 'utf8').trimEnd().split('\n');
-    const header = lines[0]!.split(',');
-    for (let r = 1; r < lines.length; r++) {
-      const cells = lines[r]!.split(',');
-      edit(cells, header, r);
-      lines[r] = cells.join(',');
-    }
-    writeFileSync(customersFile, lines.join('\n') + '\n');
-  };
-
-  return { shop, fake, run, settle, expected, assertExact, editCustomers, writeConfig };
+  return { shop, fake, run, settle, expected, assertExact, editCustomers: shop.editCustomers, writeConfig };
 }
 
 const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>

@@ -56,7 +56,27 @@ sync: { redis_prefix: ${prefix}, lease_seconds: 2 }
 ${extra}`,
     );
   write();
-  return { dir, config: path.join(dir, 'audience-sync.yaml'), out: path.join(dir, 'out'), prefix, write };
+  /** Edits the customer file in place: `edit(cells, header, row)` for each data row (row 1 is the first). */
+  const editCustomers = (edit: (cells: string[], header: string[], row: number) => void) => {
+    const file = path.join(dir, 'shop', 'customers.csv');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const header = lines[0]!.split(',');
+    for (let r = 1; r < lines.length; r++) {
+      if (lines[r] === '') continue;
+      const cells = lines[r]!.split(',');
+      edit(cells, header, r);
+      lines[r] = cells.join(',');
+    }
+    writeFileSync(file, lines.join('\n'));
+  };
+  return {
+    dir,
+    config: path.join(dir, 'audience-sync.yaml'),
+    out: path.join(dir, 'out'),
+    prefix,
+    write,
+    editCustomers,
+  };
 }
 
 /** Per audience, the hashed identifiers the segments call for, computed from the source directly. */

@@ -60,18 +60,11 @@ describe('sync to the file destination', () => {
 
     // Half a year later: recency moves customers between segments.
     shop.write('2026-07-01');
-    const customers = path.join(shop.dir, 'shop', 'customers.csv');
-    const rows = readFileSync(customers, 'utf8').split('\n');
-    const header = rows[0]!.split(',');
-    const email = header.indexOf('email');
-    const optedOut = header.indexOf('opted_out');
-    for (let r = 1; r < 40; r++) {
-      const cells = rows[r]!.split(',');
-      if (r % 2) cells[email] = `changed-${r}@example.org`;
-      else cells[optedOut] = 'true';
-      rows[r] = cells.join(',');
-    }
-    writeFileSync(customers, rows.join('\n'));
+    shop.editCustomers((cells, header, r) => {
+      if (r >= 40) return;
+      if (r % 2) cells[header.indexOf('email')] = `changed-${r}@example.org`;
+      else cells[header.indexOf('opted_out')] = 'true';
+    });
     const orders = path.join(shop.dir, 'shop', 'orders.csv');
     const orderRows = readFileSync(orders, 'utf8').split('\n');
     const gone = orderRows[1]!.split(',')[0]!;
