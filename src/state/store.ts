@@ -185,7 +185,8 @@ export class AudienceState {
   /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
   private async reshard(bits: number): Promise<void> {
     const records: StateRecord[] = [];
-    for (const list of (await this.allBuckets()).values()) records.push(...list);
+    const format = await this.recordFormat();
+    for await (const [, packed] of this.buckets()) records.push(...decodeRecords(packed, format));
     await this.rewrite(records, bits);
   }
 
@@ -195,11 +196,8 @@ export class AudienceState {
    */
   private async writable(): Promise<void> {
     if ((await this.recordFormat()) === FORMAT) return;
-    const records = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
-    for (const list of (await this.allBuckets()).values())
-      for (const r of list)
-        if (!records.has(r.key.toString('latin1'))) records.set(r.key.toString('latin1'), r);
-    const kept = [...records.values()].filter((r) => r.status !== Status.deleted);
+    const kept: StateRecord[] = [];
+    for await (const records of this.scan()) kept.push(...records);
     await this.rewrite(kept, idealBits(kept.length), (swap) =>
       swap.del(this.key('j')).hset(this.key('meta'), 'members', kept.length),
     );
@@ -268,27 +266,22 @@ export class AudienceState {
   async *scan(): AsyncGenerator<StateRecord[]> {
     const latest = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
     const format = await this.recordFormat();
-    let cursor = '0';
-    do {
-      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
-      cursor = next.toString();
-      for (let i = 1; i < pairs.length; i += 2) {
-        const records = decodeRecords(pairs[i]!, format);
-        if (latest.size === 0) {
-          yield records;
-          continue;
-        }
-        const out: StateRecord[] = [];
-        for (const r of records) {
-          const k = r.key.toString('latin1');
-          const newer = latest.get(k);
-          latest.delete(k);
-          const current = newer ?? r;
-          if (current.status !== Status.deleted) out.push(current);
-        }
-        yield out;
+    for await (const [, packed] of this.buckets()) {
+      const records = decodeRecords(packed, format);
+      if (latest.size === 0) {
+        yield records;
+        continue;
       }
-    } while (cursor !== '0');
+      const out: StateRecord[] = [];
+      for (const r of records) {
+        const k = r.key.toString('latin1');
+        const newer = latest.get(k);
+        latest.delete(k);
+        const current = newer ?? r;
+        if (current.status !== Status.deleted) out.push(current);
+      }
+      yield out;
+    }
     const added = [...latest.values()].filter((r) => r.status !== Status.deleted);
     if (added.length > 0) yield added;
   }
@@ -302,12 +295,7 @@ export class AudienceState {
       for await (const records of this.scan()) yield encodeRecords(records);
       return;
     }
-    let cursor = '0';
-    do {
-      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
-      cursor = next.toString();
-      for (let i = 1; i < pairs.length; i += 2) yield pairs[i]!;
-    } while (cursor !== '0');
+    for await (const [, packed] of this.buckets()) yield packed;
   }
 
   async size(): Promise<number> {
@@ -316,29 +304,21 @@ export class AudienceState {
     return n;
   }
 
-  private async allBuckets(): Promise<Map<number, StateRecord[]>> {
-    const format = await this.recordFormat();
-    const out = new Map<number, StateRecord[]>();
-    let cursor = '0';
-    do {
-      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
-      cursor = next.toString();
-      for (let i = 0; i < pairs.length; i += 2)
-        out.set(Number(pairs[i]!.toString()), decodeRecords(pairs[i + 1]!, format));
-    } while (cursor !== '0');
-    return out;
-  }
-
   /** Bucket → its packed records, for every bucket (in the current format). */
   private async allBucketBytes(): Promise<Map<number, Buffer>> {
     const out = new Map<number, Buffer>();
+    for await (const [b, packed] of this.buckets()) out.set(b, packed);
+    return out;
+  }
+
+  /** Every stored bucket, as it is in Redis: its number and its packed records. */
+  private async *buckets(): AsyncGenerator<[number, Buffer]> {
     let cursor = '0';
     do {
       const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
       cursor = next.toString();
-      for (let i = 0; i < pairs.length; i += 2) out.set(Number(pairs[i]!.toString()), pairs[i + 1]!);
+      for (let i = 0; i < pairs.length; i += 2) yield [Number(pairs[i]!.toString()), pairs[i + 1]!];
     } while (cursor !== '0');
-    return out;
   }
 
   /** Bucket → its packed records, for these buckets where they hold any. */
