@@ -58,8 +58,25 @@ const customers = segmented.customers.ids.length;
 mark('loaded');
 let audiences = audiencesOf(config, segmented.scores.segments);
 
+// BENCH_PROFILE=file.cpuprofile: a CPU profile of one plan (main thread), the next day's unless
+// BENCH_PROFILE_RUN=first.
+const profiled = async <T>(run: 'first' | 'next', plan: () => Promise<T>): Promise<T> => {
+  if (!process.env.BENCH_PROFILE || (process.env.BENCH_PROFILE_RUN ?? 'next') !== run) return plan();
+  const profiler = new Session();
+  profiler.connect();
+  await post(profiler, 'Profiler.enable');
+  await post(profiler, 'Profiler.start');
+  const result = await plan();
+  const { profile } = (await post(profiler, 'Profiler.stop')) as { profile: unknown };
+  writeFileSync(process.env.BENCH_PROFILE, JSON.stringify(profile));
+  profiler.disconnect();
+  return result;
+};
+
 t = performance.now();
-const first = await planDestination(destination, { segmented, audiences, store, threads: identifyThread });
+const first = await profiled('first', () =>
+  planDestination(destination, { segmented: segmented!, audiences, store, threads: identifyThread }),
+);
 const firstSeconds = seconds(t);
 const adds = first.reduce((a, p) => a + p.add.length, 0);
 mark('first plan');
@@ -110,26 +127,11 @@ const next = await segmentCustomers(config, { baseDir: path.dirname(secondCsv) }
 const reloadSeconds = seconds(t);
 audiences = audiencesOf(config, next.scores.segments);
 mark('reloaded');
-// BENCH_PROFILE=file.cpuprofile: a CPU profile of the next-day plan alone (main thread).
-const profiler = process.env.BENCH_PROFILE ? new Session() : undefined;
-if (profiler) {
-  profiler.connect();
-  await post(profiler, 'Profiler.enable');
-  await post(profiler, 'Profiler.start');
-}
 t = performance.now();
-const second = await planDestination(destination, {
-  segmented: next,
-  audiences,
-  store,
-  threads: identifyThread,
-});
+const second = await profiled('next', () =>
+  planDestination(destination, { segmented: next, audiences, store, threads: identifyThread }),
+);
 const secondSeconds = seconds(t);
-if (profiler) {
-  const { profile } = (await post(profiler, 'Profiler.stop')) as { profile: unknown };
-  writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
-  profiler.disconnect();
-}
 const unchanged = second.reduce((a, p) => a + p.unchanged, 0);
 const changes = second.reduce((a, p) => a + p.add.length + p.remove.length, 0);
 mark('second plan');

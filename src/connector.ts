@@ -9,7 +9,7 @@ import type { Identified, Person } from './identity/types.js';
 
 /** One person as a platform receives them: identifier slots aligned with the connector's `slots`. */
 export interface Member {
-  /** Our stable key for the customer (8 bytes of SHA-256 of the customer id). */
+  /** Our stable key for the customer (8 bytes from its id: src/state/keys.ts). */
   readonly key: Buffer;
   /** Each exactly 32 bytes (a hash, or a value packed by the connector), or undefined. */
   readonly slots: readonly (Buffer | undefined)[];

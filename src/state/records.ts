@@ -1,15 +1,16 @@
 /**
- * What we know a platform holds for one audience, packed as binary. Format 2 (current), per member:
+ * What we know a platform holds for one audience, packed as binary. Format 3 (current), per member:
  * key 8, status 1, slot mask 2, then the upload id 4 only while the member waits on one, then 32 bytes per
- * identifier kept for removals: 11 bytes of overhead for a settled member. Format 1 (the first, unmarked) stored
- * the upload id for every member (15 bytes); it is read to upgrade a state, never written.
+ * identifier kept for removals: 11 bytes of overhead for a settled member. Format 2 had the same layout
+ * and keys of SHA-256 (see keys.ts). Format 1 (the first, unmarked) stored the upload id for every member
+ * (15 bytes). Older formats are read to upgrade a state, never written.
  */
 
 export const KEY_BYTES = 8;
 export const SLOT_BYTES = 32;
 export const MAX_SLOTS = 16;
-export const FORMAT = 2;
-export type Format = 1 | 2;
+export const FORMAT = 3;
+export type Format = 1 | 2 | 3;
 
 export const Status = {
   /** On the platform, as far as we know. */

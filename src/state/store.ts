@@ -20,7 +20,10 @@ import {
  * A run appends to the journal only after the platform acknowledged a batch, and folds the journal
  * into the buckets at checkpoints. Journal entries say what a member *is*, not what changed, so a
  * checkpoint interrupted half way is finished by the next one. A state in an older record format is
- * read as it is, and rewritten in the current one (atomically) before anything is written to it.
+ * read as it is, and rewritten in the current one (atomically) before anything is written to it. Formats
+ * 1 and 2 keyed members by SHA-256 (keys.ts): a plan gives their translation to current keys
+ * (`translateKeys`), and the rewrite puts it in place; without one (a run that only settles uploads), a
+ * state is kept under its old keys, in format 2.
  */
 
 export interface Upload {
@@ -54,6 +57,8 @@ export class AudienceState {
   private readonly redis: Redis;
   /** The record format of the stored state, once read. */
   private format: Format | undefined;
+  /** A key of format 1 or 2 → the same customer's current key, or undefined (a customer no longer known). */
+  private translate: ((legacy: Buffer) => Buffer | undefined) | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -95,10 +100,28 @@ export class AudienceState {
     if (ids.length > 0) await this.redis.hdel(this.key('u'), ...ids.map(String));
   }
 
+  /** Whether the stored state keys its members the old way (formats 1 and 2): see `translateKeys`. */
+  async legacyKeys(): Promise<boolean> {
+    return (await this.recordFormat()) < 3;
+  }
+
+  /**
+   * Reads the state's old keys as current ones from now on (`translate` gives a member's current key,
+   * or undefined for a customer no longer known, whose old key stays), and with the first write rewrites
+   * the state under them.
+   */
+  translateKeys(translate: (legacy: Buffer) => Buffer | undefined): void {
+    this.translate = translate;
+  }
+
   /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
   async append(records: readonly StateRecord[], upload?: { id: number } & Upload): Promise<void> {
     if (records.length === 0 && !upload) return;
     await this.writable();
+    if ((await this.recordFormat()) !== FORMAT)
+      throw new Error(
+        `the state of '${this.name}' on ${this.destination} has keys of an older format: plan the audience (which translates them) before writing to it`,
+      );
     const tx = this.redis.multi().hset(this.key('meta'), 'format', FORMAT);
     if (records.length > 0) tx.rpush(this.key('j'), encodeRecords(records));
     if (upload) {
@@ -187,26 +210,30 @@ export class AudienceState {
     const records: StateRecord[] = [];
     const format = await this.recordFormat();
     for await (const [, packed] of this.buckets()) records.push(...decodeRecords(packed, format));
-    await this.rewrite(records, bits);
+    await this.rewrite(records, bits, format);
   }
 
   /**
-   * Rewrites a state kept in an older record format in the current one, its journal folded in: written
-   * beside the old, then swapped in at once, so a crash half way leaves the old state as it was.
+   * Rewrites a state kept in an older record format in the current one (in format 2 while its keys have
+   * no translation), its journal folded in: written beside the old, then swapped in at once, so a crash
+   * half way leaves the old state as it was.
    */
   private async writable(): Promise<void> {
-    if ((await this.recordFormat()) === FORMAT) return;
+    const format = await this.recordFormat();
+    const target = this.translate ? FORMAT : Math.max(format, 2);
+    if (format === target) return;
     const kept: StateRecord[] = [];
     for await (const records of this.scan()) kept.push(...records);
-    await this.rewrite(kept, idealBits(kept.length), (swap) =>
+    await this.rewrite(kept, idealBits(kept.length), target as Format, (swap) =>
       swap.del(this.key('j')).hset(this.key('meta'), 'members', kept.length),
     );
   }
 
-  /** Writes these records as the whole state in `bits` bucket bits and the current format, atomically. */
+  /** Writes these records as the whole state in `bits` bucket bits, marked `format`, atomically. */
   private async rewrite(
     records: readonly StateRecord[],
     bits: number,
+    format: Format,
     also?: (swap: ReturnType<Redis['multi']>) => void,
   ): Promise<void> {
     const next = new Map<number, StateRecord[]>();
@@ -233,8 +260,8 @@ export class AudienceState {
     if (next.size > 0) swap.rename(temp, this.key('b'));
     else swap.del(this.key('b'));
     also?.(swap);
-    await swap.hset(this.key('meta'), 'bits', bits, 'format', FORMAT).exec();
-    this.format = FORMAT;
+    await swap.hset(this.key('meta'), 'bits', bits, 'format', format).exec();
+    this.format = format;
   }
 
   /** The record format of the stored state: as marked, else 1 when there is a state (the first format had no mark). */
@@ -247,7 +274,7 @@ export class AudienceState {
       .exists(this.key('j'))
       .exec()) as [[null, string | null], [null, number], [null, number]];
     if (mark !== null) return (this.format = Number(mark) as Format);
-    return buckets || journal ? 1 : FORMAT;
+    return (this.format = buckets || journal ? 1 : FORMAT);
   }
 
   /** The latest record per member in these journal entries. */
@@ -255,8 +282,16 @@ export class AudienceState {
     const format = await this.recordFormat();
     const latest = new Map<string, StateRecord>();
     for (const entry of journal)
-      for (const r of decodeRecords(entry, format)) latest.set(r.key.toString('latin1'), r);
+      for (const r of this.decode(entry, format)) latest.set(r.key.toString('latin1'), r);
     return latest;
+  }
+
+  /** Decodes stored records, their keys translated to current ones when they are old and a plan gave how. */
+  private decode(packed: Buffer, format: Format): StateRecord[] {
+    const records = decodeRecords(packed, format);
+    const translate = this.translate;
+    if (format < 3 && translate) for (const r of records) r.key = translate(r.key) ?? r.key;
+    return records;
   }
 
   /**
@@ -267,7 +302,7 @@ export class AudienceState {
     const latest = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
     const format = await this.recordFormat();
     for await (const [, packed] of this.buckets()) {
-      const records = decodeRecords(packed, format);
+      const records = this.decode(packed, format);
       if (latest.size === 0) {
         yield records;
         continue;

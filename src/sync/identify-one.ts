@@ -1,12 +1,12 @@
-import { hash } from 'node:crypto';
 import { SKIP_REASONS, type Identified, type Person } from '../identity/types.js';
 import type { TextColumn } from '../source/text.js';
+import { writeKey } from '../state/keys.js';
 import { KEY_BYTES, SLOT_BYTES } from '../state/records.js';
 
 /** Where customers' identities are written: by customer index, slots by position (shared with threads). */
 export interface IdentityBuffers {
   slotCount: number;
-  /** Keys: the first 8 bytes of SHA-256 of the customer id, at `i * KEY_BYTES`; zeros until computed. */
+  /** Keys (`writeKey` of the customer id) at `i * KEY_BYTES`; zeros until computed. */
   keys: Buffer;
   /** Which slots customer i has (0: none, see `skips`). */
   masks: Uint16Array;
@@ -14,12 +14,12 @@ export interface IdentityBuffers {
   skips: Uint8Array;
 }
 
-/** Computes customer i's key (the first 8 bytes of SHA-256 of its id) at `i * KEY_BYTES`, once. */
+/** Computes customer i's key (see keys.ts) at `i * KEY_BYTES`, once. */
 export function computeKey(i: number, ids: TextColumn, out: Pick<IdentityBuffers, 'keys'>): void {
   const at = i * KEY_BYTES;
   // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
   if (out.keys.readUInt32LE(at) === 0 && out.keys.readUInt32LE(at + 4) === 0)
-    out.keys.write(hash('sha256', ids.bytes(i)!, 'binary'), at, KEY_BYTES, 'latin1');
+    writeKey(ids.bytes(i)!, out.keys, at);
 }
 
 /**

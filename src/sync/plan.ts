@@ -17,6 +17,7 @@ import {
   Status,
   type StateRecord,
 } from '../state/records.js';
+import { writeLegacyKey } from '../state/keys.js';
 import type { AudienceState } from '../state/store.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
@@ -79,6 +80,8 @@ export class Identities {
   private readonly plain = new Map<number, { email: string }>();
   /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
   private byKey: Map<string, number> | undefined;
+  /** Customers by the key formats 1 and 2 gave them, built for the first state kept in one of those. */
+  private legacy: KeyIndex | undefined;
 
   constructor(
     private readonly segmented: Segmented,
@@ -190,6 +193,30 @@ export class Identities {
     return this.skips[i] ? this.reasons[this.skips[i]!] : undefined;
   }
 
+  /**
+   * How a state of format 1 or 2 is read (`AudienceState.translateKeys`): an old key (SHA-256 of the id)
+   * to the same customer's current key. Built once per destination, over every customer, and yielding
+   * to the event loop as it goes (a hash per customer, once, in the first run after the upgrade).
+   */
+  async legacyTranslation(): Promise<(legacy: Buffer) => Buffer | undefined> {
+    if (!this.legacy) {
+      const { ids } = this.segmented.customers;
+      const keys = Buffer.alloc(ids.length * KEY_BYTES);
+      const index = new KeyIndex(keys, ids.length);
+      for (let i = 0; i < ids.length; i++) {
+        if ((i & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
+        writeLegacyKey(ids.bytes(i)!, keys, i * KEY_BYTES);
+        index.add(i);
+      }
+      this.legacy = index;
+    }
+    const index = this.legacy;
+    return (key) => {
+      const i = index.get(key);
+      return i < 0 ? undefined : this.key(i);
+    };
+  }
+
   key(i: number): Buffer {
     computeKey(i, this.segmented.customers.ids, this.out);
     return this.keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
@@ -284,12 +311,11 @@ export class Identities {
 }
 
 /**
- * The customers an audience wants, by key: open addressing over the identities' key bytes (a Map of
- * strings would need ~100 bytes per member; this needs 8).
+ * Customers by key: open addressing over key bytes held by customer index (a Map of strings would need
+ * ~100 bytes per customer; this needs 8).
  */
-class Wanted {
+class KeyIndex {
   private readonly table: Int32Array;
-  readonly members: number[] = [];
 
   constructor(
     private readonly keys: Buffer,
@@ -300,15 +326,16 @@ class Wanted {
     this.table = new Int32Array(size);
   }
 
-  add(i: number): void {
+  /** Indexes customer i under its key; false when a customer with that key is there already. */
+  add(i: number): boolean {
     const mask = this.table.length - 1;
     let s = this.keys.readUInt32LE(i * KEY_BYTES) & mask;
     while (this.table[s] !== 0) {
-      if (this.same(this.table[s]! - 1, this.keys, i * KEY_BYTES)) return;
+      if (this.same(this.table[s]! - 1, this.keys, i * KEY_BYTES)) return false;
       s = (s + 1) & mask;
     }
     this.table[s] = i + 1;
-    this.members.push(i);
+    return true;
   }
 
   /** The customer with the key at `at` in `key`, or -1. */
@@ -324,6 +351,17 @@ class Wanted {
   private same(i: number, key: Buffer, at: number): boolean {
     const o = i * KEY_BYTES;
     for (let b = 0; b < KEY_BYTES; b++) if (this.keys[o + b] !== key[at + b]) return false;
+    return true;
+  }
+}
+
+/** The customers an audience wants, by key, and in the order they came. */
+class Wanted extends KeyIndex {
+  readonly members: number[] = [];
+
+  override add(i: number): boolean {
+    if (!super.add(i)) return false;
+    this.members.push(i);
     return true;
   }
 }
@@ -416,6 +454,9 @@ export async function planAudience(
     forget: [],
     full,
   };
+
+  // A state from before format 3 keys its members by SHA-256 of their ids: it is read through a translation.
+  if (await state.legacyKeys()) state.translateKeys(await identities.legacyTranslation());
 
   // Removals are decided after the scan: an identifier another desired member still has must stay.
   // Built as an array, kept typed: millions of indexes at 4 bytes each.

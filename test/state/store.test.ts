@@ -154,7 +154,7 @@ describe('reading state left by a crashed run', () => {
     expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(1);
   });
 
-  it('reads a state written in format 1, and rewrites it in format 2 before writing to it', async () => {
+  it('reads a state written in format 1, and rewrites it in the current format, keys translated, before writing to it', async () => {
     const state = store().audience('dest', 'RFM: Loyal');
     const base = (state as unknown as { base: string }).base;
     const kept = [rec(1), rec(2, Status.addPending), rec(3)];
@@ -166,25 +166,46 @@ describe('reading state left by a crashed run', () => {
     }
     await redis.rpush(`${base}:j`, formatOne([{ ...rec(3), status: Status.deleted, slots: [] }, rec(5)]));
     const trim = (r: StateRecord) => ({ ...r, slots: r.slots.slice(0, r.slots.findLastIndex(Boolean) + 1) });
-    const expected = [rec(1), rec(2, Status.addPending), rec(5)]
-      .map(trim)
-      .sort((a, b) => Buffer.compare(a.key, b.key));
+    const byKey = (a: StateRecord, b: StateRecord) => Buffer.compare(a.key, b.key);
+    const expected = [rec(1), rec(2, Status.addPending), rec(5)].map(trim).sort(byKey);
     expect(await all(state)).toEqual(expected);
     expect(await redis.hget(`${base}:meta`, 'format')).toBeNull(); // reading writes nothing
+    expect(await state.legacyKeys()).toBe(true);
 
-    await state.append([rec(6)]);
+    // Without a translation of its keys (a run that only settles uploads), the journal is folded in, and the
+    // state kept under its old keys in format 2; members cannot be written under current keys.
+    await state.checkpoint();
     expect(await redis.hget(`${base}:meta`, 'format')).toBe('2');
-    // A new instance (another process) reads the rewritten state in format 2.
+    expect(await all(state)).toEqual(expected);
+    await expect(state.append([rec(106)])).rejects.toThrow(
+      "the state of 'RFM: Loyal' on dest has keys of an older format: plan the audience (which translates them) before writing to it",
+    );
+
+    // A plan's translation: member n's old key is now rec(n + 100)'s; member 5 is no longer known.
+    state.translateKeys((old) => {
+      const n = [1, 2].find((m) => rec(m).key.equals(old));
+      return n === undefined ? undefined : rec(n + 100).key;
+    });
+    const translated = [
+      { ...trim(rec(1)), key: rec(101).key },
+      { ...trim(rec(2, Status.addPending)), key: rec(102).key },
+      trim(rec(5)),
+    ].sort(byKey);
+    expect(await all(state)).toEqual(translated); // read translated, still unwritten
+    expect(await redis.hget(`${base}:meta`, 'format')).toBe('2');
+
+    await state.append([rec(106)]);
+    expect(await redis.hget(`${base}:meta`, 'format')).toBe('3');
+    expect(await state.legacyKeys()).toBe(false);
+    // A new instance (another process) reads the rewritten state, keys as they were translated.
     const again = store((state as unknown as { store: StateStore }).store.prefix).audience(
       'dest',
       'RFM: Loyal',
     );
-    expect(await all(again)).toEqual(
-      [...expected, trim(rec(6))].sort((a, b) => Buffer.compare(a.key, b.key)),
-    );
+    expect(await all(again)).toEqual([...translated, trim(rec(106))].sort(byKey));
     const stored = await redis.hgetallBuffer(`${base}:b`);
     const bytes = Object.values(stored).reduce((n, v) => n + v.length, 0);
-    expect(bytes).toBe(2 * 11 + 15 + (2 + 1 + 2) * 32); // members 1, 2 (pending) and 5, in format 2
+    expect(bytes).toBe(2 * 11 + 15 + (2 + 1 + 2) * 32); // members 1, 2 (pending) and 5
     expect(await redis.hget(`${base}:meta`, 'members')).toBe('3');
     expect(await state.remoteId()).toBe('r1');
   });
