@@ -283,7 +283,13 @@ async function readScoring(
       if (i === undefined) {
         i = ids.length;
         ids.push(id);
-        index.add(i);
+        index.add(i, index.lastHash);
+        // Where a row is a customer, a file's size tells about how many to expect: the index is sized once,
+        // early, instead of doubling on the way (the bytes read so far are at least those parsed).
+        if (i === 4095 && shape !== 'orders') {
+          const { done, total } = rows.progress();
+          if (total && done > 0) index.reserve(Math.ceil((row * total) / done));
+        }
         firstRow.push(row);
         if (measured) {
           lastDay.push(day);

@@ -172,6 +172,18 @@ export class TextColumn {
     return true;
   }
 
+  /** Whether entry i is exactly this ASCII text (every code below 0x80), compared in place. */
+  matchesAscii(i: number, text: string): boolean {
+    const own = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    if (this.dictionary || own === LONG) return this.get(i) === text;
+    if (own !== text.length || own === 0) return false;
+    const start = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    const from = start % CHUNK;
+    const chunk = this.chunks[(start - from) / CHUNK]!;
+    for (let k = 0; k < own; k++) if (chunk[from + k] !== text.charCodeAt(k)) return false;
+    return true;
+  }
+
   /** `hashOf` entry i's bytes, read in place (0 bytes when absent). */
   hash(i: number): number {
     const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
@@ -228,27 +240,52 @@ export class TextIndex {
   private tags = new Uint8Array(1 << 12);
   private count = 0;
   private scratch = Buffer.allocUnsafe(1024);
+  /** The hash of the id the last `get` looked up: `add` takes it for an id just found missing. */
+  lastHash = 0;
 
   constructor(private readonly texts: TextColumn) {}
 
   get(id: string): number | undefined {
-    const length = this.encode(id);
-    const h = hashOf(this.scratch, 0, length);
+    // ASCII ids (nearly all) are hashed and compared from the string; others through their UTF-8.
+    let h = 0x811c9dc5;
+    let ascii = id.length <= 64;
+    for (let k = 0; ascii && k < id.length; k++) {
+      const c = id.charCodeAt(k);
+      if (c >= 0x80) ascii = false;
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    const length = ascii ? id.length : this.encode(id);
+    h = ascii ? (h ^ (h >>> 15)) >>> 0 : hashOf(this.scratch, 0, length);
+    this.lastHash = h;
     const tag = h >>> 24;
     const mask = this.slots.length - 1;
     for (let s = h & mask; ; s = (s + 1) & mask) {
       const v = this.slots[s]!;
       if (v === 0) return undefined;
-      if (this.tags[s] === tag && this.texts.matches(v - 1, this.scratch, length)) return v - 1;
+      if (
+        this.tags[s] === tag &&
+        (ascii ? this.texts.matchesAscii(v - 1, id) : this.texts.matches(v - 1, this.scratch, length))
+      )
+        return v - 1;
     }
   }
 
-  /** Records that entry i of the column is this id (the caller checked it is not there yet). */
-  add(i: number): void {
+  /**
+   * Records that entry i of the column is this id (the caller checked it is not there yet); `hash` is its
+   * hash when known (`lastHash` after a `get` of the same id).
+   */
+  add(i: number, hash = this.texts.hash(i)): void {
     // Up to 3/4 full: linear probing stays short, and the table is half the size of a 1/2 bound.
-    if ((this.count + 1) * 4 > this.slots.length * 3) this.grow();
-    this.place(i, this.texts.hash(i));
+    if ((this.count + 1) * 4 > this.slots.length * 3) this.resize(this.slots.length * 2);
+    this.place(i, hash);
     this.count++;
+  }
+
+  /** Makes room for about n ids in all at once, instead of doubling (and rehashing) on the way. */
+  reserve(n: number): void {
+    let size = this.slots.length;
+    while (n * 4 > size * 3) size *= 2;
+    if (size > this.slots.length) this.resize(size);
   }
 
   private place(i: number, h: number): void {
@@ -259,10 +296,10 @@ export class TextIndex {
     this.tags[s] = h >>> 24;
   }
 
-  private grow(): void {
+  private resize(size: number): void {
     const old = this.slots;
-    this.slots = new Int32Array(old.length * 2);
-    this.tags = new Uint8Array(old.length * 2);
+    this.slots = new Int32Array(size);
+    this.tags = new Uint8Array(size);
     for (const v of old) if (v !== 0) this.place(v - 1, this.texts.hash(v - 1));
   }
 

@@ -77,4 +77,20 @@ describe('TextIndex', () => {
     for (const absent of ['Zoe', '北京', 'x'.repeat(301), 'a', 'abcd', 'x'.repeat(5000)])
       expect(index.get(absent)).toBeUndefined();
   });
+
+  it('adds an id with the hash its missed lookup computed, and keeps every id through a reserve', () => {
+    const values = Array.from({ length: 5000 }, (_, i) =>
+      i % 3 ? `c${i}` : `Zoë-${i}-${'y'.repeat(i % 80)}`,
+    );
+    const ids = new TextColumn();
+    const index = new TextIndex(ids);
+    values.forEach((v, i) => {
+      expect(index.get(v)).toBeUndefined();
+      ids.push(v);
+      index.add(i, index.lastHash);
+      if (i === 1000) index.reserve(100_000);
+    });
+    values.forEach((v, i) => expect(index.get(v)).toBe(i));
+    expect(index.get('c0')).toBeUndefined();
+  });
 });
