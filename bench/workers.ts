@@ -1,13 +1,13 @@
 /**
  * Scenario 5, one share of the work of a worker process: reads the scores, then for its audiences
- * (every `parts`-th, from `part`) plans and records what a complete sync leaves in the state. Run pinned
+ * (share `part` of `parts`, by size) plans and records what a complete sync leaves in the state. Run pinned
  * to one core (`taskset`), alone with all audiences or two at once on distinct audiences.
  * `node dist/bench/workers.js <scores.csv> <redisUrl> <part> <parts>`; prints a JSON line.
  */
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { fileConnector } from '../connectors/file/index.js';
-import { audiencesOf } from '../src/audience/audiences.js';
+import { audiencesOf, membershipOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
 import { StateStore } from '../src/state/store.js';
@@ -32,7 +32,21 @@ const destination: Destination = {
 };
 const redis = new Redis(redisUrl);
 const store = new StateStore(redis, `bench-workers-${process.pid}`);
-const mine = audiencesOf(config, segmented.scores.segments).filter((_, i) => i % parts === part);
+// Audiences shared out by size, as an operator would place them on machines: the largest first, each to
+// the process with the fewest members so far (every process computes the same split).
+const all = audiencesOf(config, segmented.scores.segments).map((spec) => ({
+  spec,
+  size: membershipOf(spec, segmented).members.length,
+}));
+const loads = new Array<number>(parts).fill(0);
+const mine = all
+  .sort((a, b) => b.size - a.size)
+  .filter(({ size }) => {
+    const least = loads.indexOf(Math.min(...loads));
+    loads[least]! += size;
+    return least === part;
+  })
+  .map(({ spec }) => spec);
 const planStarted = performance.now();
 const plans = await planDestination(destination, { segmented, audiences: mine, store });
 await writeState(store, segmented, plans);
