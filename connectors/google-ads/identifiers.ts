@@ -1,4 +1,4 @@
-import { hashIdentifier, SLOT_BYTES } from '../../src/identity/hash.js';
+import { hashIdentifier, repeatedIdentifier, SLOT_BYTES } from '../../src/identity/hash.js';
 import {
   normalizeCountry,
   normalizeEmail,
@@ -28,14 +28,17 @@ export interface GoogleIdentifyOptions {
   defaultCountry?: string | undefined;
 }
 
+// Names repeat from customer to customer: each distinct one is hashed once.
+const nameSlot = repeatedIdentifier((v) => normalizeName(v, { stripAffixes: true }));
+
 export function identify(person: Person, options: GoogleIdentifyOptions = {}): Identified {
   const country =
     (person.country && normalizeCountry(person.country)) ||
     (options.defaultCountry ? normalizeCountry(options.defaultCountry) : undefined);
   const email = hashIdentifier(person.email, (v) => normalizeEmail(v, { canonicalGmail: true }));
   const phone = hashIdentifier(person.phone, (v) => normalizePhone(v, country));
-  const first = hashIdentifier(person.first_name, (v) => normalizeName(v, { stripAffixes: true }));
-  const last = hashIdentifier(person.last_name, (v) => normalizeName(v, { stripAffixes: true }));
+  const first = nameSlot(person.first_name);
+  const last = nameSlot(person.last_name);
   const postal = person.postal_code && country ? normalizePostal(person.postal_code, country) : undefined;
   const address = first && last && country && postal ? packAddress(country, postal) : undefined;
   const [given, family] = address ? [first!, last!] : [];

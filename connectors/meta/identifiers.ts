@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { hashIdentifier, isSha256Hex, sha256, SLOT_BYTES } from '../../src/identity/hash.js';
+import {
+  hashIdentifier,
+  isSha256Hex,
+  repeatedIdentifier,
+  sha256,
+  SLOT_BYTES,
+} from '../../src/identity/hash.js';
 import {
   normalizeCountry,
   normalizeEmail,
@@ -89,16 +95,16 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
         if (slot === null) unusable.add('invalid phone');
         break;
       case 'FN':
-        slot = hashIdentifier(person.first_name, (v) => normalizeName(v));
+        slot = nameSlot(person.first_name);
         break;
       case 'LN':
-        slot = hashIdentifier(person.last_name, (v) => normalizeName(v));
+        slot = nameSlot(person.last_name);
         break;
       case 'FI':
         slot = hashOf(firstInitial(person.first_name));
         break;
       case 'CT':
-        slot = hashIdentifier(person.city, letters);
+        slot = citySlot(person.city);
         break;
       case 'ST':
         slot = hashIdentifier(person.state, (v) => state(v, country));
@@ -107,10 +113,10 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
         slot = hashIdentifier(person.postal_code, (v) => metaZip(v, country));
         break;
       case 'COUNTRY':
-        slot = hashIdentifier(country ?? person.country, (v) => normalizeCountry(v)?.toLowerCase());
+        slot = countrySlot(country ?? person.country);
         break;
       case 'GEN':
-        slot = hashIdentifier(person.gender, gender);
+        slot = genderSlot(person.gender);
         break;
       case 'DOBY':
       case 'DOBM':
@@ -132,6 +138,12 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
   if (identifying || names === 2) return { slots };
   return { skip: SKIP_ORDER.find((r) => unusable.has(r)) ?? 'no usable identifier' };
 }
+
+// Fields whose values repeat: each distinct value is hashed once (ST and ZIP depend on the country too).
+const nameSlot = repeatedIdentifier((v) => normalizeName(v));
+const citySlot = repeatedIdentifier((v) => letters(v));
+const countrySlot = repeatedIdentifier((v) => normalizeCountry(v)?.toLowerCase());
+const genderSlot = repeatedIdentifier((v) => gender(v));
 
 /** The most telling reason first. */
 const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', 'identifier too long'];

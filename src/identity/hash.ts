@@ -53,3 +53,27 @@ export function hashIdentifier(
   const normalized = normalize(value);
   return normalized === undefined ? null : sha256(normalized);
 }
+
+/**
+ * `hashIdentifier` for a field whose values repeat from customer to customer (names, cities, countries,
+ * genders): each distinct raw value is normalised and hashed once, then remembered, up to `limit` values
+ * (then all are forgotten at once and remembered anew, so a column of unique values costs a lookup, not
+ * memory). In a plan of Meta's five keys, first and last names and the country are three hashes of five.
+ * The digests are shared: a caller copies them, never writes to them. The raw values remembered are a
+ * bounded few of what the source's columns hold in the same memory during a run.
+ */
+export function repeatedIdentifier(
+  normalize: (trimmed: string) => string | undefined,
+  limit = 1 << 15,
+): (raw: string | undefined) => Buffer | null | undefined {
+  const known = new Map<string, Buffer | null | undefined>();
+  return (raw) => {
+    if (raw === undefined) return undefined;
+    const seen = known.get(raw);
+    if (seen !== undefined || known.has(raw)) return seen;
+    const slot = hashIdentifier(raw, normalize);
+    if (known.size >= limit) known.clear();
+    known.set(raw, slot);
+    return slot;
+  };
+}

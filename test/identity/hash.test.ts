@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { hashed, hashIdentifier, isSha256Hex, md5Hex, sha256 } from '../../src/identity/hash.js';
-import { normalizeEmail } from '../../src/identity/normalize.js';
+import {
+  hashed,
+  hashIdentifier,
+  isSha256Hex,
+  md5Hex,
+  repeatedIdentifier,
+  sha256,
+} from '../../src/identity/hash.js';
+import { normalizeEmail, normalizeName } from '../../src/identity/normalize.js';
 
 const sha256Hex = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
@@ -70,5 +77,20 @@ describe('hashIdentifier', () => {
     expect(hashIdentifier(undefined, email)).toBeUndefined();
     expect(hashIdentifier('  ', email)).toBeUndefined();
     expect(hashIdentifier('not an email', email)).toBeNull();
+  });
+});
+
+describe('repeatedIdentifier', () => {
+  it('gives what hashIdentifier gives, normalising each distinct value once, within its bound', () => {
+    const seen: string[] = [];
+    const slot = repeatedIdentifier((v) => {
+      seen.push(v);
+      return normalizeName(v);
+    }, 4);
+    const values = [' Anna ', 'ANNA', ' Anna ', '', '   ', '123', 'Ben', 'Chloé', 'Dev', ' Anna ', undefined];
+    for (const raw of values) expect(slot(raw)).toEqual(hashIdentifier(raw, (v) => normalizeName(v)));
+    // ' Anna ' twice from memory; then four more values fill the bound, which forgets them all.
+    expect(seen).toEqual(['Anna', 'ANNA', '123', 'Ben', 'Chloé', 'Dev', 'Anna']);
+    expect(slot('Dev')).toBe(slot('Dev')); // the same digest, not a copy
   });
 });
