@@ -23,7 +23,7 @@ import {
   type FailureContext,
   type GraphFailure,
 } from './errors.js';
-import { toRow } from './identifiers.js';
+import { usersBody } from './identifiers.js';
 
 /**
  * The Graph API, per ad account. Audiences and the ad account go through the SDK; member uploads go
@@ -238,27 +238,33 @@ export class MetaClient implements ConnectorClient {
    * midway throws, and the core's retry starts a new session from the first batch.
    */
   async replace(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
-    const { rows, rejected } = this.rowsOf(members);
+    const schema = this.config.schema;
+    const rejected: Rejection[] = [];
+    const kept = members.filter((m, index) => {
+      if (schema.some((_, c) => m.slots[c])) return true;
+      rejected.push({ index, reason: EMPTY_ROW });
+      return false;
+    });
     const sessionId = randomInt(1, 2 ** 48);
     const size = this.config.batch_size;
     // No members: one empty last batch, so the session still empties the audience.
-    const batches = Math.max(1, Math.ceil(rows.length / size));
+    const batches = Math.max(1, Math.ceil(kept.length / size));
     let report: PlatformReport = {};
     for (let seq = 1; seq <= batches; seq++) {
-      const batch = rows.slice((seq - 1) * size, seq * size);
+      const { body, rows } = usersBody(kept.slice((seq - 1) * size, seq * size), schema, {
+        session_id: sessionId,
+        batch_seq: seq,
+        last_batch_flag: seq === batches,
+        estimated_num_total: kept.length,
+      });
       const response = await this.send(
         'POST',
         'usersreplace',
         audience,
-        batch,
+        body,
+        rows,
         `replacing the members of audience '${audience.name}' (${audience.id}), batch ${seq} of ${batches} ` +
           `(session ${sessionId}; a retry starts a new session)`,
-        {
-          session_id: sessionId,
-          batch_seq: seq,
-          last_batch_flag: seq === batches,
-          estimated_num_total: rows.length,
-        },
       );
       report = addReport(report, response);
     }
@@ -295,45 +301,32 @@ export class MetaClient implements ConnectorClient {
     audience: RemoteAudience,
     members: readonly Member[],
   ): Promise<BatchOutcome> {
-    const { rows, rejected } = this.rowsOf(members);
-    if (rows.length === 0) return { status: 'confirmed', rejected };
+    const { body, rows, empty } = usersBody(members, this.config.schema);
+    // Members with no field for the schema are not sent.
+    const rejected = empty.map((index): Rejection => ({ index, reason: EMPTY_ROW }));
+    if (rows === 0) return { status: 'confirmed', rejected };
     const verb = method === 'POST' ? 'adding' : 'removing';
     const response = await this.send(
       method,
       'users',
       audience,
+      body,
       rows,
-      `${verb} ${rows.length} members ${method === 'POST' ? 'to' : 'from'} audience '${audience.name}' (${audience.id})`,
+      `${verb} ${rows} members ${method === 'POST' ? 'to' : 'from'} audience '${audience.name}' (${audience.id})`,
     );
     return { status: 'confirmed', ...(rejected.length ? { rejected } : {}), report: addReport({}, response) };
   }
 
-  /** Data rows in schema order; members with no field for the schema are rejected, not sent. */
-  private rowsOf(members: readonly Member[]): { rows: string[][]; rejected: Rejection[] } {
-    const rows: string[][] = [];
-    const rejected: Rejection[] = [];
-    members.forEach((m, index) => {
-      const row = toRow(m.slots, this.config.schema);
-      if (row.some((v) => v !== '')) rows.push(row);
-      else rejected.push({ index, reason: EMPTY_ROW });
-    });
-    return { rows, rejected };
-  }
-
-  /** One `/users` or `/usersreplace` request: JSON body, the token only in the query string. */
+  /** One `/users` or `/usersreplace` request of `rows` rows: JSON body (`usersBody`), the token only in the query string. */
   private async send(
     method: 'POST' | 'DELETE',
     edge: 'users' | 'usersreplace',
     audience: RemoteAudience,
-    rows: string[][],
+    body: Buffer,
+    rows: number,
     what: string,
-    session?: Record<string, number | boolean>,
   ): Promise<z.infer<typeof usersResponse>> {
     const url = `${this.base}/${audience.id}/${edge}?access_token=${encodeURIComponent(this.config.access_token)}`;
-    const body = JSON.stringify({
-      payload: { schema: this.config.schema, data: rows },
-      ...(session ? { session } : {}),
-    });
     let response: Response;
     let text: string;
     try {
@@ -365,11 +358,11 @@ export class MetaClient implements ConnectorClient {
         id: audience.id,
         edge,
         method,
-        rows: rows.length,
+        rows,
         received: parsed.data.num_received,
         invalid: parsed.data.num_invalid_entries,
       },
-      `Meta ${edge} ${method}: ${rows.length} rows`,
+      `Meta ${edge} ${method}: ${rows} rows`,
     );
     return parsed.data;
   }

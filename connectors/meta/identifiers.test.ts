@@ -9,6 +9,7 @@ import {
   SLOTS,
   toRow,
   unpackPlain,
+  usersBody,
   type SchemaKey,
 } from './identifiers.js';
 
@@ -253,5 +254,32 @@ describe('identifier groups', () => {
     const { identifierGroups } = await import('./identifiers.js');
     expect(identifierGroups(['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'])).toEqual([[2, 3, 4, 5]]);
     expect(identifierGroups(['EMAIL', 'MADID'])).toEqual([]);
+  });
+});
+
+describe('usersBody', () => {
+  it('is byte for byte the JSON of the rows toRow gives, leaving out members with nothing for the schema', () => {
+    const schema: SchemaKey[] = ['EXTERN_ID', 'EMAIL', 'PHONE', 'FN', 'MADID', 'COUNTRY'];
+    const plain = ['cust-0042', 'quote " and \\ back', 'Zoë ü 😀', '6d92078a-8246-4ba4-ae5b-76104861e7dc'];
+    const members = Array.from({ length: 40 }, (_, i) => ({
+      slots: schema.map((key, c) => {
+        if ((i * 7 + c * 3) % 5 === 0 || i % 13 === 0) return undefined;
+        if (key === 'EXTERN_ID' || key === 'MADID') return packPlain(plain[(i + c) % plain.length]!);
+        return createHash('sha256').update(`${i}-${c}`).digest();
+      }),
+    }));
+    const rows = members.map((m) => toRow(m.slots, schema)).filter((r) => r.some((v) => v !== ''));
+    const empty = members.flatMap((m, i) => (toRow(m.slots, schema).every((v) => v === '') ? [i] : []));
+    expect(empty.length).toBeGreaterThan(0);
+    const session = { session_id: 7, batch_seq: 1, last_batch_flag: true, estimated_num_total: rows.length };
+    for (const s of [undefined, session]) {
+      const built = usersBody(members, schema, s);
+      expect(built.body.toString('utf8')).toBe(
+        JSON.stringify({ payload: { schema, data: rows }, ...(s ? { session: s } : {}) }),
+      );
+      expect(built.rows).toBe(rows.length);
+      expect(built.empty).toEqual(empty);
+    }
+    expect(usersBody([], schema).body.toString()).toBe(JSON.stringify({ payload: { schema, data: [] } }));
   });
 });

@@ -165,6 +165,76 @@ export function toRow(slots: readonly (Buffer | undefined)[], schema: readonly S
   });
 }
 
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+/** Each byte's two hex digits, as bytes. */
+const HIGH = Uint8Array.from({ length: 256 }, (_, b) => HEX[b >> 4]!);
+const LOW = Uint8Array.from({ length: 256 }, (_, b) => HEX[b & 15]!);
+
+/**
+ * The JSON body of a `/users` or `/usersreplace` request, written from the members' slots straight into
+ * bytes: what `JSON.stringify({ payload: { schema, data }, session })` gives for `toRow`'s rows, byte for
+ * byte, without a string per cell (a request carries 10,000 members with up to 15 cells each). Members
+ * with nothing for the schema are left out; `empty` has their indexes.
+ */
+export function usersBody(
+  members: readonly { slots: readonly (Buffer | undefined)[] }[],
+  schema: readonly SchemaKey[],
+  session?: Record<string, number | boolean>,
+): { body: Buffer; rows: number; empty: number[] } {
+  const head = `{"payload":{"schema":${JSON.stringify(schema)},"data":[`;
+  const tail = `]}${session ? `,"session":${JSON.stringify(session)}` : ''}}`;
+  const plain = schema.map((key) => PLAINTEXT.has(key));
+  const texts: string[] = [];
+  const empty: number[] = [];
+  // An upper bound of the size: a hashed cell is 64 hex digits in quotes, a plaintext one its JSON, and
+  // every cell at most three more bytes of quotes and comma.
+  let size = head.length + tail.length;
+  members.forEach((m, index) => {
+    let cells = 0;
+    for (let c = 0; c < schema.length; c++) {
+      const slot = m.slots[c];
+      if (!slot) continue;
+      cells++;
+      if (!plain[c]) size += 64;
+      else {
+        const text = JSON.stringify(unpackPlain(slot));
+        texts.push(text);
+        size += Buffer.byteLength(text);
+      }
+    }
+    if (cells === 0) empty.push(index);
+    else size += schema.length * 3 + 2;
+  });
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(head, 0, 'utf8');
+  let text = 0;
+  let rows = 0;
+  for (const m of members) {
+    if (!schema.some((_, c) => m.slots[c])) continue;
+    if (rows++ > 0) out[at++] = 0x2c; // ,
+    out[at++] = 0x5b; // [
+    for (let c = 0; c < schema.length; c++) {
+      if (c > 0) out[at++] = 0x2c;
+      const slot = m.slots[c];
+      if (slot && plain[c]) {
+        at += out.write(texts[text++]!, at, 'utf8');
+        continue;
+      }
+      out[at++] = 0x22; // "
+      if (slot)
+        for (let k = 0; k < SLOT_BYTES; k++) {
+          const b = slot[k]!;
+          out[at++] = HIGH[b]!;
+          out[at++] = LOW[b]!;
+        }
+      out[at++] = 0x22;
+    }
+    out[at++] = 0x5d; // ]
+  }
+  at += out.write(tail, at, 'utf8');
+  return { body: out.subarray(0, at), rows, empty };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Meta's formats
 
