@@ -49,18 +49,19 @@ export function encodeRecords(records: readonly StateRecord[]): Buffer {
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   for (const r of records) {
-    r.key.copy(out, at, 0, KEY_BYTES);
+    // TypedArray.set of exact views, not Buffer.copy: a million records are a batch of a first sync.
+    out.set(r.key.length === KEY_BYTES ? r.key : r.key.subarray(0, KEY_BYTES), at);
     out[at + KEY_BYTES] = r.status;
     let mask = 0;
-    r.slots.forEach((s, i) => {
-      if (s) mask |= 1 << i;
-    });
-    out.writeUInt16BE(mask, at + KEY_BYTES + 1);
+    for (let i = 0; i < r.slots.length; i++) if (r.slots[i]) mask |= 1 << i;
+    out[at + KEY_BYTES + 1] = mask >>> 8;
+    out[at + KEY_BYTES + 2] = mask & 0xff;
     at += KEY_BYTES + 3;
     if (waits(r.status)) at = out.writeUInt32BE(r.upload >>> 0, at);
-    for (const s of r.slots) {
+    for (let i = 0; i < r.slots.length; i++) {
+      const s = r.slots[i];
       if (!s) continue;
-      s.copy(out, at, 0, SLOT_BYTES);
+      out.set(s.length === SLOT_BYTES ? s : s.subarray(0, SLOT_BYTES), at);
       at += SLOT_BYTES;
     }
   }

@@ -158,7 +158,10 @@ export class AudienceState {
     }
     const buckets = transform ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
 
+    // Buckets go out in pipelines of 256, the next one built while Redis takes the last (one at a time in
+    // flight, each awaited before the journal is trimmed).
     let writes = this.redis.pipeline();
+    let sent: Promise<unknown> | undefined;
     let pending = 0;
     let delta = 0;
     for (const b of new Set([...buckets.keys(), ...touched.keys()])) {
@@ -193,11 +196,13 @@ export class AudienceState {
         writes.hset(this.key('b'), String(b), out);
       } else writes.hdel(this.key('b'), String(b));
       if (++pending >= 256) {
-        await writes.exec();
+        await sent;
+        sent = writes.exec();
         writes = this.redis.pipeline();
         pending = 0;
       }
     }
+    await sent;
     // The journal goes only after every bucket is written; entries appended meanwhile stay.
     writes.ltrim(this.key('j'), journal.length, -1);
     writes.hincrby(this.key('meta'), 'members', delta);
