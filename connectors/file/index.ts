@@ -25,9 +25,9 @@ import type {
   RemoteAudience,
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
-import { sha256, isSha256Hex } from '../../src/identity/hash.js';
+import { sha256Slot, isSha256Hex } from '../../src/identity/hash.js';
 import { normalizeEmail, normalizePhone } from '../../src/identity/normalize.js';
-import type { Identified, Person } from '../../src/identity/types.js';
+import type { Identified, Person, Slot } from '../../src/identity/types.js';
 
 /**
  * `file`: a platform on disk, for the quick start, tests and dry runs. Each audience is a file of the
@@ -59,15 +59,15 @@ const SLOTS = ['email', 'phone'] as const;
 
 /** SHA-256 of the trimmed, lowercased email and of the E.164 phone; hashed input is kept as it is. */
 export function identify(person: Person, config: Pick<FileConfig, 'default_country'>): Identified {
-  let email: Buffer | undefined;
-  let phone: Buffer | undefined;
+  let email: Slot | undefined;
+  let phone: Slot | undefined;
   let reason: 'invalid email' | 'invalid phone' | undefined;
   const rawEmail = person.email?.trim();
   if (rawEmail) {
     if (isSha256Hex(rawEmail)) email = Buffer.from(rawEmail.toLowerCase(), 'hex');
     else {
       const e = normalizeEmail(rawEmail);
-      if (e) email = sha256(e);
+      if (e) email = sha256Slot(e);
       else reason = 'invalid email';
     }
   }
@@ -76,7 +76,7 @@ export function identify(person: Person, config: Pick<FileConfig, 'default_count
     if (isSha256Hex(rawPhone)) phone = Buffer.from(rawPhone.toLowerCase(), 'hex');
     else {
       const p = normalizePhone(rawPhone, person.country?.trim() || config.default_country);
-      if (p) phone = sha256(p);
+      if (p) phone = sha256Slot(p);
       else reason ??= 'invalid phone';
     }
   }

@@ -18,6 +18,7 @@ import {
 } from './grpc-fake/rest.js';
 import { FakeGoogleAds, identifierKey } from './grpc-fake/server.js';
 import { identify } from './identifiers.js';
+import { slotBuffers } from '../../src/identity/types.js';
 
 /**
  * The Google Ads API path against a loopback gRPC server built from google-ads-node's protos (TLS with a
@@ -77,7 +78,10 @@ const hex = (text: string) => createHash('sha256').update(text).digest('hex');
 function member(id: string, person: Parameters<typeof identify>[0]): Member {
   const identified = identify(person, { defaultCountry: 'US' });
   if ('skip' in identified) throw new Error(`test person ${id} skipped: ${identified.skip}`);
-  return { key: createHash('sha256').update(id).digest().subarray(0, 8), slots: identified.slots };
+  return {
+    key: createHash('sha256').update(id).digest().subarray(0, 8),
+    slots: slotBuffers(identified.slots),
+  };
 }
 
 const ada = member('c1', {

@@ -8,6 +8,7 @@ import { DataManagerClient } from './datamanager.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
 import { identify } from './identify.js';
 import { googleAdsConnector } from './index.js';
+import { slotBuffers } from '../../src/identity/types.js';
 
 const DM = 'https://datamanager.test';
 const TOKEN_URL = 'https://oauth.test/token';
@@ -52,7 +53,7 @@ const dm = () => nock(DM).matchHeader('authorization', 'Bearer ya29.access');
 function member(person: Record<string, string>, config = configOf()): Member {
   const id = identify(person, config);
   if ('skip' in id) throw new Error(`test person skipped: ${id.skip}`);
-  return { key: Buffer.alloc(8), slots: id.slots };
+  return { key: Buffer.alloc(8), slots: slotBuffers(id.slots) };
 }
 
 const audience = { id: '555', name: 'Champions' };
@@ -118,7 +119,7 @@ describe('identify', () => {
       postal_code: '94045-1234',
     };
     const all = identify(person, configOf());
-    expect('slots' in all && all.slots.map((s) => s?.toString('hex'))).toEqual([
+    expect('slots' in all && slotBuffers(all.slots).map((s) => s?.toString('hex'))).toEqual([
       sha('johndoe@googlemail.com'),
       sha('+18005550100'),
       sha('john'),

@@ -12,7 +12,7 @@ export const SLOTS = ['email'] as const;
 
 const HASH_BYTES = 16;
 
-export function identify(person: Person): Identified {
+export function identify(person: Person): Identified<Buffer> {
   const raw = person.email?.trim();
   if (!raw) return { skip: 'no usable identifier' };
   if (isSha256Hex(raw)) return { skip: 'hashed email' };

@@ -10,6 +10,7 @@ import { reasonsOf } from './client.js';
 import { FakeGraph } from './fixtures/fake-graph.js';
 import { identify, SLOTS, type SchemaKey } from './identifiers.js';
 import { metaConfigSchema, metaConnector } from './index.js';
+import { slotBuffers } from '../../src/identity/types.js';
 
 const TOKEN = 'EAAB-test-token-0123456789';
 const ACCOUNT = '1234567890';
@@ -41,7 +42,7 @@ let n = 0;
 function member(person: Person, schema: readonly SchemaKey[] = SLOTS): Member {
   const id = identify(person, { schema, defaultCountry: 'US' });
   if ('skip' in id) throw new Error(`skipped: ${id.skip}`);
-  return { key: Buffer.alloc(8, ++n), slots: id.slots };
+  return { key: Buffer.alloc(8, ++n), slots: slotBuffers(id.slots) };
 }
 
 const mary = { email: 'Mary@Example.com ', first_name: 'Mary', phone: '+1 (212) 555-0123' };

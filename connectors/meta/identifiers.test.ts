@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Person } from '../../src/identity/types.js';
+import { slotBuffers, type Person } from '../../src/identity/types.js';
 import {
   identify,
   packPlain,
@@ -26,7 +26,7 @@ function row(
   if ('skip' in id) throw new Error(`skipped: ${id.skip}`);
   expect(id.slots).toHaveLength(schema.length);
   for (const s of id.slots) if (s) expect(s).toHaveLength(32);
-  const data = toRow(id.slots, schema);
+  const data = toRow(slotBuffers(id.slots), schema);
   return Object.fromEntries(schema.map((key, i) => [key, data[i]!]));
 }
 
@@ -176,7 +176,7 @@ describe('Meta rows', () => {
   it('use the default schema when none is configured', () => {
     const id = identify({ email: 'mary@example.com' });
     if ('skip' in id) throw new Error(id.skip);
-    expect(toRow(id.slots, SLOTS)).toEqual([h('mary@example.com'), '', '', '', '', '']);
+    expect(toRow(slotBuffers(id.slots), SLOTS)).toEqual([h('mary@example.com'), '', '', '', '', '']);
   });
 
   it('fill every key', () => {

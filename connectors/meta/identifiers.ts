@@ -3,7 +3,7 @@ import {
   hashIdentifier,
   isSha256Hex,
   repeatedIdentifier,
-  sha256,
+  sha256Slot,
   SLOT_BYTES,
 } from '../../src/identity/hash.js';
 import {
@@ -13,7 +13,7 @@ import {
   normalizePhone,
   normalizePostal,
 } from '../../src/identity/normalize.js';
-import type { Identified, Person, SkipReason } from '../../src/identity/types.js';
+import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
 
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
@@ -79,12 +79,12 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
     (options.defaultCountry ? normalizeCountry(options.defaultCountry) : undefined);
   const dob = birthDate(person.birth_date);
 
-  const slots: (Buffer | undefined)[] = [];
+  const slots: (Slot | undefined)[] = [];
   const unusable = new Set<SkipReason>();
   let identifying = false;
   let names = 0;
   for (const key of schema) {
-    let slot: Buffer | null | undefined;
+    let slot: Slot | null | undefined;
     switch (key) {
       case 'EMAIL':
         slot = hashIdentifier(person.email, (v) => normalizeEmail(v));
@@ -243,8 +243,8 @@ function letters(raw: string): string | undefined {
   return normalizeName(raw)?.replaceAll(' ', '') || undefined;
 }
 
-const hashOf = (normalized: string | undefined): Buffer | undefined =>
-  normalized === undefined ? undefined : sha256(normalized);
+const hashOf = (normalized: string | undefined): Slot | undefined =>
+  normalized === undefined ? undefined : sha256Slot(normalized);
 
 /** FI: the first letter of the normalised first name (none from a hashed one). */
 function firstInitial(raw: string | undefined): string | undefined {

@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import type { Slot } from './types.js';
 
 /** Size of every identifier slot in state: a SHA-256 digest, or a value packed to the same size. */
 export const SLOT_BYTES = 32;
@@ -16,6 +17,13 @@ export function sha256(text: string): Buffer {
   return oneShot
     ? Buffer.from(crypto.hash('sha256', text, 'binary'), 'latin1')
     : crypto.createHash('sha256').update(text).digest();
+}
+
+/** SHA-256 of the UTF-8 bytes of `text` as an identifier slot: the 32 bytes as latin1 characters, no Buffer. */
+export function sha256Slot(text: string): string {
+  return oneShot
+    ? crypto.hash('sha256', text, 'binary')
+    : crypto.createHash('sha256').update(text).digest().toString('latin1');
 }
 
 /** MD5 of the UTF-8 bytes of `text`, lowercase hex (Mailchimp's subscriber hash). */
@@ -46,12 +54,12 @@ export function hashed(rawOrHash: string): Buffer {
 export function hashIdentifier(
   raw: string | undefined,
   normalize: (trimmed: string) => string | undefined,
-): Buffer | null | undefined {
+): Slot | null | undefined {
   const value = raw?.trim();
   if (!value) return undefined;
   if (isSha256Hex(value)) return hashed(value);
   const normalized = normalize(value);
-  return normalized === undefined ? null : sha256(normalized);
+  return normalized === undefined ? null : sha256Slot(normalized);
 }
 
 /**
@@ -59,14 +67,14 @@ export function hashIdentifier(
  * genders): each distinct raw value is normalised and hashed once, then remembered, up to `limit` values
  * (then all are forgotten at once and remembered anew, so a column of unique values costs a lookup, not
  * memory). In a plan of Meta's five keys, first and last names and the country are three hashes of five.
- * The digests are shared: a caller copies them, never writes to them. The raw values remembered are a
+ * A digest is shared when it is a Buffer (a hashed source value): a caller copies it, never writes to it. The raw values remembered are a
  * bounded few of what the source's columns hold in the same memory during a run.
  */
 export function repeatedIdentifier(
   normalize: (trimmed: string) => string | undefined,
   limit = 1 << 15,
-): (raw: string | undefined) => Buffer | null | undefined {
-  const known = new Map<string, Buffer | null | undefined>();
+): (raw: string | undefined) => Slot | null | undefined {
+  const known = new Map<string, Slot | null | undefined>();
   return (raw) => {
     if (raw === undefined) return undefined;
     const seen = known.get(raw);

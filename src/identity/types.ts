@@ -33,11 +33,23 @@ export const SKIP_REASONS = [
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
-/** A member's identifiers for one platform, or why it has none. */
-export type Identified =
+/**
+ * One identifier slot as `identify` gives it: exactly 32 bytes, in a Buffer or as a string of 32 latin1
+ * characters (a digest as `crypto.hash(…, 'binary')` returns it: most slots of a plan, with no Buffer made
+ * per hash). Members built from the state always hold Buffers.
+ */
+export type Slot = Buffer | string;
+
+/** The slots as Buffers (for code that reads `identify`'s answer byte by byte). */
+export function slotBuffers(slots: readonly (Slot | undefined)[]): (Buffer | undefined)[] {
+  return slots.map((s) => (typeof s === 'string' ? Buffer.from(s, 'latin1') : s));
+}
+
+/** A member's identifiers for one platform, or why it has none (`S`: what the connector's slots are made of). */
+export type Identified<S extends Slot = Slot> =
   | {
       /** Aligned with the connector's slot names; each exactly 32 bytes, or undefined when unusable. */
-      slots: (Buffer | undefined)[];
+      slots: (S | undefined)[];
       /** Plaintext the platform needs to add the member (Mailchimp's email): in memory only, never stored. */
       plain?: { email: string };
     }

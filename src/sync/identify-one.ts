@@ -55,7 +55,8 @@ export function identifyOne(
   for (let s = 0; s < id.slots.length && s < out.slotCount; s++) {
     const slot = id.slots[s];
     if (!slot) continue;
-    slot.copy(slots, at + s * SLOT_BYTES, 0, SLOT_BYTES);
+    if (typeof slot === 'string') slots.write(slot, at + s * SLOT_BYTES, SLOT_BYTES, 'latin1');
+    else slots.set(slot.subarray(0, SLOT_BYTES), at + s * SLOT_BYTES);
     mask |= 1 << s;
   }
   if (mask === 0) {

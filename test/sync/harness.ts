@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { segmentCustomers } from '../../src/score/pipeline.js';
 import { PROFILE_FIELDS } from '../../src/source/columns.js';
 import type { Config } from '../../src/config/schema.js';
-import type { Identified, Person } from '../../src/identity/types.js';
+import { slotBuffers, type Identified, type Person } from '../../src/identity/types.js';
 import type { Segmented } from '../../src/score/pipeline.js';
 import { generateShop } from '../../src/example/generate.js';
 import type { Logger } from '../../src/log.js';
@@ -111,7 +111,7 @@ export function identifiedMembers(
         if (v !== undefined && person[name] === undefined) person[name] = v;
       }
       const id = identify(person);
-      if (!('skip' in id)) members.set(customers.ids.get(i)!, id.slots);
+      if (!('skip' in id)) members.set(customers.ids.get(i)!, slotBuffers(id.slots));
     }
     out.set(spec.name, members);
   }

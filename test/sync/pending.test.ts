@@ -19,6 +19,7 @@ import { segmentCustomers } from '../../src/score/pipeline.js';
 import { StateStore } from '../../src/state/store.js';
 import { syncDestination, type Destination } from '../../src/sync/run.js';
 import { tempDir, writeTemp } from '../helpers.js';
+import { slotBuffers } from '../../src/identity/types.js';
 
 /**
  * The core against a platform that processes uploads later (as Google and Meta do): an in-memory
@@ -146,7 +147,7 @@ async function setup() {
 const hex = (email: string) => fileIdentify({ email }, { default_country: 'US' });
 const emailLine = (email: string) => {
   const id = hex(email);
-  return 'slots' in id ? memberLine(id.slots) : '';
+  return 'slots' in id ? memberLine(slotBuffers(id.slots)) : '';
 };
 
 describe('a platform that processes uploads later', () => {
@@ -220,7 +221,7 @@ describe('a platform that processes uploads later', () => {
   it('records members the platform rejects and does not send them again until they change', async () => {
     const { platform, run } = await setup();
     const bad = hex('b@example.com');
-    platform.rejectEmail = 'slots' in bad ? bad.slots[0] : undefined;
+    platform.rejectEmail = 'slots' in bad ? slotBuffers(bad.slots)[0] : undefined;
     expect(await run()).toMatchObject({ added: 3, rejected: 1 });
     platform.process();
     const later = await run();
