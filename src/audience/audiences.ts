@@ -94,22 +94,21 @@ export function membershipOf(spec: AudienceSpec, segmented: Segmented): Membersh
     const allowed = new Set(values.map((v) => v.trim().toLowerCase()));
     return (i: number) => allowed.has((column?.get(i) ?? '').trim().toLowerCase());
   });
-  const inAudience =
-    filters.length === 0
-      ? (i: number) => wanted[scores.segment[i]!] === 1
-      : (i: number) => wanted[scores.segment[i]!] === 1 && filters.every((f) => f(i));
+  const filtered = filters.length === 0 ? undefined : (i: number) => filters.every((f) => f(i));
+  const segment = scores.segment;
+  // Written out, with no call per customer unless there is a filter: at 10 M customers and 11 audiences
+  // these loops take 220 M steps.
   let segmentSize = 0;
   let optedOut = 0;
   const n = customers.ids.length;
   for (let i = 0; i < n; i++) {
-    if (!inAudience(i)) continue;
+    if (wanted[segment[i]!] !== 1 || (filtered && !filtered(i))) continue;
     segmentSize++;
     if (customers.optedOut[i]) optedOut++;
   }
   // Counted first, so the members go straight into an array of their number.
   const members = new Uint32Array(segmentSize - optedOut);
-  let k = 0;
-  if (members.length > 0)
-    for (let i = 0; i < n; i++) if (!customers.optedOut[i] && inAudience(i)) members[k++] = i;
+  for (let i = 0, k = 0; k < members.length; i++)
+    if (wanted[segment[i]!] === 1 && !customers.optedOut[i] && (!filtered || filtered(i))) members[k++] = i;
   return { members, segmentSize, optedOut };
 }

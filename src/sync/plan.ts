@@ -355,14 +355,38 @@ class KeyIndex {
   }
 }
 
-/** The customers an audience wants, by key, and in the order they came. */
-class Wanted extends KeyIndex {
-  readonly members: number[] = [];
+/**
+ * The customers an audience wants, in the order they came, and by key: the key table is built on the
+ * first lookup, so a first run (an empty state) never builds it. Keys are unique per customer (64 bits
+ * of a unique id; see keys.ts), so the list needs no table to stay free of duplicates.
+ */
+class Wanted {
+  private readonly list: Uint32Array;
+  private count = 0;
+  private index: KeyIndex | undefined;
 
-  override add(i: number): boolean {
-    if (!super.add(i)) return false;
-    this.members.push(i);
-    return true;
+  constructor(
+    private readonly keys: Buffer,
+    capacity: number,
+  ) {
+    this.list = new Uint32Array(capacity);
+  }
+
+  add(i: number): void {
+    this.list[this.count++] = i;
+  }
+
+  get members(): Uint32Array {
+    return this.list.subarray(0, this.count);
+  }
+
+  /** The customer with the key at `at` in `key`, or -1. */
+  get(key: Buffer, at = 0): number {
+    if (!this.index) {
+      this.index = new KeyIndex(this.keys, this.count);
+      for (let k = 0; k < this.count; k++) this.index.add(this.list[k]!);
+    }
+    return this.index.get(key, at);
   }
 }
 
@@ -384,7 +408,7 @@ class IdentifierSet {
   }
 
   /** How many of these customers hold each identifier (a fingerprint filters before any value is built). */
-  holders(identities: Identities, customers: readonly number[]): Map<string, number> {
+  holders(identities: Identities, customers: ArrayLike<number> & Iterable<number>): Map<string, number> {
     const counts = new Map<string, number>();
     if (this.values.size === 0) return counts;
     for (const i of customers)
