@@ -16,8 +16,16 @@ const SEED_LOW = 0x5bd1e995;
 
 /** Writes the key of the id whose UTF-8 bytes are `id` at `at` in `out`. */
 export function writeKey(id: Uint8Array, out: Buffer, at: number): void {
-  out.writeUInt32BE(murmur3(id, SEED_HIGH), at);
-  out.writeUInt32BE(murmur3(id, SEED_LOW), at + 4);
+  const high = murmur3(id, SEED_HIGH);
+  const low = murmur3(id, SEED_LOW);
+  out[at] = high >>> 24;
+  out[at + 1] = high >>> 16;
+  out[at + 2] = high >>> 8;
+  out[at + 3] = high;
+  out[at + 4] = low >>> 24;
+  out[at + 5] = low >>> 16;
+  out[at + 6] = low >>> 8;
+  out[at + 7] = low;
 }
 
 /** The key of formats 1 and 2: the first 8 bytes of SHA-256 of the id, written at `at` in `out`. */
