@@ -184,20 +184,11 @@ try {
       seconds: number;
     };
     // One core per process, identification inline: a process stands in for a one-core machine.
-    const pinned = (core: number, part: number, parts: number) =>
+    const pinned = (core: number, ...args: string[]) =>
       new Promise<Part>((resolve, reject) => {
         const child = spawn(
           'taskset',
-          [
-            '-c',
-            String(core),
-            process.execPath,
-            path.join(here, 'workers.js'),
-            csv,
-            redis.url,
-            String(part),
-            String(parts),
-          ],
+          ['-c', String(core), process.execPath, path.join(here, 'workers.js'), ...args],
           { env: { ...process.env, AUDIENCE_SYNC_THREADS: '0' }, stdio: ['ignore', 'pipe', 'inherit'] },
         );
         let out = '';
@@ -209,16 +200,25 @@ try {
         );
       });
     try {
-      const one = await pinned(0, 0, 1);
-      const two = await Promise.all([pinned(0, 0, 2), pinned(1, 1, 2)]);
+      const one = await pinned(0, csv, redis.url, '0', '1');
+      const two = await Promise.all([
+        pinned(0, csv, redis.url, '0', '2'),
+        pinned(1, csv, redis.url, '1', '2'),
+      ]);
       const wall = Math.max(...two.map((t) => t.seconds));
       const plan = Math.max(...two.map((t) => t.planSeconds));
-      workers = { customers: n, one, two };
+      // The control: the same fixed CPU work alone and twice at once, one process per core.
+      const spinOne = (await pinned(0, 'spin')).seconds;
+      const spinTwo = Math.max(
+        ...(await Promise.all([pinned(0, 'spin'), pinned(1, 'spin')])).map((t) => t.seconds),
+      );
+      workers = { customers: n, one, two, spinOne, spinTwo };
       console.error(
         `workers (${n.toLocaleString('en-US')} customers, 11 audiences, plan + state, each process pinned to one core):\n` +
           `  one process, all audiences: ${one.seconds.toFixed(2)} s (reading ${one.readSeconds.toFixed(2)} s, planning ${one.planSeconds.toFixed(2)} s)\n` +
           `  two processes, distinct audiences: ${wall.toFixed(2)} s (planning ${plan.toFixed(2)} s): ` +
-          `${(one.seconds / wall).toFixed(2)}x one overall, ${(one.planSeconds / plan).toFixed(2)}x on the planning (each process reads the whole source)`,
+          `${(one.seconds / wall).toFixed(2)}x one overall, ${(one.planSeconds / plan).toFixed(2)}x on the planning (each process reads the whole source)\n` +
+          `  control, pure CPU work (SHA-256 of short strings) twice at once on the two cores: ${((2 * spinOne) / spinTwo).toFixed(2)}x one`,
       );
     } finally {
       await redis.stop();

@@ -3,7 +3,9 @@
  * (share `part` of `parts`, by size) plans and records what a complete sync leaves in the state. Run pinned
  * to one core (`taskset`), alone with all audiences or two at once on distinct audiences.
  * `node dist/bench/workers.js <scores.csv> <redisUrl> <part> <parts>`; prints a JSON line.
+ * `node dist/bench/workers.js spin`: the control, a fixed amount of pure CPU work.
  */
+import { hash } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { fileConnector } from '../connectors/file/index.js';
@@ -13,6 +15,15 @@ import { segmentCustomers } from '../src/score/pipeline.js';
 import { StateStore } from '../src/state/store.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
 import { writeState } from './util.js';
+
+if (process.argv[2] === 'spin') {
+  // The control: pure CPU work (SHA-256 of short strings, nothing in memory), for how the two cores scale.
+  const started = performance.now();
+  let sink = 0;
+  for (let i = 0; i < 3_000_000; i++) sink ^= hash('sha256', `customer-${i}@example.com`).charCodeAt(0);
+  process.stdout.write(JSON.stringify({ seconds: (performance.now() - started) / 1000, sink }) + '\n');
+  process.exit(0);
+}
 
 const [csv, redisUrl, partArg, partsArg] = process.argv.slice(2) as [string, string, string, string];
 const [part, parts] = [Number(partArg), Number(partsArg)];

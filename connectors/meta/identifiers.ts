@@ -209,8 +209,13 @@ export function usersBody(
   let at = out.write(head, 0, 'utf8');
   let text = 0;
   let rows = 0;
-  for (const m of members) {
-    if (!schema.some((_, c) => m.slots[c])) continue;
+  let skip = 0;
+  for (let index = 0; index < members.length; index++) {
+    if (empty[skip] === index) {
+      skip++;
+      continue;
+    }
+    const m = members[index]!;
     if (rows++ > 0) out[at++] = 0x2c; // ,
     out[at++] = 0x5b; // [
     for (let c = 0; c < schema.length; c++) {
