@@ -5,11 +5,12 @@ import { KEY_BYTES } from './records.js';
  * A customer's key in the state: 8 bytes derived from its id, which name its records (no id is stored).
  *
  * Since record format 3 the key is two MurmurHash3 (x86, 32-bit) digests of the id's UTF-8 bytes, under
- * two seeds, big-endian: a tenth of the cost of SHA-256, which was a third of all hashing in a plan. The
+ * two seeds, big-endian: JavaScript over a dozen bytes instead of a native SHA-256 call, which was a third
+ * of all hashing in a plan (a 3 M customer plan's main thread spends 0.2 s on keys instead of 0.8 s). The
  * key needs no secrecy (the identifier slots beside it are SHA-256 digests anyway) and ids are the shop's
  * own; it needs few collisions: 64 bits give one chance in about 10^4 of any at 50 million customers, the
  * same as the 8 bytes of SHA-256 they replace. Formats 1 and 2 keyed by the first 8 bytes of SHA-256 of
- * the id (`legacyKey`); such a state is read through a translation and rewritten under these keys.
+ * the id (`writeLegacyKey`); such a state is read through a translation and rewritten under these keys.
  */
 const SEED_HIGH = 0;
 const SEED_LOW = 0x5bd1e995;
