@@ -17,17 +17,33 @@ const redisUrl = inject('redisUrl');
 const redis = new Redis(redisUrl);
 afterAll(() => redis.disconnect());
 
-function sync(cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+/** `sync` (or `plan`, a dry run) through the CLI: its totals. */
+function run(cwd: string, command: 'sync' | 'plan' = 'sync') {
+  const r = spawnSync(process.execPath, [BIN, command, '--json'], {
     cwd,
     env: { ...process.env, CI: 'true', REDIS_URL: redisUrl },
     encoding: 'utf8',
   });
-  if (r.status !== 0 && r.status !== 3) throw new Error(`sync exited ${r.status}: ${r.stderr}`);
-  const results = JSON.parse(r.stdout).results as Record<string, number>[];
-  const total = (field: string) => results.reduce((a, x) => a + Number(x[field] ?? 0), 0);
-  return { added: total('added'), removed: total('removed'), unchanged: total('unchanged') };
+  if (r.status !== 0 && r.status !== 3) throw new Error(`${command} exited ${r.status}: ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as Record<string, Record<string, number>[]>;
+  const total = (rows: Record<string, number>[], field: string) =>
+    rows.reduce((a, x) => a + Number(x[field] ?? 0), 0);
+  if (command === 'plan') {
+    const plans = out.plans!;
+    return {
+      added: total(plans, 'to_add'),
+      removed: total(plans, 'to_remove'),
+      unchanged: total(plans, 'unchanged'),
+    };
+  }
+  const results = out.results!;
+  return {
+    added: total(results, 'added'),
+    removed: total(results, 'removed'),
+    unchanged: total(results, 'unchanged'),
+  };
 }
+const sync = (cwd: string) => run(cwd);
 
 /** Key (hex) → the customer id, for both kinds of key. */
 function keysOf(ids: readonly string[], write: typeof writeKey): Map<string, string> {
@@ -106,6 +122,16 @@ describe('a state keyed by an older version', () => {
       Buffer.compare(a.key, b.key),
     );
     await redis.hset(`${someAudience}:b`, '0', encodeRecords(withGhost));
+
+    // A dry run reads the old keys through the translation, and writes nothing.
+    const formats = async () =>
+      Promise.all([...before.keys()].map((base) => redis.hget(`${base}:meta`, 'format')));
+    expect(run(shop.dir, 'plan')).toEqual({
+      added: 0,
+      removed: memberships + 1,
+      unchanged: first.added - memberships,
+    });
+    expect(new Set(await formats())).toEqual(new Set(['2']));
 
     const second = sync(shop.dir);
     expect(second).toEqual({ added: 0, removed: memberships + 1, unchanged: first.added - memberships });
