@@ -78,10 +78,10 @@ export class Identities {
   private readonly extra = new Map<number, Buffer>();
   private readonly reasons: string[] = ['', ...SKIP_REASONS];
   private readonly plain = new Map<number, { email: string }>();
-  /** Customer index by key (latin1), built on the first removal when the platform needs plaintext. */
-  private byKey: Map<string, number> | undefined;
+  /** Customers by key, built on the first removal when the platform needs plaintext. */
+  private byKey: Promise<KeyIndex> | undefined;
   /** Customers by the key formats 1 and 2 gave them, built for the first state kept in one of those. */
-  private legacy: KeyIndex | undefined;
+  private legacy: Promise<KeyIndex> | undefined;
 
   constructor(
     private readonly segmented: Segmented,
@@ -202,15 +202,11 @@ export class Identities {
     if (!this.legacy) {
       const { ids } = this.segmented.customers;
       const keys = Buffer.alloc(ids.length * KEY_BYTES);
-      const index = new KeyIndex(keys, ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        if ((i & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
-        writeLegacyKey(ids.bytes(i)!, keys, i * KEY_BYTES);
-        index.add(i);
-      }
-      this.legacy = index;
+      this.legacy = indexCustomers(keys, ids.length, (i) =>
+        writeLegacyKey(ids.bytes(i)!, keys, i * KEY_BYTES),
+      );
     }
-    const index = this.legacy;
+    const index = await this.legacy;
     return (key) => {
       const i = index.get(key);
       return i < 0 ? undefined : this.key(i);
@@ -256,14 +252,13 @@ export class Identities {
    * The plaintext of a member to remove, when the platform needs it and the customer is still in the
    * source under the same identifiers (someone who left the segment, not someone who changed email).
    */
-  plainFor(record: StateRecord): { email: string } | undefined {
+  async plainFor(record: StateRecord): Promise<{ email: string } | undefined> {
     if (!this.plaintext) return undefined;
-    if (!this.byKey) {
-      this.byKey = new Map();
-      for (let i = 0; i < this.pos.length; i++) this.byKey.set(this.key(i).toString('latin1'), i);
-    }
-    const i = this.byKey.get(record.key.toString('latin1'));
-    if (i === undefined || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
+    const { ids } = this.segmented.customers;
+    // The keys' own table (8 bytes per customer), not a Map of key strings (about 100).
+    this.byKey ??= indexCustomers(this.keys, ids.length, (i) => computeKey(i, ids, this.out));
+    const i = (await this.byKey).get(record.key);
+    if (i < 0 || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
     return this.plain.get(i);
   }
 
@@ -353,6 +348,17 @@ class KeyIndex {
     for (let b = 0; b < KEY_BYTES; b++) if (this.keys[o + b] !== key[at + b]) return false;
     return true;
   }
+}
+
+/** Customers [0, n) by the keys `write(i)` puts in `keys`, yielding to the event loop as it goes. */
+async function indexCustomers(keys: Buffer, n: number, write: (i: number) => void): Promise<KeyIndex> {
+  const index = new KeyIndex(keys, n);
+  for (let i = 0; i < n; i++) {
+    if ((i & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
+    write(i);
+    index.add(i);
+  }
+  return index;
 }
 
 /**
@@ -559,7 +565,7 @@ export async function planAudience(
         if ((holders.get(value) ?? 0) - own > 0) for (const s of group) slots[s] = undefined;
       }
       if (slots.some(Boolean))
-        plan.remove.push({ key: record.key, slots, plain: identities.plainFor(record) });
+        plan.remove.push({ key: record.key, slots, plain: await identities.plainFor(record) });
       else plan.forget.push(record.key);
     }
   }
