@@ -247,15 +247,10 @@ export class TextIndex {
 
   get(id: string): number | undefined {
     // ASCII ids (nearly all) are hashed and compared from the string; others through their UTF-8.
-    let h = 0x811c9dc5;
-    let ascii = id.length <= 64;
-    for (let k = 0; ascii && k < id.length; k++) {
-      const c = id.charCodeAt(k);
-      if (c >= 0x80) ascii = false;
-      h = Math.imul(h ^ c, 0x01000193);
-    }
+    let h = hashOfAscii(id);
+    const ascii = h >= 0;
     const length = ascii ? id.length : this.encode(id);
-    h = ascii ? (h ^ (h >>> 15)) >>> 0 : hashOf(this.scratch, 0, length);
+    if (!ascii) h = hashOf(this.scratch, 0, length);
     this.lastHash = h;
     const tag = h >>> 24;
     const mask = this.slots.length - 1;
@@ -328,5 +323,17 @@ function writeUtf8(into: Buffer, value: string, at: number): number {
 function hashOf(bytes: Uint8Array, from: number, to: number): number {
   let h = 0x811c9dc5;
   for (let k = from; k < to; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+/** `hashOf` the UTF-8 of a short ASCII text, read from the string; -1 when it is not one (then encode it). */
+function hashOfAscii(text: string): number {
+  if (text.length > 64) return -1;
+  let h = 0x811c9dc5;
+  for (let k = 0; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    if (c >= 0x80) return -1;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
   return (h ^ (h >>> 15)) >>> 0;
 }
