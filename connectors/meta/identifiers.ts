@@ -141,9 +141,9 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
 
 // Fields whose values repeat: each distinct value is hashed once (ST and ZIP depend on the country too).
 const nameSlot = repeatedIdentifier((v) => normalizeName(v));
-const citySlot = repeatedIdentifier((v) => letters(v));
+const citySlot = repeatedIdentifier(letters);
 const countrySlot = repeatedIdentifier((v) => normalizeCountry(v)?.toLowerCase());
-const genderSlot = repeatedIdentifier((v) => gender(v));
+const genderSlot = repeatedIdentifier(gender);
 
 /** The most telling reason first. */
 const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', 'identifier too long'];
