@@ -58,6 +58,7 @@ const BATCH = 40;
 async function setup() {
   const shop = await makeShop({
     customers: 300,
+    sync: 'max_removal_share: 1',
     destinations: `  google:
     type: google_ads
     api: ads_api

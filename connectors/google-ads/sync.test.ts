@@ -42,6 +42,7 @@ afterEach(() => {
 async function setup() {
   const shop = await makeShop({
     customers: 300,
+    sync: 'max_removal_share: 1',
     attributes: ['favorite_brand', 'ads_consent'],
     destinations: `  google:
     type: google_ads

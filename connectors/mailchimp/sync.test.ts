@@ -89,7 +89,7 @@ const bodies = (requests: RecordedRequest[], field: 'members_to_add' | 'members_
 
 describe('sync to Mailchimp tags', () => {
   it('keeps each tag exactly on its segment through moves, an opt-out, a vanished customer and /batches', async () => {
-    const shop = await makeShop({ customers: 300 });
+    const shop = await makeShop({ customers: 300, sync: 'max_removal_share: 1' });
     configure(shop, '2026-01-01', 100_000);
     nock.disableNetConnect();
     nock.enableNetConnect(/127\.0\.0\.1|localhost/);

@@ -38,6 +38,7 @@ afterEach(() => {
 async function metaShop() {
   const shop = await makeShop({
     customers: 400,
+    sync: 'max_removal_share: 1',
     destinations: `  meta:
     type: meta
     ad_account_id: act_1234567890

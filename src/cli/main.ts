@@ -8,6 +8,17 @@ import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } f
 import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
 import { generateShop } from '../example/generate.js';
 
+/** Lets an audience past the removal brake for one run (repeatable; `*` for every audience). */
+const ALLOW_REMOVALS = [
+  '--allow-removals <audience>',
+  'let this audience lose more than sync.max_removal_share of its members in this run (repeat it; * for all)',
+  (value: string, previous: string[] = []) => [...previous, value],
+] as const;
+const ALLOW_SHRINK = [
+  '--allow-shrink',
+  'go ahead although the source has fewer rows than source.max_shrink_share allows since the last sync',
+] as const;
+
 /** Runs the CLI and resolves to the exit code (0 done, 1 failed, 2 bad usage or config, 3 partial). */
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('audience-sync')
@@ -59,6 +70,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('-d, --destination <name>', 'only this destination')
     .option('-a, --audience <name>', 'only this audience')
     .option('--full', 'plan a full resync (re-send everything)')
+    .option(...ALLOW_REMOVALS)
+    .option(...ALLOW_SHRINK)
     .option('--json', 'print the plan as JSON')
     .action(async (opts: SyncCommandOptions) => {
       exit = await runPlan({ ...opts, config: configPath() }, logger());
@@ -71,6 +84,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('-a, --audience <name>', 'only this audience')
     .option('--full', 're-send everything, or replace where the platform can')
     .option('--dry-run', 'sync to a file destination under .audience-sync/dry-run instead of the platforms')
+    .option(...ALLOW_REMOVALS)
+    .option(...ALLOW_SHRINK)
     .option('--json', 'print the results as JSON')
     .action(async (opts: SyncCommandOptions) => {
       exit = await runSync({ ...opts, config: configPath() }, logger());

@@ -10,6 +10,13 @@ import { pct } from '../source/read.js';
 import { StateStore } from '../state/store.js';
 import type { AudiencePlan } from '../sync/plan.js';
 import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
+import {
+  heldByRemovals,
+  heldByShrink,
+  recordSourceSize,
+  removalBrake,
+  sourceSizeOf,
+} from '../sync/brakes.js';
 import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
 
@@ -20,6 +27,10 @@ export interface SyncCommandOptions {
   full?: boolean;
   dryRun?: boolean;
   json?: boolean;
+  /** Audiences the removal brake lets through in this run (`*`: all). */
+  allowRemovals?: string[];
+  /** Go ahead although the source shrank more than its max_shrink_share. */
+  allowShrink?: boolean;
 }
 
 export function destinationsOf(config: Config, only?: string): Destination[] {
@@ -90,10 +101,27 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
           ...(options.audience !== undefined ? { audience: options.audience } : {}),
         })),
       );
-    if (options.json) process.stdout.write(JSON.stringify({ plans: plans.map(planSummary) }) + '\n');
-    else process.stdout.write(planTable(plans));
+    const brake = removalBrake(p.config.sync, options.allowRemovals);
+    const held = new Map(plans.map((plan) => [plan, heldByRemovals(plan, brake)]));
+    const shrink = options.allowShrink
+      ? undefined
+      : await heldByShrink(redis, p.config.sync.redis_prefix, sourceSizeOf(p.segmented), p.config);
+    if (options.json)
+      process.stdout.write(
+        JSON.stringify({
+          plans: plans.map((plan) => ({ ...planSummary(plan), held: held.get(plan) ?? null })),
+          held: shrink ?? null,
+        }) + '\n',
+      );
+    else process.stdout.write(planTable(plans, held));
+    for (const [plan, why] of held)
+      if (why)
+        log.error(
+          `${plan.destination} / ${plan.audience}: ${why.replace('nothing was sent', 'a sync would send nothing')}`,
+        );
+    if (shrink) log.error(shrink.replace('Nothing was sent', 'A sync would send nothing'));
     log.debug({ audiences: plans.length }, 'plan done');
-    return ExitCode.ok;
+    return shrink || [...held.values()].some(Boolean) ? ExitCode.failed : ExitCode.ok;
   } finally {
     redis.disconnect();
   }
@@ -105,6 +133,16 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   await connect(redis);
   const results: AudienceResult[] = [];
   try {
+    const size = sourceSizeOf(p.segmented);
+    const shrink = options.allowShrink
+      ? undefined
+      : await heldByShrink(redis, p.config.sync.redis_prefix, size, p.config);
+    if (shrink) {
+      if (options.json) process.stdout.write(JSON.stringify({ results: [], held: shrink }) + '\n');
+      log.error(shrink);
+      return ExitCode.failed;
+    }
+    if (!options.dryRun) await recordSourceSize(redis, p.config.sync.redis_prefix, size);
     // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
     const store = new StateStore(
       redis,
@@ -132,6 +170,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
             store,
             log,
             threads: identifyThread,
+            removals: removalBrake(p.config.sync, options.allowRemovals),
             ...(options.full ? { full: true } : {}),
             ...(options.audience !== undefined ? { audience: options.audience } : {}),
             onPlan: (plan) => {
@@ -244,7 +283,7 @@ export function planSummary(plan: AudiencePlan) {
   };
 }
 
-function planTable(plans: AudiencePlan[]): string {
+function planTable(plans: AudiencePlan[], held: Map<AudiencePlan, string | undefined>): string {
   return table(
     [
       'destination',
@@ -256,6 +295,7 @@ function planTable(plans: AudiencePlan[]): string {
       'unchanged',
       'waiting',
       'skipped',
+      'brake',
     ],
     plans.map((p) => [
       p.destination,
@@ -267,6 +307,7 @@ function planTable(plans: AudiencePlan[]): string {
       thousands(p.unchanged),
       thousands(p.waiting + p.pending),
       skippedText(p.skipped),
+      held.get(p) ? `HELD: ${thousands(p.remove.length)} of ${thousands(p.current)} would go` : '',
     ]),
   );
 }
@@ -297,7 +338,7 @@ function resultTable(results: AudienceResult[]): string {
       thousands(r.waiting + r.pending),
       skippedText(r.skipped),
       (r.durationMs / 1000).toFixed(1),
-      r.error ?? '',
+      r.held ? 'held by the removal brake (see below)' : (r.error ?? ''),
     ]),
   );
 }

@@ -69,6 +69,8 @@ const sourceCommon = {
   date_format: dateFormatSchema.default('auto'),
   /** The run stops when more than this share of rows is bad (0.01 = 1 %). */
   max_bad_row_share: z.number().min(0).max(1).default(0.01),
+  /** The run stops, before anything is sent, when the rows fell by more than this share since the last sync. */
+  max_shrink_share: z.number().min(0).max(1).default(0.2),
 };
 
 export const csvSourceSchema = z.strictObject({
@@ -209,6 +211,10 @@ export const syncSchema = z.strictObject({
   max_skipped_share: z.number().min(0).max(1).default(0.1),
   /** Exit code 3 when the platform rejects more than this share of the members sent. */
   max_rejected_share: z.number().min(0).max(1).default(0.01),
+  /** An audience whose planned removals exceed this share of its members is not touched (1: no brake). */
+  max_removal_share: z.number().min(0).max(1).default(0.2),
+  /** The removal brake holds an audience only when at least this many members would be removed. */
+  min_removals_held: z.number().int().min(0).default(10),
   /** How long a worker's hold on a destination lasts without renewal (a killed worker's runs resume after it). */
   lease_seconds: z.number().min(1).max(3600).default(60),
   /** After a run leaves uploads the platform processes later, a follow-up run settles them this much later. */

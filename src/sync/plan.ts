@@ -31,6 +31,8 @@ export interface AudiencePlan {
   segmentSize: number;
   /** Customers that should be on the platform: in the segment, not opted out, identifiable. */
   members: number;
+  /** Members the state says the platform holds (or is adding) before this run: what removals are a share of. */
+  current: number;
   /** Customers to add (indexes; `Identities.member(i)` gives what is sent). */
   add: Uint32Array;
   /** Members to remove, with the identifiers the state kept for them. */
@@ -474,6 +476,7 @@ export async function planAudience(
     audience: spec.name,
     segmentSize: membership.segmentSize,
     members: desired.members.length,
+    current: 0,
     add: new Uint32Array(0),
     remove: [],
     unchanged: 0,
@@ -513,6 +516,7 @@ export async function planAudience(
         (status === Status.confirmed || status === Status.addPending) &&
         identities.samePacked(want, packed, at)
       ) {
+        plan.current++;
         if (status === Status.addPending) plan.pending++;
         else plan.unchanged++;
         at += length;
@@ -533,6 +537,7 @@ export async function planAudience(
           break;
         default: {
           // confirmed or addPending: on the platform, or on its way there.
+          plan.current++;
           if (want < 0) {
             leaving.push({ record: copy(r) });
             break;

@@ -3,6 +3,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { ConnectorDefinition } from '../connector.js';
 import { ConfigError } from '../errors.js';
+import { removalBrake } from './brakes.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import type { ReadOptions } from '../source/read.js';
 import { syncDestination, type AudienceResult, type Destination, type SyncOptions } from './run.js';
@@ -89,6 +90,7 @@ export async function syncPrepared(
   });
   try {
     return await syncDestination(destination, client, {
+      removals: removalBrake(prepared.config.sync),
       ...options,
       segmented: prepared.segmented,
       audiences: prepared.audiences,

@@ -64,7 +64,7 @@ async function platform() {
 }
 
 async function metaShop(origin: string, inFlight = 1) {
-  const shop = await makeShop({ customers: 600 });
+  const shop = await makeShop({ customers: 600, sync: 'max_removal_share: 1' });
   const config = path.join(shop.dir, 'audience-sync.yaml');
   writeFileSync(
     config,

@@ -53,7 +53,7 @@ function killAfter(cwd: string, ms: number, log?: string): Promise<void> {
 
 describe('crash safety', () => {
   it(`after ${TRIALS} random kills, the next run always finishes the job`, async () => {
-    const shop = await makeShop({ customers: 500, batchSize: 4, seed: 11 });
+    const shop = await makeShop({ customers: 500, batchSize: 4, seed: 11, sync: 'max_removal_share: 1' });
     const full = runToEnd(shop.dir).ms;
     // Other shops with the same customer ids: segments move and identifiers change between trials.
     const variants: string[] = [];

@@ -28,6 +28,8 @@ export async function makeShop(
     seed?: number;
     destinations?: string;
     attributes?: readonly string[];
+    /** More keys of the `sync:` block, as YAML flow entries (`max_removal_share: 1`). */
+    sync?: string;
   } = {},
 ) {
   const dir = tempDir('audience-sync-sync-');
@@ -52,7 +54,7 @@ audiences:
     - { name: "Slipping away", segments: ["At Risk", "Can't Lose Them"] }
 destinations:
 ${options.destinations ?? `  local: { type: file, path: out, batch_size: ${options.batchSize ?? 10000} }`}
-sync: { redis_prefix: ${prefix}, lease_seconds: 2 }
+sync: { redis_prefix: ${prefix}, lease_seconds: 2${options.sync ? `, ${options.sync}` : ''} }
 ${extra}`,
     );
   write();

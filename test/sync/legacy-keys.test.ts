@@ -69,7 +69,7 @@ async function states(prefix: string): Promise<Map<string, Buffer[]>> {
 
 describe('a state keyed by an older version', () => {
   it('is translated, synced for its real difference only, and rewritten in the current format', async () => {
-    const shop = await makeShop({ batchSize: 50 });
+    const shop = await makeShop({ batchSize: 50, sync: 'max_removal_share: 1' });
     const first = sync(shop.dir);
     expect(first.added).toBeGreaterThan(0);
     const customers = path.join(shop.dir, 'shop', 'customers.csv');

@@ -26,8 +26,8 @@ function sync(cwd: string, threads: boolean) {
 
 describe('identify in worker threads', { timeout: 120_000 }, () => {
   it('syncs the same members as inline identification, first run and after changes', async () => {
-    const threaded = await makeShop({ seed: 5 });
-    const inline = await makeShop({ seed: 5 });
+    const threaded = await makeShop({ seed: 5, sync: 'max_removal_share: 1' });
+    const inline = await makeShop({ seed: 5, sync: 'max_removal_share: 1' });
     const a = sync(threaded.dir, true);
     const b = sync(inline.dir, false);
     const summary = (x: typeof a) => x.results.map((r) => [r.audience, r.added, r.removed, r.skipped]);
