@@ -68,12 +68,33 @@ export interface Check {
 export interface ConnectorClient {
   /** Credentials, permissions and reachability, without side effects. */
   check(): Promise<Check[]>;
-  /** Finds the audience by name (or the id remembered from an earlier run), creating it if missing; idempotent. */
-  ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }>;
+  /**
+   * Finds the audience by name (or the id remembered from an earlier run), creating it if missing;
+   * idempotent. A new audience carries `epoch` (the state's mark; see `stamp`); `epoch` in the answer is
+   * the mark the audience carried when found, where the platform can carry one.
+   */
+  ensureAudience(
+    name: string,
+    knownId?: string,
+    epoch?: string,
+  ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }>;
   add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
   remove(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
-  /** Makes the audience exactly these members in one operation, where the platform supports it. */
+  /**
+   * Makes the audience exactly these members (none: empty), whatever it held, where the platform can:
+   * a full resync, and the recovery of a lost state.
+   */
   replace?(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome>;
+  /**
+   * Empties the audience, for a platform without `replace`: the core adds the members once the platform
+   * says it is done (a pending outcome is polled like any upload).
+   */
+  removeAll?(audience: RemoteAudience): Promise<BatchOutcome>;
+  /**
+   * Marks the audience on the platform with the state's epoch (a description, a header), so a later run
+   * can tell whether the state that filled it is the one it has. Only where the platform can carry it.
+   */
+  stamp?(audience: RemoteAudience, epoch: string): Promise<void>;
   /** The outcome of a pending batch. */
   poll?(audience: RemoteAudience, token: string): Promise<PollOutcome>;
   stats(audience: RemoteAudience): Promise<AudienceStats>;

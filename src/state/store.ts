@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   decodeRecords,
@@ -28,7 +28,8 @@ import {
 
 export interface Upload {
   token: string;
-  op: 'add' | 'remove' | 'replace';
+  /** `removeAll`: the first half of a replace on a platform that empties an audience, then fills it. */
+  op: 'add' | 'remove' | 'replace' | 'removeAll';
   count: number;
   at: string;
 }
@@ -85,6 +86,54 @@ export class AudienceState {
       .hset(this.key('meta'), 'remote_id', id, 'name', this.name, 'destination', this.destination)
       .hset(`${this.store.prefix}:dest:${this.destination}:audiences`, this.base, this.name)
       .exec();
+  }
+
+  /**
+   * This state's epoch: a random mark made when the state is first used and kept as long as it lives,
+   * which the platform's audience carries too where it can. A state that comes back empty (Redis flushed,
+   * evicted, another Redis) has a new one, so it cannot pass for the state that filled the audience.
+   */
+  async epoch(): Promise<string> {
+    const fresh = randomBytes(6).toString('hex');
+    await this.redis.hsetnx(this.key('meta'), 'epoch', fresh);
+    return (await this.redis.hget(this.key('meta'), 'epoch')) ?? fresh;
+  }
+
+  /** Why the audience must be replaced before anything else is sent to it (a replace that has not finished). */
+  async replacing(): Promise<string | undefined> {
+    return (await this.redis.hget(this.key('meta'), 'replace')) ?? undefined;
+  }
+
+  /**
+   * The platform holds what this state cannot account for: forget every record and upload, and remember
+   * that the audience must be replaced whole; `replaced()` once it is. Atomic: a crash leaves one or the other.
+   */
+  async startReplace(reason: string): Promise<void> {
+    await this.redis
+      .multi()
+      .del(this.key('b'), this.key('j'), this.key('u'))
+      .hdel(this.key('meta'), 'bits')
+      .hset(this.key('meta'), 'replace', reason, 'members', 0, 'format', FORMAT)
+      .exec();
+    this.format = FORMAT;
+  }
+
+  async replaced(): Promise<void> {
+    await this.redis.hdel(this.key('meta'), 'replace');
+  }
+
+  /**
+   * Whether records the state counted are gone (their keys evicted, or lost with a restart that kept only
+   * some): the meta says members, but neither buckets nor journal hold any.
+   */
+  async lost(): Promise<boolean> {
+    const [[, members], [, buckets], [, journal]] = (await this.redis
+      .multi()
+      .hget(this.key('meta'), 'members')
+      .exists(this.key('b'))
+      .exists(this.key('j'))
+      .exec()) as [[null, string | null], [null, number], [null, number]];
+    return Number(members ?? 0) > 0 && !buckets && !journal;
   }
 
   async nextUploadId(): Promise<number> {

@@ -1,5 +1,6 @@
 import type { AudienceSpec } from '../audience/audiences.js';
 import type {
+  BatchOutcome,
   ConnectorClient,
   ConnectorDefinition,
   Member,
@@ -12,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Segmented } from '../score/pipeline.js';
 import { Status, type StateRecord } from '../state/records.js';
 import type { AudienceState, StateStore } from '../state/store.js';
+import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, type RemovalBrake } from './brakes.js';
 import { Identities, planAudience, type AudiencePlan } from './plan.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 
@@ -48,6 +50,10 @@ export interface AudienceResult {
   inFlight: number;
   durationMs: number;
   error?: string;
+  /** Why a brake left the audience untouched (also the error). */
+  held?: string;
+  /** Why the audience was (or is being) replaced whole: its state was lost, or another state wrote it. */
+  replaced?: string;
 }
 
 export interface SyncOptions {
@@ -60,6 +66,8 @@ export interface SyncOptions {
   /** Only this audience. */
   audience?: string;
   retry?: RetryPolicy;
+  /** Audiences that would lose too many members are left untouched (default: the config's defaults). */
+  removals?: RemovalBrake;
   signal?: AbortSignal;
   onPlan?: (plan: AudiencePlan) => void;
   /**
@@ -170,9 +178,11 @@ async function syncAudience(
   let plan: AudiencePlan | undefined;
   try {
     const known = await state.remoteId();
+    const epoch = await state.epoch();
     const remote = await call(`ensure audience '${spec.name}'`, () =>
-      client.ensureAudience(spec.name, known),
+      client.ensureAudience(spec.name, known, epoch),
     );
+    const lost = await lostState(state, known, remote, epoch);
     if (remote.id !== known) await state.setRemoteId(remote.id);
     // A new audience where one was known (deleted on the platform and created again): nothing our
     // state says is on the platform is there, so this run sends everyone.
@@ -188,14 +198,51 @@ async function syncAudience(
         { destination: destination.name, audience: spec.name },
         `created audience '${spec.name}' on ${destination.name}`,
       );
+    if (lost) {
+      log.warn(
+        { destination: destination.name, audience: spec.name },
+        `'${spec.name}' on ${destination.name}: ${lost}; replacing the audience with its segment`,
+      );
+      await state.startReplace(lost);
+    }
 
     await settle(state, client, remote, destination.connector.final(destination.config), log, call);
+    const replace = await state.replacing();
+    if (replace) {
+      result.replaced = replace;
+      const uploads = [...(await state.uploads()).values()];
+      // The platform is still replacing (or emptying) it: nothing else goes until it is done.
+      if (uploads.some((u) => u.op === 'replace' || u.op === 'removeAll')) return result;
+      // Whatever the state held of an unfinished replace is void: it starts again from nothing.
+      await state.startReplace(replace);
+      if (!client.replace && client.removeAll) {
+        const outcome = await call('remove all', () => client.removeAll!(remote));
+        if (outcome.status === 'pending') {
+          const id = await state.nextUploadId();
+          await state.append([], {
+            id,
+            token: outcome.token,
+            op: 'removeAll',
+            count: 0,
+            at: new Date().toISOString(),
+          });
+        } else await state.replaced();
+        await stampOf(client, remote, epoch);
+        // Members go once the platform says the audience is empty: a later run, or now when it said so.
+        if (outcome.status === 'pending') return result;
+      } else if (!client.replace)
+        throw new ConnectorError(
+          `'${spec.name}' must be replaced (${replace}), and ${destination.connector.type} can neither replace nor empty an audience`,
+          'permanent',
+        );
+    }
+
     plan = await planOn(
       destination,
       spec,
       identities,
       state,
-      recreated ? { ...options, full: true } : options,
+      recreated || (replace && client.replace) ? { ...options, full: true } : options,
     );
     options.onPlan?.(plan);
     Object.assign(result, {
@@ -208,6 +255,12 @@ async function syncAudience(
       pending: plan.pending,
       skipped: plan.skipped,
     });
+    const held = heldByRemovals(plan, options.removals ?? DEFAULT_REMOVAL_BRAKE);
+    if (held) {
+      result.held = held;
+      result.error = held;
+      return result;
+    }
     if (plan.forget.length > 0)
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
 
@@ -219,9 +272,10 @@ async function syncAudience(
       length: toAdd.length,
       slice: (from: number, to: number) => Array.from(toAdd.subarray(from, to), (i) => identities.member(i)),
     };
-    // A replace with nobody to add would empty the audience through an empty upload: removals say it plainly.
-    if (plan.full && client.replace && plan.add.length > 0) {
-      await push(
+    // A replace with nobody to add would empty the audience through an empty upload: removals say it
+    // plainly, unless the audience must be replaced because nobody knows what it holds.
+    if (client.replace && (replace || (plan.full && plan.add.length > 0))) {
+      const outcome = await push(
         state,
         'replace',
         adds,
@@ -230,6 +284,9 @@ async function syncAudience(
         result,
         plan.remove,
       );
+      // A replace the platform processes later is done when its upload settles (see settle()).
+      if (replace && outcome === 'confirmed') await state.replaced();
+      if (replace) await stampOf(client, remote, epoch);
     } else {
       await push(
         state,
@@ -252,6 +309,8 @@ async function syncAudience(
         concurrency,
       );
     }
+    // An audience made before audiences carried the epoch gets it now.
+    if (!replace && remote.epoch === undefined && !remote.created) await stampOf(client, remote, epoch);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
     if (plan)
@@ -263,6 +322,31 @@ async function syncAudience(
     result.durationMs = Math.round(performance.now() - started);
   }
   return result;
+}
+
+/**
+ * Why the platform's audience holds what this state cannot account for, or undefined. The platform had
+ * the audience before this state knew it (and it is not one this state made: a crash between creating
+ * and recording it); it carries another state's epoch; or the state's records are gone.
+ */
+async function lostState(
+  state: AudienceState,
+  known: string | undefined,
+  remote: { id: string; created: boolean; epoch?: string | undefined },
+  epoch: string,
+): Promise<string | undefined> {
+  if (known === undefined && !remote.created && remote.epoch !== epoch)
+    return 'the platform already has this audience and our state has no record of it (the state was lost, or another setup made it)';
+  if (remote.epoch !== undefined && remote.epoch !== epoch)
+    return `the audience carries the epoch of another state (${remote.epoch}; ours is ${epoch}): another setup, or a state since lost, wrote it`;
+  if (await state.lost())
+    return 'our state of this audience lost its records (evicted, or a partial restore)';
+  return undefined;
+}
+
+/** Marks the platform's audience with the state's epoch, where the platform can carry one. */
+async function stampOf(client: ConnectorClient, remote: RemoteAudience, epoch: string): Promise<void> {
+  await client.stamp?.(remote, epoch);
 }
 
 /**
@@ -280,25 +364,26 @@ async function push(
   result: AudienceResult,
   replaced: readonly Member[] = [],
   concurrency = 1,
-): Promise<void> {
-  if (op === 'replace') {
-    await sendOne(members.slice(0, members.length));
-    return;
-  }
+): Promise<BatchOutcome['status'] | undefined> {
+  if (op === 'replace') return sendOne(members.slice(0, members.length));
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
   for (let at = 0; at < members.length && !failure; at += batchSize) {
-    const sending = sendOne(members.slice(at, at + batchSize)).catch((error: unknown) => {
-      failure ??= { error };
-    });
+    const sending = sendOne(members.slice(at, at + batchSize)).then(
+      () => undefined,
+      (error: unknown) => {
+        failure ??= { error };
+      },
+    );
     inFlight.add(sending);
     void sending.finally(() => inFlight.delete(sending));
     if (inFlight.size >= concurrency) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
   if (failure) throw failure.error;
+  return undefined;
 
-  async function sendOne(batch: readonly Member[]): Promise<void> {
+  async function sendOne(batch: readonly Member[]): Promise<BatchOutcome['status']> {
     const outcome = await send(batch);
     const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
@@ -330,6 +415,7 @@ async function push(
     if (op === 'remove') result.removed += batch.length - rejected.size;
     else result.added += batch.length - rejected.size;
     if (op === 'replace') result.removed += replaced.length;
+    return outcome.status;
   }
 }
 
@@ -377,4 +463,9 @@ async function settle(
     return r;
   });
   await state.forgetUploads([...outcomes].filter(([, o]) => o.status !== 'processing').map(([id]) => id));
+  // A replace (or the emptying before one) the platform finished: the audience is ours again.
+  for (const [id, outcome] of outcomes) {
+    const op = uploads.get(id)!.op;
+    if ((op === 'replace' || op === 'removeAll') && outcome.status === 'done') await state.replaced();
+  }
 }

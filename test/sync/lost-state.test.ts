@@ -1,0 +1,89 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { changeLog, expectedAudiences, fileAudiences, makeShop } from './harness.js';
+
+/**
+ * Case 2 of issue 14: the state in Redis is lost (flushed, evicted, another Redis) while the platform's
+ * audiences still hold their members. The next run must replace each audience with its segment, never
+ * merely add on top of what it holds.
+ */
+const BIN = path.resolve('dist/src/cli/bin.js');
+const redisUrl = inject('redisUrl');
+const redis = new Redis(redisUrl);
+afterAll(() => redis.disconnect());
+
+function sync(cwd: string) {
+  const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+    cwd,
+    env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0 && r.status !== 3) throw new Error(`sync exited ${r.status}: ${r.stderr}`);
+  return { results: JSON.parse(r.stdout).results as Record<string, unknown>[], stderr: r.stderr };
+}
+
+/** Opts out every fourth customer of the profiles file. */
+function optOutSome(shop: Awaited<ReturnType<typeof makeShop>>) {
+  shop.editCustomers((cells, header, r) => {
+    if (r % 4 === 0) cells[header.indexOf('opted_out')] = 'true';
+  });
+}
+
+/** Deletes the test prefix's keys that match `pattern` (a glob after the prefix). */
+async function drop(prefix: string, pattern: string): Promise<number> {
+  const keys = await redis.keys(`${prefix}:${pattern}`);
+  if (keys.length > 0) await redis.del(...keys);
+  return keys.length;
+}
+
+describe('lost state', { timeout: 180_000 }, () => {
+  it('Redis flushed, then customers opt out: every audience is replaced with exactly its segment', async () => {
+    const shop = await makeShop();
+    sync(shop.dir);
+    expect(await drop(shop.prefix, '*')).toBeGreaterThan(13);
+    optOutSome(shop);
+    const expected = await expectedAudiences(shop.config);
+    const before = changeLog(shop.out).length;
+
+    const { results, stderr } = sync(shop.dir);
+    expect(fileAudiences(shop.out)).toEqual(expected);
+    for (const r of results) {
+      expect(r.replaced, String(r.audience)).toMatch(/our state has no record of it/);
+      expect(r.error).toBeUndefined();
+    }
+    expect(stderr).toMatch(/replacing the audience with its segment/);
+    expect(
+      changeLog(shop.out)
+        .slice(before)
+        .every((e) => e.op === 'replace'),
+    ).toBe(true);
+
+    // The state is whole again: the next run sends nothing.
+    const after = changeLog(shop.out).length;
+    const again = sync(shop.dir);
+    expect(again.results.every((r) => r.added === 0 && r.removed === 0 && r.replaced === undefined)).toBe(
+      true,
+    );
+    expect(changeLog(shop.out)).toHaveLength(after);
+  });
+
+  it('one audience losing only its records (evicted) or only its meta is replaced; the others are not', async () => {
+    // The opt-outs take more than the removal brake allows from some audiences: not what this is about.
+    const shop = await makeShop({ sync: 'max_removal_share: 1' });
+    sync(shop.dir);
+    const states = await redis.hgetall(`${shop.prefix}:dest:local:audiences`);
+    const base = Object.entries(states).find(([, name]) => name === 'RFM: Champions')![0];
+    const other = Object.entries(states).find(([, name]) => name === 'RFM: Hibernating')![0];
+    expect(await redis.del(`${base}:b`)).toBe(1);
+    expect(await redis.del(`${other}:meta`)).toBe(1);
+    optOutSome(shop);
+
+    const { results } = sync(shop.dir);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    const replaced = results.filter((r) => r.replaced).map((r) => r.audience);
+    expect(replaced.sort()).toEqual(['RFM: Champions', 'RFM: Hibernating']);
+    expect(results.find((r) => r.audience === 'RFM: Champions')!.replaced).toMatch(/lost its records/);
+  });
+});
