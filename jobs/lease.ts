@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { connectors } from '../connectors/index.js';
+import { audiencesOf } from '../src/audience/audiences.js';
+import type { Config } from '../src/config/schema.js';
+import { ExitCode, UserError } from '../src/errors.js';
+import { buildSegmentMap } from '../src/segment/maps.js';
+import { keys } from './queues.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
@@ -17,10 +25,22 @@ export class Lease {
     private readonly ttlMs: number,
   ) {}
 
-  static async acquire(redis: Redis, key: string, ttlMs = 60_000): Promise<Lease | undefined> {
-    const token = randomBytes(12).toString('hex');
+  /** `holder` says who holds it, for whoever has to wait (`sync (pid 12 on host)`). */
+  static async acquire(
+    redis: Redis,
+    key: string,
+    ttlMs = 60_000,
+    holder = describeHolder('a process'),
+  ): Promise<Lease | undefined> {
+    const token = `${randomBytes(12).toString('hex')} ${holder}`;
     const ok = await redis.set(key, token, 'PX', ttlMs, 'NX');
     return ok === 'OK' ? new Lease(redis, key, token, ttlMs) : undefined;
+  }
+
+  /** Who holds the lease on `key`, or undefined when nobody does. */
+  static async holder(redis: Redis, key: string): Promise<string | undefined> {
+    const value = await redis.get(key);
+    return value === null ? undefined : value.slice(value.indexOf(' ') + 1) || 'another process';
   }
 
   /**
@@ -31,10 +51,11 @@ export class Lease {
     redis: Redis,
     keys: readonly string[],
     ttlMs = 60_000,
+    holder?: string,
   ): Promise<Lease[] | undefined> {
     const taken: Lease[] = [];
     for (const key of [...new Set(keys)].sort()) {
-      const lease = await Lease.acquire(redis, key, ttlMs);
+      const lease = await Lease.acquire(redis, key, ttlMs, holder);
       if (!lease) {
         await Promise.all(taken.map((l) => l.release()));
         return undefined;
@@ -60,5 +81,60 @@ export class Lease {
   async release(): Promise<void> {
     clearInterval(this.timer);
     await this.redis.eval(RELEASE, 1, this.key, this.token).catch(() => undefined);
+  }
+}
+
+/** A lease holder's description: what it is, its pid and its host. */
+export function describeHolder(what: string): string {
+  return `${what} (pid ${process.pid} on ${hostname()})`;
+}
+
+/**
+ * The leases a run of a destination (or one of its audiences) takes: one per audience, or the whole
+ * destination for connectors whose audiences share state. Workers and CLI runs take the same ones.
+ */
+export function leaseKeysOf(
+  config: Config,
+  prefix: string,
+  destination: string,
+  audience: string | undefined,
+): string[] {
+  const raw = config.destinations[destination];
+  const connector = raw ? connectors[raw.type] : undefined;
+  if (connector?.exclusive === 'destination') return [keys.lease(prefix, destination)];
+  const names = audience
+    ? [audience]
+    : audiencesOf(config, buildSegmentMap(config.segments).names)
+        .filter((a) => a.destinations.includes(destination))
+        .map((a) => a.name);
+  return names.length > 0
+    ? names.map((a) => keys.lease(prefix, destination, a))
+    : [keys.lease(prefix, destination)];
+}
+
+/**
+ * Takes all of these leases, waiting while another run holds one (or failing at once without `wait`,
+ * naming the holder). A holder that dies lets go when its lease expires.
+ */
+export async function takeLeases(
+  redis: Redis,
+  keys: readonly string[],
+  options: { ttlMs: number; holder: string; wait: boolean; onWait?: (holder: string) => void },
+): Promise<Lease[]> {
+  for (let delay = 200, told = false; ; delay = Math.min(delay * 2, 2000)) {
+    const leases = await Lease.acquireAll(redis, keys, options.ttlMs, options.holder);
+    if (leases) return leases;
+    const holders = await Promise.all(keys.map((k) => Lease.holder(redis, k)));
+    const holder = holders.find((h) => h !== undefined);
+    if (holder === undefined) continue; // let go meanwhile: try again at once
+    if (!options.wait)
+      throw new UserError(
+        `another run is syncing this: ${holder}`,
+        ExitCode.failed,
+        'wait for it to finish, or leave out --no-wait to wait for it',
+      );
+    if (!told) options.onWait?.(holder);
+    told = true;
+    await sleep(delay);
   }
 }

@@ -2,17 +2,14 @@ import { createHash } from 'node:crypto';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectors, identifyThread } from '../connectors/index.js';
-import { audiencesOf } from '../src/audience/audiences.js';
 import { loadConfig } from '../src/config/load.js';
-import type { Config } from '../src/config/schema.js';
-import { buildSegmentMap } from '../src/segment/maps.js';
 import { describeError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { syncDestination } from '../src/sync/run.js';
 import { recordRun, type RunRecord } from './history.js';
-import { Lease } from './lease.js';
+import { describeHolder, Lease, leaseKeysOf } from './lease.js';
 import {
   adminJobSchema,
   adminQueue,
@@ -74,21 +71,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const served = options.metricsPort !== undefined ? await metrics.serve(options.metricsPort) : undefined;
   if (served) log.info({ port: served.port }, `metrics on :${served.port}/metrics, health on /healthz`);
 
-  /** The audiences a run touches, each leased; the destination as a whole for connectors that ask for it. */
-  const leaseKeys = (current: Config, destination: string, audience: string | undefined): string[] => {
-    const raw = current.destinations[destination];
-    const connector = raw ? connectors[raw.type] : undefined;
-    if (connector?.exclusive === 'destination') return [keys.lease(prefix, destination)];
-    const names = audience
-      ? [audience]
-      : audiencesOf(current, buildSegmentMap(current.segments).names)
-          .filter((a) => a.destinations.includes(destination))
-          .map((a) => a.name);
-    return names.length > 0
-      ? names.map((a) => keys.lease(prefix, destination, a))
-      : [keys.lease(prefix, destination)];
-  };
-
   const processSync = async (job: Job, token?: string) => {
     const data = syncJobSchema.parse(job.data);
     if (await redis.exists(keys.paused(prefix, data.destination))) {
@@ -101,8 +83,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const { config: current } = loadConfig(configFile);
     const leases = await Lease.acquireAll(
       redis,
-      leaseKeys(current, data.destination, data.audience),
+      leaseKeysOf(current, prefix, data.destination, data.audience),
       current.sync.lease_seconds * 1000,
+      describeHolder(`worker job ${job.id}`),
     );
     if (!leases) {
       // Another run of these audiences is in progress: this one runs after it.

@@ -84,6 +84,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('-a, --audience <name>', 'only this audience')
     .option('--full', 're-send everything, or replace where the platform can')
     .option('--dry-run', 'sync to a file destination under .audience-sync/dry-run instead of the platforms')
+    .option(
+      '--no-wait',
+      'fail at once when another run (a worker or another sync) is syncing the same audiences',
+    )
     .option(...ALLOW_REMOVALS)
     .option(...ALLOW_SHRINK)
     .option('--json', 'print the results as JSON')

@@ -2,6 +2,8 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { connectors, identifyThread } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
+import { describeHolder, leaseKeysOf, takeLeases } from '../../jobs/lease.js';
+import { queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
@@ -31,6 +33,8 @@ export interface SyncCommandOptions {
   allowRemovals?: string[];
   /** Go ahead although the source shrank more than its max_shrink_share. */
   allowShrink?: boolean;
+  /** Wait for another run of the same audiences to finish (default), or fail at once. */
+  wait?: boolean;
 }
 
 export function destinationsOf(config: Config, only?: string): Destination[] {
@@ -144,11 +148,22 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
     }
     if (!options.dryRun) await recordSourceSize(redis, p.config.sync.redis_prefix, size);
     // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
-    const store = new StateStore(
-      redis,
-      options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix,
-    );
+    const statePrefix = options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix;
+    const store = new StateStore(redis, statePrefix);
     for (const destination of p.destinations) {
+      // One run per audience, whoever starts it: the leases workers take.
+      const leases = await takeLeases(
+        redis,
+        leaseKeysOf(p.config, queuePrefix(statePrefix), destination.name, options.audience),
+        {
+          ttlMs: p.config.sync.lease_seconds * 1000,
+          holder: describeHolder('audience-sync sync'),
+          wait: options.wait !== false,
+          onWait: (holder) => log.warn(`${destination.name}: waiting for another run to finish: ${holder}`),
+        },
+      );
+      const abort = new AbortController();
+      for (const lease of leases) lease.keep(() => abort.abort(new Error('lost the audience lease')));
       const client = options.dryRun
         ? new FileClient(
             fileConfigSchema.parse({
@@ -171,6 +186,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
             log,
             threads: identifyThread,
             removals: removalBrake(p.config.sync, options.allowRemovals),
+            signal: abort.signal,
             ...(options.full ? { full: true } : {}),
             ...(options.audience !== undefined ? { audience: options.audience } : {}),
             onPlan: (plan) => {
@@ -183,6 +199,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
         );
       } finally {
         await client.close?.();
+        await Promise.all(leases.map((l) => l.release()));
       }
     }
   } finally {
