@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { syncSchema, type Config } from '../config/schema.js';
+import type { AudienceStats } from '../connector.js';
 import type { Segmented } from '../score/pipeline.js';
 import { pct } from '../source/read.js';
 import type { AudiencePlan } from './plan.js';
@@ -40,6 +41,32 @@ export function heldByRemovals(plan: AudiencePlan, brake: RemovalBrake): string 
     `(${pct(share)}, more than sync.max_removal_share ${pct(brake.maxShare)}), so nothing was sent to it. ` +
     `Check the source; if the change is real, sync again with --allow-removals '${plan.audience}' ` +
     `(or raise sync.max_removal_share)`
+  );
+}
+
+/**
+ * Why the brake holds back the replace of an audience whose state was lost: the platform's own count
+ * says the segment is far smaller than what the audience holds (the lost state took the baselines of the
+ * other brakes with it). Undefined when the platform gives no count.
+ */
+export async function heldByReplace(
+  stats: () => Promise<AudienceStats>,
+  plan: AudiencePlan,
+  brake: RemovalBrake,
+): Promise<string | undefined> {
+  if (brake.allow.includes('*') || brake.allow.includes(plan.audience)) return undefined;
+  const size = await stats().then(
+    (s) => s.size,
+    () => undefined,
+  );
+  if (size === undefined || size === 0) return undefined;
+  const removing = size - plan.members;
+  if (removing < brake.min || removing / size <= brake.maxShare) return undefined;
+  return (
+    `held by the removal brake: this audience must be replaced (its state is gone), and the platform counts ` +
+    `${count(size)} members where the segment has ${count(plan.members)} (${pct(removing / size)} fewer, more than ` +
+    `sync.max_removal_share ${pct(brake.maxShare)}), so nothing was sent to it. Check the source; if it is ` +
+    `right, sync again with --allow-removals '${plan.audience}'`
   );
 }
 

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import type { Segmented } from '../score/pipeline.js';
 import { Status, type StateRecord } from '../state/records.js';
 import type { AudienceState, StateStore } from '../state/store.js';
-import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, type RemovalBrake } from './brakes.js';
+import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from './brakes.js';
 import { Identities, planAudience, type AudiencePlan } from './plan.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 
@@ -213,28 +213,13 @@ async function syncAudience(
       const uploads = [...(await state.uploads()).values()];
       // The platform is still replacing (or emptying) it: nothing else goes until it is done.
       if (uploads.some((u) => u.op === 'replace' || u.op === 'removeAll')) return result;
-      // Whatever the state held of an unfinished replace is void: it starts again from nothing.
-      await state.startReplace(replace);
-      if (!client.replace && client.removeAll) {
-        const outcome = await call('remove all', () => client.removeAll!(remote));
-        if (outcome.status === 'pending') {
-          const id = await state.nextUploadId();
-          await state.append([], {
-            id,
-            token: outcome.token,
-            op: 'removeAll',
-            count: 0,
-            at: new Date().toISOString(),
-          });
-        } else await state.replaced();
-        await stampOf(client, remote, epoch);
-        // Members go once the platform says the audience is empty: a later run, or now when it said so.
-        if (outcome.status === 'pending') return result;
-      } else if (!client.replace)
+      if (!client.replace && !client.removeAll)
         throw new ConnectorError(
           `'${spec.name}' must be replaced (${replace}), and ${destination.connector.type} can neither replace nor empty an audience`,
           'permanent',
         );
+      // Whatever the state held of an unfinished replace is void: it starts again from nothing.
+      await state.startReplace(replace);
     }
 
     plan = await planOn(
@@ -242,7 +227,7 @@ async function syncAudience(
       spec,
       identities,
       state,
-      recreated || (replace && client.replace) ? { ...options, full: true } : options,
+      recreated || replace ? { ...options, full: true } : options,
     );
     options.onPlan?.(plan);
     Object.assign(result, {
@@ -255,11 +240,28 @@ async function syncAudience(
       pending: plan.pending,
       skipped: plan.skipped,
     });
-    const held = heldByRemovals(plan, options.removals ?? DEFAULT_REMOVAL_BRAKE);
+    const brake = options.removals ?? DEFAULT_REMOVAL_BRAKE;
+    const held =
+      heldByRemovals(plan, brake) ??
+      (replace ? await heldByReplace(() => client.stats(remote), plan, brake) : undefined);
     if (held) {
       result.held = held;
       result.error = held;
       return result;
+    }
+    if (replace && !client.replace) {
+      const outcome = await call('remove all', () => client.removeAll!(remote));
+      if (outcome.status === 'pending') {
+        const id = await state.nextUploadId();
+        const at = new Date().toISOString();
+        await state.append([], { id, token: outcome.token, op: 'removeAll', count: 0, at });
+      } else await state.replaced();
+      await stampOf(client, remote, epoch);
+      // Members go once the platform says the audience is empty: a later run, or now when it said so.
+      if (outcome.status === 'pending') {
+        result.waiting += plan.add.length;
+        return result;
+      }
     }
     if (plan.forget.length > 0)
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
