@@ -33,6 +33,8 @@ export interface WorkerOptions {
   schedules?: boolean;
   /** Port for /metrics and /healthz; none when undefined. */
   metricsPort?: number | undefined;
+  /** Address to serve them on (default 127.0.0.1: this machine only). */
+  metricsHost?: string | undefined;
 }
 
 export interface RunningWorker {
@@ -67,9 +69,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   }
 
-  const metrics = new Metrics([producer]);
-  const served = options.metricsPort !== undefined ? await metrics.serve(options.metricsPort) : undefined;
-  if (served) log.info({ port: served.port }, `metrics on :${served.port}/metrics, health on /healthz`);
+  const metrics = new Metrics([producer], redis);
+  const served =
+    options.metricsPort !== undefined
+      ? await metrics.serve(options.metricsPort, options.metricsHost)
+      : undefined;
+  if (served)
+    log.info(
+      { host: served.host, port: served.port },
+      `metrics on ${served.host}:${served.port}/metrics, health on /healthz`,
+    );
 
   const processSync = async (job: Job, token?: string) => {
     const data = syncJobSchema.parse(job.data);

@@ -38,7 +38,7 @@ async function reachable<T extends { on(event: 'error', listener: (e: Error) => 
 }
 
 export async function runWorker(
-  options: { config?: string | undefined; concurrency?: string; metricsPort?: string },
+  options: { config?: string | undefined; concurrency?: string; metricsPort?: string; metricsHost?: string },
   log: Logger,
 ): Promise<ExitCode> {
   const worker = await startWorker({
@@ -46,6 +46,7 @@ export async function runWorker(
     log,
     ...(options.concurrency ? { concurrency: Number(options.concurrency) } : {}),
     ...(options.metricsPort ? { metricsPort: Number(options.metricsPort) } : {}),
+    ...(options.metricsHost ? { metricsHost: options.metricsHost } : {}),
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

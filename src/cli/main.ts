@@ -125,7 +125,12 @@ export async function main(argv: string[]): Promise<number> {
       'serve Prometheus /metrics and /healthz on this port',
       process.env.METRICS_PORT,
     )
-    .action(async (opts: { concurrency: string; metricsPort?: string }) => {
+    .option(
+      '--metrics-host <host>',
+      'address for --metrics-port (0.0.0.0: every interface)',
+      process.env.METRICS_HOST ?? '127.0.0.1',
+    )
+    .action(async (opts: { concurrency: string; metricsPort?: string; metricsHost: string }) => {
       exit = await runWorker({ ...opts, config: configPath() }, logger());
     });
 
