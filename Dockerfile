@@ -1,5 +1,11 @@
-# audience-sync: the worker (default) and every CLI command. Multi-stage, Node 22, non-root, production deps only.
-FROM node:22-bookworm-slim AS build
+# audience-sync: the worker (default) and every CLI command. Multi-stage, production dependencies only, non-root.
+# Out of the box it runs the bundled example (config/docker.yaml) and writes to /data; mount your own config
+# folder at /app/config and pass --config (see README.md, "Deploying with Docker").
+# Base image pinned by version and by the digest docker-library/repo-info records for that tag's 2026-09-19
+# build; change both together.
+ARG NODE_IMAGE=node:22.23.2-bookworm-slim@sha256:48e4b67d85f87bd551df43704e24d252f56cc5f8e9718841aace50f19948f0f9
+
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
@@ -10,16 +16,21 @@ COPY jobs ./jobs
 COPY bench ./bench
 RUN npm run build
 
-FROM node:22-bookworm-slim
-ENV NODE_ENV=production METRICS_PORT=9464
+FROM ${NODE_IMAGE}
+# /app: code, config and example, owned by root (read-only to the runtime user); /data: all it writes.
+# METRICS_HOST is 0.0.0.0 inside the container's own network; publish the port on 127.0.0.1 (compose does).
+ENV NODE_ENV=production AUDIENCE_SYNC_DATA=/data METRICS_PORT=9464 METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY examples ./examples
+RUN install -d -o node -g node -m 0750 /data
 USER node
+WORKDIR /data
+VOLUME /data
 EXPOSE 9464
-HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:'+process.env.METRICS_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "dist/src/cli/bin.js"]
-CMD ["worker", "--config", "/app/config/audience-sync.yaml"]
+HEALTHCHECK --start-period=60s --interval=30s --timeout=5s CMD node -e "const h=process.env.METRICS_HOST;fetch('http://'+(!h||h==='0.0.0.0'||h==='::'?'127.0.0.1':h)+':'+process.env.METRICS_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["node", "/app/dist/src/cli/bin.js"]
+CMD ["worker", "--config", "/app/config/docker.yaml"]
