@@ -170,7 +170,8 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
               type: 'file',
               path: path.join('.audience-sync', 'dry-run', destination.name),
             }),
-            p.baseDir,
+            // Beside the config, or in the data folder where the config's folder is read-only (the image).
+            process.env.AUDIENCE_SYNC_DATA ?? p.baseDir,
           )
         : destination.connector.create(destination.config, {
             destination: destination.name,
