@@ -71,7 +71,13 @@ const sourceCommon = {
   max_bad_row_share: z.number().min(0).max(1).default(0.01),
   /** The run stops, before anything is sent, when the rows fell by more than this share since the last sync. */
   max_shrink_share: z.number().min(0).max(1).default(0.2),
+  /** Orders (or a customer's last order) after the analysis date: left out and counted, or an error. */
+  future_orders: z.enum(['skip', 'error']).default('skip'),
 };
+
+/** How the bytes of a CSV file are text (PostgreSQL sends UTF-8 whatever the database holds). */
+export const encodingSchema = z.enum(['utf-8', 'latin1', 'windows-1252']);
+export type Encoding = z.infer<typeof encodingSchema>;
 
 export const csvSourceSchema = z.strictObject({
   type: z.literal('csv'),
@@ -79,6 +85,8 @@ export const csvSourceSchema = z.strictObject({
   path: z.string().min(1),
   /** Field delimiter; detected from the header line when omitted. */
   delimiter: z.enum([',', ';', '\t', '|']).optional(),
+  /** Text encoding of the file; bytes that are not valid in it make a bad row. */
+  encoding: encodingSchema.default('utf-8'),
   ...sourceCommon,
 });
 
@@ -97,10 +105,10 @@ export type SourceConfig = z.infer<typeof sourceSchema>;
 /** A second table of one row per customer: identifiers, consent and attributes, joined by customer id. */
 export const profilesSchema = z.discriminatedUnion('type', [
   csvSourceSchema
-    .omit({ shape: true, date_format: true })
+    .omit({ shape: true, date_format: true, future_orders: true })
     .extend({ columns: profileColumnsSchema.default({}) }),
   postgresSourceSchema
-    .omit({ shape: true, date_format: true })
+    .omit({ shape: true, date_format: true, future_orders: true })
     .extend({ columns: profileColumnsSchema.default({}) }),
 ]);
 export type ProfilesConfig = z.infer<typeof profilesSchema>;

@@ -77,6 +77,8 @@ export class ColumnResolver {
     private readonly configured: Partial<Record<string, string>>,
     private readonly label: string,
     private readonly configPath: string,
+    /** How the header was split into columns (`delimiterNote`), '' when it was not read from a CSV file. */
+    private readonly split = '',
   ) {
     header.forEach((h, i) => {
       if (!this.byName.has(h)) this.byName.set(h, i);
@@ -100,8 +102,8 @@ export class ColumnResolver {
     const i = this.find(field);
     if (i !== undefined) return i;
     throw new SourceError(
-      `${this.label}: no ${field} column for the ${shape} shape (looked for ${DEFAULT_NAMES[field].join(', ')}; columns are: ${this.header.join(', ')})`,
-      `name it in ${this.configPath}.columns.${field}`,
+      `${this.label}: no ${field} column for the ${shape} shape (looked for ${DEFAULT_NAMES[field].join(', ')}; ${this.columns()})`,
+      `name it in ${this.configPath}.columns.${field}${this.splitFix()}`,
     );
   }
 
@@ -111,9 +113,21 @@ export class ColumnResolver {
     if (i !== undefined) return i;
     const near = closest(name, this.header);
     throw new SourceError(
-      `${this.label}: column '${name}' (from ${configPath}) is not in the header${near ? `; did you mean '${near}'?` : ''} (columns are: ${this.header.join(', ')})`,
-      `fix ${configPath} or the export`,
+      `${this.label}: column '${name}' (from ${configPath}) is not in the header${near ? `; did you mean '${near}'?` : ''} (${this.columns()})`,
+      `fix ${configPath} or the export${this.splitFix()}`,
     );
+  }
+
+  /** The header's columns, and how they were split, for a message. */
+  columns(): string {
+    return `columns are: ${this.header.join(', ')}${this.split ? `; split on ${this.split}` : ''}`;
+  }
+
+  /** The other fix of a missing column when the header was split on a delimiter. */
+  splitFix(): string {
+    return this.split
+      ? `, or set ${this.configPath}.delimiter if the file's fields are split by another character (',', ';', tab or '|')`
+      : '';
   }
 
   /** The input shape a header looks like, or undefined when it matches none. */

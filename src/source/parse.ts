@@ -126,6 +126,14 @@ export function parseAmount(text: string): number | undefined {
   return Number.isFinite(v) ? v : undefined;
 }
 
+const INFINITE = /^[+-]?inf(?:inity)?$/i;
+
+/** A number too large for a double (`1e400`) or written as infinite (`Infinity`, `-inf`): not a bad value, a wrong column. */
+export function isInfinite(text: string): boolean {
+  const t = text.trim();
+  return INFINITE.test(t) || (DECIMAL.test(t) && !Number.isFinite(Number(t)));
+}
+
 /** A non-negative whole number (order counts, scores). */
 export function parseCount(text: string): number | undefined {
   const v = parseAmount(text);

@@ -1,8 +1,8 @@
 import { SourceError } from '../errors.js';
 import type { ProfilesConfig, ScoringConfig, Shape, SourceConfig } from '../config/schema.js';
 import { ColumnResolver, PROFILE_FIELDS, expectedColumns, type ProfileField } from './columns.js';
-import { dateParser, formatDay, parseAmount, parseCount, parseFlag } from './parse.js';
-import { openRows, type RowStream } from './rows.js';
+import { dateParser, formatDay, isInfinite, parseAmount, parseCount, parseFlag } from './parse.js';
+import { delimiterNote, isUndecodable, openRows, undecodableReason, type RowStream } from './rows.js';
 import { LongDoubleSums } from './sum.js';
 import { TextColumn, TextIndex } from './text.js';
 
@@ -36,8 +36,20 @@ export interface BadRows {
   samples: { row: number; reason: string }[];
 }
 
+/** Rows left out because they are dated after the analysis date (`source.future_orders: skip`). */
+export interface FutureRows {
+  count: number;
+  /** The first few row numbers. */
+  rows: number[];
+  /** The analysis date, YYYY-MM-DD. */
+  after: string;
+  /** What a row is: an order, or a customer (whose last order is after the date). */
+  what: 'orders' | 'customers';
+}
+
 export interface ReadReport {
   source: BadRows;
+  future: FutureRows;
   profiles?: BadRows & { unmatched: number; missing: number };
   warnings: string[];
 }
@@ -50,6 +62,7 @@ export interface ReadOptions {
 }
 
 const SAMPLE_LIMIT = 20;
+const WRONG_FIELDS = 'wrong number of fields';
 const PROGRESS_EVERY = 1 << 16;
 
 /** Keeps a count and a few samples of rows that could not be read. */
@@ -66,8 +79,11 @@ class BadRowLog implements BadRows {
       this.samples.push({ row, reason: detail ? `${reason}: ${detail}` : reason });
   }
 
-  /** Stops the run when too many rows are bad: nothing downstream may act on a broken extract. */
-  check(label: string, maxShare: number, configPath: string): void {
+  /**
+   * Stops the run when too many rows are bad: nothing downstream may act on a broken extract. `split` is
+   * how the rows were split (`delimiterNote`), named when rows have the wrong number of fields.
+   */
+  check(label: string, maxShare: number, configPath: string, split: string): void {
     if (this.rows === 0)
       throw new SourceError(`${label}: has a header but no rows`, 'check the export or query');
     if (this.bad / this.rows <= maxShare) return;
@@ -76,9 +92,19 @@ class BadRowLog implements BadRows {
       .map(([r, n]) => `${n} × ${r}`)
       .join(', ');
     const samples = this.samples.map((s) => `row ${s.row}: ${s.reason}`).join('; ');
-    throw new SourceError(
-      `${label}: ${this.bad} of ${this.rows} rows are bad (${pct(this.bad / this.rows)}, more than the allowed ${pct(maxShare)}): ${reasons}. First: ${samples}`,
+    const fieldCounts = split !== '' && this.byReason[WRONG_FIELDS] !== undefined;
+    const fixes = [
+      ...(this.byReason[undecodableReason(configPath)] !== undefined
+        ? [`set ${configPath}.encoding: latin1 or windows-1252 if the file was written in one of them`]
+        : []),
+      ...(fieldCounts
+        ? [`set ${configPath}.delimiter if the fields are split by another character (',', ';', tab or '|')`]
+        : []),
       `fix the extract, map the right columns in ${configPath}.columns, or raise ${configPath}.max_bad_row_share`,
+    ];
+    throw new SourceError(
+      `${label}: ${this.bad} of ${this.rows} rows are bad (${pct(this.bad / this.rows)}, more than the allowed ${pct(maxShare)}): ${reasons}${fieldCounts ? ` (rows split on ${split})` : ''}. First: ${samples}`,
+      fixes.join('; '),
     );
   }
 }
@@ -132,14 +158,15 @@ export async function readCustomers(
   options: ReadOptions,
 ): Promise<{ customers: Customers; report: ReadReport }> {
   const rows = await openRows(source, options.baseDir, 'source');
-  let result: { customers: Customers; log: BadRowLog; warnings: string[] };
+  let result: { customers: Customers; log: BadRowLog; future: FutureRows; warnings: string[] };
   try {
     result = await readScoring(rows, source, options);
   } finally {
     await rows.close();
   }
-  result.log.check('source', source.max_bad_row_share, 'source');
-  const report: ReadReport = { source: result.log, warnings: result.warnings };
+  result.log.check('source', source.max_bad_row_share, 'source', delimiterNote(rows));
+  if (source.future_orders === 'error' && result.future.count > 0) throw futureError(result.future);
+  const report: ReadReport = { source: result.log, future: result.future, warnings: result.warnings };
   if (profiles) report.profiles = await joinProfiles(result.customers, profiles, options);
   return { customers: result.customers, report };
 }
@@ -148,13 +175,13 @@ async function readScoring(
   rows: RowStream,
   source: SourceConfig,
   options: ReadOptions,
-): Promise<{ customers: Customers; log: BadRowLog; warnings: string[] }> {
-  const cols = new ColumnResolver(rows.header, source.columns, rows.label, 'source');
+): Promise<{ customers: Customers; log: BadRowLog; future: FutureRows; warnings: string[] }> {
+  const cols = new ColumnResolver(rows.header, source.columns, rows.label, 'source', delimiterNote(rows));
   const shape = source.shape ?? cols.detectShape();
   if (!shape)
     throw new SourceError(
-      `${rows.label}: cannot tell the input shape from the columns ${rows.header.join(', ')}; expected ${expectedColumns()}`,
-      'set source.shape and map the columns in source.columns',
+      `${rows.label}: cannot tell the input shape from its columns (${cols.columns()}); expected ${expectedColumns()}`,
+      `set source.shape and map the columns in source.columns${cols.splitFix()}`,
     );
   const idCol = cols.require('customer_id', shape);
   const parseDate = dateParser(source.date_format);
@@ -185,7 +212,12 @@ async function readScoring(
       : undefined;
   const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const firstRow = new Column(u32);
-  let future = 0;
+  const future: FutureRows = {
+    count: 0,
+    rows: [],
+    after: formatDay(analysisDay),
+    what: shape === 'orders' ? 'orders' : 'customers',
+  };
 
   const dateCol = shape === 'orders' ? cols.require('order_date', shape) : undefined;
   const amountCol =
@@ -204,7 +236,7 @@ async function readScoring(
       row++;
       log.rows++;
       if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
-      const id = idOf(rec, width, idCol, log, row);
+      const id = idOf(rec, width, idCol, log, row, 'source');
       if (id === undefined) continue;
       let day = 0;
       let count = 1;
@@ -247,10 +279,18 @@ async function readScoring(
         }
         count = c;
       }
+      // Not scored as recent: left out and counted (or an error, by source.future_orders).
+      if (day > analysisDay && measured) {
+        if (future.rows.length < SAMPLE_LIMIT) future.rows.push(row);
+        future.count++;
+        continue;
+      }
       if (shape !== 'scores') {
         const text = third.kind === 'monetary' ? rec[(amountCol ?? revenueCol)!]! : '';
         const v = third.kind === 'monetary' ? parseAmount(text) : third.read(rec);
-        if (v === undefined) {
+        if (v === undefined || !Number.isFinite(v)) {
+          if (v !== undefined || isInfinite(text))
+            throw notFinite(row, third, rows.header[(amountCol ?? revenueCol)!] ?? '', shape);
           log.add(
             row,
             third.kind === 'monetary'
@@ -308,10 +348,9 @@ async function readScoring(
       } else {
         if (day > lastDay.get(i)) lastDay.set(i, day);
         frequency.set(i, frequency.get(i) + 1);
-        values.add(i, value);
+        if (!values.add(i, value)) throw notFinite(row, third, rows.header[amountCol!] ?? '', shape, true);
         if (optFlag) optedOut.set(i, 1);
       }
-      if (day > analysisDay && shape !== 'scores') future++;
       // Identifiers and attributes: the most recent non-empty value wins.
       for (const [field, col] of profileCols) {
         const v = rec[col]!;
@@ -330,13 +369,12 @@ async function readScoring(
   for (let i = 0; i < n; i++) {
     recencyDays[i] = analysisDay - lastDay.get(i);
     value[i] = values.value(i);
+    // A sum whose last addition stayed finite can still round past the largest double.
+    if (!Number.isFinite(value[i]))
+      throw notFinite(firstRow.get(i), third, rows.header[amountCol!] ?? '', shape, true);
     if (third.kind === 'monetary' && scoring.monetary === 'mean') value[i] = value[i]! / frequency.get(i);
   }
   const warnings: string[] = [];
-  if (future > 0)
-    warnings.push(
-      `${future} ${shape === 'orders' ? 'orders are' : 'customers have a last order'} after the analysis date ${formatDay(analysisDay)}; they count with negative recency (as in R's rfm package)`,
-    );
   const customers: Customers = {
     shape,
     ids,
@@ -357,7 +395,38 @@ async function readScoring(
         }
       : {}),
   };
-  return { customers, log, warnings };
+  return { customers, log, future, warnings };
+}
+
+/** An amount (or its customer's total) past ±1.8e308: no currency has such sums, so the column is wrong. */
+function notFinite(
+  row: number,
+  third: ThirdDimension,
+  column: string,
+  shape: Shape,
+  sum = false,
+): SourceError {
+  const monetary = third.kind === 'monetary';
+  const field = monetary ? (shape === 'orders' ? 'amount' : 'total_revenue') : third.kind;
+  const where = monetary ? `column '${column}'` : `scoring.${third.kind}`;
+  const what = sum
+    ? `the ${field}s of this row's customer (${where}) add up to a sum that`
+    : `${field} (${where})`;
+  return new SourceError(
+    `source: row ${row}: ${what} is not a finite number (it is infinite, or beyond ±1.8e308)`,
+    monetary
+      ? `check that source.columns.${field} names the ${shape === 'orders' ? 'order amount' : "customer's revenue"} (values this large are not money), and fix the extract`
+      : `check the columns and weights in scoring.${third.kind}, and fix the extract`,
+  );
+}
+
+/** The error of `future_orders: error`: which rows, and the ways out. */
+function futureError(future: FutureRows): SourceError {
+  const rows = `rows ${future.rows.join(', ')}${future.count > future.rows.length ? ', …' : ''}`;
+  return new SourceError(
+    `source: ${future.count} ${future.what === 'orders' ? 'orders are' : "customers' last orders are"} after the analysis date ${future.after} (${rows})`,
+    'fix the dates (or source.date_format), set scoring.analysis_date to a later date, or set source.future_orders: skip to leave them out',
+  );
 }
 
 type ThirdDimension =
@@ -390,7 +459,7 @@ function thirdDimension(cols: ColumnResolver, scoring: ReadOptions['scoring'], s
         const text = rec[col]!;
         if (text.trim() === '') continue;
         const v = parseAmount(text);
-        if (v === undefined) return undefined;
+        if (v === undefined) return isInfinite(text) ? Infinity : undefined;
         total += w * v;
       }
       return total;
@@ -407,10 +476,21 @@ function profileColumns(cols: ColumnResolver): [ProfileField, number][] {
   return out;
 }
 
-/** A row's customer id; undefined, and logged, when the row has the wrong number of fields or no id. */
-function idOf(rec: string[], width: number, idCol: number, log: BadRowLog, row: number): string | undefined {
+/**
+ * A row's customer id; undefined, and logged, when the row has the wrong number of fields (or bytes
+ * its encoding does not allow, set by `configPath`.encoding) or no id.
+ */
+function idOf(
+  rec: string[],
+  width: number,
+  idCol: number,
+  log: BadRowLog,
+  row: number,
+  configPath: string,
+): string | undefined {
   if (rec.length !== width) {
-    log.add(row, 'wrong number of fields', `${rec.length} instead of ${width}`);
+    if (isUndecodable(rec)) log.add(row, undecodableReason(configPath));
+    else log.add(row, WRONG_FIELDS, `${rec.length} instead of ${width}`);
     return undefined;
   }
   const id = rec[idCol]!.trim();
@@ -496,7 +576,7 @@ async function joinProfiles(
   const seen = new Uint8Array(customers.ids.length);
   let unmatched = 0;
   try {
-    const cols = new ColumnResolver(rows.header, config.columns, rows.label, 'profiles');
+    const cols = new ColumnResolver(rows.header, config.columns, rows.label, 'profiles', delimiterNote(rows));
     const idCol = cols.require('customer_id', 'customers');
     const fields = profileColumns(cols);
     for (const [field] of fields)
@@ -513,7 +593,7 @@ async function joinProfiles(
       for (const rec of batch) {
         row++;
         log.rows++;
-        const id = idOf(rec, width, idCol, log, row);
+        const id = idOf(rec, width, idCol, log, row, 'profiles');
         if (id === undefined) continue;
         const i = index.get(id);
         if (i === undefined) {
@@ -540,7 +620,7 @@ async function joinProfiles(
   } finally {
     await rows.close();
   }
-  log.check('profiles', config.max_bad_row_share, 'profiles');
+  log.check('profiles', config.max_bad_row_share, 'profiles', delimiterNote(rows));
   let missing = 0;
   for (const s of seen) if (!s) missing++;
   return { rows: log.rows, bad: log.bad, byReason: log.byReason, samples: log.samples, unmatched, missing };

@@ -1,11 +1,12 @@
 import { createReadStream, statSync } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import Papa from 'papaparse';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import type { Encoding } from '../config/schema.js';
 import { SourceError } from '../errors.js';
+import { countReplacements, SourceDecoder, undecodableReason } from './decode.js';
 
 /** Rows of text from a CSV file or a PostgreSQL query, streamed: the header, then records in batches. */
 export interface RowStream {
@@ -16,13 +17,34 @@ export interface RowStream {
   readonly batches: AsyncIterable<string[][]>;
   /** Bytes consumed and expected, where known, for progress. */
   progress(): { done: number; total?: number };
+  /** How a CSV file's fields were split, for messages (none for PostgreSQL, whose COPY we read). */
+  readonly delimiter?: { char: string; detected: boolean };
   close(): Promise<void>;
+}
+
+/**
+ * A record that held bytes the source's encoding does not allow, in place of its fields: it has no
+ * fields, so a reader that checks the number of fields stops at it and asks `isUndecodable`.
+ */
+const UNDECODABLE: string[] = Object.freeze([]) as unknown as string[];
+export const isUndecodable = (record: readonly string[]): boolean => record === UNDECODABLE;
+export { undecodableReason };
+
+/** A delimiter as a person reads it in a message. */
+export const delimiterName = (char: string): string => (char === '\t' ? 'tab' : `'${char}'`);
+
+/** How the rows were split, said in a message about columns or field counts; '' for PostgreSQL. */
+export function delimiterNote(rows: Pick<RowStream, 'delimiter'>): string {
+  const d = rows.delimiter;
+  if (!d) return '';
+  return `delimiter ${delimiterName(d.char)} (${d.detected ? 'detected from the header' : 'configured'})`;
 }
 
 export interface CsvInput {
   type: 'csv';
   path: string;
   delimiter?: string | undefined;
+  encoding?: Encoding | undefined;
 }
 export interface PostgresInput {
   type: 'postgres';
@@ -52,12 +74,16 @@ async function openCsv(input: CsvInput, baseDir: string, label: string): Promise
   // 64 KiB reads: a batch of about a thousand rows; parsing 1 MiB strings is a third slower (more GC).
   const raw = createReadStream(file, { highWaterMark: 1 << 16 });
   const body = file.endsWith('.gz') ? raw.pipe(createGunzip()) : raw;
-  // pipe() does not pass on a read error of the file: the parser listens on the gunzip stream.
+  const name = `${label} (${path.basename(file)})`;
+  const text = body.pipe(new SourceDecoder(input.encoding ?? 'utf-8', name, label));
+  // pipe() does not pass on errors: the parser listens on the decoder.
   if (body !== raw) raw.on('error', (error) => body.destroy(error));
-  body.on('error', () => undefined);
+  body.on('error', (error: Error) => text.destroy(error));
+  text.on('error', () => undefined);
+  text.once('close', () => body.destroy());
   let stream: Omit<RowStream, 'progress'>;
   try {
-    stream = await csvStream(body, { delimiter: input.delimiter }, `${label} (${path.basename(file)})`);
+    stream = await csvStream(text, { delimiter: input.delimiter }, name);
   } catch (error) {
     raw.destroy();
     throw error;
@@ -103,7 +129,14 @@ async function openPostgres(input: PostgresInput, label: string): Promise<RowStr
   failed.catch(() => undefined);
   let stream: Omit<RowStream, 'progress'>;
   try {
-    stream = await Promise.race([csvStream(copy, { delimiter: ',', newline: '\n' }, label), failed]);
+    // PostgreSQL sends UTF-8 (node-postgres sets client_encoding): checked all the same, as a file is.
+    const text = copy.pipe(new SourceDecoder('utf-8', label, label));
+    text.on('error', () => undefined);
+    text.once('close', () => copy.destroy());
+    stream = await Promise.race([
+      csvStream(text, { delimiter: ',', newline: '\n' }, label).then(({ delimiter: _, ...rest }) => rest),
+      failed,
+    ]);
   } catch (error) {
     copy.destroy();
     await client.end().catch(() => undefined);
@@ -140,11 +173,13 @@ const QUOTING_HINT =
  * detected from the header line when not given; the line ending is detected unless given.
  */
 async function csvStream(
-  input: Readable,
+  input: SourceDecoder,
   options: { delimiter?: string | undefined; newline?: '\n' },
   label: string,
 ): Promise<Omit<RowStream, 'progress'>> {
-  input.setEncoding('utf8');
+  const delimiter = options.delimiter
+    ? { char: options.delimiter, detected: false }
+    : { char: ',', detected: true };
   const ready: string[][][] = [];
   let header: string[] | undefined;
   let failure: SourceError | undefined;
@@ -180,7 +215,8 @@ async function csvStream(
   // Registered before papaparse's own listener, so the count includes each chunk before it is parsed.
   input.on('data', (text: string) => (received += text.length));
   Papa.parse<string[]>(input, {
-    delimiter: options.delimiter ?? ((head: string) => detectDelimiter(head.slice(0, 1 << 16))),
+    delimiter:
+      options.delimiter ?? ((head: string) => (delimiter.char = detectDelimiter(head.slice(0, 1 << 16)))),
     ...(options.newline ? { newline: options.newline } : {}),
     header: false,
     dynamicTyping: false,
@@ -211,7 +247,17 @@ async function csvStream(
           break;
         }
       parsedRows += batch.length;
+      if (input.replaced > 0) claimUndecodable(batch, input);
       if (header === undefined && batch.length > 0) {
+        if (isUndecodable(batch[0]!)) {
+          fail(
+            new SourceError(
+              `${label}: the header row is not UTF-8 text`,
+              `set ${input.configPath}.encoding: latin1 or windows-1252 if the file was written in one of them`,
+            ),
+          );
+          return parser.abort();
+        }
         header = batch[0]!.map((h) => h.trim());
         batch = batch.slice(1);
       }
@@ -239,7 +285,11 @@ async function csvStream(
       notify();
     },
     error: (error: unknown) =>
-      fail(new SourceError(`${label}: cannot read: ${(error as Error)?.message ?? String(error)}`)),
+      fail(
+        error instanceof SourceError
+          ? error
+          : new SourceError(`${label}: cannot read: ${(error as Error)?.message ?? String(error)}`),
+      ),
   });
 
   const settled = () => new Promise<void>((resolve) => (wake = resolve));
@@ -250,6 +300,7 @@ async function csvStream(
   return {
     label,
     header,
+    delimiter,
     batches: {
       async *[Symbol.asyncIterator]() {
         for (;;) {
@@ -274,6 +325,17 @@ async function csvStream(
 }
 
 const isEmpty = (rec: string[]): boolean => rec.length === 1 && rec[0] === '';
+
+/** Replaces the records that hold text decoded from invalid bytes (U+FFFD) by UNDECODABLE. */
+function claimUndecodable(batch: string[][], decoder: SourceDecoder): void {
+  for (let i = 0; i < batch.length && decoder.replaced > 0; i++) {
+    let found = 0;
+    for (const field of batch[i]!) if (field.includes('\ufffd')) found += countReplacements(field);
+    if (found === 0) continue;
+    batch[i] = UNDECODABLE;
+    decoder.replaced = Math.max(0, decoder.replaced - found);
+  }
+}
 const rowName = (row: number): string => (row === 0 ? 'row 0 (the header)' : `row ${row}`);
 
 function detectDelimiter(head: string): string {

@@ -49,7 +49,8 @@ export class LongDoubleSums {
     this.lo.push(0);
   }
 
-  add(i: number, x: number): void {
+  /** Adds x to sum i; false when the sum is no longer a finite number. */
+  add(i: number, x: number): boolean {
     const hi = this.hi[i]!;
     const lo = this.lo[i]!;
     // Exact T = hi + lo + x as a non-overlapping expansion, then renormalised to a + b + c.
@@ -71,7 +72,7 @@ export class LongDoubleSums {
     if (a === 0 || !Number.isFinite(a)) {
       this.hi[i] = a + b3 + c;
       this.lo[i] = 0;
-      return;
+      return a === 0;
     }
     // Round T to 64 significant bits: a is a multiple of 2^11 quanta, so only the rest b3 + c is rounded.
     let e = exponentOf(a);
@@ -79,7 +80,7 @@ export class LongDoubleSums {
     if (e - 63 < -1022) {
       this.hi[i] = a + b3 + c;
       this.lo[i] = 0;
-      return;
+      return true;
     }
     const quantum = pow2(e - 63);
     const u = b3 / quantum;
@@ -93,6 +94,7 @@ export class LongDoubleSums {
     twoSum(a, rest);
     this.hi[i] = tsHi;
     this.lo[i] = tsLo;
+    return Number.isFinite(tsHi);
   }
 
   /** The sum rounded to a double, as R's `sum()` returns it. */
