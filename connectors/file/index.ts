@@ -26,8 +26,8 @@ import type {
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
 import { sha256Slot, isSha256Hex } from '../../src/identity/hash.js';
-import { normalizeEmail, normalizePhone } from '../../src/identity/normalize.js';
-import type { Identified, Person, Slot } from '../../src/identity/types.js';
+import { normalizeEmail, normalizePhone, phoneSkip } from '../../src/identity/normalize.js';
+import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
 
 /**
  * `file`: a platform on disk, for the quick start, tests and dry runs. Each audience is a file of the
@@ -61,7 +61,7 @@ const SLOTS = ['email', 'phone'] as const;
 export function identify(person: Person, config: Pick<FileConfig, 'default_country'>): Identified {
   let email: Slot | undefined;
   let phone: Slot | undefined;
-  let reason: 'invalid email' | 'invalid phone' | undefined;
+  let reason: SkipReason | undefined;
   const rawEmail = person.email?.trim();
   if (rawEmail) {
     if (isSha256Hex(rawEmail)) email = Buffer.from(rawEmail.toLowerCase(), 'hex');
@@ -77,7 +77,7 @@ export function identify(person: Person, config: Pick<FileConfig, 'default_count
     else {
       const p = normalizePhone(rawPhone, person.country?.trim() || config.default_country);
       if (p) phone = sha256Slot(p);
-      else reason ??= 'invalid phone';
+      else reason ??= phoneSkip(rawPhone, person.country?.trim() || undefined);
     }
   }
   if (!email && !phone) return { skip: reason ?? 'no usable identifier' };

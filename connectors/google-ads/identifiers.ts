@@ -5,6 +5,7 @@ import {
   normalizeName,
   normalizePhone,
   normalizePostal,
+  phoneSkip,
 } from '../../src/identity/normalize.js';
 import type { Identified, Person } from '../../src/identity/types.js';
 
@@ -46,7 +47,7 @@ export function identify(person: Person, options: GoogleIdentifyOptions = {}): I
   if (email || phone || address)
     return { slots: [email ?? undefined, phone ?? undefined, given, family, address] };
   if (email === null) return { skip: 'invalid email' };
-  if (phone === null) return { skip: 'invalid phone' };
+  if (phone === null) return { skip: phoneSkip(person.phone!, person.country) };
   if (person.first_name?.trim() || person.last_name?.trim() || person.postal_code?.trim()) {
     return { skip: 'incomplete address' };
   }

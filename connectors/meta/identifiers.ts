@@ -12,8 +12,15 @@ import {
   normalizeName,
   normalizePhone,
   normalizePostal,
+  phoneSkip,
 } from '../../src/identity/normalize.js';
-import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
+import {
+  PHONE_WITHOUT_COUNTRY,
+  type Identified,
+  type Person,
+  type SkipReason,
+  type Slot,
+} from '../../src/identity/types.js';
 
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
@@ -92,7 +99,7 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
         break;
       case 'PHONE':
         slot = hashIdentifier(person.phone, (v) => normalizePhone(v, country)?.slice(1));
-        if (slot === null) unusable.add('invalid phone');
+        if (slot === null) unusable.add(phoneSkip(person.phone!, person.country));
         break;
       case 'FN':
         slot = nameSlot(person.first_name);
@@ -146,7 +153,12 @@ const countrySlot = repeatedIdentifier((v) => normalizeCountry(v)?.toLowerCase()
 const genderSlot = repeatedIdentifier(gender);
 
 /** The most telling reason first. */
-const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', 'identifier too long'];
+const SKIP_ORDER: readonly SkipReason[] = [
+  'invalid email',
+  'invalid phone',
+  PHONE_WITHOUT_COUNTRY,
+  'identifier too long',
+];
 
 /** `identify` with a destination's settings (what the connector and the identify threads call). */
 export function identifyMember(

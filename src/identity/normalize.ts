@@ -1,5 +1,6 @@
 import { getCountries, type CountryCode } from 'libphonenumber-js';
 import { phoneE164 } from './phone.js';
+import { PHONE_WITHOUT_COUNTRY } from './types.js';
 
 /**
  * Building blocks of the platforms' identifier rules (see connectors/<platform>/identifiers.ts for which
@@ -70,6 +71,24 @@ function region(raw: string): CountryCode | undefined {
 export function normalizePhone(raw: string, defaultCountry?: string): string | undefined {
   if (!raw) return undefined;
   return phoneE164(raw, defaultCountry ? region(defaultCountry) : undefined);
+}
+
+/** Digits of the shortest national numbers worth a hint (libphonenumber's shortest are 4-5; those are rare). */
+const NATIONAL_DIGITS = 6;
+
+/**
+ * Why a phone `normalizePhone` refused is unusable: written without its country code (no `+`) for a person
+ * with no country of their own, it is a number a country would read, so the reason says how to give one;
+ * otherwise it is an invalid phone.
+ */
+export function phoneSkip(
+  raw: string,
+  ownCountry: string | undefined,
+): 'invalid phone' | typeof PHONE_WITHOUT_COUNTRY {
+  const value = raw.trim();
+  if (value.startsWith('+') || (ownCountry !== undefined && region(ownCountry) !== undefined))
+    return 'invalid phone';
+  return (value.match(/\d/g)?.length ?? 0) >= NATIONAL_DIGITS ? PHONE_WITHOUT_COUNTRY : 'invalid phone';
 }
 
 // Letters and their combining marks are kept; punctuation, symbols and digits are not part of a name.

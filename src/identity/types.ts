@@ -12,9 +12,14 @@ export interface Person {
   [field: string]: string | undefined;
 }
 
+/** A phone in national form (no `+`) that no country could be read with: the fix is a country, not the number. */
+export const PHONE_WITHOUT_COUNTRY =
+  "invalid phone (no country code: set the destination's default_country or map a country column)";
+
 /**
  * Why a member is left out of one platform's audience, the most telling first:
  * - `invalid email` / `invalid phone`: the value is there but cannot be normalised (and nothing else is usable);
+ *   a phone without its country code, for a person without a country, says how to give one;
  * - `incomplete address`: Google only gets a name-and-address match with first name, last name, country and
  *   postal code all usable, and some were missing;
  * - `identifier too long`: Meta's EXTERN_ID or MADID does not fit the 32-byte state slot;
@@ -26,6 +31,7 @@ export const SKIP_REASONS = [
   'no usable identifier',
   'invalid email',
   'invalid phone',
+  PHONE_WITHOUT_COUNTRY,
   'incomplete address',
   'identifier too long',
   'hashed email',
