@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { resolveConfigPath, loadConfig } from '../config/load.js';
 import { describeError, ExitCode, UserError } from '../errors.js';
@@ -25,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('RFM segments from your orders, kept in sync with Google Ads, Meta and Mailchimp audiences')
     .option('-c, --config <file>', 'configuration file (default: ./audience-sync.yaml when present)')
     .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.LOG_LEVEL ?? 'info')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError('(run with --help for usage)');
@@ -55,6 +59,21 @@ export async function main(argv: string[]): Promise<number> {
       new Option('--monetary <how>', 'monetary value per customer (default sum)').choices(['sum', 'mean']),
     )
     .option('--max-bad-row-share <share>', 'stop when more than this share of rows is bad (default 0.01)')
+    .addOption(
+      new Option('--encoding <encoding>', 'text encoding of the input (default utf-8)').choices([
+        'utf-8',
+        'latin1',
+        'windows-1252',
+      ]),
+    )
+    .addOption(
+      new Option('--delimiter <char>', 'field delimiter of the input (default: detected)').choices([
+        ',',
+        ';',
+        'tab',
+        '|',
+      ]),
+    )
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
     .option('-o, --out <file>', 'write scores to a file (default: stdout)')
     .option('--json', 'print the summary as JSON on stderr instead of a table')
@@ -252,5 +271,18 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof UserError) return error.exitCode;
     if (process.env.DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
     return ExitCode.failed;
+  }
+}
+
+/** This package's version, from its package.json: the first one up from this file (src/cli, or dist/src/cli). */
+function packageVersion(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version?: string };
+      if (pkg.version) return pkg.version;
+    } catch {
+      // No package.json here: look further up.
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
   }
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import { formatDay } from '../source/parse.js';
 import { pct } from '../source/read.js';
+import { logReadReport, readSummary } from '../source/report.js';
 import { csvField, LineWriter, progressBar, table, thousands } from './output.js';
 
 export interface ScoreOptions {
@@ -16,6 +17,8 @@ export interface ScoreOptions {
   method?: string;
   monetary?: string;
   maxBadRowShare?: string;
+  encoding?: string;
+  delimiter?: string;
   format: string;
   out?: string;
   json?: boolean;
@@ -51,6 +54,10 @@ export function scoreConfig(options: ScoreOptions, cwd = process.cwd()): { confi
   raw.scoring = scoring;
   if (options.maxBadRowShare !== undefined)
     (raw.source as Record<string, unknown>).max_bad_row_share = Number(options.maxBadRowShare);
+  if (options.encoding) (raw.source as Record<string, unknown>).encoding = options.encoding;
+  if (options.delimiter)
+    (raw.source as Record<string, unknown>).delimiter =
+      options.delimiter === 'tab' ? '\t' : options.delimiter;
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -66,6 +73,8 @@ const FLAG_OF: Record<string, string> = {
   'scoring.method': '--method',
   'scoring.monetary': '--monetary',
   'source.max_bad_row_share': '--max-bad-row-share',
+  'source.encoding': '--encoding',
+  'source.delimiter': '--delimiter',
 };
 
 export async function runScore(options: ScoreOptions, log: Logger): Promise<ExitCode> {
@@ -138,10 +147,7 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
     method: config.scoring.method,
     shape: customers.shape,
     customers: customers.ids.length,
-    rows: read.source.rows,
-    bad_rows: read.source.bad,
-    bad_row_reasons: read.source.byReason,
-    bad_row_samples: read.source.samples,
+    ...readSummary(read),
     segments: sizes.map((s) => ({
       segment: s.segment,
       customers: s.customers,
@@ -149,7 +155,7 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
       opted_out: s.optedOut,
     })),
     ...(scores.breaks ? { breaks: scores.breaks } : {}),
-    warnings: [...result.map.warnings, ...read.warnings],
+    warnings: result.map.warnings,
     seconds: Math.round(ms) / 1000,
   };
   if (options.json) {
@@ -157,16 +163,7 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
     return;
   }
   for (const w of summary.warnings) log.warn(w);
-  if (read.source.bad > 0) {
-    log.warn(
-      `${read.source.bad} of ${read.source.rows} rows skipped (${pct(read.source.bad / read.source.rows)}): ${Object.entries(
-        read.source.byReason,
-      )
-        .map(([r, n]) => `${n} × ${r}`)
-        .join(', ')}`,
-    );
-    for (const s of read.source.samples.slice(0, 5)) log.warn(`  row ${s.row}: ${s.reason}`);
-  }
+  logReadReport(read, log);
   const rows = sizes.map((s) => [
     s.segment,
     thousands(s.customers),

@@ -9,6 +9,7 @@ import type { Config } from '../config/schema.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pct } from '../source/read.js';
+import { logReadReport, readSummary } from '../source/report.js';
 import { StateStore } from '../state/store.js';
 import type { AudiencePlan } from '../sync/plan.js';
 import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
@@ -89,6 +90,7 @@ async function prepare(options: SyncCommandOptions): Promise<Prepared> {
 
 export async function runPlan(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
   const p = await prepare(options);
+  logReadReport(p.segmented.report, log);
   const redis = redisFor();
   await connect(redis);
   try {
@@ -113,6 +115,7 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
     if (options.json)
       process.stdout.write(
         JSON.stringify({
+          source: readSummary(p.segmented.report),
           plans: plans.map((plan) => ({ ...planSummary(plan), held: held.get(plan) ?? null })),
           held: shrink ?? null,
         }) + '\n',
@@ -133,6 +136,7 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
 
 export async function runSync(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
   const p = await prepare(options);
+  logReadReport(p.segmented.report, log);
   const redis = redisFor();
   await connect(redis);
   const results: AudienceResult[] = [];
@@ -206,7 +210,8 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   } finally {
     redis.disconnect();
   }
-  if (options.json) process.stdout.write(JSON.stringify({ results }) + '\n');
+  if (options.json)
+    process.stdout.write(JSON.stringify({ source: readSummary(p.segmented.report), results }) + '\n');
   else process.stdout.write(resultTable(results));
   return exitCodeOf(results, p.config, log);
 }

@@ -51,7 +51,6 @@ export interface ReadReport {
   source: BadRows;
   future: FutureRows;
   profiles?: BadRows & { unmatched: number; missing: number };
-  warnings: string[];
 }
 
 export interface ReadOptions {
@@ -158,7 +157,7 @@ export async function readCustomers(
   options: ReadOptions,
 ): Promise<{ customers: Customers; report: ReadReport }> {
   const rows = await openRows(source, options.baseDir, 'source');
-  let result: { customers: Customers; log: BadRowLog; future: FutureRows; warnings: string[] };
+  let result: { customers: Customers; log: BadRowLog; future: FutureRows };
   try {
     result = await readScoring(rows, source, options);
   } finally {
@@ -166,7 +165,7 @@ export async function readCustomers(
   }
   result.log.check('source', source.max_bad_row_share, 'source', delimiterNote(rows));
   if (source.future_orders === 'error' && result.future.count > 0) throw futureError(result.future);
-  const report: ReadReport = { source: result.log, future: result.future, warnings: result.warnings };
+  const report: ReadReport = { source: result.log, future: result.future };
   if (profiles) report.profiles = await joinProfiles(result.customers, profiles, options);
   return { customers: result.customers, report };
 }
@@ -175,7 +174,7 @@ async function readScoring(
   rows: RowStream,
   source: SourceConfig,
   options: ReadOptions,
-): Promise<{ customers: Customers; log: BadRowLog; future: FutureRows; warnings: string[] }> {
+): Promise<{ customers: Customers; log: BadRowLog; future: FutureRows }> {
   const cols = new ColumnResolver(rows.header, source.columns, rows.label, 'source', delimiterNote(rows));
   const shape = source.shape ?? cols.detectShape();
   if (!shape)
@@ -374,7 +373,6 @@ async function readScoring(
       throw notFinite(firstRow.get(i), third, rows.header[amountCol!] ?? '', shape, true);
     if (third.kind === 'monetary' && scoring.monetary === 'mean') value[i] = value[i]! / frequency.get(i);
   }
-  const warnings: string[] = [];
   const customers: Customers = {
     shape,
     ids,
@@ -395,7 +393,7 @@ async function readScoring(
         }
       : {}),
   };
-  return { customers, log, future, warnings };
+  return { customers, log, future };
 }
 
 /** An amount (or its customer's total) past ±1.8e308: no currency has such sums, so the column is wrong. */
