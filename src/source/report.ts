@@ -67,7 +67,9 @@ export function logReadReport(report: ReadReport, log: Logger): void {
   log.warn(
     {
       bad_rows: report.source.bad,
-      first_bad_rows: report.source.samples.slice(0, SHOWN).map((s) => s.row),
+      ...(report.source.bad > 0
+        ? { first_bad_rows: report.source.samples.slice(0, SHOWN).map((s) => s.row) }
+        : {}),
       future_rows: report.future.count,
       ...(report.profiles ? { profiles_bad_rows: report.profiles.bad } : {}),
     },
