@@ -18,7 +18,7 @@ export interface RowStream {
   /** Bytes consumed and expected, where known, for progress. */
   progress(): { done: number; total?: number };
   /** How a CSV file's fields were split, for messages (none for PostgreSQL, whose COPY we read). */
-  readonly delimiter?: { char: string; detected: boolean };
+  readonly delimiter?: { char: string; from: 'configured' | 'detected' | 'default' };
   close(): Promise<void>;
 }
 
@@ -37,7 +37,12 @@ export const delimiterName = (char: string): string => (char === '\t' ? 'tab' : 
 export function delimiterNote(rows: Pick<RowStream, 'delimiter'>): string {
   const d = rows.delimiter;
   if (!d) return '';
-  return `delimiter ${delimiterName(d.char)} (${d.detected ? 'detected from the header' : 'configured'})`;
+  const from = {
+    configured: 'configured',
+    detected: 'detected from the header',
+    default: "the default: the header has no ',', ';', tab or '|'",
+  }[d.from];
+  return `delimiter ${delimiterName(d.char)} (${from})`;
 }
 
 export interface CsvInput {
@@ -177,9 +182,9 @@ async function csvStream(
   options: { delimiter?: string | undefined; newline?: '\n' },
   label: string,
 ): Promise<Omit<RowStream, 'progress'>> {
-  const delimiter = options.delimiter
-    ? { char: options.delimiter, detected: false }
-    : { char: ',', detected: true };
+  const delimiter: NonNullable<RowStream['delimiter']> = options.delimiter
+    ? { char: options.delimiter, from: 'configured' }
+    : { char: ',', from: 'detected' };
   const ready: string[][][] = [];
   let header: string[] | undefined;
   let failure: SourceError | undefined;
@@ -216,7 +221,13 @@ async function csvStream(
   input.on('data', (text: string) => (received += text.length));
   Papa.parse<string[]>(input, {
     delimiter:
-      options.delimiter ?? ((head: string) => (delimiter.char = detectDelimiter(head.slice(0, 1 << 16)))),
+      options.delimiter ??
+      ((head: string) => {
+        const found = detectDelimiter(head.slice(0, 1 << 16));
+        if (found) delimiter.char = found;
+        else delimiter.from = 'default';
+        return delimiter.char;
+      }),
     ...(options.newline ? { newline: options.newline } : {}),
     header: false,
     dynamicTyping: false,
@@ -338,9 +349,10 @@ function claimUndecodable(batch: string[][], decoder: SourceDecoder): void {
 }
 const rowName = (row: number): string => (row === 0 ? 'row 0 (the header)' : `row ${row}`);
 
-function detectDelimiter(head: string): string {
+/** The delimiter the header line uses most, or undefined when it has none. */
+function detectDelimiter(head: string): string | undefined {
   const line = head.split(/\r?\n/, 1)[0] ?? '';
-  let best = ',';
+  let best: string | undefined;
   let bestCount = 0;
   for (const d of [',', ';', '\t', '|']) {
     const count = line.split(d).length - 1;

@@ -151,6 +151,13 @@ describe('hints that name the delimiter', () => {
     expect(error!.hint).toMatch(/source\.delimiter/);
   });
 
+  it('says when the header has no delimiter at all', async () => {
+    const file = writeTemp('o.csv', 'customer_id order_date amount\na 2025-06-01 1\n');
+    const error = await failure(csv(file));
+    expect(error!.message).toMatch(/delimiter ',' \(the default: the header has no ',', ';', tab or '\|'\)/);
+    expect(error!.hint).toMatch(/source\.delimiter/);
+  });
+
   it('writes a tab as "tab"', async () => {
     const file = writeTemp('o.csv', 'id\twhen\n1\t2\n');
     const error = await failure(csv(file));
