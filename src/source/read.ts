@@ -420,9 +420,18 @@ function notFinite(
 
 /** The error of `future_orders: error`: which rows, and the ways out. */
 function futureError(future: FutureRows): SourceError {
-  const rows = `rows ${future.rows.join(', ')}${future.count > future.rows.length ? ', …' : ''}`;
+  const one = future.count === 1;
+  const rows = `${one ? 'row' : 'rows'} ${future.rows.join(', ')}${future.count > future.rows.length ? ', …' : ''}`;
+  const what =
+    future.what === 'orders'
+      ? one
+        ? 'order is'
+        : 'orders are'
+      : one
+        ? "customer's last order is"
+        : "customers' last orders are";
   return new SourceError(
-    `source: ${future.count} ${future.what === 'orders' ? 'orders are' : "customers' last orders are"} after the analysis date ${future.after} (${rows})`,
+    `source: ${future.count} ${what} after the analysis date ${future.after} (${rows})`,
     'fix the dates (or source.date_format), set scoring.analysis_date to a later date, or set source.future_orders: skip to leave them out',
   );
 }
