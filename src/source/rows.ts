@@ -31,7 +31,7 @@ export const isUndecodable = (record: readonly string[]): boolean => record === 
 export { undecodableReason };
 
 /** A delimiter as a person reads it in a message. */
-export const delimiterName = (char: string): string => (char === '\t' ? 'tab' : `'${char}'`);
+const delimiterName = (char: string): string => (char === '\t' ? 'tab' : `'${char}'`);
 
 /** How the rows were split, said in a message about columns or field counts; '' for PostgreSQL. */
 export function delimiterNote(rows: Pick<RowStream, 'delimiter'>): string {
@@ -347,6 +347,7 @@ function claimUndecodable(batch: string[][], decoder: SourceDecoder): void {
     decoder.replaced = Math.max(0, decoder.replaced - found);
   }
 }
+
 const rowName = (row: number): string => (row === 0 ? 'row 0 (the header)' : `row ${row}`);
 
 /** The delimiter the header line uses most, or undefined when it has none. */
