@@ -78,29 +78,57 @@ export async function startPostgres(): Promise<Service> {
   };
 }
 
-/** A private redis-server; with `persist`, its data (append-only file) stays in `dir` for the next start. */
+/**
+ * A private redis-server, configured as production should be (append-only file, `maxmemory-policy noeviction`)
+ * unless `volatile`. With `persist`, its data stays in `dir` for the next start (and is synced every second).
+ */
 export async function startRedis(
-  options: { dir?: string; persist?: boolean; port?: number } = {},
+  options: {
+    dir?: string;
+    persist?: boolean;
+    port?: number;
+    /** No persistence at all: what a Redis that forgets everything when it restarts looks like. */
+    volatile?: boolean;
+    /** More redis.conf directives, e.g. `{ requirepass: '…' }`, arguments as a list where there are several. */
+    config?: Record<string, string | string[]>;
+  } = {},
 ): Promise<Service> {
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
+  const directives: Record<string, string | string[]> = {
+    port: String(port),
+    bind: '127.0.0.1',
+    dir,
+    save: '',
+    ...(options.volatile
+      ? { appendonly: 'no' }
+      : {
+          appendonly: 'yes',
+          appendfsync: options.persist ? 'everysec' : 'no',
+          'maxmemory-policy': 'noeviction',
+        }),
+    ...options.config,
+  };
   let child: ChildProcess;
   try {
-    const persistence = ['--save', '', '--appendonly', options.persist ? 'yes' : 'no'];
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--dir', dir],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      Object.entries(directives).flatMap(([k, v]) => [`--${k}`, ...(Array.isArray(v) ? v : [v])]),
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     );
   } catch {
     throw new Error('redis-server not found: apt-get install redis-server');
   }
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('redis-server did not start within 10 s')), 10_000);
+    let output = '';
     child.once('error', () => reject(new Error('redis-server not found: apt-get install redis-server')));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited (${code}) at start:\n${output.slice(-2000)}`));
+    });
     child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
       if (chunk.toString().includes('Ready to accept connections')) {
         clearTimeout(timer);
         resolve();
@@ -110,9 +138,11 @@ export async function startRedis(
   return {
     url: `redis://127.0.0.1:${port}`,
     async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
       if (!options.persist) rmSync(dir, { recursive: true, force: true });
     },
   };

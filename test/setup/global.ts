@@ -8,7 +8,10 @@ declare module 'vitest' {
   }
 }
 
-/** One PostgreSQL and one Redis for the whole run; tests keep apart by table names and key prefixes. */
+/**
+ * One PostgreSQL and one Redis for the whole run; tests keep apart by table names and key prefixes. The Redis is
+ * configured as production should be (append-only file, noeviction), so workers run on it as they would there.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const services: Service[] = [];
   const stopAll = () => Promise.all(services.map((s) => s.stop()));
