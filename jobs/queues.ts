@@ -1,5 +1,6 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { z } from 'zod';
+import { redisTarget } from '../src/redis-url.js';
 
 /**
  * Queue names, key prefix and job data. One hash-tagged prefix keeps every queue and key in one
@@ -35,14 +36,8 @@ export type AdminJob = z.infer<typeof adminJobSchema>;
 
 /** Redis connection for BullMQ from REDIS_URL. Workers wait out outages; producers fail fast. */
 export function connection(kind: 'worker' | 'producer'): ConnectionOptions {
-  const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   return {
-    host: url.hostname,
-    port: Number(url.port || 6379),
-    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-    ...(url.pathname.length > 1 ? { db: Number(url.pathname.slice(1)) } : {}),
-    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...redisTarget(),
     ...(kind === 'worker'
       ? { maxRetriesPerRequest: null }
       : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000 }),
@@ -68,6 +63,9 @@ export const keys = {
   history: (prefix: string, destination: string, audience: string) =>
     `${prefix}:history:${destination}:${audience}`,
   reconcileLock: (prefix: string) => `${prefix}:schedules:lock`,
+  /** The schedules version Redis's schedulers come from (JSON), and the contents it replaced, with when. */
+  schedulesApplied: (prefix: string) => `${prefix}:schedules:applied`,
+  schedulesReplaced: (prefix: string) => `${prefix}:schedules:replaced`,
 };
 
 /** Retries for a sync job: backed off exponentially; a run's own retries handle platform errors first. */

@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
 import { pct } from '../source/read.js';
 import { logReadReport, readSummary } from '../source/report.js';
 import { StateStore } from '../state/store.js';
@@ -43,8 +44,8 @@ export function destinationsOf(config: Config, only?: string): Destination[] {
 }
 
 export function redisFor(): Redis {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const redis = new Redis(url, {
+  const redis = new Redis({
+    ...redisTarget(),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -63,10 +64,11 @@ export async function connect(redis: Redis): Promise<void> {
     await redis.connect();
   } catch (error) {
     redis.disconnect();
-    const where = process.env.REDIS_URL ? 'REDIS_URL' : 'redis://127.0.0.1:6379 (REDIS_URL is not set)';
     const cause = lastError.get(redis) ?? (error as Error);
+    const problem = redisConfigProblem(cause);
+    if (problem) throw new ConfigError(problem);
     throw new UserError(
-      `cannot reach Redis at ${where}: ${cause.message}`,
+      `cannot reach Redis at ${redisWhere()}: ${cause.message}`,
       ExitCode.failed,
       'start redis-server, or set REDIS_URL',
     );
