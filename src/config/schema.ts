@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 
 /**
@@ -205,14 +206,53 @@ export const destinationSchema = z.looseObject({
   endpoint: z.url().optional(),
 });
 
-export const scheduleSchema = z.strictObject({
-  destination: z.string().min(1),
-  audience: z.string().min(1).optional(),
-  /** Cron pattern, e.g. "0 3 * * *". */
-  cron: z.string().min(1),
-  tz: z.string().min(1).default('UTC'),
-  full: z.boolean().default(false),
-});
+/** A time zone Intl knows (IANA names such as Europe/Berlin, and UTC): the zones cron-parser can use. */
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const scheduleSchema = z
+  .strictObject({
+    destination: z.string().min(1),
+    audience: z.string().min(1).optional(),
+    /** Cron pattern, e.g. "0 3 * * *" (five fields, or six with seconds first), read by BullMQ's parser. */
+    cron: z.string().min(1),
+    tz: z.string().min(1).default('UTC'),
+    full: z.boolean().default(false),
+  })
+  .superRefine((s, ctx) => {
+    const tzOk = isTimeZone(s.tz);
+    if (!tzOk)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tz'],
+        message: `'${s.tz}' is not a time zone; use an IANA name such as Europe/Berlin, America/New_York or UTC`,
+      });
+    // cron-parser reads fewer fields by shifting them (four fields become something else): count first.
+    const fields = s.cron.trim().split(/\s+/).length;
+    if (!s.cron.trim().startsWith('@') && (fields < 5 || fields > 6)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cron'],
+        message: `'${s.cron}' is not a cron pattern: it has ${fields} field${fields === 1 ? '' : 's'}, where a cron pattern has five (minute hour day-of-month month day-of-week, such as "0 3 * * *"), or six with seconds first`,
+      });
+      return;
+    }
+    try {
+      CronExpressionParser.parse(s.cron, tzOk ? { tz: s.tz } : {});
+    } catch (error) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cron'],
+        message: `'${s.cron}' is not a cron pattern (${(error as Error).message}); write five fields: minute hour day-of-month month day-of-week, such as "0 3 * * *"`,
+      });
+    }
+  });
 
 export const syncSchema = z.strictObject({
   /** Exit code 3 when more than this share of an audience's customers have no usable identifier. */
@@ -231,22 +271,47 @@ export const syncSchema = z.strictObject({
   history_runs: z.number().int().min(1).default(1000),
   /** Prefix of the Redis keys holding sync state (change it to keep two setups apart in one Redis). */
   redis_prefix: z.string().min(1).default('audience-sync'),
+  /** How often running workers check that Redis still holds the config's schedules (and put back lost ones). */
+  schedule_check_seconds: z.number().min(1).max(86_400).default(60),
 });
 
-export const configSchema = z.strictObject({
-  version: z.literal(1).default(1),
-  source: sourceSchema,
-  profiles: profilesSchema.optional(),
-  scoring: scoringSchema.default(scoringSchema.parse({})),
-  segments: segmentsSchema.default({ map: 'default', actions: {} }),
-  audiences: audiencesSchema.default(audiencesSchema.parse({})),
-  destinations: z
-    .record(
-      z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'destination names: lowercase letters, digits, - and _'),
-      destinationSchema,
-    )
-    .default({}),
-  schedules: z.array(scheduleSchema).default([]),
-  sync: syncSchema.default(syncSchema.parse({})),
-});
+export const configSchema = z
+  .strictObject({
+    version: z.literal(1).default(1),
+    source: sourceSchema,
+    profiles: profilesSchema.optional(),
+    scoring: scoringSchema.default(scoringSchema.parse({})),
+    segments: segmentsSchema.default({ map: 'default', actions: {} }),
+    audiences: audiencesSchema.default(audiencesSchema.parse({})),
+    destinations: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'destination names: lowercase letters, digits, - and _'),
+        destinationSchema,
+      )
+      .default({}),
+    schedules: z.array(scheduleSchema).default([]),
+    /**
+     * Orders configs when workers disagree on the schedules: a higher version wins, and an older config
+     * never overwrites a newer one (see "Schedules" in the README). Optional.
+     */
+    schedules_version: z.number().int().min(0).optional(),
+    sync: syncSchema.default(syncSchema.parse({})),
+  })
+  .superRefine(
+    (c, ctx) => {
+      // Checked even when other keys have problems, so that one run lists every bad entry.
+      if (!Array.isArray(c.schedules)) return;
+      const destinations =
+        c.destinations && typeof c.destinations === 'object' ? Object.keys(c.destinations) : [];
+      c.schedules.forEach((s, k) => {
+        if (typeof s?.destination === 'string' && !destinations.includes(s.destination))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['schedules', k, 'destination'],
+            message: `no destination named '${s.destination}' (${destinations.length ? `destinations: ${destinations.join(', ')}` : 'the config has no destinations'})`,
+          });
+      });
+    },
+    { when: () => true },
+  );
 export type Config = z.infer<typeof configSchema>;

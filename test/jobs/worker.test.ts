@@ -73,7 +73,7 @@ describe('schedules', { timeout: 60_000 }, () => {
     shop.write('2026-01-01', 'schedules:\n  - { destination: local, cron: "every day" }');
     const r = cli(['schedules'], shop.dir);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/'every day'.*is not a valid schedule/);
+    expect(r.stderr).toMatch(/schedules\[0\]\.cron: 'every day' is not a cron pattern/);
   });
 });
 
