@@ -7,6 +7,7 @@ import type {
   PlatformReport,
   PollOutcome,
   RemoteAudience,
+  ErrorKind,
 } from '../connector.js';
 import { ConnectorError } from '../connector.js';
 import type { Logger } from '../log.js';
@@ -54,6 +55,8 @@ export interface AudienceResult {
   held?: string;
   /** Why the audience was (or is being) replaced whole: its state was lost, or another state wrote it. */
   replaced?: string;
+  /** The platform's kind of error (`permanent`: a retry cannot fix it); none for other errors. */
+  errorKind?: ErrorKind;
 }
 
 export interface SyncOptions {
@@ -315,6 +318,7 @@ async function syncAudience(
     if (!replace && remote.epoch === undefined && !remote.created) await stampOf(client, remote, epoch);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
+    if (error instanceof ConnectorError) result.errorKind = error.kind;
     if (plan)
       result.failed = plan.add.length + plan.remove.length - result.added - result.removed - result.rejected;
     if (!(error instanceof ConnectorError)) log.error({ err: error }, `sync of '${spec.name}' failed`);
