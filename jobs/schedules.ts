@@ -1,9 +1,13 @@
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { audiencesOf } from '../src/audience/audiences.js';
+import { closest } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { ConfigError } from '../src/errors.js';
+import { buildSegmentMap } from '../src/segment/maps.js';
 import { Lease } from './lease.js';
 import { keys, SYNC_JOB_OPTIONS, type SyncJob } from './queues.js';
 
@@ -16,60 +20,158 @@ export function scheduleId(s: Config['schedules'][number]): string {
   return `schedule-${digest}`;
 }
 
+/**
+ * What the config schema cannot see about schedules: an audience the destination does not have (its
+ * names come from the segment map). Each problem names the entry.
+ */
+export function scheduleProblems(config: Config): string[] {
+  let segments: readonly string[];
+  try {
+    segments = buildSegmentMap(config.segments).names;
+  } catch {
+    return []; // the segment map's own error is reported where it is built
+  }
+  const audiences = audiencesOf(config, segments);
+  return config.schedules.flatMap((s, k) => {
+    if (s.audience === undefined) return [];
+    const names = audiences.filter((a) => a.destinations.includes(s.destination)).map((a) => a.name);
+    if (names.includes(s.audience)) return [];
+    const near = closest(s.audience, names);
+    return [
+      `schedules[${k}].audience: no audience '${s.audience}' on destination '${s.destination}'${near ? `; did you mean '${near}'?` : ` (its audiences: ${names.join(', ')})`}`,
+    ];
+  });
+}
+
+/** Throws a ConfigError naming every schedule entry that cannot run. */
+export function checkSchedules(config: Config): void {
+  const problems = scheduleProblems(config);
+  if (problems.length > 0)
+    throw new ConfigError(problems.join('\n'), 'see "Schedules" in README.md, or config/example.yaml');
+}
+
+/**
+ * Which schedules a config holds, to order configs that disagree: `schedules_version` first (absent is
+ * 0), then, at equal versions, a content never applied before is newer than one Redis has replaced.
+ */
+export interface ScheduleVersion {
+  version: number;
+  /** Digest of the schedule entries (their ids, sorted). */
+  content: string;
+}
+
+/** A version as recorded in Redis when it was applied. */
+export interface AppliedVersion extends ScheduleVersion {
+  at: string;
+  by: string;
+}
+
+export function scheduleVersion(config: Config): ScheduleVersion {
+  const ids = config.schedules.map(scheduleId).sort();
+  return {
+    version: config.schedules_version ?? 0,
+    content: createHash('sha256').update(ids.join('\n')).digest('hex').slice(0, 8),
+  };
+}
+
+export function describeVersion(v: ScheduleVersion | AppliedVersion): string {
+  const version = v.version > 0 ? `schedules_version ${v.version}` : 'no schedules_version';
+  const applied = 'at' in v ? `, applied ${v.at} by ${v.by}` : '';
+  return `${version}, content ${v.content}${applied}`;
+}
+
 export interface Reconciled {
+  /** `applied`: Redis holds this config's schedules; `older`: Redis holds a newer config's, left as they are. */
+  outcome: 'applied' | 'older';
+  mine: ScheduleVersion;
+  /** The version Redis held before (none: first time, or Redis lost it). */
+  previous?: AppliedVersion | undefined;
   kept: string[];
   added: string[];
   removed: string[];
 }
 
+/** The warning for a config whose schedules are older than Redis's: both versions, and how to roll back. */
+export function olderMessage(r: Reconciled): string {
+  return (
+    `this config's schedules (${describeVersion(r.mine)}) are older than those in Redis ` +
+    `(${describeVersion(r.previous!)}): leaving Redis's schedules as they are. To roll back on purpose, ` +
+    'run `audience-sync schedules --force` with this config, or give it a higher schedules_version'
+  );
+}
+
 /**
- * Makes the queue's job schedulers exactly the config's schedules. Reconcilers take turns under a
- * lock, and ids are derived from content, so processes reconciling at once end with one scheduler
- * per entry; entries gone from the config are removed.
+ * Makes the queue's job schedulers exactly the config's schedules, if the config is not older than the
+ * one that set them (`force` skips that check: a deliberate rollback). Reconcilers take turns under a
+ * lock, and ids are derived from content, so processes reconciling at once end with one scheduler per
+ * entry; entries gone from the config are removed. `onlyMissing` upserts only the schedulers Redis lacks
+ * (the periodic check), leaving the others' next runs alone.
  */
-export async function reconcileSchedules(config: Config, queue: Queue, redis: Redis): Promise<Reconciled> {
-  config.schedules.forEach((s, k) => {
-    if (!(s.destination in config.destinations))
-      throw new ConfigError(`schedules[${k}].destination: no destination named '${s.destination}'`);
-  });
+export async function reconcileSchedules(
+  config: Config,
+  queue: Queue,
+  redis: Redis,
+  options: { force?: boolean; onlyMissing?: boolean } = {},
+): Promise<Reconciled> {
+  checkSchedules(config);
+  const prefix = queue.opts.prefix ?? '';
   let lease: Lease | undefined;
   for (
     let waited = 0;
-    !(lease = await Lease.acquire(redis, keys.reconcileLock(queue.opts.prefix ?? ''), 30_000));
+    !(lease = await Lease.acquire(redis, keys.reconcileLock(prefix), 30_000));
     waited += 100
   ) {
     if (waited > 60_000) throw new Error('another process has held the schedule lock for a minute');
     await sleep(100);
   }
   try {
+    const mine = scheduleVersion(config);
+    const stored = await redis.get(keys.schedulesApplied(prefix));
+    const previous = stored ? (JSON.parse(stored) as AppliedVersion) : undefined;
+    const result: Reconciled = { outcome: 'applied', mine, previous, kept: [], added: [], removed: [] };
+    if (!options.force && previous && previous.content !== mine.content) {
+      const replacedBefore = (await redis.hexists(keys.schedulesReplaced(prefix), mine.content)) === 1;
+      if (mine.version < previous.version || (mine.version === previous.version && replacedBefore))
+        return { ...result, outcome: 'older' };
+    }
+
     const desired = new Map(config.schedules.map((s) => [scheduleId(s), s]));
     const existing = new Set((await queue.getJobSchedulers(0, -1)).map((s) => s.key));
-    const result: Reconciled = { kept: [], added: [], removed: [] };
     for (const [id, s] of desired) {
+      if (existing.has(id) && options.onlyMissing) {
+        result.kept.push(id);
+        continue;
+      }
       const data: SyncJob = {
         destination: s.destination,
         full: s.full,
         reason: 'schedule',
         ...(s.audience ? { audience: s.audience } : {}),
       };
-      try {
-        await queue.upsertJobScheduler(
-          id,
-          { pattern: s.cron, tz: s.tz },
-          { name: 'sync', data, opts: SYNC_JOB_OPTIONS },
-        );
-      } catch (error) {
-        throw new ConfigError(
-          `schedules: '${s.cron}' (tz ${s.tz}) for ${s.destination} is not a valid schedule: ${(error as Error).message}`,
-          'use a cron pattern such as "0 3 * * *" and an IANA time zone such as Europe/Berlin',
-        );
-      }
+      await queue.upsertJobScheduler(
+        id,
+        { pattern: s.cron, tz: s.tz },
+        { name: 'sync', data, opts: SYNC_JOB_OPTIONS },
+      );
       (existing.has(id) ? result.kept : result.added).push(id);
     }
     for (const id of existing) {
       if (desired.has(id)) continue;
       await queue.removeJobScheduler(id);
       result.removed.push(id);
+    }
+
+    if (previous?.content !== mine.content || (previous && mine.version > previous.version)) {
+      const applied: AppliedVersion = {
+        ...mine,
+        version: Math.max(mine.version, previous?.content === mine.content ? previous.version : 0),
+        at: new Date().toISOString(),
+        by: `${hostname()}:${process.pid}`,
+      };
+      const tx = redis.multi().set(keys.schedulesApplied(prefix), JSON.stringify(applied));
+      if (previous && previous.content !== mine.content)
+        tx.hset(keys.schedulesReplaced(prefix), previous.content, applied.at);
+      await tx.exec();
     }
     return result;
   } finally {

@@ -1,14 +1,18 @@
 import { createHash } from 'node:crypto';
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectors, identifyThread } from '../connectors/index.js';
+import { audiencesOf } from '../src/audience/audiences.js';
 import { loadConfig } from '../src/config/load.js';
-import { describeError } from '../src/errors.js';
+import type { Config } from '../src/config/schema.js';
+import { buildSegmentMap } from '../src/segment/maps.js';
+import { ConfigError, describeError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
+import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
-import { syncDestination } from '../src/sync/run.js';
-import { recordRun, type RunRecord } from './history.js';
+import { syncDestination, type AudienceResult } from '../src/sync/run.js';
+import { failedRun, recordRun, runRecord, type RunMeta, type RunRecord } from './history.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';
 import {
   adminJobSchema,
@@ -22,7 +26,8 @@ import {
   SYNC_JOB_OPTIONS,
   SYNC_QUEUE,
 } from './queues.js';
-import { reconcileSchedules } from './schedules.js';
+import { describeVersion, olderMessage, reconcileSchedules } from './schedules.js';
+import { checkRedis } from './redis-checks.js';
 import { Metrics } from './metrics.js';
 
 export interface WorkerOptions {
@@ -35,11 +40,19 @@ export interface WorkerOptions {
   metricsPort?: number | undefined;
   /** Address to serve them on (default 127.0.0.1: this machine only). */
   metricsHost?: string | undefined;
+  /** Run on a Redis that can lose the state (no persistence, or eviction), with a warning. */
+  allowVolatileRedis?: boolean;
 }
 
 export interface RunningWorker {
   close(): Promise<void>;
+  /** Settles with an error no reconnection can fix (a password, a Cluster node without our keys): stop. */
+  fatal: Promise<UserError>;
 }
+
+/** A run interrupted (its worker killed or stalled) is resumed from the saved state up to this many times. */
+export const MAX_INTERRUPTIONS = 5;
+const STALLED_REASON = 'job stalled more than allowable limit';
 
 /**
  * Runs sync and admin jobs until closed. Any number of these share the work through Redis: a lease
@@ -50,24 +63,92 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const { log, configFile } = options;
   const { config } = loadConfig(configFile);
   const redis = new Redis(connection('worker') as object);
-  redis.on('error', (error) => log.warn({ err: error.message }, 'Redis connection error; reconnecting'));
+  let fail: (error: UserError) => void = () => undefined;
+  const fatal = new Promise<UserError>((resolve) => (fail = resolve));
+  /** Errors of any connection: a wrong password or a wrong server stops the worker; the rest it waits out. */
+  const onError = (what: string) => (error: Error) => {
+    const problem = redisConfigProblem(error);
+    if (problem) fail(new ConfigError(problem));
+    else log.warn({ err: error.message }, what);
+  };
+  redis.on('error', onError('Redis connection error; reconnecting'));
+  const orFatal = <T>(work: Promise<T>) =>
+    Promise.race([
+      work,
+      fatal.then((error) => {
+        throw error;
+      }),
+    ]);
   const store = new StateStore(redis, config.sync.redis_prefix);
   const prefix = queuePrefix(config.sync.redis_prefix);
   const running = new Set<AbortController>();
   const producer = syncQueue(prefix, 'worker');
+  producer.on('error', onError('Redis connection error (queue); reconnecting'));
 
-  if (options.schedules !== false) {
-    const admin = syncQueue(prefix, 'worker');
-    try {
-      const r = await reconcileSchedules(config, admin, redis);
-      log.info(
-        { ...r },
-        `schedules: ${r.added.length} added, ${r.kept.length} kept, ${r.removed.length} removed`,
-      );
-    } finally {
-      await admin.close();
+  let lastScheduleWarning = '';
+  /** Reconciles the schedules; an older config leaves Redis's and says so (once per pair of versions). */
+  const reconcile = async (current: Config, onlyMissing: boolean) => {
+    const r = await reconcileSchedules(current, producer, redis, { onlyMissing });
+    if (r.outcome === 'older') {
+      const warning = olderMessage(r);
+      if (warning !== lastScheduleWarning)
+        log.warn({ mine: r.mine, redis: r.previous }, `schedules: ${warning}`);
+      lastScheduleWarning = warning;
+      return;
     }
+    lastScheduleWarning = '';
+    const counts = `${r.added.length} added, ${r.kept.length} kept, ${r.removed.length} removed`;
+    if (!onlyMissing) log.info({ ...r }, `schedules: ${counts} (${describeVersion(r.mine)})`);
+    else if (r.previous?.content === r.mine.content && r.added.length > 0)
+      log.warn(
+        { ...r },
+        `schedules: re-created ${r.added.length} missing from Redis (flushed, evicted, or restarted without persistence)`,
+      );
+    else if (!r.previous && r.added.length > 0)
+      log.warn(
+        { ...r },
+        `schedules: Redis had lost them; re-created (${counts}, ${describeVersion(r.mine)})`,
+      );
+    else if (r.previous && r.previous.content !== r.mine.content)
+      log.info({ ...r }, `schedules: the config changed; applied (${counts}, ${describeVersion(r.mine)})`);
+  };
+
+  try {
+    await orFatal(
+      checkRedis(redis, keys.reconcileLock(prefix), {
+        allowVolatile: options.allowVolatileRedis ?? false,
+        log,
+      }),
+    );
+    if (options.schedules !== false) await orFatal(reconcile(config, false));
+  } catch (error) {
+    // Not awaited: closing may wait on a Redis that will never answer; the process ends anyway.
+    void producer.close().catch(() => undefined);
+    redis.disconnect();
+    throw error;
   }
+
+  // Running workers put back schedules Redis lost, from the config as it is now (if it is the newest).
+  let checking = false;
+  const scheduleCheck =
+    options.schedules === false
+      ? undefined
+      : setInterval(() => {
+          if (checking) return;
+          checking = true;
+          let current: Config;
+          try {
+            current = loadConfig(configFile).config;
+          } catch (error) {
+            log.error(`schedules not checked: ${describeError(error)}`);
+            checking = false;
+            return;
+          }
+          reconcile(current, true)
+            .catch((error: unknown) => log.warn(`schedules not checked: ${describeError(error)}`))
+            .finally(() => (checking = false));
+        }, config.sync.schedule_check_seconds * 1000);
+  scheduleCheck?.unref();
 
   const metrics = new Metrics([producer], redis);
   const served =
@@ -80,8 +161,39 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       `metrics on ${served.host}:${served.port}/metrics, health on /healthz`,
     );
 
+  /** The audiences a job covers (none when the config no longer has the destination). */
+  const audienceNames = (current: Config, destination: string, audience: string | undefined): string[] => {
+    if (audience) return [audience];
+    try {
+      return audiencesOf(current, buildSegmentMap(current.segments).names)
+        .filter((a) => a.destinations.includes(destination))
+        .map((a) => a.name);
+    } catch {
+      return [];
+    }
+  };
+
+  /** A run that failed without results is a run all the same: status and the history show it, without sizes. */
+  const recordFailure = async (
+    current: Config,
+    job: { destination: string; audience?: string | undefined },
+    meta: RunMeta,
+    error: unknown,
+    durationMs = 0,
+  ) => {
+    const message = error instanceof Error ? error.message : String(error);
+    const records = audienceNames(current, job.destination, job.audience).map((a) =>
+      failedRun(job.destination, a, meta, message, durationMs),
+    );
+    await recordRun(redis, prefix, records, current.sync.history_runs).catch((e: unknown) =>
+      log.warn(`could not record the failed run: ${describeError(e)}`),
+    );
+  };
+
   const processSync = async (job: Job, token?: string) => {
-    const data = syncJobSchema.parse(job.data);
+    const parsed = syncJobSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`not a sync job: ${parsed.error.message}`);
+    const data = parsed.data;
     if (await redis.exists(keys.paused(prefix, data.destination))) {
       log.info(
         { job: job.id, destination: data.destination },
@@ -89,7 +201,20 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       );
       return { skipped: 'paused' };
     }
-    const { config: current } = loadConfig(configFile);
+    const started = Date.now();
+    const meta = (full: boolean): RunMeta => ({
+      run: String(job.id),
+      at: new Date(started).toISOString(),
+      full,
+      reason: data.reason,
+    });
+    let current: Config;
+    try {
+      current = loadConfig(configFile).config;
+    } catch (error) {
+      await recordFailure(config, data, meta(data.full), error);
+      throw jobError(error);
+    }
     const leases = await Lease.acquireAll(
       redis,
       leaseKeysOf(current, prefix, data.destination, data.audience),
@@ -108,52 +233,63 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       keys.fullRequested(prefix, data.destination),
       ...(data.audience ? [keys.fullRequested(prefix, data.destination, data.audience)] : []),
     ];
-    const started = new Date().toISOString();
     try {
       const full = data.full || (await redis.exists(...flags)) > 0;
-      const prepared = await prepareSync(configFile, connectors, {
-        destination: data.destination,
-        audience: data.audience,
-      });
-      const destination = prepared.destinations[0]!;
-      const client = destination.connector.create(destination.config, {
-        destination: destination.name,
-        baseDir: prepared.baseDir,
-        log,
-      });
-      let records: RunRecord[];
+      let results: AudienceResult[];
+      const records: RunRecord[] = [];
       try {
-        const results = await syncDestination(destination, client, {
-          segmented: prepared.segmented,
-          audiences: prepared.audiences,
-          store,
-          log,
-          threads: identifyThread,
-          full,
-          signal: abort.signal,
-          ...(data.audience ? { audience: data.audience } : {}),
+        const prepared = await prepareSync(configFile, connectors, {
+          destination: data.destination,
+          audience: data.audience,
         });
-        records = [];
-        for (const r of results) {
-          const stats = r.remoteId
-            ? await client
-                .stats({ id: r.remoteId, name: r.audience })
-                .catch((error: unknown) => ({ warnings: [describeError(error)] }))
-            : undefined;
-          records.push({ ...r, run: String(job.id), at: started, full, reason: data.reason, stats });
+        const destination = prepared.destinations[0]!;
+        const client = destination.connector.create(destination.config, {
+          destination: destination.name,
+          baseDir: prepared.baseDir,
+          log,
+        });
+        try {
+          results = await syncDestination(destination, client, {
+            segmented: prepared.segmented,
+            audiences: prepared.audiences,
+            store,
+            log,
+            threads: identifyThread,
+            full,
+            signal: abort.signal,
+            ...(data.audience ? { audience: data.audience } : {}),
+          });
+          for (const r of results) {
+            const stats =
+              r.remoteId && !r.error
+                ? await client
+                    .stats({ id: r.remoteId, name: r.audience })
+                    .catch((error: unknown) => ({ warnings: [describeError(error)] }))
+                : undefined;
+            records.push(runRecord(r, meta(full), stats));
+          }
+        } finally {
+          await client.close?.();
         }
-      } finally {
-        await client.close?.();
+      } catch (error) {
+        await recordFailure(current, data, meta(full), error, Date.now() - started);
+        throw jobError(error);
       }
       await recordRun(redis, prefix, records, current.sync.history_runs);
-      metrics.recordRun(data.destination, records, (Date.now() - Date.parse(started)) / 1000);
-      const failed = records.filter((r) => r.error);
+      metrics.recordRun(data.destination, results, (Date.now() - started) / 1000);
       if (abort.signal.aborted)
         throw new Error(`run interrupted (${String(abort.signal.reason)}); it resumes from the saved state`);
-      if (failed.length > 0) throw new Error(failed.map((r) => `${r.audience}: ${r.error}`).join('; '));
+      const failed = results.filter((r) => r.error);
+      if (failed.length > 0) {
+        const message = failed.map((r) => `${r.audience}: ${r.error}`).join('; ');
+        // A permanent error (an expired token, terms not accepted) fails every attempt alike: fail the job now.
+        throw failed.every((r) => r.errorKind === 'permanent')
+          ? new UnrecoverableError(message)
+          : new Error(message);
+      }
       if (full) await redis.del(...flags);
       await followUp(String(job.id), data.destination, records, current.sync.poll_seconds);
-      const total = (f: 'added' | 'removed' | 'rejected') => records.reduce((a, r) => a + r[f], 0);
+      const total = (f: 'added' | 'removed' | 'rejected') => results.reduce((a, r) => a + r[f], 0);
       log.info(
         { job: job.id, destination: data.destination, added: total('added'), removed: total('removed') },
         `synced ${data.destination}`,
@@ -233,21 +369,52 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 
   const common = { connection: connection('worker'), prefix };
+  // A dead worker's job is taken over once its lock runs out, as its audience leases do.
+  const lockMs = config.sync.lease_seconds * 1000;
   const syncWorker = new Worker(SYNC_QUEUE, processSync, {
     ...common,
     concurrency: options.concurrency ?? 2,
+    lockDuration: lockMs,
+    stalledInterval: lockMs,
+    maxStalledCount: MAX_INTERRUPTIONS,
   });
   const adminWorker = new Worker(ADMIN_QUEUE, processAdmin, { ...common, concurrency: 4 });
   for (const w of [syncWorker, adminWorker]) {
-    w.on('failed', (job, error) =>
-      log.warn({ job: job?.id, queue: w.name, attempts: job?.attemptsMade }, `job failed: ${error.message}`),
-    );
-    w.on('error', (error) => log.warn({ queue: w.name, err: error.message }, 'worker error'));
+    w.on('failed', (job, error) => {
+      log.warn({ job: job?.id, queue: w.name, attempts: job?.attemptsMade }, `job failed: ${error.message}`);
+      const problem = redisConfigProblem(error);
+      if (problem) fail(new ConfigError(problem));
+    });
+    w.on('error', onError(`worker error (${w.name} queue)`));
   }
+  // BullMQ fails a job interrupted too often without running it: that run shows in status and the history too.
+  syncWorker.on('failed', (job, error) => {
+    if (!job || error.message !== STALLED_REASON) return;
+    const data = syncJobSchema.safeParse(job.data);
+    if (!data.success) return;
+    const message =
+      `the run was interrupted more than ${MAX_INTERRUPTIONS} times (its worker was killed, ran out of ` +
+      'memory, or stalled) and was given up; the next scheduled run or `audience-sync resync` starts it again';
+    const meta = {
+      run: String(job.id),
+      at: new Date().toISOString(),
+      full: data.data.full,
+      reason: data.data.reason,
+    };
+    let current = config;
+    try {
+      current = loadConfig(configFile).config;
+    } catch {
+      // the start config still names the audiences
+    }
+    void recordFailure(current, data.data, meta, new Error(message));
+  });
   log.info({ queues: [SYNC_QUEUE, ADMIN_QUEUE], prefix }, 'worker started');
 
   return {
+    fatal,
     async close() {
+      clearInterval(scheduleCheck);
       // Stop each run after its current batch (its state is saved per batch), then stop taking jobs.
       for (const a of running) a.abort(new Error('worker shutting down'));
       await Promise.all([syncWorker.close(), adminWorker.close()]);
@@ -257,6 +424,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       log.info('worker stopped');
     },
   };
+}
+
+/** A config error fails the job at once: retrying reads the same config. */
+function jobError(error: unknown): unknown {
+  return error instanceof ConfigError ? new UnrecoverableError(error.message) : error;
 }
 
 export { adminQueue };

@@ -1,4 +1,5 @@
-import type { Queue } from 'bullmq';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Job, Queue } from 'bullmq';
 import { lastRuns } from '../../jobs/history.js';
 import {
   adminQueue,
@@ -9,12 +10,13 @@ import {
   SYNC_QUEUE,
   type AdminJob,
 } from '../../jobs/queues.js';
-import { nextRuns, reconcileSchedules } from '../../jobs/schedules.js';
-import { startWorker } from '../../jobs/worker.js';
+import { describeVersion, nextRuns, olderMessage, reconcileSchedules } from '../../jobs/schedules.js';
+import { MAX_INTERRUPTIONS, startWorker } from '../../jobs/worker.js';
 import { audiencesOf } from '../audience/audiences.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { redisConfigProblem, redisWhere } from '../redis-url.js';
 import { buildSegmentMap } from '../segment/maps.js';
 import { table, thousands } from './output.js';
 import { connect, redisFor } from './sync.js';
@@ -38,24 +40,48 @@ async function reachable<T extends { on(event: 'error', listener: (e: Error) => 
 }
 
 export async function runWorker(
-  options: { config?: string | undefined; concurrency?: string; metricsPort?: string; metricsHost?: string },
+  options: {
+    config?: string | undefined;
+    concurrency?: string;
+    metricsPort?: string;
+    metricsHost?: string;
+    allowVolatileRedis?: boolean;
+  },
   log: Logger,
 ): Promise<ExitCode> {
-  const worker = await startWorker({
+  // Listening before the start: a signal while it starts stops the worker cleanly too.
+  let signalled: (signal: string) => void = () => undefined;
+  const signal = new Promise<string>((resolve) => (signalled = resolve));
+  const onSignal = (name: string) => () => signalled(name);
+  process.once('SIGTERM', onSignal('SIGTERM'));
+  process.once('SIGINT', onSignal('SIGINT'));
+  const started = startWorker({
     configFile: needConfig(options.config),
     log,
     ...(options.concurrency ? { concurrency: Number(options.concurrency) } : {}),
     ...(options.metricsPort ? { metricsPort: Number(options.metricsPort) } : {}),
     ...(options.metricsHost ? { metricsHost: options.metricsHost } : {}),
+    ...(options.allowVolatileRedis ? { allowVolatileRedis: true } : {}),
   });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal}: finishing the current batch, saving state, stopping`);
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const first = await Promise.race([started, signal]);
+  if (typeof first === 'string') {
+    started.catch(() => undefined);
+    log.info(`${first} before the worker started: stopping`);
+    return ExitCode.ok;
+  }
+  const worker = first;
+  const fatal = await Promise.race([
+    signal.then((name) => {
+      log.info(`${name}: finishing the current batch, saving state, stopping`);
+      return undefined;
+    }),
+    worker.fatal,
+  ]);
+  if (fatal) {
+    // Bounded: closing talks to a Redis that will not answer as it should; the process exits after.
+    await Promise.race([worker.close().catch(() => undefined), sleep(5000)]);
+    throw fatal;
+  }
   await worker.close();
   return ExitCode.ok;
 }
@@ -100,7 +126,7 @@ export async function runAdmin(
       );
       return ExitCode.ok;
     }
-    const adminResult = await follow(queue, String(job.id), ADMIN_QUEUE);
+    const adminResult = await follow(queue, String(job.id), ADMIN_QUEUE, log);
     if (action !== 'resync') {
       process.stdout.write(JSON.stringify(adminResult) + '\n');
       const checks = (adminResult as { checks?: { ok: boolean }[] } | null)?.checks;
@@ -110,7 +136,7 @@ export async function runAdmin(
     log.info(`resync enqueued as sync job ${syncId}; waiting for it to finish`);
     const sq = await reachable(() => syncQueue(prefix));
     try {
-      const result = await follow(sq, syncId, SYNC_QUEUE);
+      const result = await follow(sq, syncId, SYNC_QUEUE, log);
       process.stdout.write(JSON.stringify({ job: syncId, result }) + '\n');
       return ExitCode.ok;
     } finally {
@@ -121,40 +147,92 @@ export async function runAdmin(
   }
 }
 
-/** Waits for a job to finish and returns its result, or fails with its reason. */
-async function follow(queue: Queue, id: string, name: string): Promise<unknown> {
+/** How long `--wait` goes on following a job while Redis cannot be reached before it gives up. */
+const FOLLOW_REDIS_LOSS_MS = 60_000;
+
+/**
+ * Waits for a job to finish and returns its result, or fails with its reason. Says when an attempt failed
+ * and the job will be retried; follows the job through a Redis restart, and gives up (saying so) if Redis
+ * stays away.
+ */
+async function follow(queue: Queue, id: string, name: string, log: Logger): Promise<unknown> {
+  let lostSince: number | undefined;
+  let attemptsSeen = 0;
   // Polls the job's state: event subscriptions can miss a job that finishes while they start.
   for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
-    const job = await queue.getJob(id);
+    let job: Job | undefined;
+    let state: string;
+    try {
+      job = await queue.getJob(id);
+      state = job ? await job.getState() : 'gone';
+      // Read again: the job may have finished between fetching it and asking its state.
+      if (state === 'completed') job = await queue.getJob(id);
+    } catch (error) {
+      const problem = redisConfigProblem(error);
+      if (problem) throw new ConfigError(problem);
+      if (lostSince === undefined) {
+        lostSince = Date.now();
+        log.warn(`lost Redis at ${redisWhere()} while following job ${id}; reconnecting`);
+      }
+      if (Date.now() - lostSince > FOLLOW_REDIS_LOSS_MS)
+        throw new UserError(
+          `lost Redis at ${redisWhere()} for ${FOLLOW_REDIS_LOSS_MS / 1000} s while following job ${id} on the ${name} queue (${(error as Error).message})`,
+          ExitCode.failed,
+          'the job goes on on the workers once Redis is back: see `audience-sync status`',
+        );
+      wait = 1000;
+      await sleep(wait);
+      continue;
+    }
+    if (lostSince !== undefined) log.info(`Redis is back; following job ${id}`);
+    lostSince = undefined;
     if (!job)
       throw new UserError(
         `job ${id} on the ${name} queue is gone (removed before it was followed)`,
         ExitCode.failed,
       );
-    const state = await job.getState();
-    // Read again: the job may have finished between fetching it and asking its state.
-    if (state === 'completed') return (await queue.getJob(id))?.returnvalue;
+    if (state === 'completed') return job.returnvalue;
     if (state === 'failed')
-      throw new UserError(`job ${id} on the ${name} queue failed: ${job.failedReason}`, ExitCode.failed);
-    await new Promise((resolve) => setTimeout(resolve, wait));
+      throw new UserError(
+        `job ${id} on the ${name} queue failed: ${failedReason(job.failedReason)}`,
+        ExitCode.failed,
+      );
+    if (job.attemptsMade > attemptsSeen) {
+      attemptsSeen = job.attemptsMade;
+      log.warn(
+        `job ${id}: attempt ${job.attemptsMade} of ${job.opts.attempts ?? 1} failed (${failedReason(job.failedReason)}); it will be retried`,
+      );
+    }
+    await sleep(wait);
   }
+}
+
+function failedReason(reason: string): string {
+  return reason === 'job stalled more than allowable limit'
+    ? `its run was interrupted more than ${MAX_INTERRUPTIONS} times (its workers were killed or stalled) and was given up`
+    : reason;
 }
 
 export async function runSchedules(options: {
   config?: string | undefined;
   json?: boolean;
+  force?: boolean;
 }): Promise<ExitCode> {
   const { config } = loadConfig(needConfig(options.config));
   const queue = await reachable(() => syncQueue(queuePrefix(config.sync.redis_prefix)));
   const redis = redisFor();
   await connect(redis);
   try {
-    const result = await reconcileSchedules(config, queue, redis);
-    process.stdout.write(
-      options.json
-        ? JSON.stringify(result) + '\n'
-        : `schedules: ${result.added.length} added, ${result.kept.length} kept, ${result.removed.length} removed\n`,
-    );
+    const result = await reconcileSchedules(config, queue, redis, { force: options.force ?? false });
+    if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
+    if (result.outcome === 'older') {
+      process.stderr.write(`audience-sync: ${olderMessage(result)}\n`);
+      return ExitCode.failed;
+    }
+    if (!options.json)
+      process.stdout.write(
+        `schedules: ${result.added.length} added, ${result.kept.length} kept, ${result.removed.length} removed (${describeVersion(result.mine)})\n`,
+      );
     return ExitCode.ok;
   } finally {
     redis.disconnect();
@@ -186,7 +264,14 @@ export async function runStatus(options: { config?: string | undefined; json?: b
           audience: a.name,
           paused,
           last_run: last
-            ? { at: last.at, run: last.run, full: last.full, reason: last.reason, error: last.error ?? null }
+            ? {
+                at: last.at,
+                run: last.run,
+                full: last.full,
+                reason: last.reason,
+                outcome: last.outcome,
+                error: last.error ?? null,
+              }
             : null,
           segment_size: last?.segmentSize ?? null,
           members: last?.members ?? null,

@@ -9,6 +9,7 @@ import { buildSegmentMap } from '../segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
+import { checkSchedules } from '../../jobs/schedules.js';
 import { generateShop } from '../example/generate.js';
 
 /** Lets an audience past the removal brake for one run (repeatable; `*` for every audience). */
@@ -149,9 +150,21 @@ export async function main(argv: string[]): Promise<number> {
       'address for --metrics-port (0.0.0.0: every interface)',
       process.env.METRICS_HOST ?? '127.0.0.1',
     )
-    .action(async (opts: { concurrency: string; metricsPort?: string; metricsHost: string }) => {
-      exit = await runWorker({ ...opts, config: configPath() }, logger());
-    });
+    .option(
+      '--allow-volatile-redis',
+      'run even if Redis can lose the state (no persistence, or eviction); also AUDIENCE_SYNC_ALLOW_VOLATILE_REDIS=1',
+      ['1', 'true', 'yes'].includes(process.env.AUDIENCE_SYNC_ALLOW_VOLATILE_REDIS ?? ''),
+    )
+    .action(
+      async (opts: {
+        concurrency: string;
+        metricsPort?: string;
+        metricsHost: string;
+        allowVolatileRedis?: boolean;
+      }) => {
+        exit = await runWorker({ ...opts, config: configPath() }, logger());
+      },
+    );
 
   program
     .command('resync')
@@ -185,9 +198,12 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('schedules')
-    .description("make Redis's schedules exactly the config's (workers also do this when they start)")
+    .description(
+      "make Redis's schedules exactly the config's, unless Redis holds a newer config's (workers also do this)",
+    )
+    .option('--force', "apply this config's schedules even if Redis holds newer ones (a deliberate rollback)")
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean; force?: boolean }) => {
       exit = await runSchedules({ ...opts, config: configPath() });
     });
 
@@ -215,6 +231,7 @@ export async function main(argv: string[]): Promise<number> {
       const { config } = loadConfig(file);
       const map = buildSegmentMap(config.segments);
       if (Object.keys(config.destinations).length > 0) destinationsOf(config);
+      checkSchedules(config);
       const result = {
         file,
         valid: true,
@@ -228,7 +245,7 @@ export async function main(argv: string[]): Promise<number> {
       else {
         for (const w of map.warnings) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(
-          `${file}: valid\n  source: ${result.source}\n  scoring: ${config.scoring.method}, ${config.scoring.third_dimension}, analysis date ${config.scoring.analysis_date}\n  segments: ${map.names.length} (${map.names.join(', ')})\n  destinations: ${result.destinations.join(', ') || 'none'}\n`,
+          `${file}: valid\n  source: ${result.source}\n  scoring: ${config.scoring.method}, ${config.scoring.third_dimension}, analysis date ${config.scoring.analysis_date}\n  segments: ${map.names.length} (${map.names.join(', ')})\n  destinations: ${result.destinations.join(', ') || 'none'}\n  schedules: ${config.schedules.length}${config.schedules_version !== undefined ? ` (schedules_version ${config.schedules_version})` : ''}\n`,
         );
       }
     });

@@ -1,0 +1,80 @@
+import type { Redis } from 'ioredis';
+import { ConfigError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { redisConfigProblem, redisWhere } from '../src/redis-url.js';
+
+/** What a worker needs of its Redis to keep the sync state: data on disk, and nothing evicted. */
+interface Durability {
+  appendonly: boolean;
+  /** RDB snapshot rules (`save`); undefined when Redis does not say (CONFIG is not allowed). */
+  save: string | undefined;
+  policy: string | undefined;
+}
+
+async function durability(redis: Redis): Promise<Durability> {
+  try {
+    const get = async (name: string) => ((await redis.config('GET', name)) as string[])[1];
+    return {
+      appendonly: (await get('appendonly')) === 'yes',
+      save: (await get('save')) ?? '',
+      policy: await get('maxmemory-policy'),
+    };
+  } catch (error) {
+    if (redisConfigProblem(error)) throw error;
+    // CONFIG renamed away or not granted (managed Redis, ACL users): INFO tells most of it.
+    const info = `${await redis.info('persistence')}\n${await redis.info('memory')}`;
+    return {
+      appendonly: /^aof_enabled:1\b/m.test(info),
+      save: undefined,
+      policy: /^maxmemory_policy:(\S+)/m.exec(info)?.[1],
+    };
+  }
+}
+
+/** What is wrong with this Redis for keeping the sync state, each with the redis.conf line that fixes it. */
+export async function durabilityProblems(redis: Redis): Promise<string[]> {
+  const d = await durability(redis);
+  const where = redisWhere();
+  const problems: string[] = [];
+  if (!d.appendonly && d.save === undefined)
+    problems.push(
+      `cannot tell whether Redis at ${where} keeps its data on disk (CONFIG GET is not allowed, and INFO shows no append-only file): set "appendonly yes" in redis.conf`,
+    );
+  else if (!d.appendonly && d.save?.trim() === '')
+    problems.push(
+      `Redis at ${where} keeps no data on disk (appendonly no, no save rules): a restart would lose the sync state and the schedules. Set "appendonly yes" in redis.conf`,
+    );
+  if (d.policy !== undefined && d.policy !== 'noeviction')
+    problems.push(
+      `Redis at ${where}: maxmemory-policy is ${d.policy}, so it may evict the sync state when memory runs short. Set "maxmemory-policy noeviction" in redis.conf`,
+    );
+  return problems;
+}
+
+/**
+ * Checks at a worker's start that Redis will keep what it is given: it refuses to run otherwise, unless
+ * told to (then it says what is at risk). Errors no reconnection fixes (a password, MOVED) stop it too.
+ */
+export async function checkRedis(
+  redis: Redis,
+  probeKey: string,
+  options: { allowVolatile: boolean; log: Logger },
+): Promise<void> {
+  try {
+    // A key of ours: a Cluster node that does not hold our slot answers MOVED here.
+    await redis.exists(probeKey);
+    const problems = await durabilityProblems(redis);
+    if (problems.length === 0) return;
+    if (options.allowVolatile) {
+      for (const p of problems) options.log.warn(`${p} (running anyway: --allow-volatile-redis)`);
+      return;
+    }
+    throw new ConfigError(
+      `${problems.join('\n')}\nThe worker does not run on a Redis that can lose the sync state.`,
+      'fix redis.conf as said and restart Redis; to run anyway (a test, a throwaway setup), pass --allow-volatile-redis or set AUDIENCE_SYNC_ALLOW_VOLATILE_REDIS=1',
+    );
+  } catch (error) {
+    const problem = redisConfigProblem(error);
+    throw problem ? new ConfigError(problem) : error;
+  }
+}
