@@ -62,9 +62,11 @@ export function redisWhere(value: string | undefined = process.env.REDIS_URL): s
     : `REDIS_URL (${masked(value.trim())})`;
 }
 
-/** The URL with everything before the host's `@` hidden. */
+/** The URL with what may hold a password hidden: anything before the host's `@`, and options after `?`. */
 function masked(text: string): string {
-  return text.replace(/^(.*?:\/\/)?.*@/, (_all, scheme: string | undefined) => `${scheme ?? ''}***@`);
+  return text
+    .replace(/^(.*?:\/\/)?.*@/, (_all, scheme: string | undefined) => `${scheme ?? ''}***@`)
+    .replace(/[?#].*$/, '?…');
 }
 
 /**
