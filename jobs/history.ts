@@ -1,5 +1,8 @@
 import type { Redis } from 'ioredis';
-import type { AudienceStats, ErrorKind } from '../src/connector.js';
+import type { AudienceStats, ConnectorClient, ErrorKind } from '../src/connector.js';
+import { describeError } from '../src/errors.js';
+import { audienceNamesOf } from '../src/audience/audiences.js';
+import type { Config } from '../src/config/schema.js';
 import type { AudienceResult } from '../src/sync/run.js';
 import { keys } from './queues.js';
 
@@ -87,6 +90,48 @@ export function failedRun(
     inFlight: 0,
     durationMs,
   };
+}
+
+/**
+ * The records of a run's results, each completed one with the platform's size and match rate as the
+ * client reads them now (a failed read is a warning, not a failure).
+ */
+export async function runRecordsOf(
+  client: ConnectorClient,
+  results: readonly AudienceResult[],
+  meta: RunMeta,
+): Promise<RunRecord[]> {
+  const records: RunRecord[] = [];
+  for (const r of results) {
+    const stats =
+      r.remoteId && !r.error
+        ? await client
+            .stats({ id: r.remoteId, name: r.audience })
+            .catch((error: unknown) => ({ warnings: [describeError(error)] }))
+        : undefined;
+    records.push(runRecord(r, meta, stats));
+  }
+  return records;
+}
+
+/**
+ * A run that failed without results is a run all the same: status and the history show it, without
+ * sizes, for every audience it covered. Recording is best effort: the failure itself is what matters.
+ */
+export async function recordFailedRun(
+  redis: Redis,
+  prefix: string,
+  config: Config,
+  run: { destination: string; audience?: string | undefined },
+  meta: RunMeta,
+  error: unknown,
+  durationMs = 0,
+): Promise<void> {
+  const message = error instanceof Error ? error.message : String(error);
+  const records = audienceNamesOf(config, run.destination, run.audience).map((a) =>
+    failedRun(run.destination, a, meta, message, durationMs),
+  );
+  await recordRun(redis, prefix, records, config.sync.history_runs).catch(() => undefined);
 }
 
 export async function recordRun(

@@ -3,10 +3,9 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { connectors } from '../connectors/index.js';
-import { audiencesOf } from '../src/audience/audiences.js';
+import { audienceNamesOf } from '../src/audience/audiences.js';
 import type { Config } from '../src/config/schema.js';
 import { ExitCode, UserError } from '../src/errors.js';
-import { buildSegmentMap } from '../src/segment/maps.js';
 import { keys } from './queues.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -102,11 +101,7 @@ export function leaseKeysOf(
   const raw = config.destinations[destination];
   const connector = raw ? connectors[raw.type] : undefined;
   if (connector?.exclusive === 'destination') return [keys.lease(prefix, destination)];
-  const names = audience
-    ? [audience]
-    : audiencesOf(config, buildSegmentMap(config.segments).names)
-        .filter((a) => a.destinations.includes(destination))
-        .map((a) => a.name);
+  const names = audienceNamesOf(config, destination, audience);
   return names.length > 0
     ? names.map((a) => keys.lease(prefix, destination, a))
     : [keys.lease(prefix, destination)];

@@ -18,8 +18,13 @@ export const syncJobSchema = z.strictObject({
   audience: z.string().min(1).optional(),
   full: z.boolean().default(false),
   reason: z.enum(['schedule', 'resync', 'retry', 'poll']).default('schedule'),
+  /** Audiences the removal brake lets through in this run (`*`: all). */
+  allowRemovals: z.array(z.string().min(1)).default([]),
+  /** Go ahead although the source shrank more than its max_shrink_share. */
+  allowShrink: z.boolean().default(false),
 });
-export type SyncJob = z.infer<typeof syncJobSchema>;
+/** Job data as producers write it (defaults filled in when a worker reads it). */
+export type SyncJob = z.input<typeof syncJobSchema>;
 
 export const adminJobSchema = z.discriminatedUnion('action', [
   z.strictObject({
@@ -27,12 +32,14 @@ export const adminJobSchema = z.discriminatedUnion('action', [
     destination: z.string().min(1),
     audience: z.string().min(1).optional(),
     full: z.boolean().default(false),
+    allowRemovals: z.array(z.string().min(1)).default([]),
+    allowShrink: z.boolean().default(false),
   }),
   z.strictObject({ action: z.literal('check'), destination: z.string().min(1) }),
   z.strictObject({ action: z.literal('pause'), destination: z.string().min(1) }),
   z.strictObject({ action: z.literal('resume'), destination: z.string().min(1) }),
 ]);
-export type AdminJob = z.infer<typeof adminJobSchema>;
+export type AdminJob = z.input<typeof adminJobSchema>;
 
 /** Redis connection for BullMQ from REDIS_URL. Workers wait out outages; producers fail fast. */
 export function connection(kind: 'worker' | 'producer'): ConnectionOptions {

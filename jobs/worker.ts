@@ -2,17 +2,16 @@ import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectors, identifyThread } from '../connectors/index.js';
-import { audiencesOf } from '../src/audience/audiences.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
-import { buildSegmentMap } from '../src/segment/maps.js';
 import { ConfigError, describeError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { syncDestination, type AudienceResult } from '../src/sync/run.js';
-import { failedRun, recordRun, runRecord, type RunMeta, type RunRecord } from './history.js';
+import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
+import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from './history.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';
 import {
   adminJobSchema,
@@ -161,34 +160,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       `metrics on ${served.host}:${served.port}/metrics, health on /healthz`,
     );
 
-  /** The audiences a job covers (none when the config no longer has the destination). */
-  const audienceNames = (current: Config, destination: string, audience: string | undefined): string[] => {
-    if (audience) return [audience];
-    try {
-      return audiencesOf(current, buildSegmentMap(current.segments).names)
-        .filter((a) => a.destinations.includes(destination))
-        .map((a) => a.name);
-    } catch {
-      return [];
-    }
-  };
-
-  /** A run that failed without results is a run all the same: status and the history show it, without sizes. */
-  const recordFailure = async (
+  const recordFailure = (
     current: Config,
     job: { destination: string; audience?: string | undefined },
     meta: RunMeta,
     error: unknown,
     durationMs = 0,
-  ) => {
-    const message = error instanceof Error ? error.message : String(error);
-    const records = audienceNames(current, job.destination, job.audience).map((a) =>
-      failedRun(job.destination, a, meta, message, durationMs),
-    );
-    await recordRun(redis, prefix, records, current.sync.history_runs).catch((e: unknown) =>
-      log.warn(`could not record the failed run: ${describeError(e)}`),
-    );
-  };
+  ) => recordFailedRun(redis, prefix, current, job, meta, error, durationMs);
 
   const processSync = async (job: Job, token?: string) => {
     const parsed = syncJobSchema.safeParse(job.data);
@@ -236,12 +214,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     try {
       const full = data.full || (await redis.exists(...flags)) > 0;
       let results: AudienceResult[];
-      const records: RunRecord[] = [];
+      let records: RunRecord[];
       try {
         const prepared = await prepareSync(configFile, connectors, {
           destination: data.destination,
           audience: data.audience,
         });
+        const size = sourceSizeOf(prepared.segmented);
+        const shrink = data.allowShrink
+          ? undefined
+          : await heldByShrink(redis, current.sync.redis_prefix, size, current);
+        // A partial export: nothing is sent, and retrying cannot help until someone looks.
+        if (shrink) throw new HeldError(shrink);
+        await recordSourceSize(redis, current.sync.redis_prefix, size);
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,
@@ -256,18 +241,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             log,
             threads: identifyThread,
             full,
+            removals: removalBrake(current.sync, data.allowRemovals),
             signal: abort.signal,
             ...(data.audience ? { audience: data.audience } : {}),
           });
-          for (const r of results) {
-            const stats =
-              r.remoteId && !r.error
-                ? await client
-                    .stats({ id: r.remoteId, name: r.audience })
-                    .catch((error: unknown) => ({ warnings: [describeError(error)] }))
-                : undefined;
-            records.push(runRecord(r, meta(full), stats));
-          }
+          records = await runRecordsOf(client, results, meta(full));
         } finally {
           await client.close?.();
         }
@@ -282,8 +260,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const failed = results.filter((r) => r.error);
       if (failed.length > 0) {
         const message = failed.map((r) => `${r.audience}: ${r.error}`).join('; ');
-        // A permanent error (an expired token, terms not accepted) fails every attempt alike: fail the job now.
-        throw failed.every((r) => r.errorKind === 'permanent')
+        // A permanent error (an expired token, terms not accepted) or a brake fails every attempt alike:
+        // fail the job now.
+        throw failed.every((r) => r.errorKind === 'permanent' || r.held)
           ? new UnrecoverableError(message)
           : new Error(message);
       }
@@ -339,6 +318,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             destination: data.destination,
             full: data.full,
             reason: 'resync',
+            allowRemovals: data.allowRemovals,
+            allowShrink: data.allowShrink,
             ...(data.audience ? { audience: data.audience } : {}),
           },
           SYNC_JOB_OPTIONS,
@@ -428,7 +409,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
 /** A config error fails the job at once: retrying reads the same config. */
 function jobError(error: unknown): unknown {
-  return error instanceof ConfigError ? new UnrecoverableError(error.message) : error;
+  return error instanceof ConfigError || error instanceof HeldError
+    ? new UnrecoverableError(error.message)
+    : error;
 }
+
+/** A brake stopped the run: retrying the same data gives the same answer. */
+class HeldError extends Error {}
 
 export { adminQueue };

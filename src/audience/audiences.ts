@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { Segmented } from '../score/pipeline.js';
+import { buildSegmentMap } from '../segment/maps.js';
 
 /** One audience on one or more destinations: customers of some segments, optionally narrowed by attributes. */
 export interface AudienceSpec {
@@ -71,6 +72,21 @@ export function audiencesOf(config: Config, segmentNames: readonly string[]): Au
       seen.set(id, 1);
     }
   return out;
+}
+
+/**
+ * The names of the audiences a run of a destination covers (just `audience` when given), from the config
+ * alone; none when the config cannot say (a segment map or audience list that does not check).
+ */
+export function audienceNamesOf(config: Config, destination: string, audience?: string): string[] {
+  if (audience) return [audience];
+  try {
+    return audiencesOf(config, buildSegmentMap(config.segments).names)
+      .filter((a) => a.destinations.includes(destination))
+      .map((a) => a.name);
+  } catch {
+    return [];
+  }
 }
 
 export interface Membership {

@@ -95,6 +95,8 @@ export async function runAdmin(
     full?: boolean;
     wait?: boolean;
     json?: boolean;
+    allowRemovals?: string[];
+    allowShrink?: boolean;
   },
   log: Logger,
 ): Promise<ExitCode> {
@@ -112,6 +114,8 @@ export async function runAdmin(
           action,
           destination: options.destination,
           full: options.full ?? false,
+          allowRemovals: options.allowRemovals ?? [],
+          allowShrink: options.allowShrink ?? false,
           ...(options.audience ? { audience: options.audience } : {}),
         }
       : { action, destination: options.destination };
@@ -271,6 +275,8 @@ export async function runStatus(options: { config?: string | undefined; json?: b
                 reason: last.reason,
                 outcome: last.outcome,
                 error: last.error ?? null,
+                held: last.held ?? null,
+                replaced: last.replaced ?? null,
               }
             : null,
           segment_size: last?.segmentSize ?? null,
@@ -315,7 +321,15 @@ export async function runStatus(options: { config?: string | undefined; json?: b
             n(r.platform_size),
             r.match_rate === null ? '-' : `${Math.round(r.match_rate * 100)} %`,
             r.next_run ? r.next_run.replace('T', ' ').slice(0, 16) : '-',
-            r.paused ? 'paused' : r.last_run?.error ? `failed: ${r.last_run.error}` : 'ok',
+            r.paused
+              ? 'paused'
+              : r.last_run?.held
+                ? 'held by a brake (status --json says why)'
+                : r.last_run?.error
+                  ? `failed: ${r.last_run.error}`
+                  : r.last_run?.replaced
+                    ? 'ok (replaced: its state was lost)'
+                    : 'ok',
           ]),
         ),
       );

@@ -172,6 +172,8 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('-d, --destination <name>', 'destination to sync')
     .option('-a, --audience <name>', 'only this audience')
     .option('--full', 're-send everything (never replaced by an incremental run)')
+    .option(...ALLOW_REMOVALS)
+    .option(...ALLOW_SHRINK)
     .option('--wait', 'follow the job to its end and print its result')
     .option('--json', 'print JSON')
     .action(
@@ -181,6 +183,8 @@ export async function main(argv: string[]): Promise<number> {
         full?: boolean;
         wait?: boolean;
         json?: boolean;
+        allowRemovals?: string[];
+        allowShrink?: boolean;
       }) => {
         exit = await runAdmin('resync', { ...opts, config: configPath() }, logger());
       },

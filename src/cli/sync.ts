@@ -4,6 +4,7 @@ import { connectors, identifyThread } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
 import { describeHolder, leaseKeysOf, takeLeases } from '../../jobs/lease.js';
 import { queuePrefix } from '../../jobs/queues.js';
+import { recordFailedRun, recordRun, runRecordsOf, type RunMeta } from '../../jobs/history.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
@@ -137,25 +138,44 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
 }
 
 export async function runSync(options: SyncCommandOptions, log: Logger): Promise<ExitCode> {
-  const p = await prepare(options);
+  const started = new Date();
+  // A sync from a terminal or cron is a run like a worker's: the history and `status` show it.
+  const meta: RunMeta = {
+    run: `cli-${started.getTime()}-${process.pid}`,
+    at: started.toISOString(),
+    full: options.full ?? false,
+    reason: 'cli',
+  };
+  let p: Prepared;
+  try {
+    p = await prepare(options);
+  } catch (error) {
+    await recordUnprepared(options, meta, error);
+    throw error;
+  }
   logReadReport(p.segmented.report, log);
   const redis = redisFor();
   await connect(redis);
   const results: AudienceResult[] = [];
   try {
+    // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
+    const statePrefix = options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix;
+    const store = new StateStore(redis, statePrefix);
+    const history = queuePrefix(statePrefix);
+    const failed = (destination: string, error: unknown) =>
+      recordFailedRun(redis, history, p.config, { destination, audience: options.audience }, meta, error);
+
     const size = sourceSizeOf(p.segmented);
     const shrink = options.allowShrink
       ? undefined
       : await heldByShrink(redis, p.config.sync.redis_prefix, size, p.config);
     if (shrink) {
+      for (const d of p.destinations) await failed(d.name, new Error(shrink));
       if (options.json) process.stdout.write(JSON.stringify({ results: [], held: shrink }) + '\n');
       log.error(shrink);
       return ExitCode.failed;
     }
     if (!options.dryRun) await recordSourceSize(redis, p.config.sync.redis_prefix, size);
-    // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
-    const statePrefix = options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix;
-    const store = new StateStore(redis, statePrefix);
     for (const destination of p.destinations) {
       // One run per audience, whoever starts it: the leases workers take.
       const leases = await takeLeases(
@@ -185,25 +205,28 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
             log,
           });
       try {
-        results.push(
-          ...(await syncDestination(destination, client, {
-            segmented: p.segmented,
-            audiences: p.audiences,
-            store,
-            log,
-            threads: identifyThread,
-            removals: removalBrake(p.config.sync, options.allowRemovals),
-            signal: abort.signal,
-            ...(options.full ? { full: true } : {}),
-            ...(options.audience !== undefined ? { audience: options.audience } : {}),
-            onPlan: (plan) => {
-              if (!options.json)
-                log.debug(
-                  `${plan.destination} / ${plan.audience}: ${plan.add.length} to add, ${plan.remove.length} to remove, ${plan.unchanged} unchanged`,
-                );
-            },
-          })),
-        );
+        const done = await syncDestination(destination, client, {
+          segmented: p.segmented,
+          audiences: p.audiences,
+          store,
+          log,
+          threads: identifyThread,
+          removals: removalBrake(p.config.sync, options.allowRemovals),
+          signal: abort.signal,
+          ...(options.full ? { full: true } : {}),
+          ...(options.audience !== undefined ? { audience: options.audience } : {}),
+          onPlan: (plan) => {
+            if (!options.json)
+              log.debug(
+                `${plan.destination} / ${plan.audience}: ${plan.add.length} to add, ${plan.remove.length} to remove, ${plan.unchanged} unchanged`,
+              );
+          },
+        });
+        results.push(...done);
+        await recordRun(redis, history, await runRecordsOf(client, done, meta), p.config.sync.history_runs);
+      } catch (error) {
+        await failed(destination.name, error);
+        throw error;
       } finally {
         await client.close?.();
         await Promise.all(leases.map((l) => l.release()));
@@ -216,6 +239,38 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
     process.stdout.write(JSON.stringify({ source: readSummary(p.segmented.report), results }) + '\n');
   else process.stdout.write(resultTable(results));
   return exitCodeOf(results, p.config, log);
+}
+
+/** A sync that failed before it could start (the source unreadable, too many bad rows): recorded as failed. */
+async function recordUnprepared(options: SyncCommandOptions, meta: RunMeta, error: unknown): Promise<void> {
+  if (!options.config || error instanceof ConfigError) return;
+  let config: Config;
+  try {
+    config = loadConfig(options.config).config;
+  } catch {
+    return;
+  }
+  const redis = redisFor();
+  try {
+    await connect(redis);
+    const prefix = queuePrefix(
+      options.dryRun ? `${config.sync.redis_prefix}:dry-run` : config.sync.redis_prefix,
+    );
+    for (const destination of Object.keys(config.destinations))
+      if (options.destination === undefined || destination === options.destination)
+        await recordFailedRun(
+          redis,
+          prefix,
+          config,
+          { destination, audience: options.audience },
+          meta,
+          error,
+        );
+  } catch {
+    // Redis is out of reach too: the error the user sees says what failed first.
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Runs each destination's `check`: credentials, permissions, reachability; no side effects. */

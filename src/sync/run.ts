@@ -178,6 +178,10 @@ async function syncAudience(
     options.signal?.throwIfAborted();
     return withRetry(what, fn, log, options.retry, options.signal);
   };
+  /** Marks the platform's audience with the state's epoch, where the platform can carry one. */
+  const stamp = async (remote: RemoteAudience, epoch: string) => {
+    if (client.stamp) await call(`mark '${spec.name}'`, () => client.stamp!(remote, epoch));
+  };
   let plan: AudiencePlan | undefined;
   try {
     const known = await state.remoteId();
@@ -259,7 +263,7 @@ async function syncAudience(
         const at = new Date().toISOString();
         await state.append([], { id, token: outcome.token, op: 'removeAll', count: 0, at });
       } else await state.replaced();
-      await stampOf(client, remote, epoch);
+      await stamp(remote, epoch);
       // Members go once the platform says the audience is empty: a later run, or now when it said so.
       if (outcome.status === 'pending') {
         result.waiting += plan.add.length;
@@ -291,7 +295,7 @@ async function syncAudience(
       );
       // A replace the platform processes later is done when its upload settles (see settle()).
       if (replace && outcome === 'confirmed') await state.replaced();
-      if (replace) await stampOf(client, remote, epoch);
+      if (replace) await stamp(remote, epoch);
     } else {
       await push(
         state,
@@ -315,7 +319,7 @@ async function syncAudience(
       );
     }
     // An audience made before audiences carried the epoch gets it now.
-    if (!replace && remote.epoch === undefined && !remote.created) await stampOf(client, remote, epoch);
+    if (!replace && remote.epoch === undefined && !remote.created) await stamp(remote, epoch);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
     if (error instanceof ConnectorError) result.errorKind = error.kind;
@@ -348,11 +352,6 @@ async function lostState(
   if (await state.lost())
     return 'our state of this audience lost its records (evicted, or a partial restore)';
   return undefined;
-}
-
-/** Marks the platform's audience with the state's epoch, where the platform can carry one. */
-async function stampOf(client: ConnectorClient, remote: RemoteAudience, epoch: string): Promise<void> {
-  await client.stamp?.(remote, epoch);
 }
 
 /**
