@@ -121,7 +121,7 @@ describe('meta ensureAudience (through the SDK)', () => {
       [
         'GET',
         `/v24.0/act_${ACCOUNT}/customaudiences`,
-        { fields: 'id,name,subtype,operation_status', limit: '500', access_token: TOKEN },
+        { fields: 'id,name,subtype,operation_status,description', limit: '500', access_token: TOKEN },
         {}, // the SDK sends an empty JSON object with a GET
       ],
       [
@@ -169,7 +169,7 @@ describe('meta ensureAudience (through the SDK)', () => {
       [
         'GET',
         `/v24.0/${known.id}`,
-        'id,name,account_id,subtype,operation_status,delivery_status,approximate_count_lower_bound,approximate_count_upper_bound',
+        'id,name,account_id,subtype,operation_status,delivery_status,approximate_count_lower_bound,approximate_count_upper_bound,description',
       ],
     ]);
   });
@@ -185,6 +185,56 @@ describe('meta ensureAudience (through the SDK)', () => {
     const again = await client.ensureAudience('Champions', '999');
     expect(again).toEqual({ id: created.id, name: 'Champions', created: false });
     expect(fake.byName('Champions')).toHaveLength(1);
+  });
+
+  it("creates the audience carrying the state's epoch, reads the epoch back, and stamps a new one in place", async () => {
+    const { fake, client } = setup();
+    const remote = await client.ensureAudience('Champions', undefined, '0a1b2c3d4e5f');
+    expect(remote).toEqual({ id: remote.id, name: 'Champions', created: true, epoch: '0a1b2c3d4e5f' });
+    expect(fake.audiences.get(remote.id)!.description).toBe(
+      'Managed by audience-sync: members follow a segment, edits made here are undone ' +
+        '(audience-sync epoch 0a1b2c3d4e5f)',
+    );
+    // Found by name (a state that lost the id) and by id, the audience says whose it is.
+    const other = setup({}, fake).client;
+    expect(await other.ensureAudience('Champions', undefined, 'ffffffffffff')).toMatchObject({
+      id: remote.id,
+      created: false,
+      epoch: '0a1b2c3d4e5f',
+    });
+    expect(await other.ensureAudience('Champions', remote.id)).toMatchObject({ epoch: '0a1b2c3d4e5f' });
+
+    // An audience made by hand (or before marks existed) has no epoch; the stamp keeps its description.
+    const old = fake.addAudience('Loyal', { description: 'Our loyal customers' });
+    expect(await other.ensureAudience('Loyal', old.id)).toEqual({
+      id: old.id,
+      name: 'Loyal',
+      created: false,
+    });
+    const mark = fake.requests.length;
+    await other.stamp!({ id: old.id, name: 'Loyal' }, '123456abcdef');
+    await other.stamp!({ id: old.id, name: 'Loyal' }, 'fedcba654321');
+    expect(fake.requests.slice(mark).map((r) => [r.method, r.path, r.query, r.body])).toEqual([
+      [
+        'POST',
+        `/v24.0/${old.id}`,
+        { access_token: TOKEN },
+        { description: 'Our loyal customers (audience-sync epoch 123456abcdef)' },
+      ],
+      [
+        'POST',
+        `/v24.0/${old.id}`,
+        { access_token: TOKEN },
+        { description: 'Our loyal customers (audience-sync epoch fedcba654321)' },
+      ],
+    ]);
+    expect(await other.ensureAudience('Loyal', old.id)).toMatchObject({ epoch: 'fedcba654321' });
+  });
+
+  it("puts the configured description before the epoch's mark", async () => {
+    const { fake, client } = setup({ description: 'RFM segment' });
+    const remote = await client.ensureAudience('Champions', undefined, 'abcabcabcabc');
+    expect(fake.audiences.get(remote.id)!.description).toBe('RFM segment (audience-sync epoch abcabcabcabc)');
   });
 
   it('fails on a flagged audience (operation_status 471) with what to do', async () => {
@@ -350,6 +400,30 @@ describe('meta replace: one /usersreplace session', () => {
       session: { batch_seq: 1, last_batch_flag: true, estimated_num_total: 0 },
     });
     expect(fake.audiences.get(a.id)!.identifiers.size).toBe(0);
+  });
+
+  it('sends nothing to empty an audience it has just created', async () => {
+    const { fake, client } = setup();
+    const remote = await client.ensureAudience('Champions', undefined, 'abcabcabcabc');
+    expect(await client.replace!(remote, [])).toEqual({ status: 'confirmed' });
+    expect(fake.edge('usersreplace')).toEqual([]);
+  });
+
+  it('says what to do when Meta refuses to empty an audience with a replace of no members', async () => {
+    const { fake, client } = setup();
+    fake.refuseEmptyReplace = true;
+    const a = fake.addAudience('Champions');
+    await client.add({ id: a.id, name: a.name }, [member(mary)]);
+    const error = await failure(client.replace!({ id: a.id, name: a.name }, []));
+    expect(error.kind).toBe('permanent');
+    expect(error.message).toContain(`audience 'Champions' (${a.id}) must be emptied`);
+    expect(error.message).toMatch(/Delete the audience in Ads Manager.*the next sync creates it again/);
+    expect(error.message).toMatch(/code 100/);
+    // Any other failure stays what it is.
+    fake.failNext(() => true, 400, FakeGraph.error(190, 'Session has expired', 463));
+    expect((await failure(client.replace!({ id: a.id, name: a.name }, []))).message).toMatch(
+      /access token is not valid/,
+    );
   });
 
   it('throws when a batch fails midway, and a retry starts a new session', async () => {

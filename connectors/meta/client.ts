@@ -71,6 +71,7 @@ const audienceInfo = z.looseObject({
   delivery_status: status.optional(),
   approximate_count_lower_bound: z.number().optional(),
   approximate_count_upper_bound: z.number().optional(),
+  description: z.string().optional(),
 });
 type AudienceInfo = z.infer<typeof audienceInfo>;
 const AUDIENCE_FIELDS = [
@@ -82,6 +83,7 @@ const AUDIENCE_FIELDS = [
   'delivery_status',
   'approximate_count_lower_bound',
   'approximate_count_upper_bound',
+  'description',
 ];
 
 const usersResponse = z.looseObject({
@@ -106,6 +108,20 @@ const FLAGGED = 471;
 const MIN_AUDIENCE = 100;
 const REQUEST_TIMEOUT_MS = 120_000;
 const EMPTY_ROW = 'no identifier for the configured schema';
+/** What an audience's description says when the config gives none. */
+const DEFAULT_DESCRIPTION = 'Managed by audience-sync: members follow a segment, edits made here are undone';
+/** The state's epoch in an audience's description (see `ConnectorClient.stamp`). */
+const EPOCH_MARK = /\s*\(audience-sync epoch ([\w-]+)\)/;
+
+/** The epoch a description carries, if any. */
+export function epochOf(description: string | undefined): string | undefined {
+  return EPOCH_MARK.exec(description ?? '')?.[1];
+}
+
+/** The description with this epoch as its mark, in place of any earlier one. */
+export function withEpoch(description: string, epoch: string): string {
+  return `${description.replace(EPOCH_MARK, '').trimEnd()} (audience-sync epoch ${epoch})`;
+}
 
 /** Reads the data of an SDK object (its fields are getters over `_data`). */
 function dataOf(object: unknown): unknown {
@@ -117,6 +133,10 @@ export class MetaClient implements ConnectorClient {
   private readonly api: ScopedApi;
   private readonly account: AdAccount;
   private readonly base: string;
+  /** Descriptions of the audiences this client found or made, by id: `stamp` changes only the mark. */
+  private readonly descriptions = new Map<string, string>();
+  /** Audiences this client created: empty, so an empty replace of one has nothing to do. */
+  private readonly created = new Set<string>();
 
   constructor(
     private readonly config: MetaConfig,
@@ -180,12 +200,16 @@ export class MetaClient implements ConnectorClient {
     return checks;
   }
 
-  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+  async ensureAudience(
+    name: string,
+    knownId?: string,
+    epoch?: string,
+  ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
     if (knownId) {
       const known = await this.readKnown(name, knownId);
       if (known) {
         this.assertUsable(known, name);
-        return { id: known.id, name, created: false };
+        return this.found(known, name);
       }
     }
     // Listed before created: a run that crashed after creating finds its audience instead of a twin.
@@ -200,15 +224,17 @@ export class MetaClient implements ConnectorClient {
           { audience: name, id: found.id },
           `using Meta audience ${found.id} named '${name}'${lost}`,
         );
-      return { id: found.id, name, created: false };
+      return this.found(found, name);
     }
+    const base = this.config.description ?? DEFAULT_DESCRIPTION;
+    const description = epoch ? withEpoch(base, epoch) : base;
     const created = z.object({ id: z.coerce.string() }).safeParse(
       await this.sdk(`creating audience '${name}' in act_${this.config.ad_account_id}`, () =>
         this.account.createCustomAudience([], {
           name,
           subtype: 'CUSTOM',
           customer_file_source: this.config.customer_file_source,
-          ...(this.config.description ? { description: this.config.description } : {}),
+          description,
         }),
       ),
     );
@@ -222,7 +248,28 @@ export class MetaClient implements ConnectorClient {
         { audience: name, id: created.data.id },
         `created Meta audience ${created.data.id}${lost}`,
       );
-    return { id: created.data.id, name, created: true };
+    this.descriptions.set(created.data.id, description);
+    this.created.add(created.data.id);
+    return { id: created.data.id, name, created: true, epoch };
+  }
+
+  /** Writes the state's epoch into the audience's description, keeping the rest of its text. */
+  async stamp(audience: RemoteAudience, epoch: string): Promise<void> {
+    const description = withEpoch(
+      this.descriptions.get(audience.id) ?? this.config.description ?? DEFAULT_DESCRIPTION,
+      epoch,
+    );
+    await this.sdk(`marking audience '${audience.name}' (${audience.id}) with the sync's epoch`, () =>
+      this.api.call('POST', [audience.id], { description }),
+    );
+    this.descriptions.set(audience.id, description);
+  }
+
+  private found(info: AudienceInfo, name: string): RemoteAudience & { created: false; epoch?: string } {
+    const description = info.description?.trim() || this.config.description || DEFAULT_DESCRIPTION;
+    this.descriptions.set(info.id, description);
+    const epoch = epochOf(info.description);
+    return { id: info.id, name, created: false, ...(epoch ? { epoch } : {}) };
   }
 
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -245,6 +292,9 @@ export class MetaClient implements ConnectorClient {
       rejected.push({ index, reason: EMPTY_ROW });
       return false;
     });
+    // A list this client just created is empty: nothing to replace it with is nothing to do.
+    if (kept.length === 0 && this.created.has(audience.id))
+      return { status: 'confirmed', ...(rejected.length ? { rejected } : {}) };
     const sessionId = randomInt(1, 2 ** 48);
     const size = this.config.batch_size;
     // No members: one empty last batch, so the session still empties the audience.
@@ -265,9 +315,12 @@ export class MetaClient implements ConnectorClient {
         rows,
         `replacing the members of audience '${audience.name}' (${audience.id}), batch ${seq} of ${batches} ` +
           `(session ${sessionId}; a retry starts a new session)`,
-      );
+      ).catch((error: unknown) => {
+        throw kept.length === 0 ? emptyReplaceRefused(error, audience) : error;
+      });
       report = addReport(report, response);
     }
+    this.created.delete(audience.id);
     return { status: 'confirmed', ...(rejected.length ? { rejected } : {}), report };
   }
 
@@ -306,6 +359,7 @@ export class MetaClient implements ConnectorClient {
     const rejected = empty.map((index): Rejection => ({ index, reason: EMPTY_ROW }));
     if (rows === 0) return { status: 'confirmed', rejected };
     const verb = method === 'POST' ? 'adding' : 'removing';
+    if (method === 'POST') this.created.delete(audience.id);
     const response = await this.send(
       method,
       'users',
@@ -408,7 +462,9 @@ export class MetaClient implements ConnectorClient {
     const what = `listing the audiences of act_${this.config.ad_account_id}`;
     const matches: AudienceInfo[] = [];
     let page = await this.sdk(what, async () =>
-      this.account.getCustomAudiences(['id', 'name', 'subtype', 'operation_status'], { limit: 500 }),
+      this.account.getCustomAudiences(['id', 'name', 'subtype', 'operation_status', 'description'], {
+        limit: 500,
+      }),
     );
     for (;;) {
       for (const item of page) {
@@ -462,6 +518,23 @@ function networkFailure(error: unknown): GraphFailure {
   const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
   const text = error instanceof Error ? `${error.name}: ${error.message}${cause}` : String(error);
   return { status: undefined, error: undefined, notJson: false, network: text, headers: {} };
+}
+
+/**
+ * Meta's refusal of a replace with no members (an invalid parameter: Meta does not document an empty
+ * replace), as what to do about it; any other failure as it is.
+ */
+function emptyReplaceRefused(error: unknown, audience: RemoteAudience): unknown {
+  const cause = error instanceof ConnectorError ? (error.cause as { code?: unknown } | undefined) : undefined;
+  if (!(error instanceof ConnectorError) || error.kind !== 'permanent' || cause?.code !== 100) return error;
+  return new ConnectorError(
+    `Meta: audience '${audience.name}' (${audience.id}) must be emptied (its segment has no members, and ` +
+      'audience-sync does not know who the audience holds) but Meta refused a replace with no members ' +
+      `(${error.message}). Delete the audience in Ads Manager → Audiences (the next sync creates it again, ` +
+      'empty), or run again once the segment has members',
+    'permanent',
+    { cause: error.cause },
+  );
 }
 
 function messageOf(error: unknown): string {

@@ -1,3 +1,5 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
@@ -52,9 +54,9 @@ async function metaShop() {
   const store = new StateStore(redis, shop.prefix);
   const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
 
-  const run = (full = false): Promise<AudienceResult[]> =>
+  const run = (full = false, state = store): Promise<AudienceResult[]> =>
     syncOnce(config, registry, {
-      store,
+      store: state,
       log,
       full,
       retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 5_000 },
@@ -82,7 +84,7 @@ async function metaShop() {
       [...fake.audiences.values()].filter((a) => !a.deleted).map((a) => [a.name, new Set(a.identifiers)]),
     );
 
-  return { shop, write, fake, run, expected, onMeta, editCustomers: shop.editCustomers };
+  return { shop, store, write, fake, run, expected, onMeta, editCustomers: shop.editCustomers };
 }
 
 const sum = (results: AudienceResult[], field: 'added' | 'removed' | 'members') =>
@@ -169,5 +171,75 @@ describe('sync to Meta (fake Graph API)', () => {
     expect(sessions.every((s) => typeof s.session_id === 'number' && (s.batch_seq as number) >= 1)).toBe(
       true,
     );
+  });
+});
+
+describe('sync to Meta after the state is lost (issue 14, case 2)', () => {
+  it('replaces each audience with exactly its segment, never adding on top, and notices another setup by its epoch', async () => {
+    const { shop, fake, run, expected, onMeta, editCustomers } = await metaShop();
+    const first = await run();
+    expect(first.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(await expected());
+
+    // Redis loses everything (flushed, a restart without persistence), then a third of the customers opt out.
+    const keys = await redis.keys(`${shop.prefix}:*`);
+    expect(keys.length).toBeGreaterThan(13);
+    await redis.del(...keys);
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const want = await expected();
+    const stale = [...onMeta()].reduce(
+      (a, [name, ids]) => a + [...ids].filter((id) => !want.get(name)?.has(id)).length,
+      0,
+    );
+    expect(stale).toBeGreaterThan(50);
+
+    const mark = fake.requests.length;
+    const lost = await run();
+    expect(lost.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(want);
+    const sent = fake.requests.slice(mark);
+    // Replaced through /usersreplace, one session per audience; never members added on top with /users.
+    expect(sent.filter((r) => r.path.endsWith('/users'))).toEqual([]);
+    const lastBatches = sent.filter(
+      (r) =>
+        r.path.endsWith('/usersreplace') &&
+        (r.body as { session: { last_batch_flag: boolean } }).session.last_batch_flag,
+    );
+    expect(lastBatches).toHaveLength(13);
+    for (const r of lost) expect(r.replaced, r.audience).toMatch(/no record of it/);
+    // The audiences found by name: none created again.
+    expect(sent.filter((r) => r.method === 'POST' && r.path.endsWith('/customaudiences'))).toEqual([]);
+    expect(fake.audiences.size).toBe(13);
+
+    // The state is whole again: the next run sends nothing.
+    const quiet = fake.requests.length;
+    const again = await run();
+    expect(again.filter((r) => r.error || r.replaced)).toEqual([]);
+    expect(fake.requests.slice(quiet).filter((r) => r.method !== 'GET')).toEqual([]);
+
+    // A second setup (its own Redis prefix) syncs the same ad account from a stale export in which more
+    // customers opted out: it finds the audiences by name and replaces them with its own segments.
+    const customers = path.join(shop.dir, 'shop', 'customers.csv');
+    const current = readFileSync(customers, 'utf8');
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 1) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const other = new StateStore(redis, `${shop.prefix}-other`);
+    const second = await run(false, other);
+    expect(second.filter((r) => r.error)).toEqual([]);
+    expect(second.every((r) => r.replaced !== undefined)).toBe(true);
+    expect(onMeta()).toEqual(await expected());
+    writeFileSync(customers, current);
+
+    // The first setup's next run finds its audiences carrying the other setup's epoch and replaces them.
+    const replaceMark = fake.edge('usersreplace').length;
+    const back = await run();
+    expect(back.filter((r) => r.error)).toEqual([]);
+    for (const r of back) expect(r.replaced, r.audience).toMatch(/epoch of another state/);
+    expect(onMeta()).toEqual(want);
+    expect(fake.edge('usersreplace').length).toBeGreaterThan(replaceMark);
+    for (const key of await redis.keys(`${shop.prefix}-other:*`)) await redis.del(key);
   });
 });
