@@ -448,13 +448,66 @@ describe('Data Manager lists', () => {
       .reply(200, {})
       .post(`${PARENT}/userLists`, {
         displayName: 'Champions',
-        description: 'Customer Match list kept in sync by audience-sync',
+        description:
+          'Customer Match list kept equal to a segment by audience-sync (audience-sync epoch 0a1b2c3d4e5f)',
         membershipDuration: `${30 * 86_400}s`,
         ingestedUserListInfo: { uploadKeyTypes: ['CONTACT_ID'] },
       })
       .reply(200, { name: `${PARENT.slice(4)}/userLists/888`, displayName: 'Champions' });
-    const created = await clientOf({ membership_days: 30 }).ensureAudience('Champions');
-    expect(created).toEqual({ id: '888', name: 'Champions', created: true });
+    const created = await clientOf({ membership_days: 30 }).ensureAudience(
+      'Champions',
+      undefined,
+      '0a1b2c3d4e5f',
+    );
+    expect(created).toEqual({ id: '888', name: 'Champions', created: true, epoch: '0a1b2c3d4e5f' });
+    expect(scope.isDone()).toBe(true);
+  });
+
+  it("reads the epoch a list carries, and stamps a new one with userLists.patch, keeping the list's text", async () => {
+    oauthOk();
+    const scope = dm()
+      .get(`${PARENT}/userLists/777`)
+      .reply(200, {
+        id: '777',
+        displayName: 'Champions',
+        description: 'VIPs (audience-sync epoch aaaaaaaaaaaa)',
+      })
+      .get(`${PARENT}/userLists`)
+      .query({ filter: 'display_name = "Loyal"', pageSize: '1000' })
+      .reply(200, { userLists: [{ id: '778', displayName: 'Loyal', description: 'Made by hand' }] })
+      .patch(`${PARENT}/userLists/777`, { description: 'VIPs (audience-sync epoch bbbbbbbbbbbb)' })
+      .query({ updateMask: 'description' })
+      .matchHeader('login-account', 'accountTypes/GOOGLE_ADS/accounts/9999999999')
+      .reply(200, { id: '777', displayName: 'Champions' })
+      .patch(`${PARENT}/userLists/778`, { description: 'Made by hand (audience-sync epoch bbbbbbbbbbbb)' })
+      .query({ updateMask: 'description' })
+      .reply(200, { id: '778', displayName: 'Loyal' });
+    const client = clientOf({ login_customer_id: '9999999999' });
+    const known = await client.ensureAudience('Champions', '777', 'bbbbbbbbbbbb');
+    expect(known).toEqual({ id: '777', name: 'Champions', created: false, epoch: 'aaaaaaaaaaaa' });
+    const byName = await client.ensureAudience('Loyal', undefined, 'bbbbbbbbbbbb');
+    expect(byName).toEqual({ id: '778', name: 'Loyal', created: false });
+    await client.stamp!(known, 'bbbbbbbbbbbb');
+    await client.stamp!(byName, 'bbbbbbbbbbbb');
+    expect(scope.isDone()).toBe(true);
+  });
+
+  it('empties a list with audienceMembers:removeAll, pending until its request is done', async () => {
+    oauthOk();
+    const scope = dm()
+      .post('/v1/audienceMembers:removeAll', { destinations: [destination] })
+      .reply(200, { requestId: 'req-all' })
+      .get('/v1/requestStatus:retrieve')
+      .query({ requestId: 'req-all' })
+      .reply(200, { requestStatusPerDestination: [{ requestStatus: 'PROCESSING' }] })
+      .get('/v1/requestStatus:retrieve')
+      .query({ requestId: 'req-all' })
+      .reply(200, { requestStatusPerDestination: [{ requestStatus: 'SUCCESS' }] });
+    const client = clientOf();
+    const outcome = await client.removeAll!(audience);
+    expect(outcome).toEqual({ status: 'pending', token: 'req-all' });
+    expect(await client.poll!(audience, 'req-all')).toEqual({ status: 'processing' });
+    expect(await client.poll!(audience, 'req-all')).toEqual({ status: 'done' });
     expect(scope.isDone()).toBe(true);
   });
 

@@ -12,16 +12,20 @@ import type {
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
 import type { GoogleAdsConfig } from './config.js';
+import { epochOf, withEpoch } from './epoch.js';
 import { classify, parseApiError, rejectedMembers, type ApiError } from './errors.js';
 import { userIdentifiers } from './identifiers.js';
 import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';
 
 /**
  * The Data Manager API path (REST, the default): Customer Match lists are `userLists` of the Google Ads
- * account, members go in with `audienceMembers:ingest` and out with `audienceMembers:remove`, and each
+ * account, members go in with `audienceMembers:ingest` and out with `audienceMembers:remove` (or all at
+ * once with `audienceMembers:removeAll`, after a lost state), and each
  * request is processed later: batches are pending until `requestStatus:retrieve` says SUCCESS.
  */
 
+/** What a list this connector creates says about itself, before the epoch's mark. */
+const DESCRIPTION = 'Customer Match list kept equal to a segment by audience-sync';
 /** A list serves ads only with at least this many matched users. */
 const SERVING_MINIMUM = 100;
 const REQUEST_TIMEOUT_MS = 60_000;
@@ -30,6 +34,7 @@ const userListSchema = z.looseObject({
   name: z.string().optional(),
   id: z.string().optional(),
   displayName: z.string().optional(),
+  description: z.string().optional(),
   membershipStatus: z.string().optional(),
   closingReason: z.string().optional(),
   sizeInfo: z
@@ -89,6 +94,8 @@ export class DataManagerClient implements ConnectorClient {
   private readonly parent: string;
   /** The last upload match rate Google reported per list (`MATCH_RATE_RANGE_61_TO_70`), for stats. */
   private readonly matchRanges = new Map<string, string>();
+  /** Descriptions of the lists this client found or made, by id: `stamp` changes only the mark. */
+  private readonly descriptions = new Map<string, string>();
 
   constructor(
     private readonly config: GoogleAdsConfig,
@@ -135,7 +142,11 @@ export class DataManagerClient implements ConnectorClient {
     return checks;
   }
 
-  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+  async ensureAudience(
+    name: string,
+    knownId?: string,
+    epoch?: string,
+  ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
     const consent = consentProblem(this.config);
     if (consent) throw new ConnectorError(`destination ${this.context.destination}: ${consent}`, 'permanent');
     if (knownId) {
@@ -145,7 +156,7 @@ export class DataManagerClient implements ConnectorClient {
         `/${this.parent}/userLists/${knownId}`,
         userListSchema,
       );
-      if (found.ok) return { id: knownId, name, created: false };
+      if (found.ok) return this.found(knownId, name, found.data);
       if (found.error.httpStatus !== 404) throw this.classify(found, `get user list ${knownId}`);
       this.context.log.warn(
         { destination: this.context.destination, audience: name },
@@ -153,11 +164,12 @@ export class DataManagerClient implements ConnectorClient {
       );
     }
     const existing = await this.findByName(name);
-    if (existing) return { id: existing, name, created: false };
+    if (existing) return this.found(existing.id, name, existing.list);
+    const description = epoch ? withEpoch(DESCRIPTION, epoch) : DESCRIPTION;
     const created = await this.send('create user list', 'POST', `/${this.parent}/userLists`, userListSchema, {
       body: {
         displayName: name,
-        description: 'Customer Match list kept in sync by audience-sync',
+        description,
         membershipDuration: `${this.config.membership_days * 86_400}s`,
         ingestedUserListInfo: { uploadKeyTypes: ['CONTACT_ID'] },
       },
@@ -169,14 +181,53 @@ export class DataManagerClient implements ConnectorClient {
           `Data Manager API created user list '${name}' in account ${this.account()} but answered without its id`,
           'retryable',
         );
-      return { id, name, created: true };
+      this.descriptions.set(id, description);
+      return { id, name, created: true, epoch };
     }
     // Another run created it meanwhile: use that one rather than a second list.
     if (created.error.httpStatus === 409 || created.error.status === 'ALREADY_EXISTS') {
       const raced = await this.findByName(name);
-      if (raced) return { id: raced, name, created: false };
+      if (raced) return this.found(raced.id, name, raced.list);
     }
     throw this.classify(created, `create user list '${name}'`);
+  }
+
+  /** Writes the state's epoch into the list's description (`userLists.patch`), keeping the rest of it. */
+  async stamp(audience: RemoteAudience, epoch: string): Promise<void> {
+    const description = withEpoch(this.descriptions.get(audience.id) ?? DESCRIPTION, epoch);
+    await this.call(
+      `mark user list ${audience.id} with the sync's epoch`,
+      'PATCH',
+      `/${this.parent}/userLists/${audience.id}`,
+      userListSchema,
+      { query: { updateMask: 'description' }, body: { description } },
+    );
+    this.descriptions.set(audience.id, description);
+  }
+
+  /**
+   * Empties the list (`audienceMembers:removeAll`), processed later like an upload: the core adds the
+   * members once Google says it is done, so the list is never short while our state says it is full.
+   */
+  async removeAll(audience: RemoteAudience): Promise<BatchOutcome> {
+    const { requestId } = await this.call(
+      'remove all audience members',
+      'POST',
+      '/audienceMembers:removeAll',
+      requestIdResponse,
+      { body: { destinations: [this.destination(audience)] } },
+    );
+    return { status: 'pending', token: requestId };
+  }
+
+  private found(
+    id: string,
+    name: string,
+    list: UserList,
+  ): RemoteAudience & { created: false; epoch?: string } {
+    this.descriptions.set(id, list.description?.trim() || DESCRIPTION);
+    const epoch = epochOf(list.description);
+    return { id, name, created: false, ...(epoch ? { epoch } : {}) };
   }
 
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -312,14 +363,18 @@ export class DataManagerClient implements ConnectorClient {
     return { status: 'pending', token: requestIds.join(','), rejected };
   }
 
-  private uploadBody(op: 'ingest' | 'remove', audience: RemoteAudience, members: unknown[]) {
-    const destination = {
+  private destination(audience: RemoteAudience) {
+    return {
       operatingAccount: { accountType: 'GOOGLE_ADS', accountId: this.config.customer_id },
       ...(this.config.login_customer_id
         ? { loginAccount: { accountType: 'GOOGLE_ADS', accountId: this.config.login_customer_id } }
         : {}),
       productDestinationId: audience.id,
     };
+  }
+
+  private uploadBody(op: 'ingest' | 'remove', audience: RemoteAudience, members: unknown[]) {
+    const destination = this.destination(audience);
     if (op === 'remove') return { destinations: [destination], encoding: 'HEX', audienceMembers: members };
     // Everyone uploaded has both EU consents granted: `identify` leaves out anyone else.
     return {
@@ -331,8 +386,8 @@ export class DataManagerClient implements ConnectorClient {
     };
   }
 
-  /** The list whose display name is exactly `name`, by its id. */
-  private async findByName(name: string): Promise<string | undefined> {
+  /** The list whose display name is exactly `name`, with its id. */
+  private async findByName(name: string): Promise<{ id: string; list: UserList } | undefined> {
     let pageToken: string | undefined;
     do {
       const page = await this.call('list user lists', 'GET', `/${this.parent}/userLists`, listResponse, {
@@ -344,7 +399,7 @@ export class DataManagerClient implements ConnectorClient {
       });
       const match = page.userLists?.find((l) => l.displayName === name);
       const id = match && listId(match);
-      if (id) return id;
+      if (id) return { id, list: match };
       pageToken = page.nextPageToken || undefined;
     } while (pageToken);
     return undefined;
@@ -352,7 +407,7 @@ export class DataManagerClient implements ConnectorClient {
 
   private async call<T>(
     what: string,
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'PATCH',
     path: string,
     schema: z.ZodType<T>,
     options: { body?: unknown; query?: Record<string, string> } = {},
@@ -365,7 +420,7 @@ export class DataManagerClient implements ConnectorClient {
   /** One REST call; a 401 gets one fresh token before it counts as a credentials problem. */
   private async send<T>(
     what: string,
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'PATCH',
     path: string,
     schema: z.ZodType<T>,
     options: { body?: unknown; query?: Record<string, string> } = {},

@@ -65,7 +65,8 @@ async function setup() {
   const writeConfig = shop.write;
   const fake = new FakeDataManager(DM, TOKEN_URL, '1234567890');
   fake.install();
-  const store = new StateStore(redis, `gads-${randomBytes(4).toString('hex')}`);
+  const prefix = `gads-${randomBytes(4).toString('hex')}`;
+  const store = new StateStore(redis, prefix);
 
   const run = (full = false): Promise<AudienceResult[]> =>
     syncOnce(shop.config, registry, {
@@ -103,7 +104,17 @@ async function setup() {
     return want;
   };
 
-  return { shop, fake, run, settle, expected, assertExact, editCustomers: shop.editCustomers, writeConfig };
+  return {
+    shop,
+    prefix,
+    fake,
+    run,
+    settle,
+    expected,
+    assertExact,
+    editCustomers: shop.editCustomers,
+    writeConfig,
+  };
 }
 
 const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>
@@ -182,5 +193,75 @@ describe('sync to Google Customer Match through the Data Manager API', () => {
     await settle();
     await assertExact();
     expect(fake.created).toBe(created);
+  });
+});
+
+describe('sync to the Data Manager API after the state is lost (issue 14, case 2)', () => {
+  it('empties each list with removeAll, adds nobody until Google has processed it, then adds its segment', async () => {
+    const { fake, prefix, run, settle, assertExact, expected, editCustomers } = await setup();
+    await settle();
+    const before = await assertExact();
+    const lists = fake.lists.size;
+
+    // Redis loses everything, then a third of the customers opt out.
+    const keys = await redis.keys(`${prefix}:*`);
+    expect(keys.length).toBeGreaterThan(13);
+    await redis.del(...keys);
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const want = await expected();
+    const members = (m: Map<string, Map<string, string[]>>) =>
+      [...m.values()].reduce((a, b) => a + b.size, 0);
+    expect(members(before) - members(want)).toBeGreaterThan(30);
+
+    const mark = fake.batches.length;
+    const seen = new Map([...fake.historyByList()].map(([list, events]) => [list, events.length]));
+    const lost = await run();
+    expect(lost.filter((r) => r.error)).toEqual([]);
+    for (const r of lost) expect(r.replaced, r.audience).toMatch(/no record of it/);
+    // Every list is emptied with one removeAll, and nobody is added on top of what it holds.
+    expect(fake.batches.slice(mark).map((b) => b.op)).toEqual(Array(lists).fill('removeAll'));
+    expect(lost.reduce((a, r) => a + r.added, 0)).toBe(0);
+
+    // Google processes the removeAll on a later poll; only then are the members added, once.
+    const runs = await settle();
+    await assertExact();
+    expect(runs.flat().every((r) => r.error === undefined)).toBe(true);
+    const after = fake.batches.slice(mark);
+    expect(after.filter((b) => b.op === 'removeAll')).toHaveLength(lists);
+    expect(after.filter((b) => b.op === 'ingest').reduce((a, b) => a + b.size, 0)).toBe(members(want));
+    for (const [list, all] of fake.historyByList()) {
+      const events = all.slice(seen.get(list) ?? 0);
+      const emptied = events.findIndex((e) => e === 'applied removeAll');
+      expect(emptied, list).toBeGreaterThanOrEqual(0);
+      expect(
+        events.slice(0, emptied).filter((e) => e === 'sent ingest'),
+        list,
+      ).toEqual([]);
+    }
+    expect(fake.created).toBe(lists);
+
+    // The state is whole and the lists carry its epoch: the next run sends nothing.
+    const quiet = fake.batches.length;
+    const again = await run();
+    expect(again.filter((r) => r.error || r.replaced)).toEqual([]);
+    expect(fake.batches.length).toBe(quiet);
+    expect(
+      [...fake.lists.values()].every((l) => /\(audience-sync epoch \w+\)$/.test(l.description ?? '')),
+    ).toBe(true);
+
+    // Another setup marked one list as its own: this one notices and replaces that list, and only that one.
+    const [id, taken] = [...fake.lists].find(([, l]) => l.identifiers.size > 0)!;
+    taken.description =
+      'Customer Match list kept equal to a segment by audience-sync (audience-sync epoch 999999999999)';
+    const noticed = await run();
+    expect(noticed.filter((r) => r.replaced).map((r) => [r.audience, r.replaced])).toEqual([
+      [taken.displayName, expect.stringMatching(/epoch of another state \(999999999999;/)],
+    ]);
+    expect(fake.batches.slice(quiet)).toEqual([{ op: 'removeAll', size: 0 }]);
+    await settle();
+    await assertExact();
+    expect(fake.lists.get(id)!.description).not.toMatch(/999999999999/);
   });
 });

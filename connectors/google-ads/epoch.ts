@@ -1,0 +1,17 @@
+/**
+ * The sync state's epoch in a Customer Match list's description (both paths): `… (audience-sync epoch
+ * 3f9a…)`. A run that finds a list with another epoch, or none where its state has no record, knows the
+ * list holds what its state cannot account for (see `ConnectorClient.stamp`).
+ */
+
+const EPOCH_MARK = /\s*\(audience-sync epoch ([\w-]+)\)/;
+
+/** The epoch a description carries, if any. */
+export function epochOf(description: string | null | undefined): string | undefined {
+  return EPOCH_MARK.exec(description ?? '')?.[1];
+}
+
+/** The description with this epoch as its mark, in place of any earlier one. */
+export function withEpoch(description: string, epoch: string): string {
+  return `${description.replace(EPOCH_MARK, '').trimEnd()} (audience-sync epoch ${epoch})`;
+}
