@@ -169,6 +169,14 @@ export class AdsGrpc {
     return createdLists.parse(response).results[0]!.resource_name;
   }
 
+  /** Sets the list's description (an update whose field mask the SDK builds from the fields given). */
+  async describeUserList(userList: string, description: string): Promise<void> {
+    const response = await this.call(`update the description of ${userList}`, (customer) =>
+      customer.userLists.update([{ resource_name: userList, description }]),
+    );
+    createdLists.parse(response);
+  }
+
   /** A Customer Match job for the list; its resource name. */
   async createJob(userList: string, consent: Consent): Promise<string> {
     const response = await this.call(`create the upload job for ${userList}`, (customer) =>

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import nock from 'nock';
@@ -76,18 +77,20 @@ async function setup() {
       ads_api: { host: localhost, port: ${fake.port}, ca_file: ${tls.certFile} }`,
   });
   const writeConfig = shop.write;
-  const store = new StateStore(redis, `gads-api-${randomBytes(4).toString('hex')}`);
+  const prefix = `gads-api-${randomBytes(4).toString('hex')}`;
+  const store = new StateStore(redis, prefix);
 
-  const run = (full = false): Promise<AudienceResult[]> =>
+  const run = (full = false, state = store): Promise<AudienceResult[]> =>
     syncOnce(shop.config, registry, {
-      store,
+      store: state,
       log,
       full,
       retry: { attempts: 4, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
     });
 
   /** Google processes every job between runs; runs until nothing is pending or left to send. */
-  const settle = () => syncUntilSettled(run, { most: 6, between: () => fake.finishJobs() });
+  const settle = (state = store) =>
+    syncUntilSettled(() => run(false, state), { most: 6, between: () => fake.finishJobs() });
 
   /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
@@ -130,7 +133,7 @@ async function setup() {
     return want;
   };
 
-  return { shop, run, settle, assertExact, editCustomers: shop.editCustomers, writeConfig };
+  return { shop, prefix, run, settle, expected, assertExact, editCustomers: shop.editCustomers, writeConfig };
 }
 
 const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>
@@ -232,5 +235,67 @@ describe('sync to Google Customer Match through the Google Ads API (gRPC)', () =
     await assertExact();
     expect(fake.lists.size).toBe(lists);
     expect(shop.dir).toBeTruthy();
+  });
+});
+
+describe('sync through the Google Ads API after the state is lost (issue 14, case 2)', () => {
+  it('replaces each list with a remove_all job, never adding on top, and notices another setup by its epoch', async () => {
+    const { shop, prefix, run, settle, expected, assertExact, editCustomers } = await setup();
+    await settle();
+    await assertExact();
+    const lists = fake.lists.size;
+
+    // Redis loses everything, then a third of the customers opt out.
+    const keys = await redis.keys(`${prefix}:*`);
+    expect(keys.length).toBeGreaterThan(13);
+    await redis.del(...keys);
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const want = await expected();
+
+    const jobsBefore = new Set(fake.jobs.keys());
+    const lost = await run();
+    expect(lost.filter((r) => r.error)).toEqual([]);
+    for (const r of lost) expect(r.replaced, r.audience).toMatch(/no record of it/);
+    // One job per list, starting with remove_all: nothing is added on top of what the list holds.
+    const jobs = [...fake.jobs.values()].filter((j) => !jobsBefore.has(j.resourceName));
+    expect(jobs).toHaveLength(lists);
+    for (const job of jobs) {
+      expect(job.operations[0]).toEqual({ remove_all: true });
+      expect(job.operations.slice(1).every((o) => o.create)).toBe(true);
+    }
+    expect(fake.lists.size).toBe(lists);
+    await settle();
+    expect((await assertExact()).size).toBe(want.size);
+
+    // The state is whole again: the next run sends nothing.
+    const calls = fake.calls.length;
+    const again = await run();
+    expect(again.filter((r) => r.error || r.replaced)).toEqual([]);
+    expect(fake.calls.slice(calls)).toEqual([]);
+
+    // A second setup (its own Redis prefix) syncs the same account from a stale export in which more
+    // customers opted out: it finds the lists by name and replaces them with its own segments.
+    const customers = path.join(shop.dir, 'shop', 'customers.csv');
+    const current = readFileSync(customers, 'utf8');
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 1) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const other = new StateStore(redis, `${prefix}-other`);
+    const second = await run(false, other);
+    expect(second.filter((r) => r.error)).toEqual([]);
+    expect(second.every((r) => r.replaced !== undefined)).toBe(true);
+    await settle(other);
+    await assertExact();
+    writeFileSync(customers, current);
+
+    // The first setup's next run finds its lists carrying the other setup's epoch and replaces them.
+    const back = await run();
+    expect(back.filter((r) => r.error)).toEqual([]);
+    for (const r of back) expect(r.replaced, r.audience).toMatch(/epoch of another state/);
+    await settle();
+    await assertExact();
+    for (const key of await redis.keys(`${prefix}-other:*`)) await redis.del(key);
   });
 });

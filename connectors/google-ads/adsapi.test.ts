@@ -447,15 +447,16 @@ describe('lists, polls, stats, check', () => {
       'login-customer-id': '1112223333',
     });
 
-    const created = await c.ensureAudience('Champions');
-    expect(created.created).toBe(true);
+    const created = await c.ensureAudience('Champions', undefined, '0a1b2c3d4e5f');
+    expect(created).toMatchObject({ created: true, epoch: '0a1b2c3d4e5f' });
     expect(fake.callsOf('MutateUserLists')[0]!.request).toEqual({
       customer_id: '1234567890',
       operations: [
         {
           create: {
             name: 'Champions',
-            description: 'Managed by audience-sync (destination google)',
+            description:
+              'Managed by audience-sync (destination google): members follow a segment (audience-sync epoch 0a1b2c3d4e5f)',
             membership_life_span: '30',
             crm_based_user_list: { upload_key_type: 'CONTACT_INFO', data_source_type: 'FIRST_PARTY' },
           },
@@ -463,13 +464,43 @@ describe('lists, polls, stats, check', () => {
       ],
     });
     expect(created.id).toBe(fake.listNamed('Champions')!.resourceName);
-    // The remembered id is used as it is.
+    // The remembered id is used as it is, with the epoch its description carries.
     expect(await c.ensureAudience('Champions', created.id)).toEqual({
       id: created.id,
       name: 'Champions',
       created: false,
+      epoch: '0a1b2c3d4e5f',
     });
+    expect(rest.searches.at(-1)!.query).toMatch(
+      /^SELECT user_list.resource_name, user_list.name, user_list.description,/,
+    );
     expect(fake.callsOf('MutateUserLists')).toHaveLength(1);
+  });
+
+  it("stamp writes the state's epoch into the list's description with an update and its field mask", async () => {
+    const made = fake.addList('Loyal');
+    made.description = 'Our loyal customers';
+    const c = client();
+    const found = await c.ensureAudience('Loyal');
+    expect(found).toEqual({ id: made.resourceName, name: 'Loyal', created: false });
+    await c.stamp!(found, '123456abcdef');
+    await c.stamp!(found, 'fedcba654321');
+    expect(fake.callsOf('MutateUserLists').map((call) => call.request)).toEqual(
+      ['123456abcdef', 'fedcba654321'].map((epoch) => ({
+        customer_id: '1234567890',
+        operations: [
+          {
+            update: {
+              resource_name: made.resourceName,
+              description: `Our loyal customers (audience-sync epoch ${epoch})`,
+            },
+            update_mask: { paths: ['resource_name', 'description'] },
+          },
+        ],
+      })),
+    );
+    expect(made.description).toBe('Our loyal customers (audience-sync epoch fedcba654321)');
+    expect(await c.ensureAudience('Loyal', made.resourceName)).toMatchObject({ epoch: 'fedcba654321' });
   });
 
   it('ensureAudience never duplicates: NAME_ALREADY_USED on create means search again and use it', async () => {

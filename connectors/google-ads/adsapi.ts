@@ -16,6 +16,7 @@ import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
 import type { GoogleAdsConfig } from './config.js';
+import { epochOf, withEpoch } from './epoch.js';
 import { userIdentifiers } from './identifiers.js';
 import { ADWORDS_SCOPE, GoogleOAuth } from './oauth.js';
 
@@ -37,6 +38,7 @@ const userListRow = z.object({
   userList: z.object({
     resourceName: z.string(),
     name: z.string().optional(),
+    description: z.string().optional(),
     type: z.string().optional(),
     sizeForSearch: z.coerce.number().optional(),
     sizeForDisplay: z.coerce.number().optional(),
@@ -81,6 +83,8 @@ export class AdsApiClient implements ConnectorClient {
   private grpcClient: Promise<AdsGrpc> | undefined;
   /** The tail of each list's call chain: calls on one list run one after another. */
   private readonly lists = new Map<string, Promise<unknown>>();
+  /** Descriptions of the lists this client found or made, by resource name: `stamp` changes only the mark. */
+  private readonly descriptions = new Map<string, string>();
 
   constructor(
     private readonly config: GoogleAdsConfig,
@@ -120,32 +124,55 @@ export class AdsApiClient implements ConnectorClient {
     return checks;
   }
 
-  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+  async ensureAudience(
+    name: string,
+    knownId?: string,
+    epoch?: string,
+  ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
     if (knownId) {
       const [known] = await this.findLists(`user_list.resource_name = ${gaqlString(knownId)}`);
-      if (known) return { id: known.resourceName, name, created: false };
+      if (known) return this.found(known, name);
       this.context.log.warn(
         { destination: this.context.destination, audience: name },
         `the Customer Match list remembered for '${name}' is gone from customer ${this.config.customer_id}; finding or creating it by name`,
       );
     }
     const existing = await this.findByName(name);
-    if (existing) return { id: existing, name, created: false };
+    if (existing) return this.found(existing, name);
+    const base = this.baseDescription();
+    const description = epoch ? withEpoch(base, epoch) : base;
     try {
       const grpc = await this.grpc();
-      const created = await grpc.createUserList(
-        name,
-        `Managed by audience-sync (destination ${this.context.destination})`,
-      );
-      return { id: created, name, created: true };
+      const created = await grpc.createUserList(name, description);
+      this.descriptions.set(created, description);
+      return { id: created, name, created: true, epoch };
     } catch (error) {
       // Created by an earlier attempt that crashed before its id was remembered: use that list.
       if (error instanceof ConnectorError && error.message.includes('NAME_ALREADY_USED')) {
         const found = await this.findByName(name);
-        if (found) return { id: found, name, created: false };
+        if (found) return this.found(found, name);
       }
       throw error;
     }
+  }
+
+  /** Writes the state's epoch into the list's description (a user list update), keeping the rest of it. */
+  async stamp(audience: RemoteAudience, epoch: string): Promise<void> {
+    const description = withEpoch(this.descriptions.get(audience.id) ?? this.baseDescription(), epoch);
+    await this.serial(audience.id, async () =>
+      (await this.grpc()).describeUserList(audience.id, description),
+    );
+    this.descriptions.set(audience.id, description);
+  }
+
+  private found(list: UserListRow, name: string): RemoteAudience & { created: false; epoch?: string } {
+    this.descriptions.set(list.resourceName, list.description?.trim() || this.baseDescription());
+    const epoch = epochOf(list.description);
+    return { id: list.resourceName, name, created: false, ...(epoch ? { epoch } : {}) };
+  }
+
+  private baseDescription(): string {
+    return `Managed by audience-sync (destination ${this.context.destination}): members follow a segment`;
   }
 
   add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -283,9 +310,9 @@ export class AdsApiClient implements ConnectorClient {
   private async findLists(where: string): Promise<UserListRow[]> {
     const rows = await this.gaql.search(
       'user list search',
-      'SELECT user_list.resource_name, user_list.name, user_list.type, user_list.size_for_search, ' +
-        'user_list.size_for_display, user_list.match_rate_percentage, user_list.eligible_for_search, ' +
-        `user_list.membership_status FROM user_list WHERE ${where}`,
+      'SELECT user_list.resource_name, user_list.name, user_list.description, user_list.type, ' +
+        'user_list.size_for_search, user_list.size_for_display, user_list.match_rate_percentage, ' +
+        `user_list.eligible_for_search, user_list.membership_status FROM user_list WHERE ${where}`,
     );
     return rows.flatMap((row) => {
       const parsed = userListRow.safeParse(row);
@@ -294,7 +321,7 @@ export class AdsApiClient implements ConnectorClient {
   }
 
   /** The CRM-based list with exactly this name; another kind of list with it is an error the user must fix. */
-  private async findByName(name: string): Promise<string | undefined> {
+  private async findByName(name: string): Promise<UserListRow | undefined> {
     const [list] = await this.findLists(`user_list.name = ${gaqlString(name)}`);
     if (!list) return undefined;
     if (list.type !== undefined && list.type !== 'CRM_BASED')
@@ -303,7 +330,7 @@ export class AdsApiClient implements ConnectorClient {
           'rename that list in Google Ads, or rename the audience',
         'permanent',
       );
-    return list.resourceName;
+    return list;
   }
 }
 

@@ -70,6 +70,14 @@ const mutateUserListsRequest = z.object({
             .optional(),
         })
         .optional(),
+      update: z
+        .object({
+          resource_name: z.string(),
+          name: z.string().optional(),
+          description: z.string().optional(),
+        })
+        .optional(),
+      update_mask: z.object({ paths: z.array(z.string()).default([]) }).optional(),
     }),
   ),
 });
@@ -107,6 +115,7 @@ export interface InjectedError {
 export interface FakeList {
   resourceName: string;
   name: string;
+  description?: string | undefined;
   type: string;
   membershipLifeSpan: number | undefined;
   /** Identifiers on the list (`email:<hex>`, `phone:<hex>`, `address:<first>:<last>:<CC>:<postal>`). */
@@ -310,6 +319,7 @@ export class FakeGoogleAds {
           userList: {
             resourceName: l.resourceName,
             name: l.name,
+            ...(l.description !== undefined ? { description: l.description } : {}),
             type: l.type,
             membershipStatus: 'OPEN',
             ...(l.stats.sizeForSearch !== undefined ? { sizeForSearch: String(l.stats.sizeForSearch) } : {}),
@@ -359,8 +369,12 @@ export class FakeGoogleAds {
   private mutateUserLists(raw: unknown): unknown {
     const request = mutateUserListsRequest.parse(raw);
     const results = request.operations.map((op) => {
+      if (op.update) return this.updateUserList(op.update, op.update_mask?.paths ?? []);
       const create = op.create;
-      if (!create) throw serviceError(adsError('mutate_error', 'RESOURCE_NOT_FOUND', 'only create is faked'));
+      if (!create)
+        throw serviceError(
+          adsError('mutate_error', 'RESOURCE_NOT_FOUND', 'only create and update are faked'),
+        );
       if (this.listNamed(create.name))
         throw serviceError(
           adsError(
@@ -370,11 +384,41 @@ export class FakeGoogleAds {
           ),
         );
       const list = this.addList(create.name);
+      list.description = create.description;
       list.membershipLifeSpan =
         create.membership_life_span === undefined ? undefined : Number(create.membership_life_span);
       return { resource_name: list.resourceName };
     });
     return { results };
+  }
+
+  /** Like Google: the mask names what changes (the resource name may be in it), and nothing else changes. */
+  private updateUserList(
+    update: { resource_name: string; name?: string | undefined; description?: string | undefined },
+    paths: string[],
+  ): { resource_name: string } {
+    const list = this.lists.get(update.resource_name);
+    if (!list) throw serviceError(adsError('mutate_error', 'RESOURCE_NOT_FOUND', 'Resource was not found.'));
+    const fields = paths.filter((p) => p !== 'resource_name');
+    if (fields.length === 0)
+      throw serviceError(
+        adsError(
+          'field_mask_error',
+          'FIELD_MASK_MISSING',
+          'Cannot use empty field mask in update operation.',
+        ),
+      );
+    const unknown = fields.find((p) => p !== 'name' && p !== 'description');
+    if (unknown)
+      throw serviceError(adsError('field_mask_error', 'FIELD_NOT_FOUND', `fake: cannot update ${unknown}`));
+    if (fields.includes('name')) {
+      if (!update.name) throw serviceError(adsError('request_error', 'REQUIRED_FIELD_MISSING', 'name'));
+      if (update.name !== list.name && this.listNamed(update.name))
+        throw serviceError(adsError('user_list_error', 'NAME_ALREADY_USED', 'Name is already being used.'));
+      list.name = update.name;
+    }
+    if (fields.includes('description')) list.description = update.description;
+    return { resource_name: list.resourceName };
   }
 
   private createJob(raw: unknown): unknown {
