@@ -23,6 +23,18 @@ export interface Sdk {
       opts: { type: 'static'; count: number; offset?: number; fields?: string[] },
     ): Call;
     getSegment(listId: string, segmentId: string): Call;
+    getSegmentMembersList(
+      listId: string,
+      segmentId: string,
+      opts: {
+        count: number;
+        offset?: number;
+        fields?: string[];
+        include_cleaned?: boolean;
+        include_transactional?: boolean;
+        include_unsubscribed?: boolean;
+      },
+    ): Call;
     createSegment(listId: string, body: { name: string; static_segment: string[] }): Call;
     batchSegmentMembers(
       body: { members_to_add?: string[]; members_to_remove?: string[] },

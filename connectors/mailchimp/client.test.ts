@@ -254,6 +254,72 @@ describe('mailchimp client at the wire', () => {
     expect(fake.tagged('Champions')).toEqual(new Set(['kept@example.com']));
   });
 
+  it('replaces: lists the tag in pages of 1,000 with every status, untags the others in arrays of 500, tags the rest', async () => {
+    const { fake, client } = setup({ missing_members: 'upsert' });
+    const tag = await client.ensureAudience('Champions');
+    const others = emails(1203, 'other');
+    const kept = emails(3, 'kept');
+    // Tagged already: people to untag (of every status) and to keep; not tagged yet: a contact, a stranger.
+    others.forEach((e, i) =>
+      fake.addContact(e, ['subscribed', 'unsubscribed', 'cleaned', 'transactional'][i % 4]).tags.add(tag.id),
+    );
+    for (const e of kept) fake.addContact(e.toUpperCase()).tags.add(tag.id);
+    fake.addContact('contact@example.com');
+    const mark = fake.requests.length;
+    const outcome = await client.replace!(tag, [
+      ...kept.map((e) => member(e)),
+      member('contact@example.com'),
+      member('new@example.com'),
+    ]);
+    expect(outcome).toEqual({ status: 'confirmed' });
+    expect(fake.tagged('Champions')).toEqual(new Set([...kept, 'contact@example.com', 'new@example.com']));
+    const sent = fake.requests.slice(mark);
+    const listed = sent.filter((r) => r.method === 'GET');
+    expect(listed.map((r) => [r.path, r.query])).toEqual(
+      [0, 1000].map((offset) => [
+        `/3.0/lists/${LIST}/segments/${tag.id}/members`,
+        {
+          count: '1000',
+          ...(offset ? { offset: String(offset) } : {}),
+          fields: 'members.email_address,total_items',
+          include_cleaned: 'true',
+          include_transactional: 'true',
+          include_unsubscribed: 'true',
+        },
+      ]),
+    );
+    const segment = sent.filter((r) => r.method === 'POST' && r.path.endsWith(`/segments/${tag.id}`));
+    const removals = segment.flatMap(
+      (r) => (r.body as { members_to_remove?: string[] }).members_to_remove ?? [],
+    );
+    expect(
+      segment.map((r) => (r.body as { members_to_remove?: string[] }).members_to_remove?.length),
+    ).toEqual([500, 500, 203, undefined, undefined]);
+    expect(removals.sort()).toEqual([...others].sort());
+    // Then the members not tagged yet, as `add` sends them: by email, the one not a contact yet created first.
+    expect(segment.slice(-2).map((r) => r.body)).toEqual([
+      { members_to_add: ['contact@example.com', 'new@example.com'] },
+      { members_to_add: ['new@example.com'] },
+    ]);
+    expect(sent.filter((r) => r.method === 'PUT').map((r) => r.body)).toEqual([
+      { email_address: 'new@example.com', status_if_new: 'transactional' },
+    ]);
+
+    // Rejections name the member by its index in the call.
+    fake.forgotten.add('gone@example.com');
+    expect(
+      await client.replace!(tag, [member(kept[0]!), member('gone@example.com'), member(kept[1]!)]),
+    ).toEqual({
+      status: 'confirmed',
+      rejected: [{ index: 1, reason: 'forgotten email' }],
+    });
+    expect(fake.tagged('Champions')).toEqual(new Set(kept.slice(0, 2)));
+
+    // With nobody to keep, the tag ends up empty.
+    expect(await client.replace!(tag, [])).toEqual({ status: 'confirmed' });
+    expect(fake.tagged('Champions')).toEqual(new Set());
+  });
+
   it('waits out a 429 for its Retry-After, then succeeds', async () => {
     const { fake, client } = setup();
     fake.addContact('a@example.com');

@@ -21,7 +21,7 @@ import {
   type Sdk,
 } from './api.js';
 import { baseUrl, dataCentre, type MailchimpConfig } from './config.js';
-import { subscriberHash } from './identifiers.js';
+import { emailSlot, subscriberHash } from './identifiers.js';
 import { Executor, type Operation } from './operations.js';
 
 /** Rejection reasons, in the words the run record shows. */
@@ -59,6 +59,10 @@ const segmentAnswerSchema = z.looseObject({
     .array(z.looseObject({ email_addresses: z.array(z.string()).default([]), error: z.string().default('') }))
     .default([]),
   error_count: z.number().optional(),
+});
+const segmentMembersPageSchema = z.looseObject({
+  members: z.array(z.looseObject({ email_address: z.string() })).default([]),
+  total_items: z.number().optional(),
 });
 const listSchema = z.looseObject({
   id: z.string(),
@@ -257,6 +261,42 @@ export class MailchimpClient implements ConnectorClient {
     });
   }
 
+  /**
+   * The tag becomes exactly these members, whatever it held (after a lost state, or a full resync): its
+   * members are listed, those not among these are untagged, then those of these not tagged yet are tagged
+   * as `add` does. The emails read from Mailchimp stay in memory, in this call.
+   */
+  async replace(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
+    return this.guard(async () => {
+      const keep = new Set(members.flatMap((m) => (m.slots[0] ? [subscriberHash(m.slots[0])] : [])));
+      const tagged = new Set<string>();
+      const untag: Member[] = [];
+      for (const email of await this.taggedEmails(audience)) {
+        // A contact's subscriber hash is the MD5 of its lowercased email, as Mailchimp defines it.
+        const slot = emailSlot(email.trim().toLowerCase());
+        const hash = subscriberHash(slot);
+        tagged.add(hash);
+        if (!keep.has(hash)) untag.push({ key: Buffer.alloc(8), slots: [slot], plain: { email } });
+      }
+      const untagged = await this.remove(audience, untag);
+      if (untagged.rejected?.length)
+        throw new ConnectorError(
+          `Mailchimp: ${untagged.rejected.length} of ${untag.length} contacts outside the segment could not be ` +
+            `untagged from '${audience.name}' (${[...new Set(untagged.rejected.map((r) => r.reason))].join('; ')}); ` +
+            'the replace is tried again on the next run',
+          'retryable',
+        );
+      const missing = members.flatMap((m, i) =>
+        m.slots[0] && tagged.has(subscriberHash(m.slots[0])) ? [] : [i],
+      );
+      const added = await this.add(
+        audience,
+        missing.map((i) => members[i]!),
+      );
+      return outcome(new Map((added.rejected ?? []).map((r) => [missing[r.index]!, r.reason])));
+    });
+  }
+
   async stats(audience: RemoteAudience): Promise<AudienceStats> {
     return this.guard(async () => {
       const got = await this.answer(
@@ -335,6 +375,38 @@ export class MailchimpClient implements ConnectorClient {
         for (const email of e.email_addresses) set(email, { state: 'error', error: e.error });
     });
     return results;
+  }
+
+  /** The emails of every contact holding the tag, whatever their status, page by page (up to 1,000 each). */
+  private async taggedEmails(audience: RemoteAudience): Promise<string[]> {
+    const what = 'GET /lists/{list}/segments/{tag}/members';
+    const emails: string[] = [];
+    for (let offset = 0; ;) {
+      const got = await this.answer(
+        () =>
+          this.sdk.lists.getSegmentMembersList(this.config.list_id, audience.id, {
+            count: 1000,
+            ...(offset ? { offset } : {}),
+            fields: ['members.email_address', 'total_items'],
+            // Without these Mailchimp leaves out unsubscribed, cleaned and transactional contacts.
+            include_cleaned: true,
+            include_transactional: true,
+            include_unsubscribed: true,
+          }),
+        what,
+      );
+      if (got.status >= 300)
+        throw this.unexpected(
+          got,
+          `listing the members of the tag '${audience.name}'`,
+          got.status === 404 ? 'the tag is gone from Mailchimp; the next run creates it again' : undefined,
+        );
+      const page = parse(segmentMembersPageSchema, got.body, what);
+      for (const m of page.members) emails.push(m.email_address);
+      offset += page.members.length;
+      if (page.members.length === 0 || offset >= (page.total_items ?? 0)) break;
+    }
+    return emails;
   }
 
   /** The audience's static segments by name, following pages of 1,000. */

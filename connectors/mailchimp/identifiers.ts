@@ -18,9 +18,14 @@ export function identify(person: Person): Identified<Buffer> {
   if (isSha256Hex(raw)) return { skip: 'hashed email' };
   const email = normalizeEmail(raw);
   if (!email) return { skip: 'invalid email' };
+  return { slots: [emailSlot(email)], plain: { email } };
+}
+
+/** The slot of a normalised email: its subscriber hash, zero-padded. */
+export function emailSlot(email: string): Buffer {
   const slot = Buffer.alloc(SLOT_BYTES);
   slot.write(md5Hex(email), 'hex');
-  return { slots: [slot], plain: { email } };
+  return slot;
 }
 
 /** The subscriber hash in a slot, as the API's `{subscriber_hash}` (32 hex characters). */

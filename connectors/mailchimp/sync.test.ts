@@ -227,6 +227,85 @@ describe('sync to Mailchimp tags', () => {
   });
 });
 
+describe('sync to Mailchimp tags after the state is lost (issue 14, case 2)', () => {
+  it('untags everyone not in the segment and tags the segment: each tag is exactly its segment', async () => {
+    const shop = await makeShop({ customers: 300, sync: 'max_removal_share: 1' });
+    configure(shop, '2026-01-01', 100_000);
+    nock.disableNetConnect();
+    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+    const fake = new FakeMailchimp(KEY, LIST).install();
+    // Pages smaller than Mailchimp's 1,000, so the tag's members come in several.
+    fake.segmentMembersPageLimit = 25;
+    const store = new StateStore(redis, shop.prefix);
+    const emails = emailsOf(shop);
+    // Most customers are contacts already, some unsubscribed; the others are created as transactional.
+    [...new Set(emails.values())].forEach((e, i) => {
+      if (i % 4 !== 0) fake.addContact(e, i % 7 === 0 ? 'unsubscribed' : 'subscribed');
+    });
+    const run = async () => {
+      const from = fake.requests.length;
+      const results = await syncOnce(shop.config, registry, {
+        destination: 'mc',
+        store,
+        log,
+        retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },
+      });
+      expect(results.filter((r) => r.error)).toEqual([]);
+      return { results, requests: fake.requests.slice(from) };
+    };
+    const assertExact = async () => {
+      const want = await expected(shop, new Set());
+      for (const [name, members] of want) expect(fake.tagged(name), name).toEqual(members);
+      return want;
+    };
+    await run();
+    const before = await assertExact();
+
+    // Redis loses everything; then a third of the customers opt out, and someone tags a contact by hand.
+    const keys = await redis.keys(`${shop.prefix}:*`);
+    expect(keys.length).toBeGreaterThan(13);
+    await redis.del(...keys);
+    shop.editCustomers((cells, header, r) => {
+      if (r % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const champions = [...fake.segments].find(([, s]) => s.name === 'RFM: Champions')![0];
+    fake.addContact('stranger@example.net', 'cleaned').tags.add(champions);
+
+    const { results, requests } = await run();
+    for (const r of results) expect(r.replaced, r.audience).toMatch(/no record of it/);
+    const after = await assertExact();
+    const untagged = [...before].flatMap(([name, members]) =>
+      [...members].filter((e) => !after.get(name)!.has(e)),
+    );
+    expect(untagged.length).toBeGreaterThan(20);
+    expect(fake.tagged('RFM: Champions').has('stranger@example.net')).toBe(false);
+    // The tags' members were listed in pages, with every status, and nothing was tagged again by hand.
+    const listed = requests.filter((r) => r.method === 'GET' && /\/segments\/\d+\/members$/.test(r.path));
+    expect(listed.length).toBeGreaterThan(13);
+    expect(
+      listed.every(
+        (r) =>
+          r.query.include_cleaned === 'true' &&
+          r.query.include_transactional === 'true' &&
+          r.query.include_unsubscribed === 'true',
+      ),
+    ).toBe(true);
+    expect(listed.some((r) => Number(r.query.offset) > 0)).toBe(true);
+
+    // The state is whole again: the next run sends nothing.
+    const again = await run();
+    expect(again.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    expect(again.results.filter((r) => r.replaced || r.added || r.removed)).toEqual([]);
+
+    // No email read from Mailchimp reaches the logs or the state.
+    const logs = logged.join('');
+    expect([...emails.values(), 'stranger@example.net'].filter((e) => logs.includes(e))).toEqual([]);
+    const dump = await stateDump(shop.prefix);
+    for (const email of [...untagged.slice(0, 20), 'stranger@example.net'])
+      expect(dump.includes(Buffer.from(email))).toBe(false);
+  });
+});
+
 /** Per-segment audiences (a customer is in exactly one segment), as opposed to the listed ones. */
 function mailchimpSegments(...of: Map<string, Set<string>>[]): string[] {
   const listed = new Set(['Champions who love Acme', 'Slipping away']);
