@@ -19,9 +19,9 @@ import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';
 
 /**
  * The Data Manager API path (REST, the default): Customer Match lists are `userLists` of the Google Ads
- * account, members go in with `audienceMembers:ingest` and out with `audienceMembers:remove` (or all at
- * once with `audienceMembers:removeAll`, after a lost state), and each
- * request is processed later: batches are pending until `requestStatus:retrieve` says SUCCESS.
+ * account, members go in with `audienceMembers:ingest` and out with `audienceMembers:remove` (all at once
+ * with `audienceMembers:removeAll` after a lost state), and each request is processed later: batches are
+ * pending until `requestStatus:retrieve` says SUCCESS.
  */
 
 /** What a list this connector creates says about itself, before the epoch's mark. */

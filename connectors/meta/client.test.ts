@@ -192,8 +192,7 @@ describe('meta ensureAudience (through the SDK)', () => {
     const remote = await client.ensureAudience('Champions', undefined, '0a1b2c3d4e5f');
     expect(remote).toEqual({ id: remote.id, name: 'Champions', created: true, epoch: '0a1b2c3d4e5f' });
     expect(fake.audiences.get(remote.id)!.description).toBe(
-      'Managed by audience-sync: members follow a segment, edits made here are undone ' +
-        '(audience-sync epoch 0a1b2c3d4e5f)',
+      'Managed by audience-sync: members follow a segment (audience-sync epoch 0a1b2c3d4e5f)',
     );
     // Found by name (a state that lost the id) and by id, the audience says whose it is.
     const other = setup({}, fake).client;

@@ -109,17 +109,17 @@ const MIN_AUDIENCE = 100;
 const REQUEST_TIMEOUT_MS = 120_000;
 const EMPTY_ROW = 'no identifier for the configured schema';
 /** What an audience's description says when the config gives none. */
-const DEFAULT_DESCRIPTION = 'Managed by audience-sync: members follow a segment, edits made here are undone';
+const DEFAULT_DESCRIPTION = 'Managed by audience-sync: members follow a segment';
 /** The state's epoch in an audience's description (see `ConnectorClient.stamp`). */
 const EPOCH_MARK = /\s*\(audience-sync epoch ([\w-]+)\)/;
 
 /** The epoch a description carries, if any. */
-export function epochOf(description: string | undefined): string | undefined {
+function epochOf(description: string | undefined): string | undefined {
   return EPOCH_MARK.exec(description ?? '')?.[1];
 }
 
 /** The description with this epoch as its mark, in place of any earlier one. */
-export function withEpoch(description: string, epoch: string): string {
+function withEpoch(description: string, epoch: string): string {
   return `${description.replace(EPOCH_MARK, '').trimEnd()} (audience-sync epoch ${epoch})`;
 }
 
