@@ -16,7 +16,7 @@ import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
 import type { GoogleAdsConfig } from './config.js';
-import { epochOf, withEpoch } from './epoch.js';
+import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { userIdentifiers } from './identifiers.js';
 import { ADWORDS_SCOPE, GoogleOAuth } from './oauth.js';
 

@@ -12,7 +12,7 @@ import type {
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
 import type { GoogleAdsConfig } from './config.js';
-import { epochOf, withEpoch } from './epoch.js';
+import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { classify, parseApiError, rejectedMembers, type ApiError } from './errors.js';
 import { userIdentifiers } from './identifiers.js';
 import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';

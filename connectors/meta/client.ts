@@ -12,6 +12,7 @@ import type {
   RemoteAudience,
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
+import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import type { Logger } from '../../src/log.js';
 import type { MetaConfig } from './config.js';
 import {
@@ -110,18 +111,6 @@ const REQUEST_TIMEOUT_MS = 120_000;
 const EMPTY_ROW = 'no identifier for the configured schema';
 /** What an audience's description says when the config gives none. */
 const DEFAULT_DESCRIPTION = 'Managed by audience-sync: members follow a segment';
-/** The state's epoch in an audience's description (see `ConnectorClient.stamp`). */
-const EPOCH_MARK = /\s*\(audience-sync epoch ([\w-]+)\)/;
-
-/** The epoch a description carries, if any. */
-function epochOf(description: string | undefined): string | undefined {
-  return EPOCH_MARK.exec(description ?? '')?.[1];
-}
-
-/** The description with this epoch as its mark, in place of any earlier one. */
-function withEpoch(description: string, epoch: string): string {
-  return `${description.replace(EPOCH_MARK, '').trimEnd()} (audience-sync epoch ${epoch})`;
-}
 
 /** Reads the data of an SDK object (its fields are getters over `_data`). */
 function dataOf(object: unknown): unknown {

@@ -1,7 +1,7 @@
 /**
- * The sync state's epoch in a Customer Match list's description (both paths): `… (audience-sync epoch
- * 3f9a…)`. A run that finds a list with another epoch, or none where its state has no record, knows the
- * list holds what its state cannot account for (see `ConnectorClient.stamp`).
+ * The sync state's epoch in a platform audience's description (Meta, Google): `… (audience-sync epoch
+ * 3f9a…)`. A run that finds an audience with another epoch, or none where its state has no record, knows
+ * it holds what its state cannot account for (see `ConnectorClient.stamp`).
  */
 
 const EPOCH_MARK = /\s*\(audience-sync epoch ([\w-]+)\)/;
