@@ -10,6 +10,7 @@ import { StateStore } from '../src/state/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { syncDestination, type AudienceResult } from '../src/sync/run.js';
+import { logReadReport } from '../src/source/report.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from './history.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';
@@ -220,6 +221,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           destination: data.destination,
           audience: data.audience,
         });
+        logReadReport(prepared.segmented.report, log);
         const size = sourceSizeOf(prepared.segmented);
         const shrink = data.allowShrink
           ? undefined
