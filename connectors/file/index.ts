@@ -3,14 +3,12 @@ import {
   closeSync,
   constants,
   existsSync,
+  fstatSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
-  renameSync,
-  writeSync,
-  ftruncateSync,
-  fstatSync,
   readSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -28,12 +26,18 @@ import { ConnectorError } from '../../src/connector.js';
 import { sha256Slot, isSha256Hex } from '../../src/identity/hash.js';
 import { normalizeEmail, normalizePhone, phoneSkip } from '../../src/identity/normalize.js';
 import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
+import { ExitCode, UserError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { IncompleteWrite, reasonOf, replaceFile, syncFolder, writeWhole } from './disk.js';
+import { FolderLock } from './lock.js';
 
 /**
- * `file`: a platform on disk, for the quick start, tests and dry runs. Each audience is a file of the
- * hashed identifiers its members brought (`email=<sha256>`, one per line, sorted), and every change
- * batch (one line per member, as sent) is appended to `changes.jsonl` first, so a batch is final once
- * `add`/`remove` returns.
+ * `file`: a platform on disk, for the quick start, tests and dry runs. Every change batch (one line per
+ * member, as sent) is appended whole and flushed to `changes.jsonl` before `add`/`remove` returns, so a
+ * batch counts only once the disk holds all of it. Each audience's `<id>.members` file (its hashed
+ * identifiers, `email=<sha256>`, one per line, sorted) is the member file as of a log position, rewritten
+ * from the log when a client closes. Any number of processes may share the folder: each step runs under
+ * a lock file and starts from what is on disk, never from a process's own copy.
  */
 
 export const fileConfigSchema = z.strictObject({
@@ -93,15 +97,16 @@ export function memberLine(slots: readonly (Buffer | undefined)[]): string {
   return parts.join(' ');
 }
 
-interface LogEntry {
-  seq: number;
-  at: string;
-  audience: string;
-  op: 'add' | 'remove' | 'replace';
-  members: string[];
+const logEntrySchema = z.object({
+  seq: z.number().int().positive(),
+  at: z.string(),
+  audience: z.string(),
+  op: z.enum(['add', 'remove', 'replace']),
+  members: z.array(z.string()),
   /** When the batch takes effect (process_after_seconds > 0); at once when absent. */
-  applies_at?: string;
-}
+  applies_at: z.string().optional(),
+});
+type LogEntry = z.infer<typeof logEntrySchema>;
 
 /**
  * An audience as the platform sees it: the identifiers it holds. Like an ad platform, it matches
@@ -130,20 +135,34 @@ const slug = (name: string): string =>
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '') || 'audience';
 
+/** Errors of a disk that needs someone to act (space, quota, size limit, permissions) before a retry helps. */
+const NEEDS_AN_OPERATOR = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EIO', 'EACCES', 'EPERM', 'EISDIR']);
+
 export class FileClient implements ConnectorClient {
   private readonly dir: string;
   private readonly logFile: string;
-  private registry: Record<string, string> = {};
-  private audiences = new Map<string, { members: Members; seq: number; dirty: boolean }>();
-  private log: LogEntry[] | undefined;
-  private seq = 0;
-
+  private readonly registryFile: string;
+  private readonly lock: FolderLock;
   private readonly delayMs: number;
+  private registry: Record<string, string> = {};
+  /** The change log's whole entries in file order, and the bytes they take from its start. */
+  private log: LogEntry[] = [];
+  private logBytes = 0;
+  private lastSeq = 0;
+  private tornLines = 0;
+  /** Whether this client synced anything (a client used only for `check` writes nothing). */
+  private used = false;
 
-  constructor(config: FileConfig, baseDir: string) {
+  constructor(
+    config: FileConfig,
+    baseDir: string,
+    private readonly logger?: Logger,
+  ) {
     this.delayMs = config.process_after_seconds * 1000;
     this.dir = path.resolve(baseDir, config.path);
     this.logFile = path.join(this.dir, 'changes.jsonl');
+    this.registryFile = path.join(this.dir, 'audiences.json');
+    this.lock = new FolderLock(path.join(this.dir, 'audiences.lock'));
   }
 
   async check(): Promise<Check[]> {
@@ -164,21 +183,25 @@ export class FileClient implements ConnectorClient {
     }
   }
 
+  /** Found or created under the lock, from the registry on disk: two processes never make twins. */
   async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
-    this.open();
-    const existing =
-      knownId && this.registry[knownId] === name
-        ? knownId
-        : Object.keys(this.registry).find((id) => this.registry[id] === name);
-    if (existing) {
-      this.audience(existing); // brings its member file up to date with the change log at close()
-      return { id: existing, name, created: false };
-    }
-    let id = slug(name);
-    for (let n = 2; this.registry[id] !== undefined; n++) id = `${slug(name)}-${n}`;
-    this.registry[id] = name;
-    atomicWrite(path.join(this.dir, 'audiences.json'), JSON.stringify(this.registry, null, 2) + '\n');
-    return { id, name, created: true };
+    return this.locked(() => {
+      const existing =
+        knownId && this.registry[knownId] === name
+          ? knownId
+          : Object.keys(this.registry).find((id) => this.registry[id] === name);
+      if (existing) return { id: existing, name, created: false };
+      let id = slug(name);
+      for (let n = 2; this.registry[id] !== undefined; n++) id = `${slug(name)}-${n}`;
+      const registry = { ...this.registry, [id]: name };
+      try {
+        replaceFile(this.registryFile, JSON.stringify(registry, null, 2) + '\n');
+      } catch (error) {
+        throw this.diskError(`could not create audience '${name}' in ${this.registryFile}`, error);
+      }
+      this.registry = registry;
+      return { id, name, created: true };
+    });
   }
 
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -194,119 +217,295 @@ export class FileClient implements ConnectorClient {
   }
 
   async stats(audience: RemoteAudience): Promise<{ size: number; warnings: string[] }> {
-    const size = this.audience(audience.id).members.identifiers.size;
-    return { size, warnings: [] };
+    return this.locked(() => ({ size: this.holding(audience.id).members.identifiers.size, warnings: [] }));
   }
 
-  /** Writes each changed audience's member file; the change log already holds every batch. */
+  /**
+   * Brings every member file that is behind the change log up to date (this run's batches, another
+   * process's, or those of a run whose member files could not be written). Each file is tried; if one
+   * cannot be written the error says so, and the next client to close writes it from the log.
+   */
   async close(): Promise<void> {
-    for (const [id, state] of this.audiences) {
-      if (!state.dirty) continue;
-      const lines = [...state.members.identifiers].sort();
-      atomicWrite(
-        this.membersFile(id),
-        `# audience-sync file audience: ${this.registry[id]}; seq=${state.seq}\n${lines.join('\n')}${lines.length ? '\n' : ''}`,
-      );
-      state.dirty = false;
+    if (!this.used) return;
+    const ids = await this.locked(() => Object.keys(this.registry));
+    const failed: string[] = [];
+    let cause: unknown;
+    for (const id of ids) {
+      try {
+        await this.locked(() => this.writeMembers(id));
+      } catch (error) {
+        failed.push(`'${this.registry[id] ?? id}'`);
+        cause ??= error;
+      }
     }
+    if (this.tornLines > 0)
+      this.logger?.warn(
+        { file: this.logFile, lines: this.tornLines },
+        `${this.logFile}: ${this.tornLines} torn line(s) left by an interrupted write were ignored`,
+      );
+    if (failed.length > 0)
+      throw new UserError(
+        `could not write the member files of ${failed.join(', ')} in ${this.dir}: ${reasonOf(cause)}`,
+        ExitCode.failed,
+        `every batch sent is in ${this.logFile}, and the next sync of this destination writes these files from it; ${
+          isNeedsOperator(cause) ? 'free space on that disk (or raise the file size limit), then ' : ''
+        }sync again`,
+      );
   }
 
-  private apply(audience: RemoteAudience, op: LogEntry['op'], members: readonly Member[]): BatchOutcome {
-    this.open();
-    if (this.registry[audience.id] === undefined)
-      throw new ConnectorError(`file audience '${audience.id}' does not exist in ${this.dir}`, 'permanent');
-    const state = this.audience(audience.id);
-    const entry: LogEntry = {
-      seq: ++this.seq,
-      at: new Date().toISOString(),
-      audience: audience.id,
-      op,
-      members: members.map((m) => memberLine(m.slots)),
-      ...(this.delayMs > 0 ? { applies_at: new Date(Date.now() + this.delayMs).toISOString() } : {}),
-    };
-    // The batch is on disk before it counts: append, flush, then apply in memory.
-    const fd = openSync(this.logFile, 'a');
-    try {
-      writeSync(fd, JSON.stringify(entry) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    this.log!.push(entry);
-    if (entry.applies_at) return { status: 'pending', token: String(entry.seq) };
-    applyEntry(state.members, entry);
-    state.seq = entry.seq;
-    state.dirty = true;
-    return { status: 'confirmed' };
+  private async apply(
+    audience: RemoteAudience,
+    op: LogEntry['op'],
+    members: readonly Member[],
+  ): Promise<BatchOutcome> {
+    const lines = members.map((m) => memberLine(m.slots));
+    return this.locked(() => {
+      if (this.registry[audience.id] === undefined)
+        throw new ConnectorError(`file audience '${audience.id}' does not exist in ${this.dir}`, 'permanent');
+      const at = new Date();
+      const entry: LogEntry = {
+        seq: this.nextSeq(),
+        at: at.toISOString(),
+        audience: audience.id,
+        op,
+        members: lines,
+        ...(this.delayMs > 0 ? { applies_at: new Date(at.getTime() + this.delayMs).toISOString() } : {}),
+      };
+      try {
+        this.append(entry);
+      } catch (error) {
+        throw this.diskError(
+          `could not write a batch of ${lines.length} members to ${this.logFile}`,
+          error,
+          'not counted, the next sync sends it again',
+        );
+      }
+      return entry.applies_at ? { status: 'pending', token: String(entry.seq) } : { status: 'confirmed' };
+    });
   }
 
   /** A pending batch is done once its time has come (it is then applied when the audience is read). */
   async poll(_audience: RemoteAudience, token: string): Promise<PollOutcome> {
-    this.open();
-    const entry = this.log!.find((e) => e.seq === Number(token));
-    if (!entry) return { status: 'failed', reason: `no batch ${token} in ${this.logFile}` };
-    return !entry.applies_at || Date.parse(entry.applies_at) <= Date.now()
-      ? { status: 'done' }
-      : { status: 'processing' };
+    return this.locked(() => {
+      const entry = this.log.find((e) => e.seq === Number(token));
+      if (!entry) return { status: 'failed', reason: `no batch ${token} in ${this.logFile}` };
+      return !entry.applies_at || Date.parse(entry.applies_at) <= Date.now()
+        ? { status: 'done' }
+        : { status: 'processing' };
+    });
   }
 
-  private audience(id: string) {
-    let state = this.audiences.get(id);
-    if (state) return state;
-    const members = new Members();
-    let seq = 0;
-    const file = this.membersFile(id);
-    if (existsSync(file)) {
-      const [header, ...lines] = readFileSync(file, 'utf8').split('\n');
-      seq = Number(/seq=(\d+)/.exec(header ?? '')?.[1] ?? 0);
-      for (const line of lines) if (line) members.add(line);
+  /** Runs `body` under the folder's lock, after reading what other processes wrote meanwhile. */
+  private locked<T>(body: () => T): Promise<T> {
+    this.used = true;
+    try {
+      mkdirSync(this.dir, { recursive: true });
+    } catch (error) {
+      throw this.diskError(`could not create the folder ${this.dir}`, error);
     }
-    let replayed = false;
+    return this.lock.hold(() => {
+      this.refresh();
+      return body();
+    });
+  }
+
+  private refresh(): void {
+    let text: string | undefined;
+    try {
+      text = readFileSync(this.registryFile, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    try {
+      this.registry = text === undefined ? {} : (JSON.parse(text) as Record<string, string>);
+    } catch (error) {
+      throw new ConnectorError(
+        `${this.registryFile} is not valid JSON (${(error as Error).message}): restore it from a backup or fix it by hand`,
+        'permanent',
+      );
+    }
+    this.readLog();
+  }
+
+  /**
+   * Reads the entries appended since our last look. A tail without its newline is a write that failed
+   * half-way (no writer is active while we hold the lock): it is cut off, never read as a batch.
+   */
+  private readLog(): void {
+    let fd: number;
+    try {
+      fd = openSync(this.logFile, 'r+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if (this.logBytes > 0) this.forgetLog();
+      return;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      // Shorter than what we read: cut or replaced by hand; read it again from the start.
+      if (size < this.logBytes) this.forgetLog();
+      if (size === this.logBytes) return;
+      const buf = Buffer.alloc(size - this.logBytes);
+      for (let done = 0; done < buf.length;) {
+        const n = readSync(fd, buf, done, buf.length - done, this.logBytes + done);
+        if (n === 0) break;
+        done += n;
+      }
+      const end = buf.lastIndexOf(0x0a) + 1;
+      for (const line of buf.subarray(0, end).toString('utf8').split('\n')) {
+        if (!line) continue;
+        const entry = parseEntry(line);
+        if (!entry) {
+          this.tornLines++;
+          continue;
+        }
+        this.log.push(entry);
+        this.lastSeq = Math.max(this.lastSeq, entry.seq);
+      }
+      this.logBytes += end;
+      if (this.logBytes < size) {
+        ftruncateSync(fd, this.logBytes);
+        fsyncSync(fd);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private forgetLog(): void {
+    this.log = [];
+    this.logBytes = 0;
+    this.lastSeq = 0;
+  }
+
+  /** The next sequence number: after every entry in the log and every member file's position. */
+  private nextSeq(): number {
+    // A log started afresh (deleted by hand) must not number entries that member files already count.
+    if (this.logBytes === 0)
+      for (const id of Object.keys(this.registry))
+        this.lastSeq = Math.max(this.lastSeq, readMembersFile(this.membersFile(id), true).seq);
+    return this.lastSeq + 1;
+  }
+
+  /** Appends one entry whole and flushed to disk, or leaves the log as it was. */
+  private append(entry: LogEntry): void {
+    const data = Buffer.from(JSON.stringify(entry) + '\n', 'utf8');
+    const created = !existsSync(this.logFile);
+    // Positioned writes at the end we read under the lock (O_APPEND would ignore the position).
+    const fd = openSync(this.logFile, constants.O_RDWR | constants.O_CREAT, 0o644);
+    try {
+      writeWhole(fd, data, this.logBytes);
+      fsyncSync(fd);
+    } catch (error) {
+      try {
+        ftruncateSync(fd, this.logBytes);
+        fsyncSync(fd);
+      } catch {
+        // The next reader cuts the torn tail off under the lock.
+      }
+      throw error;
+    } finally {
+      closeSync(fd);
+    }
+    if (created) syncFolder(this.dir);
+    this.log.push(entry);
+    this.logBytes += data.length;
+    this.lastSeq = entry.seq;
+  }
+
+  /**
+   * The audience as the platform holds it now: its member file, then the batches after the file's
+   * position that have taken effect, in log order (one still processing holds back those after it).
+   */
+  private holding(id: string): { members: Members; seq: number; fileSeq: number; exists: boolean } {
+    const file = readMembersFile(this.membersFile(id));
+    const members = new Members();
+    for (const line of file.lines) members.add(line);
+    let seq = file.seq;
     const now = Date.now();
-    for (const entry of this.log ?? []) {
-      if (entry.audience !== id || entry.seq <= seq) continue;
-      // Batches take effect in order: one still processing holds back those after it.
+    for (const entry of this.log) {
+      if (entry.audience !== id || entry.seq <= file.seq) continue;
       if (entry.applies_at && Date.parse(entry.applies_at) > now) break;
       applyEntry(members, entry);
       seq = entry.seq;
-      replayed = true;
     }
-    // Batches a crashed run logged but never folded into the member file.
-    state = { members, seq, dirty: replayed };
-    this.audiences.set(id, state);
-    return state;
+    return { members, seq, fileSeq: file.seq, exists: file.exists };
+  }
+
+  /** Rewrites the audience's member file when the log holds batches it does not. */
+  private writeMembers(id: string): void {
+    const name = this.registry[id];
+    if (name === undefined) return;
+    const held = this.holding(id);
+    if (held.exists && held.seq === held.fileSeq) return;
+    const lines = [...held.members.identifiers].sort();
+    replaceFile(
+      this.membersFile(id),
+      `# audience-sync file audience: ${name}; seq=${held.seq}\n${lines.join('\n')}${lines.length ? '\n' : ''}`,
+    );
   }
 
   private membersFile(id: string): string {
     return path.join(this.dir, `${id}.members`);
   }
 
-  /** Loads the registry and the change log, dropping a last line left half-written by a crash. */
-  private open(): void {
-    if (this.log) return;
-    mkdirSync(this.dir, { recursive: true });
-    const registryFile = path.join(this.dir, 'audiences.json');
-    this.registry = existsSync(registryFile)
-      ? (JSON.parse(readFileSync(registryFile, 'utf8')) as Record<string, string>)
-      : {};
-    this.log = [];
-    if (!existsSync(this.logFile)) return;
-    const fd = openSync(this.logFile, 'r+');
+  private diskError(what: string, error: unknown, consequence?: string): ConnectorError {
+    const operator = isNeedsOperator(error);
+    return new ConnectorError(
+      `${what} (${reasonOf(error)})${consequence ? `: ${consequence}` : ''}${
+        operator ? '; free space on that disk or raise the file size limit' : ''
+      }`,
+      operator ? 'permanent' : 'retryable',
+      { cause: error },
+    );
+  }
+}
+
+function isNeedsOperator(error: unknown): boolean {
+  const code = error instanceof IncompleteWrite ? error.code : (error as NodeJS.ErrnoException)?.code;
+  return code !== undefined && NEEDS_AN_OPERATOR.has(code);
+}
+
+/** One log line, or undefined for a line that is not a whole entry (a write torn by a failure). */
+function parseEntry(line: string): LogEntry | undefined {
+  const entry = (text: string) => {
     try {
-      const size = fstatSync(fd).size;
-      const buf = Buffer.alloc(size);
-      readSync(fd, buf, 0, size, 0);
-      const end = buf.lastIndexOf(0x0a) + 1;
-      if (end < size) ftruncateSync(fd, end);
-      for (const line of buf.subarray(0, end).toString('utf8').split('\n')) {
-        if (!line) continue;
-        const entry = JSON.parse(line) as LogEntry;
-        this.log.push(entry);
-        this.seq = Math.max(this.seq, entry.seq);
-      }
-    } finally {
-      closeSync(fd);
+      const parsed = logEntrySchema.safeParse(JSON.parse(text));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
     }
+  };
+  // An older version could leave a torn entry with a whole one after it on the same line: keep that one.
+  const at = line.lastIndexOf('{"seq":');
+  return entry(line) ?? (at > 0 ? entry(line.slice(at)) : undefined);
+}
+
+/** A member file: its position in the log (`seq=` in the header) and its lines; none when missing. */
+function readMembersFile(
+  file: string,
+  headerOnly = false,
+): { seq: number; lines: string[]; exists: boolean } {
+  let text: string;
+  try {
+    text = headerOnly ? readHeader(file) : readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { seq: 0, lines: [], exists: false };
+    throw error;
+  }
+  const [header, ...lines] = text.split('\n');
+  const seq = Number(/; seq=(\d+)$/.exec(header ?? '')?.[1] ?? 0);
+  return { seq, lines: headerOnly ? [] : lines.filter(Boolean), exists: true };
+}
+
+function readHeader(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString('utf8').split('\n')[0] ?? '';
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -318,18 +517,6 @@ function applyEntry(members: Members, entry: LogEntry): void {
   }
 }
 
-function atomicWrite(file: string, content: string): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(temp, 'w');
-  try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-}
-
 export const fileConnector: ConnectorDefinition<FileConfig> = {
   type: 'file',
   // One change log and one audience registry for the whole folder.
@@ -339,5 +526,5 @@ export const fileConnector: ConnectorDefinition<FileConfig> = {
   final: (config) => config.process_after_seconds === 0,
   slots: () => SLOTS,
   identify,
-  create: (config, context) => new FileClient(config, context.baseDir),
+  create: (config, context) => new FileClient(config, context.baseDir, context.log),
 };
