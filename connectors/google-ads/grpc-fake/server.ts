@@ -176,6 +176,14 @@ export class FakeGoogleAds {
     ((op: FakeOperation) => { category: string; code: string; message: string } | undefined) | undefined;
   /** `on-run`: a run job is applied and SUCCESS at once; `manual`: it stays RUNNING until `finishJobs`. */
   finish: 'on-run' | 'manual' = 'on-run';
+  /**
+   * Fault injection: a matching AddOfflineUserDataJobOperations call takes the first half of its operations
+   * into the job, a matching RunOfflineUserDataJob starts its job; then the call fails UNAVAILABLE, as
+   * grpc-js reports a connection lost before the answer.
+   */
+  cutMidBatch: ((call: { method: FakeMethod; list: string }) => boolean) | undefined;
+  /** The calls cut off that way. */
+  readonly cutOff: { method: FakeMethod; list: string; job: string }[] = [];
   readonly customerId: string;
   private nextId = 1000;
 
@@ -264,6 +272,8 @@ export class FakeGoogleAds {
     this.failures.clear();
     this.rejectOperation = undefined;
     this.finish = 'on-run';
+    this.cutMidBatch = undefined;
+    this.cutOff.length = 0;
   }
 
   /** Answers the next call of `method` with this error (queued: one per call). */
@@ -448,6 +458,10 @@ export class FakeGoogleAds {
       throw serviceError(
         adsError('offline_user_data_job_error', 'JOB_ALREADY_STARTED', 'The job has already been started.'),
       );
+    if (this.cut('AddOfflineUserDataJobOperations', job)) {
+      job.operations.push(...request.operations.slice(0, Math.ceil(request.operations.length / 2)));
+      throw serviceError({ code: grpc.status.UNAVAILABLE, details: 'Connection dropped' });
+    }
     job.inFlight++;
     try {
       // Overlapping calls on one job are caught here: the fake yields before taking the operations.
@@ -519,9 +533,18 @@ export class FakeGoogleAds {
       throw serviceError(
         adsError('offline_user_data_job_error', 'JOB_ALREADY_STARTED', 'The job has already been started.'),
       );
+    const cut = this.cut('RunOfflineUserDataJob', job);
     job.status = 'RUNNING';
     if (this.finish === 'on-run') this.complete(job);
+    if (cut) throw serviceError({ code: grpc.status.UNAVAILABLE, details: 'Connection dropped' });
     return { name: `customers/${this.customerId}/operations/${this.nextId++}`, done: false };
+  }
+
+  private cut(method: FakeMethod, job: FakeJob): boolean {
+    const list = this.lists.get(job.userList)?.name ?? job.userList;
+    if (!this.cutMidBatch?.({ method, list })) return false;
+    this.cutOff.push({ method, list, job: job.resourceName });
+    return true;
   }
 
   private complete(job: FakeJob): void {
