@@ -29,7 +29,7 @@ import type { Identified, Person, SkipReason, Slot } from '../../src/identity/ty
 import { ExitCode, UserError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { IncompleteWrite, reasonOf, replaceFile, syncFolder, writeWhole } from './disk.js';
-import { FolderLock } from './lock.js';
+import { FolderLock, LockFailed } from './lock.js';
 
 /**
  * `file`: a platform on disk, for the quick start, tests and dry runs. Every change batch (one line per
@@ -303,10 +303,16 @@ export class FileClient implements ConnectorClient {
     } catch (error) {
       throw this.diskError(`could not create the folder ${this.dir}`, error);
     }
-    return this.lock.hold(() => {
-      this.refresh();
-      return body();
-    });
+    return this.lock
+      .hold(() => {
+        this.refresh();
+        return body();
+      })
+      .catch((error: unknown) => {
+        throw error instanceof LockFailed
+          ? this.diskError(`could not lock the folder with ${error.file}`, error.cause)
+          : error;
+      });
   }
 
   private refresh(): void {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorError } from '../../src/connector.js';
@@ -26,15 +26,21 @@ export interface LockOptions {
  */
 export class FolderLock {
   private readonly host = hostname();
+  private links = true;
 
   constructor(
     readonly file: string,
     private readonly options: LockOptions = { staleMs: 10 * 60_000, waitMs: 2 * 60_000 },
   ) {}
 
-  /** Runs `body` while holding the lock. */
+  /** Runs `body` while holding the lock; a lock that cannot be created throws `LockFailed`. */
   async hold<T>(body: () => T): Promise<T> {
-    const nonce = await this.acquire();
+    let nonce: string;
+    try {
+      nonce = await this.acquire();
+    } catch (error) {
+      throw error instanceof ConnectorError ? error : new LockFailed(this.file, error);
+    }
     try {
       return body();
     } finally {
@@ -45,13 +51,31 @@ export class FolderLock {
   private async acquire(): Promise<string> {
     const nonce = randomUUID();
     const mine: Owner = { pid: process.pid, host: this.host, nonce, at: new Date().toISOString() };
+    // Written aside, then linked into place: a lock file always names its holder, even after a crash.
+    const named = `${this.file}.${nonce}`;
+    try {
+      writeFileSync(named, JSON.stringify(mine), { flag: 'wx' });
+      return await this.place(named, nonce);
+    } finally {
+      rmSync(named, { force: true });
+    }
+  }
+
+  private async place(named: string, nonce: string): Promise<string> {
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
       try {
-        writeFileSync(this.file, JSON.stringify(mine), { flag: 'wx' });
+        if (this.links) linkSync(named, this.file);
+        else writeFileSync(this.file, readFileSync(named), { flag: 'wx' });
         return nonce;
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const code = (error as NodeJS.ErrnoException).code ?? '';
+        // A file system without hard links (some network shares): created in place instead.
+        if (this.links && ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes(code)) {
+          this.links = false;
+          continue;
+        }
+        if (code !== 'EEXIST') throw error;
       }
       const held = this.inspect();
       if (!held) continue; // released between our attempt and the look
@@ -82,7 +106,7 @@ export class FolderLock {
     }
     const owner = parseOwner(text);
     const old = Date.now() - mtimeMs > this.options.staleMs;
-    // A holder that has not yet written its name is judged by the file's age alone.
+    // A lock file that names no one (written by hand, or damaged) is judged by its age alone.
     const dead = owner !== undefined && owner.host === this.host && !running(owner.pid);
     return { owner, stale: dead || old };
   }
@@ -113,6 +137,16 @@ export class FolderLock {
   private release(nonce: string): void {
     // Only our own lock: one taken over as stale belongs to its new holder.
     if (parseOwner(readFileSyncOrEmpty(this.file))?.nonce === nonce) unlinkSync(this.file);
+  }
+}
+
+/** The lock file could not be created or read (a full disk, no permission): `cause` says why. */
+export class LockFailed extends Error {
+  constructor(
+    readonly file: string,
+    override readonly cause: unknown,
+  ) {
+    super(`could not lock ${file}`, { cause });
   }
 }
 

@@ -46,7 +46,7 @@ function wholeLog(out: string): { seq: number; members: string[] }[] {
 
 /** Whatever a failed run left behind: only whole member files and no temporary copies. */
 function expectNoDebris(out: string): void {
-  expect(readdirSync(out).filter((f) => f.includes('.tmp') || f.endsWith('.lock'))).toEqual([]);
+  expect(readdirSync(out).filter((f) => f.includes('.tmp') || f.includes('.lock'))).toEqual([]);
   for (const file of readdirSync(out).filter((f) => f.endsWith('.members'))) {
     const [header, ...lines] = readFileSync(path.join(out, file), 'utf8').split('\n');
     expect(header).toMatch(/^# audience-sync file audience: .*; seq=\d+$/);
