@@ -41,6 +41,8 @@ describe('Google Data Manager: a connection dropped in the middle of a batch', (
   it('leaves that batch uncounted, and the next runs make every list exact', async () => {
     const shop = await makeShop({
       customers: 300,
+      // A third of the customers opt out below: more removals than the brake lets through unasked.
+      sync: 'max_removal_share: 1',
       destinations: `  google:
     type: google_ads
     customer_id: 123-456-7890

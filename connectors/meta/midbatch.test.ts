@@ -42,6 +42,8 @@ describe('Meta: a connection dropped in the middle of a batch', () => {
   it('leaves that batch uncounted, and the next run makes every audience exact', async () => {
     const shop = await makeShop({
       customers: 400,
+      // A third of the customers opt out below: more removals than the brake lets through unasked.
+      sync: 'max_removal_share: 1',
       destinations: `  meta:
     type: meta
     ad_account_id: act_1234567890
