@@ -124,8 +124,7 @@ describe.skipIf(!mountable)(
       expect(full.code).toBe(1);
       expect(full.stderr + JSON.stringify(full.results ?? [])).toMatch(/no space left on device \(ENOSPC\)/);
       const log = wholeLog(shop.out);
-      if (full.results)
-        expect(sum(full.results, 'added')).toBe(log.reduce((a, e) => a + e.members.length, 0));
+      expect(sum(full.results!, 'added')).toBe(log.reduce((a, e) => a + e.members.length, 0));
 
       grow(shop.out, '16m');
       const again = sync(shop.dir);
@@ -159,6 +158,8 @@ describe.skipIf(!mountable)(
 
       const cut = sync(shop.dir);
       expect(cut.code).toBe(1);
+      // The run says what it sent (the batches are in the log), then why it failed.
+      expect(sum(cut.results!, 'added') + sum(cut.results!, 'removed')).toBeGreaterThan(0);
       expect(cut.stderr).toMatch(/could not write the member files of .*'Slipping away'/);
       expect(cut.stderr).toMatch(/ENOSPC/);
       // The member file is as it was (never a truncated copy), and the log holds the batches.

@@ -157,6 +157,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   const redis = redisFor();
   await connect(redis);
   const results: AudienceResult[] = [];
+  let unflushed: { error: unknown } | undefined;
   try {
     // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
     const statePrefix = options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix;
@@ -228,8 +229,13 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
         await failed(destination.name, error);
         throw error;
       } finally {
-        await client.close?.();
-        await Promise.all(leases.map((l) => l.release()));
+        try {
+          await client.close?.();
+        } catch (error) {
+          unflushed ??= { error };
+        } finally {
+          await Promise.all(leases.map((l) => l.release()));
+        }
       }
     }
   } finally {
@@ -238,7 +244,10 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   if (options.json)
     process.stdout.write(JSON.stringify({ source: readSummary(p.segmented.report), results }) + '\n');
   else process.stdout.write(resultTable(results));
-  return exitCodeOf(results, p.config, log);
+  const code = exitCodeOf(results, p.config, log);
+  // A client that could not flush (a member file the disk refused) fails the run, after its results.
+  if (unflushed) throw unflushed.error;
+  return code;
 }
 
 /** A sync that failed before it could start (the source unreadable, too many bad rows): recorded as failed. */
