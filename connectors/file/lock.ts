@@ -20,7 +20,8 @@ export interface LockOptions {
 }
 
 /**
- * An exclusive lock between processes on one folder: a file created with O_EXCL that names its holder.
+ * An exclusive lock between processes on one folder: a file, linked into place only where none exists,
+ * that names its holder.
  * Held only around synchronous work (nothing awaits inside), so a holder on this host that no longer runs
  * has crashed, and its lock is taken over at once; a lock from another host is taken over by its age.
  */
