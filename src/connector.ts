@@ -54,6 +54,11 @@ export type PollOutcome =
 export interface AudienceStats {
   /** Members the platform counts (it may lag, and round). */
   size?: number | undefined;
+  /**
+   * What `size` counts when it is not people: `identifiers` where the destination holds identifiers and
+   * cannot tell which belong to one person (the file destination).
+   */
+  counts?: 'identifiers' | undefined;
   /** Share of uploaded members the platform matched to its users, 0..1. */
   matchRate?: number | undefined;
   warnings: string[];

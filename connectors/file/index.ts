@@ -14,6 +14,7 @@ import {
 import path from 'node:path';
 import { z } from 'zod';
 import type {
+  AudienceStats,
   BatchOutcome,
   PollOutcome,
   Check,
@@ -216,8 +217,13 @@ export class FileClient implements ConnectorClient {
     return this.apply(audience, 'replace', members);
   }
 
-  async stats(audience: RemoteAudience): Promise<{ size: number; warnings: string[] }> {
-    return this.locked(() => ({ size: this.holding(audience.id).members.identifiers.size, warnings: [] }));
+  /** The identifiers the audience holds: like a platform, the file cannot tell which belong to one person. */
+  async stats(audience: RemoteAudience): Promise<AudienceStats> {
+    return this.locked(() => ({
+      size: this.holding(audience.id).members.identifiers.size,
+      counts: 'identifiers',
+      warnings: [],
+    }));
   }
 
   /**

@@ -47,24 +47,31 @@ export function heldByRemovals(plan: AudiencePlan, brake: RemovalBrake): string 
 /**
  * Why the brake holds back the replace of an audience whose state was lost: the platform's own count
  * says the segment is far smaller than what the audience holds (the lost state took the baselines of the
- * other brakes with it). Undefined when the platform gives no count.
+ * other brakes with it). Undefined when the platform gives no count. A destination that counts
+ * identifiers rather than people is compared with the identifiers the segment's members have
+ * (`identifiers`, counted only then).
  */
 export async function heldByReplace(
   stats: () => Promise<AudienceStats>,
   plan: AudiencePlan,
   brake: RemovalBrake,
+  identifiers: () => number,
 ): Promise<string | undefined> {
   if (brake.allow.includes('*') || brake.allow.includes(plan.audience)) return undefined;
-  const size = await stats().then(
-    (s) => s.size,
+  const platform = await stats().then(
+    (s) => s,
     () => undefined,
   );
+  const size = platform?.size;
   if (size === undefined || size === 0) return undefined;
-  const removing = size - plan.members;
+  const byIdentifiers = platform?.counts === 'identifiers';
+  const segment = byIdentifiers ? identifiers() : plan.members;
+  const removing = size - segment;
   if (removing < brake.min || removing / size <= brake.maxShare) return undefined;
+  const unit = byIdentifiers ? 'identifiers' : 'members';
   return (
     `held by the removal brake: this audience must be replaced (its state is gone), and the platform counts ` +
-    `${count(size)} members where the segment has ${count(plan.members)} (${pct(removing / size)} fewer, more than ` +
+    `${count(size)} ${unit} where the segment has ${count(segment)} (${pct(removing / size)} fewer, more than ` +
     `sync.max_removal_share ${pct(brake.maxShare)}), so nothing was sent to it. Check the source; if it is ` +
     `right, sync again with --allow-removals '${plan.audience}'`
   );

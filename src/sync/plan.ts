@@ -236,6 +236,17 @@ export class Identities {
     return { key: this.key(i), slots, plain: this.plain.get(i) };
   }
 
+  /** Distinct identifiers (slot and value) the given customers have between them. */
+  distinctIdentifiers(indexes: Iterable<number>): number {
+    const seen = new Set<string>();
+    for (const i of indexes)
+      for (let s = 0; s < this.slotCount; s++) {
+        const v = this.slot(i, s);
+        if (v) seen.add(`${s}:${v.toString('base64')}`);
+      }
+    return seen.size;
+  }
+
   /** One identifier of customer i: the group's slots together, or undefined when none is present. */
   identifier(i: number, group: readonly number[]): string | undefined {
     return identifierOf(group, (s) => this.slot(i, s));

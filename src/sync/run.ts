@@ -250,7 +250,14 @@ async function syncAudience(
     const brake = options.removals ?? DEFAULT_REMOVAL_BRAKE;
     const held =
       heldByRemovals(plan, brake) ??
-      (replace ? await heldByReplace(() => client.stats(remote), plan, brake) : undefined);
+      (replace
+        ? await heldByReplace(
+            () => client.stats(remote),
+            plan,
+            brake,
+            () => identities.distinctIdentifiers(plan!.add),
+          )
+        : undefined);
     if (held) {
       result.held = held;
       result.error = held;

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -40,7 +41,8 @@ async function drop(prefix: string, pattern: string): Promise<number> {
 
 describe('lost state', { timeout: 180_000 }, () => {
   it('Redis flushed, then customers opt out: every audience is replaced with exactly its segment', async () => {
-    const shop = await makeShop();
+    // A quarter of the customers opt out: more than the removal brake lets go (that case is below).
+    const shop = await makeShop({ sync: 'max_removal_share: 1' });
     sync(shop.dir);
     expect(await drop(shop.prefix, '*')).toBeGreaterThan(13);
     optOutSome(shop);
@@ -85,5 +87,59 @@ describe('lost state', { timeout: 180_000 }, () => {
     const replaced = results.filter((r) => r.replaced).map((r) => r.audience);
     expect(replaced.sort()).toEqual(['RFM: Champions', 'RFM: Hibernating']);
     expect(results.find((r) => r.audience === 'RFM: Champions')!.replaced).toMatch(/lost its records/);
+  });
+
+  it("Redis flushed and a partial export: the replace is held by the platform's own count, nothing is sent", async () => {
+    const shop = await makeShop();
+    sync(shop.dir);
+    const synced = fileAudiences(shop.out);
+    const sent = changeLog(shop.out).length;
+    await drop(shop.prefix, '*'); // the source brake's baseline goes with the state
+
+    // The profiles export stopped after 100 of its 400 rows.
+    const customers = path.join(shop.dir, 'shop', 'customers.csv');
+    const whole = readFileSync(customers, 'utf8');
+    writeFileSync(customers, whole.split('\n').slice(0, 101).join('\n') + '\n');
+
+    const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+      cwd: shop.dir,
+      env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(1);
+    const results = JSON.parse(r.stdout).results as { audience: string; held?: string; added: number }[];
+    // Each audience's identifiers on the destination, against what its segment's members have now.
+    const now = await expectedAudiences(shop.config);
+    for (const res of results) {
+      const holds = synced.get(res.audience)!.size;
+      const wants = now.get(res.audience)!.size;
+      if (holds - wants >= 10 && (holds - wants) / holds > 0.2) {
+        expect(res.held, res.audience).toMatch(
+          new RegExp(
+            `must be replaced .*the platform counts ${holds} identifiers where the segment has ${wants}`,
+          ),
+        );
+        expect(res.added).toBe(0);
+      }
+    }
+    expect(results.filter((x) => x.held).length).toBeGreaterThan(5);
+    expect(
+      changeLog(shop.out)
+        .slice(sent)
+        .map((e) => e.audience)
+        .sort(),
+    ).toEqual(
+      results
+        .filter((x) => !x.held)
+        .map((x) => x.audience)
+        .sort(),
+    );
+    for (const res of results.filter((x) => x.held))
+      expect(fileAudiences(shop.out).get(res.audience), res.audience).toEqual(synced.get(res.audience));
+
+    // The whole export back: every audience replaced with its segment, the held ones included.
+    writeFileSync(customers, whole);
+    sync(shop.dir);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
   });
 });
