@@ -1,6 +1,6 @@
 import nock from 'nock';
 import { z } from 'zod';
-import type { FakeGoogleAds } from './server.js';
+import { echoOf, type FakeGoogleAds } from './server.js';
 
 /** A GAQL search as the fake received it over REST. */
 export interface FakeSearch {
@@ -15,7 +15,9 @@ export const FAKE_ACCESS_TOKEN = 'ya29.fake-access-token';
 
 /**
  * Serves the fake's GAQL and an OAuth token endpoint through nock (REST over HTTP/1.1, as Google serves
- * them), recording every search with its headers. `token` answers the refresh-token exchange.
+ * them), recording every search with its headers. `token` answers the refresh-token exchange, unless the
+ * fake's `tokenError` refuses it; the fake's `refuseSearch` answers searches it picks. In echo mode
+ * (`fake.echoCredentials`) error answers repeat the credentials the request brought.
  */
 export function serveRest(
   fake: FakeGoogleAds,
@@ -31,8 +33,14 @@ export function serveRest(
     .persist()
     .post(tokenUrl.pathname)
     .reply((_uri, body) => {
-      tokenRequests.push(new URLSearchParams(typeof body === 'string' ? body : ''));
-      return token();
+      const raw = typeof body === 'string' ? body : '';
+      const sent = new URLSearchParams(raw);
+      tokenRequests.push(sent);
+      if (!fake.tokenError) return token();
+      const echo = fake.echoCredentials
+        ? ` Received ${raw} (client_secret "${sent.get('client_secret')}", refresh_token "${sent.get('refresh_token')}")`
+        : '';
+      return [400, { error: fake.tokenError, error_description: `Bad Request.${echo}` }];
     });
   nock(FAKE_REST)
     .persist()
@@ -42,7 +50,30 @@ export function serveRest(
       const headers: Record<string, string> = {};
       for (const [key, value] of Object.entries(this.req.headers)) headers[key] = String(value);
       searches.push({ query, headers });
-      return [200, fake.search(query)];
+      const refused = fake.refuseSearch?.(query);
+      if (!refused) return [200, fake.search(query)];
+      if (!fake.echoCredentials) return refused;
+      const [status, answer] = refused;
+      const error = (answer.error ?? {}) as Record<string, unknown>;
+      const echo = echoOf(headers);
+      const details = Array.isArray(error.details)
+        ? (error.details as { errors?: { message?: string }[] }[])
+        : [];
+      return [
+        status,
+        {
+          error: {
+            ...error,
+            message: `${String(error.message ?? '')}${echo}`,
+            details: details.map((d) => ({
+              ...d,
+              ...(d.errors
+                ? { errors: d.errors.map((e) => ({ ...e, message: `${e.message ?? ''}${echo}` })) }
+                : {}),
+            })),
+          },
+        },
+      ];
     });
   return { searches, tokenRequests };
 }

@@ -11,6 +11,8 @@ import { z } from 'zod';
  * and offline user data jobs in memory (a run job applies its operations to its list), validates what
  * Google validates (job order, separate add/remove jobs, nothing after run, overlapping calls), and can
  * answer with injected errors and partial failures. GAQL (REST) is answered by `search`, served by nock.
+ * `echoCredentials` makes every error (and partial failure) repeat the credentials the call brought, as
+ * services that echo their input do, for the redaction tests.
  */
 
 const VERSION = 'v24';
@@ -155,7 +157,33 @@ function serviceError(injected: InjectedError): grpc.ServiceError {
   const metadata = new grpc.Metadata();
   if (injected.errors) metadata.set(FAILURE_KEY, adsFailure(injected.errors));
   const details = injected.details ?? injected.errors?.map((e) => e.message).join('; ') ?? 'error';
-  return Object.assign(new Error(details), { code: injected.code, details, metadata });
+  return Object.assign(new Error(details), { code: injected.code, details, metadata, injected });
+}
+
+/** What a call's metadata says of its credentials, as an echoing service would repeat it. */
+export function echoOf(headers: Record<string, string>): string {
+  const auth = headers.authorization ?? '';
+  return (
+    ` (call with authorization: ${auth}, developer-token: ${headers['developer-token'] ?? ''}; ` +
+    `access token ${auth.replace(/^Bearer /, '')}, developer token ${headers['developer-token'] ?? ''})`
+  );
+}
+
+/** The same error with the echo appended to its text and to each GoogleAdsError's message. */
+function withEcho(error: grpc.ServiceError, echo: string): grpc.ServiceError {
+  const injected = (error as { injected?: InjectedError }).injected;
+  if (!injected)
+    return Object.assign(new Error(`${error.details}${echo}`), {
+      ...error,
+      details: `${error.details}${echo}`,
+    });
+  return serviceError({
+    ...injected,
+    ...(injected.details !== undefined ? { details: `${injected.details}${echo}` } : {}),
+    ...(injected.errors
+      ? { errors: injected.errors.map((e) => ({ ...e, message: `${e.message}${echo}` })) }
+      : {}),
+  });
 }
 
 const adsError = (category: string, code: string, message: string): InjectedError => ({
@@ -184,6 +212,12 @@ export class FakeGoogleAds {
   cutMidBatch: ((call: { method: FakeMethod; list: string }) => boolean) | undefined;
   /** The calls cut off that way. */
   readonly cutOff: { method: FakeMethod; list: string; job: string }[] = [];
+  /** Errors and partial failures repeat the call's credentials (gRPC metadata; REST headers in rest.ts). */
+  echoCredentials = false;
+  /** While set, every token exchange (rest.ts) is refused with this OAuth error (`invalid_grant`). */
+  tokenError: string | undefined;
+  /** While set, GAQL searches it returns an answer for (HTTP status, REST error body) get that answer. */
+  refuseSearch: ((query: string) => [number, Record<string, unknown>] | undefined) | undefined;
   readonly customerId: string;
   private nextId = 1000;
 
@@ -230,19 +264,19 @@ export class FakeGoogleAds {
           .then(() => handler()(call.request, headers))
           .then(
             (response) => callback(null, response),
-            (error: unknown) =>
-              callback(
-                isServiceError(error)
-                  ? error
-                  : serviceError({ code: grpc.status.INTERNAL, details: String(error) }),
-              ),
+            (error: unknown) => {
+              const failed = isServiceError(error)
+                ? error
+                : serviceError({ code: grpc.status.INTERNAL, details: String(error) });
+              callback(self.echoCredentials ? withEcho(failed, echoOf(headers)) : failed);
+            },
           );
       };
     server.addService(serviceOf('OfflineUserDataJobService'), {
       CreateOfflineUserDataJob: unary('CreateOfflineUserDataJob', () => (r) => fake.current!.createJob(r)),
       AddOfflineUserDataJobOperations: unary(
         'AddOfflineUserDataJobOperations',
-        () => (r) => fake.current!.addOperations(r),
+        () => (r, h) => fake.current!.addOperations(r, h),
       ),
       RunOfflineUserDataJob: unary('RunOfflineUserDataJob', () => (r) => fake.current!.runJob(r)),
     });
@@ -274,6 +308,9 @@ export class FakeGoogleAds {
     this.finish = 'on-run';
     this.cutMidBatch = undefined;
     this.cutOff.length = 0;
+    this.echoCredentials = false;
+    this.tokenError = undefined;
+    this.refuseSearch = undefined;
   }
 
   /** Answers the next call of `method` with this error (queued: one per call). */
@@ -450,7 +487,7 @@ export class FakeGoogleAds {
     return { resource_name: job.resourceName };
   }
 
-  private async addOperations(raw: unknown): Promise<unknown> {
+  private async addOperations(raw: unknown, headers: Record<string, string>): Promise<unknown> {
     const request = addOperationsRequest.parse(raw);
     const job = this.jobs.get(request.resource_name);
     if (!job) throw serviceError(adsError('offline_user_data_job_error', 'UNKNOWN', 'No such job.'));
@@ -504,7 +541,7 @@ export class FakeGoogleAds {
         if (rejected && request.enable_partial_failure) {
           failures.push({
             error_code: { [rejected.category]: rejected.code },
-            message: rejected.message,
+            message: this.echoCredentials ? `${rejected.message}${echoOf(headers)}` : rejected.message,
             location: { field_path_elements: [{ field_name: 'operations', index }] },
           });
           return;
