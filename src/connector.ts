@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Logger } from './log.js';
 import type { Identified, Person } from './identity/types.js';
+import { redact, redactValue } from './redact.js';
 
 /**
  * The connector interface: the core owns audiences, identity, state and the diff; a connector owns
@@ -154,14 +155,26 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
 
 export type ErrorKind = 'retryable' | 'rate_limited' | 'permanent';
 
-/** A platform error, classified so the core knows whether to retry, wait, or stop. */
+/**
+ * A platform error, classified so the core knows whether to retry, wait, or stop. Its message, hint and
+ * cause are redacted here, where platform text enters our errors (and so the stack, written from the
+ * message): what a platform echoed of our credentials never reaches a log, Redis or the screen.
+ */
 export class ConnectorError extends Error {
+  readonly options: { retryAfterMs?: number; hint?: string; cause?: unknown };
+
   constructor(
     message: string,
     readonly kind: ErrorKind,
-    readonly options: { retryAfterMs?: number; hint?: string; cause?: unknown } = {},
+    options: { retryAfterMs?: number; hint?: string; cause?: unknown } = {},
   ) {
-    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    const cause = options.cause === undefined ? undefined : redactValue(options.cause);
+    super(redact(message), cause !== undefined ? { cause } : undefined);
     this.name = 'ConnectorError';
+    this.options = {
+      ...options,
+      ...(options.hint !== undefined ? { hint: redact(options.hint) } : {}),
+      ...(cause !== undefined ? { cause } : {}),
+    };
   }
 }

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { redact, REDACTED } from './redact.js';
 
 export type { Logger };
 
@@ -25,7 +26,8 @@ const REDACT = [
 
 /**
  * Logs go to stderr: JSON lines when stderr is not a terminal (services, CI, pipes), short
- * human lines in a terminal. Results never go through the logger.
+ * human lines in a terminal. Results never go through the logger. Every line is redacted as a whole
+ * before it is written (`src/redact.ts`), whatever it holds: an SDK error logged raw cannot leak either.
  */
 export function createLogger(
   options: { level?: string; json?: boolean; stream?: DestinationStream } = {},
@@ -33,7 +35,16 @@ export function createLogger(
   const json = options.json ?? !process.stderr.isTTY;
   const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
   const stream = options.stream ?? (json ? pino.destination({ dest: 2, sync: true }) : humanStream());
-  return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, stream);
+  return pino(
+    {
+      level,
+      base: undefined,
+      redact: { paths: REDACT, censor: REDACTED },
+      // The serialized line: `[redacted]` needs no escaping, so it stays one line of valid JSON.
+      hooks: { streamWrite: redact },
+    },
+    stream,
+  );
 }
 
 function humanStream(): DestinationStream {

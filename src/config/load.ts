@@ -3,6 +3,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { redact, registerSecret, registerUrlPassword } from '../redact.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = 'audience-sync.yaml';
@@ -42,8 +43,12 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   return { config, file: path.resolve(file), dir: path.dirname(path.resolve(file)) };
 }
 
-/** Parses, checks secrets, substitutes `${ENV}` references and validates, naming the exact path on failure. */
+/**
+ * Parses, checks secrets, substitutes `${ENV}` references and validates, naming the exact path on failure.
+ * Every credential it substitutes (and the password of `REDIS_URL`) is registered for redaction.
+ */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  registerUrlPassword(env.REDIS_URL);
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -78,7 +83,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     );
   if (problems.length > 0 || !parsed.success)
     throw new ConfigError(
-      problems.join('\n'),
+      redact(problems.join('\n')),
       'see the configuration reference in README.md, or config/example.yaml',
     );
   return parsed.data;
@@ -108,18 +113,23 @@ function substitute(
         );
         continue;
       }
-      out[k] = substitute(v, [...at, k], env, report);
+      const resolved = substitute(v, [...at, k], env, report);
+      if (SECRET_KEY.test(k) && typeof resolved === 'string') registerSecret(resolved);
+      out[k] = resolved;
     }
     return out;
   }
   if (typeof value !== 'string') return value;
-  return value.replace(ENV_REF, (_match, name: string, fallback: string | undefined) => {
+  const resolved = value.replace(ENV_REF, (_match, name: string, fallback: string | undefined) => {
     const v = env[name];
     if (v !== undefined && v !== '') return v;
     if (fallback !== undefined) return fallback;
     report(at, `environment variable ${name} is not set; export it or write \${${name}:-default}`);
     return '';
   });
+  // A connection string from the environment (`source.url: ${DATABASE_URL}`) brings its password.
+  if (resolved !== value) registerUrlPassword(resolved);
+  return resolved;
 }
 
 function envNameFor(key: string): string {
