@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { redact } from '../../src/redact.js';
 
 /**
  * Google Ads API errors, from the gRPC path (a `GoogleAdsFailure` decoded by google-ads-api, or a bare
  * gRPC status) and from our REST GAQL calls (the same failure as JSON), reduced to one shape and
- * classified for the core's retries. No SDK import here: the SDK loads only when a gRPC call is made. Messages are built here from codes and Google's own texts: the raw
- * SDK errors carry call metadata and are never passed on.
+ * classified for the core's retries. No SDK import here: the SDK loads only when a gRPC call is made.
+ * Messages are built here from codes and Google's own texts, redacted as they are read (a text may echo the
+ * call's credentials): the raw SDK errors carry call metadata and are never passed on.
  */
 
 /** One `GoogleAdsError`: its code as `category`/`code` (`database_error`/`CONCURRENT_MODIFICATION`). */
@@ -87,7 +89,7 @@ export function readFailureObject(value: unknown): AdsError[] {
     const retry = durationMs(
       e.details?.quota_error_details?.retry_delay ?? e.details?.quotaErrorDetails?.retryDelay,
     );
-    return { category, code, message: e.message ?? '', operationIndex, retryDelayMs: retry };
+    return { category, code, message: redact(e.message ?? ''), operationIndex, retryDelayMs: retry };
   });
 }
 
@@ -120,10 +122,13 @@ export function readGrpcStatus(error: unknown): AdsFailure {
     return {
       errors: [],
       status: GRPC_STATUS[bare.data.code] ?? String(bare.data.code),
-      // grpc-js details are Google's status text or a connection error: no request data.
-      detail: bare.data.details?.slice(0, 300),
+      // Google's status text or a connection error; redacted before it is cut short.
+      detail: bare.data.details === undefined ? undefined : redact(bare.data.details).slice(0, 300),
     };
-  return { errors: [], detail: error instanceof Error ? error.message.slice(0, 300) : 'unknown error' };
+  return {
+    errors: [],
+    detail: error instanceof Error ? redact(error.message).slice(0, 300) : 'unknown error',
+  };
 }
 
 /** A REST error body (`{ error: { status, message, details: [GoogleAdsFailure] } }`). */
@@ -142,7 +147,7 @@ export function readRestError(httpStatus: number, body: unknown): AdsFailure {
   return {
     errors: details.flatMap(readFailureObject),
     status: httpStatus === 429 ? '429' : (status ?? String(httpStatus)),
-    detail: message?.slice(0, 300),
+    detail: message === undefined ? undefined : redact(message).slice(0, 300),
   };
 }
 

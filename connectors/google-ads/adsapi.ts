@@ -12,6 +12,7 @@ import type {
   RemoteAudience,
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
+import { redact, registerSecret } from '../../src/redact.js';
 import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
@@ -92,6 +93,7 @@ export class AdsApiClient implements ConnectorClient {
   ) {
     this.oauth = new GoogleOAuth(config, { scope: ADWORDS_SCOPE });
     this.gaql = new Gaql(config, this.oauth);
+    registerSecret(config.developer_token);
   }
 
   async check(): Promise<Check[]> {
@@ -202,7 +204,10 @@ export class AdsApiClient implements ConnectorClient {
     const { status, failureReason } = row.data.offlineUserDataJob;
     if (status === 'SUCCESS') return { status: 'done' };
     if (status === 'FAILED')
-      return { status: 'failed', reason: `upload job failed: ${failureReason ?? 'no reason given'}` };
+      return {
+        status: 'failed',
+        reason: `upload job failed: ${failureReason ? redact(failureReason) : 'no reason given'}`,
+      };
     return { status: 'processing' };
   }
 
@@ -335,5 +340,5 @@ export class AdsApiClient implements ConnectorClient {
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return redact(error instanceof Error ? error.message : String(error));
 }

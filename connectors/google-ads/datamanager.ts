@@ -11,6 +11,7 @@ import type {
   RemoteAudience,
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
+import { redact } from '../../src/redact.js';
 import type { GoogleAdsConfig } from './config.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { classify, parseApiError, rejectedMembers, type ApiError } from './errors.js';
@@ -122,7 +123,7 @@ export class DataManagerClient implements ConnectorClient {
         detail: `refresh token exchanged at ${this.config.endpoints.token_url}`,
       });
     } catch (error) {
-      checks.push({ name: 'oauth', ok: false, detail: (error as Error).message });
+      checks.push({ name: 'oauth', ok: false, detail: redact((error as Error).message) });
       return checks;
     }
     try {
@@ -137,7 +138,7 @@ export class DataManagerClient implements ConnectorClient {
         }`,
       });
     } catch (error) {
-      checks.push({ name: 'account', ok: false, detail: (error as Error).message });
+      checks.push({ name: 'account', ok: false, detail: redact((error as Error).message) });
     }
     return checks;
   }
@@ -275,7 +276,10 @@ export class DataManagerClient implements ConnectorClient {
           const counts = (status.errorInfo?.errorCounts ?? [])
             .map((c) => `${c.reason ?? 'UNKNOWN'}${c.recordCount !== undefined ? ` ×${c.recordCount}` : ''}`)
             .join(', ');
-          return { status: 'failed', reason: `request ${requestId} FAILED${counts ? `: ${counts}` : ''}` };
+          return {
+            status: 'failed',
+            reason: `request ${requestId} FAILED${counts ? `: ${redact(counts)}` : ''}`,
+          };
         }
         default:
           processing = true;
@@ -309,7 +313,7 @@ export class DataManagerClient implements ConnectorClient {
       warnings.push('not eligible for Display campaigns');
     if (list.membershipStatus === 'CLOSED')
       warnings.push(
-        `the list is closed${list.closingReason ? ` (${list.closingReason})` : ''}: reopen it in Google Ads`,
+        `the list is closed${list.closingReason ? ` (${redact(list.closingReason)})` : ''}: reopen it in Google Ads`,
       );
     const percentage = list.ingestedUserListInfo?.contactIdInfo?.matchRatePercentage;
     const matchRate =

@@ -1,9 +1,11 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { redact } from '../../src/redact.js';
 
 /**
  * Data Manager API (REST) errors: the `google.rpc.Status` body Google sends, classified for the core's
- * retries, with the fix in the message. Bodies never echo tokens; identifiers are hashes at most.
+ * retries, with the fix in the message. Google's texts are redacted as they are read (a body may echo
+ * the request and its token); identifiers are hashes at most.
  */
 
 const fieldViolation = z.object({
@@ -39,7 +41,7 @@ export interface ApiError {
   fieldViolations: FieldViolation[];
 }
 
-/** Reads Google's error body (or whatever came instead: a proxy's HTML page). */
+/** Reads Google's error body (or whatever came instead: a proxy's HTML page), its texts redacted. */
 export function parseApiError(httpStatus: number, text: string): ApiError {
   let json: unknown;
   try {
@@ -52,17 +54,19 @@ export function parseApiError(httpStatus: number, text: string): ApiError {
     return {
       httpStatus,
       status: undefined,
-      message: text.slice(0, 200).replace(/\s+/g, ' ').trim(),
+      message: redact(text).slice(0, 200).replace(/\s+/g, ' ').trim(),
       reasons: [],
       fieldViolations: [],
     };
   const { status, message, details = [] } = parsed.data.error;
-  const fieldViolations = details.flatMap((d) => d.fieldViolations ?? []);
+  const fieldViolations = details
+    .flatMap((d) => d.fieldViolations ?? [])
+    .map((v) => (v.description ? { ...v, description: redact(v.description) } : v));
   const reasons = [
     ...details.flatMap((d) => (d.reason ? [d.reason] : [])),
     ...fieldViolations.flatMap((v) => (v.reason ? [v.reason] : [])),
   ];
-  return { httpStatus, status, message: message ?? '', reasons, fieldViolations };
+  return { httpStatus, status, message: redact(message ?? ''), reasons, fieldViolations };
 }
 
 /** `audience_members[3].user_data…` or `audienceMembers[3]…` → 3. */

@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { redact, registerSecret } from '../../src/redact.js';
 import type { GoogleAdsConfig } from './config.js';
 
 /**
  * OAuth 2.0 access tokens from the configured refresh token, for both upload paths' REST calls.
- * Tokens, refresh tokens and client secrets never appear in messages or logs.
+ * Tokens, refresh tokens and client secrets never appear in messages or logs: each is registered for
+ * redaction (the token endpoint may echo the request in its `error_description`).
  */
 
 export const DATA_MANAGER_SCOPE = 'https://www.googleapis.com/auth/datamanager';
@@ -31,7 +33,10 @@ export class GoogleOAuth {
       'client_id' | 'client_secret' | 'refresh_token' | 'endpoints'
     >,
     private readonly options: { scope?: string } = {},
-  ) {}
+  ) {
+    registerSecret(config.client_secret);
+    registerSecret(config.refresh_token);
+  }
 
   /** A valid access token: cached until shortly before it expires; concurrent callers share one exchange. */
   async accessToken(): Promise<string> {
@@ -79,6 +84,7 @@ export class GoogleOAuth {
           'permanent',
         );
       const { access_token, expires_in } = parsed.data;
+      registerSecret(access_token);
       this.cached = {
         token: access_token,
         expiresAt: Date.now() + Math.max(0, expires_in * 1000 - EXPIRY_MARGIN_MS),
@@ -87,8 +93,11 @@ export class GoogleOAuth {
     }
     const error = tokenError.safeParse(json);
     const code = error.success ? error.data.error : undefined;
+    // Google's words, redacted before they are cut short (a cut secret would no longer be recognised).
     const description =
-      error.success && error.data.error_description ? ` (${error.data.error_description})` : '';
+      error.success && error.data.error_description
+        ? ` (${redact(error.data.error_description).slice(0, 300)})`
+        : '';
     if (code === 'invalid_grant')
       throw new ConnectorError(
         `Google OAuth refused the refresh token: invalid_grant${description}. The refresh token has expired or was revoked: ${HOW_TO_RENEW}`,

@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { redact, registerSecret } from '../../src/redact.js';
 
 /**
  * The Mailchimp SDK, one `ApiClient` per account (the package's default export is a process-wide
  * singleton), with every error turned into a `ConnectorError` whose text holds neither the API key nor
- * an email: superagent's errors carry the request, Authorization header included.
+ * an email: superagent's errors carry the request (`response.req._header`, Authorization included) and
+ * are never passed on; only their status, body and code are read.
  */
 
 type Call = Promise<unknown>;
@@ -68,6 +70,7 @@ const require = createRequire(import.meta.url);
 const ApiClient = require('@mailchimp/mailchimp_marketing/src/ApiClient') as new () => Sdk;
 
 export function createSdk(apiKey: string, basePath: string): Sdk {
+  registerSecret(apiKey);
   const sdk = new ApiClient();
   // A full base path and no `server`: the SDK would otherwise replace the first "server" in every URL.
   sdk.basePath = basePath;
@@ -114,11 +117,10 @@ export function problemOf(body: unknown): { title?: string | undefined; detail?:
 
 const EMAIL = /[^\s"'<>()[\],;:]+@[^\s"'<>()[\],;:]+/g;
 
-/** Text from Mailchimp (or an error) safe for logs, errors and run records: no email, no key. */
-export function scrub(text: string, apiKey: string): string {
-  let out = text.replace(EMAIL, '<email>');
-  if (apiKey) out = out.split(apiKey).join('[redacted]');
-  return out.replace(/Basic\s+[A-Za-z0-9+/=]+/g, 'Basic [redacted]').slice(0, 300);
+/** Text from Mailchimp (or an error) safe for logs, errors and run records: no secret, no email. */
+export function scrub(text: string): string {
+  // Redacted before the emails go (a `user:key@host` is no email) and before it is cut short.
+  return redact(text).replace(EMAIL, '<email>').slice(0, 300);
 }
 
 /** What a failed SDK call tells: an HTTP status with its body and Retry-After, or a network error code. */
@@ -165,7 +167,6 @@ function waitMs(retryAfter: string | undefined): number {
 }
 
 export interface Context {
-  apiKey: string;
   listId: string;
   baseUrl: string;
   dataCentre: string | undefined;
@@ -182,7 +183,7 @@ export function callFailure(
 ): ConnectorError | undefined {
   const { status } = answer;
   const { title, detail } = problemOf(answer.body);
-  const said = scrub([title, detail].filter(Boolean).join(': ') || `HTTP ${status}`, ctx.apiKey);
+  const said = scrub([title, detail].filter(Boolean).join(': ') || `HTTP ${status}`);
   if (status === 429)
     return new ConnectorError(`Mailchimp rate limit on ${what} (429: ${said})`, 'rate_limited', {
       retryAfterMs: waitMs(answer.retryAfter),
@@ -240,7 +241,7 @@ function networkError(f: Failure, error: unknown, what: string, ctx: Context): C
       'retryable',
     );
   const message = error instanceof Error ? error.message : String(error);
-  return new ConnectorError(`Mailchimp ${what} failed: ${scrub(message, ctx.apiKey)}`, 'permanent');
+  return new ConnectorError(`Mailchimp ${what} failed: ${scrub(message)}`, 'permanent');
 }
 
 /** Runs one SDK call: its result, or the answer of a failure that concerns the members; throws the rest. */

@@ -88,7 +88,6 @@ export class MailchimpClient implements ConnectorClient {
     this.sdk = createSdk(config.api_key, url);
     this.gate = new Gate(config.max_connections);
     this.ctx = {
-      apiKey: config.api_key,
       listId: config.list_id,
       baseUrl: url,
       dataCentre: dataCentre(config.api_key),
@@ -201,7 +200,7 @@ export class MailchimpClient implements ConnectorClient {
             const said = first.get(email);
             if (got.status === 404) reject(email, REASONS.missing);
             else if (got.status >= 300) reject(email, this.reasonOf(got));
-            else if (said?.state === 'error') reject(email, scrub(said.error, this.config.api_key));
+            else if (said?.state === 'error') reject(email, scrub(said.error));
           });
         } else {
           const answers = await this.executor.run(
@@ -215,8 +214,7 @@ export class MailchimpClient implements ConnectorClient {
             else contacts.push(email);
           });
           for (const [email, result] of await this.segment(audience, contacts, 'add'))
-            if (result.state === 'error')
-              reject(email, knownReason(result.error) ?? scrub(result.error, this.config.api_key));
+            if (result.state === 'error') reject(email, knownReason(result.error) ?? scrub(result.error));
         }
       }
       return outcome(rejected);
@@ -458,7 +456,7 @@ export class MailchimpClient implements ConnectorClient {
   private reasonOf(got: Answer): string {
     const { title, detail } = problemOf(got.body);
     const text = [title, detail].filter(Boolean).join(': ');
-    return knownReason(text) ?? (text ? scrub(text, this.config.api_key) : `HTTP ${got.status}`);
+    return knownReason(text) ?? (text ? scrub(text) : `HTTP ${got.status}`);
   }
 
   private unexpected(got: Answer, what: string, hint?: string): ConnectorError {
@@ -469,7 +467,7 @@ export class MailchimpClient implements ConnectorClient {
   }
 
   private message(error: unknown): string {
-    return error instanceof ConnectorError ? error.message : scrub(String(error), this.config.api_key);
+    return error instanceof ConnectorError ? error.message : scrub(String(error));
   }
 
   /** Only `ConnectorError`s leave the client, with scrubbed text: never the SDK's error and its request. */
@@ -479,7 +477,7 @@ export class MailchimpClient implements ConnectorClient {
     } catch (error) {
       if (error instanceof ConnectorError) throw error;
       throw new ConnectorError(
-        `Mailchimp connector failed: ${scrub(error instanceof Error ? error.message : String(error), this.config.api_key)}`,
+        `Mailchimp connector failed: ${scrub(error instanceof Error ? error.message : String(error))}`,
         'permanent',
       );
     }

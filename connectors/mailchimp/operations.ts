@@ -253,7 +253,7 @@ export class Executor {
   private failIfRejected(got: Answer, what: string): void {
     if (got.status >= 300)
       throw new ConnectorError(
-        `Mailchimp refused ${what} (${got.status} ${scrub(describe(got.body), this.ctx.apiKey)})`,
+        `Mailchimp refused ${what} (${got.status} ${scrub(describe(got.body))})`,
         'permanent',
       );
   }

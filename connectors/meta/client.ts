@@ -14,6 +14,7 @@ import type {
 import { ConnectorError } from '../../src/connector.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import type { Logger } from '../../src/log.js';
+import { redact, registerSecret } from '../../src/redact.js';
 import type { MetaConfig } from './config.js';
 import {
   classify,
@@ -131,6 +132,7 @@ export class MetaClient implements ConnectorClient {
     private readonly config: MetaConfig,
     private readonly log: Logger,
   ) {
+    registerSecret(config.access_token);
     this.base = `${config.endpoint}/${config.api_version}`;
     this.api = new ScopedApi(config.access_token, this.base);
     this.account = new AdAccount(`act_${config.ad_account_id}`, {}, undefined, this.api);
@@ -331,10 +333,10 @@ export class MetaClient implements ConnectorClient {
         `flagged by Meta (operation_status 471): it takes no uploads; resolve it in Ads Manager → Audiences`,
       );
     else if (op && op.code !== 200)
-      warnings.push(`operation status ${op.code}: ${op.description ?? ''}`.trim());
+      warnings.push(`operation status ${op.code}: ${redact(op.description ?? '')}`.trim());
     const delivery = info.delivery_status;
     if (delivery && delivery.code !== 200)
-      warnings.push(`delivery status ${delivery.code}: ${delivery.description ?? ''}`.trim());
+      warnings.push(`delivery status ${delivery.code}: ${redact(delivery.description ?? '')}`.trim());
     return { size, warnings };
   }
 
@@ -496,7 +498,6 @@ export class MetaClient implements ConnectorClient {
     return {
       what,
       account: this.config.ad_account_id,
-      token: this.config.access_token,
       throttleWaitMs: this.config.throttle_wait_seconds * 1000,
     };
   }
@@ -527,7 +528,7 @@ function emptyReplaceRefused(error: unknown, audience: RemoteAudience): unknown 
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return redact(error instanceof Error ? error.message : String(error));
 }
 
 /** Meta's accounting of a request added to what the call has so far; samples are reasons only. */
@@ -543,7 +544,8 @@ function addReport(report: PlatformReport, response: z.infer<typeof usersRespons
 
 /**
  * The reasons in `invalid_entry_samples` (a map of entry → reason, or a list of `{ reason }`), never the
- * entries: a text that looks like a hash or an email is dropped whatever field it came in.
+ * entries: a text that looks like a hash or an email is dropped whatever field it came in; the rest is
+ * redacted.
  */
 export function reasonsOf(samples: unknown): string[] {
   const values: unknown[] = Array.isArray(samples)
@@ -551,7 +553,7 @@ export function reasonsOf(samples: unknown): string[] {
     : samples && typeof samples === 'object'
       ? Object.values(samples)
       : [];
-  return values.filter(
-    (v): v is string => typeof v === 'string' && v.length > 0 && !/[0-9a-f]{16,}|@/i.test(v),
-  );
+  return values
+    .filter((v): v is string => typeof v === 'string' && v.length > 0 && !/[0-9a-f]{16,}|@/i.test(v))
+    .map(redact);
 }

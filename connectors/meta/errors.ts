@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { redact } from '../../src/redact.js';
 
 /**
  * Graph API failures, from the SDK (`FacebookRequestError`, or the `SyntaxError` it throws when an error
  * page is not JSON) or from our own `fetch`, classified for the core's retries with the fix in the
  * message. The SDK's errors carry the request URL with the access token: nothing of them is kept but
- * the status, Meta's error object and the throttling headers, and every text we build is redacted.
+ * the status, Meta's error object (its texts redacted as they are read, since Meta may echo the request)
+ * and the throttling headers.
  */
 
 const graphError = z.looseObject({
@@ -41,6 +43,17 @@ const sdkRequestError = z.object({
   headers: z.unknown(),
 });
 
+/** Meta's error object with its texts redacted. */
+function redacted(error: GraphError): GraphError {
+  const text = (v: string | undefined) => (v === undefined ? undefined : redact(v));
+  return {
+    ...error,
+    message: text(error.message),
+    error_user_title: text(error.error_user_title),
+    error_user_msg: text(error.error_user_msg),
+  };
+}
+
 /** The failure inside whatever an SDK call threw. */
 export function failureOfSdk(thrown: unknown): GraphFailure {
   const sdk = sdkRequestError.safeParse(thrown);
@@ -49,10 +62,10 @@ export function failureOfSdk(thrown: unknown): GraphFailure {
     const status = sdk.data.status ?? undefined;
     return {
       status,
-      error: error.success && error.data.code !== undefined ? error.data : undefined,
+      error: error.success && error.data.code !== undefined ? redacted(error.data) : undefined,
       notJson: false,
       // The SDK names a request that got no answer this way (axios' own error is dropped).
-      network: status === undefined ? (sdk.data.message ?? 'no response') : undefined,
+      network: status === undefined ? redact(sdk.data.message ?? 'no response') : undefined,
       headers: headerRecord(sdk.data.headers),
     };
   }
@@ -60,7 +73,7 @@ export function failureOfSdk(thrown: unknown): GraphFailure {
   if (thrown instanceof SyntaxError)
     return { status: undefined, error: undefined, notJson: true, network: undefined, headers: {} };
   const text = thrown instanceof Error ? thrown.message : String(thrown);
-  return { status: undefined, error: undefined, notJson: false, network: text, headers: {} };
+  return { status: undefined, error: undefined, notJson: false, network: redact(text), headers: {} };
 }
 
 /** The failure of a `fetch` answer that was not 2xx. */
@@ -76,7 +89,7 @@ export function failureOfResponse(status: number, headers: Headers, text: string
   headers.forEach((value, name) => (record[name.toLowerCase()] = value));
   return {
     status,
-    error: body.success ? body.data.error : undefined,
+    error: body.success ? redacted(body.data.error) : undefined,
     notJson: json === undefined,
     network: undefined,
     headers: record,
@@ -88,13 +101,6 @@ function headerRecord(headers: unknown): Record<string, string> {
   if (headers && typeof headers === 'object')
     for (const [name, value] of Object.entries(headers as Record<string, unknown>))
       if (typeof value === 'string') out[name.toLowerCase()] = value;
-  return out;
-}
-
-/** Replaces the token, and any `access_token=` value, wherever it appears in a text. */
-export function redact(text: string, token: string): string {
-  let out = text.replace(/access_token=[^&\s"'<>]+/g, 'access_token=[redacted]');
-  if (token.length >= 8) out = out.split(token).join('[redacted]');
   return out;
 }
 
@@ -156,7 +162,6 @@ export interface FailureContext {
   what: string;
   /** The ad account number (no `act_`). */
   account: string;
-  token: string;
   throttleWaitMs: number;
 }
 
@@ -170,7 +175,7 @@ export function classify(failure: GraphFailure, context: FailureContext): Connec
   const said = describe(failure);
   const account = `act_${context.account}`;
   const make = (text: string, kind: ConnectorError['kind'], retryAfterMs?: number) =>
-    new ConnectorError(redact(text, context.token), kind, {
+    new ConnectorError(text, kind, {
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       // Only what helps to debug: never the SDK error itself (its URL holds the token).
       cause: { status, code: error?.code, subcode: error?.error_subcode, fbtrace_id: error?.fbtrace_id },
