@@ -48,7 +48,7 @@ describe('file destination: the change log', () => {
     const dir = folderWith({ a: 'A' }, whole + entry(3, 'a', 'add', ['cyd']).slice(0, 60));
     const c = client(dir);
     const a = await c.ensureAudience('A');
-    expect(await c.stats(a)).toEqual({ size: 2, warnings: [] });
+    expect(await c.stats(a)).toEqual({ size: 2, counts: 'identifiers', warnings: [] });
     expect(readFileSync(path.join(dir, 'changes.jsonl'), 'utf8')).toBe(whole);
     await c.add(a, [member('dee')]);
     await c.close();
@@ -61,7 +61,7 @@ describe('file destination: the change log', () => {
     const dir = folderWith({ a: 'A' }, log);
     const c = client(dir);
     const a = await c.ensureAudience('A');
-    expect(await c.stats(a)).toEqual({ size: 2, warnings: [] });
+    expect(await c.stats(a)).toEqual({ size: 2, counts: 'identifiers', warnings: [] });
     await c.close();
     expect(membersFile(dir, 'a').lines).toEqual(['ann', 'cyd'].map(line).sort());
   });
@@ -89,7 +89,7 @@ describe('file destination: the change log', () => {
       'C',
     ]);
     expect(membersFile(dir, a1.id)).toEqual({ seq: 4, lines: ['bob', 'cyd'].map(line).sort() });
-    expect(await client(dir).stats(a1)).toEqual({ size: 2, warnings: [] });
+    expect(await client(dir).stats(a1)).toEqual({ size: 2, counts: 'identifiers', warnings: [] });
   });
 });
 
@@ -107,7 +107,7 @@ describe('file destination: member files', () => {
     );
     expect(existsSync(path.join(dir, `${a.id}.members`))).toBe(false);
     // The batch counted is on the destination all the same: the log holds it.
-    expect(await client(dir).stats(a)).toEqual({ size: 2, warnings: [] });
+    expect(await client(dir).stats(a)).toEqual({ size: 2, counts: 'identifiers', warnings: [] });
 
     rmSync(squat, { recursive: true });
     // The next run syncs another audience only: the file behind the log is written all the same.

@@ -259,7 +259,7 @@ describe('sync to the Data Manager API after the state is lost (issue 14, case 2
     expect(noticed.filter((r) => r.replaced).map((r) => [r.audience, r.replaced])).toEqual([
       [taken.displayName, expect.stringMatching(/epoch of another state \(999999999999;/)],
     ]);
-    expect(fake.batches.slice(quiet)).toEqual([{ op: 'removeAll', size: 0 }]);
+    expect(fake.batches.slice(quiet)).toEqual([{ op: 'removeAll', size: 0, list: taken.displayName }]);
     await settle();
     await assertExact();
     expect(fake.lists.get(id)!.description).not.toMatch(/999999999999/);
