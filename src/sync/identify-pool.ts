@@ -33,7 +33,50 @@ const SLICE = 32_768;
 
 type Reply = { id: number; odd?: [number, string][]; error?: string };
 
-const pools = new Map<string, Worker[]>();
+/**
+ * One identify thread, shared by every call in the process (a worker runs several jobs at once): each
+ * reply goes to the call that sent its task, by the task's id, and to no other.
+ */
+class Thread {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, (reply: Reply) => void>();
+  private stopped: string | undefined;
+
+  constructor(script: URL, onExit: (thread: Thread) => void) {
+    // A small young generation: a thread's garbage is short strings, and memory is the scarce part.
+    this.worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    this.worker.unref();
+    this.worker.on('message', (reply: Reply) => this.answer(reply));
+    let crash: Error | undefined;
+    this.worker.on('error', (error) => (crash = error));
+    this.worker.on('exit', (code) => {
+      onExit(this);
+      this.stopped = `the thread stopped (${crash?.message ?? `exit code ${code}`})`;
+      for (const id of [...this.waiting.keys()]) this.answer({ id, error: this.stopped });
+    });
+  }
+
+  /** Runs a task; a task that fails, or that the thread dies with, answers with `error`. */
+  run(task: IdentifyTask): Promise<Reply> {
+    if (this.stopped) return Promise.resolve({ id: task.id, error: this.stopped });
+    return new Promise((resolve) => {
+      // Referenced while a task is out, so the process waits for it; idle threads never hold it open.
+      if (this.waiting.size === 0) this.worker.ref();
+      this.waiting.set(task.id, resolve);
+      this.worker.postMessage(task);
+    });
+  }
+
+  private answer(reply: Reply): void {
+    const resolve = this.waiting.get(reply.id);
+    if (!resolve) return;
+    this.waiting.delete(reply.id);
+    if (this.waiting.size === 0) this.worker.unref();
+    resolve(reply);
+  }
+}
+
+const pools = new Map<string, Thread[]>();
 let nextId = 1;
 
 /**
@@ -50,24 +93,21 @@ function workerCount(): number {
   return Math.min((n !== undefined && n !== '' ? Number(n) || 0 : availableParallelism()) - 1, 15);
 }
 
-function threads(script: URL): Worker[] {
+function threads(script: URL): Thread[] {
   let pool = pools.get(script.href);
-  if (!pool) {
-    pool = Array.from({ length: Math.max(1, workerCount()) }, () => {
-      // A small young generation: a thread's garbage is short strings, and memory is the scarce part.
-      const worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 8 } });
-      worker.unref();
-      return worker;
-    });
-    pools.set(script.href, pool);
-  }
-  return pool;
+  if (!pool) pools.set(script.href, (pool = []));
+  const own = pool;
+  // A thread that died is replaced by the next call.
+  while (own.length < Math.max(1, workerCount()))
+    own.push(new Thread(script, (dead) => own.includes(dead) && own.splice(own.indexOf(dead), 1)));
+  return own;
 }
 
 /**
  * Identifies customers [0, count) of the task on the worker threads and, slice by slice, on this thread
  * with `inline` (yielding to the event loop between slices); returns customers the workers skipped for an
- * unlisted reason.
+ * unlisted reason. Returns (or throws) only when every slice it handed out is done: the caller's buffers
+ * are then final.
  */
 export async function identifyInThreads(
   script: URL,
@@ -80,51 +120,32 @@ export async function identifyInThreads(
   // Several slices per thread even for a small audience, so that every thread has a share.
   const slice = Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (workers.length + 1)))));
   let next = 0;
+  let failure: Error | undefined;
   const take = (): [number, number] | undefined => {
-    if (next >= count) return undefined;
+    if (failure || next >= count) return undefined;
     const from = next;
     next = Math.min(count, next + slice);
     return [from, next];
   };
-  const drive = (worker: Worker): Promise<void> =>
-    new Promise((resolve, reject) => {
-      let busy = 0;
-      const send = () => {
-        const range = take();
-        if (!range) {
-          if (busy > 0) return;
-          worker.off('message', onMessage);
-          worker.off('error', reject);
-          worker.unref();
-          resolve();
-          return;
-        }
-        busy++;
-        worker.postMessage({ ...task, id: nextId++, from: range[0], to: range[1] } satisfies IdentifyTask);
-      };
-      const onMessage = (reply: Reply) => {
-        busy--;
-        if (reply.error) {
-          worker.off('message', onMessage);
-          reject(new Error(`identify thread: ${reply.error}`));
-          return;
-        }
-        if (reply.odd) odd.push(...reply.odd);
-        send();
-      };
-      worker.ref();
-      worker.on('message', onMessage);
-      worker.once('error', reject);
-      // Two slices in hand: a worker never waits for this thread to finish a slice of its own.
-      send();
-      send();
-    });
-  const here = async () => {
+  const lane = async (thread: Thread) => {
     for (let range = take(); range; range = take()) {
-      await new Promise((resolve) => setImmediate(resolve));
-      inline(range[0], range[1]);
+      const reply = await thread.run({ ...task, id: nextId++, from: range[0], to: range[1] });
+      if (reply.error) failure ??= new Error(`identify thread: ${reply.error}`);
+      else if (reply.odd) odd.push(...reply.odd);
     }
   };
-  await Promise.all([...workers.map(drive), here()]);
+  const here = async () => {
+    try {
+      for (let range = take(); range; range = take()) {
+        await new Promise((resolve) => setImmediate(resolve));
+        inline(range[0], range[1]);
+      }
+    } catch (error) {
+      failure ??= error instanceof Error ? error : new Error(String(error));
+    }
+  };
+  // Two slices in hand per thread: a worker never waits for this thread to finish a slice of its own.
+  await Promise.all([...workers.flatMap((thread) => [lane(thread), lane(thread)]), here()]);
+  if (failure) throw failure;
   return odd;
 }

@@ -1,0 +1,188 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { AudiencePlan } from '../../src/sync/plan.js';
+import type { Destination } from '../../src/sync/run.js';
+
+/**
+ * Two jobs of one worker process (`--concurrency 2`) plan and sync at the same time, sharing the process's
+ * identify threads: each must get exactly what it gets alone.
+ */
+
+// Threads for every audience, however small: plan.ts reads this when it loads, so it is set before the
+// pipeline is imported (below, dynamically).
+process.env.AUDIENCE_SYNC_THREADS = '3';
+process.env.AUDIENCE_SYNC_THREADS_FROM = '1';
+const { planDestination, syncDestination } = await import('../../src/sync/run.js');
+const { prepareSync } = await import('../../src/sync/prepare.js');
+const { StateStore } = await import('../../src/state/store.js');
+const { createLogger } = await import('../../src/log.js');
+const { connectors } = await import('../../connectors/index.js');
+const { expectedAudiences, fileAudiences, makeShop } = await import('./harness.js');
+
+/** The built thread script: a TypeScript runner has none of its own (`npm run build` makes it). */
+const SCRIPT = pathToFileURL(path.resolve('dist/connectors/identify-thread.js'));
+const BIN = path.resolve('dist/src/cli/bin.js');
+const redisUrl = inject('redisUrl');
+const log = createLogger({ level: 'silent' });
+let redis: Redis;
+beforeAll(() => {
+  redis = new Redis(redisUrl);
+});
+afterAll(() => {
+  redis.disconnect();
+});
+
+type Shop = Awaited<ReturnType<typeof makeShop>>;
+
+/** A first sync from the CLI (inline identification), then changes: emails, opt-outs, a later analysis date. */
+async function shopWithChanges(seed: number, customers: number): Promise<Shop> {
+  const shop = await makeShop({ seed, customers });
+  const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+    cwd: shop.dir,
+    env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, AUDIENCE_SYNC_THREADS: '0' },
+    encoding: 'utf8',
+  });
+  expect([0, 3], r.stderr).toContain(r.status);
+  shop.write('2026-04-01');
+  shop.editCustomers((cells, header, row) => {
+    if (row % 7 === 1) cells[header.indexOf('email')] = `changed-${seed}-${row}@example.org`;
+    else if (row % 7 === 2) cells[header.indexOf('opted_out')] = 'true';
+    else if (row % 11 === 3) cells[header.indexOf('email')] = '';
+  });
+  return shop;
+}
+
+/** Everything a plan decides, by customer id and by the identifiers the state kept: comparable across runs. */
+function summary(plans: AudiencePlan[], ids: (i: number) => string) {
+  return plans.map((p) => ({
+    audience: p.audience,
+    segmentSize: p.segmentSize,
+    members: p.members,
+    add: [...p.add].map(ids).sort(),
+    remove: p.remove
+      .map((m) => `${m.key.toString('hex')} ${m.slots.map((s) => s?.toString('hex') ?? '-').join(' ')}`)
+      .sort(),
+    unchanged: p.unchanged,
+    waiting: p.waiting,
+    pending: p.pending,
+    rejectedEarlier: p.rejectedEarlier,
+    skipped: p.skipped,
+    forget: p.forget.map((k) => k.toString('hex')).sort(),
+  }));
+}
+
+describe('two jobs at once in one process, sharing the identify threads', { timeout: 300_000 }, () => {
+  it('plan exactly what each plans alone', async () => {
+    const shops = [await shopWithChanges(5, 3000), await shopWithChanges(8, 2000)];
+    const prepared = await Promise.all(shops.map((s) => prepareSync(s.config, connectors)));
+    const plan = (k: number) =>
+      planDestination(prepared[k]!.destinations[0]!, {
+        segmented: prepared[k]!.segmented,
+        audiences: prepared[k]!.audiences,
+        store: new StateStore(redis, shops[k]!.prefix),
+        threads: SCRIPT,
+      }).then((plans) => summary(plans, (i) => prepared[k]!.segmented.customers.ids.get(i)!));
+
+    const alone = [await plan(0), await plan(1)];
+    // The plans have every kind of decision in them, so a wrong identity shows.
+    for (const plans of alone) {
+      expect(plans).toHaveLength(13);
+      expect(plans.some((p) => p.add.length > 0 && p.remove.length > 0 && p.unchanged > 0)).toBe(true);
+      expect(plans.some((p) => Object.keys(p.skipped).length > 1)).toBe(true);
+    }
+    // Several rounds: how the two interleave depends on timing, and each round must be exact.
+    for (let round = 0; round < 4; round++) {
+      const together = await Promise.all([plan(0), plan(1)]);
+      expect(together[0], `round ${round}, first shop`).toEqual(alone[0]);
+      expect(together[1], `round ${round}, second shop`).toEqual(alone[1]);
+    }
+  });
+
+  it('sync two destinations so that each audience equals its segment', async () => {
+    const shops = [
+      await makeShop({ seed: 11, customers: 3000 }),
+      await makeShop({ seed: 12, customers: 2000 }),
+    ];
+    const syncBoth = async () => {
+      const prepared = await Promise.all(shops.map((s) => prepareSync(s.config, connectors)));
+      return Promise.all(
+        prepared.map(async (p, k) => {
+          const destination = p.destinations[0]!;
+          const client = destination.connector.create(destination.config, {
+            destination: destination.name,
+            baseDir: p.baseDir,
+            log,
+          });
+          try {
+            return await syncDestination(destination, client, {
+              segmented: p.segmented,
+              audiences: p.audiences,
+              store: new StateStore(redis, shops[k]!.prefix),
+              log,
+              threads: SCRIPT,
+            });
+          } finally {
+            await client.close?.();
+          }
+        }),
+      );
+    };
+    await syncBoth();
+    for (const shop of shops) expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+
+    for (const shop of shops)
+      shop.editCustomers((cells, header, row) => {
+        if (row % 5 === 1) cells[header.indexOf('email')] = `moved-${row}@example.org`;
+        else if (row % 5 === 2) cells[header.indexOf('opted_out')] = 'true';
+      });
+    const second = await syncBoth();
+    for (const results of second) expect(results.some((r) => r.removed > 0 && r.added > 0)).toBe(true);
+    for (const shop of shops) expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+  });
+
+  it("fail only the plan whose thread reported the error, and the other's plan is exact", async () => {
+    const shop = await shopWithChanges(9, 2500);
+    const prepared = await prepareSync(shop.config, connectors);
+    const destination = prepared.destinations[0]!;
+    const plan = (d: Destination) =>
+      planDestination(d, {
+        segmented: prepared.segmented,
+        audiences: prepared.audiences,
+        store: new StateStore(redis, shop.prefix),
+        threads: SCRIPT,
+      }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
+    const alone = await plan(destination);
+    // A connector type the thread script has no rules for: every one of its slices fails in the thread.
+    const unknown: Destination = {
+      ...destination,
+      connector: { ...destination.connector, type: 'not-in-this-build' },
+    };
+    const [failed, good] = await Promise.allSettled([plan(unknown), plan(destination)]);
+    expect(failed.status).toBe('rejected');
+    expect(String((failed as PromiseRejectedResult).reason)).toMatch(
+      /no identifier rules for connector type not-in-this-build/,
+    );
+    expect(good).toEqual({ status: 'fulfilled', value: alone });
+  });
+
+  it('fail a plan whose thread dies, and start new threads for the next', async () => {
+    const shop = await shopWithChanges(10, 2000);
+    const prepared = await prepareSync(shop.config, connectors);
+    const destination = prepared.destinations[0]!;
+    const plan = (d: Destination, threads: URL) =>
+      planDestination(d, {
+        segmented: prepared.segmented,
+        audiences: prepared.audiences,
+        store: new StateStore(redis, shop.prefix),
+        threads,
+      }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
+    const alone = await plan(destination, SCRIPT);
+    const dying = pathToFileURL(path.resolve('test/fixtures/threads/identify-thread.mjs'));
+    const crash: Destination = { ...destination, connector: { ...destination.connector, type: 'crash' } };
+    await expect(plan(crash, dying)).rejects.toThrow(/identify thread: the thread stopped \(exit code 70\)/);
+    expect(await plan(destination, dying)).toEqual(alone);
+  });
+});
