@@ -23,10 +23,31 @@ function cli(args: string[], cwd: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function worker(cwd: string): ChildProcess {
-  const child = spawn(process.execPath, [BIN, 'worker'], { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * A worker process; `started` resolves on its `worker started` log line (its queues and signal handlers
+ * are in place), however long a busy machine takes to get there.
+ */
+function worker(cwd: string, args: string[] = []): ChildProcess & { started: Promise<void> } {
+  const child = spawn(process.execPath, [BIN, 'worker', ...args], {
+    cwd,
+    env: { ...env, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   children.push(child);
-  return child;
+  let stderr = '';
+  const started = new Promise<void>((resolve, reject) => {
+    // Read to the end: a full pipe would block the worker's logging.
+    child.stderr!.on('data', (d: Buffer) => {
+      if (stderr.includes('"msg":"worker started"')) return;
+      stderr += d.toString();
+      if (stderr.includes('"msg":"worker started"')) resolve();
+    });
+    child.once('exit', (code, signal) =>
+      reject(new Error(`the worker exited (${code ?? signal}) before it started:\n${stderr}`)),
+    );
+  });
+  started.catch(() => undefined);
+  return Object.assign(child, { started });
 }
 
 const cliAsync = (args: string[], cwd: string) =>
@@ -80,9 +101,7 @@ describe('schedules', { timeout: 60_000 }, () => {
 describe('workers', { timeout: 180_000 }, () => {
   it('two workers, the same destination asked for twice: one run at a time, both requests honoured', async () => {
     const shop = await makeShop({ batchSize: 20 });
-    worker(shop.dir);
-    worker(shop.dir);
-    await sleep(1500);
+    await Promise.all([worker(shop.dir).started, worker(shop.dir).started]);
     const [first, second] = await Promise.all([
       cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir),
       sleep(150).then(() => cliAsync(['resync', '-d', 'local', '--full', '--wait', '--json'], shop.dir)),
@@ -110,14 +129,14 @@ describe('workers', { timeout: 180_000 }, () => {
   it('a worker killed in the middle of a run: the next run converges and the destination is exact', async () => {
     const shop = await makeShop({ customers: 800, batchSize: 2 });
     const doomed = worker(shop.dir);
-    await sleep(1500);
+    await doomed.started;
     const request = cliAsync(['resync', '-d', 'local', '--json'], shop.dir);
     // Kill it once it has sent something.
     for (let i = 0; i < 3000 && changeLog(shop.out).length < 5; i++) await sleep(20);
     doomed.kill('SIGKILL');
     await request;
     expect(fileAudiences(shop.out)).not.toEqual(await expectedAudiences(shop.config));
-    worker(shop.dir);
+    await worker(shop.dir).started;
     await sleep(2500); // the killed worker's lease runs out (lease_seconds: 2)
     const r = await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
     expect(r.code).toBe(0);
@@ -126,8 +145,7 @@ describe('workers', { timeout: 180_000 }, () => {
 
   it('pause holds a destination until resume', async () => {
     const shop = await makeShop();
-    worker(shop.dir);
-    await sleep(1500);
+    await worker(shop.dir).started;
     expect(cli(['pause', '-d', 'local', '--wait'], shop.dir).code).toBe(0);
     const paused = JSON.parse(cli(['resync', '-d', 'local', '--wait', '--json'], shop.dir).stdout);
     expect(paused.result).toEqual({ skipped: 'paused' });
@@ -140,7 +158,7 @@ describe('workers', { timeout: 180_000 }, () => {
   it('SIGTERM stops a worker cleanly', async () => {
     const shop = await makeShop();
     const w = worker(shop.dir);
-    await sleep(1500);
+    await w.started;
     const exited = new Promise<number | null>((resolve) => w.once('exit', resolve));
     w.kill('SIGTERM');
     expect(await exited).toBe(0);
@@ -151,21 +169,9 @@ describe('metrics', () => {
   it('the worker serves /healthz and Prometheus /metrics with run counts and queue depth', async () => {
     const shop = await makeShop();
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = spawn(process.execPath, [BIN, 'worker', '--metrics-port', String(port)], {
-      cwd: shop.dir,
-      env,
-      stdio: 'ignore',
-    });
-    children.push(child);
-    let health = '';
-    for (let i = 0; i < 100 && health !== 'ok\n'; i++) {
-      await sleep(100);
-      health = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-        (r) => r.text(),
-        () => '',
-      );
-    }
-    expect(health).toBe('ok\n');
+    // The metrics port is open before the worker says it started.
+    await worker(shop.dir, ['--metrics-port', String(port)]).started;
+    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text()).toBe('ok\n');
     expect((await cliAsync(['resync', '-d', 'local', '--wait'], shop.dir)).code).toBe(0);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(text).toMatch(/audience_sync_runs_total\{destination="local",outcome="ok"\} 13/);
@@ -183,8 +189,7 @@ describe('platforms that process uploads later', () => {
       .replace('batch_size: 10000', 'batch_size: 10000, process_after_seconds: 1')
       .replace('lease_seconds: 2', 'lease_seconds: 2, poll_seconds: 2');
     writeFileSync(shop.config, text);
-    worker(shop.dir);
-    await sleep(1500);
+    await worker(shop.dir).started;
     const first = JSON.parse(
       (await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir)).stdout,
     );
