@@ -11,8 +11,10 @@ export default defineConfig({
           include: ['test/**/*.test.ts', 'connectors/**/*.test.ts', 'jobs/**/*.test.ts', 'src/**/*.test.ts'],
           exclude: [...configDefaults.exclude, 'test/r/**'],
           globalSetup: ['test/setup/global.ts'],
-          testTimeout: 30_000,
-          hookTimeout: 120_000,
+          // Hang guards, not speed targets: a test spawning CLIs takes 1 min on a 2-core machine running
+          // three suites, 10 s on an idle one. No test sets a smaller budget of its own.
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
         },
       },
       {

@@ -137,7 +137,7 @@ const onPlatform = (fake: FakeGraph) =>
       .map((a) => [a.name, new Set(a.identifiers)]),
   );
 
-describe('workers against a platform over HTTP', { timeout: 180_000 }, () => {
+describe('workers against a platform over HTTP', () => {
   it('a 429 with Retry-After mid-run, two requests in flight: the run waits, finishes, and re-sends no acknowledged batch', async () => {
     const { origin, fake, most } = await platform();
     const { worker, cli, expected } = await metaShop(origin, 2);

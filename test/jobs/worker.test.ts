@@ -59,7 +59,7 @@ const cliAsync = (args: string[], cwd: string) =>
     child.once('exit', (code) => resolve({ code, stdout }));
   });
 
-describe('schedules', { timeout: 60_000 }, () => {
+describe('schedules', () => {
   it('three processes reconciling at once leave exactly one scheduler per entry; removed entries go', async () => {
     const shop = await makeShop();
     const schedules = `schedules:
@@ -98,7 +98,7 @@ describe('schedules', { timeout: 60_000 }, () => {
   });
 });
 
-describe('workers', { timeout: 180_000 }, () => {
+describe('workers', () => {
   it('two workers, the same destination asked for twice: one run at a time, both requests honoured', async () => {
     const shop = await makeShop({ batchSize: 20 });
     await Promise.all([worker(shop.dir).started, worker(shop.dir).started]);
@@ -141,7 +141,7 @@ describe('workers', { timeout: 180_000 }, () => {
     const r = await cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
     expect(r.code).toBe(0);
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
-  }, 180_000);
+  });
 
   it('pause holds a destination until resume', async () => {
     const shop = await makeShop();
@@ -178,7 +178,7 @@ describe('metrics', () => {
     expect(text).toMatch(/audience_sync_members_total\{destination="local",change="added"\} [1-9]/);
     expect(text).toMatch(/audience_sync_queue_jobs\{queue="sync",state="waiting"\} 0/);
     expect(text).toMatch(/audience_sync_run_duration_seconds_count\{destination="local"\} 1/);
-  }, 120_000);
+  });
 });
 
 describe('platforms that process uploads later', () => {
@@ -210,5 +210,5 @@ describe('platforms that process uploads later', () => {
     }[];
     expect(plan.every((p) => p.to_add === 0 && p.pending === 0)).toBe(true);
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
-  }, 180_000);
+  });
 });

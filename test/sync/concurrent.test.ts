@@ -74,7 +74,7 @@ function summary(plans: AudiencePlan[], ids: (i: number) => string) {
   }));
 }
 
-describe('two jobs at once in one process, sharing the identify threads', { timeout: 300_000 }, () => {
+describe('two jobs at once in one process, sharing the identify threads', () => {
   it('plan exactly what each plans alone', async () => {
     const shops = [await shopWithChanges(5, 3000), await shopWithChanges(8, 2000)];
     const prepared = await Promise.all(shops.map((s) => prepareSync(s.config, connectors)));

@@ -24,7 +24,7 @@ function sync(cwd: string, threads: boolean) {
   };
 }
 
-describe('identify in worker threads', { timeout: 120_000 }, () => {
+describe('identify in worker threads', () => {
   it('syncs the same members as inline identification, first run and after changes', async () => {
     const threaded = await makeShop({ seed: 5, sync: 'max_removal_share: 1' });
     const inline = await makeShop({ seed: 5, sync: 'max_removal_share: 1' });
