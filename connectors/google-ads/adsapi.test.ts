@@ -383,14 +383,13 @@ describe('partial failures and errors', () => {
       code: grpc.status.UNAVAILABLE,
       details: 'backend unavailable',
     });
-    const started = Date.now();
     const error = await client()
       .add({ id: list.resourceName, name: 'VIP' }, [bob])
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ kind: 'retryable' });
     expect((error as Error).message).toContain('UNAVAILABLE');
+    // A hidden retry would have made a second call (and the fake answers a second call).
     expect(fake.callsOf('CreateOfflineUserDataJob')).toHaveLength(1);
-    expect(Date.now() - started).toBeLessThan(4_000);
   });
 
   it('an expired refresh token: permanent, says how to renew it, and no gRPC call is made', async () => {
