@@ -83,68 +83,64 @@ function expectSound(out: string, expected: Map<string, Set<string>>) {
   expect(fileAudiences(out)).toEqual(expected);
 }
 
-describe(
-  'two processes writing one file destination at once (issue 14, case 11)',
-  { timeout: 300_000 },
-  () => {
-    it('two syncs of one destination, then a third: exact members, one numbering', async () => {
-      const shop = await makeShop({ customers: 800, batchSize: 5 });
-      const { a, b, batchesBefore } = await interleaved(shop.dir, shop.out, [], []);
-      // The second run waits for the first one's lease, which expires while it is frozen: the first run
-      // stops when it wakes (it lost the lease), and its member files must still come out right.
-      expect([0, 1, 3], a.stderr).toContain(a.code);
-      expect([0, 3], b.stderr).toContain(b.code);
-      const expected = await expectedAudiences(shop.config);
-      const members = [...(await expectedRows(shop.config)).values()].reduce((n, m) => n + m.size, 0);
-      expect(batchesBefore, 'the first sync was frozen after its last batch').toBeLessThan(members / 5);
-      expectSound(shop.out, expected);
+describe('two processes writing one file destination at once (issue 14, case 11)', () => {
+  it('two syncs of one destination, then a third: exact members, one numbering', async () => {
+    const shop = await makeShop({ customers: 800, batchSize: 5 });
+    const { a, b, batchesBefore } = await interleaved(shop.dir, shop.out, [], []);
+    // The second run waits for the first one's lease, which expires while it is frozen: the first run
+    // stops when it wakes (it lost the lease), and its member files must still come out right.
+    expect([0, 1, 3], a.stderr).toContain(a.code);
+    expect([0, 3], b.stderr).toContain(b.code);
+    const expected = await expectedAudiences(shop.config);
+    const members = [...(await expectedRows(shop.config)).values()].reduce((n, m) => n + m.size, 0);
+    expect(batchesBefore, 'the first sync was frozen after its last batch').toBeLessThan(members / 5);
+    expectSound(shop.out, expected);
 
-      const third = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
-        cwd: shop.dir,
-        env,
-        encoding: 'utf8',
-      });
-      expect([0, 3], third.stderr).toContain(third.status);
-      expectSound(shop.out, expected);
+    const third = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+      cwd: shop.dir,
+      env,
+      encoding: 'utf8',
     });
+    expect([0, 3], third.stderr).toContain(third.status);
+    expectSound(shop.out, expected);
+  });
 
-    it('two destinations sharing one folder (no lease keeps them apart): the folder stays exact', async () => {
-      const shop = await makeShop({
-        customers: 800,
-        destinations: `  local: { type: file, path: out, batch_size: 5 }\n  two: { type: file, path: out, batch_size: 5 }`,
-        // Each finds audiences the other filled, with no state of its own: it replaces them (a lost
-        // state), and the file destination counts identifiers, more than the members the brake compares.
-        sync: 'max_removal_share: 1',
-      });
-      // A lease that outlasts the freeze: the first run goes on where it was instead of stopping.
-      const config = readFileSync(shop.config, 'utf8');
-      writeFileSync(shop.config, config.replace('lease_seconds: 2', 'lease_seconds: 600'));
-      const { a, b, batchesBefore } = await interleaved(
-        shop.dir,
-        shop.out,
-        ['--destination', 'local'],
-        ['--destination', 'two'],
-      );
-      for (const r of [a, b]) expect(r.code, r.stderr).toBe(0);
-      const expected = await expectedAudiences(shop.config);
-      expectSound(shop.out, expected);
-      const members = [...(await expectedRows(shop.config)).values()].reduce((n, m) => n + m.size, 0);
-      expect(batchesBefore, 'the first sync was frozen after its last batch').toBeLessThan(members / 5);
-      // The first run went on after the second one's batches: it sent more than it had when frozen.
-      const sent = (r: typeof a) =>
-        (JSON.parse(r.stdout) as { results: Result[] }).results.reduce((n, x) => n + x.added, 0);
-      expect(sent(a)).toBeGreaterThan(5 * batchesBefore);
-      expect(sent(b)).toBe(members);
-
-      const third = spawnSync(process.execPath, [BIN, 'sync', '--json', '--destination', 'local'], {
-        cwd: shop.dir,
-        env,
-        encoding: 'utf8',
-      });
-      expect(third.status, third.stderr).toBe(0);
-      const again = (JSON.parse(third.stdout) as { results: Result[] }).results;
-      expect(again.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
-      expectSound(shop.out, expected);
+  it('two destinations sharing one folder (no lease keeps them apart): the folder stays exact', async () => {
+    const shop = await makeShop({
+      customers: 800,
+      destinations: `  local: { type: file, path: out, batch_size: 5 }\n  two: { type: file, path: out, batch_size: 5 }`,
+      // Each finds audiences the other filled, with no state of its own: it replaces them (a lost
+      // state), and the file destination counts identifiers, more than the members the brake compares.
+      sync: 'max_removal_share: 1',
     });
-  },
-);
+    // A lease that outlasts the freeze: the first run goes on where it was instead of stopping.
+    const config = readFileSync(shop.config, 'utf8');
+    writeFileSync(shop.config, config.replace('lease_seconds: 2', 'lease_seconds: 600'));
+    const { a, b, batchesBefore } = await interleaved(
+      shop.dir,
+      shop.out,
+      ['--destination', 'local'],
+      ['--destination', 'two'],
+    );
+    for (const r of [a, b]) expect(r.code, r.stderr).toBe(0);
+    const expected = await expectedAudiences(shop.config);
+    expectSound(shop.out, expected);
+    const members = [...(await expectedRows(shop.config)).values()].reduce((n, m) => n + m.size, 0);
+    expect(batchesBefore, 'the first sync was frozen after its last batch').toBeLessThan(members / 5);
+    // The first run went on after the second one's batches: it sent more than it had when frozen.
+    const sent = (r: typeof a) =>
+      (JSON.parse(r.stdout) as { results: Result[] }).results.reduce((n, x) => n + x.added, 0);
+    expect(sent(a)).toBeGreaterThan(5 * batchesBefore);
+    expect(sent(b)).toBe(members);
+
+    const third = spawnSync(process.execPath, [BIN, 'sync', '--json', '--destination', 'local'], {
+      cwd: shop.dir,
+      env,
+      encoding: 'utf8',
+    });
+    expect(third.status, third.stderr).toBe(0);
+    const again = (JSON.parse(third.stdout) as { results: Result[] }).results;
+    expect(again.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
+    expectSound(shop.out, expected);
+  });
+});

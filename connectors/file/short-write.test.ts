@@ -55,7 +55,7 @@ function expectNoDebris(out: string): void {
   }
 }
 
-describe('a write the disk cuts short (issue 14, case 3)', { timeout: 300_000 }, () => {
+describe('a write the disk cuts short (issue 14, case 3)', () => {
   it('under a file size limit, a torn batch is not counted and the next run sends it', async () => {
     const shop = await makeShop({ customers: 2000 });
     // 20,000 bytes: the first audience's batch (about 30 kB) is written in part, then refused.
@@ -99,7 +99,6 @@ const mountable = (() => {
 
 describe.skipIf(!mountable)(
   `a full disk (a real tmpfs${mountable ? '' : ': skipped, mounting one needs root'})`,
-  { timeout: 300_000 },
   () => {
     const mounted: string[] = [];
     const mount = (dir: string, size: string) => {

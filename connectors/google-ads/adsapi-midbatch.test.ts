@@ -182,5 +182,5 @@ describe('Google Ads API: a job cut off in the middle of a batch', () => {
     fake.cutMidBatch = undefined;
     await settle();
     await assertExact();
-  }, 180_000);
+  });
 });

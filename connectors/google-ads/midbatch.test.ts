@@ -126,5 +126,5 @@ describe('Google Data Manager: a connection dropped in the middle of a batch', (
     fake.cutMidBatch = undefined;
     await syncUntilSettled(run, { most: 8 });
     await assertExact();
-  }, 120_000);
+  });
 });

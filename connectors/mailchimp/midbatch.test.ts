@@ -148,5 +148,5 @@ describe('Mailchimp: a bulk tag call cut off in the middle of a batch', () => {
     expect(onMailchimp()).toEqual(await expected());
     const fifth = await run();
     expect(fifth.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
-  }, 120_000);
+  });
 });

@@ -151,5 +151,5 @@ describe('Meta: a connection dropped in the middle of a batch', () => {
     expect(onMeta()).toEqual(await expected());
     const fifth = await run();
     expect(fifth.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
-  }, 120_000);
+  });
 });

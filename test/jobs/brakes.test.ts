@@ -17,7 +17,7 @@ const cli = async (args: string[], cwd: string) => {
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 };
 
-describe('brakes in the workers', { timeout: 300_000 }, () => {
+describe('brakes in the workers', () => {
   it('a partial export fails the job at its first attempt; resync with --allow-shrink and --allow-removals goes on', async () => {
     const shop = await makeShop();
     const worker = run(['worker'], { cwd: shop.dir, env: { ...env, LOG_LEVEL: 'info' } });

@@ -29,7 +29,7 @@ async function redisWith(options: Parameters<typeof startRedis>[0]): Promise<Ser
   return service;
 }
 
-describe('bad schedules', { timeout: 600_000 }, () => {
+describe('bad schedules', () => {
   const bad = `schedules:
   - { destination: nowhere, cron: "0 3 * * *" }
   - { destination: local, cron: "every day" }
@@ -79,7 +79,7 @@ describe('bad schedules', { timeout: 600_000 }, () => {
   });
 });
 
-describe('a Redis that needs a password', { timeout: 600_000 }, () => {
+describe('a Redis that needs a password', () => {
   const PASSWORD = 'test-only-redis-password-7q2';
 
   it('worker and CLI exit non-zero at once, say REDIS_URL needs the password, and never print it', async () => {
@@ -138,7 +138,7 @@ describe('a Redis that needs a password', { timeout: 600_000 }, () => {
   });
 });
 
-describe('REDIS_URL that is not a Redis URL', { timeout: 600_000 }, () => {
+describe('REDIS_URL that is not a Redis URL', () => {
   it('names the variable and the form expected, without the password', async () => {
     const shop = await makeShop();
     const urls = ['redis//127.0.0.1:6379', 'http://user:hunter2-secret@127.0.0.1:6379', 'localhost:6379'];
@@ -159,7 +159,7 @@ describe('REDIS_URL that is not a Redis URL', { timeout: 600_000 }, () => {
   });
 });
 
-describe('a Redis that would lose the state', { timeout: 600_000 }, () => {
+describe('a Redis that would lose the state', () => {
   it('workers refuse a Redis without persistence, naming the redis.conf settings, unless told', async () => {
     const redis = await redisWith({ volatile: true });
     const shop = await makeShop();
@@ -194,7 +194,7 @@ describe('a Redis that would lose the state', { timeout: 600_000 }, () => {
   });
 });
 
-describe('a Redis Cluster node that does not hold our keys', { timeout: 600_000 }, () => {
+describe('a Redis Cluster node that does not hold our keys', () => {
   it('a worker pointed at it exits non-zero on MOVED instead of hanging', async () => {
     const nodes = await Promise.all(
       [0, 1].map(async () => {

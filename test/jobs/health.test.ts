@@ -98,7 +98,7 @@ async function until(port: number, url: string, done: (r: { status: number; body
   }
 }
 
-describe('worker health', { timeout: 180_000 }, () => {
+describe('worker health', () => {
   it('/healthz says 503 while Redis is down and 200 once it is back; /metrics answers throughout', async () => {
     const redis = await privateRedis();
     const shop = await makeShop();
@@ -153,7 +153,7 @@ describe('worker health', { timeout: 180_000 }, () => {
   });
 });
 
-describe('metrics address', { timeout: 120_000 }, () => {
+describe('metrics address', () => {
   it('binds 127.0.0.1 by default, and the address given by --metrics-host or METRICS_HOST', async () => {
     const redis = await privateRedis();
     const shop = await makeShop();

@@ -82,7 +82,7 @@ async function afterFirstAttempt(queue: Queue): Promise<{ job: Job; state: strin
   });
 }
 
-describe('errors a retry cannot fix', { timeout: 180_000 }, () => {
+describe('errors a retry cannot fix', () => {
   it('an expired token fails the job at its first attempt, with the platform message', async () => {
     const { origin, fake } = await graph();
     fake.tokenValid = false;

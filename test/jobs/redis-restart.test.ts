@@ -18,7 +18,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('Redis restarting under resync --wait', { timeout: 240_000 }, () => {
+describe('Redis restarting under resync --wait', () => {
   it('follows its job through the restart to the end, and exits', async () => {
     const port = await freePort();
     redis = await startRedis({ port, dir, persist: true });

@@ -33,7 +33,7 @@ async function patterns(url: string, prefix: string): Promise<string[]> {
   }
 }
 
-describe('schedule versions', { timeout: 180_000 }, () => {
+describe('schedule versions', () => {
   it('schedules: a config seen before and replaced is older; it is refused, naming both versions, unless --force', async () => {
     const shop = await makeShop();
     const schedules = async (text: string, ...flags: string[]) => {
@@ -96,7 +96,7 @@ describe('schedule versions', { timeout: 180_000 }, () => {
   });
 });
 
-describe('schedules lost from Redis', { timeout: 180_000 }, () => {
+describe('schedules lost from Redis', () => {
   let redis: Service | undefined;
   closers.push(async () => redis?.stop());
 

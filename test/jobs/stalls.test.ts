@@ -33,7 +33,7 @@ async function startedWorker(cwd: string): Promise<Proc> {
   return w;
 }
 
-describe('a run whose workers are killed', { timeout: 300_000 }, () => {
+describe('a run whose workers are killed', () => {
   it('killed twice (the worker that resumed it too): the run is resumed again and the destination is exact', async () => {
     const shop = await makeShop({ customers: 800, batchSize: 2 });
     const queue = syncQueueOf(shop.prefix);

@@ -60,7 +60,7 @@ const refused = (status: 'UNAUTHENTICATED' | 'PERMISSION_DENIED', code: Record<s
     },
   ] as [number, Record<string, unknown>];
 
-describe('Google Ads API: secrets echoed by Google never leave the process', { timeout: 600_000 }, () => {
+describe('Google Ads API: secrets echoed by Google never leave the process', () => {
   it('the token endpoint repeats client_secret and refresh_token in error_description', async () => {
     fake.echoCredentials = true;
     fake.tokenError = 'invalid_grant';

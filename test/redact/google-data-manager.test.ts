@@ -45,58 +45,51 @@ const unlucky = (m: { userData: { userIdentifiers: { emailAddress?: string; phon
   return (first?.emailAddress ?? first?.phoneNumber ?? '').startsWith('0');
 };
 
-describe(
-  'Google Data Manager: secrets echoed by Google never leave the process',
-  { timeout: 600_000 },
-  () => {
-    it('the token endpoint repeats client_secret and refresh_token in error_description', async () => {
-      fake.tokenError = 'invalid_grant';
-      const collected = await runCommands({ redisUrl, destination: 'google', block });
-      fake.tokenError = undefined;
-      expect(leaksIn(collected)).toEqual([]);
-      const text = printed(collected);
-      // The echo went through and was redacted; the message still says what to do.
-      expect(text).toContain('invalid_grant');
-      expect(text).toContain('Received grant_type=refresh_token');
-      expect(text).toContain('[redacted]');
-      expect(text).toContain('set GOOGLE_REFRESH_TOKEN');
-      expect(collected.redis.some((r) => r.value.includes('[redacted]'))).toBe(true);
-    });
+describe('Google Data Manager: secrets echoed by Google never leave the process', () => {
+  it('the token endpoint repeats client_secret and refresh_token in error_description', async () => {
+    fake.tokenError = 'invalid_grant';
+    const collected = await runCommands({ redisUrl, destination: 'google', block });
+    fake.tokenError = undefined;
+    expect(leaksIn(collected)).toEqual([]);
+    const text = printed(collected);
+    // The echo went through and was redacted; the message still says what to do.
+    expect(text).toContain('invalid_grant');
+    expect(text).toContain('Received grant_type=refresh_token');
+    expect(text).toContain('[redacted]');
+    expect(text).toContain('set GOOGLE_REFRESH_TOKEN');
+    expect(collected.redis.some((r) => r.value.includes('[redacted]'))).toBe(true);
+  });
 
-    it('API errors repeat the access token and the request', async () => {
-      fake.refuse = (r) => {
-        const denied: [number, { error: Record<string, unknown> }] = [
-          403,
-          {
-            error: { code: 403, status: 'PERMISSION_DENIED', message: 'The caller does not have permission' },
-          },
-        ];
-        // The check's probe, the stats of a list, and every status poll.
-        if (r.method === 'GET' && r.query.get('pageSize') === '1') return denied;
-        if (r.method === 'GET' && /\/userLists\/\d+$/.test(r.path)) return denied;
-        if (r.path.endsWith('requestStatus:retrieve')) return denied;
-        if (r.path.endsWith('audienceMembers:ingest')) {
-          const members = (r.body as { audienceMembers: Parameters<typeof unlucky>[0][] }).audienceMembers;
-          const fieldViolations = members.flatMap((m, i) =>
-            unlucky(m) ? [{ field: `audience_members[${i}].user_data`, description: 'Invalid hash' }] : [],
-          );
-          if (fieldViolations.length > 0)
-            return [
-              400,
-              { error: { code: 400, status: 'INVALID_ARGUMENT', details: [{ fieldViolations }] } },
-            ];
-        }
-        return undefined;
-      };
-      const collected = await runCommands({ redisUrl, destination: 'google', block });
-      fake.refuse = undefined;
-      expect(leaksIn(collected)).toEqual([]);
-      const text = printed(collected);
-      expect(text).toContain('PERMISSION_DENIED');
-      expect(text).toContain('[redacted]');
-      // Google's reason for each refused member is kept, without the token.
-      expect(text).toContain('Invalid hash');
-      expect(collected.redis.some((r) => r.value.includes('[redacted]'))).toBe(true);
-    });
-  },
-);
+  it('API errors repeat the access token and the request', async () => {
+    fake.refuse = (r) => {
+      const denied: [number, { error: Record<string, unknown> }] = [
+        403,
+        {
+          error: { code: 403, status: 'PERMISSION_DENIED', message: 'The caller does not have permission' },
+        },
+      ];
+      // The check's probe, the stats of a list, and every status poll.
+      if (r.method === 'GET' && r.query.get('pageSize') === '1') return denied;
+      if (r.method === 'GET' && /\/userLists\/\d+$/.test(r.path)) return denied;
+      if (r.path.endsWith('requestStatus:retrieve')) return denied;
+      if (r.path.endsWith('audienceMembers:ingest')) {
+        const members = (r.body as { audienceMembers: Parameters<typeof unlucky>[0][] }).audienceMembers;
+        const fieldViolations = members.flatMap((m, i) =>
+          unlucky(m) ? [{ field: `audience_members[${i}].user_data`, description: 'Invalid hash' }] : [],
+        );
+        if (fieldViolations.length > 0)
+          return [400, { error: { code: 400, status: 'INVALID_ARGUMENT', details: [{ fieldViolations }] } }];
+      }
+      return undefined;
+    };
+    const collected = await runCommands({ redisUrl, destination: 'google', block });
+    fake.refuse = undefined;
+    expect(leaksIn(collected)).toEqual([]);
+    const text = printed(collected);
+    expect(text).toContain('PERMISSION_DENIED');
+    expect(text).toContain('[redacted]');
+    // Google's reason for each refused member is kept, without the token.
+    expect(text).toContain('Invalid hash');
+    expect(collected.redis.some((r) => r.value.includes('[redacted]'))).toBe(true);
+  });
+});

@@ -25,7 +25,7 @@ afterAll(() => {
   nock.cleanAll();
 });
 
-describe('Mailchimp: secrets echoed by the API never leave the process', { timeout: 600_000 }, () => {
+describe('Mailchimp: secrets echoed by the API never leave the process', () => {
   it('the key check, contacts refused one by one and a tag refused all repeat the API key', async () => {
     fake.echoCredentials = true;
     const problem = (status: number, title: string, detail: string) =>

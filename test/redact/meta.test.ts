@@ -26,7 +26,7 @@ afterAll(() => {
   nock.cleanAll();
 });
 
-describe('Meta: secrets echoed by the Graph API never leave the process', { timeout: 600_000 }, () => {
+describe('Meta: secrets echoed by the Graph API never leave the process', () => {
   it('token check, audience reads through the SDK and uploads through fetch all repeat the access token', async () => {
     fake.echoCredentials = true;
     const uploaded = new Set<string>();

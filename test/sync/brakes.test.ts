@@ -45,7 +45,7 @@ function leaving(before: Map<string, Map<string, string>>, after: Map<string, Ma
   );
 }
 
-describe('brakes', { timeout: 180_000 }, () => {
+describe('brakes', () => {
   it('a partial profiles export stops the run before anything is sent; past that brake, audiences losing too many are held', async () => {
     const shop = await makeShop();
     expect([0, 3]).toContain(cli(['sync'], shop.dir).code);

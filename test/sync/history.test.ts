@@ -27,7 +27,7 @@ interface Row {
 }
 const status = (dir: string) => JSON.parse(cli(['status', '--json'], dir).stdout).audiences as Row[];
 
-describe('every run recorded', { timeout: 180_000 }, () => {
+describe('every run recorded', () => {
   it('a sync from the command line shows in status; a failed one shows as failed, without sizes', async () => {
     const shop = await makeShop();
     expect(status(shop.dir).every((r) => r.last_run === null)).toBe(true);

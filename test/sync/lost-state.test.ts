@@ -39,7 +39,7 @@ async function drop(prefix: string, pattern: string): Promise<number> {
   return keys.length;
 }
 
-describe('lost state', { timeout: 180_000 }, () => {
+describe('lost state', () => {
   it('Redis flushed, then customers opt out: every audience is replaced with exactly its segment', async () => {
     // A quarter of the customers opt out: more than the removal brake lets go (that case is below).
     const shop = await makeShop({ sync: 'max_removal_share: 1' });

@@ -34,7 +34,7 @@ function start(args: string[], cwd: string, when?: RegExp) {
   return { matched, done };
 }
 
-describe('one run per audience, whoever starts it', { timeout: 180_000 }, () => {
+describe('one run per audience, whoever starts it', () => {
   it('a sync waits for the run holding its audiences, or fails at once with --no-wait naming it', async () => {
     const shop = await makeShop();
     // A worker's run holds the file destination (its audiences share one folder and one log).
