@@ -139,8 +139,25 @@ describe('two processes writing one file destination at once (issue 14, case 11)
       encoding: 'utf8',
     });
     expect(third.status, third.stderr).toBe(0);
-    const again = (JSON.parse(third.stdout) as { results: Result[] }).results;
+    // Each destination's state has its own epoch, and the folder keeps the last one written per audience:
+    // an audience the other destination wrote last is replaced (two setups on one audience), the others
+    // are left as they are.
+    for (const r of (
+      JSON.parse(third.stdout) as { results: (Result & { audience: string; replaced?: string })[] }
+    ).results)
+      if (r.replaced) expect(r.replaced, r.audience).toMatch(/carries the epoch of another state/);
+      else expect(r.added + r.removed, r.audience).toBe(0);
+    expectSound(shop.out, expected);
+    const fourth = spawnSync(process.execPath, [BIN, 'sync', '--json', '--destination', 'local'], {
+      cwd: shop.dir,
+      env,
+      encoding: 'utf8',
+    });
+    const again = (
+      JSON.parse(fourth.stdout) as { results: (Result & { audience: string; replaced?: string })[] }
+    ).results;
     expect(again.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
+    expect(again.filter((r) => r.replaced)).toEqual([]);
     expectSound(shop.out, expected);
   });
 });

@@ -146,6 +146,9 @@ export class FileClient implements ConnectorClient {
   private readonly lock: FolderLock;
   private readonly delayMs: number;
   private registry: Record<string, string> = {};
+  /** `epochs.json`: per audience id, the epoch of the state that last filled it (see `stamp`). */
+  private readonly epochFile: string;
+  private epochs: Record<string, string> = {};
   /** The change log's whole entries in file order, and the bytes they take from its start. */
   private log: LogEntry[] = [];
   private logBytes = 0;
@@ -163,6 +166,7 @@ export class FileClient implements ConnectorClient {
     this.dir = path.resolve(baseDir, config.path);
     this.logFile = path.join(this.dir, 'changes.jsonl');
     this.registryFile = path.join(this.dir, 'audiences.json');
+    this.epochFile = path.join(this.dir, 'epochs.json');
     this.lock = new FolderLock(path.join(this.dir, 'audiences.lock'));
   }
 
@@ -184,25 +188,51 @@ export class FileClient implements ConnectorClient {
     }
   }
 
-  /** Found or created under the lock, from the registry on disk: two processes never make twins. */
-  async ensureAudience(name: string, knownId?: string): Promise<RemoteAudience & { created: boolean }> {
+  /**
+   * Found or created under the lock, from the registry on disk: two processes never make twins. A found
+   * audience answers with the epoch `epochs.json` holds for it; a new one is given `epoch`.
+   */
+  async ensureAudience(
+    name: string,
+    knownId?: string,
+    epoch?: string,
+  ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
     return this.locked(() => {
       const existing =
         knownId && this.registry[knownId] === name
           ? knownId
           : Object.keys(this.registry).find((id) => this.registry[id] === name);
-      if (existing) return { id: existing, name, created: false };
+      if (existing) return { id: existing, name, created: false, epoch: this.epochs[existing] };
       let id = slug(name);
       for (let n = 2; this.registry[id] !== undefined; n++) id = `${slug(name)}-${n}`;
       const registry = { ...this.registry, [id]: name };
       try {
+        if (epoch !== undefined) this.writeEpoch(id, epoch);
         replaceFile(this.registryFile, JSON.stringify(registry, null, 2) + '\n');
       } catch (error) {
         throw this.diskError(`could not create audience '${name}' in ${this.registryFile}`, error);
       }
       this.registry = registry;
-      return { id, name, created: true };
+      return { id, name, created: true, epoch };
     });
+  }
+
+  /** Records the state's epoch for the audience, as a platform's description would carry it. */
+  async stamp(audience: RemoteAudience, epoch: string): Promise<void> {
+    await this.locked(() => {
+      if (this.epochs[audience.id] === epoch) return;
+      try {
+        this.writeEpoch(audience.id, epoch);
+      } catch (error) {
+        throw this.diskError(`could not mark audience '${audience.name}' in ${this.epochFile}`, error);
+      }
+    });
+  }
+
+  private writeEpoch(id: string, epoch: string): void {
+    const epochs = { ...this.epochs, [id]: epoch };
+    replaceFile(this.epochFile, JSON.stringify(epochs, null, 2) + '\n');
+    this.epochs = epochs;
   }
 
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -322,20 +352,8 @@ export class FileClient implements ConnectorClient {
   }
 
   private refresh(): void {
-    let text: string | undefined;
-    try {
-      text = readFileSync(this.registryFile, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-    try {
-      this.registry = text === undefined ? {} : (JSON.parse(text) as Record<string, string>);
-    } catch (error) {
-      throw new ConnectorError(
-        `${this.registryFile} is not valid JSON (${(error as Error).message}): restore it from a backup or fix it by hand`,
-        'permanent',
-      );
-    }
+    this.registry = readJsonMap(this.registryFile);
+    this.epochs = readJsonMap(this.epochFile);
     this.readLog();
   }
 
@@ -540,3 +558,22 @@ export const fileConnector: ConnectorDefinition<FileConfig> = {
   identify,
   create: (config, context) => new FileClient(config, context.baseDir, context.log),
 };
+
+/** A JSON object of strings from `file` (empty when the file does not exist). */
+function readJsonMap(file: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw error;
+  }
+  try {
+    return JSON.parse(text) as Record<string, string>;
+  } catch (error) {
+    throw new ConnectorError(
+      `${file} is not valid JSON (${(error as Error).message}): restore it from a backup or fix it by hand`,
+      'permanent',
+    );
+  }
+}

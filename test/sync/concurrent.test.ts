@@ -18,6 +18,7 @@ process.env.AUDIENCE_SYNC_THREADS_FROM = '1';
 const { planDestination, syncDestination } = await import('../../src/sync/run.js');
 const { prepareSync } = await import('../../src/sync/prepare.js');
 const { StateStore } = await import('../../src/state/store.js');
+const { NO_REMOVAL_BRAKE } = await import('../../src/sync/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
 const { expectedAudiences, fileAudiences, makeShop } = await import('./harness.js');
@@ -123,6 +124,8 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
               store: new StateStore(redis, shops[k]!.prefix),
               log,
               threads: SCRIPT,
+              // A fifth of the customers opt out and a fifth change email: removals on purpose.
+              removals: NO_REMOVAL_BRAKE,
             });
           } finally {
             await client.close?.();

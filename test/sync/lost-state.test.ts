@@ -15,8 +15,8 @@ const redisUrl = inject('redisUrl');
 const redis = new Redis(redisUrl);
 afterAll(() => redis.disconnect());
 
-function sync(cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
+function sync(cwd: string, args: string[] = []) {
+  const r = spawnSync(process.execPath, [BIN, 'sync', '--json', ...args], {
     cwd,
     env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
     encoding: 'utf8',
@@ -141,5 +141,51 @@ describe('lost state', () => {
     writeFileSync(customers, whole);
     sync(shop.dir);
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+  });
+
+  it('another setup wrote the folder since our run: its epoch is noticed and our audiences are replaced', async () => {
+    const shop = await makeShop({ sync: 'max_removal_share: 1' });
+    sync(shop.dir);
+    // A second setup (its own Redis state, its own profiles export where a third opted out) syncs the
+    // same folder.
+    const customers = readFileSync(path.join(shop.dir, 'shop', 'customers.csv'), 'utf8').split('\n');
+    const optedOut = customers[0]!.split(',').indexOf('opted_out');
+    writeFileSync(
+      path.join(shop.dir, 'shop', 'other-customers.csv'),
+      customers
+        .map((line, r) => {
+          if (r === 0 || r % 3 !== 0 || !line) return line;
+          const cells = line.split(',');
+          cells[optedOut] = 'true';
+          return cells.join(',');
+        })
+        .join('\n'),
+    );
+    const other = path.join(shop.dir, 'other.yaml');
+    writeFileSync(
+      other,
+      readFileSync(shop.config, 'utf8')
+        .replace(`redis_prefix: ${shop.prefix}`, `redis_prefix: ${shop.prefix}-other`)
+        .replace('path: shop/customers.csv', 'path: shop/other-customers.csv'),
+    );
+    const theirs = sync(shop.dir, ['--config', other]);
+    expect(theirs.results.every((r) => String(r.replaced).includes('our state has no record of it'))).toBe(
+      true,
+    );
+    const ours = await expectedAudiences(shop.config);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(other));
+    expect(fileAudiences(shop.out)).not.toEqual(ours);
+    const marks = JSON.parse(readFileSync(path.join(shop.out, 'epochs.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    expect(Object.keys(marks)).toHaveLength(ours.size);
+
+    // Our state still remembers what we sent; the folder says another state filled it since.
+    const { results } = sync(shop.dir);
+    for (const r of results)
+      expect(r.replaced, String(r.audience)).toMatch(/carries the epoch of another state/);
+    expect(fileAudiences(shop.out)).toEqual(ours);
+    await drop(`${shop.prefix}-other`, '*');
   });
 });
