@@ -169,8 +169,9 @@ async function follow(queue: Queue, id: string, name: string, log: Logger): Prom
     try {
       job = await queue.getJob(id);
       state = job ? await job.getState() : 'gone';
-      // Read again: the job may have finished between fetching it and asking its state.
-      if (state === 'completed') job = await queue.getJob(id);
+      // Read again: the job may have finished between fetching it and asking its state (a job read
+      // before it failed has no failedReason: a loaded machine showed `failed: undefined`).
+      if (state === 'completed' || state === 'failed') job = await queue.getJob(id);
     } catch (error) {
       const problem = redisConfigProblem(error);
       if (problem) throw new ConfigError(problem);
@@ -211,7 +212,8 @@ async function follow(queue: Queue, id: string, name: string, log: Logger): Prom
   }
 }
 
-function failedReason(reason: string): string {
+function failedReason(reason: string | undefined): string {
+  if (reason === undefined) return 'no reason recorded (see `audience-sync status` and the worker logs)';
   return reason === 'job stalled more than allowable limit'
     ? `its run was interrupted more than ${MAX_INTERRUPTIONS} times (its workers were killed or stalled) and was given up`
     : reason;
