@@ -15,7 +15,7 @@ import { userData } from './adsapi.js';
 import { googleAdsConfigSchema } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
 import { FAKE_REST, FAKE_TOKEN_URL, serveRest } from './grpc-fake/rest.js';
-import { FakeGoogleAds, identifierKey } from './grpc-fake/server.js';
+import { FakeGoogleAds, identifierKey, type FakeMethod } from './grpc-fake/server.js';
 import { googleAdsConnector } from './index.js';
 
 /**
@@ -23,6 +23,7 @@ import { googleAdsConnector } from './index.js';
  * gRPC fake, whose jobs are applied to in-memory lists when Google "processes" them (between runs), over
  * runs with adds, removals, changed emails, opt-outs, a CONCURRENT_MODIFICATION and a full resync
  * (`remove_all`). Each list must end up holding exactly the identifiers of its segment's members.
+ * Last, a batch counts only when Google holds all of it (issue 14): the fake cuts jobs off mid-way.
  */
 
 const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
@@ -56,7 +57,7 @@ afterEach(() => {
 
 const BATCH = 40;
 
-async function setup() {
+async function setup(batch = BATCH) {
   const shop = await makeShop({
     customers: 300,
     sync: 'max_removal_share: 1',
@@ -70,7 +71,7 @@ async function setup() {
     refresh_token: \${GOOGLE_REFRESH_TOKEN}
     developer_token: \${GOOGLE_ADS_DEVELOPER_TOKEN}
     default_country: US
-    batch_size: ${BATCH}
+    batch_size: ${batch}
     endpoints:
       token_url: ${FAKE_TOKEN_URL}
       ads_rest: ${FAKE_REST}
@@ -297,5 +298,86 @@ describe('sync through the Google Ads API after the state is lost (issue 14, cas
     await settle();
     await assertExact();
     for (const key of await redis.keys(`${prefix}-other:*`)) await redis.del(key);
+  });
+});
+
+/** Batch size for the cut-off test: several jobs per list, so a list's first job can succeed before one is cut. */
+const MIDBATCH = 10;
+
+describe('Google Ads API: a job cut off in the middle of a batch (issue 14)', () => {
+  it('leaves that batch uncounted, and the next runs make every list exact', async () => {
+    // The gRPC fake cuts a job off on every attempt: an addOperations call takes half of its operations and
+    // the connection drops, or a job is started and the connection drops before the answer.
+    const { shop, run, settle, assertExact } = await setup(MIDBATCH);
+    /** Members in jobs Google answered as started, per list and kind, among jobs not in `before`. */
+    const started = (before: ReadonlySet<string>, kind: 'create' | 'remove') => {
+      const out = new Map<string, number>();
+      const answered = new Set(fake.callsOf('RunOfflineUserDataJob').map((c) => c.request.resource_name));
+      for (const job of fake.jobs.values()) {
+        if (before.has(job.resourceName) || !answered.has(job.resourceName)) continue;
+        if (fake.cutOff.some((c) => c.job === job.resourceName)) continue;
+        const name = fake.lists.get(job.userList)!.name;
+        const n = job.operations.filter((o) => o[kind]).length;
+        out.set(name, (out.get(name) ?? 0) + n);
+      }
+      return out;
+    };
+    /** Cuts `method` off for a list (`list`, or any) once one of its jobs has started, from now on. */
+    const cutAfterFirst = (method: FakeMethod, list: string | undefined) => {
+      const before = new Set(fake.jobs.keys());
+      const cutList = (l: string) =>
+        [...fake.jobs.values()].some(
+          (j) =>
+            !before.has(j.resourceName) &&
+            j.status !== 'PENDING' &&
+            fake.lists.get(j.userList)?.name === l &&
+            !fake.cutOff.some((c) => c.job === j.resourceName),
+        );
+      return (call: { method: FakeMethod; list: string }) =>
+        call.method === method && (list === undefined || call.list === list) && cutList(call.list);
+    };
+    const errors = (results: AudienceResult[]) => results.filter((r) => r.error).map((r) => r.audience);
+
+    // First run: 'Slipping away' loses the connection in the middle of adding operations, 'RFM: At Risk'
+    // right after starting a job; both after their first job.
+    const jobsBefore = new Set(fake.jobs.keys());
+    const addOps = cutAfterFirst('AddOfflineUserDataJobOperations', 'Slipping away');
+    const runJob = cutAfterFirst('RunOfflineUserDataJob', 'RFM: At Risk');
+    fake.cutMidBatch = (call) => addOps(call) || runJob(call);
+    const first = await run();
+    expect(errors(first).sort()).toEqual(['RFM: At Risk', 'Slipping away']);
+    for (const r of first.filter((x) => x.error)) expect(r.error).toMatch(/UNAVAILABLE|Connection dropped/);
+    expect(new Set(fake.cutOff.map((c) => c.method))).toEqual(
+      new Set(['AddOfflineUserDataJobOperations', 'RunOfflineUserDataJob']),
+    );
+    const added = started(jobsBefore, 'create');
+    for (const r of first) expect(r.added, r.audience).toBe(added.get(r.audience) ?? 0);
+    for (const r of first.filter((x) => x.error)) {
+      expect(r.added, r.audience).toBe(MIDBATCH);
+      expect(r.failed, r.audience).toBe(r.plannedAdds - MIDBATCH);
+    }
+
+    fake.cutMidBatch = undefined;
+    await settle();
+    await assertExact();
+
+    // A third of the customers opt out: removal jobs are cut off after each list's first one.
+    shop.editCustomers((cells, header, row) => {
+      if (row % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const removalsBefore = new Set(fake.jobs.keys());
+    fake.cutMidBatch = cutAfterFirst('AddOfflineUserDataJobOperations', undefined);
+    const third = await run();
+    const cut = third.filter((r) => r.error);
+    expect(cut.length).toBeGreaterThan(0);
+    expect(cut.map((r) => r.audience)).toEqual(
+      third.filter((r) => r.plannedRemoves > MIDBATCH).map((r) => r.audience),
+    );
+    const removed = started(removalsBefore, 'remove');
+    for (const r of third) expect(r.removed, r.audience).toBe(removed.get(r.audience) ?? 0);
+
+    fake.cutMidBatch = undefined;
+    await settle();
+    await assertExact();
   });
 });
