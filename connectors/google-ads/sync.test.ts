@@ -19,7 +19,8 @@ import { googleAdsConnector } from './index.js';
  * End to end: the example shop synced to Google Customer Match lists through the Data Manager API, at
  * the wire (a nock fake that processes uploads later), over runs with adds, removals, a changed email,
  * an opt-out, consent withdrawn through a column, and a full resync. Each list must end up holding
- * exactly the identifiers of its segment's members.
+ * exactly the identifiers of its segment's members. Last, a batch counts only when Google holds all of it
+ * (issue 14): the fake cuts requests off mid-way.
  */
 
 const DM = 'https://datamanager.fake';
@@ -39,7 +40,7 @@ afterEach(() => {
   nock.enableNetConnect();
 });
 
-async function setup() {
+async function setup(batch = 40) {
   const shop = await makeShop({
     customers: 300,
     sync: 'max_removal_share: 1',
@@ -51,7 +52,7 @@ async function setup() {
     client_secret: \${GOOGLE_CLIENT_SECRET}
     refresh_token: \${GOOGLE_REFRESH_TOKEN}
     default_country: US
-    batch_size: 40
+    batch_size: ${batch}
     consent: { ad_user_data: { column: ads_consent }, ad_personalization: granted }
     endpoints: { data_manager: ${DM}, token_url: ${TOKEN_URL} }`,
   });
@@ -263,5 +264,64 @@ describe('sync to the Data Manager API after the state is lost (issue 14, case 2
     await settle();
     await assertExact();
     expect(fake.lists.get(id)!.description).not.toMatch(/999999999999/);
+  });
+});
+
+describe('Google Data Manager: a connection dropped in the middle of a batch (issue 14)', () => {
+  it('leaves that batch uncounted, and the next runs make every list exact', async () => {
+    // The fake takes half of an ingest or remove request, then the connection drops before it answers, on
+    // every attempt: the audience reports failed, nothing of that batch pending.
+    const { fake, shop, run, settle, assertExact } = await setup(10);
+    /** Members Google acknowledged per list for `op` since batch number `from`. */
+    const acknowledged = (from: number, op: 'ingest' | 'remove') => {
+      const out = new Map<string, number>();
+      for (const b of fake.batches.slice(from))
+        if (b.op === op) out.set(b.list, (out.get(b.list) ?? 0) + b.size);
+      return out;
+    };
+    /** Cuts off every `op` request to a list (`list`, or any) after its first one, from now on. */
+    const cutAfterFirst = (list: string | undefined, op: 'ingest' | 'remove') => {
+      const from = fake.batches.length;
+      fake.cutMidBatch = (r) =>
+        r.op === op &&
+        (list === undefined || r.list === list) &&
+        fake.batches.slice(from).some((b) => b.op === op && b.list === r.list);
+    };
+    const errors = (results: AudienceResult[]) => results.filter((r) => r.error).map((r) => r.audience);
+
+    // First run: ingests to 'Slipping away' are cut off after its first batch of 10.
+    cutAfterFirst('Slipping away', 'ingest');
+    const first = await run();
+    expect(errors(first)).toEqual(['Slipping away']);
+    expect(first.find((r) => r.audience === 'Slipping away')!.error).toMatch(/socket hang up|ECONNRESET/);
+    expect(fake.cutOff.length).toBeGreaterThan(0);
+    const added = acknowledged(0, 'ingest');
+    for (const r of first) expect(r.added, r.audience).toBe(added.get(r.audience) ?? 0);
+    const slipping = first.find((r) => r.audience === 'Slipping away')!;
+    expect(slipping.added).toBe(10);
+    expect(slipping.failed).toBe(slipping.plannedAdds - 10);
+
+    fake.cutMidBatch = undefined;
+    await settle();
+    await assertExact();
+
+    // A third of the customers opt out: removals are cut off after each list's first batch.
+    shop.editCustomers((cells, header, row) => {
+      if (row % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const mark = fake.batches.length;
+    cutAfterFirst(undefined, 'remove');
+    const third = await run();
+    const cut = third.filter((r) => r.error);
+    expect(cut.length).toBeGreaterThan(0);
+    expect(cut.map((r) => r.audience)).toEqual(
+      third.filter((r) => r.plannedRemoves > 10).map((r) => r.audience),
+    );
+    const removed = acknowledged(mark, 'remove');
+    for (const r of third) expect(r.removed, r.audience).toBe(removed.get(r.audience) ?? 0);
+
+    fake.cutMidBatch = undefined;
+    await settle();
+    await assertExact();
   });
 });
