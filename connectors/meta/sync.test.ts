@@ -16,7 +16,8 @@ import { metaConnector } from './index.js';
 
 /**
  * The core and the Meta connector against a fake Graph API (nock, through the real SDK and fetch): after
- * each run, every audience on the fake holds exactly the identifiers of its segment's members.
+ * each run, every audience on the fake holds exactly the identifiers of its segment's members. Last, a batch
+ * counts only when Meta holds all of it (issue 14): the fake cuts uploads off mid-way.
  */
 
 const TOKEN = 'EAAB-e2e-token-9876543210';
@@ -37,7 +38,7 @@ afterEach(() => {
   nock.enableNetConnect();
 });
 
-async function metaShop() {
+async function metaShop(batch = 40) {
   const shop = await makeShop({
     customers: 400,
     sync: 'max_removal_share: 1',
@@ -47,7 +48,7 @@ async function metaShop() {
     access_token: \${META_E2E_ACCESS_TOKEN}
     schema: [EMAIL, PHONE, FN, LN, ZIP, COUNTRY]
     default_country: US
-    batch_size: 40
+    batch_size: ${batch}
     throttle_wait_seconds: 0.05`,
   });
   const { config, write } = shop;
@@ -241,5 +242,88 @@ describe('sync to Meta after the state is lost (issue 14, case 2)', () => {
     expect(onMeta()).toEqual(want);
     expect(fake.edge('usersreplace').length).toBeGreaterThan(replaceMark);
     for (const key of await redis.keys(`${shop.prefix}-other:*`)) await redis.del(key);
+  });
+});
+
+describe('Meta: a connection dropped in the middle of a batch (issue 14)', () => {
+  it('leaves that batch uncounted, and the next run makes every audience exact', async () => {
+    // The fake applies half of a `/users` request, then drops the connection, on every attempt.
+    const { shop, fake, run, expected, onMeta } = await metaShop(10);
+    const audienceOf = (r: RecordedRequest) => fake.audiences.get(r.path.split('/')[2]!)?.name;
+    /** Rows Meta acknowledged per audience and method (requests answered, not cut off). */
+    const acknowledged = (from: number, method: string) => {
+      const rows = new Map<string, number>();
+      for (const r of fake.requests.slice(from))
+        if (r.path.endsWith('/users') && r.method === method && !fake.dropped.includes(r))
+          rows.set(audienceOf(r)!, (rows.get(audienceOf(r)!) ?? 0) + rowsOf(r));
+      return rows;
+    };
+    const expectCountedAsAcknowledged = (results: AudienceResult[], from: number) => {
+      const added = acknowledged(from, 'POST');
+      const removed = acknowledged(from, 'DELETE');
+      for (const r of results) {
+        expect(r.added, r.audience).toBe(added.get(r.audience) ?? 0);
+        expect(r.removed, r.audience).toBe(removed.get(r.audience) ?? 0);
+      }
+    };
+    /** Cuts off every upload of `method` to an audience (`audience`, or any) after its first one in this run. */
+    const cutAfterFirst = (audience: string | undefined, method: string, from: number) => {
+      fake.dropMidBatch = (r) =>
+        r.method === method &&
+        (audience === undefined || audienceOf(r) === audience) &&
+        fake.requests.slice(from).filter((x) => x.method === method && audienceOf(x) === audienceOf(r))
+          .length > 1;
+    };
+
+    // First run: additions to 'Slipping away' are cut off after its first batch of 10.
+    cutAfterFirst('Slipping away', 'POST', 0);
+    const first = await run();
+    const failed = first.filter((r) => r.error);
+    expect(failed.map((r) => r.audience)).toEqual(['Slipping away']);
+    expect(failed[0]!.error).toMatch(/no answer from the Graph API/);
+    expect(fake.dropped.length).toBeGreaterThan(0);
+    expectCountedAsAcknowledged(first, 0);
+    expect(failed[0]!.failed).toBe(failed[0]!.plannedAdds - failed[0]!.added);
+    // Meta holds more than the run counted: half of each batch cut off was applied.
+    const slipping = fake.byName('Slipping away')[0]!;
+    const counted = fake.requests
+      .filter((r) => r.method === 'POST' && audienceOf(r) === 'Slipping away' && !fake.dropped.includes(r))
+      .flatMap((r) => (r.body as { payload: { data: string[][] } }).payload.data);
+    expect(slipping.identifiers.size).toBeGreaterThan(
+      new Set(counted.flatMap((row) => rowIdentifiers(['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'], row)))
+        .size,
+    );
+
+    fake.dropMidBatch = undefined;
+    const mark = fake.requests.length;
+    const second = await run();
+    expect(second.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(await expected());
+    const again = second.find((r) => r.audience === 'Slipping away')!;
+    expect(again.added).toBe(failed[0]!.plannedAdds - failed[0]!.added);
+    expectCountedAsAcknowledged(second, mark);
+
+    // A third of the customers opt out: each audience's removals are cut off after their first batch.
+    shop.editCustomers((cells, header, row) => {
+      if (row % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const before = fake.requests.length;
+    cutAfterFirst(undefined, 'DELETE', before);
+    const third = await run();
+    const cut = third.filter((r) => r.error);
+    expect(cut.length).toBeGreaterThan(0);
+    expect(cut.map((r) => r.audience)).toEqual(
+      third.filter((r) => r.plannedRemoves > 10).map((r) => r.audience),
+    );
+    // An audience whose removals failed sends no additions: they wait for the next run.
+    for (const r of cut) expect(r.failed).toBe(r.plannedRemoves + r.plannedAdds - r.removed);
+    expectCountedAsAcknowledged(third, before);
+
+    fake.dropMidBatch = undefined;
+    const fourth = await run();
+    expect(fourth.filter((r) => r.error)).toEqual([]);
+    expect(onMeta()).toEqual(await expected());
+    const fifth = await run();
+    expect(fifth.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
   });
 });
