@@ -8,7 +8,7 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { normalizeEmail } from '../../src/identity/normalize.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
-
+import type { AudienceResult } from '../../src/sync/run.js';
 import { readCsv } from '../../test/helpers.js';
 import { expectedRows, makeShop, syncOnce } from '../../test/sync/harness.js';
 import { FakeMailchimp, md5, type RecordedRequest } from './fixtures/fake.js';
@@ -16,7 +16,8 @@ import { mailchimpConnector } from './index.js';
 
 /**
  * The core and this connector against a fake Mailchimp audience at the wire: after every run each tag
- * holds exactly its segment's members (less the contacts Mailchimp refuses).
+ * holds exactly its segment's members (less the contacts Mailchimp refuses). Last, a batch counts only when
+ * Mailchimp holds all of it (issue 14): the fake cuts bulk tag calls off mid-way.
  */
 
 const KEY = '0123456789abcdef0123456789abcdef-us9';
@@ -42,12 +43,24 @@ afterEach(() => {
 
 type Shop = Awaited<ReturnType<typeof makeShop>>;
 
+/** Settings of the `mc` destination that differ between tests. */
+interface Settings {
+  threshold?: number;
+  batchSize?: number;
+  connections?: number;
+}
+
 /** The shop's config with a `mc` Mailchimp destination beside the harness's `local` one. */
-function configure(shop: Shop, analysisDate: string, threshold: number): void {
+function configure(
+  shop: Shop,
+  analysisDate: string,
+  { threshold = 100_000, batchSize, connections = 8 }: Settings = {},
+): void {
   shop.write(analysisDate);
   const mc =
     `  mc: { type: mailchimp, api_key: "\${MAILCHIMP_API_KEY}", list_id: ${LIST}, missing_members: upsert, ` +
-    `batch_operations_threshold: ${threshold}, batch_poll_seconds: 0.01, max_connections: 8 }\n`;
+    `batch_operations_threshold: ${threshold}, batch_poll_seconds: 0.01, max_connections: ${connections}` +
+    `${batchSize ? `, batch_size: ${batchSize}` : ''} }\n`;
   writeFileSync(
     shop.config,
     readFileSync(shop.config, 'utf8').replace('destinations:\n', `destinations:\n${mc}`),
@@ -82,6 +95,33 @@ async function expected(shop: Shop, refused: ReadonlySet<string>): Promise<Map<s
   return out;
 }
 
+/**
+ * A shop syncing to `mc` on a fake Mailchimp audience of its own; `sync` runs once as the worker does, `run`
+ * runs once and must succeed, and gives the results and the requests it sent.
+ */
+async function mailchimpShop(settings: Settings = {}) {
+  const shop = await makeShop({ customers: 300, sync: 'max_removal_share: 1' });
+  configure(shop, '2026-01-01', settings);
+  nock.disableNetConnect();
+  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+  const fake = new FakeMailchimp(KEY, LIST).install();
+  const store = new StateStore(redis, shop.prefix);
+  const sync = () =>
+    syncOnce(shop.config, registry, {
+      destination: 'mc',
+      store,
+      log,
+      retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },
+    });
+  const run = async () => {
+    const from = fake.requests.length;
+    const results = await sync();
+    expect(results.filter((r) => r.error)).toEqual([]);
+    return { results, requests: fake.requests.slice(from) };
+  };
+  return { shop, fake, sync, run };
+}
+
 const bodies = (requests: RecordedRequest[], field: 'members_to_add' | 'members_to_remove', tagId: string) =>
   requests
     .filter((r) => r.method === 'POST' && r.path.endsWith(`/segments/${tagId}`))
@@ -89,12 +129,7 @@ const bodies = (requests: RecordedRequest[], field: 'members_to_add' | 'members_
 
 describe('sync to Mailchimp tags', () => {
   it('keeps each tag exactly on its segment through moves, an opt-out, a vanished customer and /batches', async () => {
-    const shop = await makeShop({ customers: 300, sync: 'max_removal_share: 1' });
-    configure(shop, '2026-01-01', 100_000);
-    nock.disableNetConnect();
-    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-    const fake = new FakeMailchimp(KEY, LIST).install();
-    const store = new StateStore(redis, shop.prefix);
+    const { shop, fake, run } = await mailchimpShop();
 
     // The audience holds most customers already; one address was deleted for good (GDPR) and is refused.
     const first = await expected(shop, new Set());
@@ -107,17 +142,6 @@ describe('sync to Mailchimp tags', () => {
     });
     const refused = new Set([forgotten]);
 
-    const run = async () => {
-      const from = fake.requests.length;
-      const results = await syncOnce(shop.config, registry, {
-        destination: 'mc',
-        store,
-        log,
-        retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },
-      });
-      expect(results.filter((r) => r.error)).toEqual([]);
-      return { results, requests: fake.requests.slice(from) };
-    };
     const tagId = (name: string) => [...fake.segments].find(([, s]) => s.name === name)![0];
     const assertExact = async () => {
       const want = await expected(shop, refused);
@@ -143,7 +167,7 @@ describe('sync to Mailchimp tags', () => {
       [...of].filter(([, members]) => members.has(email)).map(([name]) => name);
     const unique = (id: string) => [...emails.values()].filter((e) => e === emails.get(id)).length === 1;
     const [optOut, vanished] = ids.filter((id) => unique(id) && tagsOf(emails.get(id)!, before).length > 0);
-    configure(shop, '2026-07-01', 100_000);
+    configure(shop, '2026-07-01');
     shop.editCustomers((cells, header) => {
       if (cells[0] === optOut) cells[header.indexOf('opted_out')] = 'true';
     });
@@ -188,7 +212,7 @@ describe('sync to Mailchimp tags', () => {
     expect(bodies(r2.requests, 'members_to_add', tagId(to!))).toContain(moved);
 
     // 3. A third of the customers change email, with a low threshold: the large changes go through /batches.
-    configure(shop, '2026-07-01', 5);
+    configure(shop, '2026-07-01', { threshold: 5 });
     shop.editCustomers((cells, header, k) => {
       if (k % 3 === 0) cells[header.indexOf('email')] = `moved-${k}@example.org`;
     });
@@ -229,30 +253,14 @@ describe('sync to Mailchimp tags', () => {
 
 describe('sync to Mailchimp tags after the state is lost (issue 14, case 2)', () => {
   it('untags everyone not in the segment and tags the segment: each tag is exactly its segment', async () => {
-    const shop = await makeShop({ customers: 300, sync: 'max_removal_share: 1' });
-    configure(shop, '2026-01-01', 100_000);
-    nock.disableNetConnect();
-    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-    const fake = new FakeMailchimp(KEY, LIST).install();
+    const { shop, fake, run } = await mailchimpShop();
     // Pages smaller than Mailchimp's 1,000, so the tag's members come in several.
     fake.segmentMembersPageLimit = 25;
-    const store = new StateStore(redis, shop.prefix);
     const emails = emailsOf(shop);
     // Most customers are contacts already, some unsubscribed; the others are created as transactional.
     [...new Set(emails.values())].forEach((e, i) => {
       if (i % 4 !== 0) fake.addContact(e, i % 7 === 0 ? 'unsubscribed' : 'subscribed');
     });
-    const run = async () => {
-      const from = fake.requests.length;
-      const results = await syncOnce(shop.config, registry, {
-        destination: 'mc',
-        store,
-        log,
-        retry: { attempts: 3, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 },
-      });
-      expect(results.filter((r) => r.error)).toEqual([]);
-      return { results, requests: fake.requests.slice(from) };
-    };
     const assertExact = async () => {
       const want = await expected(shop, new Set());
       for (const [name, members] of want) expect(fake.tagged(name), name).toEqual(members);
@@ -303,6 +311,82 @@ describe('sync to Mailchimp tags after the state is lost (issue 14, case 2)', ()
     const dump = await stateDump(shop.prefix);
     for (const email of [...untagged.slice(0, 20), 'stranger@example.net'])
       expect(dump.includes(Buffer.from(email))).toBe(false);
+  });
+});
+
+describe('Mailchimp: a bulk tag call cut off in the middle of a batch (issue 14)', () => {
+  it('leaves that batch uncounted, and the next run puts every tag exactly on its segment', async () => {
+    // One add or remove call of the core is several bulk tag calls here; the fake applies half of one of
+    // them, then answers 500 or drops the connection, on every attempt. One connection keeps the order.
+    const { shop, fake, sync: run } = await mailchimpShop({ batchSize: 10, connections: 1 });
+    const onMailchimp = () => new Map([...fake.segments.values()].map((s) => [s.name, fake.tagged(s.name)]));
+    const tagOf = (r: RecordedRequest) => fake.segments.get(r.path.split('/').at(-1)!)?.name;
+    /** Cuts off every bulk call carrying `field` to a tag (`tag`, or any) after its first one in this run. */
+    const cutAfterFirst = (
+      tag: string | undefined,
+      field: 'members_to_add' | 'members_to_remove',
+      answer: 500 | 'drop',
+    ) => {
+      const from = fake.requests.length;
+      const carries = (r: RecordedRequest) =>
+        r.method === 'POST' &&
+        /\/segments\/\d+$/.test(r.path) &&
+        ((r.body as Record<string, unknown[] | undefined>)[field]?.length ?? 0) > 0;
+      fake.cutMidBatch = {
+        answer,
+        when: (r) =>
+          carries(r) &&
+          (tag === undefined || tagOf(r) === tag) &&
+          fake.requests.slice(from).filter((x) => carries(x) && tagOf(x) === tagOf(r)).length > 1,
+      };
+    };
+    const errors = (results: AudienceResult[]) => results.filter((r) => r.error).map((r) => r.audience);
+
+    // Most customers are contacts already; the rest are created on the way.
+    const want = await expected(shop, new Set());
+    [...new Set([...want.values()].flatMap((e) => [...e]))].forEach((e, i) => {
+      if (i % 4 !== 0) fake.addContact(e);
+    });
+
+    // First run: the second bulk call tagging 'Slipping away' is half applied, then answered 500.
+    cutAfterFirst('Slipping away', 'members_to_add', 500);
+    const first = await run();
+    expect(errors(first)).toEqual(['Slipping away']);
+    const slipping = first.find((r) => r.audience === 'Slipping away')!;
+    expect(slipping.error).toMatch(/500/);
+    // The core's batch (one add call, all of the tag's members) is not counted, though part of it landed.
+    expect(slipping.added).toBe(0);
+    expect(slipping.failed).toBe(slipping.plannedAdds);
+    expect(fake.cutOff.length).toBeGreaterThan(0);
+    expect(fake.tagged('Slipping away').size).toBeGreaterThan(10);
+    for (const r of first.filter((x) => !x.error))
+      expect(r.added + r.rejected, r.audience).toBe(r.plannedAdds);
+
+    fake.cutMidBatch = undefined;
+    const second = await run();
+    expect(errors(second)).toEqual([]);
+    expect(second.find((r) => r.audience === 'Slipping away')!.added).toBe(slipping.plannedAdds);
+    expect(onMailchimp()).toEqual(await expected(shop, new Set()));
+
+    // A third of the customers opt out: untagging is cut off after each tag's first bulk call, connection dropped.
+    shop.editCustomers((cells, header, row) => {
+      if (row % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+    });
+    cutAfterFirst(undefined, 'members_to_remove', 'drop');
+    const third = await run();
+    const cut = third.filter((r) => r.error);
+    expect(cut.length).toBeGreaterThan(0);
+    expect(cut.map((r) => r.audience)).toEqual(
+      third.filter((r) => r.plannedRemoves > 10).map((r) => r.audience),
+    );
+    for (const r of cut) expect(r.removed, r.audience).toBe(0);
+
+    fake.cutMidBatch = undefined;
+    const fourth = await run();
+    expect(errors(fourth)).toEqual([]);
+    expect(onMailchimp()).toEqual(await expected(shop, new Set()));
+    const fifth = await run();
+    expect(fifth.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
   });
 });
 
