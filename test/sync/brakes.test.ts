@@ -1,21 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
-import { changeLog, expectedAudiences, expectedRows, fileAudiences, makeShop } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { changeLog, cli, expectedAudiences, expectedRows, fileAudiences, makeShop } from './harness.js';
 
 /** Case 1 of issue 14: a partial export must never empty the audiences. */
-const BIN = path.resolve('dist/src/cli/bin.js');
-const redisUrl = inject('redisUrl');
-
-function cli(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd,
-    env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
-    encoding: 'utf8',
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 interface Held {
   audience: string;

@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { inject } from 'vitest';
 import { fileConnector, memberLine } from '../../connectors/file/index.js';
 import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -16,6 +18,20 @@ import { prepareSync, syncPrepared, type ConnectorRegistry } from '../../src/syn
 import type { RetryPolicy } from '../../src/sync/retry.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
+
+/** The built CLI: `npm run build` makes it. */
+export const BIN = path.resolve('dist/src/cli/bin.js');
+
+/** The environment of a CLI run against the test Redis, logging warnings and errors only. */
+export function cliEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
+}
+
+/** Runs the built CLI in `cwd` to its end: its exit code and output. */
+export function cli(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env: cliEnv(), encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 /**
  * A synthetic shop, a config syncing it (to a `file` destination named `local`, unless `destinations` gives

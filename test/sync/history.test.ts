@@ -1,21 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
-import { expectedRows, makeShop } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { cli, expectedRows, makeShop } from './harness.js';
 
 /** Case 7 of issue 14: runs from a terminal or cron are recorded like a worker's, failed ones as failed. */
-const BIN = path.resolve('dist/src/cli/bin.js');
-const redisUrl = inject('redisUrl');
-
-function cli(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd,
-    env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
-    encoding: 'utf8',
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 interface Row {
   audience: string;

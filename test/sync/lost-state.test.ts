@@ -1,27 +1,20 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { changeLog, expectedAudiences, fileAudiences, makeShop } from './harness.js';
+import { changeLog, cli, expectedAudiences, fileAudiences, makeShop } from './harness.js';
 
 /**
  * Case 2 of issue 14: the state in Redis is lost (flushed, evicted, another Redis) while the platform's
  * audiences still hold their members. The next run must replace each audience with its segment, never
  * merely add on top of what it holds.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
-const redisUrl = inject('redisUrl');
-const redis = new Redis(redisUrl);
+const redis = new Redis(inject('redisUrl'));
 afterAll(() => redis.disconnect());
 
 function sync(cwd: string, args: string[] = []) {
-  const r = spawnSync(process.execPath, [BIN, 'sync', '--json', ...args], {
-    cwd,
-    env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
-    encoding: 'utf8',
-  });
-  if (r.status !== 0 && r.status !== 3) throw new Error(`sync exited ${r.status}: ${r.stderr}`);
+  const r = cli(['sync', '--json', ...args], cwd);
+  if (r.code !== 0 && r.code !== 3) throw new Error(`sync exited ${r.code}: ${r.stderr}`);
   return { results: JSON.parse(r.stdout).results as Record<string, unknown>[], stderr: r.stderr };
 }
 
@@ -101,12 +94,8 @@ describe('lost state', () => {
     const whole = readFileSync(customers, 'utf8');
     writeFileSync(customers, whole.split('\n').slice(0, 101).join('\n') + '\n');
 
-    const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {
-      cwd: shop.dir,
-      env: { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' },
-      encoding: 'utf8',
-    });
-    expect(r.status, r.stderr).toBe(1);
+    const r = cli(['sync', '--json'], shop.dir);
+    expect(r.code, r.stderr).toBe(1);
     const results = JSON.parse(r.stdout).results as { audience: string; held?: string; added: number }[];
     // Each audience's identifiers on the destination, against what its segment's members have now.
     const now = await expectedAudiences(shop.config);

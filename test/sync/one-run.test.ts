@@ -1,24 +1,15 @@
-import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { changeLog, expectedAudiences, fileAudiences, makeShop } from './harness.js';
+import { BIN, changeLog, cli, cliEnv, expectedAudiences, fileAudiences, makeShop } from './harness.js';
 
 /** Case 11 of issue 14: CLI runs take the audience leases workers take, so two runs never overlap. */
-const BIN = path.resolve('dist/src/cli/bin.js');
-const redisUrl = inject('redisUrl');
-const env = { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' };
-const redis = new Redis(redisUrl);
+const redis = new Redis(inject('redisUrl'));
 afterAll(() => redis.disconnect());
-
-function cli(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** Starts a CLI process; resolves with its exit code and output, and tells when its stderr matches `when`. */
 function start(args: string[], cwd: string, when?: RegExp) {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: cliEnv() });
   let stdout = '';
   let stderr = '';
   let seen: () => void = () => undefined;
