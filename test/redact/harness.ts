@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { expect } from 'vitest';
 import { generateShop } from '../../src/example/generate.js';
 import { tempDir } from '../helpers.js';
 
@@ -266,4 +267,17 @@ export function printed(collected: Collected): string {
   return collected.outputs
     .map((o) => `$ ${o.what} → ${o.code} (${o.seconds.toFixed(1)} s)\n${o.stdout}${o.stderr}`)
     .join('\n');
+}
+
+/**
+ * Runs the commands (`runCommands`) and checks that no secret leaked, and that the platform's echo was
+ * redacted both on the screen and in Redis; returns all that was printed, for what the messages must say.
+ */
+export async function runRedacted(options: Parameters<typeof runCommands>[0]): Promise<string> {
+  const collected = await runCommands(options);
+  expect(leaksIn(collected)).toEqual([]);
+  const text = printed(collected);
+  expect(text).toContain('[redacted]');
+  expect(collected.redis.some((r) => r.value.includes('[redacted]'))).toBe(true);
+  return text;
 }
