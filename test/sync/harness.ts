@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { fileConnector, memberLine } from '../../connectors/file/index.js';
 import { audiencesOf, membershipOf } from '../../src/audience/audiences.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -174,6 +174,13 @@ export function changeLog(out: string): { audience: string; op: string; members:
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l));
+}
+
+/** Redis loses the state under `prefix` (flushed, evicted): all of it, and there was one (13 audiences). */
+export async function loseState(redis: Redis, prefix: string): Promise<void> {
+  const keys = await redis.keys(`${prefix}:*`);
+  expect(keys.length).toBeGreaterThan(13);
+  await redis.del(...keys);
 }
 
 export async function clearPrefix(redisUrl: string, prefix: string): Promise<void> {
