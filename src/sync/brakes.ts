@@ -58,13 +58,10 @@ export async function heldByReplace(
   identifiers: () => number,
 ): Promise<string | undefined> {
   if (brake.allow.includes('*') || brake.allow.includes(plan.audience)) return undefined;
-  const platform = await stats().then(
-    (s) => s,
-    () => undefined,
-  );
+  const platform = await stats().catch(() => undefined);
   const size = platform?.size;
-  if (size === undefined || size === 0) return undefined;
-  const byIdentifiers = platform?.counts === 'identifiers';
+  if (!platform || size === undefined || size === 0) return undefined;
+  const byIdentifiers = platform.counts === 'identifiers';
   const segment = byIdentifiers ? identifiers() : plan.members;
   const removing = size - segment;
   if (removing < brake.min || removing / size <= brake.maxShare) return undefined;
