@@ -148,7 +148,6 @@ export class FileClient implements ConnectorClient {
   private registry: Record<string, string> = {};
   /** `epochs.json`: per audience id, the epoch of the state that last filled it (see `stamp`). */
   private readonly epochFile: string;
-  private epochs: Record<string, string> = {};
   /** The change log's whole entries in file order, and the bytes they take from its start. */
   private log: LogEntry[] = [];
   private logBytes = 0;
@@ -198,16 +197,17 @@ export class FileClient implements ConnectorClient {
     epoch?: string,
   ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
     return this.locked(() => {
+      const epochs = readJsonMap(this.epochFile);
       const existing =
         knownId && this.registry[knownId] === name
           ? knownId
           : Object.keys(this.registry).find((id) => this.registry[id] === name);
-      if (existing) return { id: existing, name, created: false, epoch: this.epochs[existing] };
+      if (existing) return { id: existing, name, created: false, epoch: epochs[existing] };
       let id = slug(name);
       for (let n = 2; this.registry[id] !== undefined; n++) id = `${slug(name)}-${n}`;
       const registry = { ...this.registry, [id]: name };
       try {
-        if (epoch !== undefined) this.writeEpoch(id, epoch);
+        if (epoch !== undefined) this.writeEpoch(epochs, id, epoch);
         replaceFile(this.registryFile, JSON.stringify(registry, null, 2) + '\n');
       } catch (error) {
         throw this.diskError(`could not create audience '${name}' in ${this.registryFile}`, error);
@@ -220,19 +220,18 @@ export class FileClient implements ConnectorClient {
   /** Records the state's epoch for the audience, as a platform's description would carry it. */
   async stamp(audience: RemoteAudience, epoch: string): Promise<void> {
     await this.locked(() => {
-      if (this.epochs[audience.id] === epoch) return;
+      const epochs = readJsonMap(this.epochFile);
+      if (epochs[audience.id] === epoch) return;
       try {
-        this.writeEpoch(audience.id, epoch);
+        this.writeEpoch(epochs, audience.id, epoch);
       } catch (error) {
         throw this.diskError(`could not mark audience '${audience.name}' in ${this.epochFile}`, error);
       }
     });
   }
 
-  private writeEpoch(id: string, epoch: string): void {
-    const epochs = { ...this.epochs, [id]: epoch };
-    replaceFile(this.epochFile, JSON.stringify(epochs, null, 2) + '\n');
-    this.epochs = epochs;
+  private writeEpoch(epochs: Record<string, string>, id: string, epoch: string): void {
+    replaceFile(this.epochFile, JSON.stringify({ ...epochs, [id]: epoch }, null, 2) + '\n');
   }
 
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
@@ -353,7 +352,6 @@ export class FileClient implements ConnectorClient {
 
   private refresh(): void {
     this.registry = readJsonMap(this.registryFile);
-    this.epochs = readJsonMap(this.epochFile);
     this.readLog();
   }
 
