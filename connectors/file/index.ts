@@ -324,9 +324,7 @@ export class FileClient implements ConnectorClient {
     return this.locked(() => {
       const entry = this.log.find((e) => e.seq === Number(token));
       if (!entry) return { status: 'failed', reason: `no batch ${token} in ${this.logFile}` };
-      return !entry.applies_at || Date.parse(entry.applies_at) <= Date.now()
-        ? { status: 'done' }
-        : { status: 'processing' };
+      return inEffect(entry, Date.now()) ? { status: 'done' } : { status: 'processing' };
     });
   }
 
@@ -445,7 +443,7 @@ export class FileClient implements ConnectorClient {
    * The audience as the platform holds it now: its member file, then the batches after the file's
    * position that have taken effect, in log order (one still processing holds back those after it).
    */
-  private holding(id: string): { members: Members; seq: number; fileSeq: number; exists: boolean } {
+  private holding(id: string): { members: Members; seq: number } {
     const file = readMembersFile(this.membersFile(id));
     const members = new Members();
     for (const line of file.lines) members.add(line);
@@ -453,19 +451,25 @@ export class FileClient implements ConnectorClient {
     const now = Date.now();
     for (const entry of this.log) {
       if (entry.audience !== id || entry.seq <= file.seq) continue;
-      if (entry.applies_at && Date.parse(entry.applies_at) > now) break;
+      if (!inEffect(entry, now)) break;
       applyEntry(members, entry);
       seq = entry.seq;
     }
-    return { members, seq, fileSeq: file.seq, exists: file.exists };
+    return { members, seq };
   }
 
-  /** Rewrites the audience's member file when the log holds batches it does not. */
+  /**
+   * Rewrites the audience's member file when the log holds batches it does not that have taken effect
+   * (the first after the file's position decides, as in `holding`); an up-to-date file is read no further
+   * than its header.
+   */
   private writeMembers(id: string): void {
     const name = this.registry[id];
     if (name === undefined) return;
+    const file = readMembersFile(this.membersFile(id), true);
+    const next = this.log.find((e) => e.audience === id && e.seq > file.seq);
+    if (file.exists && !(next && inEffect(next, Date.now()))) return;
     const held = this.holding(id);
-    if (held.exists && held.seq === held.fileSeq) return;
     const lines = [...held.members.identifiers].sort();
     replaceFile(
       this.membersFile(id),
@@ -487,6 +491,11 @@ export class FileClient implements ConnectorClient {
       { cause: error },
     );
   }
+}
+
+/** Whether the batch has taken effect by `now` (one sent with `process_after_seconds` waits). */
+function inEffect(entry: LogEntry, now: number): boolean {
+  return !entry.applies_at || Date.parse(entry.applies_at) <= now;
 }
 
 function isNeedsOperator(error: unknown): boolean {
