@@ -29,7 +29,7 @@ import { normalizeEmail, normalizePhone, phoneSkip } from '../../src/identity/no
 import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
 import { ExitCode, UserError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { IncompleteWrite, reasonOf, replaceFile, syncFolder, writeWhole } from './disk.js';
+import { reasonOf, replaceFile, syncFolder, writeWhole } from './disk.js';
 import { FolderLock, LockFailed } from './lock.js';
 
 /**
@@ -499,7 +499,8 @@ function inEffect(entry: LogEntry, now: number): boolean {
 }
 
 function isNeedsOperator(error: unknown): boolean {
-  const code = error instanceof IncompleteWrite ? error.code : (error as NodeJS.ErrnoException)?.code;
+  // An IncompleteWrite carries its cause's code, so one look serves both.
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return code !== undefined && NEEDS_AN_OPERATOR.has(code);
 }
 
