@@ -6,8 +6,8 @@ import { redact } from '../../src/redact.js';
  * Graph API failures, from the SDK (`FacebookRequestError`, or the `SyntaxError` it throws when an error
  * page is not JSON) or from our own `fetch`, classified for the core's retries with the fix in the
  * message. The SDK's errors carry the request URL with the access token: nothing of them is kept but
- * the status, Meta's error object (its texts redacted as they are read, since Meta may echo the request)
- * and the throttling headers.
+ * the status, Meta's error object and the throttling headers. Their texts reach only `classify`'s
+ * `ConnectorError`, which redacts them; Meta's own words are redacted once more in `describe`, before the cut.
  */
 
 const graphError = z.looseObject({
@@ -43,17 +43,6 @@ const sdkRequestError = z.object({
   headers: z.unknown(),
 });
 
-/** Meta's error object with its texts redacted. */
-function redacted(error: GraphError): GraphError {
-  const text = (v: string | undefined) => (v === undefined ? undefined : redact(v));
-  return {
-    ...error,
-    message: text(error.message),
-    error_user_title: text(error.error_user_title),
-    error_user_msg: text(error.error_user_msg),
-  };
-}
-
 /** The failure inside whatever an SDK call threw. */
 export function failureOfSdk(thrown: unknown): GraphFailure {
   const sdk = sdkRequestError.safeParse(thrown);
@@ -62,10 +51,10 @@ export function failureOfSdk(thrown: unknown): GraphFailure {
     const status = sdk.data.status ?? undefined;
     return {
       status,
-      error: error.success && error.data.code !== undefined ? redacted(error.data) : undefined,
+      error: error.success && error.data.code !== undefined ? error.data : undefined,
       notJson: false,
       // The SDK names a request that got no answer this way (axios' own error is dropped).
-      network: status === undefined ? redact(sdk.data.message ?? 'no response') : undefined,
+      network: status === undefined ? (sdk.data.message ?? 'no response') : undefined,
       headers: headerRecord(sdk.data.headers),
     };
   }
@@ -73,7 +62,7 @@ export function failureOfSdk(thrown: unknown): GraphFailure {
   if (thrown instanceof SyntaxError)
     return { status: undefined, error: undefined, notJson: true, network: undefined, headers: {} };
   const text = thrown instanceof Error ? thrown.message : String(thrown);
-  return { status: undefined, error: undefined, notJson: false, network: redact(text), headers: {} };
+  return { status: undefined, error: undefined, notJson: false, network: text, headers: {} };
 }
 
 /** The failure of a `fetch` answer that was not 2xx. */
@@ -89,7 +78,7 @@ export function failureOfResponse(status: number, headers: Headers, text: string
   headers.forEach((value, name) => (record[name.toLowerCase()] = value));
   return {
     status,
-    error: body.success ? redacted(body.data.error) : undefined,
+    error: body.success ? body.data.error : undefined,
     notJson: json === undefined,
     network: undefined,
     headers: record,
@@ -263,5 +252,6 @@ function describe(failure: GraphFailure): string {
   const text = [error?.message, error?.error_user_msg].filter(Boolean).join(' — ');
   const head = parts.join(', ');
   const trace = error?.fbtrace_id ? `, fbtrace_id ${error.fbtrace_id}` : '';
-  return `${head}${text ? `: ${text.slice(0, 400)}` : ''}${trace}` || 'no details';
+  // Redacted before the cut: a cut secret would no longer be recognised.
+  return `${head}${text ? `: ${redact(text).slice(0, 400)}` : ''}${trace}` || 'no details';
 }
