@@ -52,7 +52,8 @@ export interface RunningWorker {
 
 /** A run interrupted (its worker killed or stalled) is resumed from the saved state up to this many times. */
 export const MAX_INTERRUPTIONS = 5;
-const STALLED_REASON = 'job stalled more than allowable limit';
+/** BullMQ's failedReason for a job it gave up on after MAX_INTERRUPTIONS stalls. */
+export const STALLED_REASON = 'job stalled more than allowable limit';
 
 /**
  * Runs sync and admin jobs until closed. Any number of these share the work through Redis: a lease

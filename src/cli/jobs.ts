@@ -11,7 +11,7 @@ import {
   type AdminJob,
 } from '../../jobs/queues.js';
 import { describeVersion, nextRuns, olderMessage, reconcileSchedules } from '../../jobs/schedules.js';
-import { MAX_INTERRUPTIONS, startWorker } from '../../jobs/worker.js';
+import { MAX_INTERRUPTIONS, STALLED_REASON, startWorker } from '../../jobs/worker.js';
 import { audiencesOf } from '../audience/audiences.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
@@ -214,7 +214,7 @@ async function follow(queue: Queue, id: string, name: string, log: Logger): Prom
 
 function failedReason(reason: string | undefined): string {
   if (reason === undefined) return 'no reason recorded (see `audience-sync status` and the worker logs)';
-  return reason === 'job stalled more than allowable limit'
+  return reason === STALLED_REASON
     ? `its run was interrupted more than ${MAX_INTERRUPTIONS} times (its workers were killed or stalled) and was given up`
     : reason;
 }
