@@ -159,8 +159,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   const results: AudienceResult[] = [];
   let unflushed: { error: unknown } | undefined;
   try {
-    // A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves.
-    const statePrefix = options.dryRun ? `${p.config.sync.redis_prefix}:dry-run` : p.config.sync.redis_prefix;
+    const statePrefix = statePrefixOf(p.config, options.dryRun);
     const store = new StateStore(redis, statePrefix);
     const history = queuePrefix(statePrefix);
     const failed = (destination: string, error: unknown) =>
@@ -250,6 +249,11 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   return code;
 }
 
+/** A dry run syncs to a `file` destination beside the config, with its own state: nothing real moves. */
+function statePrefixOf(config: Config, dryRun: boolean | undefined): string {
+  return dryRun ? `${config.sync.redis_prefix}:dry-run` : config.sync.redis_prefix;
+}
+
 /** A sync that failed before it could start (the source unreadable, too many bad rows): recorded as failed. */
 async function recordUnprepared(options: SyncCommandOptions, meta: RunMeta, error: unknown): Promise<void> {
   if (!options.config || error instanceof ConfigError) return;
@@ -262,9 +266,7 @@ async function recordUnprepared(options: SyncCommandOptions, meta: RunMeta, erro
   const redis = redisFor();
   try {
     await connect(redis);
-    const prefix = queuePrefix(
-      options.dryRun ? `${config.sync.redis_prefix}:dry-run` : config.sync.redis_prefix,
-    );
+    const prefix = queuePrefix(statePrefixOf(config, options.dryRun));
     for (const destination of Object.keys(config.destinations))
       if (options.destination === undefined || destination === options.destination)
         await recordFailedRun(
