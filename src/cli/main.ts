@@ -78,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option('--format <format>', 'output format').choices(['csv', 'jsonl']).default('csv'))
     .option('-o, --out <file>', 'write scores to a file (default: stdout)')
     .option('--json', 'print the summary as JSON on stderr instead of a table')
+    .option('--no-record', "do not record the segment snapshot (recorded when the config's source is scored)")
     .action(async (opts: ScoreOptions) => {
       exit = await runScore({ ...opts, config: configPath() }, logger());
     });

@@ -1,7 +1,10 @@
 import path from 'node:path';
 import { configSchema, type Config } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
-import { ConfigError, ExitCode } from '../errors.js';
+import { ConfigError, describeError, ExitCode } from '../errors.js';
+import { queuePrefix } from '../../jobs/queues.js';
+import { recordScoring } from '../history/snapshots.js';
+import { connect, redisFor } from './sync.js';
 import type { Logger } from '../log.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import { formatDay } from '../source/parse.js';
@@ -22,6 +25,8 @@ export interface ScoreOptions {
   format: string;
   out?: string;
   json?: boolean;
+  /** Record the segment snapshot (default when the config's source is scored). */
+  record?: boolean;
 }
 
 /** The config a `score` run uses: the file's, with command-line flags on top; or flags alone. */
@@ -93,8 +98,26 @@ export async function runScore(options: ScoreOptions, log: Logger): Promise<Exit
     bar.stop();
   }
   await writeScores(result, config, options);
+  // The config's own source is the one whose history the API shows; a file given by --input is a one-off.
+  if (options.config && !options.input && options.record !== false) await record(config, result, log);
   report(result, config, options, log, performance.now() - started);
   return ExitCode.ok;
+}
+
+async function record(config: Config, result: Segmented, log: Logger): Promise<void> {
+  const redis = redisFor();
+  try {
+    await connect(redis);
+  } catch (error) {
+    log.warn(`segment snapshot not recorded: ${describeError(error)} (--no-record skips it)`);
+    redis.disconnect();
+    return;
+  }
+  try {
+    await recordScoring(redis, queuePrefix(config.sync.redis_prefix), config, result, 'score', log);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function writeScores(result: Segmented, config: Config, options: ScoreOptions): Promise<void> {

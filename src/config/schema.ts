@@ -275,6 +275,11 @@ export const syncSchema = z.strictObject({
   schedule_check_seconds: z.number().min(1).max(86_400).default(60),
 });
 
+export const historySchema = z.strictObject({
+  /** Segment snapshots are kept this many days after their analysis date. */
+  keep_days: z.number().int().min(1).max(36_500).default(400),
+});
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1).default(1),
@@ -296,6 +301,7 @@ export const configSchema = z
      */
     schedules_version: z.number().int().min(0).optional(),
     sync: syncSchema.default(syncSchema.parse({})),
+    history: historySchema.default(historySchema.parse({})),
   })
   .superRefine(
     (c, ctx) => {

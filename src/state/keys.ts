@@ -12,8 +12,8 @@ import { KEY_BYTES } from './records.js';
  * same as the 8 bytes of SHA-256 they replace. Formats 1 and 2 keyed by the first 8 bytes of SHA-256 of
  * the id (`writeLegacyKey`); such a state is read through a translation and rewritten under these keys.
  */
-const SEED_HIGH = 0;
-const SEED_LOW = 0x5bd1e995;
+export const SEED_HIGH = 0;
+export const SEED_LOW = 0x5bd1e995;
 
 /** Writes the key of the id whose UTF-8 bytes are `id` at `at` in `out`. */
 export function writeKey(id: Uint8Array, out: Buffer, at: number): void {

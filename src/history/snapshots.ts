@@ -1,0 +1,452 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Config, SourceConfig } from '../config/schema.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Segmented } from '../score/pipeline.js';
+import { dayNumber, formatDay, todayUtc } from '../source/parse.js';
+import {
+  customerSegmentsFrom,
+  decodeCustomers,
+  encodeCustomers,
+  movementCounts,
+  RECORD_BYTES,
+  type CustomerSegments,
+} from './customers.js';
+
+export type { CustomerSegments } from './customers.js';
+
+/**
+ * Segment snapshots: one per source and analysis date, aggregates only (sizes, breaks, the movement
+ * matrix from the snapshot before). The latest snapshot alone keeps a segment per customer, to count
+ * the next movement; older ones are a few hundred bytes each.
+ */
+
+const isoDay = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+
+export const NEW = 'new';
+export const GONE = 'gone';
+
+export const movementCellSchema = z.object({
+  /** A segment of the earlier snapshot, or `new` for customers it did not have. */
+  from: z.string(),
+  /** A segment of the later snapshot, or `gone` for customers it does not have. */
+  to: z.string(),
+  customers: z.number().int().min(0),
+});
+export type MovementCell = z.infer<typeof movementCellSchema>;
+
+export const snapshotSchema = z.object({
+  /** Which source was scored (`sourceIdOf`): a digest of its location, never its credentials. */
+  source: z.string(),
+  /** The analysis date. */
+  date: isoDay,
+  recordedAt: z.string(),
+  by: z.enum(['sync', 'worker', 'score', 'backfill']),
+  method: z.string(),
+  breaks: z
+    .object({
+      recency: z.array(z.number()),
+      frequency: z.array(z.number()),
+      monetary: z.array(z.number()),
+    })
+    .optional(),
+  customers: z.number().int().min(0),
+  segments: z.array(
+    z.object({
+      segment: z.string(),
+      customers: z.number().int().min(0),
+      /** Scored and counted, but kept out of every audience. */
+      optedOut: z.number().int().min(0),
+    }),
+  ),
+  movement: z.object({
+    /** The snapshot these customers are counted from; null when none could be (the first, or no per-customer data). */
+    from: isoDay.nullable(),
+    /** Non-zero cells only. */
+    cells: z.array(movementCellSchema),
+    /** Why `from` is null where an earlier snapshot exists. */
+    reason: z.string().optional(),
+  }),
+  /** What a reader should know about how it was made (a backfill scores past dates with today's profiles). */
+  note: z.string().optional(),
+});
+export type Snapshot = z.infer<typeof snapshotSchema>;
+
+export const movementStepSchema = z.object({ from: isoDay, to: isoDay, cells: z.array(movementCellSchema) });
+
+export const movementSchema = z.object({
+  from: isoDay,
+  to: isoDay,
+  /** True when every snapshot from \`from\` to \`to\` counted its movement from the one right before it. */
+  exact: z.boolean(),
+  /**
+   * When exact: the matrix of each step, oldest first. A customer's path is not kept, so steps are not
+   * summed into one matrix (A→B→A is not A→A); one step is the direct matrix.
+   */
+  steps: z.array(movementStepSchema).optional(),
+  /** When not exact: which step is missing, and why. */
+  reason: z.string().optional(),
+});
+export type Movement = z.infer<typeof movementSchema>;
+
+export const DEFAULT_KEEP_DAYS = 400;
+/** Customers per stored chunk of the latest per-customer segments (9 MB: no multi-hundred-MB values). */
+const CHUNK_CUSTOMERS = 1 << 20;
+
+/** A stable name for a source: its kind and location, without credentials. */
+export function sourceIdOf(source: SourceConfig): string {
+  const where = source.type === 'csv' ? { path: source.path } : { query: source.query, url: withoutSecret(source.url) };
+  return createHash('sha256')
+    .update(JSON.stringify({ type: source.type, ...where }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+function withoutSecret(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = '';
+    u.username = '';
+    return u.toString();
+  } catch {
+    return '';
+  }
+}
+
+const key = {
+  /** Sorted set of analysis dates (score: day number). */
+  dates: (prefix: string, source: string) => `${prefix}:snapshots:${source}`,
+  snapshot: (prefix: string, source: string, date: string) => `${prefix}:snapshot:${source}:${date}`,
+  /** Hash: which generation of per-customer segments is the latest snapshot's, with its date and names. */
+  latest: (prefix: string, source: string) => `${prefix}:snapshots:${source}:latest`,
+  /** Set of generations written (to clean up what a crash left behind). */
+  generations: (prefix: string, source: string) => `${prefix}:snapshots:${source}:generations`,
+  chunk: (prefix: string, source: string, generation: string, i: number) =>
+    `${prefix}:snapshots:${source}:customers:${generation}:${i}`,
+};
+
+/** Per-customer segments of one scoring, in memory: what the next movement matrix needs. */
+export function customerSegmentsOf(segmented: Segmented): CustomerSegments | undefined {
+  return customerSegmentsFrom(
+    formatDay(segmented.analysisDay),
+    segmented.customers.ids,
+    segmented.scores.segment,
+    segmented.scores.segments,
+  );
+}
+
+export interface SnapshotMeta {
+  source: string;
+  by: Snapshot['by'];
+  method: string;
+  note?: string;
+}
+
+/**
+ * Records the snapshot of a scoring, once per source and analysis date (`recorded: false` when one
+ * existed: a second destination or a retried job scored the same date). The movement is counted from
+ * `previous` when given (a backfill's date before), else from the stored latest snapshot when it is
+ * earlier. A snapshot later than every other becomes the latest and keeps its per-customer segments.
+ */
+export async function recordSnapshot(
+  redis: Redis,
+  prefix: string,
+  segmented: Segmented,
+  meta: SnapshotMeta,
+  options: { previous?: CustomerSegments | undefined; keepDays?: number; now?: number } = {},
+): Promise<{ recorded: boolean; snapshot: Snapshot }> {
+  const date = formatDay(segmented.analysisDay);
+  const existing = await redis.get(key.snapshot(prefix, meta.source, date));
+  if (existing !== null) return { recorded: false, snapshot: parseSnapshot(existing) };
+  const current = customerSegmentsOf(segmented);
+
+  const latestMeta = await redis.hgetall(key.latest(prefix, meta.source));
+  const latestDate = latestMeta.date;
+  const previous =
+    options.previous && options.previous.date < date
+      ? options.previous
+      : latestDate !== undefined && latestDate < date
+        ? await loadLatest(redis, prefix, meta.source, latestMeta)
+        : undefined;
+  const earlier = await redis.zrevrangebyscore(
+    key.dates(prefix, meta.source),
+    `(${segmented.analysisDay}`,
+    '-inf',
+    'LIMIT',
+    0,
+    1,
+  );
+  const snapshot: Snapshot = {
+    source: meta.source,
+    date,
+    recordedAt: new Date(options.now ?? Date.now()).toISOString(),
+    by: meta.by,
+    method: meta.method,
+    ...(segmented.scores.breaks ? { breaks: segmented.scores.breaks } : {}),
+    customers: segmented.customers.ids.length,
+    segments: segmented.sizes
+      .slice()
+      .sort((a, b) => segmented.scores.segments.indexOf(a.segment) - segmented.scores.segments.indexOf(b.segment))
+      .map((s) => ({ segment: s.segment, customers: s.customers, optedOut: s.optedOut })),
+    movement: movementOf(previous, current, earlier[0]),
+    ...(meta.note ? { note: meta.note } : {}),
+  };
+
+  const becomesLatest = current !== undefined && (latestDate === undefined || latestDate < date);
+  const generation = becomesLatest ? randomUUID() : undefined;
+  if (generation && current) await writeCustomers(redis, prefix, meta.source, generation, current);
+  const recorded = (await redis.eval(
+    RECORD,
+    3,
+    key.snapshot(prefix, meta.source, date),
+    key.dates(prefix, meta.source),
+    key.latest(prefix, meta.source),
+    JSON.stringify(snapshot),
+    String(segmented.analysisDay),
+    date,
+    generation ?? '',
+    current ? String(Math.ceil(current.segments.length / CHUNK_CUSTOMERS)) : '0',
+    JSON.stringify(current?.names ?? []),
+  )) as number;
+  await collectGenerations(redis, prefix, meta.source);
+  await dropOld(redis, prefix, meta.source, options.keepDays ?? DEFAULT_KEEP_DAYS, options.now);
+  if (recorded === 0) {
+    const stored = await redis.get(key.snapshot(prefix, meta.source, date));
+    return { recorded: false, snapshot: stored ? parseSnapshot(stored) : snapshot };
+  }
+  return { recorded: true, snapshot };
+}
+
+/**
+ * Atomically: the snapshot unless one exists for the date, its date in the index, and the latest
+ * pointer when this date is later than the latest's (a concurrent later one keeps its place).
+ */
+const RECORD = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[4] ~= '' then
+  local latest = redis.call('HGET', KEYS[3], 'date')
+  if not latest or latest < ARGV[3] then
+    redis.call('HSET', KEYS[3], 'date', ARGV[3], 'generation', ARGV[4], 'chunks', ARGV[5], 'names', ARGV[6])
+  end
+end
+return 1`;
+
+function movementOf(
+  previous: CustomerSegments | undefined,
+  current: CustomerSegments | undefined,
+  earlier: string | undefined,
+): Snapshot['movement'] {
+  if (!current)
+    return { from: null, cells: [], ...(earlier ? { reason: 'more segments than per-customer history keeps' } : {}) };
+  if (!previous || (earlier !== undefined && previous.date < earlier))
+    return {
+      from: null,
+      cells: [],
+      ...(earlier ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` } : {}),
+    };
+  const counts = movementCounts(previous, current);
+  const cells: MovementCell[] = [];
+  previous.names.forEach((from, i) =>
+    current.names.forEach((to, j) => {
+      const n = counts.moved[i]![j]!;
+      if (n > 0) cells.push({ from, to, customers: n });
+    }),
+  );
+  current.names.forEach((to, j) => {
+    if (counts.arrived[j]! > 0) cells.push({ from: NEW, to, customers: counts.arrived[j]! });
+  });
+  previous.names.forEach((from, i) => {
+    if (counts.left[i]! > 0) cells.push({ from, to: GONE, customers: counts.left[i]! });
+  });
+  return { from: previous.date, cells };
+}
+
+async function writeCustomers(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  generation: string,
+  c: CustomerSegments,
+): Promise<void> {
+  await redis.sadd(key.generations(prefix, source), generation);
+  for (let i = 0, from = 0; from < c.segments.length || i === 0; i++, from += CHUNK_CUSTOMERS) {
+    const to = Math.min(from + CHUNK_CUSTOMERS, c.segments.length);
+    await redis.set(key.chunk(prefix, source, generation, i), encodeCustomers(c, from, to));
+  }
+}
+
+async function loadLatest(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  meta: Record<string, string>,
+): Promise<CustomerSegments | undefined> {
+  const { date, generation, chunks, names } = meta;
+  if (!date || !generation || !chunks || !names) return undefined;
+  const stored: Buffer[] = [];
+  for (let i = 0; i < Number(chunks); i++) {
+    const chunk = await redis.getBuffer(key.chunk(prefix, source, generation, i));
+    if (chunk === null) return undefined;
+    stored.push(chunk);
+  }
+  return decodeCustomers(date, JSON.parse(names) as string[], stored);
+}
+
+/** Deletes the per-customer segments of every generation but the latest's (older ones, or a crash's). */
+async function collectGenerations(redis: Redis, prefix: string, source: string): Promise<void> {
+  const keep = await redis.hget(key.latest(prefix, source), 'generation');
+  for (const generation of await redis.smembers(key.generations(prefix, source))) {
+    if (generation === keep) continue;
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(
+        cursor,
+        'MATCH',
+        key.chunk(prefix, source, generation, 0).replace(/:0$/, ':*'),
+        'COUNT',
+        100,
+      );
+      if (found.length) await redis.unlink(...found);
+      cursor = next;
+    } while (cursor !== '0');
+    await redis.srem(key.generations(prefix, source), generation);
+  }
+}
+
+/** Drops snapshots whose analysis date is more than `keepDays` days ago. */
+async function dropOld(redis: Redis, prefix: string, source: string, keepDays: number, now?: number) {
+  const limit = todayUtc(now) - keepDays;
+  const old = await redis.zrangebyscore(key.dates(prefix, source), '-inf', `(${limit}`);
+  if (old.length === 0) return;
+  await redis
+    .multi()
+    .unlink(...old.map((d) => key.snapshot(prefix, source, d)))
+    .zrem(key.dates(prefix, source), ...old)
+    .exec();
+}
+
+function parseSnapshot(text: string): Snapshot {
+  return snapshotSchema.parse(JSON.parse(text));
+}
+
+export interface SnapshotPage {
+  snapshots: Snapshot[];
+  /** Pass as `cursor` for the next page; absent on the last. */
+  next?: string;
+}
+
+/** Snapshots oldest first, between two dates (inclusive), a page at a time. */
+export async function listSnapshots(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  page: { from?: string; to?: string; cursor?: string; limit?: number } = {},
+): Promise<SnapshotPage> {
+  const limit = page.limit ?? 100;
+  const low = page.cursor ?? page.from;
+  const min = low ? (page.cursor ? `(${dayOf(low)}` : String(dayOf(low))) : '-inf';
+  const max = page.to ? String(dayOf(page.to)) : '+inf';
+  const dates = await redis.zrangebyscore(key.dates(prefix, source), min, max, 'LIMIT', 0, limit + 1);
+  const shown = dates.slice(0, limit);
+  const texts = shown.length ? await redis.mget(...shown.map((d) => key.snapshot(prefix, source, d))) : [];
+  const snapshots = texts.flatMap((t) => (t === null ? [] : [parseSnapshot(t)]));
+  return { snapshots, ...(dates.length > limit ? { next: shown[shown.length - 1]! } : {}) };
+}
+
+export async function getSnapshot(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  date: string,
+): Promise<Snapshot | undefined> {
+  const text = await redis.get(key.snapshot(prefix, source, date));
+  return text === null ? undefined : parseSnapshot(text);
+}
+
+/** The latest snapshot, or undefined before the first scoring. */
+export async function latestSnapshot(redis: Redis, prefix: string, source: string): Promise<Snapshot | undefined> {
+  const [date] = await redis.zrevrange(key.dates(prefix, source), 0, 0);
+  return date === undefined ? undefined : getSnapshot(redis, prefix, source, date);
+}
+
+/**
+ * Movement from one retained snapshot to a later one: the sum of the matrices between them, which is
+ * exact only when each snapshot counted its movement from the one right before it. Otherwise `exact`
+ * is false with the reason; no numbers are made up.
+ */
+export async function movementBetween(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  from: string,
+  to: string,
+): Promise<Movement> {
+  if (from >= to) return { from, to, exact: false, reason: `'from' (${from}) must be earlier than 'to' (${to})` };
+  const chain = await listSnapshots(redis, prefix, source, { from, to, limit: 100_000 });
+  const dates = chain.snapshots.map((s) => s.date);
+  for (const [name, date] of [
+    ['from', from],
+    ['to', to],
+  ] as const)
+    if (!dates.includes(date)) return { from, to, exact: false, reason: `no snapshot for ${date} ('${name}')` };
+  const steps = chain.snapshots.slice(1);
+  const broken = steps.find((s, k) => s.movement.from !== chain.snapshots[k]!.date);
+  if (broken)
+    return {
+      from,
+      to,
+      exact: false,
+      reason: `the snapshot of ${broken.date} counted no movement from ${dates[dates.indexOf(broken.date) - 1]}${broken.movement.reason ? ` (${broken.movement.reason})` : ''}`,
+    };
+  return {
+    from,
+    to,
+    exact: true,
+    steps: steps.map((s) => ({ from: s.movement.from!, to: s.date, cells: s.movement.cells })),
+  };
+}
+
+function dayOf(date: string): number {
+  const [y, m, d] = date.split('-').map(Number) as [number, number, number];
+  const day = /^\d{4}-\d{2}-\d{2}$/.test(date) ? dayNumber(y, m, d) : undefined;
+  if (day === undefined) throw new RangeError(`'${date}' is not a date: write it as YYYY-MM-DD`);
+  return day;
+}
+
+/** Bytes a stored per-customer record takes (for the README and the bench). */
+export const CUSTOMER_RECORD_BYTES = RECORD_BYTES;
+
+/**
+ * The snapshot of a run's scoring, recorded best effort: history must never fail a sync, so a Redis
+ * error is a warning. Returns the snapshot when this call recorded it.
+ */
+export async function recordScoring(
+  redis: Redis,
+  prefix: string,
+  config: Pick<Config, 'source' | 'scoring' | 'history'>,
+  segmented: Segmented,
+  by: Snapshot['by'],
+  log: Logger,
+): Promise<Snapshot | undefined> {
+  try {
+    const { recorded, snapshot } = await recordSnapshot(
+      redis,
+      prefix,
+      segmented,
+      { source: sourceIdOf(config.source), by, method: segmented.customers.given ? 'given' : config.scoring.method },
+      { keepDays: config.history.keep_days },
+    );
+    if (!recorded) return undefined;
+    log.info(
+      `segment snapshot of ${snapshot.date} recorded (${snapshot.customers} customers${snapshot.movement.from ? `, movement from ${snapshot.movement.from}` : ''})`,
+    );
+    return snapshot;
+  } catch (error) {
+    log.warn(`segment snapshot not recorded: ${describeError(error)}`);
+    return undefined;
+  }
+}
