@@ -276,7 +276,7 @@ export const syncSchema = z.strictObject({
 });
 
 export const historySchema = z.strictObject({
-  /** Segment snapshots are kept this many days after their analysis date. */
+  /** Segment snapshots are kept while their analysis date is at most this many days before the latest one's. */
   keep_days: z.number().int().min(1).max(36_500).default(400),
 });
 

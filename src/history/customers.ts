@@ -121,7 +121,11 @@ export function encodeCustomers(c: CustomerSegments, from = 0, to = c.segments.l
 }
 
 /** Reads the stored chunks back (in order); names and date come from the stored meta. */
-export function decodeCustomers(date: string, names: readonly string[], chunks: readonly Buffer[]): CustomerSegments {
+export function decodeCustomers(
+  date: string,
+  names: readonly string[],
+  chunks: readonly Buffer[],
+): CustomerSegments {
   const n = chunks.reduce((a, c) => a + c.length / RECORD_BYTES, 0);
   const high = new Uint32Array(n);
   const low = new Uint32Array(n);

@@ -2,10 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config, SourceConfig } from '../config/schema.js';
-import { describeError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Segmented } from '../score/pipeline.js';
-import { dayNumber, formatDay, todayUtc } from '../source/parse.js';
+import { dayNumber, formatDay } from '../source/parse.js';
 import {
   customerSegmentsFrom,
   decodeCustomers,
@@ -97,7 +97,8 @@ const CHUNK_CUSTOMERS = 1 << 20;
 
 /** A stable name for a source: its kind and location, without credentials. */
 export function sourceIdOf(source: SourceConfig): string {
-  const where = source.type === 'csv' ? { path: source.path } : { query: source.query, url: withoutSecret(source.url) };
+  const where =
+    source.type === 'csv' ? { path: source.path } : { query: source.query, url: withoutSecret(source.url) };
   return createHash('sha256')
     .update(JSON.stringify({ type: source.type, ...where }))
     .digest('hex')
@@ -160,6 +161,13 @@ export async function recordSnapshot(
   const date = formatDay(segmented.analysisDay);
   const existing = await redis.get(key.snapshot(prefix, meta.source, date));
   if (existing !== null) return { recorded: false, snapshot: parseSnapshot(existing) };
+  const keepDays = options.keepDays ?? DEFAULT_KEEP_DAYS;
+  const [, newest] = await redis.zrevrange(key.dates(prefix, meta.source), 0, 0, 'WITHSCORES');
+  if (newest !== undefined && segmented.analysisDay < Number(newest) - keepDays)
+    throw new ConfigError(
+      `the analysis date ${date} is more than ${keepDays} days before the latest snapshot (${formatDay(Number(newest))})`,
+      'raise history.keep_days to keep older snapshots',
+    );
   const current = customerSegmentsOf(segmented);
 
   const latestMeta = await redis.hgetall(key.latest(prefix, meta.source));
@@ -188,7 +196,9 @@ export async function recordSnapshot(
     customers: segmented.customers.ids.length,
     segments: segmented.sizes
       .slice()
-      .sort((a, b) => segmented.scores.segments.indexOf(a.segment) - segmented.scores.segments.indexOf(b.segment))
+      .sort(
+        (a, b) => segmented.scores.segments.indexOf(a.segment) - segmented.scores.segments.indexOf(b.segment),
+      )
       .map((s) => ({ segment: s.segment, customers: s.customers, optedOut: s.optedOut })),
     movement: movementOf(previous, current, earlier[0]),
     ...(meta.note ? { note: meta.note } : {}),
@@ -211,7 +221,7 @@ export async function recordSnapshot(
     JSON.stringify(current?.names ?? []),
   )) as number;
   await collectGenerations(redis, prefix, meta.source);
-  await dropOld(redis, prefix, meta.source, options.keepDays ?? DEFAULT_KEEP_DAYS, options.now);
+  await dropOld(redis, prefix, meta.source, keepDays);
   if (recorded === 0) {
     const stored = await redis.get(key.snapshot(prefix, meta.source, date));
     return { recorded: false, snapshot: stored ? parseSnapshot(stored) : snapshot };
@@ -241,12 +251,18 @@ function movementOf(
   earlier: string | undefined,
 ): Snapshot['movement'] {
   if (!current)
-    return { from: null, cells: [], ...(earlier ? { reason: 'more segments than per-customer history keeps' } : {}) };
+    return {
+      from: null,
+      cells: [],
+      ...(earlier ? { reason: 'more segments than per-customer history keeps' } : {}),
+    };
   if (!previous || (earlier !== undefined && previous.date < earlier))
     return {
       from: null,
       cells: [],
-      ...(earlier ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` } : {}),
+      ...(earlier
+        ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` }
+        : {}),
     };
   const counts = movementCounts(previous, current);
   const cells: MovementCell[] = [];
@@ -317,10 +333,14 @@ async function collectGenerations(redis: Redis, prefix: string, source: string):
   }
 }
 
-/** Drops snapshots whose analysis date is more than `keepDays` days ago. */
-async function dropOld(redis: Redis, prefix: string, source: string, keepDays: number, now?: number) {
-  const limit = todayUtc(now) - keepDays;
-  const old = await redis.zrangebyscore(key.dates(prefix, source), '-inf', `(${limit}`);
+/**
+ * Drops snapshots more than `keepDays` days older than the latest one (not today: a config scoring a
+ * fixed date, like the example's, keeps its history).
+ */
+async function dropOld(redis: Redis, prefix: string, source: string, keepDays: number): Promise<void> {
+  const [, newest] = await redis.zrevrange(key.dates(prefix, source), 0, 0, 'WITHSCORES');
+  if (newest === undefined) return;
+  const old = await redis.zrangebyscore(key.dates(prefix, source), '-inf', `(${Number(newest) - keepDays}`);
   if (old.length === 0) return;
   await redis
     .multi()
@@ -368,7 +388,11 @@ export async function getSnapshot(
 }
 
 /** The latest snapshot, or undefined before the first scoring. */
-export async function latestSnapshot(redis: Redis, prefix: string, source: string): Promise<Snapshot | undefined> {
+export async function latestSnapshot(
+  redis: Redis,
+  prefix: string,
+  source: string,
+): Promise<Snapshot | undefined> {
   const [date] = await redis.zrevrange(key.dates(prefix, source), 0, 0);
   return date === undefined ? undefined : getSnapshot(redis, prefix, source, date);
 }
@@ -385,14 +409,16 @@ export async function movementBetween(
   from: string,
   to: string,
 ): Promise<Movement> {
-  if (from >= to) return { from, to, exact: false, reason: `'from' (${from}) must be earlier than 'to' (${to})` };
+  if (from >= to)
+    return { from, to, exact: false, reason: `'from' (${from}) must be earlier than 'to' (${to})` };
   const chain = await listSnapshots(redis, prefix, source, { from, to, limit: 100_000 });
   const dates = chain.snapshots.map((s) => s.date);
   for (const [name, date] of [
     ['from', from],
     ['to', to],
   ] as const)
-    if (!dates.includes(date)) return { from, to, exact: false, reason: `no snapshot for ${date} ('${name}')` };
+    if (!dates.includes(date))
+      return { from, to, exact: false, reason: `no snapshot for ${date} ('${name}')` };
   const steps = chain.snapshots.slice(1);
   const broken = steps.find((s, k) => s.movement.from !== chain.snapshots[k]!.date);
   if (broken)
@@ -437,7 +463,11 @@ export async function recordScoring(
       redis,
       prefix,
       segmented,
-      { source: sourceIdOf(config.source), by, method: segmented.customers.given ? 'given' : config.scoring.method },
+      {
+        source: sourceIdOf(config.source),
+        by,
+        method: segmented.customers.given ? 'given' : config.scoring.method,
+      },
       { keepDays: config.history.keep_days },
     );
     if (!recorded) return undefined;
