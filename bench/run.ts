@@ -1,7 +1,7 @@
 /**
- * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta] [--customers 1000000]
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,history] [--customers 1000000]
  *   [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
- *   [--meta-customers 1000000]`
+ *   [--meta-customers 1000000] [--history-customers 10000000]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
  * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
@@ -27,6 +27,7 @@ const { values } = parseArgs({
     'push-customers': { type: 'string', default: '100000' },
     'workers-customers': { type: 'string', default: '2000000' },
     'meta-customers': { type: 'string', default: '1000000' },
+    'history-customers': { type: 'string', default: '10000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -170,6 +171,50 @@ try {
         `(${((p.storedHashes ?? 0) / (p.adds || 1)).toFixed(2)} per member)`,
     );
   }
+  let history: Record<string, unknown> | undefined;
+  if (want('history')) {
+    const n = Number(values['history-customers']);
+    const first = path.join(dir, 'scores-history-day1.csv');
+    const second = path.join(dir, 'scores-history-day2.csv');
+    await writeScores(first, second, n);
+    const redis = await startRedis();
+    try {
+      history = JSON.parse(
+        execFileSync(
+          process.execPath,
+          ['--max-old-space-size=6144', path.join(here, 'history.js'), first, second, redis.url],
+          { encoding: 'utf8', maxBuffer: 1 << 24 },
+        ),
+      ) as Record<string, unknown>;
+    } finally {
+      await redis.stop();
+      rmSync(first, { force: true });
+      rmSync(second, { force: true });
+    }
+    const h = history as {
+      customers: number;
+      scoreSeconds: number;
+      firstRecordSeconds: number;
+      nextScoreSeconds: number;
+      nextRecordSeconds: number;
+      moved: number;
+      historyBytes: number;
+      snapshotBytes: number;
+      readMs: Record<string, number>;
+      maxRssMb: number;
+    };
+    const share = (record: number, score: number) => `${((record / score) * 100).toFixed(1)} %`;
+    console.error(
+      `history, ${h.customers.toLocaleString('en-US')} customers:\n` +
+        `  first snapshot: scoring ${h.scoreSeconds.toFixed(2)} s, recording ${h.firstRecordSeconds.toFixed(2)} s (+${share(h.firstRecordSeconds, h.scoreSeconds)})\n` +
+        `  next day (movement counted, ${h.moved.toLocaleString('en-US')} moved): scoring ${h.nextScoreSeconds.toFixed(2)} s, recording ${h.nextRecordSeconds.toFixed(2)} s (+${share(h.nextRecordSeconds, h.nextScoreSeconds)})\n` +
+        `  Redis memory after two snapshots (MEMORY USAGE of every history key): ${(h.historyBytes / h.customers).toFixed(2)} bytes per customer in all; one snapshot ${h.snapshotBytes.toLocaleString('en-US')} bytes\n` +
+        `  reads with 400 snapshots (median of 21): ${Object.entries(h.readMs)
+          .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+          .join(', ')}\n` +
+        `  peak RSS ${Math.round(h.maxRssMb).toLocaleString('en-US')} MB`,
+    );
+  }
   let workers: Record<string, unknown> | undefined;
   if (want('workers')) {
     const n = Number(values['workers-customers']);
@@ -287,6 +332,7 @@ try {
       push,
       workers,
       meta,
+      history,
     }) + '\n',
   );
 } finally {

@@ -168,16 +168,17 @@ export async function recordSnapshot(
       `the analysis date ${date} is more than ${keepDays} days before the latest snapshot (${formatDay(Number(newest))})`,
       'raise history.keep_days to keep older snapshots',
     );
-  const current = customerSegmentsOf(segmented);
-
   const latestMeta = await redis.hgetall(key.latest(prefix, meta.source));
   const latestDate = latestMeta.date;
+  const later = latestDate === undefined || latestDate < date;
   const previous =
     options.previous && options.previous.date < date
       ? options.previous
-      : latestDate !== undefined && latestDate < date
+      : latestDate !== undefined && later
         ? await loadLatest(redis, prefix, meta.source, latestMeta)
         : undefined;
+  // Per-customer segments are needed to count movement, or to be kept as the new latest.
+  const current = previous || later ? customerSegmentsOf(segmented) : undefined;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
     `(${segmented.analysisDay}`,
@@ -204,7 +205,7 @@ export async function recordSnapshot(
     ...(meta.note ? { note: meta.note } : {}),
   };
 
-  const becomesLatest = current !== undefined && (latestDate === undefined || latestDate < date);
+  const becomesLatest = current !== undefined && later;
   const generation = becomesLatest ? randomUUID() : undefined;
   if (generation && current) await writeCustomers(redis, prefix, meta.source, generation, current);
   const recorded = (await redis.eval(
@@ -250,12 +251,6 @@ function movementOf(
   current: CustomerSegments | undefined,
   earlier: string | undefined,
 ): Snapshot['movement'] {
-  if (!current)
-    return {
-      from: null,
-      cells: [],
-      ...(earlier ? { reason: 'more segments than per-customer history keeps' } : {}),
-    };
   if (!previous || (earlier !== undefined && previous.date < earlier))
     return {
       from: null,
@@ -264,6 +259,7 @@ function movementOf(
         ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` }
         : {}),
     };
+  if (!current) return { from: null, cells: [], reason: 'more segments than per-customer history keeps' };
   const counts = movementCounts(previous, current);
   const cells: MovementCell[] = [];
   previous.names.forEach((from, i) =>

@@ -184,6 +184,18 @@ export class TextColumn {
     return true;
   }
 
+  /** `read(bytes, from, to)` over entry i's bytes in place, without a Buffer per entry (empty when absent). */
+  read<T>(i: number, read: (bytes: Uint8Array, from: number, to: number) => T): T {
+    const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    if (length !== 0 && (this.dictionary || length === LONG)) {
+      const bytes = this.bytes(i)!;
+      return read(bytes, 0, bytes.length);
+    }
+    const start = length === 0 ? 0 : this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+    const from = start % CHUNK;
+    return read(this.chunks[(start - from) / CHUNK] ?? EMPTY, from, from + length);
+  }
+
   /** `hashOf` entry i's bytes, read in place (0 bytes when absent). */
   hash(i: number): number {
     const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;

@@ -34,13 +34,13 @@ export function writeLegacyKey(id: Uint8Array, out: Buffer, at: number): void {
   out.write(hash('sha256', id, 'binary'), at, KEY_BYTES, 'latin1');
 }
 
-/** MurmurHash3_x86_32 of `bytes` (Austin Appleby's reference, public domain), as an unsigned number. */
-export function murmur3(bytes: Uint8Array, seed: number): number {
-  const n = bytes.length;
-  const blocks = n & ~3;
+/** MurmurHash3_x86_32 of `bytes[from, to)` (Austin Appleby's reference, public domain), as an unsigned number. */
+export function murmur3(bytes: Uint8Array, seed: number, from = 0, to = bytes.length): number {
+  const n = to - from;
+  const blocks = from + (n & ~3);
   let h = seed | 0;
   let k: number;
-  for (let j = 0; j < blocks; j += 4) {
+  for (let j = from; j < blocks; j += 4) {
     k = bytes[j]! | (bytes[j + 1]! << 8) | (bytes[j + 2]! << 16) | (bytes[j + 3]! << 24);
     h ^= mix(k);
     h = (h << 13) | (h >>> 19);

@@ -1,0 +1,111 @@
+/**
+ * Segment history, in its own process: what recording a snapshot adds to scoring (a first snapshot, and
+ * the next day's, which counts the movement from the first), Redis memory per customer and per snapshot,
+ * and how long reads of 400 snapshots take. Prints a JSON line.
+ */
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { configSchema } from '../src/config/schema.js';
+import {
+  listSnapshots,
+  latestSnapshot,
+  movementBetween,
+  recordSnapshot,
+  sourceIdOf,
+} from '../src/history/snapshots.js';
+import { segmentCustomers, type Segmented } from '../src/score/pipeline.js';
+import { formatDay } from '../src/source/parse.js';
+
+const [firstCsv, secondCsv, redisUrl] = process.argv.slice(2) as [string, string, string];
+const redis = new Redis(redisUrl);
+const prefix = `{bench-${process.pid}}`;
+const seconds = (since: number) => (performance.now() - since) / 1000;
+const config = (file: string, date: string) =>
+  configSchema.parse({ source: { type: 'csv', path: file }, scoring: { analysis_date: date } });
+// Both files are one source as far as history goes: the same export, a day apart.
+const source = sourceIdOf(config(firstCsv, '2026-01-01').source);
+const meta = { source, by: 'sync' as const, method: 'quantile' };
+/** Bytes Redis gives every key of the history (MEMORY USAGE, values and overhead). */
+const historyMemory = async () => {
+  let bytes = 0;
+  for (const k of await redis.keys(`${prefix}:*`))
+    bytes += Number(await redis.memory('USAGE', k, 'SAMPLES', 0));
+  return bytes;
+};
+
+await redis.flushall();
+let t = performance.now();
+let segmented: Segmented = await segmentCustomers(config(firstCsv, '2026-01-01'), {
+  baseDir: path.dirname(firstCsv),
+});
+const scoreSeconds = seconds(t);
+const customers = segmented.customers.ids.length;
+t = performance.now();
+await recordSnapshot(redis, prefix, segmented, meta);
+const firstRecordSeconds = seconds(t);
+
+t = performance.now();
+segmented = await segmentCustomers(config(secondCsv, '2026-01-02'), { baseDir: path.dirname(secondCsv) });
+const nextScoreSeconds = seconds(t);
+t = performance.now();
+const next = await recordSnapshot(redis, prefix, segmented, meta);
+const nextRecordSeconds = seconds(t);
+const moved = next.snapshot.movement.cells
+  .filter((c) => c.from !== c.to)
+  .reduce((a, c) => a + c.customers, 0);
+const historyBytes = await historyMemory();
+const snapshotBytes = Number(await redis.memory('USAGE', `${prefix}:snapshot:${source}:2026-01-02`));
+
+// 398 older snapshots (a backfill's worth), so reads see 400: their size does not depend on customers.
+const sample = path.join(path.dirname(firstCsv), 'history-sample.csv');
+const head = Buffer.alloc(1 << 18);
+const fd = openSync(firstCsv, 'r');
+readSync(fd, head, 0, head.length, 0);
+closeSync(fd);
+writeFileSync(sample, head.toString('utf8').split('\n').slice(0, 1001).join('\n') + '\n');
+const small = await segmentCustomers(config(sample, '2026-01-01'), { baseDir: path.dirname(sample) });
+for (let k = 1; k <= 398; k++) {
+  small.analysisDay = segmented.analysisDay - 1 - k;
+  await recordSnapshot(redis, prefix, small, { ...meta, by: 'backfill' }, { keepDays: 1000 });
+}
+const reads: Record<string, () => Promise<unknown>> = {
+  'latest snapshot': () => latestSnapshot(redis, prefix, source),
+  '400 snapshots (4 pages)': async () => {
+    let cursor: string | undefined;
+    do {
+      const page = await listSnapshots(redis, prefix, source, { limit: 100, ...(cursor ? { cursor } : {}) });
+      cursor = page.next;
+    } while (cursor);
+  },
+  'movement, one step': () => movementBetween(redis, prefix, source, '2026-01-01', '2026-01-02'),
+  [`movement, ${398} steps`]: () =>
+    movementBetween(redis, prefix, source, formatDay(segmented.analysisDay - 399), '2026-01-02'),
+};
+const readMs: Record<string, number> = {};
+for (const [name, read] of Object.entries(reads)) {
+  const times: number[] = [];
+  for (let k = 0; k < 21; k++) {
+    const s = performance.now();
+    await read();
+    times.push(performance.now() - s);
+  }
+  readMs[name] = times.sort((a, b) => a - b)[10]!;
+}
+await redis.flushall();
+redis.disconnect();
+
+process.stdout.write(
+  JSON.stringify({
+    customers,
+    scoreSeconds,
+    firstRecordSeconds,
+    nextScoreSeconds,
+    nextRecordSeconds,
+    moved,
+    historyBytes,
+    snapshotBytes,
+    readMs,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+  }) + '\n',
+);
