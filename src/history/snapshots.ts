@@ -285,10 +285,13 @@ async function writeCustomers(
   c: CustomerSegments,
 ): Promise<void> {
   await redis.sadd(key.generations(prefix, source), generation);
+  const writes: Promise<unknown>[] = [];
   for (let i = 0, from = 0; from < c.segments.length || i === 0; i++, from += CHUNK_CUSTOMERS) {
     const to = Math.min(from + CHUNK_CUSTOMERS, c.segments.length);
-    await redis.set(key.chunk(prefix, source, generation, i), encodeCustomers(c, from, to));
+    writes.push(redis.set(key.chunk(prefix, source, generation, i), encodeCustomers(c, from, to)));
   }
+  // Sent back to back (one pipeline), not one round trip per chunk.
+  await Promise.all(writes);
 }
 
 async function loadLatest(
@@ -299,13 +302,13 @@ async function loadLatest(
 ): Promise<CustomerSegments | undefined> {
   const { date, generation, chunks, names } = meta;
   if (!date || !generation || !chunks || !names) return undefined;
-  const stored: Buffer[] = [];
-  for (let i = 0; i < Number(chunks); i++) {
-    const chunk = await redis.getBuffer(key.chunk(prefix, source, generation, i));
-    if (chunk === null) return undefined;
-    stored.push(chunk);
-  }
-  return decodeCustomers(date, JSON.parse(names) as string[], stored);
+  const stored = await Promise.all(
+    Array.from({ length: Number(chunks) }, (_, i) =>
+      redis.getBuffer(key.chunk(prefix, source, generation, i)),
+    ),
+  );
+  if (stored.some((chunk) => chunk === null)) return undefined;
+  return decodeCustomers(date, JSON.parse(names) as string[], stored as Buffer[]);
 }
 
 /** Deletes the per-customer segments of every generation but the latest's (older ones, or a crash's). */
