@@ -1,4 +1,4 @@
-import { murmur3, SEED_HIGH, SEED_LOW } from '../state/keys.js';
+import { keyHalves } from '../state/keys.js';
 import type { TextColumn } from '../source/text.js';
 
 /**
@@ -34,9 +34,11 @@ export function customerSegmentsFrom(
   const top = new Uint16Array(n);
   const rest = new Float64Array(n);
   let i = 0;
+  const halves = new Uint32Array(2);
   const put = (bytes: Uint8Array, from: number, to: number) => {
-    const high = murmur3(bytes, SEED_HIGH, from, to);
-    const low = murmur3(bytes, SEED_LOW, from, to);
+    keyHalves(bytes, from, to, halves);
+    const high = halves[0]!;
+    const low = halves[1]!;
     top[i] = high >>> 16;
     // 16 + 32 + 5 bits: exact in a float64, and its order is the key's order.
     rest[i] = ((high & 0xffff) * TWO_32 + low) * MAX_SEGMENTS + segment[i]!;

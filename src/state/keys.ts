@@ -12,13 +12,14 @@ import { KEY_BYTES } from './records.js';
  * same as the 8 bytes of SHA-256 they replace. Formats 1 and 2 keyed by the first 8 bytes of SHA-256 of
  * the id (`writeLegacyKey`); such a state is read through a translation and rewritten under these keys.
  */
-export const SEED_HIGH = 0;
-export const SEED_LOW = 0x5bd1e995;
+const SEED_HIGH = 0;
+const SEED_LOW = 0x5bd1e995;
 
 /** Writes the key of the id whose UTF-8 bytes are `id` at `at` in `out`. */
 export function writeKey(id: Uint8Array, out: Buffer, at: number): void {
-  const high = murmur3(id, SEED_HIGH);
-  const low = murmur3(id, SEED_LOW);
+  keyHalves(id, 0, id.length, halves);
+  const high = halves[0]!;
+  const low = halves[1]!;
   out[at] = high >>> 24;
   out[at + 1] = high >>> 16;
   out[at + 2] = high >>> 8;
@@ -27,6 +28,49 @@ export function writeKey(id: Uint8Array, out: Buffer, at: number): void {
   out[at + 5] = low >>> 16;
   out[at + 6] = low >>> 8;
   out[at + 7] = low;
+}
+
+const halves = new Uint32Array(2);
+
+/**
+ * The key of `bytes[from, to)` as its two halves, `murmur3` under each seed, into `out[0]` and `out[1]`:
+ * one pass over the bytes for both.
+ */
+export function keyHalves(bytes: Uint8Array, from: number, to: number, out: Uint32Array): void {
+  const n = to - from;
+  const blocks = from + (n & ~3);
+  let h = SEED_HIGH | 0;
+  let l = SEED_LOW | 0;
+  let k: number;
+  for (let j = from; j < blocks; j += 4) {
+    k = mix(bytes[j]! | (bytes[j + 1]! << 8) | (bytes[j + 2]! << 16) | (bytes[j + 3]! << 24));
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    l ^= k;
+    l = (l << 13) | (l >>> 19);
+    l = (Math.imul(l, 5) + 0xe6546b64) | 0;
+  }
+  const tail = n & 3;
+  if (tail > 0) {
+    k = bytes[blocks]!;
+    if (tail > 1) k |= bytes[blocks + 1]! << 8;
+    if (tail > 2) k |= bytes[blocks + 2]! << 16;
+    k = mix(k);
+    h ^= k;
+    l ^= k;
+  }
+  out[0] = finish(h ^ n);
+  out[1] = finish(l ^ n);
+}
+
+function finish(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 /** The key of formats 1 and 2: the first 8 bytes of SHA-256 of the id, written at `at` in `out`. */
@@ -53,13 +97,7 @@ export function murmur3(bytes: Uint8Array, seed: number, from = 0, to = bytes.le
     if (tail > 2) k |= bytes[blocks + 2]! << 16;
     h ^= mix(k);
   }
-  h ^= n;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return finish(h ^ n);
 }
 
 function mix(k: number): number {
