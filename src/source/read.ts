@@ -1,4 +1,4 @@
-import { SourceError } from '../errors.js';
+import { ConfigError, SourceError } from '../errors.js';
 import type { ProfilesConfig, ScoringConfig, Shape, SourceConfig } from '../config/schema.js';
 import { ColumnResolver, PROFILE_FIELDS, expectedColumns, type ProfileField } from './columns.js';
 import { dateParser, formatDay, isInfinite, parseAmount, parseCount, parseFlag } from './parse.js';
@@ -58,6 +58,20 @@ export interface ReadOptions {
   scoring: Pick<ScoringConfig, 'monetary' | 'third_dimension' | 'engagement' | 'duration'>;
   baseDir: string;
   onProgress?: (p: { rows: number; done: number; total?: number }) => void;
+  /** Hand back every order read as well (`Orders`), for scoring as of past dates: the source must be of orders. */
+  keepOrders?: boolean;
+}
+
+/** The orders behind `Customers`, one entry per order read, in row order (bad and future rows left out). */
+export interface Orders {
+  /** The order's customer: an index into `customers.ids`. */
+  readonly customer: Uint32Array;
+  /** Order date, in days since 1970-01-01. */
+  readonly day: Int32Array;
+  /** The order's amount, or its third-dimension value (engagement, duration). */
+  readonly value: Float64Array;
+  /** The order's row (row 1 is the first row after the header). */
+  readonly row: Uint32Array;
 }
 
 const SAMPLE_LIMIT = 20;
@@ -118,7 +132,7 @@ export function shapeOf(text: string): string {
   return `'${t.replace(/\p{L}/gu, 'a').replace(/\d/g, '9')}'`;
 }
 
-type Typed = Float64Array | Uint32Array | Uint8Array;
+type Typed = Float64Array | Int32Array | Uint32Array | Uint8Array;
 
 /** A growable typed column: millions of numbers without a JS array's 8-plus bytes per element. */
 class Column<A extends Typed> {
@@ -147,6 +161,7 @@ class Column<A extends Typed> {
   }
 }
 const f64 = (n: number) => new Float64Array(n);
+const i32 = (n: number) => new Int32Array(n);
 const u32 = (n: number) => new Uint32Array(n);
 const u8 = (n: number) => new Uint8Array(n);
 
@@ -155,9 +170,9 @@ export async function readCustomers(
   source: SourceConfig,
   profiles: ProfilesConfig | undefined,
   options: ReadOptions,
-): Promise<{ customers: Customers; report: ReadReport }> {
+): Promise<{ customers: Customers; report: ReadReport; orders?: Orders }> {
   const rows = await openRows(source, options.baseDir, 'source');
-  let result: { customers: Customers; log: BadRowLog; future: FutureRows };
+  let result: { customers: Customers; log: BadRowLog; future: FutureRows; orders?: Orders };
   try {
     result = await readScoring(rows, source, options);
   } finally {
@@ -167,20 +182,25 @@ export async function readCustomers(
   if (source.future_orders === 'error' && result.future.count > 0) throw futureError(result.future);
   const report: ReadReport = { source: result.log, future: result.future };
   if (profiles) report.profiles = await joinProfiles(result.customers, profiles, options);
-  return { customers: result.customers, report };
+  return { customers: result.customers, report, ...(result.orders ? { orders: result.orders } : {}) };
 }
 
 async function readScoring(
   rows: RowStream,
   source: SourceConfig,
   options: ReadOptions,
-): Promise<{ customers: Customers; log: BadRowLog; future: FutureRows }> {
+): Promise<{ customers: Customers; log: BadRowLog; future: FutureRows; orders?: Orders }> {
   const cols = new ColumnResolver(rows.header, source.columns, rows.label, 'source', delimiterNote(rows));
   const shape = source.shape ?? cols.detectShape();
   if (!shape)
     throw new SourceError(
       `${rows.label}: cannot tell the input shape from its columns (${cols.columns()}); expected ${expectedColumns()}`,
       `set source.shape and map the columns in source.columns${cols.splitFix()}`,
+    );
+  if (options.keepOrders && shape !== 'orders')
+    throw new ConfigError(
+      `source.shape is ${shape}${source.shape ? '' : ' (recognised from the columns)'}: scoring as of past dates needs the order history, one row per order, and a ${shape} source holds only each customer's ${shape === 'scores' ? 'scores' : 'totals'} as of its export`,
+      'point source at the orders (customer_id, order_date, amount) and set source.shape: orders',
     );
   const idCol = cols.require('customer_id', shape);
   const parseDate = dateParser(source.date_format);
@@ -211,6 +231,9 @@ async function readScoring(
       : undefined;
   const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const firstRow = new Column(u32);
+  const orders = options.keepOrders
+    ? { customer: new Column(u32), day: new Column(i32), value: new Column(f64), row: new Column(u32) }
+    : undefined;
   const future: FutureRows = {
     count: 0,
     rows: [],
@@ -350,6 +373,12 @@ async function readScoring(
         if (!values.add(i, value)) throw notFinite(row, third, rows.header[amountCol!] ?? '', shape, true);
         if (optFlag) optedOut.set(i, 1);
       }
+      if (orders) {
+        orders.customer.push(i);
+        orders.day.push(day);
+        orders.value.push(value);
+        orders.row.push(row);
+      }
       // Identifiers and attributes: the most recent non-empty value wins.
       for (const [field, col] of profileCols) {
         const v = rec[col]!;
@@ -393,7 +422,21 @@ async function readScoring(
         }
       : {}),
   };
-  return { customers, log, future };
+  return {
+    customers,
+    log,
+    future,
+    ...(orders
+      ? {
+          orders: {
+            customer: orders.customer.done(),
+            day: orders.day.done(),
+            value: orders.value.done(),
+            row: orders.row.done(),
+          },
+        }
+      : {}),
+  };
 }
 
 /** An amount (or its customer's total) past ±1.8e308: no currency has such sums, so the column is wrong. */

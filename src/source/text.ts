@@ -223,6 +223,26 @@ export class TextColumn {
     }
   }
 
+  /** The entries at these indexes, in their order: a new column over the same bytes (nothing is copied). */
+  select(indexes: ArrayLike<number>): TextColumn {
+    const column = new TextColumn();
+    // Own arrays of the shared chunks: a later set() on either column writes to a chunk of its own.
+    column.chunks = [...this.chunks];
+    column.dictionary = this.dictionary && [...this.dictionary];
+    column.dictionaryBytes = [...this.dictionaryBytes];
+    column.codes = new Map(this.codes);
+    for (let k = 0; k < indexes.length; k++) {
+      const i = indexes[k]!;
+      column.push(undefined);
+      const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+      column.lengths[k >>> PAGE_BITS]![k & PAGE_MASK] = length;
+      if (this.dictionary || length === 0) continue;
+      column.starts[k >>> PAGE_BITS]![k & PAGE_MASK] = this.starts[i >>> PAGE_BITS]![i & PAGE_MASK]!;
+      if (length === LONG) column.long.set(k, this.long.get(i)!);
+    }
+    return column;
+  }
+
   toArray(): (string | undefined)[] {
     return Array.from({ length: this.size }, (_, i) => this.get(i));
   }
