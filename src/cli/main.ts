@@ -7,6 +7,7 @@ import { describeError, ExitCode, UserError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { buildSegmentMap } from '../segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
+import { runBackfill, type BackfillOptions } from './backfill.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
 import { checkSchedules } from '../../jobs/schedules.js';
@@ -81,6 +82,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--no-record', "do not record the segment snapshot (recorded when the config's source is scored)")
     .action(async (opts: ScoreOptions) => {
       exit = await runScore({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('backfill')
+    .description(
+      "score an orders source as of past dates (one read) and record their segment snapshots, with today's opt-outs and profiles",
+    )
+    .option('--from <date>', 'first date, YYYY-MM-DD (no older than history.keep_days days)')
+    .option('--to <date>', 'last date (default: the day before the oldest snapshot, else yesterday)')
+    .option('--every <unit>', 'month (the same day of each month), week or day')
+    .option('--json', 'print the dates as JSON')
+    .action(async (opts: BackfillOptions) => {
+      exit = await runBackfill({ ...opts, config: configPath() }, logger());
     });
 
   program

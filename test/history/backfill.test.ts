@@ -3,12 +3,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import pg from 'pg';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { datesBetween, MAX_DATES } from '../../src/cli/backfill.js';
+import { loadConfig } from '../../src/config/load.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { generateShop } from '../../src/example/generate.js';
+import { listSnapshots, sourceIdOf } from '../../src/history/snapshots.js';
 import { readOrderHistory } from '../../src/score/as-of.js';
 import type { Segmented } from '../../src/score/pipeline.js';
 import { readCsv, tempDir } from '../helpers.js';
+import { cli } from '../sync/harness.js';
 
 /**
  * Backfill scores an orders source as of past dates from one read. Each date's result is checked against
@@ -379,5 +384,192 @@ describe('TextColumn.select (the ids and profiles of one date, without copying t
     const dictionary = few.select([0]);
     dictionary.set(0, 'z');
     expect([dictionary.get(0), few.get(0)]).toEqual(['z', 'x']);
+  });
+});
+
+describe('backfill dates', () => {
+  const dates = (from: string, to: string, every: 'month' | 'week' | 'day') =>
+    datesBetween(dayOf(from), dayOf(to), every).map((d) => new Date(d * DAY).toISOString().slice(0, 10));
+
+  it('steps by month on the same day, clamped to the end of shorter months', () => {
+    expect(dates('2025-01-31', '2025-05-30', 'month')).toEqual([
+      '2025-01-31',
+      '2025-02-28',
+      '2025-03-31',
+      '2025-04-30',
+    ]);
+    expect(dates('2024-01-29', '2024-03-29', 'month')).toEqual(['2024-01-29', '2024-02-29', '2024-03-29']);
+  });
+
+  it('steps by week and by day, up to and including --to', () => {
+    expect(dates('2025-12-20', '2026-01-10', 'week')).toEqual([
+      '2025-12-20',
+      '2025-12-27',
+      '2026-01-03',
+      '2026-01-10',
+    ]);
+    expect(dates('2025-02-27', '2025-03-01', 'day')).toEqual(['2025-02-27', '2025-02-28', '2025-03-01']);
+    expect(dates('2025-03-01', '2025-03-01', 'month')).toEqual(['2025-03-01']);
+  });
+
+  it(`stops at more than ${MAX_DATES} dates`, () => {
+    expect(() => dates('2020-01-01', '2025-01-01', 'day')).toThrow(/more than 1000 dates/);
+    expect(dates('2020-01-01', '2025-01-01', 'week')).toHaveLength(262);
+  });
+});
+
+describe('audience-sync backfill', () => {
+  const dir = tempDir('audience-sync-backfill-cli-');
+  const prefix = `test-backfill-${path.basename(dir)}`;
+  const configFile = path.join(dir, 'audience-sync.yaml');
+  const monthly = Array.from({ length: 12 }, (_, k) => `2025-${String(k + 1).padStart(2, '0')}-15`);
+  const redis = new Redis(inject('redisUrl'));
+  let orders: string[][];
+  beforeAll(async () => {
+    await generateShop(path.join(dir, 'shop'), { customers: 300, seed: 5, analysisDate: '2026-01-01' });
+    orders = (parse(readFileSync(path.join(dir, 'shop', 'orders.csv'))) as string[][]).slice(1);
+    // Fixed past dates: a keep_days long enough that they stay retained whenever the test runs.
+    writeFileSync(
+      configFile,
+      `source: { type: csv, path: shop/orders.csv }
+profiles: { type: csv, path: shop/customers.csv }
+history: { keep_days: 3650 }
+sync: { redis_prefix: ${prefix} }
+`,
+    );
+  });
+  afterAll(() => redis.disconnect());
+
+  const snapshots = async () => {
+    const { config } = loadConfig(configFile);
+    return (await listSnapshots(redis, `{${prefix}}`, sourceIdOf(config.source), { limit: 1000 })).snapshots;
+  };
+  /** Customers with an order on or before the date, counted from the file. */
+  const customersBy = (date: string) => new Set(orders.filter((o) => o[1]! <= date).map((o) => o[0]!)).size;
+
+  it('records a snapshot per month with its movement from the month before, then keeps them on a second run', async () => {
+    const run = cli(
+      [
+        '--config',
+        configFile,
+        'backfill',
+        '--from',
+        '2025-01-15',
+        '--to',
+        '2025-12-20',
+        '--every',
+        'month',
+        '--json',
+      ],
+      dir,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout) as {
+      dates: { date: string; recorded: boolean; customers: number }[];
+      note: string;
+    };
+    expect(out.dates.map((d) => [d.date, d.recorded])).toEqual(monthly.map((d) => [d, true]));
+    expect(out.note).toMatch(/opt-outs and profiles are today's/);
+
+    const stored = await snapshots();
+    expect(stored.map((s) => s.date)).toEqual(monthly);
+    stored.forEach((s, k) => {
+      expect(s.by).toBe('backfill');
+      expect(s.note).toMatch(/opt-outs and profiles are those of \d{4}-\d{2}-\d{2}/);
+      expect(s.customers, s.date).toBe(customersBy(s.date));
+      expect(s.segments.reduce((n, g) => n + g.customers, 0)).toBe(s.customers);
+      // Customers only arrive in an order history: the new ones are those whose first order is in the month.
+      const moved = s.movement.cells;
+      if (k === 0) expect(s.movement.from).toBeNull();
+      else {
+        expect(s.movement.from).toBe(monthly[k - 1]);
+        const arrived = moved.filter((c) => c.from === 'new').reduce((n, c) => n + c.customers, 0);
+        expect(arrived, s.date).toBe(customersBy(s.date) - customersBy(monthly[k - 1]!));
+        expect(moved.filter((c) => c.to === 'gone')).toEqual([]);
+        expect(moved.reduce((n, c) => n + c.customers, 0)).toBe(s.customers);
+      }
+    });
+    // One date against the R reference: segment sizes as a separate scoring of the orders up to it.
+    const expected = countBySegment(
+      rScores(ordersUpTo(path.join(dir, 'shop', 'orders.csv'), '2025-06-15', dir), '2025-06-15'),
+    );
+    const june = stored.find((s) => s.date === '2025-06-15')!;
+    expect(
+      Object.fromEntries(june.segments.filter((g) => g.customers > 0).map((g) => [g.segment, g.customers])),
+    ).toEqual(expected);
+
+    const again = cli(
+      ['--config', configFile, 'backfill', '--from', '2025-01-15', '--to', '2025-12-20', '--every', 'month'],
+      dir,
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/0 of 12 snapshots recorded/);
+    expect(again.stdout.match(/kept \(existed\)/g)).toHaveLength(12);
+    expect(again.stdout).toMatch(/opt-outs and profiles are today's/);
+    expect(await snapshots()).toEqual(stored);
+
+    // Without --to: up to the day before the oldest snapshot, which is before --from here.
+    const none = cli(['--config', configFile, 'backfill', '--from', '2025-01-15', '--every', 'week'], dir);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout).toMatch(/nothing to backfill: snapshots of this source start on 2025-01-15/);
+    expect(await snapshots()).toEqual(stored);
+  });
+
+  it('names the flag, the setting or REDIS_URL in its errors', () => {
+    const bad = (args: string[], env?: NodeJS.ProcessEnv) => {
+      const r = spawnSync(
+        process.execPath,
+        [path.resolve('dist/src/cli/bin.js'), '--config', configFile, 'backfill', ...args],
+        {
+          cwd: dir,
+          env: { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl'), ...env },
+          encoding: 'utf8',
+        },
+      );
+      return { code: r.status, stderr: r.stderr };
+    };
+    expect(bad(['--from', '2025-01-15', '--every', 'year'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--every: expected month, week or day, got 'year'/),
+    });
+    expect(bad(['--from', '2025-02-30', '--every', 'day'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--from: '2025-02-30' is not a date/),
+    });
+    expect(bad(['--from', '2000-01-01', '--every', 'month'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--from 2000-01-01 is more than history\.keep_days \(3650\) days ago/),
+    });
+    expect(bad(['--from', '2025-01-01', '--to', '2099-01-01', '--every', 'month'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--to 2099-01-01 is after today/),
+    });
+    expect(bad(['--from', '2018-01-01', '--to', '2025-12-31', '--every', 'day'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/more than 1000 dates/),
+    });
+    expect(
+      bad(['--from', '2025-01-15', '--every', 'month'], { REDIS_URL: 'redis://127.0.0.1:1' }),
+    ).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/cannot reach Redis at REDIS_URL \(redis:\/\/127\.0\.0\.1:1\)/),
+    });
+  });
+
+  it('refuses a customers source before reading it, naming source.shape', () => {
+    const other = path.join(dir, 'customers-source.yaml');
+    writeFileSync(
+      other,
+      `source: { type: csv, path: shop/customers.csv, shape: customers }
+history: { keep_days: 3650 }
+sync: { redis_prefix: ${prefix}-customers }
+`,
+    );
+    const r = cli(
+      ['--config', other, 'backfill', '--from', '2025-01-15', '--to', '2025-03-15', '--every', 'month'],
+      dir,
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/source\.shape is customers: scoring as of past dates needs the order history/);
   });
 });
