@@ -77,7 +77,7 @@ try {
     `bench in ${dir} (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GB, Node ${process.version})`,
   );
   let started = performance.now();
-  const shop = ['score-csv', 'streaming', 'score-postgres'].some(want)
+  const shop = ['score-csv', 'streaming', 'score-postgres', 'history'].some(want)
     ? await generateShop(path.join(dir, 'shop'), {
         customers,
         seed: 7,
@@ -132,6 +132,21 @@ try {
       });
     } finally {
       await postgres.stop();
+    }
+  }
+  if (want('history')) {
+    // Backfill reads the source once: 12 monthly dates against one scoring run of the same file.
+    const one = child('backfill.js', ['score', shop!.files.orders]);
+    report({ scenario: 'history: one scoring run', ...one });
+    const redis = await startRedis();
+    try {
+      const all = child('backfill.js', ['backfill', shop!.files.orders, redis.url]);
+      report({ scenario: 'history: backfill 12 months', ...all, rows: one.rows });
+      console.error(
+        `history-backfill: 12 monthly dates in ${(all.seconds / one.seconds).toFixed(2)}x one scoring run (target <= 3x)`,
+      );
+    } finally {
+      await redis.stop();
     }
   }
   let plan: Record<string, number> | undefined;
