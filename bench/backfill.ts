@@ -12,8 +12,8 @@ import { segmentCustomers } from '../src/score/pipeline.js';
 import { tempDir } from './util.js';
 
 const [kind, orders, redisUrl] = process.argv.slice(2) as [string, string, string | undefined];
-let customers = 0;
-let rows = 0;
+let customers: number;
+let rows: number;
 const started = performance.now();
 if (kind === 'score') {
   const config = configSchema.parse({ source: { type: 'csv', path: orders } });

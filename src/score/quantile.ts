@@ -28,8 +28,53 @@ export function quantileType7(sorted: ArrayLike<number>, p: number): number {
 
 /** The four interior breaks (quantile + 1) for a sample. */
 export function quantileBreaks(values: ArrayLike<number>): number[] {
-  const sorted = Float64Array.from(values).sort();
+  const a = Float64Array.from(values);
+  const n = a.length;
+  // Type-7 reads two order statistics per probability: selecting them is linear, sorting is not.
+  const ranks = [
+    ...new Set(PROBS.flatMap((p) => [Math.floor(1 + (n - 1) * p) - 1, Math.ceil(1 + (n - 1) * p) - 1])),
+  ]
+    .filter((r) => r >= 0 && r < n)
+    .sort((x, y) => x - y);
+  const sorted: { length: number; [rank: number]: number } = { length: n };
+  let from = 0;
+  for (const r of ranks) {
+    sorted[r] = selectRank(a, r, from, n - 1);
+    from = r;
+  }
   return PROBS.map((p) => quantileType7(sorted, p) + 1);
+}
+
+/**
+ * The value of rank k (0-based) in a[lo..hi], moving it to a[k] with nothing greater before it and nothing
+ * smaller after (Hoare's selection; a sort of what is left where the pivots keep choosing badly).
+ */
+export function selectRank(a: Float64Array, k: number, lo: number, hi: number): number {
+  for (let rounds = 2 * Math.ceil(Math.log2(hi - lo + 2)) + 8; hi > lo; rounds--) {
+    if (rounds === 0) {
+      a.subarray(lo, hi + 1).sort();
+      return a[k]!;
+    }
+    const x = a[lo]!;
+    const y = a[(lo + hi) >>> 1]!;
+    const z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i++] = a[j]!;
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k]!;
+  }
+  return a[k]!;
 }
 
 /**

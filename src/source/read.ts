@@ -132,7 +132,7 @@ export function shapeOf(text: string): string {
   return `'${t.replace(/\p{L}/gu, 'a').replace(/\d/g, '9')}'`;
 }
 
-type Typed = Float64Array | Int32Array | Uint32Array | Uint8Array;
+type Typed = Float64Array | Uint32Array | Uint8Array;
 
 /** A growable typed column: millions of numbers without a JS array's 8-plus bytes per element. */
 class Column<A extends Typed> {
@@ -161,7 +161,53 @@ class Column<A extends Typed> {
   }
 }
 const f64 = (n: number) => new Float64Array(n);
-const i32 = (n: number) => new Int32Array(n);
+
+/** `Orders` as they are read: four columns in chunks (growing copies nothing), joined once at the end. */
+class OrderColumns {
+  private static readonly CHUNK = 1 << 16;
+  private chunks: { customer: Uint32Array; day: Int32Array; value: Float64Array; row: Uint32Array }[] = [];
+  private at = OrderColumns.CHUNK;
+  private length = 0;
+
+  push(customer: number, day: number, value: number, row: number): void {
+    if (this.at === OrderColumns.CHUNK) {
+      const n = OrderColumns.CHUNK;
+      this.chunks.push({
+        customer: new Uint32Array(n),
+        day: new Int32Array(n),
+        value: new Float64Array(n),
+        row: new Uint32Array(n),
+      });
+      this.at = 0;
+    }
+    const chunk = this.chunks[this.chunks.length - 1]!;
+    const k = this.at++;
+    chunk.customer[k] = customer;
+    chunk.day[k] = day;
+    chunk.value[k] = value;
+    chunk.row[k] = row;
+    this.length++;
+  }
+
+  done(): Orders {
+    const out = {
+      customer: new Uint32Array(this.length),
+      day: new Int32Array(this.length),
+      value: new Float64Array(this.length),
+      row: new Uint32Array(this.length),
+    };
+    this.chunks.forEach((chunk, i) => {
+      const n = Math.min(OrderColumns.CHUNK, this.length - i * OrderColumns.CHUNK);
+      const at = i * OrderColumns.CHUNK;
+      out.customer.set(chunk.customer.subarray(0, n), at);
+      out.day.set(chunk.day.subarray(0, n), at);
+      out.value.set(chunk.value.subarray(0, n), at);
+      out.row.set(chunk.row.subarray(0, n), at);
+    });
+    this.chunks = [];
+    return out;
+  }
+}
 const u32 = (n: number) => new Uint32Array(n);
 const u8 = (n: number) => new Uint8Array(n);
 
@@ -231,9 +277,7 @@ async function readScoring(
       : undefined;
   const scoreCols = shape === 'scores' ? scoresColumns(cols, rows.label) : undefined;
   const firstRow = new Column(u32);
-  const orders = options.keepOrders
-    ? { customer: new Column(u32), day: new Column(i32), value: new Column(f64), row: new Column(u32) }
-    : undefined;
+  const orders = options.keepOrders ? new OrderColumns() : undefined;
   const future: FutureRows = {
     count: 0,
     rows: [],
@@ -373,12 +417,7 @@ async function readScoring(
         if (!values.add(i, value)) throw notFinite(row, third, rows.header[amountCol!] ?? '', shape, true);
         if (optFlag) optedOut.set(i, 1);
       }
-      if (orders) {
-        orders.customer.push(i);
-        orders.day.push(day);
-        orders.value.push(value);
-        orders.row.push(row);
-      }
+      orders?.push(i, day, value, row);
       // Identifiers and attributes: the most recent non-empty value wins.
       for (const [field, col] of profileCols) {
         const v = rec[col]!;
@@ -426,16 +465,7 @@ async function readScoring(
     customers,
     log,
     future,
-    ...(orders
-      ? {
-          orders: {
-            customer: orders.customer.done(),
-            day: orders.day.done(),
-            value: orders.value.done(),
-            row: orders.row.done(),
-          },
-        }
-      : {}),
+    ...(orders ? { orders: orders.done() } : {}),
   };
 }
 

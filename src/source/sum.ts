@@ -49,6 +49,12 @@ export class LongDoubleSums {
     this.lo.push(0);
   }
 
+  /** Starts sum i over at x (i below the number pushed). */
+  restart(i: number, x: number): void {
+    this.hi[i] = x + 0;
+    this.lo[i] = 0;
+  }
+
   /** Adds x to sum i; false when the sum is no longer a finite number. */
   add(i: number, x: number): boolean {
     const hi = this.hi[i]!;

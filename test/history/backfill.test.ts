@@ -172,6 +172,27 @@ describe('scoring a generated shop as of past dates, from one read', () => {
     }
   });
 
+  it('gives the R reference scores for rows in any order, and for dates in any order', async () => {
+    // Rows shuffled (deterministically): a customer's later rows can hold its earlier orders.
+    const lines = readFileSync(orders, 'utf8').trim().split('\n');
+    const rows = lines.slice(1);
+    let seed = 7;
+    for (let i = rows.length - 1; i > 0; i--) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const j = seed % (i + 1);
+      [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+    }
+    const shuffled = path.join(dir, 'shuffled.csv');
+    writeFileSync(shuffled, [lines[0], ...rows].join('\n') + '\n');
+    const history = await readOrderHistory(config({ source: { type: 'csv', path: shuffled } }), {
+      baseDir: dir,
+    });
+    for (const date of [dates[1]!, dates[3]!, dates[0]!, dates[2]!]) {
+      const expected = rScores(ordersUpTo(shuffled, date, dir), date);
+      expect(ours(history.segmentAsOf(dayOf(date))), date).toEqual(expected);
+    }
+  });
+
   it('ntile: five equal groups by value, ties by customer id, per date', async () => {
     const history = await readOrderHistory(
       config({ source: { type: 'csv', path: orders }, scoring: { method: 'ntile' } }),

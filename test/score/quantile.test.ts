@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quantileBreaks, quantileScores, quantileType7 } from '../../src/score/quantile.js';
+import { quantileBreaks, quantileScores, quantileType7, selectRank } from '../../src/score/quantile.js';
 
 describe('R type-7 quantile', () => {
   it('interpolates like quantile(x, type = 7)', () => {
@@ -10,6 +10,34 @@ describe('R type-7 quantile', () => {
 
   it('adds 1 to each interior break, as the rfm package does', () => {
     expect(quantileBreaks([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).toEqual([3.8, 5.6, 7.4, 9.2]);
+  });
+
+  it('selects the order statistics a full sort gives, for samples of every size and many ties', () => {
+    let seed = 1;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const samples = [
+      [],
+      [5],
+      [2, 1],
+      Array.from({ length: 1000 }, (_, i) => i),
+      Array.from({ length: 1000 }, (_, i) => 1000 - i),
+      Array.from({ length: 997 }, () => 7),
+      ...Array.from({ length: 200 }, (_, t) =>
+        Array.from({ length: 1 + Math.floor(random() * 3000) }, () =>
+          t % 2 ? Math.floor(random() * 5) : Math.round(random() * 1e6) / 100,
+        ),
+      ),
+    ];
+    for (const values of samples) {
+      const sorted = Float64Array.from(values).sort();
+      const probs = [1, 2, 3, 4].map((i) => i * (1 / 5));
+      expect(quantileBreaks(values)).toEqual(probs.map((p) => quantileType7(sorted, p) + 1));
+      if (values.length === 0) continue;
+      const k = Math.floor(random() * values.length);
+      const a = Float64Array.from(values);
+      expect(selectRank(a, k, 0, a.length - 1)).toBe(sorted[k]);
+      expect(a.subarray(0, k).every((v) => v <= a[k]!) && a.subarray(k).every((v) => v >= a[k]!)).toBe(true);
+    }
   });
 });
 
