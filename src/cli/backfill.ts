@@ -1,9 +1,11 @@
+import type { Redis } from 'ioredis';
 import { queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, ExitCode } from '../errors.js';
 import {
   customerSegmentsOf,
   GONE,
+  latestSnapshot,
   listSnapshots,
   NEW,
   recordSnapshot,
@@ -60,11 +62,6 @@ export async function runBackfill(
   const today = todayUtc(now);
   const { config, dir } = loadConfig(options.config);
   const keepDays = config.history.keep_days;
-  if (from < today - keepDays)
-    throw new ConfigError(
-      `--from ${formatDay(from)} is more than history.keep_days (${keepDays}) days ago: its snapshot would be dropped at once`,
-      `pick --from ${formatDay(today - keepDays)} or later, or raise history.keep_days in the config`,
-    );
   let to = options.to === undefined ? undefined : dayOf(options.to, '--to');
   if (to !== undefined && to > today)
     throw new ConfigError(
@@ -94,6 +91,13 @@ export async function runBackfill(
       return ExitCode.ok;
     }
     const dates = datesBetween(from, to, every);
+    // Snapshots are kept for history.keep_days days before the latest one, which is ours or a later one.
+    const newest = Math.max(dates[dates.length - 1]!, await newestSnapshot(redis, prefix, source));
+    if (from < newest - keepDays)
+      throw new ConfigError(
+        `--from ${formatDay(from)} is more than history.keep_days (${keepDays}) days before ${newest === dates[dates.length - 1] ? 'the last date backfilled' : 'the latest snapshot'} (${formatDay(newest)}): its snapshot would not be kept`,
+        `pick --from ${formatDay(newest - keepDays)} or later, or raise history.keep_days in the config`,
+      );
 
     const started = performance.now();
     const bar = progressBar('reading');
@@ -114,7 +118,7 @@ export async function runBackfill(
     for (const day of dates) {
       const segmented = history.segmentAsOf(day);
       const date = formatDay(day);
-      const { recorded, snapshot } = await recordSnapshot(
+      const { recorded, snapshot, segments } = await recordSnapshot(
         redis,
         prefix,
         segmented,
@@ -126,7 +130,7 @@ export async function runBackfill(
         },
         { previous, keepDays, now },
       );
-      previous = customerSegmentsOf(segmented);
+      previous = segments ?? customerSegmentsOf(segmented);
       done.push({ date, customers: snapshot.customers, ...movedOf(snapshot), recorded });
       log.debug(`${date}: ${snapshot.customers} customers, ${recorded ? 'recorded' : 'kept'}`);
     }
@@ -174,6 +178,12 @@ function print(
       `\n${recorded} of ${done.length} snapshots recorded, every ${o.every}, from one read of the source (${o.seconds} s).\n` +
       `Note: ${note}.\n`,
   );
+}
+
+/** The latest snapshot's analysis day, or -Infinity before the first. */
+async function newestSnapshot(redis: Redis, prefix: string, source: string): Promise<number> {
+  const latest = await latestSnapshot(redis, prefix, source);
+  return latest ? dayOf(latest.date, 'the latest snapshot') : -Infinity;
 }
 
 /** New, gone and moved customers of a snapshot's movement, or null where it has none. */

@@ -157,7 +157,7 @@ export async function recordSnapshot(
   segmented: Segmented,
   meta: SnapshotMeta,
   options: { previous?: CustomerSegments | undefined; keepDays?: number; now?: number } = {},
-): Promise<{ recorded: boolean; snapshot: Snapshot }> {
+): Promise<{ recorded: boolean; snapshot: Snapshot; segments?: CustomerSegments }> {
   const date = formatDay(segmented.analysisDay);
   const existing = await redis.get(key.snapshot(prefix, meta.source, date));
   if (existing !== null) return { recorded: false, snapshot: parseSnapshot(existing) };
@@ -227,7 +227,8 @@ export async function recordSnapshot(
     const stored = await redis.get(key.snapshot(prefix, meta.source, date));
     return { recorded: false, snapshot: stored ? parseSnapshot(stored) : snapshot };
   }
-  return { recorded: true, snapshot };
+  // The per-customer segments counted here, for a caller scoring the next date (backfill) to pass back.
+  return { recorded: true, snapshot, ...(current ? { segments: current } : {}) };
 }
 
 /**
