@@ -62,6 +62,11 @@ export async function runBackfill(
   const today = todayUtc(now);
   const { config, dir } = loadConfig(options.config);
   const keepDays = config.history.keep_days;
+  if (from > today)
+    throw new ConfigError(
+      `--from ${formatDay(from)} is after today (${formatDay(today)})`,
+      'backfill scores past dates',
+    );
   let to = options.to === undefined ? undefined : dayOf(options.to, '--to');
   if (to !== undefined && to > today)
     throw new ConfigError(

@@ -24,21 +24,19 @@ export interface OrderHistory {
   /**
    * What `segmentCustomers` gives with `scoring.analysis_date` set to `day`: orders after it left out,
    * recency counted to it, customers without an order on or before it absent. Opt-outs and profiles
-   * are `readDay`'s, for want of older ones.
+   * are `readDay`'s, for want of older ones, and the report's bad rows are the read's, counted once.
    */
   segmentAsOf(day: number): Segmented;
 }
 
-/** Reads an orders source once, with every order kept, for scoring as of past days (`backfill`). */
+/**
+ * Reads an orders source once, with every order kept, for scoring as of past days (`backfill`); a
+ * customers or scores source is refused (by the reader, from its header) for want of an order history.
+ */
 export async function readOrderHistory(
   config: Pick<Config, 'source' | 'profiles' | 'scoring' | 'segments'>,
   options: { baseDir: string; onProgress?: ReadOptions['onProgress']; now?: number },
 ): Promise<OrderHistory> {
-  if (config.source.shape !== undefined && config.source.shape !== 'orders')
-    throw new ConfigError(
-      `source.shape is ${config.source.shape}: scoring as of past dates needs the order history, one row per order, and a ${config.source.shape} source holds only each customer's ${config.source.shape === 'scores' ? 'scores' : 'totals'} as of its export`,
-      'point source at the orders (customer_id, order_date, amount) and set source.shape: orders',
-    );
   const map = buildSegmentMap(config.segments);
   const readDay = todayUtc(options.now);
   const read = await readCustomers(config.source, config.profiles, {
@@ -94,8 +92,8 @@ const SAMPLE_LIMIT = 20;
  * The reader's per-customer loop, replayed over the kept orders up to a day, moved forward a date at a
  * time: each order is taken in once, in row order among the orders of its step (which keeps customers'
  * arrays read in file order, not at random). What a read as of the day would give: customers
- * in order of their first row on or before it, and each sum added in row order (R's long-double sums),
- * which a customer whose newly taken order sits above rows already summed has added over again.
+ * in order of their first row on or before it, and each sum added in row order (R's long-double sums): a
+ * customer whose newly taken order comes before rows already summed has its sum added over again.
  */
 class Replay {
   /** The orders on or before this day are taken in. */

@@ -334,6 +334,21 @@ describe('scoring a hand-made shop as of past dates', () => {
     });
   });
 
+  it('sums a third dimension other than money the same way (duration)', async () => {
+    const history = await readOrderHistory(
+      config({
+        source: { type: 'csv', path: file, max_bad_row_share: 0.5 },
+        scoring: { third_dimension: 'duration', duration: 'amount' },
+      }),
+      { baseDir: dir },
+    );
+    for (const [date, values] of Object.entries(SMALL_EXPECTED)) {
+      const got = ours(history.segmentAsOf(dayOf(date)));
+      for (const [id, [, , total]] of Object.entries(values))
+        expect(got.get(id)?.monetary, `${date} ${id}`).toBe(total);
+    }
+  });
+
   it('stops on too many bad rows, once, as a scoring run does', async () => {
     await expect(
       readOrderHistory(config({ source: { type: 'csv', path: file } }), { baseDir: dir }),
@@ -552,6 +567,10 @@ sync: { redis_prefix: ${prefix} }
     expect(bad(['--from', '2025-01-15', '--every', 'year'])).toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/--every: expected month, week or day, got 'year'/),
+    });
+    expect(bad(['--from', '2099-01-01', '--every', 'day'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--from 2099-01-01 is after today/),
     });
     expect(bad(['--from', '2025-02-30', '--every', 'day'])).toMatchObject({
       code: 2,
