@@ -9,7 +9,7 @@ import type { Logger } from '../src/log.js';
 import { StateStore } from '../src/state/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
-import { recordScoring } from '../src/history/snapshots.js';
+import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
 import { syncDestination, type AudienceResult } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
@@ -231,7 +231,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         // A partial export: nothing is sent, and retrying cannot help until someone looks.
         if (shrink) throw new HeldError(shrink);
         await recordSourceSize(redis, current.sync.redis_prefix, size);
-        await recordScoring(redis, prefix, current, prepared.segmented, 'worker', log);
+        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker'), log);
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,

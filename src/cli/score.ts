@@ -3,7 +3,7 @@ import { configSchema, type Config } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, describeError, ExitCode } from '../errors.js';
 import { queuePrefix } from '../../jobs/queues.js';
-import { recordScoring } from '../history/snapshots.js';
+import { logSnapshot, recordScoring, type SnapshotOutcome } from '../history/snapshots.js';
 import { connect, redisFor } from './sync.js';
 import type { Logger } from '../log.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
@@ -99,22 +99,19 @@ export async function runScore(options: ScoreOptions, log: Logger): Promise<Exit
   }
   await writeScores(result, config, options);
   // The config's own source is the one whose history the API shows; a file given by --input is a one-off.
-  if (options.config && !options.input && options.record !== false) await record(config, result, log);
-  report(result, config, options, log, performance.now() - started);
+  const snapshot =
+    options.config && !options.input && options.record !== false ? await record(config, result) : undefined;
+  report(result, config, options, log, performance.now() - started, snapshot);
   return ExitCode.ok;
 }
 
-async function record(config: Config, result: Segmented, log: Logger): Promise<void> {
+async function record(config: Config, result: Segmented): Promise<SnapshotOutcome> {
   const redis = redisFor();
   try {
     await connect(redis);
+    return await recordScoring(redis, queuePrefix(config.sync.redis_prefix), config, result, 'score');
   } catch (error) {
-    log.warn(`segment snapshot not recorded: ${describeError(error)} (--no-record skips it)`);
-    redis.disconnect();
-    return;
-  }
-  try {
-    await recordScoring(redis, queuePrefix(config.sync.redis_prefix), config, result, 'score', log);
+    return { status: 'failed', reason: `${describeError(error)} (--no-record skips it)` };
   } finally {
     redis.disconnect();
   }
@@ -163,7 +160,14 @@ async function writeScores(result: Segmented, config: Config, options: ScoreOpti
   await out.close();
 }
 
-function report(result: Segmented, config: Config, options: ScoreOptions, log: Logger, ms: number): void {
+function report(
+  result: Segmented,
+  config: Config,
+  options: ScoreOptions,
+  log: Logger,
+  ms: number,
+  snapshot: SnapshotOutcome | undefined,
+): void {
   const { customers, sizes, report: read, scores } = result;
   const summary = {
     analysis_date: formatDay(result.analysisDay),
@@ -179,6 +183,7 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
     })),
     ...(scores.breaks ? { breaks: scores.breaks } : {}),
     warnings: result.map.warnings,
+    ...(snapshot ? { snapshot } : {}),
     seconds: Math.round(ms) / 1000,
   };
   if (options.json) {
@@ -187,6 +192,7 @@ function report(result: Segmented, config: Config, options: ScoreOptions, log: L
   }
   for (const w of summary.warnings) log.warn(w);
   logReadReport(read, log);
+  if (snapshot) logSnapshot(snapshot, log);
   const rows = sizes.map((s) => [
     s.segment,
     thousands(s.customers),

@@ -24,7 +24,7 @@ import {
 } from '../sync/brakes.js';
 import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
-import { recordScoring } from '../history/snapshots.js';
+import { logSnapshot, recordScoring } from '../history/snapshots.js';
 
 export interface SyncCommandOptions {
   config?: string | undefined;
@@ -177,7 +177,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
       return ExitCode.failed;
     }
     if (!options.dryRun) await recordSourceSize(redis, p.config.sync.redis_prefix, size);
-    await recordScoring(redis, history, p.config, p.segmented, 'sync', log);
+    logSnapshot(await recordScoring(redis, history, p.config, p.segmented, 'sync'), log);
     for (const destination of p.destinations) {
       // One run per audience, whoever starts it: the leases workers take.
       const leases = await takeLeases(

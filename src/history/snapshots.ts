@@ -446,9 +446,14 @@ function dayOf(date: string): number {
 /** Bytes a stored per-customer record takes (for the README and the bench). */
 export const CUSTOMER_RECORD_BYTES = RECORD_BYTES;
 
+/** What became of a scoring's snapshot: recorded now, there already, or not recorded and why. */
+export type SnapshotOutcome =
+  | { status: 'recorded' | 'kept'; date: string; movementFrom: string | null }
+  | { status: 'failed'; reason: string };
+
 /**
- * The snapshot of a run's scoring, recorded best effort: history must never fail a sync, so a Redis
- * error is a warning. Returns the snapshot when this call recorded it.
+ * The snapshot of a run's scoring, recorded best effort: history must never fail a sync, so an error
+ * is an outcome to report, not a throw.
  */
 export async function recordScoring(
   redis: Redis,
@@ -456,8 +461,7 @@ export async function recordScoring(
   config: Pick<Config, 'source' | 'scoring' | 'history'>,
   segmented: Segmented,
   by: Snapshot['by'],
-  log: Logger,
-): Promise<Snapshot | undefined> {
+): Promise<SnapshotOutcome> {
   try {
     const { recorded, snapshot } = await recordSnapshot(
       redis,
@@ -470,13 +474,21 @@ export async function recordScoring(
       },
       { keepDays: config.history.keep_days },
     );
-    if (!recorded) return undefined;
-    log.info(
-      `segment snapshot of ${snapshot.date} recorded (${snapshot.customers} customers${snapshot.movement.from ? `, movement from ${snapshot.movement.from}` : ''})`,
-    );
-    return snapshot;
+    return {
+      status: recorded ? 'recorded' : 'kept',
+      date: snapshot.date,
+      movementFrom: snapshot.movement.from,
+    };
   } catch (error) {
-    log.warn(`segment snapshot not recorded: ${describeError(error)}`);
-    return undefined;
+    return { status: 'failed', reason: describeError(error) };
   }
+}
+
+/** One log line for a snapshot recorded now or not recorded; nothing when the date had one. */
+export function logSnapshot(outcome: SnapshotOutcome, log: Logger): void {
+  if (outcome.status === 'failed') log.warn(`segment snapshot not recorded: ${outcome.reason}`);
+  else if (outcome.status === 'recorded')
+    log.info(
+      `segment snapshot of ${outcome.date} recorded${outcome.movementFrom ? ` (movement from ${outcome.movementFrom})` : ''}`,
+    );
 }
