@@ -38,6 +38,8 @@ export const adminJobSchema = z.discriminatedUnion('action', [
   z.strictObject({ action: z.literal('check'), destination: z.string().min(1) }),
   z.strictObject({ action: z.literal('pause'), destination: z.string().min(1) }),
   z.strictObject({ action: z.literal('resume'), destination: z.string().min(1) }),
+  /** Reads the platform's size of each audience of the destination, for audience health. */
+  z.strictObject({ action: z.literal('stats'), destination: z.string().min(1) }),
 ]);
 export type AdminJob = z.input<typeof adminJobSchema>;
 
@@ -73,6 +75,13 @@ export const keys = {
   /** The schedules version Redis's schedulers come from (JSON), and the contents it replaced, with when. */
   schedulesApplied: (prefix: string) => `${prefix}:schedules:applied`,
   schedulesReplaced: (prefix: string) => `${prefix}:schedules:replaced`,
+};
+
+/** A periodic stats read: one attempt (the next one is minutes away), kept a day. */
+export const STATS_JOB_OPTIONS = {
+  attempts: 1,
+  removeOnComplete: { age: 86_400, count: 100 },
+  removeOnFail: { age: 7 * 86_400 },
 };
 
 /** Retries for a sync job: backed off exponentially; a run's own retries handle platform errors first. */

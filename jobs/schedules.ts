@@ -9,7 +9,7 @@ import type { Config } from '../src/config/schema.js';
 import { ConfigError } from '../src/errors.js';
 import { buildSegmentMap } from '../src/segment/maps.js';
 import { Lease } from './lease.js';
-import { keys, SYNC_JOB_OPTIONS, type SyncJob } from './queues.js';
+import { keys, STATS_JOB_OPTIONS, SYNC_JOB_OPTIONS, type AdminJob, type SyncJob } from './queues.js';
 
 /** A schedule's id is its content: the same entry always maps to the same BullMQ job scheduler. */
 export function scheduleId(s: Config['schedules'][number]): string {
@@ -115,16 +115,7 @@ export async function reconcileSchedules(
 ): Promise<Reconciled> {
   checkSchedules(config);
   const prefix = queue.opts.prefix ?? '';
-  let lease: Lease | undefined;
-  for (
-    let waited = 0;
-    !(lease = await Lease.acquire(redis, keys.reconcileLock(prefix), 30_000));
-    waited += 100
-  ) {
-    if (waited > 60_000) throw new Error('another process has held the schedule lock for a minute');
-    await sleep(100);
-  }
-  try {
+  return underScheduleLock(redis, prefix, async () => {
     const mine = scheduleVersion(config);
     const stored = await redis.get(keys.schedulesApplied(prefix));
     const previous = stored ? (JSON.parse(stored) as AppliedVersion) : undefined;
@@ -174,9 +165,76 @@ export async function reconcileSchedules(
       await tx.exec();
     }
     return result;
+  });
+}
+
+/** Runs `work` while holding the lock reconcilers of the schedules take turns under. */
+async function underScheduleLock<T>(redis: Redis, prefix: string, work: () => Promise<T>): Promise<T> {
+  let lease: Lease | undefined;
+  for (
+    let waited = 0;
+    !(lease = await Lease.acquire(redis, keys.reconcileLock(prefix), 30_000));
+    waited += 100
+  ) {
+    if (waited > 60_000) throw new Error('another process has held the schedule lock for a minute');
+    await sleep(100);
+  }
+  try {
+    return await work();
   } finally {
     await lease.release();
   }
+}
+
+/** The job scheduler of a destination's periodic stats read (admin queue). */
+export function statsScheduleId(destination: string): string {
+  return `stats-${createHash('sha256').update(destination).digest('hex').slice(0, 16)}`;
+}
+
+/** `health.stats_minutes` as a cron pattern: BullMQ schedulers on `every` duplicate across workers. */
+export function statsPattern(minutes: number): string {
+  return minutes < 60 ? `*/${minutes} * * * *` : `0 */${minutes / 60} * * *`;
+}
+
+/**
+ * Makes the admin queue's stats schedulers one per destination of the config, every
+ * `health.stats_minutes`; a scheduler already on that pattern keeps its next run. Under the schedule lock.
+ */
+export async function reconcileStatsSchedules(
+  config: Config,
+  admin: Queue,
+  redis: Redis,
+): Promise<{ added: string[]; kept: string[]; removed: string[] }> {
+  const prefix = admin.opts.prefix ?? '';
+  const pattern = statsPattern(config.health.stats_minutes);
+  return underScheduleLock(redis, prefix, async () => {
+    const result = { added: [] as string[], kept: [] as string[], removed: [] as string[] };
+    const desired = new Map(Object.keys(config.destinations).map((d) => [statsScheduleId(d), d]));
+    const existing = new Map(
+      (await admin.getJobSchedulers(0, -1))
+        .filter((s) => s.key.startsWith('stats-'))
+        .map((s) => [s.key, s.pattern]),
+    );
+    for (const [id, destination] of desired) {
+      if (existing.get(id) === pattern) {
+        result.kept.push(id);
+        continue;
+      }
+      const data: AdminJob = { action: 'stats', destination };
+      await admin.upsertJobScheduler(
+        id,
+        { pattern, tz: 'UTC' },
+        { name: 'stats', data, opts: STATS_JOB_OPTIONS },
+      );
+      result.added.push(id);
+    }
+    for (const id of existing.keys()) {
+      if (desired.has(id)) continue;
+      await admin.removeJobScheduler(id);
+      result.removed.push(id);
+    }
+    return result;
+  });
 }
 
 /** When each destination (and audience) is next scheduled, in ms since the epoch. */

@@ -27,7 +27,8 @@ import {
   SYNC_JOB_OPTIONS,
   SYNC_QUEUE,
 } from './queues.js';
-import { describeVersion, olderMessage, reconcileSchedules } from './schedules.js';
+import { describeVersion, olderMessage, reconcileSchedules, reconcileStatsSchedules } from './schedules.js';
+import { readDestination, recordRunReadings } from '../src/health/audience.js';
 import { checkRedis } from './redis-checks.js';
 import { Metrics } from './metrics.js';
 
@@ -86,6 +87,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const running = new Set<AbortController>();
   const producer = syncQueue(prefix, 'worker');
   producer.on('error', onError('Redis connection error (queue); reconnecting'));
+  const admin = adminQueue(prefix, 'worker');
+  admin.on('error', onError('Redis connection error (admin queue); reconnecting'));
 
   let lastScheduleWarning = '';
   /** Reconciles the schedules; an older config leaves Redis's and says so (once per pair of versions). */
@@ -99,6 +102,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       return;
     }
     lastScheduleWarning = '';
+    const stats = await reconcileStatsSchedules(current, admin, redis);
+    if (stats.added.length + stats.removed.length > 0)
+      log.info(
+        { ...stats },
+        `stats schedules: ${stats.added.length} set, ${stats.removed.length} removed (every ${current.health.stats_minutes} min)`,
+      );
     const counts = `${r.added.length} added, ${r.kept.length} kept, ${r.removed.length} removed`;
     if (!onlyMissing) log.info({ ...r }, `schedules: ${counts} (${describeVersion(r.mine)})`);
     else if (r.previous?.content === r.mine.content && r.added.length > 0)
@@ -126,6 +135,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   } catch (error) {
     // Not awaited: closing may wait on a Redis that will never answer; the process ends anyway.
     void producer.close().catch(() => undefined);
+    void admin.close().catch(() => undefined);
     redis.disconnect();
     throw error;
   }
@@ -251,6 +261,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             ...(data.audience ? { audience: data.audience } : {}),
           });
           records = await runRecordsOf(client, results, meta(full));
+          // Health readings are a view of the run: one not written is a warning, never a failed run.
+          await recordRunReadings(redis, prefix, current, store, destination, records).catch(
+            (error: unknown) => log.warn(`audience health not recorded: ${describeError(error)}`),
+          );
         } finally {
           await client.close?.();
         }
@@ -345,6 +359,25 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           await client.close?.();
         }
       }
+      case 'stats': {
+        const { config: current, dir } = loadConfig(configFile);
+        const [destination] = destinationsOf(current, connectors, data.destination);
+        const client = destination!.connector.create(destination!.config, {
+          destination: destination!.name,
+          baseDir: dir,
+          log,
+        });
+        try {
+          const readings = await readDestination(redis, prefix, current, store, destination!, client);
+          log.info(
+            { destination: data.destination, audiences: readings.length },
+            `stats of ${data.destination} read (${readings.length} audiences)`,
+          );
+          return { audiences: readings.length };
+        } finally {
+          await client.close?.();
+        }
+      }
       case 'pause':
         await redis.set(keys.paused(prefix, data.destination), new Date().toISOString());
         return { paused: data.destination };
@@ -405,6 +438,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       for (const a of running) a.abort(new Error('worker shutting down'));
       await Promise.all([syncWorker.close(), adminWorker.close()]);
       await producer.close();
+      await admin.close();
       served?.server.close();
       redis.disconnect();
       log.info('worker stopped');

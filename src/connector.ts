@@ -130,6 +130,11 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * once acknowledged, and removals all finish before additions start.
    */
   concurrency?(config: Config): number;
+  /**
+   * Minutes the platform takes after accepting an upload before the size it reports shows it: audience
+   * health flags a size outside the expected band only once it has stayed there longer (default 0).
+   */
+  processingMinutes?(config: Config): number;
   /** Identifier slot names, in the order `identify` fills them. */
   slots(config: Config): readonly string[];
   /**

@@ -562,6 +562,7 @@ export const fileConnector: ConnectorDefinition<FileConfig> = {
   configSchema: fileConfigSchema,
   batchSize: (config) => config.batch_size,
   final: (config) => config.process_after_seconds === 0,
+  processingMinutes: (config) => config.process_after_seconds / 60,
   slots: () => SLOTS,
   identify,
   create: (config, context) => new FileClient(config, context.baseDir, context.log),

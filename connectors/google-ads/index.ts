@@ -16,6 +16,8 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   batchSize: (config) => config.batch_size,
   // Google processes uploads for 10 minutes to 24 hours: batches stay pending until polled done.
   final: () => false,
+  // Google sizes a list within hours, at most a day after an upload.
+  processingMinutes: () => 24 * 60,
   slots: () => SLOTS,
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,

@@ -17,6 +17,8 @@ export const mailchimpConnector: ConnectorDefinition<MailchimpConfig> = {
   batchSize: membersPerCall,
   // Both the segment endpoint and a `/batches` job (waited for within the call) answer per member.
   final: () => true,
+  // A tag's member count changes with the request.
+  processingMinutes: () => 0,
   slots: () => SLOTS,
   plaintext: true,
   identify: (person) => identify(person),

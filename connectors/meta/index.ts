@@ -17,6 +17,8 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   configSchema: metaConfigSchema,
   batchSize: (config) => config.batch_size,
   final: () => true,
+  // Meta's approximate count follows an upload within about an hour.
+  processingMinutes: () => 60,
   concurrency: (config) => config.requests_in_flight,
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),

@@ -13,6 +13,8 @@ import {
 import { describeVersion, nextRuns, olderMessage, reconcileSchedules } from '../../jobs/schedules.js';
 import { MAX_INTERRUPTIONS, STALLED_REASON, startWorker } from '../../jobs/worker.js';
 import { audiencesOf } from '../audience/audiences.js';
+import { audienceHealth } from '../health/audience.js';
+import type { Divergence } from '../health/schema.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -261,6 +263,7 @@ export async function runStatus(options: { config?: string | undefined; json?: b
       const paused = (await redis.exists(keys.paused(prefix, destination))) > 0;
       for (const a of audiences.filter((x) => x.destinations.includes(destination))) {
         const [last] = await lastRuns(redis, prefix, destination, a.name);
+        const health = await audienceHealth(redis, prefix, config, destination, a.name, { queue });
         const upcoming = next
           .filter((n) => n.destination === destination && (n.audience === undefined || n.audience === a.name))
           .map((n) => n.next)
@@ -290,8 +293,12 @@ export async function runStatus(options: { config?: string | undefined; json?: b
           rejected_reasons: last?.rejectedReasons ?? null,
           platform_report: last?.platform ?? null,
           skipped: last?.skipped ?? null,
-          platform_size: last?.stats?.size ?? null,
-          match_rate: last?.stats?.matchRate ?? null,
+          expected: health.expected,
+          confirmed: health.confirmed,
+          platform_size: health.platform ? health.platform.size : (last?.stats?.size ?? null),
+          match_rate: health.platform ? health.platform.matchRate : (last?.stats?.matchRate ?? null),
+          platform_read_at: health.platform?.at ?? null,
+          divergence: health.divergence,
           next_run: upcoming ? new Date(upcoming).toISOString() : null,
         });
       }
@@ -306,10 +313,12 @@ export async function runStatus(options: { config?: string | undefined; json?: b
             'audience',
             'last run',
             'members',
+            'confirmed',
             'added',
             'removed',
             'platform size',
             'match',
+            'health',
             'next run',
             'state',
           ],
@@ -318,10 +327,12 @@ export async function runStatus(options: { config?: string | undefined; json?: b
             r.audience,
             r.last_run ? r.last_run.at.replace('T', ' ').slice(0, 16) : 'never',
             n(r.members),
+            n(r.confirmed),
             n(r.added),
             n(r.removed),
             n(r.platform_size),
             r.match_rate === null ? '-' : `${Math.round(r.match_rate * 100)} %`,
+            HEALTH_WORDS[r.divergence.state],
             r.next_run ? r.next_run.replace('T', ' ').slice(0, 16) : '-',
             r.paused
               ? 'paused'
@@ -335,10 +346,34 @@ export async function runStatus(options: { config?: string | undefined; json?: b
           ]),
         ),
       );
+      for (const r of rows.filter((x) => x.divergence.divergent))
+        process.stdout.write(`${r.destination} / ${r.audience}: ${describeDivergence(r.divergence)}\n`);
     }
     return ExitCode.ok;
   } finally {
     redis.disconnect();
     await queue.close();
   }
+}
+
+const HEALTH_WORDS: Record<Divergence['state'], string> = {
+  in_band: 'ok',
+  settling: 'settling',
+  divergent: 'DIVERGENT',
+  unknown: '-',
+};
+
+/** One line with the numbers that show a divergence. */
+export function describeDivergence(d: Divergence): string {
+  const n = (v: number | null) => (v === null ? '?' : thousands(Math.round(v)));
+  const ratio =
+    d.baseline.ratio === null
+      ? 'no baseline yet'
+      : `${Math.round(d.baseline.ratio * 100)} % ${d.baseline.from === 'match_rate' ? 'reported match rate' : 'own past ratio'}`;
+  const band = d.band ? `${n(d.band.low)}–${n(d.band.high)}` : 'more than 0';
+  return (
+    `DIVERGENT since ${d.since?.replace('T', ' ').slice(0, 16)} UTC: the platform counts ${n(d.platformSize)}, ` +
+    `expected ${band} (${n(d.sent)} sent of ${n(d.expected)} expected, ${ratio}, ± ${Math.round(d.share * 100)} %; ` +
+    `the platform needs up to ${d.processingMinutes} min)`
+  );
 }

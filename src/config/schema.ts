@@ -280,6 +280,26 @@ export const historySchema = z.strictObject({
   keep_days: z.number().int().min(1).max(36_500).default(400),
 });
 
+/** Minutes between stats reads that a cron pattern can express: divisors of an hour, or whole hours dividing a day. */
+const STATS_MINUTES = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440];
+
+export const healthSchema = z.strictObject({
+  /** How often workers read each audience's size and match rate from its platform (besides after every run). */
+  stats_minutes: z
+    .number()
+    .int()
+    .refine((m) => STATS_MINUTES.includes(m), {
+      message: `expected one of ${STATS_MINUTES.join(', ')} (minutes that divide an hour, or hours that divide a day)`,
+    })
+    .default(60),
+  /** Days of size readings kept per audience. */
+  keep_days: z.number().int().min(1).max(3650).default(90),
+  /** At most this many readings kept per audience (the oldest go first). */
+  keep_samples: z.number().int().min(10).max(100_000).default(5000),
+  /** An audience diverges when the platform's size stays further than this share from what it should count. */
+  band: z.number().gt(0).max(1).default(0.2),
+});
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1).default(1),
@@ -302,6 +322,7 @@ export const configSchema = z
     schedules_version: z.number().int().min(0).optional(),
     sync: syncSchema.default(syncSchema.parse({})),
     history: historySchema.default(historySchema.parse({})),
+    health: healthSchema.default(healthSchema.parse({})),
   })
   .superRefine(
     (c, ctx) => {

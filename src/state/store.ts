@@ -13,7 +13,8 @@ import {
 
 /**
  * Per destination audience, in Redis (no key per member):
- *   {…}:meta  hash: name, remote id, bucket bits, upload sequence, record format (absent: format 1)
+ *   {…}:meta  hash: name, remote id, bucket bits, upload sequence, record format (absent: format 1),
+ *             members by status as of the last checkpoint (`n:<status>`; absent: not counted yet)
  *   {…}:b     hash: bucket → packed records sorted by key (the checkpointed state)
  *   {…}:j     list: packed records appended per acknowledged batch (absolute, replayable)
  *   {…}:u     hash: upload id → pending batch on the platform (JSON: token, op, count, at)
@@ -25,6 +26,18 @@ import {
  * (`translateKeys`), and the rewrite puts it in place; without one (a run that only settles uploads), a
  * state is kept under its old keys, in format 2.
  */
+
+/** Members of an audience's state by status, as of its last checkpoint. */
+export interface StateCounts {
+  confirmed: number;
+  addPending: number;
+  removePending: number;
+  rejected: number;
+}
+
+/** The meta field counting one status. */
+const COUNTED = [Status.confirmed, Status.addPending, Status.removePending, Status.rejected] as const;
+const countField = (status: number) => `n:${status}`;
 
 export interface Upload {
   token: string;
@@ -113,7 +126,7 @@ export class AudienceState {
       .multi()
       .del(this.key('b'), this.key('j'), this.key('u'))
       .hdel(this.key('meta'), 'bits')
-      .hset(this.key('meta'), 'replace', reason, 'members', 0, 'format', FORMAT)
+      .hset(this.key('meta'), 'replace', reason, 'members', 0, 'format', FORMAT, ...zeroCounts())
       .exec();
     this.format = FORMAT;
   }
@@ -188,7 +201,9 @@ export class AudienceState {
   async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
     await this.writable();
     const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
-    if (journal.length === 0 && !transform) return;
+    // A state written before the counts existed is counted whole, once: every bucket is read.
+    const counted = (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
+    if (journal.length === 0 && !transform && counted) return;
     const fresh: Placed[] = [];
     let seq = 0;
     for (const entry of journal) seq = place(entry, fresh, seq);
@@ -205,7 +220,11 @@ export class AudienceState {
       if (!list) touched.set(b, (list = []));
       list.push(r);
     }
-    const buckets = transform ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
+    const whole = transform !== undefined || !counted;
+    const buckets = whole ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
+    // Per status: the change (or, over every bucket, the total) of the members counted.
+    const byStatus = new Map<number, number>(COUNTED.map((c) => [c, 0]));
+    const tally = (status: number, by: number) => byStatus.set(status, (byStatus.get(status) ?? 0) + by);
 
     // Buckets go out in pipelines of 256, the next one built while Redis takes the last (one at a time in
     // flight, each awaited before the journal is trimmed).
@@ -217,6 +236,7 @@ export class AudienceState {
       const stored: Placed[] = [];
       const bytes = buckets.get(b);
       if (bytes) place(bytes, stored, -1);
+      if (!whole) for (const r of stored) tally(r.buf[r.at + KEY_BYTES]!, -1);
       // By key, and for one key in the order written: the last record of a member is what it is now.
       const all = stored.concat(touched.get(b) ?? []);
       all.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
@@ -235,6 +255,7 @@ export class AudienceState {
           r = { ...r, buf, at: 0, length: buf.length };
         }
         kept.push(r);
+        tally(r.buf[r.at + KEY_BYTES]!, 1);
         size += r.length;
       }
       delta += kept.length - stored.length;
@@ -254,6 +275,9 @@ export class AudienceState {
     await sent;
     // The journal goes only after every bucket is written; entries appended meanwhile stay.
     writes.ltrim(this.key('j'), journal.length, -1);
+    for (const [status, n] of byStatus)
+      if (whole) writes.hset(this.key('meta'), countField(status), n);
+      else if (n !== 0) writes.hincrby(this.key('meta'), countField(status), n);
     writes.hincrby(this.key('meta'), 'members', delta);
     const members = Number((await writes.exec())?.at(-1)?.[1] ?? 0);
     if (Math.abs(idealBits(members) - bits) >= 2) await this.reshard(idealBits(members));
@@ -314,7 +338,10 @@ export class AudienceState {
     if (next.size > 0) swap.rename(temp, this.key('b'));
     else swap.del(this.key('b'));
     also?.(swap);
-    await swap.hset(this.key('meta'), 'bits', bits, 'format', format).exec();
+    const counts = new Map<number, number>(COUNTED.map((c) => [c, 0]));
+    for (const r of records) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+    const fields = COUNTED.flatMap((c) => [countField(c), counts.get(c)!]);
+    await swap.hset(this.key('meta'), 'bits', bits, 'format', format, ...fields).exec();
     this.format = format;
   }
 
@@ -387,6 +414,25 @@ export class AudienceState {
     for await (const [, packed] of this.buckets()) yield packed;
   }
 
+  /**
+   * Members by status as of the last checkpoint, kept by every write (no scan); undefined for a state
+   * not counted yet (written before the counts existed: its next checkpoint counts it).
+   */
+  async counts(): Promise<StateCounts | undefined> {
+    const [confirmed, addPending, removePending, rejected] = await this.redis.hmget(
+      this.key('meta'),
+      ...COUNTED.map(countField),
+    );
+    if (confirmed === null) return undefined;
+    const n = (v: string | null | undefined) => Number(v ?? 0);
+    return {
+      confirmed: n(confirmed),
+      addPending: n(addPending),
+      removePending: n(removePending),
+      rejected: n(rejected),
+    };
+  }
+
   async size(): Promise<number> {
     let n = 0;
     for await (const records of this.scan()) n += records.length;
@@ -422,6 +468,11 @@ export class AudienceState {
     }
     return out;
   }
+}
+
+/** The count fields of an empty state. */
+function zeroCounts(): (string | number)[] {
+  return COUNTED.flatMap((c) => [countField(c), 0]);
 }
 
 /** Enough buckets for about 64 members each, so a checkpoint rewrites little for a small change. */

@@ -1,0 +1,210 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { lastRuns, type RunRecord } from '../../jobs/history.js';
+import { keys, SYNC_QUEUE } from '../../jobs/queues.js';
+import { nextRuns } from '../../jobs/schedules.js';
+import { audienceNamesOf } from '../audience/audiences.js';
+import type { ConnectorClient } from '../connector.js';
+import type { Config } from '../config/schema.js';
+import { describeError } from '../errors.js';
+import { StateStore } from '../state/store.js';
+import type { Destination } from '../sync/run.js';
+import { divergenceOf } from './divergence.js';
+import { readingOf, readingsKey, recordReadings, type Retention } from './readings.js';
+import { audienceHealthSchema, type AudienceHealth, type LastRun, type Reading } from './schema.js';
+
+/** Readings an audience's health shows (its divergence reads the whole series). */
+const RECENT = 48;
+/** Runs looked through for the last completed one (its sizes are what we expect). */
+const RUNS_LOOKED_AT = 20;
+
+/** Per destination, its connector's processing time in minutes, as the worker last recorded it. */
+const processingKey = (prefix: string) => `${prefix}:health:processing`;
+
+export function retentionOf(config: Config): Retention {
+  return { keepDays: config.health.keep_days, keepSamples: config.health.keep_samples };
+}
+
+/**
+ * The health of one destination audience: what it should hold, what our state confirms, what the platform
+ * counts (latest reading and recent ones), the last and next runs, and whether the platform's size diverges.
+ * `queue` (the sync queue) gives the next run; without it one is opened on `redis` for the call.
+ */
+export async function audienceHealth(
+  redis: Redis,
+  prefix: string,
+  config: Config,
+  destination: string,
+  audience: string,
+  options: { now?: Date; queue?: Queue; store?: StateStore } = {},
+): Promise<AudienceHealth> {
+  const now = options.now ?? new Date();
+  const runs = await lastRuns(redis, prefix, destination, audience, RUNS_LOOKED_AT);
+  const completed = runs.find((r) => r.outcome === 'completed');
+  const [readings, paused, processing, next, stateFields] = await Promise.all([
+    redis.zrange(readingsKey(prefix, destination, audience), 0, -1),
+    redis.exists(keys.paused(prefix, destination)),
+    redis.hget(processingKey(prefix), destination),
+    nextRunOf(redis, prefix, destination, audience, options.queue),
+    stateOf(redis, config, destination, audience, options.store),
+  ]);
+  const series = readings.map((r) => JSON.parse(r) as Reading);
+  const last = runs[0];
+  return audienceHealthSchema.parse({
+    destination,
+    audience,
+    remoteId: stateFields.remoteId ?? completed?.remoteId ?? null,
+    paused: paused > 0,
+    nextRun: next !== undefined ? new Date(next).toISOString() : null,
+    segmentSize: completed?.segmentSize ?? null,
+    expected: completed?.members ?? null,
+    confirmed: stateFields.counts?.confirmed ?? null,
+    state: stateFields.counts ?? null,
+    platform: series.at(-1) ?? null,
+    lastRun: last ? lastRunOf(last) : null,
+    divergence: divergenceOf(series, {
+      share: config.health.band,
+      processingMinutes: Number(processing ?? 0),
+      now,
+    }),
+    readings: series.slice(-RECENT),
+  } satisfies AudienceHealth);
+}
+
+/** The health of every audience of every destination (or of one), in config order. */
+export async function destinationHealth(
+  redis: Redis,
+  prefix: string,
+  config: Config,
+  options: { destination?: string; now?: Date; queue?: Queue; store?: StateStore } = {},
+): Promise<AudienceHealth[]> {
+  const out: AudienceHealth[] = [];
+  const queue = options.queue ?? new Queue(SYNC_QUEUE, { connection: redis, prefix });
+  try {
+    for (const destination of Object.keys(config.destinations)) {
+      if (options.destination !== undefined && destination !== options.destination) continue;
+      for (const audience of audienceNamesOf(config, destination))
+        out.push(await audienceHealth(redis, prefix, config, destination, audience, { ...options, queue }));
+    }
+  } finally {
+    if (!options.queue) await queue.close();
+  }
+  return out;
+}
+
+function lastRunOf(r: RunRecord): LastRun {
+  return {
+    run: r.run,
+    at: r.at,
+    full: r.full,
+    reason: r.reason,
+    outcome: r.outcome,
+    error: r.error ?? null,
+    added: r.added,
+    removed: r.removed,
+    unchanged: r.unchanged ?? null,
+    rejected: r.rejected,
+    rejectedReasons: r.rejectedReasons,
+    failed: r.failed,
+    inFlight: r.inFlight,
+    skipped: r.skipped ?? null,
+    durationMs: r.durationMs,
+    held: r.held ?? null,
+    replaced: r.replaced ?? null,
+  };
+}
+
+async function nextRunOf(
+  redis: Redis,
+  prefix: string,
+  destination: string,
+  audience: string,
+  given: Queue | undefined,
+): Promise<number | undefined> {
+  const queue = given ?? new Queue(SYNC_QUEUE, { connection: redis, prefix });
+  try {
+    return (await nextRuns(queue))
+      .filter((n) => n.destination === destination && (n.audience === undefined || n.audience === audience))
+      .map((n) => n.next)
+      .sort((a, b) => a - b)[0];
+  } finally {
+    if (!given) await queue.close();
+  }
+}
+
+async function stateOf(
+  redis: Redis,
+  config: Config,
+  destination: string,
+  audience: string,
+  given: StateStore | undefined,
+) {
+  const state = (given ?? new StateStore(redis, config.sync.redis_prefix)).audience(destination, audience);
+  const [remoteId, counts] = await Promise.all([state.remoteId(), state.counts()]);
+  return { remoteId, counts };
+}
+
+/** The readings of a run's completed audiences, from the stats the run read (`runRecordsOf`). */
+export async function recordRunReadings(
+  redis: Redis,
+  prefix: string,
+  config: Config,
+  store: StateStore,
+  destination: Destination,
+  records: readonly RunRecord[],
+  now = new Date(),
+): Promise<void> {
+  const readings = [];
+  for (const r of records) {
+    if (r.outcome !== 'completed' || r.stats === undefined) continue;
+    const counts = await store.audience(r.destination, r.audience).counts();
+    readings.push({
+      destination: r.destination,
+      audience: r.audience,
+      reading: readingOf(
+        r.stats,
+        { expected: r.members, counts, changed: r.added + r.removed > 0 },
+        'run',
+        now,
+      ),
+    });
+  }
+  await noteProcessing(redis, prefix, destination);
+  await recordReadings(redis, prefix, readings, retentionOf(config));
+}
+
+/**
+ * Reads the platform's size of every audience of a destination that has one there (a scheduled read),
+ * and records the readings; a failed read is a reading of unknown size with its reason.
+ */
+export async function readDestination(
+  redis: Redis,
+  prefix: string,
+  config: Config,
+  store: StateStore,
+  destination: Destination,
+  client: ConnectorClient,
+  now = (): Date => new Date(),
+): Promise<Reading[]> {
+  const readings = [];
+  for (const audience of audienceNamesOf(config, destination.name)) {
+    const state = store.audience(destination.name, audience);
+    const remoteId = await state.remoteId();
+    if (!remoteId) continue; // never synced: nothing on the platform to read
+    const stats = await client
+      .stats({ id: remoteId, name: audience })
+      .catch((error: unknown) => ({ error: describeError(error) }));
+    const runs = await lastRuns(redis, prefix, destination.name, audience, RUNS_LOOKED_AT);
+    const expected = runs.find((r) => r.outcome === 'completed')?.members ?? null;
+    const reading = readingOf(stats, { expected, counts: await state.counts() }, 'schedule', now());
+    readings.push({ destination: destination.name, audience, reading });
+  }
+  await noteProcessing(redis, prefix, destination);
+  await recordReadings(redis, prefix, readings, retentionOf(config));
+  return readings.map((r) => r.reading);
+}
+
+async function noteProcessing(redis: Redis, prefix: string, destination: Destination): Promise<void> {
+  const minutes = destination.connector.processingMinutes?.(destination.config) ?? 0;
+  await redis.hset(processingKey(prefix), destination.name, minutes);
+}
