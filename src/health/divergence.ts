@@ -55,7 +55,10 @@ export function divergenceOf(readings: readonly Reading[], rule: DivergenceRule)
       since = undefined;
       if (settled && reported === undefined && sent > 0 && reading.size > 0) learned = reading.size / sent;
     } else since ??= time;
-    last = { reading, from, ...(ratio !== undefined ? { ratio } : {}), ...(band ? { band } : {}) };
+    // A reading that set the ratio is described by it.
+    if (ratio === undefined && learned !== undefined)
+      last = { reading, from: 'learned', ratio: learned, band: bandOf(learned * sent, rule.share) };
+    else last = { reading, from, ...(ratio !== undefined ? { ratio } : {}), ...(band ? { band } : {}) };
   }
 
   const base = { share: rule.share, processingMinutes: rule.processingMinutes };
