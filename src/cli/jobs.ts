@@ -10,7 +10,13 @@ import {
   SYNC_QUEUE,
   type AdminJob,
 } from '../../jobs/queues.js';
-import { describeVersion, nextRuns, olderMessage, reconcileSchedules } from '../../jobs/schedules.js';
+import {
+  describeVersion,
+  nextRuns,
+  olderMessage,
+  reconcileSchedules,
+  reconcileStatsSchedules,
+} from '../../jobs/schedules.js';
 import { MAX_INTERRUPTIONS, STALLED_REASON, startWorker } from '../../jobs/worker.js';
 import { audiencesOf } from '../audience/audiences.js';
 import { audienceHealth } from '../health/audience.js';
@@ -227,24 +233,29 @@ export async function runSchedules(options: {
   force?: boolean;
 }): Promise<ExitCode> {
   const { config } = loadConfig(needConfig(options.config));
-  const queue = await reachable(() => syncQueue(queuePrefix(config.sync.redis_prefix)));
+  const prefix = queuePrefix(config.sync.redis_prefix);
+  const queue = await reachable(() => syncQueue(prefix));
+  const admin = await reachable(() => adminQueue(prefix));
   const redis = redisFor();
   await connect(redis);
   try {
     const result = await reconcileSchedules(config, queue, redis, { force: options.force ?? false });
-    if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
     if (result.outcome === 'older') {
+      if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
       process.stderr.write(`audience-sync: ${olderMessage(result)}\n`);
       return ExitCode.failed;
     }
-    if (!options.json)
+    const stats = await reconcileStatsSchedules(config, admin, redis);
+    if (options.json) process.stdout.write(JSON.stringify({ ...result, stats }) + '\n');
+    else
       process.stdout.write(
-        `schedules: ${result.added.length} added, ${result.kept.length} kept, ${result.removed.length} removed (${describeVersion(result.mine)})\n`,
+        `schedules: ${result.added.length} added, ${result.kept.length} kept, ${result.removed.length} removed (${describeVersion(result.mine)}); ` +
+          `stats every ${config.health.stats_minutes} min for ${stats.added.length + stats.kept.length} destinations\n`,
       );
     return ExitCode.ok;
   } finally {
     redis.disconnect();
-    await queue.close();
+    await Promise.all([queue.close(), admin.close()]);
   }
 }
 
