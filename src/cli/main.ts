@@ -216,6 +216,15 @@ export async function main(argv: string[]): Promise<number> {
       });
 
   program
+    .command('stats')
+    .description("read each audience's size and match rate from a destination's platform now, on a worker")
+    .requiredOption('-d, --destination <name>', 'destination')
+    .option('--wait', 'wait until a worker has read them')
+    .action(async (opts: { destination: string; wait?: boolean }) => {
+      exit = await runAdmin('stats', { ...opts, config: configPath() }, logger());
+    });
+
+  program
     .command('schedules')
     .description(
       "make Redis's schedules exactly the config's, unless Redis holds a newer config's (workers also do this)",

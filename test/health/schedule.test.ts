@@ -70,6 +70,14 @@ describe('the stats schedule', () => {
       const { readings } = await listReadings(redis, shop.queuePrefix, 'local', 'Champions');
       expect(readings[0]).toMatchObject({ by: 'run', size: n, changed: true });
 
+      // `stats` asks a worker for a read now.
+      const before = readings.filter((r) => r.by === 'schedule').length;
+      const asked = cli(['stats', '--destination', 'local', '--wait'], shop.dir);
+      expect(asked.code, asked.stderr).toBe(0);
+      expect(JSON.parse(asked.stdout)).toEqual({ audiences: 2 });
+      const now = (await listReadings(redis, shop.queuePrefix, 'local', 'Champions')).readings;
+      expect(now.filter((r) => r.by === 'schedule').length).toBeGreaterThan(before);
+
       const status = cli(['status', '--json'], shop.dir);
       expect(status.code, status.stderr).toBe(0);
       const row = JSON.parse(status.stdout).audiences.find(

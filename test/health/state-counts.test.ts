@@ -24,7 +24,7 @@ const record = (n: number, status: StateRecord['status']): StateRecord => {
 async function counted(state: ReturnType<StateStore['audience']>) {
   const out = { confirmed: 0, addPending: 0, removePending: 0, rejected: 0 };
   const names = ['confirmed', 'addPending', 'removePending', 'rejected'] as const;
-  for await (const records of state.scan()) for (const r of records) out[names[r.status]!]++;
+  for await (const records of state.scan()) for (const r of records) out[names[r.status as 0 | 1 | 2 | 3]]++;
   return out;
 }
 
