@@ -3,6 +3,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { statsScheduleId } from '../../jobs/schedules.js';
+import { loadConfig } from '../../src/config/load.js';
+import { audienceHealth, destinationHealth } from '../../src/health/audience.js';
 import { listReadings } from '../../src/health/readings.js';
 import { audienceHealthSchema } from '../../src/health/schema.js';
 import { BIN, cli, cliEnv, fileAudiences } from '../sync/harness.js';
@@ -90,12 +92,23 @@ describe('the stats schedule', () => {
         divergence: { state: 'in_band', divergent: false, baseline: { ratio: 1, from: 'learned' } },
       });
 
+      // Paused or not, as a worker left it.
+      const { config } = loadConfig(shop.config);
+      expect(cli(['pause', '--destination', 'local', '--wait'], shop.dir).code).toBe(0);
+      expect((await audienceHealth(redis, shop.queuePrefix, config, 'local', 'Champions')).paused).toBe(true);
+      expect(cli(['resume', '--destination', 'local', '--wait'], shop.dir).code).toBe(0);
+      const all = await destinationHealth(redis, shop.queuePrefix, config);
+      expect(all.map((h) => [h.audience, h.paused, h.expected])).toEqual([
+        ['Champions', false, n],
+        ['Slipping', false, shop.expected.get('At Risk')],
+      ]);
+
       // `schedules` follows a changed interval: one scheduler, on the new pattern (workers stopped first:
       // their own periodic check would apply it too).
       await Promise.all(
         workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.kill('SIGTERM')))),
       );
-      shop.write('health: { stats_minutes: 15 }');
+      shop.write('health: { stats_minutes: 15 }\nschedules: [{ destination: local, cron: "0 3 * * *" }]');
       const applied = cli(['schedules', '--json'], shop.dir);
       expect(applied.code, applied.stderr).toBe(0);
       expect(JSON.parse(applied.stdout).stats).toEqual({
@@ -104,6 +117,18 @@ describe('the stats schedule', () => {
         removed: [],
       });
       expect((await admin.getJobSchedulers(0, -1)).map((s) => s.pattern)).toEqual(['*/15 * * * *']);
+      // The next scheduled run of the audience: 03:00 UTC next, counted by hand.
+      const next = new Date();
+      next.setUTCHours(3, 0, 0, 0);
+      if (next.getTime() <= Date.now()) next.setUTCDate(next.getUTCDate() + 1);
+      const scheduledHealth = await audienceHealth(
+        redis,
+        shop.queuePrefix,
+        loadConfig(shop.config).config,
+        'local',
+        'Champions',
+      );
+      expect(scheduledHealth.nextRun).toBe(next.toISOString());
     } finally {
       await admin.close();
     }
@@ -111,8 +136,6 @@ describe('the stats schedule', () => {
 
   it('leaves the health of an audience never synced unknown, and valid', async () => {
     const shop = scoresShop(30, '  local: { type: file, path: out }');
-    const { audienceHealth } = await import('../../src/health/audience.js');
-    const { loadConfig } = await import('../../src/config/load.js');
     const { config } = loadConfig(shop.config);
     const h = await audienceHealth(redis, shop.queuePrefix, config, 'local', 'Slipping');
     expect(audienceHealthSchema.parse(JSON.parse(JSON.stringify(h)))).toEqual({
