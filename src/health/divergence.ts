@@ -7,7 +7,7 @@ import type { Divergence, Reading } from './schema.js';
  * had had its processing time after our last change (a file destination counts identifiers, more than one
  * per member: its ratio is learned too). A reading is in band when its size is within `share` of
  * ratio × sent (at least ± MIN_SLACK). Readings of unknown size are skipped: they neither raise nor clear.
- * Divergent: every known reading since `since` was outside the band, for longer than the processing time.
+ * Divergent: every known reading since `since` was outside the band, for at least the processing time (at once where it is 0).
  */
 
 /** Members of slack at least: platforms round small counts. */
@@ -76,7 +76,7 @@ export function divergenceOf(readings: readonly Reading[], rule: DivergenceRule)
       band: null,
     };
   const outside = since !== undefined;
-  const divergent = outside && rule.now.getTime() - since! > processingMs;
+  const divergent = outside && rule.now.getTime() - since! >= processingMs;
   return {
     ...base,
     state: !outside ? 'in_band' : divergent ? 'divergent' : 'settling',

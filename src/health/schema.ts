@@ -58,11 +58,11 @@ export const divergenceSchema = z
     state: z
       .enum(['in_band', 'settling', 'divergent', 'unknown'])
       .describe(
-        "`in_band`: the latest known size is within the band; `settling`: outside it for less than the platform's processing time; `divergent`: outside it for longer; `unknown`: no size known yet.",
+        "`in_band`: the latest known size is within the band; `settling`: outside it for less than the platform's processing time; `divergent`: outside it for at least that long; `unknown`: no size known yet.",
       ),
     divergent: z
       .boolean()
-      .describe('The flag: the size has stayed outside the band longer than `processingMinutes`.'),
+      .describe('The flag: the size has stayed outside the band for at least `processingMinutes`.'),
     since: at
       .nullable()
       .describe('The first reading of the current run of readings outside the band (null when in band).'),
@@ -95,7 +95,7 @@ export const divergenceSchema = z
       .describe('How long the platform may take to show an upload (its connector says).'),
   })
   .describe(
-    "Whether the platform's size has stayed away from what we sent for longer than the platform needs to process uploads.",
+    "Whether the platform's size has stayed away from what we sent as long as the platform needs to process uploads.",
   );
 export type Divergence = z.infer<typeof divergenceSchema>;
 

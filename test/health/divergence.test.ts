@@ -1,6 +1,8 @@
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { FakeMailchimp } from '../../connectors/mailchimp/fixtures/fake.js';
+import { mailchimpConnector } from '../../connectors/mailchimp/index.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { metaConnector } from '../../connectors/meta/index.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
@@ -182,5 +184,70 @@ describe('divergence', () => {
       dropped,
       settled,
     ]);
+  });
+
+  it('is raised at the first reading on Mailchimp, which counts a tag at once, and cleared when the tag is whole again', async () => {
+    const KEY = '0123456789abcdef0123456789abcdef-us9';
+    process.env.MAILCHIMP_HEALTH_KEY = KEY;
+    const registry = { mailchimp: mailchimpConnector as unknown as ConnectorDefinition<never> };
+    const shop = scoresShop(
+      150,
+      '  mc: { type: mailchimp, api_key: "${MAILCHIMP_HEALTH_KEY}", list_id: a1b2c3d4e5, missing_members: upsert }',
+    );
+    const fake = new FakeMailchimp(KEY, 'a1b2c3d4e5').install();
+    const store = new StateStore(redis, shop.prefix);
+    const t0 = new Date(Date.now() - 86_400_000);
+    await runAsWorker(redis, shop.config, registry, store, log, t0);
+    const n = shop.expected.get('Champions')!;
+    const { config, dir } = loadConfig(shop.config);
+    const [destination] = destinationsOf(config, registry);
+    const read = async (minutes: number) => {
+      const client = destination!.connector.create(destination!.config, {
+        destination: 'mc',
+        baseDir: dir,
+        log,
+      });
+      try {
+        await readDestination(redis, shop.queuePrefix, config, store, destination!, client, () =>
+          at(minutes),
+        );
+      } finally {
+        await client.close?.();
+      }
+      return checked(
+        await audienceHealth(redis, shop.queuePrefix, config, 'mc', 'Champions', { now: at(minutes) }),
+      );
+    };
+    const at = (minutes: number) => new Date(t0.getTime() + minutes * MIN);
+
+    // Right after the run the tag counts every member: in band at ratio 1, learned at once.
+    let h = checked(await audienceHealth(redis, shop.queuePrefix, config, 'mc', 'Champions', { now: t0 }));
+    expect(h.platform).toMatchObject({ size: n, expected: n, sent: n, confirmed: n });
+    expect(h.divergence).toMatchObject({
+      state: 'in_band',
+      baseline: { ratio: 1, from: 'learned' },
+      processingMinutes: 0,
+    });
+
+    // A third of the tagged contacts are archived on Mailchimp's side: divergent at the next reading.
+    const tag = [...fake.segments].find(([, s]) => s.name === 'Champions')![0];
+    const tagged = [...fake.contacts.values()].filter((c) => c.tags.has(tag));
+    expect(tagged).toHaveLength(n);
+    const gone = tagged.slice(0, Math.ceil(n / 3));
+    for (const c of gone) c.tags.delete(tag);
+    h = await read(30);
+    expect(h.divergence).toMatchObject({
+      state: 'divergent',
+      divergent: true,
+      since: at(30).toISOString(),
+      platformSize: n - gone.length,
+      sent: n,
+      band: { low: Math.floor(n - Math.max(n * 0.2, 10)), high: Math.ceil(n + Math.max(n * 0.2, 10)) },
+    });
+
+    for (const c of gone) c.tags.add(tag);
+    h = await read(60);
+    expect(h.divergence).toMatchObject({ state: 'in_band', divergent: false, since: null, platformSize: n });
+    delete process.env.MAILCHIMP_HEALTH_KEY;
   });
 });
