@@ -26,12 +26,16 @@ export interface Ours {
 }
 
 const EMAIL = /[^\s@"'<>()[\],;:]+@[^\s@"'<>()[\],;:]+\.[A-Za-z]{2,}/g;
-const PHONE = /\+?\d[\d ().-]{7,}\d/g;
+/** International numbers (`+44 20 7946 0958`) and North American ones written `(415) 555-0100`: not dates or counts. */
+const PHONE = /\+\d[\d ().-]{6,}\d|\(\d{2,4}\)\s?\d{3}[ .-]?\d{3,4}/g;
 
-/** Platform text as a reading keeps it: redacted, without anything shaped like an email or a phone number. */
+/** Platform text as health keeps and shows it: redacted, without anything shaped like an email or a phone number. */
 export function scrub(text: string): string {
-  return redact(text).replace(EMAIL, '[email]').replace(PHONE, '[number]').slice(0, 300);
+  return redact(text).replace(EMAIL, '[email]').replace(PHONE, '[number]');
 }
+
+/** Warnings and errors in a reading: scrubbed, and short. */
+const brief = (text: string) => scrub(text).slice(0, 300);
 
 /** A reading from the platform's stats (or the error that kept us from them) and what we knew then. */
 export function readingOf(
@@ -54,8 +58,8 @@ export function readingOf(
     sent,
     confirmed: ours.counts?.confirmed ?? null,
     changed: ours.changed ?? false,
-    warnings: (read?.warnings ?? []).slice(0, 10).map(scrub),
-    ...('error' in stats ? { error: scrub(stats.error) } : {}),
+    warnings: (read?.warnings ?? []).slice(0, 10).map(brief),
+    ...('error' in stats ? { error: brief(stats.error) } : {}),
   };
 }
 
