@@ -9,8 +9,8 @@ import type { Config } from '../config/schema.js';
 import { describeError } from '../errors.js';
 import { StateStore } from '../state/store.js';
 import type { Destination } from '../sync/run.js';
-import { divergenceOf } from './divergence.js';
-import { readingOf, readingsKey, recordReadings, scrub, type Retention } from './readings.js';
+import { concludeDivergence, emptyFold, foldReadings, type DivergenceFold } from './divergence.js';
+import { foldKey, readingOf, readingsKey, recordReadings, scrub, type Retention } from './readings.js';
 import { audienceHealthSchema, type AudienceHealth, type LastRun, type Reading } from './schema.js';
 
 /** Readings an audience's health shows (its divergence reads the whole series). */
@@ -41,14 +41,25 @@ export async function audienceHealth(
   const now = options.now ?? new Date();
   const runs = await lastRuns(redis, prefix, destination, audience, RUNS_LOOKED_AT);
   const completed = runs.find((r) => r.outcome === 'completed');
-  const [readings, paused, processing, next, stateFields] = await Promise.all([
-    redis.zrange(readingsKey(prefix, destination, audience), 0, -1),
+  const key = readingsKey(prefix, destination, audience);
+  const [recent, paused, processing, next, stateFields] = await Promise.all([
+    redis.zrange(key, -RECENT, -1),
     redis.exists(keys.paused(prefix, destination)),
     redis.hget(processingKey(prefix), destination),
     nextRunOf(redis, prefix, destination, audience, options.queue),
     stateOf(redis, config, destination, audience, options.store),
   ]);
-  const series = readings.map((r) => JSON.parse(r) as Reading);
+  const series = recent.map((r) => JSON.parse(r) as Reading);
+  const fold = await foldOf(
+    redis,
+    key,
+    foldKey(prefix, destination, audience),
+    {
+      share: config.health.band,
+      processingMinutes: Number(processing ?? 0),
+    },
+    config.health.keep_days,
+  );
   const last = runs[0];
   return audienceHealthSchema.parse({
     destination,
@@ -62,13 +73,35 @@ export async function audienceHealth(
     state: stateFields.counts ?? null,
     platform: series.at(-1) ?? null,
     lastRun: last ? lastRunOf(last) : null,
-    divergence: divergenceOf(series, {
-      share: config.health.band,
-      processingMinutes: Number(processing ?? 0),
-      now,
-    }),
-    readings: series.slice(-RECENT),
+    divergence: concludeDivergence(fold, now),
+    readings: series,
   } satisfies AudienceHealth);
+}
+
+/**
+ * The divergence rule folded over an audience's readings: the saved fold (when made with the same band
+ * and processing time) with the readings newer than it, saved again when it moved. Readings come in time
+ * order, so a saved fold is always a fold of every reading up to its own; readers racing write equal ones.
+ */
+async function foldOf(
+  redis: Redis,
+  key: string,
+  saveAs: string,
+  rule: { share: number; processingMinutes: number },
+  keepDays: number,
+): Promise<DivergenceFold> {
+  const saved = await redis.get(saveAs);
+  let fold = saved ? (JSON.parse(saved) as DivergenceFold) : undefined;
+  if (fold && (fold.share !== rule.share || fold.processingMinutes !== rule.processingMinutes))
+    fold = undefined;
+  const newer = await redis.zrangebyscore(key, fold?.lastAt != null ? `(${fold.lastAt}` : '-inf', '+inf');
+  if (fold && newer.length === 0) return fold;
+  const next = foldReadings(
+    newer.map((r) => JSON.parse(r) as Reading),
+    fold ?? emptyFold(rule),
+  );
+  await redis.set(saveAs, JSON.stringify(next), 'PX', keepDays * 86_400_000);
+  return next;
 }
 
 /** The health of every audience of every destination (or of one), in config order. */

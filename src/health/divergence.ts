@@ -20,75 +20,122 @@ export interface DivergenceRule {
   now: Date;
 }
 
-export function divergenceOf(readings: readonly Reading[], rule: DivergenceRule): Divergence {
-  const processingMs = rule.processingMinutes * 60_000;
-  let learned: number | undefined;
-  let changedAt = -Infinity;
-  let previousSent: number | null | undefined;
-  let since: number | undefined;
-  let last:
-    { reading: Reading; ratio?: number; from: 'match_rate' | 'learned' | 'none'; band?: Band } | undefined;
+/**
+ * The rule folded over readings in time order: what the next reading and the verdict need, so that health
+ * reads only the readings newer than a saved fold (JSON: kept in Redis beside the readings).
+ */
+export interface DivergenceFold {
+  share: number;
+  processingMinutes: number;
+  /** Time (ms) of the newest reading folded in. */
+  lastAt: number | null;
+  learned: number | null;
+  /** When what we sent last changed (ms). */
+  changedAt: number | null;
+  previousSent: number | null;
+  hasPrevious: boolean;
+  /** First reading of the current run outside the band (ms). */
+  since: number | null;
+  last: {
+    reading: Reading;
+    ratio: number | null;
+    from: 'match_rate' | 'learned' | 'none';
+    band: Band | null;
+  } | null;
+  latest: { expected: number | null; sent: number | null } | null;
+}
 
+export function emptyFold(rule: Omit<DivergenceRule, 'now'>): DivergenceFold {
+  return {
+    share: rule.share,
+    processingMinutes: rule.processingMinutes,
+    lastAt: null,
+    learned: null,
+    changedAt: null,
+    previousSent: null,
+    hasPrevious: false,
+    since: null,
+    last: null,
+    latest: null,
+  };
+}
+
+/** Folds these readings (newer than any folded before, oldest first) into `from`; returns a new fold. */
+export function foldReadings(readings: readonly Reading[], from: DivergenceFold): DivergenceFold {
+  const f: DivergenceFold = { ...from };
+  const processingMs = f.processingMinutes * 60_000;
   for (const reading of readings) {
     const time = Date.parse(reading.at);
+    f.lastAt = time;
+    f.latest = { expected: reading.expected, sent: reading.sent };
     const sent = reading.sent ?? reading.expected;
-    if (reading.changed || (previousSent !== undefined && sent !== previousSent)) changedAt = time;
-    previousSent = sent;
+    if (reading.changed || (f.hasPrevious && sent !== f.previousSent)) f.changedAt = time;
+    f.previousSent = sent;
+    f.hasPrevious = true;
     if (reading.size === null || sent === null) continue;
-    const settled = time - changedAt >= processingMs;
-    const reported = reading.matchRate !== null && reading.matchRate > 0 ? reading.matchRate : undefined;
-    const ratio = reported ?? learned;
-    const from = reported !== undefined ? 'match_rate' : learned !== undefined ? 'learned' : 'none';
+    const settled = f.changedAt === null || time - f.changedAt >= processingMs;
+    const reported = reading.matchRate !== null && reading.matchRate > 0 ? reading.matchRate : null;
+    const ratio = reported ?? f.learned;
+    const from = reported !== null ? 'match_rate' : f.learned !== null ? 'learned' : 'none';
     let inBand: boolean;
-    let band: Band | undefined;
-    if (ratio !== undefined) {
-      band = bandOf(ratio * sent, rule.share);
+    let band: Band | null = null;
+    if (ratio !== null) {
+      band = bandOf(ratio * sent, f.share);
       inBand = reading.size >= band.low && reading.size <= band.high;
     } else if (sent === 0) {
-      band = bandOf(0, rule.share);
+      band = bandOf(0, f.share);
       inBand = reading.size <= band.high;
     } else {
       // Nothing to go by yet: the first settled, non-zero size sets this audience's ratio.
       inBand = settled && reading.size > 0;
     }
     if (inBand) {
-      since = undefined;
-      if (settled && reported === undefined && sent > 0 && reading.size > 0) learned = reading.size / sent;
-    } else since ??= time;
+      f.since = null;
+      if (settled && reported === null && sent > 0 && reading.size > 0) f.learned = reading.size / sent;
+    } else f.since ??= time;
     // A reading that set the ratio is described by it.
-    if (ratio === undefined && learned !== undefined)
-      last = { reading, from: 'learned', ratio: learned, band: bandOf(learned * sent, rule.share) };
-    else last = { reading, from, ...(ratio !== undefined ? { ratio } : {}), ...(band ? { band } : {}) };
+    f.last =
+      ratio === null && f.learned !== null
+        ? { reading, from: 'learned', ratio: f.learned, band: bandOf(f.learned * sent, f.share) }
+        : { reading, from, ratio, band };
   }
+  return f;
+}
 
-  const base = { share: rule.share, processingMinutes: rule.processingMinutes };
-  if (!last)
+/** The verdict of a fold at `now`. */
+export function concludeDivergence(f: DivergenceFold, now: Date): Divergence {
+  const base = { share: f.share, processingMinutes: f.processingMinutes };
+  if (!f.last)
     return {
       ...base,
       state: 'unknown',
       divergent: false,
       since: null,
       reading: null,
-      expected: readings.at(-1)?.expected ?? null,
-      sent: readings.at(-1)?.sent ?? null,
+      expected: f.latest?.expected ?? null,
+      sent: f.latest?.sent ?? null,
       platformSize: null,
-      baseline: { ratio: learned ?? null, from: learned !== undefined ? 'learned' : 'none' },
+      baseline: { ratio: f.learned, from: f.learned !== null ? 'learned' : 'none' },
       band: null,
     };
-  const outside = since !== undefined;
-  const divergent = outside && rule.now.getTime() - since! >= processingMs;
+  const outside = f.since !== null;
+  const divergent = outside && now.getTime() - f.since! >= f.processingMinutes * 60_000;
   return {
     ...base,
     state: !outside ? 'in_band' : divergent ? 'divergent' : 'settling',
     divergent,
-    since: outside ? new Date(since!).toISOString() : null,
-    reading: last.reading.at,
-    expected: last.reading.expected,
-    sent: last.reading.sent,
-    platformSize: last.reading.size,
-    baseline: { ratio: last.ratio ?? null, from: last.from },
-    band: last.band ?? null,
+    since: outside ? new Date(f.since!).toISOString() : null,
+    reading: f.last.reading.at,
+    expected: f.last.reading.expected,
+    sent: f.last.reading.sent,
+    platformSize: f.last.reading.size,
+    baseline: { ratio: f.last.ratio, from: f.last.from },
+    band: f.last.band,
   };
+}
+
+export function divergenceOf(readings: readonly Reading[], rule: DivergenceRule): Divergence {
+  return concludeDivergence(foldReadings(readings, emptyFold(rule)), rule.now);
 }
 
 interface Band {

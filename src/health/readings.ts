@@ -13,6 +13,11 @@ export function readingsKey(prefix: string, destination: string, audience: strin
   return `${prefix}:health:${destination}:${audience}`;
 }
 
+/** The divergence rule folded over the audience's readings so far (see `foldOf`). */
+export function foldKey(prefix: string, destination: string, audience: string): string {
+  return `${prefix}:health-fold:${destination}:${audience}`;
+}
+
 export interface Retention {
   keepDays: number;
   keepSamples: number;

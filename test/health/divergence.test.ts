@@ -8,6 +8,8 @@ import { metaConnector } from '../../connectors/meta/index.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { loadConfig } from '../../src/config/load.js';
 import { audienceHealth, readDestination } from '../../src/health/audience.js';
+import { divergenceOf } from '../../src/health/divergence.js';
+import { foldKey, listReadings } from '../../src/health/readings.js';
 import { audienceHealthSchema, type AudienceHealth } from '../../src/health/schema.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
@@ -184,6 +186,21 @@ describe('divergence', () => {
       dropped,
       settled,
     ]);
+
+    // The fold health keeps between calls gives what a fold over every reading gives.
+    const kept = await audienceHealth(redis, shop.queuePrefix, config, 'meta', 'Champions', { now: at(360) });
+    await redis.del(foldKey(shop.queuePrefix, 'meta', 'Champions'));
+    const fresh = await audienceHealth(redis, shop.queuePrefix, config, 'meta', 'Champions', {
+      now: at(360),
+    });
+    expect(fresh.divergence).toEqual(kept.divergence);
+    expect(kept.divergence).toEqual(
+      divergenceOf((await listReadings(redis, shop.queuePrefix, 'meta', 'Champions')).readings, {
+        share: 0.2,
+        processingMinutes: 60,
+        now: at(360),
+      }),
+    );
   });
 
   it('is raised at the first reading on Mailchimp, which counts a tag at once, and cleared when the tag is whole again', async () => {

@@ -219,14 +219,16 @@ describe('readings', () => {
     );
     const stored = (
       await Promise.all(
-        (await redis.keys(`${shop.queuePrefix}:health*`)).map(async (k) =>
-          (await redis.type(k)) === 'zset'
-            ? (await redis.zrange(k, 0, -1)).join('\n')
-            : JSON.stringify(await redis.hgetall(k)),
-        ),
+        (await redis.keys(`${shop.queuePrefix}:health*`)).map(async (k) => {
+          const type = await redis.type(k);
+          if (type === 'zset') return (await redis.zrange(k, 0, -1)).join('\n');
+          if (type === 'hash') return JSON.stringify(await redis.hgetall(k));
+          return (await redis.get(k)) ?? '';
+        }),
       )
     ).join('\n');
     expect(stored).toContain('[email]');
+    expect((await redis.keys(`${shop.queuePrefix}:health-fold:*`)).length).toBe(2);
     expect(returned).toContain('[redacted]');
     for (const text of [returned, stored]) {
       expect(text).not.toContain('@');
