@@ -13,7 +13,7 @@ import { concludeDivergence, emptyFold, foldReadings, type DivergenceFold } from
 import { foldKey, readingOf, readingsKey, recordReadings, scrub, type Retention } from './readings.js';
 import { audienceHealthSchema, type AudienceHealth, type LastRun, type Reading } from './schema.js';
 
-/** Readings an audience's health shows (its divergence reads the whole series). */
+/** Readings an audience's health shows (its divergence comes from the fold of them all). */
 const RECENT = 48;
 /** Runs looked through for the last completed one (its sizes are what we expect). */
 const RUNS_LOOKED_AT = 20;
