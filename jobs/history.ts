@@ -167,3 +167,54 @@ function fromStored(r: StoredRun): RunRecord {
   const { outcome: _outcome, error, ...result } = r;
   return runRecord({ ...result, ...(error !== undefined ? { error } : {}) }, r, r.stats);
 }
+
+/** Where the next page of a run history starts: the last run of the page before, by its id and start. */
+interface RunCursor {
+  run: string;
+  at: string;
+}
+
+/** Reads a cursor from `runsPage`; undefined when it is not one (the caller answers 400). */
+export function parseRunCursor(text: string): RunCursor | undefined {
+  try {
+    const c = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Partial<RunCursor>;
+    return typeof c.run === 'string' && typeof c.at === 'string' ? { run: c.run, at: c.at } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One page of an audience's run history, newest first, and the cursor of the next page (none at the end).
+ * The cursor names the page's last run rather than a position: runs recorded meanwhile do not shift pages.
+ * A cursor whose run has been trimmed away (history_runs) ends the history.
+ */
+export async function runsPage(
+  redis: Redis,
+  prefix: string,
+  destination: string,
+  audience: string,
+  page: { cursor?: string | undefined; limit: number },
+): Promise<{ runs: RunRecord[]; next?: string }> {
+  const key = keys.history(prefix, destination, audience);
+  let start = 0;
+  if (page.cursor !== undefined) {
+    const cursor = parseRunCursor(page.cursor);
+    if (!cursor) throw new Error('not a cursor');
+    const marker = (r: StoredRun) => r.run === cursor.run && r.at === cursor.at;
+    // The run is where it was, or further down by the runs recorded since: look from there, in chunks.
+    start = -1;
+    for (let from = 0, chunk = 200; start < 0; from += chunk) {
+      const raw = await redis.lrange(key, from, from + chunk - 1);
+      if (raw.length === 0) return { runs: [] };
+      const at = raw.findIndex((r) => marker(JSON.parse(r) as StoredRun));
+      if (at >= 0) start = from + at + 1;
+    }
+  }
+  const raw = await redis.lrange(key, start, start + page.limit);
+  const runs = raw.slice(0, page.limit).map((r) => fromStored(JSON.parse(r) as StoredRun));
+  const last = runs.at(-1);
+  return raw.length > page.limit && last
+    ? { runs, next: Buffer.from(JSON.stringify({ run: last.run, at: last.at })).toString('base64url') }
+    : { runs };
+}

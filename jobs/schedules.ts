@@ -255,3 +255,16 @@ export async function nextRuns(
       : [];
   });
 }
+
+/** The config's schedules, each with its id and when Redis's scheduler runs it next (none: not applied). */
+export async function scheduledRuns(
+  config: Config,
+  queue: Queue,
+): Promise<(Config['schedules'][number] & { id: string; next?: number })[]> {
+  const next = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s.next]));
+  return config.schedules.map((s) => {
+    const id = scheduleId(s);
+    const at = next.get(id);
+    return { ...s, id, ...(at ? { next: at } : {}) };
+  });
+}

@@ -10,6 +10,7 @@ import {
   SYNC_QUEUE,
   type AdminJob,
 } from '../../jobs/queues.js';
+import { adminJobFor, enqueueAdmin } from '../../jobs/admin.js';
 import {
   describeVersion,
   nextRuns,
@@ -53,6 +54,8 @@ export async function runWorker(
     concurrency?: string;
     metricsPort?: string;
     metricsHost?: string;
+    httpPort?: string | undefined;
+    httpHost?: string;
     allowVolatileRedis?: boolean;
   },
   log: Logger,
@@ -78,6 +81,20 @@ export async function runWorker(
     return ExitCode.ok;
   }
   const worker = first;
+  // The API beside the worker: the same server as `serve`, loaded only when asked for.
+  let api: { close(): Promise<void> } | undefined;
+  if (options.httpPort !== undefined)
+    try {
+      const { serveApi, portOf } = await import('./serve.js');
+      api = await serveApi(
+        needConfig(options.config),
+        { port: portOf('--http-port', options.httpPort), host: options.httpHost ?? '127.0.0.1' },
+        log,
+      );
+    } catch (error) {
+      await worker.close();
+      throw error;
+    }
   const fatal = await Promise.race([
     signal.then((name) => {
       log.info(`${name}: finishing the current batch, saving state, stopping`);
@@ -85,6 +102,7 @@ export async function runWorker(
     }),
     worker.fatal,
   ]);
+  await api?.close();
   if (fatal) {
     // Bounded: closing talks to a Redis that will not answer as it should; the process exits after.
     await Promise.race([worker.close().catch(() => undefined), sleep(5000)]);
@@ -109,36 +127,16 @@ export async function runAdmin(
   log: Logger,
 ): Promise<ExitCode> {
   const { config } = loadConfig(needConfig(options.config));
-  if (!(options.destination in config.destinations))
-    throw new ConfigError(
-      `no destination named '${options.destination}'`,
-      `destinations are: ${Object.keys(config.destinations).join(', ')}`,
-    );
+  const data = adminJobFor(config, action, options);
   const prefix = queuePrefix(config.sync.redis_prefix);
   const queue = await reachable(() => adminQueue(prefix));
-  const data: AdminJob =
-    action === 'resync'
-      ? {
-          action,
-          destination: options.destination,
-          full: options.full ?? false,
-          allowRemovals: options.allowRemovals ?? [],
-          allowShrink: options.allowShrink ?? false,
-          ...(options.audience ? { audience: options.audience } : {}),
-        }
-      : { action, destination: options.destination };
   try {
-    const job = await queue.add(action, data, {
-      removeOnComplete: { age: 86_400 },
-      removeOnFail: { age: 7 * 86_400 },
-    });
+    const id = await enqueueAdmin(queue, data);
     if (!options.wait) {
-      process.stdout.write(
-        options.json ? JSON.stringify({ job: job.id, queue: ADMIN_QUEUE }) + '\n' : `${job.id}\n`,
-      );
+      process.stdout.write(options.json ? JSON.stringify({ job: id, queue: ADMIN_QUEUE }) + '\n' : `${id}\n`);
       return ExitCode.ok;
     }
-    const adminResult = await follow(queue, String(job.id), ADMIN_QUEUE, log);
+    const adminResult = await follow(queue, id, ADMIN_QUEUE, log);
     if (action !== 'resync') {
       process.stdout.write(JSON.stringify(adminResult) + '\n');
       const checks = (adminResult as { checks?: { ok: boolean }[] } | null)?.checks;
