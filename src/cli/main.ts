@@ -165,6 +165,8 @@ export async function main(argv: string[]): Promise<number> {
       'address for --metrics-port (0.0.0.0: every interface)',
       process.env.METRICS_HOST ?? '127.0.0.1',
     )
+    .option('--http-port <port>', 'also serve the HTTP API on this port (see serve)', process.env.HTTP_PORT)
+    .option('--http-host <host>', 'address for --http-port', process.env.HTTP_HOST ?? '127.0.0.1')
     .option(
       '--allow-volatile-redis',
       'run even if Redis can lose the state (no persistence, or eviction); also AUDIENCE_SYNC_ALLOW_VOLATILE_REDIS=1',
@@ -175,11 +177,62 @@ export async function main(argv: string[]): Promise<number> {
         concurrency: string;
         metricsPort?: string;
         metricsHost: string;
+        httpPort?: string;
+        httpHost: string;
         allowVolatileRedis?: boolean;
       }) => {
         exit = await runWorker({ ...opts, config: configPath() }, logger());
       },
     );
+
+  program
+    .command('serve')
+    .description('serve the HTTP API (JSON under /api/v1, with login) until SIGTERM/SIGINT')
+    .option('--port <port>', 'port to listen on', process.env.HTTP_PORT ?? '8787')
+    .option(
+      '--host <host>',
+      'address to listen on (0.0.0.0: every interface)',
+      process.env.HTTP_HOST ?? '127.0.0.1',
+    )
+    .action(async (opts: { port: string; host: string }) => {
+      const { runServe } = await import('./serve.js');
+      exit = await runServe({ ...opts, config: configPath() }, logger());
+    });
+
+  program
+    .command('hash-password')
+    .description(
+      'print the argon2id hash of a password read from stdin (no echo in a terminal), for http.users',
+    )
+    .action(async () => {
+      const { runHashPassword } = await import('./serve.js');
+      exit = await runHashPassword();
+    });
+
+  const tokens = program.command('tokens').description('API tokens for the HTTP API');
+  tokens
+    .command('create')
+    .description('print a new API token (once) and the http.tokens entry holding its hash')
+    .requiredOption('--name <name>', 'who or what uses the token (e.g. ci, grafana)')
+    .addOption(
+      new Option('--role <role>', 'what the token may do').choices(['viewer', 'operator']).default('viewer'),
+    )
+    .option('--json', 'print JSON')
+    .action(async (opts: { name: string; role: 'viewer' | 'operator'; json?: boolean }) => {
+      const { runTokensCreate } = await import('./serve.js');
+      exit = runTokensCreate(opts);
+    });
+
+  const sessions = program.command('sessions').description('login sessions of the HTTP API');
+  sessions
+    .command('revoke')
+    .description('end every login session of a user (their cookies stop working at once)')
+    .requiredOption('--user <name>', 'the user')
+    .option('--json', 'print JSON')
+    .action(async (opts: { user: string; json?: boolean }) => {
+      const { runSessionsRevoke } = await import('./serve.js');
+      exit = await runSessionsRevoke({ ...opts, config: configPath() });
+    });
 
   program
     .command('resync')

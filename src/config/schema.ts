@@ -300,6 +300,92 @@ export const healthSchema = z.strictObject({
   band: z.number().gt(0).max(1).default(0.2),
 });
 
+/** Who may use the HTTP API (`audience-sync serve`): viewers read, operators also act. */
+export const roleSchema = z.enum(['viewer', 'operator']);
+export type Role = z.infer<typeof roleSchema>;
+
+const userNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'user and token names: letters, digits, . _ @ -, at most 64');
+
+export const httpSchema = z
+  .strictObject({
+    /** People who log in with a password; `password_hash` from `audience-sync hash-password` (argon2id). */
+    users: z
+      .array(
+        z.strictObject({
+          name: userNameSchema,
+          /** Absent: this user logs in only through the trusted proxy's user header. */
+          password_hash: z
+            .string()
+            .regex(/^\$argon2id\$/, 'expected an argon2id hash from `audience-sync hash-password`')
+            .optional(),
+          role: roleSchema,
+        }),
+      )
+      .default([]),
+    /** Programs that send `Authorization: Bearer <token>`; `token_hash` from `audience-sync tokens create`. */
+    tokens: z
+      .array(
+        z.strictObject({
+          name: userNameSchema,
+          token_hash: z
+            .string()
+            .regex(
+              /^sha256:[0-9a-f]{64}$/,
+              'expected sha256:<64 hex digits> from `audience-sync tokens create`',
+            ),
+          role: roleSchema,
+        }),
+      )
+      .default([]),
+    /** A login session ends this long after it started (or at logout, or when revoked). */
+    session_hours: z
+      .number()
+      .positive()
+      .max(24 * 90)
+      .default(12),
+    /** Secure cookies: `auto` when the request came over TLS (or a trusted proxy says X-Forwarded-Proto: https). */
+    secure_cookies: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Failed logins allowed per user name and per client address within `window_minutes`, then 429. */
+    login_limit: z
+      .strictObject({
+        per_user: z.number().int().min(1).default(5),
+        per_address: z.number().int().min(1).default(20),
+        window_minutes: z
+          .number()
+          .positive()
+          .max(24 * 60)
+          .default(15),
+      })
+      .default({ per_user: 5, per_address: 20, window_minutes: 15 }),
+    /** A reverse proxy in front of the API: its X-Forwarded-* headers (and user header) are believed from these addresses only. */
+    trust_proxy: z
+      .strictObject({
+        /** Addresses or CIDR ranges of the proxy, e.g. [127.0.0.1, 10.0.0.0/8]. */
+        addresses: z.array(z.string().min(1)).min(1),
+        /** Header carrying the user the proxy authenticated (oauth2-proxy: X-Forwarded-User); off when absent. */
+        user_header: z
+          .string()
+          .regex(/^[A-Za-z0-9-]+$/, 'a header name such as X-Forwarded-User')
+          .optional(),
+        /** Role of a proxy user not listed in `users`; absent: such users are refused. */
+        default_role: roleSchema.optional(),
+      })
+      .optional(),
+  })
+  .superRefine((h, ctx) => {
+    for (const list of ['users', 'tokens'] as const) {
+      const seen = new Set<string>();
+      h[list].forEach((entry, k) => {
+        if (seen.has(entry.name))
+          ctx.addIssue({ code: 'custom', path: [list, k, 'name'], message: `'${entry.name}' appears twice` });
+        seen.add(entry.name);
+      });
+    }
+  });
+export type HttpConfig = z.infer<typeof httpSchema>;
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1).default(1),
@@ -323,6 +409,7 @@ export const configSchema = z
     sync: syncSchema.default(syncSchema.parse({})),
     history: historySchema.default(historySchema.parse({})),
     health: healthSchema.default(healthSchema.parse({})),
+    http: httpSchema.default(httpSchema.parse({})),
   })
   .superRefine(
     (c, ctx) => {

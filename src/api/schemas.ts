@@ -1,0 +1,188 @@
+import { z } from 'zod';
+import { roleSchema } from '../config/schema.js';
+
+/**
+ * The HTTP API's bodies, as zod schemas: they validate every response (the serializer refuses one that
+ * does not match) and are the OpenAPI document (`/api/v1/openapi.json`). Names only, never identifiers:
+ * no schema here has room for an email, a phone number, a customer's name or a token other than the
+ * caller's own CSRF token.
+ */
+
+export const errorSchema = z
+  .object({
+    /** A stable code: bad_request, unauthenticated, forbidden, csrf, not_found, rate_limited, redis_unavailable, internal. */
+    error: z.string(),
+    message: z.string(),
+    hint: z.string().optional(),
+    /** The values that would have been accepted, where there is a list. */
+    allowed: z.array(z.string()).optional(),
+  })
+  .meta({ id: 'Error' });
+export type ApiErrorBody = z.infer<typeof errorSchema>;
+
+export const healthSchema = z.object({
+  ok: z.literal(true),
+  redis: z.enum(['ready', 'unavailable']),
+});
+
+export const loginSchema = z.strictObject({
+  name: z.string().min(1).max(200),
+  password: z.string().min(1).max(1000),
+});
+
+export const sessionSchema = z
+  .object({
+    user: z.string(),
+    role: roleSchema,
+    via: z.enum(['session', 'token', 'proxy']),
+    /** Send it back as the X-CSRF-Token header on every POST and DELETE made with the session cookie. */
+    csrf_token: z.string().optional(),
+    expires_at: z.iso.datetime().optional(),
+  })
+  .meta({ id: 'Session' });
+
+export const revokedSchema = z.object({ user: z.string(), revoked: z.number().int() });
+
+export const audienceRefSchema = z.object({ name: z.string(), segments: z.array(z.string()) });
+
+export const destinationsSchema = z.object({
+  destinations: z.array(
+    z.object({
+      name: z.string(),
+      type: z.string(),
+      paused: z.boolean(),
+      /** When a pause was asked for (null: not paused). */
+      paused_since: z.string().nullable(),
+      audiences: z.array(audienceRefSchema),
+    }),
+  ),
+});
+
+const counts = z.record(z.string(), z.number());
+
+/** One audience's part of one run (the run history), newest first. Sizes are null for a failed run. */
+export const runSchema = z
+  .object({
+    run: z.string(),
+    at: z.string(),
+    full: z.boolean(),
+    reason: z.string(),
+    outcome: z.enum(['completed', 'failed']),
+    segment_size: z.number().nullable(),
+    members: z.number().nullable(),
+    planned_adds: z.number().nullable(),
+    planned_removes: z.number().nullable(),
+    added: z.number(),
+    removed: z.number(),
+    unchanged: z.number().nullable(),
+    waiting: z.number().nullable(),
+    pending: z.number().nullable(),
+    skipped: counts.nullable(),
+    rejected: z.number(),
+    rejected_reasons: counts,
+    failed: z.number(),
+    in_flight: z.number(),
+    duration_ms: z.number(),
+    error: z.string().nullable(),
+    error_kind: z.string().nullable(),
+    held: z.string().nullable(),
+    replaced: z.string().nullable(),
+    platform_report: z
+      .object({
+        received: z.number().optional(),
+        invalid: z.number().optional(),
+        invalid_samples: z.array(z.string()).optional(),
+      })
+      .nullable(),
+    platform_size: z.number().nullable(),
+    /** What platform_size counts when it is not people (`identifiers`: the file destination). */
+    platform_counts: z.string().nullable(),
+    match_rate: z.number().nullable(),
+  })
+  .meta({ id: 'Run' });
+
+export const runsSchema = z.object({
+  runs: z.array(runSchema),
+  /** Pass it as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: z.string().nullable(),
+});
+
+export const runsQuerySchema = z.strictObject({
+  cursor: z.string().min(1).optional(),
+  limit: z.coerce
+    .number({ error: 'expected a whole number from 1 to 200' })
+    .int('expected a whole number from 1 to 200')
+    .min(1, 'expected a whole number from 1 to 200')
+    .max(200, 'expected a whole number from 1 to 200')
+    .default(50),
+});
+
+export const schedulesSchema = z.object({
+  schedules: z.array(
+    z.object({
+      id: z.string(),
+      destination: z.string(),
+      audience: z.string().nullable(),
+      cron: z.string(),
+      tz: z.string(),
+      full: z.boolean(),
+      /** When Redis's scheduler runs it next; null when no worker has applied this schedule yet. */
+      next_run: z.string().nullable(),
+    }),
+  ),
+});
+
+export const resyncSchema = z.strictObject({
+  /** Only this audience (default: every audience of the destination). */
+  audience: z.string().min(1).optional(),
+  /** Re-send everything (never replaced by an incremental run). */
+  full: z.boolean().optional(),
+  /** Audiences the removal brake lets through in this run (`*`: all). */
+  allow_removals: z.array(z.string().min(1)).optional(),
+  /** Go ahead although the source shrank more than source.max_shrink_share. */
+  allow_shrink: z.boolean().optional(),
+});
+
+const jobRefSchema = z.object({ id: z.string(), url: z.string() });
+
+export const actionSchema = z.object({
+  action: z.enum(['resync', 'pause', 'resume', 'check']),
+  destination: z.string(),
+  /** The admin job; follow it at its url. */
+  job: jobRefSchema,
+});
+
+export const checkSchema = z.object({ name: z.string(), ok: z.boolean(), detail: z.string() });
+
+export const jobSchema = z
+  .object({
+    id: z.string(),
+    queue: z.enum(['admin', 'sync']),
+    /** resync, pause, resume, check (admin) or sync. */
+    name: z.string(),
+    /** waiting, active, delayed, prioritized, completed, failed, … as BullMQ says. */
+    state: z.string(),
+    destination: z.string().nullable(),
+    audience: z.string().nullable(),
+    attempts_made: z.number().int(),
+    created_at: z.string(),
+    finished_at: z.string().nullable(),
+    failed_reason: z.string().nullable(),
+    /** What the job did, once completed. */
+    result: z
+      .object({
+        /** A resync's sync job: follow it for the run's counts. */
+        sync_job: jobRefSchema.optional(),
+        paused: z.string().optional(),
+        resumed: z.string().optional(),
+        checks: z.array(checkSchema).optional(),
+        audiences: z.number().optional(),
+        added: z.number().optional(),
+        removed: z.number().optional(),
+        rejected: z.number().optional(),
+        full: z.boolean().optional(),
+        skipped: z.string().optional(),
+      })
+      .nullable(),
+  })
+  .meta({ id: 'Job' });

@@ -1,0 +1,815 @@
+import { statSync } from 'node:fs';
+import { BlockList, isIPv6 } from 'node:net';
+import fastifyCookie from '@fastify/cookie';
+import fastifySwagger from '@fastify/swagger';
+import { Queue } from 'bullmq';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { adminJobFor, enqueueAdmin, jobStatus, UnknownName } from '../../jobs/admin.js';
+import { parseRunCursor, runsPage, type RunRecord } from '../../jobs/history.js';
+import { ADMIN_QUEUE, keys, queuePrefix, SYNC_QUEUE, type AdminJob } from '../../jobs/queues.js';
+import { scheduledRuns } from '../../jobs/schedules.js';
+import { audiencesOf, type AudienceSpec } from '../audience/audiences.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import type { Config, HttpConfig, Role } from '../config/schema.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { redisTarget, redisWhere } from '../redis-url.js';
+import { buildSegmentMap } from '../segment/maps.js';
+import {
+  checkPassword,
+  LoginLimiter,
+  proxyCsrf,
+  sameToken,
+  Sessions,
+  tokenPrincipal,
+  type Principal,
+} from './auth.js';
+import {
+  actionSchema,
+  destinationsSchema,
+  errorSchema,
+  healthSchema,
+  jobSchema,
+  loginSchema,
+  resyncSchema,
+  revokedSchema,
+  runsQuerySchema,
+  runsSchema,
+  schedulesSchema,
+  sessionSchema,
+  type ApiErrorBody,
+} from './schemas.js';
+
+/**
+ * The HTTP API (`audience-sync serve`, or `worker --http-port`): one more front door beside the CLI,
+ * calling the same core functions. JSON under /api/v1, described by /api/v1/openapi.json.
+ */
+
+export const SESSION_COOKIE = 'audience_sync_session';
+export const CSRF_HEADER = 'x-csrf-token';
+
+export interface ApiOptions {
+  configFile: string;
+  log: Logger;
+  port?: number | undefined;
+  /** Default 127.0.0.1: this machine only. */
+  host?: string | undefined;
+}
+
+export interface RunningApi {
+  url: string;
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** An answer other than 2xx, with what to do about it. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: { hint?: string; allowed?: readonly string[]; retryAfter?: number } = {},
+  ) {
+    super(message);
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Who may call the route: `public` needs no login, `viewer` any logged-in user, `operator` operators only. */
+    access?: 'public' | Role;
+  }
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/** The config, read again when its file changes: users and tokens removed from it stop working at once. */
+class LiveConfig {
+  private loaded: LoadedConfig;
+  private stamp: string;
+  private derived = new WeakMap<Config, AudienceSpec[]>();
+
+  constructor(
+    private readonly file: string,
+    private readonly log: Logger,
+  ) {
+    this.loaded = loadConfig(file);
+    this.stamp = this.stampOf();
+  }
+
+  private stampOf(): string {
+    const s = statSync(this.file, { bigint: true });
+    return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  }
+
+  get(): LoadedConfig {
+    let stamp: string;
+    try {
+      stamp = this.stampOf();
+    } catch {
+      return this.loaded; // moved away for a moment (an editor saving): the last good one
+    }
+    if (stamp !== this.stamp) {
+      this.stamp = stamp;
+      try {
+        this.loaded = loadConfig(this.file);
+        this.log.info(`config ${this.file} changed: reloaded`);
+      } catch (error) {
+        this.log.error(
+          `config ${this.file} changed but does not load; keeping the last good one: ${describeError(error)}`,
+        );
+      }
+    }
+    return this.loaded;
+  }
+
+  audiences(config: Config): AudienceSpec[] {
+    let a = this.derived.get(config);
+    if (!a) this.derived.set(config, (a = audiencesOf(config, buildSegmentMap(config.segments).names)));
+    return a;
+  }
+}
+
+/** Addresses (and CIDR ranges) of the trusted proxy, as a matcher. */
+function proxyMatcher(http: HttpConfig): (address: string | undefined) => boolean {
+  const list = new BlockList();
+  for (const entry of http.trust_proxy?.addresses ?? []) {
+    const [address, bits] = entry.split('/');
+    const type = isIPv6(address!) ? 'ipv6' : 'ipv4';
+    if (bits !== undefined) list.addSubnet(address!, Number(bits), type);
+    else list.addAddress(address!, type);
+  }
+  return (address) => {
+    if (!address) return false;
+    const plain = address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+    return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  };
+}
+
+/** A Redis error that means it cannot be reached (or answered too late): 503, not 500. */
+function isRedisDown(error: unknown, redis: Redis): boolean {
+  if (redis.status !== 'ready') return true;
+  const message = error instanceof Error ? error.message : '';
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|MaxRetriesPerRequest|max retries per request/i.test(
+    message,
+  );
+}
+
+const redisDown = () =>
+  new ApiError(
+    503,
+    'redis_unavailable',
+    `Redis at ${redisWhere()} cannot be reached; the API answers again once it is back`,
+    {
+      hint: 'start redis-server, or set REDIS_URL to the Redis the workers use',
+    },
+  );
+
+function toRun(r: RunRecord) {
+  return {
+    run: r.run,
+    at: r.at,
+    full: r.full,
+    reason: r.reason,
+    outcome: r.outcome,
+    segment_size: r.segmentSize ?? null,
+    members: r.members ?? null,
+    planned_adds: r.plannedAdds ?? null,
+    planned_removes: r.plannedRemoves ?? null,
+    added: r.added,
+    removed: r.removed,
+    unchanged: r.unchanged ?? null,
+    waiting: r.waiting ?? null,
+    pending: r.pending ?? null,
+    skipped: r.skipped ?? null,
+    rejected: r.rejected,
+    rejected_reasons: r.rejectedReasons,
+    failed: r.failed,
+    in_flight: r.inFlight,
+    duration_ms: r.durationMs,
+    error: r.error ?? null,
+    error_kind: r.errorKind ?? null,
+    held: r.held ?? null,
+    replaced: r.replaced ?? null,
+    platform_report: r.platform
+      ? {
+          ...(r.platform.received !== undefined ? { received: r.platform.received } : {}),
+          ...(r.platform.invalid !== undefined ? { invalid: r.platform.invalid } : {}),
+          ...(r.platform.invalidSamples ? { invalid_samples: r.platform.invalidSamples } : {}),
+        }
+      : null,
+    platform_size: r.stats?.size ?? null,
+    platform_counts: r.stats?.counts ?? null,
+    match_rate: r.stats?.matchRate ?? null,
+  };
+}
+
+/** The common error answers of a route, for its schema and the OpenAPI document. */
+function answers<T extends z.ZodType>(ok: T, status = 200) {
+  return {
+    [status]: ok,
+    400: errorSchema,
+    401: errorSchema,
+    403: errorSchema,
+    404: errorSchema,
+    429: errorSchema,
+    503: errorSchema,
+  } as const;
+}
+
+const SECURITY: { [scheme: string]: string[] }[] = [{ session: [] }, { bearer: [] }];
+
+/** Builds the API (routes, auth, OpenAPI) without listening; `redis` is shared by every request. */
+export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInstance; redis: Redis }> {
+  const live = new LiveConfig(options.configFile, options.log);
+  const start = live.get().config;
+  const prefix = queuePrefix(start.sync.redis_prefix);
+  const trustedProxy = (address: string | undefined) => proxyMatcher(live.get().config.http)(address);
+
+  // Fails fast while Redis is away (503) and reconnects in the background.
+  const redis = new Redis({
+    ...redisTarget(),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 5000,
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+  });
+  let down = false;
+  redis.on('error', (error: Error) => {
+    if (!down)
+      options.log.warn(
+        `Redis at ${redisWhere()} cannot be reached (${error.message}); answering 503 until it is back`,
+      );
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) options.log.info('Redis is back');
+    down = false;
+  });
+  const sessions = new Sessions(redis, prefix);
+  const limiter = new LoginLimiter(redis, prefix);
+  // Made once Redis is ready: a queue made while Redis is away never gets ready.
+  const queues = new Map<string, Queue>();
+  const queue = (name: typeof ADMIN_QUEUE | typeof SYNC_QUEUE) => {
+    if (redis.status !== 'ready') throw redisDown();
+    let q = queues.get(name);
+    if (!q) {
+      q = new Queue(name, { connection: redis, prefix });
+      q.on('error', () => undefined);
+      queues.set(name, q);
+    }
+    return q;
+  };
+
+  const app = Fastify({
+    logger: false,
+    trustProxy: (address: string) => trustedProxy(address),
+    // Errors go through our handler; Fastify's own default body limit (1 MB) is far above any request here.
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  await app.register(fastifyCookie);
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'audience-sync',
+        version: '1',
+        description:
+          'Segments, destinations, audiences, runs and schedules of an audience-sync setup, and operator actions. Log in with POST /api/v1/session (a cookie, and a CSRF token to send as X-CSRF-Token on every POST and DELETE) or send Authorization: Bearer <token>.',
+      },
+      components: {
+        securitySchemes: {
+          session: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
+          bearer: { type: 'http', scheme: 'bearer' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+
+  // An empty body (curl -X POST with a JSON content type) reads as no body.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new ApiError(400, 'bad_request', 'the body is not JSON'), undefined);
+    }
+  });
+
+  const send = (reply: FastifyReply, error: ApiError) => {
+    if (error.extra.retryAfter !== undefined)
+      void reply.header('retry-after', String(error.extra.retryAfter));
+    const body: ApiErrorBody = {
+      error: error.code,
+      message: error.message,
+      ...(error.extra.hint ? { hint: error.extra.hint } : {}),
+      ...(error.extra.allowed ? { allowed: [...error.extra.allowed] } : {}),
+    };
+    return reply.code(error.status).send(body);
+  };
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof ApiError) return send(reply, error);
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const where = error.validationContext ?? 'request';
+      const issues = error.validation.map((v) => {
+        const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
+        return `${where}${path ? `.${path}` : ''}: ${v.message}`;
+      });
+      const allowed = error.validation.flatMap((v) => {
+        const values = (v.params as { issue?: { values?: unknown[]; keys?: string[] } }).issue;
+        return (values?.values ?? []).map(String);
+      });
+      return send(
+        reply,
+        new ApiError(400, 'bad_request', issues.join('; '), allowed.length ? { allowed } : {}),
+      );
+    }
+    if (error instanceof UnknownName)
+      return send(reply, new ApiError(404, 'not_found', error.message, { allowed: error.known }));
+    if (isRedisDown(error, redis)) return send(reply, redisDown());
+    const status = (error as { statusCode?: number }).statusCode;
+    if (status !== undefined && status >= 400 && status < 500)
+      return send(reply, new ApiError(status, 'bad_request', (error as Error).message));
+    // The text may hold anything: it goes to the log (redacted there), not to the caller.
+    options.log.error({ url: request.url, method: request.method }, `API error: ${describeError(error)}`);
+    return send(reply, new ApiError(500, 'internal', 'internal error; the server log says more'));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    send(
+      reply,
+      new ApiError(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`, {
+        hint: 'the routes are in /api/v1/openapi.json',
+      }),
+    ),
+  );
+
+  /** Who the request acts as, from a bearer token, a session cookie, or the trusted proxy's header. */
+  const authenticate = async (request: FastifyRequest): Promise<Principal | undefined> => {
+    const { http } = live.get().config;
+    const authorization = request.headers.authorization;
+    if (authorization !== undefined) {
+      const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+      const principal = token ? tokenPrincipal(http, token) : undefined;
+      if (!principal)
+        throw new ApiError(
+          401,
+          'unauthenticated',
+          'the bearer token is not one of http.tokens (unknown or revoked)',
+          {
+            hint: 'send Authorization: Bearer <token> with a token from `audience-sync tokens create` whose hash is in http.tokens',
+          },
+        );
+      return principal;
+    }
+    const cookie = request.cookies[SESSION_COOKIE];
+    if (cookie) {
+      const session = await sessions.get(cookie);
+      // The role is the config's as it is now: a user removed from it is logged out.
+      const user = session && http.users.find((u) => u.name === session.user);
+      if (session && user)
+        return {
+          user: user.name,
+          role: user.role,
+          via: 'session',
+          csrf: session.csrf,
+          session: { key: session.key, expiresAt: session.expiresAt },
+        };
+    }
+    const header = http.trust_proxy?.user_header;
+    if (header && trustedProxy(request.socket.remoteAddress)) {
+      const name = request.headers[header.toLowerCase()];
+      if (typeof name === 'string' && name !== '') {
+        const role = http.users.find((u) => u.name === name)?.role ?? http.trust_proxy?.default_role;
+        if (!role)
+          throw new ApiError(403, 'forbidden', `the proxy's user '${name}' is not in http.users`, {
+            hint: 'add the user to http.users with a role, or set http.trust_proxy.default_role',
+          });
+        return { user: name, role, via: 'proxy', csrf: await proxyCsrf(redis, prefix, name) };
+      }
+    }
+    return undefined;
+  };
+
+  app.addHook('onRequest', async (request) => {
+    const access = request.routeOptions.config.access;
+    if (access === undefined || access === 'public') return;
+    if (redis.status !== 'ready') throw redisDown();
+    const principal = await authenticate(request);
+    if (!principal)
+      throw new ApiError(401, 'unauthenticated', 'log in first', {
+        hint: 'POST /api/v1/session with {"name", "password"} (keep the cookie), or send Authorization: Bearer <token>',
+      });
+    request.principal = principal;
+    // Browsers send cookies (and a proxy's login) by themselves; a forged request cannot read the CSRF token.
+    if (!['GET', 'HEAD', 'OPTIONS'].includes(request.method) && principal.via !== 'token') {
+      const sent = request.headers[CSRF_HEADER];
+      if (!sameToken(typeof sent === 'string' ? sent : undefined, principal.csrf ?? ''))
+        throw new ApiError(403, 'csrf', 'missing or wrong X-CSRF-Token header', {
+          hint: 'send the csrf_token from the login answer (or GET /api/v1/session) as the X-CSRF-Token header',
+        });
+    }
+    if (access === 'operator' && principal.role !== 'operator')
+      throw new ApiError(
+        403,
+        'forbidden',
+        `this needs the operator role; '${principal.user}' is a ${principal.role}`,
+        {
+          hint: 'ask for an operator account (http.users or http.tokens with role: operator)',
+        },
+      );
+  });
+
+  const api = app.withTypeProvider<ZodTypeProvider>();
+  const viewer = { access: 'viewer' as const };
+  const operator = { access: 'operator' as const };
+  const user = (request: FastifyRequest) => request.principal!;
+
+  api.get(
+    '/healthz',
+    { config: { access: 'public' }, schema: { response: { 200: healthSchema }, hide: true } },
+    async () => ({
+      ok: true as const,
+      redis: redis.status === 'ready' ? ('ready' as const) : ('unavailable' as const),
+    }),
+  );
+
+  api.get('/api/v1/openapi.json', { config: viewer, schema: { hide: true } }, async () => app.swagger());
+
+  const sessionAnswer = (p: Principal) => ({
+    user: p.user,
+    role: p.role,
+    via: p.via,
+    ...(p.csrf ? { csrf_token: p.csrf } : {}),
+    ...(p.session ? { expires_at: p.session.expiresAt } : {}),
+  });
+
+  api.post(
+    '/api/v1/session',
+    {
+      config: { access: 'public' },
+      schema: {
+        summary: 'Log in: sets the session cookie and answers the CSRF token',
+        tags: ['session'],
+        body: loginSchema,
+        response: answers(sessionSchema),
+      },
+    },
+    async (request, reply) => {
+      if (redis.status !== 'ready') throw redisDown();
+      const { http } = live.get().config;
+      const { name, password } = request.body;
+      const wait = await limiter.retryAfter(http.login_limit, name, request.ip);
+      if (wait > 0)
+        throw new ApiError(
+          429,
+          'rate_limited',
+          `too many failed logins for this user name or from this address; try again in ${wait} s`,
+          {
+            retryAfter: wait,
+            hint: 'http.login_limit sets how many failed logins are allowed',
+          },
+        );
+      const role = await checkPassword(http, name, password);
+      if (!role) {
+        await limiter.failed(http.login_limit, name, request.ip);
+        throw new ApiError(401, 'unauthenticated', 'wrong user name or password');
+      }
+      await limiter.succeeded(name);
+      const session = await sessions.create(name, http.session_hours);
+      const secure =
+        http.secure_cookies === 'always' || (http.secure_cookies === 'auto' && request.protocol === 'https');
+      void reply.setCookie(SESSION_COOKIE, session.id, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure,
+        path: '/',
+        maxAge: Math.round(http.session_hours * 3600),
+      });
+      return {
+        user: name,
+        role,
+        via: 'session' as const,
+        csrf_token: session.csrf,
+        expires_at: session.expiresAt,
+      };
+    },
+  );
+
+  api.get(
+    '/api/v1/session',
+    {
+      config: viewer,
+      schema: {
+        summary: 'Who is logged in, and the CSRF token',
+        tags: ['session'],
+        security: SECURITY,
+        response: answers(sessionSchema),
+      },
+    },
+    async (request) => sessionAnswer(user(request)),
+  );
+
+  api.delete(
+    '/api/v1/session',
+    {
+      config: viewer,
+      schema: {
+        summary: 'Log out: ends this session',
+        tags: ['session'],
+        security: SECURITY,
+        response: answers(z.null(), 204),
+      },
+    },
+    async (request, reply) => {
+      const p = user(request);
+      if (!p.session)
+        throw new ApiError(
+          400,
+          'bad_request',
+          `a ${p.via === 'token' ? 'bearer token' : 'proxy login'} has no session to end`,
+          {
+            hint:
+              p.via === 'token' ? 'revoke a token by removing it from http.tokens' : 'log out at the proxy',
+          },
+        );
+      await sessions.end(p.user, p.session.key);
+      void reply.clearCookie(SESSION_COOKIE, { path: '/' });
+      return reply.code(204).send(null);
+    },
+  );
+
+  api.delete(
+    '/api/v1/users/:user/sessions',
+    {
+      config: operator,
+      schema: {
+        summary: 'Ends every session of a user (their cookies stop working at once)',
+        tags: ['session'],
+        security: SECURITY,
+        params: z.object({ user: z.string().min(1) }),
+        response: answers(revokedSchema),
+      },
+    },
+    async (request) => ({
+      user: request.params.user,
+      revoked: await sessions.revokeUser(request.params.user),
+    }),
+  );
+
+  /** The destination's name if the config has it; a 404 naming it and the known ones otherwise. */
+  const destinationOf = (config: Config, name: string) => {
+    const known = Object.keys(config.destinations);
+    if (!known.includes(name)) throw new UnknownName('destination', name, known);
+    return name;
+  };
+
+  api.get(
+    '/api/v1/destinations',
+    {
+      config: viewer,
+      schema: {
+        summary: 'Destinations, their audiences, paused or not',
+        tags: ['destinations'],
+        security: SECURITY,
+        response: answers(destinationsSchema),
+      },
+    },
+    async () => {
+      const { config } = live.get();
+      const names = Object.keys(config.destinations);
+      const paused = names.length ? await redis.mget(...names.map((d) => keys.paused(prefix, d))) : [];
+      const audiences = live.audiences(config);
+      return {
+        destinations: names.map((name, k) => ({
+          name,
+          type: config.destinations[name]!.type,
+          paused: paused[k] !== null,
+          paused_since: paused[k] ?? null,
+          audiences: audiences
+            .filter((a) => a.destinations.includes(name))
+            .map((a) => ({ name: a.name, segments: [...a.segments] })),
+        })),
+      };
+    },
+  );
+
+  api.get(
+    '/api/v1/destinations/:destination/audiences/:audience/runs',
+    {
+      config: viewer,
+      schema: {
+        summary: "An audience's run history, newest first, a page at a time",
+        tags: ['destinations'],
+        security: SECURITY,
+        params: z.object({ destination: z.string(), audience: z.string() }),
+        querystring: runsQuerySchema,
+        response: answers(runsSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const destination = destinationOf(config, request.params.destination);
+      const audiences = live
+        .audiences(config)
+        .filter((a) => a.destinations.includes(destination))
+        .map((a) => a.name);
+      if (!audiences.includes(request.params.audience))
+        throw new UnknownName(
+          'audience',
+          request.params.audience,
+          audiences,
+          ` on destination '${destination}'`,
+        );
+      const { cursor, limit } = request.query;
+      if (cursor !== undefined && !parseRunCursor(cursor))
+        throw new ApiError(400, 'bad_request', 'cursor: not a cursor this API gave', {
+          hint: 'pass the next_cursor of the page before, or no cursor for the newest page',
+        });
+      const page = await runsPage(redis, prefix, destination, request.params.audience, { cursor, limit });
+      return { runs: page.runs.map(toRun), next_cursor: page.next ?? null };
+    },
+  );
+
+  api.get(
+    '/api/v1/schedules',
+    {
+      config: viewer,
+      schema: {
+        summary: "The config's schedules and when each runs next",
+        tags: ['schedules'],
+        security: SECURITY,
+        response: answers(schedulesSchema),
+      },
+    },
+    async () => {
+      const runs = await scheduledRuns(live.get().config, queue(SYNC_QUEUE));
+      return {
+        schedules: runs.map((s) => ({
+          id: s.id,
+          destination: s.destination,
+          audience: s.audience ?? null,
+          cron: s.cron,
+          tz: s.tz,
+          full: s.full,
+          next_run: s.next ? new Date(s.next).toISOString() : null,
+        })),
+      };
+    },
+  );
+
+  const jobRef = (q: string, id: string) => ({ id: `${q}:${id}`, url: `/api/v1/jobs/${q}:${id}` });
+
+  const act = async (
+    action: AdminJob['action'],
+    destination: string,
+    body: z.infer<typeof resyncSchema> = {},
+  ) => {
+    const data = adminJobFor(live.get().config, action, {
+      destination,
+      audience: body.audience,
+      full: body.full,
+      allowRemovals: body.allow_removals,
+      allowShrink: body.allow_shrink,
+    });
+    const id = await enqueueAdmin(queue(ADMIN_QUEUE), data);
+    return { action, destination, job: jobRef(ADMIN_QUEUE, id) };
+  };
+  const params = z.object({ destination: z.string() });
+
+  api.post(
+    '/api/v1/destinations/:destination/resync',
+    {
+      config: operator,
+      schema: {
+        summary: 'Ask the workers for a sync now (as `audience-sync resync`); answers the admin job',
+        tags: ['actions'],
+        security: SECURITY,
+        params,
+        body: resyncSchema.optional(),
+        response: answers(actionSchema, 202),
+      },
+    },
+    async (request, reply) =>
+      reply.code(202).send(await act('resync', request.params.destination, request.body ?? {})),
+  );
+
+  for (const action of ['pause', 'resume', 'check'] as const)
+    api.post(
+      `/api/v1/destinations/:destination/${action}`,
+      {
+        config: operator,
+        schema: {
+          summary:
+            action === 'check'
+              ? "Test the destination's credentials on a worker (as `check --via-worker`); answers the admin job"
+              : `${action === 'pause' ? 'Pause' : 'Resume'} the destination's syncs (as \`audience-sync ${action}\`); answers the admin job`,
+          tags: ['actions'],
+          security: SECURITY,
+          params,
+          response: answers(actionSchema, 202),
+        },
+      },
+      async (request, reply) => reply.code(202).send(await act(action, request.params.destination)),
+    );
+
+  api.get(
+    '/api/v1/jobs/:id',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          'A job an action started (admin:N), or the sync job of a resync (sync:N): its state and result',
+        tags: ['actions'],
+        security: SECURITY,
+        params: z.object({
+          id: z
+            .string()
+            .regex(/^(admin|sync):[^:].*$/, 'expected admin:<id> or sync:<id>, as an action answered'),
+        }),
+        response: answers(jobSchema),
+      },
+    },
+    async (request) => {
+      const [q, ...rest] = request.params.id.split(':');
+      const id = rest.join(':');
+      const status = await jobStatus(queue(q === 'sync' ? SYNC_QUEUE : ADMIN_QUEUE), id);
+      if (!status)
+        throw new ApiError(
+          404,
+          'not_found',
+          `no job ${request.params.id} (never was, or removed a day after it ended)`,
+        );
+      const data = status.data;
+      const result = (status.result ?? null) as Record<string, unknown> | null;
+      return {
+        id: request.params.id,
+        queue: q as 'admin' | 'sync',
+        name: status.name,
+        state: status.state,
+        destination: typeof data.destination === 'string' ? data.destination : null,
+        audience: typeof data.audience === 'string' ? data.audience : null,
+        attempts_made: status.attemptsMade,
+        created_at: status.createdAt,
+        finished_at: status.finishedAt ?? null,
+        failed_reason: status.failedReason ?? null,
+        result:
+          result === null
+            ? null
+            : {
+                ...(result.syncJobId !== undefined
+                  ? { sync_job: jobRef(SYNC_QUEUE, String(result.syncJobId)) }
+                  : {}),
+                ...pick(result, ['paused', 'resumed', 'skipped'], 'string'),
+                ...pick(result, ['audiences', 'added', 'removed', 'rejected'], 'number'),
+                ...pick(result, ['full'], 'boolean'),
+                ...(Array.isArray(result.checks)
+                  ? { checks: result.checks as { name: string; ok: boolean; detail: string }[] }
+                  : {}),
+              },
+      };
+    },
+  );
+
+  app.addHook('onClose', async () => {
+    await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
+    redis.disconnect();
+  });
+  return { app, redis };
+}
+
+function pick(
+  from: Record<string, unknown>,
+  names: readonly string[],
+  type: 'string' | 'number' | 'boolean',
+) {
+  return Object.fromEntries(names.filter((n) => typeof from[n] === type).map((n) => [n, from[n]]));
+}
+
+/** Builds the API and listens (127.0.0.1 unless told otherwise). */
+export async function startApi(options: ApiOptions): Promise<RunningApi> {
+  const { app } = await buildApi(options);
+  const host = options.host ?? '127.0.0.1';
+  await app.listen({ port: options.port ?? 8787, host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : (options.port ?? 8787);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  options.log.info({ host, port }, `HTTP API on ${url}/api/v1 (OpenAPI: ${url}/api/v1/openapi.json)`);
+  return { url, host, port, close: () => app.close() };
+}
