@@ -283,6 +283,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   await app.register(fastifyCookie);
   await app.register(fastifySwagger, {
     openapi: {
+      openapi: '3.1.0',
       info: {
         title: 'audience-sync',
         version: '1',
