@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { roleSchema } from '../config/schema.js';
+import { snapshotSchema } from '../history/snapshots.js';
 
 /**
  * The HTTP API's bodies, as zod schemas: they validate every response (the serializer refuses one that
@@ -186,3 +187,64 @@ export const jobSchema = z
       .nullable(),
   })
   .meta({ id: 'Job' });
+
+const isoDay = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD');
+
+export const segmentsQuerySchema = z.strictObject({
+  /** Trend points from this analysis date on (default: a year before the latest snapshot). */
+  trend_from: isoDay.optional(),
+});
+
+export const segmentsSchema = z.object({
+  /** Which source the sizes are of (a digest of its location). */
+  source: z.string(),
+  /** The analysis date of the latest snapshot; null before the first scoring. */
+  date: z.string().nullable(),
+  customers: z.number().int().nullable(),
+  segments: z.array(
+    z.object({
+      name: z.string(),
+      /** What to do with the segment (segments.actions, else the default map's suggestion). */
+      action: z.string().nullable(),
+      definition: z.object({
+        /** The RFM codes (r·100 + f·10 + m, scores 1-5) that fall in this segment: exact. */
+        codes: z.array(z.number().int()),
+        /** The smallest score ranges holding every code (a code table's segment need not fill them). */
+        recency: z.tuple([z.number().int(), z.number().int()]).nullable(),
+        frequency: z.tuple([z.number().int(), z.number().int()]).nullable(),
+        monetary: z.tuple([z.number().int(), z.number().int()]).nullable(),
+      }),
+      customers: z.number().int().nullable(),
+      opted_out: z.number().int().nullable(),
+      /** Share of all scored customers, 0..1. */
+      share: z.number().nullable(),
+      /** Size at each retained snapshot, oldest first. */
+      trend: z.array(z.object({ date: z.string(), customers: z.number().int() })),
+    }),
+  ),
+});
+
+export const snapshotsQuerySchema = z.strictObject({
+  from: isoDay.optional(),
+  to: isoDay.optional(),
+  cursor: isoDay.optional(),
+  limit: z.coerce
+    .number({ error: 'expected a whole number from 1 to 500' })
+    .int('expected a whole number from 1 to 500')
+    .min(1, 'expected a whole number from 1 to 500')
+    .max(500, 'expected a whole number from 1 to 500')
+    .default(100),
+});
+
+export const movementQuerySchema = z.strictObject({
+  /** An earlier snapshot's date (default: the snapshot before `to`). */
+  from: isoDay.optional(),
+  /** A later snapshot's date (default: the latest). */
+  to: isoDay.optional(),
+});
+
+export const snapshotsSchema = z.object({
+  snapshots: z.array(snapshotSchema),
+  /** Pass it as `cursor` for the next (later) page; null on the last page. */
+  next_cursor: z.string().nullable(),
+});

@@ -24,7 +24,14 @@ import type { Config, HttpConfig, Role } from '../config/schema.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { redisTarget, redisWhere } from '../redis-url.js';
-import { buildSegmentMap } from '../segment/maps.js';
+import { ALL_CODES, buildSegmentMap, type SegmentMap } from '../segment/maps.js';
+import {
+  latestSnapshot,
+  listSnapshots,
+  movementBetween,
+  movementSchema,
+  sourceIdOf,
+} from '../history/snapshots.js';
 import {
   checkPassword,
   LoginLimiter,
@@ -41,6 +48,11 @@ import {
   healthSchema,
   jobSchema,
   loginSchema,
+  movementQuerySchema,
+  segmentsQuerySchema,
+  segmentsSchema,
+  snapshotsQuerySchema,
+  snapshotsSchema,
   resyncSchema,
   revokedSchema,
   runsQuerySchema,
@@ -100,6 +112,7 @@ class LiveConfig {
   private loaded: LoadedConfig;
   private stamp: string;
   private derived = new WeakMap<Config, AudienceSpec[]>();
+  private maps = new WeakMap<Config, SegmentMap>();
 
   constructor(
     private readonly file: string,
@@ -135,9 +148,15 @@ class LiveConfig {
     return this.loaded;
   }
 
+  segmentMap(config: Config): SegmentMap {
+    let m = this.maps.get(config);
+    if (!m) this.maps.set(config, (m = buildSegmentMap(config.segments)));
+    return m;
+  }
+
   audiences(config: Config): AudienceSpec[] {
     let a = this.derived.get(config);
-    if (!a) this.derived.set(config, (a = audiencesOf(config, buildSegmentMap(config.segments).names)));
+    if (!a) this.derived.set(config, (a = audiencesOf(config, this.segmentMap(config).names)));
     return a;
   }
 }
@@ -228,6 +247,9 @@ function answers<T extends z.ZodType>(ok: T, status = 200) {
     503: errorSchema,
   } as const;
 }
+
+/** Trend points a segment list carries at most (400 retained snapshots by default). */
+const TREND_POINTS = 1000;
 
 const SECURITY: { [scheme: string]: string[] }[] = [{ session: [] }, { bearer: [] }];
 
@@ -341,6 +363,8 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
         new ApiError(400, 'bad_request', issues.join('; '), allowed.length ? { allowed } : {}),
       );
     }
+    // A date that matches YYYY-MM-DD but is not one (2026-02-31), as the history reads it.
+    if (error instanceof RangeError) return send(reply, new ApiError(400, 'bad_request', error.message));
     if (error instanceof UnknownName)
       return send(reply, new ApiError(404, 'not_found', error.message, { allowed: error.known }));
     if (isRedisDown(error, redis)) return send(reply, redisDown());
@@ -785,6 +809,124 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
                   : {}),
               },
       };
+    },
+  );
+
+  const sourceOf = (config: Config) => sourceIdOf(config.source);
+
+  api.get(
+    '/api/v1/segments',
+    {
+      config: viewer,
+      schema: {
+        summary: 'Segments: definition (RFM codes and score ranges), size, share, suggested action, trend',
+        tags: ['segments'],
+        security: SECURITY,
+        querystring: segmentsQuerySchema,
+        response: answers(segmentsSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const source = sourceOf(config);
+      const map = live.segmentMap(config);
+      const latest = await latestSnapshot(redis, prefix, source);
+      const from =
+        request.query.trend_from ??
+        (latest
+          ? new Date(Date.parse(`${latest.date}T00:00:00Z`) - 365 * 86_400_000).toISOString().slice(0, 10)
+          : undefined);
+      const trend = latest
+        ? (await listSnapshots(redis, prefix, source, { ...(from ? { from } : {}), limit: TREND_POINTS }))
+            .snapshots
+        : [];
+      const codesOf = (k: number) => ALL_CODES.filter((code) => map.byCode[code] === k);
+      const range = (codes: number[], digit: (c: number) => number): [number, number] | null =>
+        codes.length ? [Math.min(...codes.map(digit)), Math.max(...codes.map(digit))] : null;
+      return {
+        source,
+        date: latest?.date ?? null,
+        customers: latest?.customers ?? null,
+        segments: map.names.map((name, k) => {
+          const codes = codesOf(k);
+          const size = latest?.segments.find((s) => s.segment === name);
+          return {
+            name,
+            action: map.actions[name] ?? null,
+            definition: {
+              codes,
+              recency: range(codes, (c) => Math.floor(c / 100)),
+              frequency: range(codes, (c) => Math.floor(c / 10) % 10),
+              monetary: range(codes, (c) => c % 10),
+            },
+            customers: latest ? (size?.customers ?? 0) : null,
+            opted_out: latest ? (size?.optedOut ?? 0) : null,
+            share: latest && latest.customers > 0 ? (size?.customers ?? 0) / latest.customers : null,
+            trend: trend.map((t) => ({
+              date: t.date,
+              customers: t.segments.find((s) => s.segment === name)?.customers ?? 0,
+            })),
+          };
+        }),
+      };
+    },
+  );
+
+  api.get(
+    '/api/v1/snapshots',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          'Segment snapshots (sizes, breaks, movement from the one before), oldest first, a page at a time',
+        tags: ['segments'],
+        security: SECURITY,
+        querystring: snapshotsQuerySchema,
+        response: answers(snapshotsSchema),
+      },
+    },
+    async (request) => {
+      const { from, to, cursor, limit } = request.query;
+      const page = await listSnapshots(redis, prefix, sourceOf(live.get().config), {
+        ...(from ? { from } : {}),
+        ...(to ? { to } : {}),
+        ...(cursor ? { cursor } : {}),
+        limit,
+      });
+      return { snapshots: page.snapshots, next_cursor: page.next ?? null };
+    },
+  );
+
+  api.get(
+    '/api/v1/movement',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          'How many customers moved from each segment to each other between two snapshots (exact: false, with the reason, where it cannot be told)',
+        tags: ['segments'],
+        security: SECURITY,
+        querystring: movementQuerySchema,
+        response: answers(movementSchema),
+      },
+    },
+    async (request) => {
+      const source = sourceOf(live.get().config);
+      const to = request.query.to ?? (await latestSnapshot(redis, prefix, source))?.date;
+      if (!to)
+        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
+          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
+        });
+      let from = request.query.from;
+      if (!from) {
+        const before = await listSnapshots(redis, prefix, source, { to, limit: 100_000 });
+        from = before.snapshots.filter((s) => s.date < to).at(-1)?.date;
+        if (!from)
+          throw new ApiError(404, 'not_found', `no snapshot before ${to} to count movement from`, {
+            hint: 'pass from=YYYY-MM-DD, or backfill history with `audience-sync backfill`',
+          });
+      }
+      return movementBetween(redis, prefix, source, from, to);
     },
   );
 
