@@ -25,7 +25,7 @@ export const TOKENS = {
 const sha = (t: string) => `sha256:${createHash('sha256').update(t).digest('hex')}`;
 
 /** A shop, a config with a file destination, users and tokens, and a Redis prefix of its own. */
-export async function makeSetup(options: { customers?: number } = {}) {
+export async function makeSetup(options: { customers?: number; http?: string } = {}) {
   const dir = tempDir('audience-sync-api-');
   await generateShop(path.join(dir, 'shop'), {
     customers: options.customers ?? 300,
@@ -51,6 +51,7 @@ schedules:
 sync: { redis_prefix: ${prefix}, lease_seconds: 2 }
 http:
   login_limit: { per_user: 3, per_address: 50, window_minutes: 10 }
+${options.http ?? ''}
   users:
 ${Object.entries(USERS)
   .map(([name, u]) => `    - { name: ${name}, role: ${u.role}, password_hash: "${hashes[name]}" }`)
