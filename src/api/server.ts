@@ -702,6 +702,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   const jobRef = (q: string, id: string) => ({ id: `${q}:${id}`, url: `/api/v1/jobs/${q}:${id}` });
 
   const act = async (
+    who: Principal,
     action: AdminJob['action'],
     destination: string,
     body: z.infer<typeof resyncSchema> = {},
@@ -714,6 +715,11 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       allowShrink: body.allow_shrink,
     });
     const id = await enqueueAdmin(queue(ADMIN_QUEUE), data);
+    // Who asked for what: the audit trail of actions taken through the API.
+    options.log.info(
+      { user: who.user, via: who.via, action, destination, job: `${ADMIN_QUEUE}:${id}` },
+      `${who.user} asked for ${action} of ${destination}`,
+    );
     return { action, destination, job: jobRef(ADMIN_QUEUE, id) };
   };
   const params = z.object({ destination: z.string() });
@@ -732,7 +738,9 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       },
     },
     async (request, reply) =>
-      reply.code(202).send(await act('resync', request.params.destination, request.body ?? {})),
+      reply
+        .code(202)
+        .send(await act(user(request), 'resync', request.params.destination, request.body ?? {})),
   );
 
   for (const action of ['pause', 'resume', 'check'] as const)
@@ -751,7 +759,8 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
           response: answers(actionSchema, 202),
         },
       },
-      async (request, reply) => reply.code(202).send(await act(action, request.params.destination)),
+      async (request, reply) =>
+        reply.code(202).send(await act(user(request), action, request.params.destination)),
     );
 
   api.get(
