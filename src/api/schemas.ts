@@ -201,6 +201,8 @@ export const segmentsSchema = z.object({
   /** The analysis date of the latest snapshot; null before the first scoring. */
   date: z.string().nullable(),
   customers: z.number().int().nullable(),
+  /** The analysis dates of the trend points (retained snapshots from `trend_from`), oldest first. */
+  trend_dates: z.array(z.string()),
   segments: z.array(
     z.object({
       name: z.string(),
@@ -218,8 +220,8 @@ export const segmentsSchema = z.object({
       opted_out: z.number().int().nullable(),
       /** Share of all scored customers, 0..1. */
       share: z.number().nullable(),
-      /** Size at each retained snapshot, oldest first. */
-      trend: z.array(z.object({ date: z.string(), customers: z.number().int() })),
+      /** Size at each date of `trend_dates`. */
+      trend: z.array(z.number().int()),
     }),
   ),
 });

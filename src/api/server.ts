@@ -26,6 +26,7 @@ import type { Logger } from '../log.js';
 import { redisTarget, redisWhere } from '../redis-url.js';
 import { ALL_CODES, buildSegmentMap, type SegmentMap } from '../segment/maps.js';
 import {
+  getSnapshot,
   latestSnapshot,
   listSnapshots,
   movementBetween,
@@ -852,10 +853,12 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       const codesOf = (k: number) => ALL_CODES.filter((code) => map.byCode[code] === k);
       const range = (codes: number[], digit: (c: number) => number): [number, number] | null =>
         codes.length ? [Math.min(...codes.map(digit)), Math.max(...codes.map(digit))] : null;
+      const sizes = trend.map((t) => new Map(t.segments.map((x) => [x.segment, x.customers])));
       return {
         source,
         date: latest?.date ?? null,
         customers: latest?.customers ?? null,
+        trend_dates: trend.map((t) => t.date),
         segments: map.names.map((name, k) => {
           const codes = codesOf(k);
           const size = latest?.segments.find((s) => s.segment === name);
@@ -871,10 +874,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
             customers: latest ? (size?.customers ?? 0) : null,
             opted_out: latest ? (size?.optedOut ?? 0) : null,
             share: latest && latest.customers > 0 ? (size?.customers ?? 0) / latest.customers : null,
-            trend: trend.map((t) => ({
-              date: t.date,
-              customers: t.segments.find((s) => s.segment === name)?.customers ?? 0,
-            })),
+            trend: sizes.map((m) => m.get(name) ?? 0),
           };
         }),
       };
@@ -921,12 +921,16 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     },
     async (request) => {
       const source = sourceOf(live.get().config);
-      const to = request.query.to ?? (await latestSnapshot(redis, prefix, source))?.date;
+      const target = request.query.to
+        ? await getSnapshot(redis, prefix, source, request.query.to)
+        : await latestSnapshot(redis, prefix, source);
+      const to = request.query.to ?? target?.date;
       if (!to)
         throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
           hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
         });
-      let from = request.query.from;
+      // The snapshot it counted its movement from, else the one before it (whose step then says why it is not exact).
+      let from = request.query.from ?? target?.movement.from ?? undefined;
       if (!from) {
         const before = await listSnapshots(redis, prefix, source, { to, limit: 100_000 });
         from = before.snapshots.filter((s) => s.date < to).at(-1)?.date;
@@ -956,7 +960,18 @@ function pick(
 
 /** Builds the API and listens (127.0.0.1 unless told otherwise). */
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
-  const { app } = await buildApi(options);
+  const { app, redis } = await buildApi(options);
+  // Ready before the first request when Redis is there; started anyway (answering 503) when it is not.
+  if (redis.status !== 'ready')
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 5000);
+      function done() {
+        clearTimeout(timer);
+        redis.off('ready', done).off('error', done);
+        resolve();
+      }
+      redis.once('ready', done).once('error', done);
+    });
   const host = options.host ?? '127.0.0.1';
   await app.listen({ port: options.port ?? 8787, host });
   const address = app.server.address();
