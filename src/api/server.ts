@@ -270,13 +270,14 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   let down = false;
-  redis.on('error', (error: Error) => {
-    if (!down)
-      options.log.warn(
-        `Redis at ${redisWhere()} cannot be reached (${error.message}); answering 503 until it is back`,
-      );
+  let closing = false;
+  const lost = (why: string) => {
+    if (!down && !closing)
+      options.log.warn(`Redis at ${redisWhere()} cannot be reached (${why}); answering 503 until it is back`);
     down = true;
-  });
+  };
+  redis.on('error', (error: Error) => lost(error.message));
+  redis.on('close', () => lost('connection closed'));
   redis.on('ready', () => {
     if (down) options.log.info('Redis is back');
     down = false;
@@ -944,6 +945,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   );
 
   app.addHook('onClose', async () => {
+    closing = true;
     await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
     redis.disconnect();
   });

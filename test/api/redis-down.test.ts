@@ -45,6 +45,6 @@ it('answers 503 while Redis is down, keeps answering /healthz, and serves again 
     return r.status === 200 ? r : undefined;
   });
   expect(destinationsSchema.parse(back.json).destinations[0]?.name).toBe('local');
-  expect(server.proc.stderr()).toMatch(/cannot be reached.*answering 503 until it is back/);
-  expect(server.proc.stderr()).toMatch(/Redis is back/);
+  await server.proc.waitFor(/cannot be reached.*answering 503 until it is back/);
+  await server.proc.waitFor(/Redis is back/);
 });
