@@ -607,6 +607,18 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     return name;
   };
 
+  /** The destination and audience if the config has them; a 404 naming the unknown one otherwise. */
+  const audienceOf = (config: Config, names: { destination: string; audience: string }) => {
+    const destination = destinationOf(config, names.destination);
+    const audiences = live
+      .audiences(config)
+      .filter((a) => a.destinations.includes(destination))
+      .map((a) => a.name);
+    if (!audiences.includes(names.audience))
+      throw new UnknownName('audience', names.audience, audiences, ` on destination '${destination}'`);
+    return { destination, audience: names.audience };
+  };
+
   api.get(
     '/api/v1/destinations',
     {
@@ -652,24 +664,13 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     },
     async (request) => {
       const { config } = live.get();
-      const destination = destinationOf(config, request.params.destination);
-      const audiences = live
-        .audiences(config)
-        .filter((a) => a.destinations.includes(destination))
-        .map((a) => a.name);
-      if (!audiences.includes(request.params.audience))
-        throw new UnknownName(
-          'audience',
-          request.params.audience,
-          audiences,
-          ` on destination '${destination}'`,
-        );
+      const { destination, audience } = audienceOf(config, request.params);
       const { cursor, limit } = request.query;
       if (cursor !== undefined && !parseRunCursor(cursor))
         throw new ApiError(400, 'bad_request', 'cursor: not a cursor this API gave', {
           hint: 'pass the next_cursor of the page before, or no cursor for the newest page',
         });
-      const page = await runsPage(redis, prefix, destination, request.params.audience, { cursor, limit });
+      const page = await runsPage(redis, prefix, destination, audience, { cursor, limit });
       return { runs: page.runs.map(toRun), next_cursor: page.next ?? null };
     },
   );
