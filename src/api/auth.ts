@@ -195,7 +195,7 @@ export async function proxyCsrf(redis: Redis, prefix: string, user: string): Pro
 
 /** Compares a CSRF token sent with the expected one without leaking where they differ. */
 export function sameToken(sent: string | undefined, expected: string): boolean {
-  if (sent === undefined) return false;
+  if (sent === undefined || expected === '') return false;
   const a = Buffer.from(sent);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
