@@ -147,7 +147,7 @@ export const resyncSchema = z.strictObject({
 const jobRefSchema = z.object({ id: z.string(), url: z.string() });
 
 export const actionSchema = z.object({
-  action: z.enum(['resync', 'pause', 'resume', 'check']),
+  action: z.enum(['resync', 'pause', 'resume', 'check', 'stats']),
   destination: z.string(),
   /** The admin job; follow it at its url. */
   job: jobRefSchema,
@@ -159,7 +159,7 @@ export const jobSchema = z
   .object({
     id: z.string(),
     queue: z.enum(['admin', 'sync']),
-    /** resync, pause, resume, check (admin) or sync. */
+    /** resync, pause, resume, check, stats (admin) or sync. */
     name: z.string(),
     /** waiting, active, delayed, prioritized, completed, failed, … as BullMQ says. */
     state: z.string(),

@@ -25,6 +25,8 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { redisTarget, redisWhere } from '../redis-url.js';
 import { ALL_CODES, buildSegmentMap, type SegmentMap } from '../segment/maps.js';
+import { audienceHealth } from '../health/audience.js';
+import { audienceHealthSchema } from '../health/schema.js';
 import {
   getSnapshot,
   latestSnapshot,
@@ -650,6 +652,26 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   );
 
   api.get(
+    '/api/v1/destinations/:destination/audiences/:audience',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          "An audience's health: expected and confirmed members, the platform's size and match rate, last and next run, divergence",
+        tags: ['destinations'],
+        security: SECURITY,
+        params: z.object({ destination: z.string(), audience: z.string() }),
+        response: answers(audienceHealthSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const { destination, audience } = audienceOf(config, request.params);
+      return audienceHealth(redis, prefix, config, destination, audience, { queue: queue(SYNC_QUEUE) });
+    },
+  );
+
+  api.get(
     '/api/v1/destinations/:destination/audiences/:audience/runs',
     {
       config: viewer,
@@ -746,7 +768,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
         .send(await act(user(request), 'resync', request.params.destination, request.body ?? {})),
   );
 
-  for (const action of ['pause', 'resume', 'check'] as const)
+  for (const action of ['pause', 'resume', 'check', 'stats'] as const)
     api.post(
       `/api/v1/destinations/:destination/${action}`,
       {
@@ -755,7 +777,9 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
           summary:
             action === 'check'
               ? "Test the destination's credentials on a worker (as `check --via-worker`); answers the admin job"
-              : `${action === 'pause' ? 'Pause' : 'Resume'} the destination's syncs (as \`audience-sync ${action}\`); answers the admin job`,
+              : action === 'stats'
+                ? "Read each audience's size and match rate from the platform now (for its health); answers the admin job"
+                : `${action === 'pause' ? 'Pause' : 'Resume'} the destination's syncs (as \`audience-sync ${action}\`); answers the admin job`,
           tags: ['actions'],
           security: SECURITY,
           params,

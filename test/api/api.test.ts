@@ -13,6 +13,7 @@ import {
   sessionSchema,
 } from '../../src/api/schemas.js';
 import { redisTarget } from '../../src/redis-url.js';
+import { audienceHealthSchema } from '../../src/health/schema.js';
 import { killAll, run, until } from '../jobs/procs.js';
 import { Client, makeSetup, OpenApi, serve, TOKENS, USERS, type Seen } from './harness.js';
 
@@ -65,6 +66,7 @@ describe('authentication and roles', () => {
       ['GET', '/api/v1/destinations'],
       ['GET', '/api/v1/schedules'],
       ['GET', '/api/v1/destinations/local/audiences/RFM%3A%20Champions/runs'],
+      ['GET', '/api/v1/destinations/local/audiences/RFM%3A%20Champions'],
       ['GET', '/api/v1/jobs/admin:1'],
       ['GET', '/api/v1/session'],
       ['GET', '/api/v1/openapi.json'],
@@ -306,6 +308,24 @@ describe('resources', () => {
       expect(second.runs[0]!.added).toBeGreaterThan(0);
       expect(second.runs[0]!.members).toBe(second.runs[0]!.added);
       expect(second.next_cursor).toBeNull();
+
+      // Its health: what the last run left, read through health's own schema.
+      const health = openapi.check(
+        await client.call('GET', '/api/v1/destinations/local/audiences/RFM%3A%20Champions', viewer),
+        audienceHealthSchema,
+      );
+      expect(health).toMatchObject({ destination: 'local', audience: 'RFM: Champions', paused: false });
+      expect(health.expected).toBe(first.runs[0]!.members);
+      expect(health.lastRun).not.toBeNull();
+      const stats = openapi.check(
+        await client.call('POST', '/api/v1/destinations/local/stats', ops),
+        actionSchema,
+      );
+      // Only the audience synced so far exists on the platform to be read.
+      expect((await follow(stats.job.url)).result?.audiences).toBe(1);
+      const noHealth = await client.call('GET', '/api/v1/destinations/local/audiences/Nobody', viewer);
+      expect(noHealth.status).toBe(404);
+      expect(openapi.check(noHealth, errorSchema).allowed).toContain('RFM: Champions');
 
       // Pause and resume through the worker, seen in the destinations list.
       const pause = openapi.check(
