@@ -227,8 +227,53 @@ export async function recordSnapshot(
     const stored = await redis.get(key.snapshot(prefix, meta.source, date));
     return { recorded: false, snapshot: stored ? parseSnapshot(stored) : snapshot };
   }
+  const counted = later
+    ? current
+    : await relinkNext(redis, prefix, meta.source, segmented, current, latestMeta);
   // The per-customer segments counted here, for a caller scoring the next date (backfill) to pass back.
-  return { recorded: true, snapshot, ...(current ? { segments: current } : {}) };
+  return { recorded: true, snapshot, ...(counted ? { segments: counted } : {}) };
+}
+
+/**
+ * A date recorded right before the latest snapshot (a backfill's last date) becomes the step the latest
+ * counts its movement from: its per-customer segments are kept, so that step is exact. Returns the
+ * per-customer segments of the date recorded, when they were computed.
+ */
+async function relinkNext(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  segmented: Segmented,
+  current: CustomerSegments | undefined,
+  latestMeta: Record<string, string>,
+): Promise<CustomerSegments | undefined> {
+  const [next] = await redis.zrangebyscore(
+    key.dates(prefix, source),
+    `(${segmented.analysisDay}`,
+    '+inf',
+    'LIMIT',
+    0,
+    1,
+  );
+  if (next === undefined || next !== latestMeta.date) return current;
+  const latest = await loadLatest(redis, prefix, source, latestMeta);
+  const earlier = current ?? customerSegmentsOf(segmented);
+  if (!latest || !earlier) return earlier;
+  const movement = movementOf(earlier, latest, earlier.date);
+  const snapshotKey = key.snapshot(prefix, source, next);
+  await redis.watch(snapshotKey);
+  const text = await redis.get(snapshotKey);
+  const stored = text === null ? undefined : parseSnapshot(text);
+  if (!stored || (stored.movement.from !== null && stored.movement.from >= earlier.date)) {
+    await redis.unwatch();
+    return earlier;
+  }
+  // A concurrent change of that snapshot wins (exec answers null); this step is then counted by it.
+  await redis
+    .multi()
+    .set(snapshotKey, JSON.stringify({ ...stored, movement }))
+    .exec();
+  return earlier;
 }
 
 /**
@@ -373,7 +418,8 @@ export async function listSnapshots(
   const dates = await redis.zrangebyscore(key.dates(prefix, source), min, max, 'LIMIT', 0, limit + 1);
   const shown = dates.slice(0, limit);
   const texts = shown.length ? await redis.mget(...shown.map((d) => key.snapshot(prefix, source, d))) : [];
-  const snapshots = texts.flatMap((t) => (t === null ? [] : [parseSnapshot(t)]));
+  // Written by recordSnapshot from typed values; readers that answer users (the API) check the result.
+  const snapshots = texts.flatMap((t) => (t === null ? [] : [JSON.parse(t) as Snapshot]));
   return { snapshots, ...(dates.length > limit ? { next: shown[shown.length - 1]! } : {}) };
 }
 

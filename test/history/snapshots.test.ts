@@ -173,4 +173,19 @@ describe('segment snapshots', () => {
     expect(r.stderr).toMatch(/history\.keep_days/);
     expect((await all()).map((s) => s.date)).not.toContain('2025-07-01');
   });
+
+  it('a date recorded right before the latest one becomes the step the latest counts its movement from', async () => {
+    const fresh = await makeShop({ customers: 500, seed: 23 });
+    fresh.write('2026-01-01', 'history: { keep_days: 3650 }');
+    const latest = path.join(fresh.dir, 'latest.csv');
+    const before = path.join(fresh.dir, 'before.csv');
+    expect(cli(['score', '--out', latest], fresh.dir).code).toBe(0);
+    expect(cli(['score', '--analysis-date', '2025-12-01', '--out', before], fresh.dir).code).toBe(0);
+    const { snapshots } = await listSnapshots(redis, `{${fresh.prefix}}`, source);
+    expect(snapshots.map((s) => [s.date, s.movement.from])).toEqual([
+      ['2025-12-01', null],
+      ['2026-01-01', '2025-12-01'],
+    ]);
+    expect(observed(snapshots[1]!)).toEqual(expectedOf(segmentsIn(before), segmentsIn(latest)));
+  });
 });
