@@ -6,7 +6,10 @@
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { newToken } from '../src/api/auth.js';
+import { startApi } from '../src/api/server.js';
 import { configSchema } from '../src/config/schema.js';
+import { createLogger } from '../src/log.js';
 import {
   listSnapshots,
   latestSnapshot,
@@ -82,16 +85,48 @@ const reads: Record<string, () => Promise<unknown>> = {
   [`movement, ${398} steps`]: () =>
     movementBetween(redis, prefix, source, formatDay(segmented.analysisDay - 399), '2026-01-02'),
 };
-const readMs: Record<string, number> = {};
-for (const [name, read] of Object.entries(reads)) {
+/** Median milliseconds of 21 calls (one before them warms up). */
+async function median(read: () => Promise<unknown>): Promise<number> {
+  await read();
   const times: number[] = [];
   for (let k = 0; k < 21; k++) {
     const s = performance.now();
     await read();
     times.push(performance.now() - s);
   }
-  readMs[name] = times.sort((a, b) => a - b)[10]!;
+  return times.sort((a, b) => a - b)[10]!;
 }
+const readMs: Record<string, number> = {};
+for (const [name, read] of Object.entries(reads)) readMs[name] = await median(read);
+
+// The same reads through the HTTP API, as a console or a script would make them (a bearer token).
+const { token, hash } = newToken();
+const configFile = path.join(path.dirname(firstCsv), 'history-api.yaml');
+writeFileSync(
+  configFile,
+  `source: { type: csv, path: ${JSON.stringify(firstCsv)} }
+destinations: { local: { type: file, path: out } }
+sync: { redis_prefix: ${JSON.stringify(prefix.slice(1, -1))} }
+http: { tokens: [{ name: bench, role: viewer, token_hash: "${hash}" }] }
+`,
+);
+process.env.REDIS_URL = redisUrl;
+const api = await startApi({ configFile, log: createLogger({ level: 'warn' }), port: 0 });
+const get = (route: string) => async () => {
+  const res = await fetch(`${api.url}${route}`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`${route}: ${res.status} ${await res.text()}`);
+  await res.arrayBuffer();
+};
+const apiReads: Record<string, () => Promise<unknown>> = {
+  'GET /api/v1/segments': get('/api/v1/segments'),
+  'GET /api/v1/snapshots?limit=100': get('/api/v1/snapshots?limit=100'),
+  'GET /api/v1/movement': get('/api/v1/movement'),
+  'GET /api/v1/destinations': get('/api/v1/destinations'),
+};
+const apiMs: Record<string, number> = {};
+for (const [name, read] of Object.entries(apiReads)) apiMs[name] = await median(read);
+await api.close();
+
 await redis.flushall();
 redis.disconnect();
 
@@ -106,6 +141,7 @@ process.stdout.write(
     historyBytes,
     snapshotBytes,
     readMs,
+    apiMs,
     maxRssMb: process.resourceUsage().maxRSS / 1024,
   }) + '\n',
 );

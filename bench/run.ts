@@ -216,6 +216,7 @@ try {
       historyBytes: number;
       snapshotBytes: number;
       readMs: Record<string, number>;
+      apiMs: Record<string, number>;
       maxRssMb: number;
     };
     const share = (record: number, score: number) => `${((record / score) * 100).toFixed(1)} %`;
@@ -225,6 +226,9 @@ try {
         `  next day (movement counted, ${h.moved.toLocaleString('en-US')} moved): scoring ${h.nextScoreSeconds.toFixed(2)} s, recording ${h.nextRecordSeconds.toFixed(2)} s (+${share(h.nextRecordSeconds, h.nextScoreSeconds)})\n` +
         `  Redis memory after two snapshots (MEMORY USAGE of every history key): ${(h.historyBytes / h.customers).toFixed(2)} bytes per customer in all; one snapshot ${h.snapshotBytes.toLocaleString('en-US')} bytes\n` +
         `  reads with 400 snapshots (median of 21): ${Object.entries(h.readMs)
+          .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+          .join(', ')}\n` +
+        `  the same through the HTTP API (real HTTP, bearer token): ${Object.entries(h.apiMs)
           .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
           .join(', ')}\n` +
         `  peak RSS ${Math.round(h.maxRssMb).toLocaleString('en-US')} MB`,
