@@ -7,7 +7,7 @@ import { queuePrefix } from '../../jobs/queues.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta } from '../../jobs/history.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { ConfigError, ExitCode, UserError } from '../errors.js';
+import { ConfigError, describeError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
 import { pct } from '../source/read.js';
@@ -25,6 +25,7 @@ import {
 import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
 import { logSnapshot, recordScoring } from '../history/snapshots.js';
+import { recordRunReadings } from '../health/audience.js';
 
 export interface SyncCommandOptions {
   config?: string | undefined;
@@ -225,7 +226,12 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
           },
         });
         results.push(...done);
-        await recordRun(redis, history, await runRecordsOf(client, done, meta), p.config.sync.history_runs);
+        const records = await runRecordsOf(client, done, meta);
+        await recordRun(redis, history, records, p.config.sync.history_runs);
+        // Health readings are a view of the run: one not written is a warning, never a failed run.
+        await recordRunReadings(redis, history, p.config, store, destination, records).catch(
+          (error: unknown) => log.warn(`audience health not recorded: ${describeError(error)}`),
+        );
       } catch (error) {
         await failed(destination.name, error);
         throw error;
