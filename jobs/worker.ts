@@ -6,11 +6,12 @@ import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { ConfigError, describeError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
+import type { ConnectorClient } from '../src/connector.js';
 import { StateStore } from '../src/state/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
-import { syncDestination, type AudienceResult } from '../src/sync/run.js';
+import { syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from './history.js';
@@ -325,6 +326,25 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   };
 
+  /** A client of the destination as the config on disk has it now, closed after `use`. */
+  const withClient = async <T>(
+    name: string,
+    use: (client: ConnectorClient, destination: Destination, current: Config) => Promise<T>,
+  ): Promise<T> => {
+    const { config: current, dir } = loadConfig(configFile);
+    const [destination] = destinationsOf(current, connectors, name);
+    const client = destination!.connector.create(destination!.config, {
+      destination: name,
+      baseDir: dir,
+      log,
+    });
+    try {
+      return await use(client, destination!, current);
+    } finally {
+      await client.close?.();
+    }
+  };
+
   const processAdmin = async (job: Job) => {
     const data = adminJobSchema.parse(job.data);
     switch (data.action) {
@@ -345,39 +365,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         );
         return { syncJobId: sync.id };
       }
-      case 'check': {
-        const { config: current, dir } = loadConfig(configFile);
-        const [destination] = destinationsOf(current, connectors, data.destination);
-        const client = destination!.connector.create(destination!.config, {
-          destination: destination!.name,
-          baseDir: dir,
-          log,
-        });
-        try {
-          return { checks: await client.check() };
-        } finally {
-          await client.close?.();
-        }
-      }
-      case 'stats': {
-        const { config: current, dir } = loadConfig(configFile);
-        const [destination] = destinationsOf(current, connectors, data.destination);
-        const client = destination!.connector.create(destination!.config, {
-          destination: destination!.name,
-          baseDir: dir,
-          log,
-        });
-        try {
-          const readings = await readDestination(redis, prefix, current, store, destination!, client);
+      case 'check':
+        return withClient(data.destination, async (client) => ({ checks: await client.check() }));
+      case 'stats':
+        return withClient(data.destination, async (client, destination, current) => {
+          const readings = await readDestination(redis, prefix, current, store, destination, client);
           log.info(
             { destination: data.destination, audiences: readings.length },
             `stats of ${data.destination} read (${readings.length} audiences)`,
           );
           return { audiences: readings.length };
-        } finally {
-          await client.close?.();
-        }
-      }
+        });
       case 'pause':
         await redis.set(keys.paused(prefix, data.destination), new Date().toISOString());
         return { paused: data.destination };
