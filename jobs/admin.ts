@@ -17,7 +17,7 @@ export interface AdminRequest {
 /** A destination or audience the config does not have: names it and what there is. */
 export class UnknownName extends ConfigError {
   constructor(
-    readonly what: 'destination' | 'audience',
+    readonly what: 'destination' | 'audience' | 'segment',
     readonly given: string,
     readonly known: readonly string[],
     where = '',

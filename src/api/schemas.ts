@@ -226,6 +226,14 @@ export const segmentsSchema = z.object({
   ),
 });
 
+export const segmentSampleSchema = z.object({
+  segment: z.string(),
+  /** The analysis date of the latest snapshot, whose customers these are. */
+  date: z.string(),
+  /** Up to 20 customer ids of the segment (the first in source order): for operators to look a few up. */
+  customer_ids: z.array(z.string()).max(20),
+});
+
 export const snapshotsQuerySchema = z.strictObject({
   from: isoDay.optional(),
   to: isoDay.optional(),

@@ -31,6 +31,7 @@ import {
   getSnapshot,
   latestSnapshot,
   listSnapshots,
+  segmentSample,
   movementBetween,
   movementSchema,
   sourceIdOf,
@@ -53,6 +54,7 @@ import {
   loginSchema,
   movementQuerySchema,
   segmentsQuerySchema,
+  segmentSampleSchema,
   segmentsSchema,
   snapshotsQuerySchema,
   snapshotsSchema,
@@ -904,6 +906,34 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
           };
         }),
       };
+    },
+  );
+
+  api.get(
+    '/api/v1/segments/:segment/sample',
+    {
+      config: operator,
+      schema: {
+        summary: 'Up to 20 customer ids of a segment in the latest snapshot (operators only)',
+        tags: ['segments'],
+        security: SECURITY,
+        params: z.object({ segment: z.string() }),
+        response: answers(segmentSampleSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const source = sourceOf(config);
+      const latest = await latestSnapshot(redis, prefix, source);
+      const known = latest?.segments.map((s) => s.segment) ?? [...live.segmentMap(config).names];
+      if (!known.includes(request.params.segment))
+        throw new UnknownName('segment', request.params.segment, known);
+      const sample = await segmentSample(redis, prefix, source, request.params.segment);
+      if (!sample)
+        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
+          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
+        });
+      return { segment: request.params.segment, date: sample.date, customer_ids: sample.customerIds };
     },
   );
 

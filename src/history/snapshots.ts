@@ -11,7 +11,6 @@ import {
   decodeCustomers,
   encodeCustomers,
   movementCounts,
-  RECORD_BYTES,
   type CustomerSegments,
 } from './customers.js';
 
@@ -124,6 +123,8 @@ const key = {
   latest: (prefix: string, source: string) => `${prefix}:snapshots:${source}:latest`,
   /** Set of generations written (to clean up what a crash left behind). */
   generations: (prefix: string, source: string) => `${prefix}:snapshots:${source}:generations`,
+  /** Up to SAMPLE_SIZE customer ids per segment of the latest snapshot (operators' samples; JSON). */
+  sample: (prefix: string, source: string) => `${prefix}:snapshots:${source}:sample`,
   chunk: (prefix: string, source: string, generation: string, i: number) =>
     `${prefix}:snapshots:${source}:customers:${generation}:${i}`,
 };
@@ -221,6 +222,11 @@ export async function recordSnapshot(
     current ? String(Math.ceil(current.segments.length / CHUNK_CUSTOMERS)) : '0',
     JSON.stringify(current?.names ?? []),
   )) as number;
+  if (recorded === 1 && generation && (await redis.hget(key.latest(prefix, meta.source), 'date')) === date)
+    await redis.set(
+      key.sample(prefix, meta.source),
+      JSON.stringify({ date, segments: samplesOf(segmented) }),
+    );
   await collectGenerations(redis, prefix, meta.source);
   await dropOld(redis, prefix, meta.source, keepDays);
   if (recorded === 0) {
@@ -489,8 +495,35 @@ function dayOf(date: string): number {
   return day;
 }
 
-/** Bytes a stored per-customer record takes (for the README and the bench). */
-export const CUSTOMER_RECORD_BYTES = RECORD_BYTES;
+/** Customer ids an operator may see per segment: a few to look up, never a list to export. */
+export const SAMPLE_SIZE = 20;
+
+/** The first SAMPLE_SIZE customers of each segment, in source order. */
+function samplesOf(segmented: Segmented): Record<string, string[]> {
+  const { segment, segments } = segmented.scores;
+  const out: Record<string, string[]> = Object.fromEntries(segments.map((name) => [name, []]));
+  let open = segments.length;
+  for (let i = 0; i < segment.length && open > 0; i++) {
+    const ids = out[segments[segment[i]!]!]!;
+    if (ids.length >= SAMPLE_SIZE) continue;
+    ids.push(segmented.customers.ids.get(i)!);
+    if (ids.length === SAMPLE_SIZE) open--;
+  }
+  return out;
+}
+
+/** Up to SAMPLE_SIZE customer ids of a segment in the latest snapshot; undefined before the first. */
+export async function segmentSample(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  segment: string,
+): Promise<{ date: string; customerIds: string[] } | undefined> {
+  const text = await redis.get(key.sample(prefix, source));
+  if (text === null) return undefined;
+  const stored = JSON.parse(text) as { date: string; segments: Record<string, string[]> };
+  return { date: stored.date, customerIds: stored.segments[segment] ?? [] };
+}
 
 /** What became of a scoring's snapshot: recorded now, there already, or not recorded and why. */
 export type SnapshotOutcome =

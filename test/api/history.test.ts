@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { errorSchema, segmentsSchema, snapshotsSchema } from '../../src/api/schemas.js';
+import { errorSchema, segmentSampleSchema, segmentsSchema, snapshotsSchema } from '../../src/api/schemas.js';
 import { movementSchema } from '../../src/history/snapshots.js';
 import { readCsv } from '../helpers.js';
 import { killAll, run } from '../jobs/procs.js';
@@ -14,6 +14,7 @@ import { Client, makeSetup, OpenApi, serve, TOKENS } from './harness.js';
 
 let setup: Awaited<ReturnType<typeof makeSetup>>;
 let client: Client;
+let server: Awaited<ReturnType<typeof serve>>;
 let openapi: OpenApi;
 const viewer = { token: TOKENS.viewer };
 const DATES = ['2025-12-01', '2026-01-01'] as const;
@@ -31,7 +32,7 @@ beforeAll(async () => {
     expect(await p.exited, p.stderr()).toBe(0);
     scored.set(date, new Map(readCsv(readFileSync(out, 'utf8')).map((r) => [r.customer_id!, r.segment!])));
   }
-  const server = await serve(['serve', '--port', '0'], setup.dir, inject('redisUrl'));
+  server = await serve(['serve', '--port', '0'], setup.dir, inject('redisUrl'));
   client = new Client(server.url);
   openapi = new OpenApi((await client.call('GET', '/api/v1/openapi.json', viewer)).json as never);
 });
@@ -118,4 +119,25 @@ it('pages snapshots with cursors, and counts movement between them like a join o
   const ids = [...after!.keys()];
   for (const s of client.seen)
     for (const id of ids) expect(s.text.includes(id), `${s.path} carries ${id}`).toBe(false);
+});
+
+it('gives operators, and only them, up to 20 customer ids of a segment in the latest snapshot', async () => {
+  // A client of its own: the test above checks that no other answer carries a customer id.
+  const ops = new Client(server.url);
+  const latest = scored.get(DATES[1])!;
+  for (const segment of ['Champions', 'Lost', "Can't Lose Them"]) {
+    const r = await ops.call('GET', `/api/v1/segments/${encodeURIComponent(segment)}/sample`, {
+      token: TOKENS.operator,
+    });
+    const body = openapi.check(r, segmentSampleSchema);
+    expect(body).toMatchObject({ segment, date: DATES[1] });
+    const members = [...latest].filter(([, s]) => s === segment).map(([id]) => id);
+    expect(body.customer_ids).toHaveLength(Math.min(20, members.length));
+    expect(body.customer_ids.length).toBeGreaterThan(0);
+    for (const id of body.customer_ids) expect(latest.get(id), id).toBe(segment);
+  }
+  expect((await ops.call('GET', '/api/v1/segments/Champions/sample', viewer)).status).toBe(403);
+  const unknown = await ops.call('GET', '/api/v1/segments/Champs/sample', { token: TOKENS.operator });
+  expect(unknown.status).toBe(404);
+  expect(openapi.check(unknown, errorSchema).message).toMatch(/no segment named 'Champs'/);
 });
