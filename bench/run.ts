@@ -71,6 +71,22 @@ function report(row: Row): void {
   );
 }
 
+/** Runs a scenario script with a Redis of its own (its URL last on the command line): its JSON line. */
+async function withRedis(script: string, args: string[], heapMb: number): Promise<Record<string, unknown>> {
+  const redis = await startRedis();
+  try {
+    return JSON.parse(
+      execFileSync(
+        process.execPath,
+        [`--max-old-space-size=${heapMb}`, path.join(here, script), ...args, redis.url],
+        { encoding: 'utf8', maxBuffer: 1 << 24 },
+      ),
+    ) as Record<string, unknown>;
+  } finally {
+    await redis.stop();
+  }
+}
+
 const dir = tempDir('audience-sync-bench-');
 try {
   console.error(
@@ -158,18 +174,7 @@ try {
     console.error(
       `generated scores for ${planCustomers.toLocaleString('en-US')} customers (${changed.toLocaleString('en-US')} changed the next day) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
-    const redis = await startRedis();
-    try {
-      plan = JSON.parse(
-        execFileSync(
-          process.execPath,
-          ['--max-old-space-size=4096', path.join(here, 'plan.js'), first, second, redis.url],
-          { encoding: 'utf8', maxBuffer: 1 << 24 },
-        ),
-      ) as Record<string, number>;
-    } finally {
-      await redis.stop();
-    }
+    plan = (await withRedis('plan.js', [first, second], 4096)) as Record<string, number>;
     const p = plan;
     const n = (v: number | undefined) => (v ?? 0).toLocaleString('en-US');
     const rate = (s: number | undefined) => n(Math.round((p.customers ?? 0) / (s ?? 1)));
@@ -192,17 +197,9 @@ try {
     const first = path.join(dir, 'scores-history-day1.csv');
     const second = path.join(dir, 'scores-history-day2.csv');
     await writeScores(first, second, n);
-    const redis = await startRedis();
     try {
-      history = JSON.parse(
-        execFileSync(
-          process.execPath,
-          ['--max-old-space-size=6144', path.join(here, 'history.js'), first, second, redis.url],
-          { encoding: 'utf8', maxBuffer: 1 << 24 },
-        ),
-      ) as Record<string, unknown>;
+      history = await withRedis('history.js', [first, second], 6144);
     } finally {
-      await redis.stop();
       rmSync(first, { force: true });
       rmSync(second, { force: true });
     }
