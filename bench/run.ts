@@ -196,7 +196,8 @@ try {
     const n = Number(values['history-customers']);
     const first = path.join(dir, 'scores-history-day1.csv');
     const second = path.join(dir, 'scores-history-day2.csv');
-    await writeScores(first, second, n);
+    // A day's churn: 1 % of customers arrive and 0.2 % leave (within the default movement capacity, 5 %).
+    await writeScores(first, second, n, { arriving: 0.01, leaving: 0.002 });
     try {
       history = await withRedis('history.js', [first, second], 6144);
     } finally {

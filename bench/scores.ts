@@ -5,13 +5,21 @@ import { once } from 'node:events';
  * Precomputed scores for the plan benchmark: `customer_id,r,f,m,email,phone,country` (and, with
  * `names`, `first_name,last_name`), one row per customer, identifiers in the untidy forms shops export
  * (case, spaces, Gmail dots and tags, phone punctuation, names in any case with stray spaces). The second file is the same customers a day later: `changedShare` of them have a
- * different R score, so most of those move to another segment.
+ * different R score, so most of those move to another segment; `arriving` of them are only in the second file
+ * and `leaving` only in the first.
  */
 export async function writeScores(
   first: string,
   second: string,
   customers: number,
-  options: { seed?: number; changedShare?: number; names?: boolean } = {},
+  options: {
+    seed?: number;
+    changedShare?: number;
+    names?: boolean;
+    /** Shares of customers only in the second file (arrived) and only in the first (left). */
+    arriving?: number;
+    leaving?: number;
+  } = {},
 ): Promise<{ changed: number }> {
   let state = options.seed ?? 11;
   // xorshift32: fast, deterministic, good enough for test data.
@@ -73,13 +81,15 @@ export async function writeScores(
             : `, ${first},${last.toLowerCase()}`;
     }
     const rest = `,${f},${m},${email},"${phone}",US${person}\n`;
-    chunkA += `${id},${r}${rest}`;
     let r2 = r;
     if (next() < changedShare) {
       r2 = r === 5 ? 1 : r + 1;
       changed++;
     }
-    chunkB += `${id},${r2}${rest}`;
+    const arrives = options.arriving ? next() < options.arriving : false;
+    const leaves = !arrives && options.leaving ? next() < options.leaving : false;
+    if (!arrives) chunkA += `${id},${r}${rest}`;
+    if (!leaves) chunkB += `${id},${r2}${rest}`;
     if (chunkA.length > 1 << 20) {
       if (!a.write(chunkA)) await once(a, 'drain');
       if (!b.write(chunkB)) await once(b, 'drain');

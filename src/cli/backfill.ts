@@ -3,14 +3,14 @@ import { queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, ExitCode } from '../errors.js';
 import {
-  customerSegmentsOf,
+  scoredOf,
   GONE,
   latestSnapshot,
   listSnapshots,
   NEW,
   recordSnapshot,
   sourceIdOf,
-  type CustomerSegments,
+  type Scored,
   type Snapshot,
 } from '../history/snapshots.js';
 import type { Logger } from '../log.js';
@@ -119,7 +119,7 @@ export async function runBackfill(
     if (!options.json) logReadReport(history.report, log);
     const asOfToday = formatDay(history.readDay);
     const done: BackfilledDate[] = [];
-    let previous: CustomerSegments | undefined;
+    let previous: Scored | undefined;
     for (const day of dates) {
       const segmented = history.segmentAsOf(day);
       const date = formatDay(day);
@@ -133,9 +133,9 @@ export async function runBackfill(
           method: config.scoring.method,
           note: `backfilled on ${asOfToday}: orders after ${date} left out; opt-outs and profiles are those of ${asOfToday}`,
         },
-        { previous, keepDays, now },
+        { previous, keepDays, capacityShare: config.history.movement_capacity, now },
       );
-      previous = segments ?? customerSegmentsOf(segmented);
+      previous = segments ?? scoredOf(segmented);
       done.push({ date, customers: snapshot.customers, ...movedOf(snapshot), recorded });
       log.debug(`${date}: ${snapshot.customers} customers, ${recorded ? 'recorded' : 'kept'}`);
     }

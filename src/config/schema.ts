@@ -278,6 +278,12 @@ export const syncSchema = z.strictObject({
 export const historySchema = z.strictObject({
   /** Segment snapshots are kept while their analysis date is at most this many days before the latest one's. */
   keep_days: z.number().int().min(1).max(36_500).default(400),
+  /**
+   * The share of customers that may arrive or leave between two scorings for the movement between them
+   * to be counted (the latest snapshot keeps about 0.6 + 16 × this bytes per customer). A step with more
+   * is recorded without movement, and says so.
+   */
+  movement_capacity: z.number().gt(0).max(1).default(0.05),
 });
 
 /** Minutes between stats reads that a cron pattern can express: divisors of an hour, or whole hours dividing a day. */

@@ -7,14 +7,18 @@ import type { Logger } from '../log.js';
 import type { Segmented } from '../score/pipeline.js';
 import { dayNumber, formatDay } from '../source/parse.js';
 import {
-  customerSegmentsFrom,
-  decodeCustomers,
-  encodeCustomers,
+  DEFAULT_CAPACITY_SHARE,
+  decodeKept,
+  encodeKept,
+  keptFrom,
   movementCounts,
-  type CustomerSegments,
+  scoredFrom,
+  type Kept,
+  type MovementCounts,
+  type Scored,
 } from './customers.js';
 
-export type { CustomerSegments } from './customers.js';
+export type { Scored } from './customers.js';
 
 /**
  * Segment snapshots: one per source and analysis date, aggregates only (sizes, breaks, the movement
@@ -91,8 +95,6 @@ export const movementSchema = z.object({
 export type Movement = z.infer<typeof movementSchema>;
 
 export const DEFAULT_KEEP_DAYS = 400;
-/** Customers per stored chunk of the latest per-customer segments (9 MB: no multi-hundred-MB values). */
-const CHUNK_CUSTOMERS = 1 << 20;
 
 /** A stable name for a source: its kind and location, without credentials. */
 export function sourceIdOf(source: SourceConfig): string {
@@ -130,8 +132,8 @@ const key = {
 };
 
 /** Per-customer segments of one scoring, in memory: what the next movement matrix needs. */
-export function customerSegmentsOf(segmented: Segmented): CustomerSegments | undefined {
-  return customerSegmentsFrom(
+export function scoredOf(segmented: Segmented): Scored | undefined {
+  return scoredFrom(
     formatDay(segmented.analysisDay),
     segmented.customers.ids,
     segmented.scores.segment,
@@ -157,8 +159,14 @@ export async function recordSnapshot(
   prefix: string,
   segmented: Segmented,
   meta: SnapshotMeta,
-  options: { previous?: CustomerSegments | undefined; keepDays?: number; now?: number } = {},
-): Promise<{ recorded: boolean; snapshot: Snapshot; segments?: CustomerSegments }> {
+  options: {
+    previous?: Scored | undefined;
+    keepDays?: number;
+    /** history.movement_capacity: the share of customers that may arrive or leave before the next scoring. */
+    capacityShare?: number;
+    now?: number;
+  } = {},
+): Promise<{ recorded: boolean; snapshot: Snapshot; segments?: Scored }> {
   const date = formatDay(segmented.analysisDay);
   const existing = await redis.get(key.snapshot(prefix, meta.source, date));
   if (existing !== null) return { recorded: false, snapshot: parseSnapshot(existing) };
@@ -179,7 +187,7 @@ export async function recordSnapshot(
         ? await loadLatest(redis, prefix, meta.source, latestMeta)
         : undefined;
   // Per-customer segments are needed to count movement, or to be kept as the new latest.
-  const current = previous || later ? customerSegmentsOf(segmented) : undefined;
+  const current = previous || later ? scoredOf(segmented) : undefined;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
     `(${segmented.analysisDay}`,
@@ -188,6 +196,7 @@ export async function recordSnapshot(
     0,
     1,
   );
+  const { movement, counts } = movementOf(previous, current, earlier[0]);
   const snapshot: Snapshot = {
     source: meta.source,
     date,
@@ -202,30 +211,37 @@ export async function recordSnapshot(
         (a, b) => segmented.scores.segments.indexOf(a.segment) - segmented.scores.segments.indexOf(b.segment),
       )
       .map((s) => ({ segment: s.segment, customers: s.customers, optedOut: s.optedOut })),
-    movement: movementOf(previous, current, earlier[0]),
+    movement,
     ...(meta.note ? { note: meta.note } : {}),
   };
 
   const becomesLatest = current !== undefined && later;
   const generation = becomesLatest ? randomUUID() : undefined;
-  if (generation && current) await writeCustomers(redis, prefix, meta.source, generation, current);
+  const kept =
+    generation && current ? keptFrom(current, options.capacityShare ?? DEFAULT_CAPACITY_SHARE) : undefined;
+  const chunks = kept ? encodeKept(kept) : [];
+  if (generation) await writeChunks(redis, prefix, meta.source, generation, chunks);
   const recorded = (await redis.eval(
     RECORD,
     3,
     key.snapshot(prefix, meta.source, date),
     key.dates(prefix, meta.source),
     key.latest(prefix, meta.source),
-    JSON.stringify(snapshot),
+    storedForm(snapshot),
     String(segmented.analysisDay),
     date,
     generation ?? '',
-    current ? String(Math.ceil(current.segments.length / CHUNK_CUSTOMERS)) : '0',
+    String(chunks.length),
     JSON.stringify(current?.names ?? []),
   )) as number;
   if (recorded === 1 && generation && (await redis.hget(key.latest(prefix, meta.source), 'date')) === date)
     await redis.set(
       key.sample(prefix, meta.source),
-      JSON.stringify({ date, segments: samplesOf(segmented) }),
+      JSON.stringify({
+        date,
+        segments: samplesOf(segmented),
+        movement: movementSamplesOf(segmented, previous?.names ?? [], counts),
+      }),
     );
   await collectGenerations(redis, prefix, meta.source);
   await dropOld(redis, prefix, meta.source, keepDays);
@@ -250,9 +266,9 @@ async function relinkNext(
   prefix: string,
   source: string,
   segmented: Segmented,
-  current: CustomerSegments | undefined,
+  current: Scored | undefined,
   latestMeta: Record<string, string>,
-): Promise<CustomerSegments | undefined> {
+): Promise<Scored | undefined> {
   const [next] = await redis.zrangebyscore(
     key.dates(prefix, source),
     `(${segmented.analysisDay}`,
@@ -263,9 +279,9 @@ async function relinkNext(
   );
   if (next === undefined || next !== latestMeta.date) return current;
   const latest = await loadLatest(redis, prefix, source, latestMeta);
-  const earlier = current ?? customerSegmentsOf(segmented);
+  const earlier = current ?? scoredOf(segmented);
   if (!latest || !earlier) return earlier;
-  const movement = movementOf(earlier, latest, earlier.date);
+  const { movement } = movementOf(earlier, latest, earlier.date);
   const snapshotKey = key.snapshot(prefix, source, next);
   await redis.watch(snapshotKey);
   const text = await redis.get(snapshotKey);
@@ -277,7 +293,7 @@ async function relinkNext(
   // A concurrent change of that snapshot wins (exec answers null); this step is then counted by it.
   await redis
     .multi()
-    .set(snapshotKey, JSON.stringify({ ...stored, movement }))
+    .set(snapshotKey, storedForm({ ...stored, movement }))
     .exec();
   return earlier;
 }
@@ -298,21 +314,38 @@ if ARGV[4] ~= '' then
 end
 return 1`;
 
+function isScored(s: Scored | Kept): s is Scored {
+  return 'high' in s;
+}
+
 function movementOf(
-  previous: CustomerSegments | undefined,
-  current: CustomerSegments | undefined,
+  previous: Scored | Kept | undefined,
+  current: Scored | Kept | undefined,
   earlier: string | undefined,
-): Snapshot['movement'] {
+): { movement: Snapshot['movement']; counts?: MovementCounts } {
   if (!previous || (earlier !== undefined && previous.date < earlier))
     return {
-      from: null,
-      cells: [],
-      ...(earlier
-        ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` }
-        : {}),
+      movement: {
+        from: null,
+        cells: [],
+        ...(earlier
+          ? { reason: `no per-customer segments kept for ${earlier}: only the latest snapshot has them` }
+          : {}),
+      },
     };
-  if (!current) return { from: null, cells: [], reason: 'more segments than per-customer history keeps' };
-  const counts = movementCounts(previous, current);
+  if (!current)
+    return { movement: { from: null, cells: [], reason: 'more segments than per-customer history keeps' } };
+  const counts = movementCounts(previous, current, { examples: SAMPLE_SIZE });
+  if (!counts) {
+    const kept = isScored(previous) ? (current as Kept) : previous;
+    return {
+      movement: {
+        from: null,
+        cells: [],
+        reason: `more customers arrived or left between ${previous.date} and ${current.date} than the history kept enough to tell apart (about ${kept.capacity.toLocaleString('en-US')}, history.movement_capacity of the customers); raise history.movement_capacity to count such steps`,
+      },
+    };
+  }
   const cells: MovementCell[] = [];
   previous.names.forEach((from, i) =>
     current.names.forEach((to, j) => {
@@ -326,24 +359,19 @@ function movementOf(
   previous.names.forEach((from, i) => {
     if (counts.left[i]! > 0) cells.push({ from, to: GONE, customers: counts.left[i]! });
   });
-  return { from: previous.date, cells };
+  return { movement: { from: previous.date, cells }, counts };
 }
 
-async function writeCustomers(
+async function writeChunks(
   redis: Redis,
   prefix: string,
   source: string,
   generation: string,
-  c: CustomerSegments,
+  chunks: readonly Buffer[],
 ): Promise<void> {
   await redis.sadd(key.generations(prefix, source), generation);
-  const writes: Promise<unknown>[] = [];
-  for (let i = 0, from = 0; from < c.segments.length || i === 0; i++, from += CHUNK_CUSTOMERS) {
-    const to = Math.min(from + CHUNK_CUSTOMERS, c.segments.length);
-    writes.push(redis.set(key.chunk(prefix, source, generation, i), encodeCustomers(c, from, to)));
-  }
   // Sent back to back (one pipeline), not one round trip per chunk.
-  await Promise.all(writes);
+  await Promise.all(chunks.map((chunk, i) => redis.set(key.chunk(prefix, source, generation, i), chunk)));
 }
 
 async function loadLatest(
@@ -351,16 +379,20 @@ async function loadLatest(
   prefix: string,
   source: string,
   meta: Record<string, string>,
-): Promise<CustomerSegments | undefined> {
+): Promise<Kept | undefined> {
   const { date, generation, chunks, names } = meta;
-  if (!date || !generation || !chunks || !names) return undefined;
+  if (!date || !generation || !chunks || !names || chunks === '0') return undefined;
   const stored = await Promise.all(
     Array.from({ length: Number(chunks) }, (_, i) =>
       redis.getBuffer(key.chunk(prefix, source, generation, i)),
     ),
   );
   if (stored.some((chunk) => chunk === null)) return undefined;
-  return decodeCustomers(date, JSON.parse(names) as string[], stored as Buffer[]);
+  try {
+    return decodeKept(date, JSON.parse(names) as string[], stored as Buffer[]);
+  } catch {
+    return undefined; // an older format (before this one): the next step's movement is not counted
+  }
 }
 
 /** Deletes the per-customer segments of every generation but the latest's (older ones, or a crash's). */
@@ -400,8 +432,51 @@ async function dropOld(redis: Redis, prefix: string, source: string, keepDays: n
     .exec();
 }
 
+/**
+ * A snapshot as Redis keeps it: segments and movement cells as arrays, the cells' names listed once
+ * (a month's steps with `new` and `gone` in every segment stay well under 4 KB).
+ */
+interface StoredSnapshot extends Omit<Snapshot, 'segments' | 'movement'> {
+  segments: [string, number, number][];
+  movement: Omit<Snapshot['movement'], 'cells'> & { names: string[]; cells: number[] };
+}
+
+function storedForm(snapshot: Snapshot): string {
+  const names = [...new Set(snapshot.movement.cells.flatMap((c) => [c.from, c.to]))];
+  const at = new Map(names.map((name, i) => [name, i]));
+  const stored: StoredSnapshot = {
+    ...snapshot,
+    segments: snapshot.segments.map((s) => [s.segment, s.customers, s.optedOut]),
+    movement: {
+      ...snapshot.movement,
+      names,
+      cells: snapshot.movement.cells.flatMap((c) => [at.get(c.from)!, at.get(c.to)!, c.customers]),
+    },
+  };
+  return JSON.stringify(stored);
+}
+
+/** A stored snapshot as readers see it (the form before this one, with objects, is read as it is). */
+function readStored(text: string): Snapshot {
+  const stored = JSON.parse(text) as StoredSnapshot | Snapshot;
+  if (!('names' in stored.movement)) return stored as Snapshot;
+  const { names, cells, ...movement } = stored.movement;
+  const unpacked: MovementCell[] = [];
+  for (let i = 0; i + 2 < cells.length; i += 3)
+    unpacked.push({ from: names[cells[i]!]!, to: names[cells[i + 1]!]!, customers: cells[i + 2]! });
+  return {
+    ...stored,
+    segments: (stored as StoredSnapshot).segments.map(([segment, customers, optedOut]) => ({
+      segment,
+      customers,
+      optedOut,
+    })),
+    movement: { ...movement, cells: unpacked },
+  };
+}
+
 function parseSnapshot(text: string): Snapshot {
-  return snapshotSchema.parse(JSON.parse(text));
+  return snapshotSchema.parse(readStored(text));
 }
 
 export interface SnapshotPage {
@@ -425,7 +500,7 @@ export async function listSnapshots(
   const shown = dates.slice(0, limit);
   const texts = shown.length ? await redis.mget(...shown.map((d) => key.snapshot(prefix, source, d))) : [];
   // Written by recordSnapshot from typed values; readers that answer users (the API) check the result.
-  const snapshots = texts.flatMap((t) => (t === null ? [] : [JSON.parse(t) as Snapshot]));
+  const snapshots = texts.flatMap((t) => (t === null ? [] : [readStored(t)]));
   return { snapshots, ...(dates.length > limit ? { next: shown[shown.length - 1]! } : {}) };
 }
 
@@ -512,6 +587,44 @@ function samplesOf(segmented: Segmented): Record<string, string[]> {
   return out;
 }
 
+/**
+ * The first SAMPLE_SIZE customers of each cell of the latest snapshot's movement (from a segment or
+ * `new` to a segment), picked in no customer order. Customers who left have no id kept, so `gone` cells have none.
+ */
+function movementSamplesOf(
+  segmented: Segmented,
+  previousNames: readonly string[],
+  counts: MovementCounts | undefined,
+): MovementSample[] {
+  if (!counts?.examples) return [];
+  const names = segmented.scores.segments;
+  return counts.examples.flatMap((row, o) =>
+    row.flatMap((indexes, l) =>
+      indexes.length === 0
+        ? []
+        : [
+            {
+              from: o < previousNames.length ? previousNames[o]! : NEW,
+              to: names[l]!,
+              customerIds: indexes.map((i) => segmented.customers.ids.get(i)!),
+            },
+          ],
+    ),
+  );
+}
+
+interface MovementSample {
+  from: string;
+  to: string;
+  customerIds: string[];
+}
+
+interface StoredSamples {
+  date: string;
+  segments: Record<string, string[]>;
+  movement?: MovementSample[];
+}
+
 /** Up to SAMPLE_SIZE customer ids of a segment in the latest snapshot; undefined before the first. */
 export async function segmentSample(
   redis: Redis,
@@ -521,8 +634,31 @@ export async function segmentSample(
 ): Promise<{ date: string; customerIds: string[] } | undefined> {
   const text = await redis.get(key.sample(prefix, source));
   if (text === null) return undefined;
-  const stored = JSON.parse(text) as { date: string; segments: Record<string, string[]> };
+  const stored = JSON.parse(text) as StoredSamples;
   return { date: stored.date, customerIds: stored.segments[segment] ?? [] };
+}
+
+/**
+ * Up to SAMPLE_SIZE customer ids of one cell of the latest snapshot's movement (`from` a segment or
+ * `new`, `to` a segment); undefined before the first snapshot. `from` is the date moved from, null when
+ * the latest snapshot counted no movement.
+ */
+export async function movementSample(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  cell: { from: string; to: string },
+): Promise<{ date: string; from: string | null; customerIds: string[] } | undefined> {
+  const text = await redis.get(key.sample(prefix, source));
+  if (text === null) return undefined;
+  const stored = JSON.parse(text) as StoredSamples;
+  const snapshot = await getSnapshot(redis, prefix, source, stored.date);
+  const found = stored.movement?.find((c) => c.from === cell.from && c.to === cell.to);
+  return {
+    date: stored.date,
+    from: snapshot?.movement.from ?? null,
+    customerIds: found?.customerIds ?? [],
+  };
 }
 
 /** What became of a scoring's snapshot: recorded now, there already, or not recorded and why. */
@@ -551,7 +687,7 @@ export async function recordScoring(
         by,
         method: segmented.customers.given ? 'given' : config.scoring.method,
       },
-      { keepDays: config.history.keep_days },
+      { keepDays: config.history.keep_days, capacityShare: config.history.movement_capacity },
     );
     return {
       status: recorded ? 'recorded' : 'kept',

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
-  customerSegmentsFrom,
-  decodeCustomers,
-  encodeCustomers,
+  decodeKept,
+  encodeKept,
+  keptFrom,
   movementCounts,
+  scoredFrom,
+  type Scored,
 } from '../../src/history/customers.js';
+import { buildSegmentTable, segmentIn } from '../../src/history/fuse.js';
 import { TextColumn } from '../../src/source/text.js';
 
 /** A deterministic generator (mulberry32), so a failure can be replayed. */
@@ -19,60 +22,155 @@ function random(seed: number): () => number {
   };
 }
 
-function scoring(ids: string[], segments: number[], names: string[], date: string) {
-  return customerSegmentsFrom(date, TextColumn.from(ids), Uint16Array.from(segments), names)!;
+function scoring(customers: Map<string, number>, names: string[], date: string): Scored {
+  return scoredFrom(
+    date,
+    TextColumn.from([...customers.keys()]),
+    Uint16Array.from(customers.values()),
+    names,
+  )!;
 }
 
-describe('per-customer segments and the movement between two scorings', () => {
-  it('counts each cell as a join of the two scorings by customer id does', () => {
-    const next = random(7);
-    const names = ['A', 'B', 'C', 'D', 'E'];
+/** The movement as a join of two maps by customer id: the oracle, independent of keys and tables. */
+function joined(before: Map<string, number>, after: Map<string, number>, from: string[], to: string[]) {
+  const moved = from.map(() => to.map(() => 0));
+  const arrived = to.map(() => 0);
+  const left = from.map(() => 0);
+  for (const [id, s] of after) {
+    const was = before.get(id);
+    if (was === undefined) arrived[s]!++;
+    else moved[was]![s]!++;
+  }
+  for (const [id, s] of before) if (!after.has(id)) left[s]!++;
+  return { moved, arrived, left };
+}
+
+/** Two scorings of one customer base: `arrive` and `leave` are shares of it; segments drift. */
+function twoScorings(n: number, arrive: number, leave: number, seed = 7) {
+  const next = random(seed);
+  const before = new Map<string, number>();
+  const after = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const id = `c${i}-${Math.floor(next() * 1e6)}`;
+    const s = Math.floor(next() * 11);
+    before.set(id, s);
+    if (next() >= leave) after.set(id, next() < 0.2 ? Math.floor(next() * 11) : s);
+  }
+  for (let i = 0; i < n * arrive; i++) after.set(`new${i}`, Math.floor(next() * 11));
+  return { before, after };
+}
+
+/** Splits stored bytes at arbitrary points, as chunks of any size would. */
+function rechunk(chunks: Buffer[], at: number[]): Buffer[] {
+  const all = Buffer.concat(chunks);
+  const cuts = [0, ...at.filter((a) => a < all.length), all.length];
+  return cuts.slice(1).map((end, i) => all.subarray(cuts[i]!, end));
+}
+
+const NAMES = Array.from({ length: 11 }, (_, i) => `S${i}`);
+
+describe('per-customer segments kept by the latest snapshot, and the movement from them', () => {
+  it('counts every cell as a join by customer id does, from what was stored and read back', () => {
+    const { before, after } = twoScorings(50_000, 0.02, 0.01);
+    const previous = scoring(before, NAMES, '2026-01-01');
+    const kept = keptFrom(previous, 0.05);
+    const read = decodeKept('2026-01-01', NAMES, rechunk(encodeKept(kept), [5, 777, 30_000]));
+    const counts = movementCounts(read, scoring(after, NAMES, '2026-01-02'));
+    expect(counts && { moved: counts.moved, arrived: counts.arrived, left: counts.left }).toEqual(
+      joined(before, after, NAMES, NAMES),
+    );
+  });
+
+  it('keeps about 1.4 bytes per customer at the default capacity, none of them a key', () => {
+    const { before } = twoScorings(200_000, 0, 0);
+    const bytes = encodeKept(keptFrom(scoring(before, NAMES, '2026-01-01'), 0.05)).reduce(
+      (a, c) => a + c.length,
+      0,
+    );
+    expect(bytes / 200_000).toBeLessThan(1.5);
+  });
+
+  it('counts exactly between two scorings in memory (a backfill), whatever arrived or left', () => {
+    const { before, after } = twoScorings(20_000, 0.5, 0.3, 3);
+    // The later scoring names its segments in another order, and has fewer.
+    const laterNames = ['S2', 'S0', 'S1'];
+    const later = new Map([...after].map(([id, s]) => [id, s % 3]));
+    const counts = movementCounts(
+      scoring(before, NAMES, '2026-01-01'),
+      scoring(later, laterNames, '2026-02-01'),
+    );
+    expect(counts && { moved: counts.moved, arrived: counts.arrived, left: counts.left }).toEqual(
+      joined(before, later, NAMES, laterNames),
+    );
+  });
+
+  it('counts from a scoring in memory to a kept later one (a backfill before the latest)', () => {
+    const { before, after } = twoScorings(30_000, 0.03, 0.01, 5);
+    const later = keptFrom(scoring(after, NAMES, '2026-03-01'), 0.05);
+    const counts = movementCounts(scoring(before, NAMES, '2026-02-01'), later);
+    expect(counts).toEqual(joined(before, after, NAMES, NAMES));
+  });
+
+  it('says it cannot count when more customers arrived than the kept sketch can list', () => {
+    const { before, after } = twoScorings(20_000, 0.2, 0, 9);
+    const kept = keptFrom(scoring(before, NAMES, '2026-01-01'), 0.05);
+    expect(movementCounts(kept, scoring(after, NAMES, '2026-01-02'))).toBeUndefined();
+    // A larger capacity counts the same step.
+    const roomy = keptFrom(scoring(before, NAMES, '2026-01-01'), 0.3);
+    const counts = movementCounts(roomy, scoring(after, NAMES, '2026-01-02'));
+    expect(counts?.arrived).toEqual(joined(before, after, NAMES, NAMES).arrived);
+  });
+
+  it('gives up to 20 customers of each cell as examples, each of them in that cell', () => {
     const before = new Map<string, number>();
     const after = new Map<string, number>();
-    for (let i = 0; i < 20_000; i++) {
-      const id = `c${Math.floor(next() * 1e9)}`;
-      if (next() < 0.9) before.set(id, Math.floor(next() * 5));
-      if (next() < 0.85) after.set(id, Math.floor(next() * 3));
+    for (let i = 0; i < 3000; i++) {
+      before.set(`k${i}`, i % 2);
+      after.set(`k${i}`, i % 3 === 0 ? 1 : i % 2);
     }
-    // The later scoring names its segments in another order, and has fewer.
-    const laterNames = ['C', 'A', 'B'];
-    const previous = scoring([...before.keys()], [...before.values()], names, '2026-01-01');
-    const current = scoring([...after.keys()], [...after.values()], laterNames, '2026-02-01');
-    const counts = movementCounts(previous, current);
-
-    const moved = names.map(() => laterNames.map(() => 0));
-    const arrived = laterNames.map(() => 0);
-    const left = names.map(() => 0);
-    for (const [id, s] of after) {
-      const was = before.get(id);
-      if (was === undefined) arrived[s]!++;
-      else moved[was]![s]!++;
-    }
-    for (const [id, s] of before) if (!after.has(id)) left[s]!++;
-    expect(counts).toEqual({ moved, arrived, left });
+    for (let i = 0; i < 12; i++) after.set(`n${i}`, 0);
+    const ids = [...after.keys()];
+    const counts = movementCounts(
+      keptFrom(scoring(before, ['A', 'B'], '2026-01-01'), 0.05),
+      scoring(after, ['A', 'B'], '2026-01-02'),
+      { examples: 20 },
+    )!;
+    const members = (from: number | 'new', to: number) =>
+      ids.filter(
+        (id) => after.get(id) === to && (from === 'new' ? !before.has(id) : before.get(id) === from),
+      );
+    for (const [from, row] of [
+      [0, 0],
+      [1, 1],
+      ['new', 2],
+    ] as const)
+      for (const to of [0, 1]) {
+        const picked = counts.examples![row]![to]!.map((i) => ids[i]!);
+        const cell = members(from, to);
+        expect(new Set(picked).size).toBe(Math.min(20, cell.length));
+        expect(picked.every((id) => cell.includes(id))).toBe(true);
+      }
   });
 
-  it('sorts by key and reads back what it stored, in chunks', () => {
-    const ids = Array.from({ length: 5000 }, (_, i) => `customer-${i}`);
-    const c = scoring(
-      ids,
-      ids.map((_, i) => i % 31),
-      Array.from({ length: 32 }, (_, i) => `S${i}`),
-      '2026-01-01',
-    );
-    for (let i = 1; i < ids.length; i++) {
-      const order = c.high[i - 1]! - c.high[i]! || c.low[i - 1]! - c.low[i]!;
-      expect(order).toBeLessThan(0);
+  it('answers every key its value, for any number of keys, and places a duplicated key once', () => {
+    for (const n of [0, 1, 2, 3, 10, 100, 1000, 65_537]) {
+      const next = random(n + 1);
+      const high = Uint32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32));
+      const low = Uint32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32));
+      const values = Uint8Array.from({ length: n }, () => Math.floor(next() * 32));
+      const table = buildSegmentTable(high, low, values, 5);
+      const cells = new Uint32Array(3);
+      for (let i = 0; i < n; i++) expect(segmentIn(table, high[i]!, low[i]!, cells)).toBe(values[i]);
     }
-    const back = decodeCustomers(c.date, c.names, [encodeCustomers(c, 0, 1234), encodeCustomers(c, 1234)]);
-    expect(back).toEqual(c);
-    expect(encodeCustomers(c).length).toBe(ids.length * 9);
+    const high = Uint32Array.from([1, 2, 3, 2]);
+    const low = Uint32Array.from([10, 20, 30, 20]);
+    const table = buildSegmentTable(high, low, Uint8Array.from([4, 5, 6, 7]), 3);
+    const cells = new Uint32Array(3);
+    expect([0, 1, 2].map((i) => segmentIn(table, high[i]!, low[i]!, cells))).toEqual([4, 5, 6]);
   });
 
-  it('keeps no per-customer segments for more than 32 segments (movement is then not counted)', () => {
-    const names = Array.from({ length: 33 }, (_, i) => `S${i}`);
-    expect(
-      customerSegmentsFrom('2026-01-01', TextColumn.from(['a']), Uint16Array.from([32]), names),
-    ).toBeUndefined();
+  it('keeps no per-customer segments for more than 256 segments (movement is then not counted)', () => {
+    const names = Array.from({ length: 257 }, (_, i) => `S${i}`);
+    expect(scoredFrom('2026-01-01', TextColumn.from(['a']), Uint16Array.from([256]), names)).toBeUndefined();
   });
 });

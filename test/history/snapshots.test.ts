@@ -129,10 +129,11 @@ describe('segment snapshots', () => {
     expect(cli(['score', '--analysis-date', '2026-02-01', '--out', out], shop.dir).code).toBe(0);
     const snapshot = (await all()).find((s) => s.date === '2026-02-01')!;
     expect(observed(snapshot)).toEqual(expectedOf(segmentsIn(mid), segmentsIn(out)));
-    // Only the latest snapshot keeps per-customer segments: one generation, 9 bytes per customer.
+    // Only the latest snapshot keeps per-customer segments: one generation, a few bytes per customer
+    // (about 1.4 at scale; a small shop pays a fixed few kilobytes for the sketch of arrivals).
     const chunks = await redis.keys(`{${shop.prefix}}:snapshots:${source}:customers:*`);
     expect(chunks).toHaveLength(1);
-    expect(await redis.strlen(chunks[0]!)).toBe(segmentsIn(out).size * 9);
+    expect(await redis.strlen(chunks[0]!)).toBeLessThan(segmentsIn(out).size * 4 + 1024);
   });
 
   it('gives movement between snapshots only where each step was counted, and says why otherwise', async () => {
