@@ -234,6 +234,24 @@ export const segmentSampleSchema = z.object({
   customer_ids: z.array(z.string()).max(20),
 });
 
+export const movementSampleQuerySchema = z.strictObject({
+  /** A segment of the snapshot moved from, or `new`. */
+  from: z.string().min(1),
+  /** A segment of the latest snapshot. */
+  to: z.string().min(1),
+});
+
+export const movementSampleSchema = z.object({
+  /** The latest snapshot's analysis date, whose customers these are. */
+  date: z.string(),
+  /** The snapshot its movement was counted from; null when it counted none. */
+  since: z.string().nullable(),
+  from: z.string(),
+  to: z.string(),
+  /** Up to 20 customer ids of the cell (a pick in no customer order): for operators to look a few up. */
+  customer_ids: z.array(z.string()).max(20),
+});
+
 export const snapshotsQuerySchema = z.strictObject({
   from: isoDay.optional(),
   to: isoDay.optional(),

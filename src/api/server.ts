@@ -32,9 +32,12 @@ import {
   latestSnapshot,
   listSnapshots,
   segmentSample,
+  movementSample,
   movementBetween,
   movementSchema,
   sourceIdOf,
+  NEW,
+  GONE,
 } from '../history/snapshots.js';
 import {
   checkPassword,
@@ -55,6 +58,8 @@ import {
   movementQuerySchema,
   segmentsQuerySchema,
   segmentSampleSchema,
+  movementSampleSchema,
+  movementSampleQuerySchema,
   segmentsSchema,
   snapshotsQuerySchema,
   snapshotsSchema,
@@ -934,6 +939,50 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
           hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
         });
       return { segment: request.params.segment, date: sample.date, customer_ids: sample.customerIds };
+    },
+  );
+
+  api.get(
+    '/api/v1/movement/sample',
+    {
+      config: operator,
+      schema: {
+        summary:
+          "Up to 20 customer ids of one cell of the latest snapshot's movement (operators only; customers who left have none)",
+        tags: ['segments'],
+        security: SECURITY,
+        querystring: movementSampleQuerySchema,
+        response: answers(movementSampleSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const source = sourceOf(config);
+      const { from, to } = request.query;
+      const latest = await latestSnapshot(redis, prefix, source);
+      if (!latest)
+        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
+          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
+        });
+      const current = latest.segments.map((s) => s.segment);
+      if (to === GONE)
+        throw new ApiError(400, 'bad_request', "customers who left ('gone') have no ids kept to show", {
+          allowed: current,
+        });
+      if (!current.includes(to)) throw new UnknownName('segment', to, current);
+      const earlier = latest.movement.from
+        ? await getSnapshot(redis, prefix, source, latest.movement.from)
+        : undefined;
+      const before = [...(earlier?.segments.map((s) => s.segment) ?? current), NEW];
+      if (!before.includes(from)) throw new UnknownName('segment', from, before);
+      const sample = await movementSample(redis, prefix, source, { from, to });
+      return {
+        date: latest.date,
+        since: latest.movement.from,
+        from,
+        to,
+        customer_ids: sample && sample.date === latest.date ? sample.customerIds : [],
+      };
     },
   );
 

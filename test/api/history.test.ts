@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { errorSchema, segmentSampleSchema, segmentsSchema, snapshotsSchema } from '../../src/api/schemas.js';
+import {
+  errorSchema,
+  movementSampleSchema,
+  segmentSampleSchema,
+  segmentsSchema,
+  snapshotsSchema,
+} from '../../src/api/schemas.js';
 import { movementSchema } from '../../src/history/snapshots.js';
 import { readCsv } from '../helpers.js';
 import { killAll, run } from '../jobs/procs.js';
@@ -138,6 +144,44 @@ it('gives operators, and only them, up to 20 customer ids of a segment in the la
   }
   expect((await ops.call('GET', '/api/v1/segments/Champions/sample', viewer)).status).toBe(403);
   const unknown = await ops.call('GET', '/api/v1/segments/Champs/sample', { token: TOKENS.operator });
+  expect(unknown.status).toBe(404);
+  expect(openapi.check(unknown, errorSchema).message).toMatch(/no segment named 'Champs'/);
+});
+
+it('gives operators up to 20 customer ids of a movement cell of the latest snapshot', async () => {
+  const ops = new Client(server.url);
+  const before = scored.get(DATES[0])!;
+  const latest = scored.get(DATES[1])!;
+  // The cells, by a join of the two scorings by customer id.
+  const cells = new Map<string, string[]>();
+  for (const [id, to] of latest) {
+    const cell = `${before.get(id) ?? 'new'}\t${to}`;
+    cells.set(cell, [...(cells.get(cell) ?? []), id]);
+  }
+  const largest = [...cells].sort((a, b) => b[1].length - a[1].length).slice(0, 3);
+  const arrived = [...cells].find(([cell]) => cell.startsWith('new\t'));
+  for (const [cell, members] of arrived ? [...largest, arrived] : largest) {
+    const [from, to] = cell.split('\t') as [string, string];
+    const r = await ops.call(
+      'GET',
+      `/api/v1/movement/sample?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
+      { token: TOKENS.operator },
+    );
+    const body = openapi.check(r, movementSampleSchema);
+    expect(body).toMatchObject({ date: DATES[1], since: DATES[0], from, to });
+    expect(new Set(body.customer_ids).size, cell).toBe(Math.min(20, members.length));
+    for (const id of body.customer_ids) expect(members, cell).toContain(id);
+  }
+  const path = '/api/v1/movement/sample?from=Champions&to=Lost';
+  expect((await ops.call('GET', path, viewer)).status).toBe(403);
+  const gone = await ops.call('GET', '/api/v1/movement/sample?from=Champions&to=gone', {
+    token: TOKENS.operator,
+  });
+  expect(gone.status).toBe(400);
+  expect(openapi.check(gone, errorSchema).message).toMatch(/no ids kept/);
+  const unknown = await ops.call('GET', '/api/v1/movement/sample?from=Champs&to=Lost', {
+    token: TOKENS.operator,
+  });
   expect(unknown.status).toBe(404);
   expect(openapi.check(unknown, errorSchema).message).toMatch(/no segment named 'Champs'/);
 });
