@@ -48,7 +48,7 @@ export function layoutFor(size: number): Layout {
 function cellsOf(layout: Layout, high: number, a: number, out: Uint32Array): void {
   const length = layout.segmentLength;
   const mask = length - 1;
-  const h0 = Math.floor(((high >>> 8) * (layout.segmentCount * length)) / 16_777_216);
+  const h0 = Math.floor((high >>> 8) * ((layout.segmentCount * length) / 16_777_216));
   out[0] = h0;
   out[1] = ((h0 + length) ^ (a & mask)) >>> 0;
   out[2] = ((h0 + 2 * length) ^ ((Math.imul(a, 0x9e3779b1) >>> 14) & mask)) >>> 0;
@@ -127,19 +127,28 @@ function tryBuild(
 ): SegmentTable | undefined {
   const n = high.length;
   const size = layout.cells;
+  const length = layout.segmentLength;
+  const mask = length - 1;
+  const spanned = (layout.segmentCount * length) / 16_777_216;
+  // The hot loops below compute a key's cells as cellsOf does, inline (a call per key costs a third).
   // Per cell: 4 × how many keys touch it, plus the XOR of which of their three cells it is (0, 1, 2).
   const count = new Uint8Array(size);
   const xorKey = new Uint32Array(size);
-  const cells = new Uint32Array(3);
   for (let k = 0; k < n; k++) {
-    cellsOf(layout, high[k]!, mix32(low[k]! ^ seed), cells);
-    for (let j = 0; j < 3; j++) {
-      const c = cells[j]!;
-      const was = count[c]!;
-      if (was >= 252) return undefined; // 63 keys in one cell: try another seed
-      count[c] = (was + 4) ^ j;
-      xorKey[c]! ^= k;
-    }
+    const a = mix32(low[k]! ^ seed);
+    const c0 = Math.floor((high[k]! >>> 8) * spanned);
+    const c1 = (c0 + length) ^ (a & mask);
+    const c2 = (c0 + 2 * length) ^ ((Math.imul(a, 0x9e3779b1) >>> 14) & mask);
+    const w0 = count[c0]!;
+    const w1 = count[c1]!;
+    const w2 = count[c2]!;
+    if (w0 >= 252 || w1 >= 252 || w2 >= 252) return undefined; // 63 keys in one cell: another seed
+    count[c0] = w0 + 4;
+    count[c1] = (w1 + 4) ^ 1;
+    count[c2] = (w2 + 4) ^ 2;
+    xorKey[c0]! ^= k;
+    xorKey[c1]! ^= k;
+    xorKey[c2]! ^= k;
   }
   // Peel: a cell touched by one key fixes that key last; remove the key and look again.
   const queue = new Uint32Array(size);
@@ -155,24 +164,37 @@ function tryBuild(
     const found = count[c]! & 3;
     stackKey[stacked] = k;
     stackCell[stacked++] = found;
-    cellsOf(layout, high[k]!, mix32(low[k]! ^ seed), cells);
-    for (let j = 0; j < 3; j++) {
-      const other = cells[j]!;
-      count[other] = (count[other]! - 4) ^ j;
-      xorKey[other]! ^= k;
-      if (j !== found && count[other]! >> 2 === 1) queue[queued++] = other;
-    }
+    count[c] = 0;
+    xorKey[c] = 0;
+    const a = mix32(low[k]! ^ seed);
+    const c0 = Math.floor((high[k]! >>> 8) * spanned);
+    // The key's two cells other than `c`.
+    const other1 = found === 0 ? (c0 + length) ^ (a & mask) : c0;
+    const j1 = found === 0 ? 1 : 0;
+    const other2 =
+      found === 2
+        ? (c0 + length) ^ (a & mask)
+        : (c0 + 2 * length) ^ ((Math.imul(a, 0x9e3779b1) >>> 14) & mask);
+    const j2 = found === 2 ? 1 : 2;
+    const v1 = (count[other1]! - 4) ^ j1;
+    count[other1] = v1;
+    xorKey[other1]! ^= k;
+    if (v1 >> 2 === 1) queue[queued++] = other1;
+    const v2 = (count[other2]! - 4) ^ j2;
+    count[other2] = v2;
+    xorKey[other2]! ^= k;
+    if (v2 >> 2 === 1) queue[queued++] = other2;
   }
   if (stacked !== n) return undefined;
   const table = new Uint8Array(size);
   for (let s = n - 1; s >= 0; s--) {
     const k = stackKey[s]!;
-    cellsOf(layout, high[k]!, mix32(low[k]! ^ seed), cells);
-    const c0 = cells[0]!;
-    const c1 = cells[1]!;
-    const c2 = cells[2]!;
-    const target = cells[stackCell[s]!]!;
-    table[target] = 0;
+    const a = mix32(low[k]! ^ seed);
+    const c0 = Math.floor((high[k]! >>> 8) * spanned);
+    const c1 = (c0 + length) ^ (a & mask);
+    const c2 = (c0 + 2 * length) ^ ((Math.imul(a, 0x9e3779b1) >>> 14) & mask);
+    // The cell found last for the key is still 0: the XOR of all three leaves the other two.
+    const target = stackCell[s] === 0 ? c0 : stackCell[s] === 1 ? c1 : c2;
     table[target] = values[k]! ^ table[c0]! ^ table[c1]! ^ table[c2]!;
   }
   return { layout, seed, bits, values: table };
