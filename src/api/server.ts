@@ -39,6 +39,7 @@ import {
   NEW,
   GONE,
 } from '../history/snapshots.js';
+import { registerConsole, wantsPage } from './console.js';
 import {
   checkPassword,
   LoginLimiter,
@@ -314,6 +315,8 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await app.register(fastifyCookie);
+  // First: its security headers go on every answer, errors included.
+  const sendPage = await registerConsole(app, options.log);
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -388,12 +391,14 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   });
 
   app.setNotFoundHandler((request, reply) =>
-    send(
-      reply,
-      new ApiError(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`, {
-        hint: 'the routes are in /api/v1/openapi.json',
-      }),
-    ),
+    wantsPage(request)
+      ? sendPage(reply.code(404), 'not-found')
+      : send(
+          reply,
+          new ApiError(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`, {
+            hint: 'the routes are in /api/v1/openapi.json',
+          }),
+        ),
   );
 
   /** Who the request acts as, from a bearer token, a session cookie, or the trusted proxy's header. */

@@ -1,0 +1,54 @@
+import { HeatmapChart, LineChart } from 'echarts/charts';
+import {
+  AriaComponent,
+  GridComponent,
+  LegendComponent,
+  TooltipComponent,
+  VisualMapComponent,
+} from 'echarts/components';
+import * as echarts from 'echarts/core';
+import { CanvasRenderer } from 'echarts/renderers';
+import { useEffect, useRef } from 'preact/hooks';
+
+// Only the parts used here, so the bundle carries nothing else of ECharts.
+echarts.use([
+  LineChart,
+  HeatmapChart,
+  AriaComponent,
+  GridComponent,
+  LegendComponent,
+  TooltipComponent,
+  VisualMapComponent,
+  CanvasRenderer,
+]);
+
+export type ChartOption = echarts.EChartsCoreOption;
+export const escapeHtml = (text: string): string => echarts.format.encodeHTML(text);
+
+const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
+
+/**
+ * One ECharts chart on a canvas. Tooltips are confined to the chart and written without style attributes:
+ * the Content-Security-Policy refuses inline styles in markup (ECharts' own element styles are set through
+ * the DOM, which it allows).
+ */
+export function Chart(props: { option: ChartOption; label: string; class: string }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = ref.current!;
+    const chart = echarts.init(el, dark() ? 'dark' : undefined, { renderer: 'canvas' });
+    chart.setOption({
+      backgroundColor: 'transparent',
+      animation: !window.matchMedia('(prefers-reduced-motion: reduce)').matches,
+      aria: { enabled: true, label: { description: props.label } },
+      ...props.option,
+    });
+    const resize = new ResizeObserver(() => chart.resize());
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      chart.dispose();
+    };
+  }, [props.option, props.label]);
+  return <div ref={ref} class={`chart ${props.class}`} data-chart={props.label} />;
+}

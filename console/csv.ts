@@ -1,0 +1,14 @@
+import Papa from 'papaparse';
+
+/** A table's header and rows as a CSV file the browser downloads. */
+export function downloadCsv(filename: string, fields: string[], rows: (string | number | null)[][]): void {
+  const text = Papa.unparse({ fields, data: rows }, { newline: '\r\n' });
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -1,0 +1,50 @@
+import type { ComponentChildren } from 'preact';
+import { useState } from 'preact/hooks';
+import { logOut, type Session } from './api.js';
+
+/** The header (site name, navigation, who is logged in, logout) and the page's main landmark. */
+export function Layout(props: { session?: Session | undefined; children: ComponentChildren }) {
+  const [error, setError] = useState<string>();
+  const out = async () => {
+    try {
+      await logOut();
+      location.assign('/login');
+    } catch (e) {
+      setError(`Logging out failed: ${(e as Error).message}`);
+    }
+  };
+  return (
+    <>
+      <header class="site">
+        <a class="brand" href="/">
+          audience-sync
+        </a>
+        {props.session && (
+          <nav aria-label="Pages">
+            <a href="/" aria-current={location.pathname === '/' ? 'page' : undefined}>
+              Overview
+            </a>
+          </nav>
+        )}
+        {props.session && (
+          <div class="who">
+            <span>
+              {props.session.user} <span class="role">({props.session.role})</span>
+            </span>
+            {props.session.via === 'session' && (
+              <button type="button" onClick={out}>
+                Log out
+              </button>
+            )}
+          </div>
+        )}
+      </header>
+      {error && (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      )}
+      <main id="main">{props.children}</main>
+    </>
+  );
+}

@@ -1,0 +1,470 @@
+import type { ComponentChildren } from 'preact';
+import { useMemo, useState } from 'preact/hooks';
+import {
+  allSnapshots,
+  ApiFailure,
+  call,
+  currentSession,
+  type Action,
+  type AudienceHealth,
+  type Destinations,
+  type Movement,
+  type Segments,
+  type Session,
+  type Snapshot,
+} from '../api.js';
+import { Chart, escapeHtml, type ChartOption } from '../chart.js';
+import { change, count, share } from '../format.js';
+import { Layout } from '../layout.js';
+import { useLoad, type Loaded } from '../load.js';
+import { DataTable, type Column } from '../table.js';
+
+/** The period in the address (`?from=YYYY-MM-DD&to=YYYY-MM-DD`), so a view can be bookmarked and shared. */
+function periodOf(search: string): { from?: string; to?: string } {
+  const q = new URLSearchParams(search);
+  const from = q.get('from') || undefined;
+  const to = q.get('to') || undefined;
+  return { ...(from ? { from } : {}), ...(to ? { to } : {}) };
+}
+
+export function OverviewPage() {
+  document.title = 'Overview · audience-sync';
+  const period = useMemo(() => periodOf(location.search), []);
+  const session = useLoad('session', currentSession);
+  if (session.state !== 'ready')
+    return (
+      <Layout>
+        <h1>Overview</h1>
+        <Status loaded={session} />
+      </Layout>
+    );
+  return (
+    <Layout session={session.data}>
+      <h1>Overview</h1>
+      <PeriodForm period={period} />
+      <Overview period={period} session={session.data} />
+    </Layout>
+  );
+}
+
+function Overview(props: { period: { from?: string; to?: string }; session: Session }) {
+  const { period } = props;
+  const segments = useLoad('segments', () =>
+    call<Segments>('GET', `/api/v1/segments${period.from ? `?trend_from=${period.from}` : ''}`),
+  );
+  const snapshots = useLoad('snapshots', () => allSnapshots(period));
+  const last = snapshots.state === 'ready' ? snapshots.data.at(-1)?.date : undefined;
+  const movement = useLoad(`movement ${snapshots.state} ${last}`, async () =>
+    snapshots.state !== 'ready'
+      ? undefined
+      : last
+        ? call<Movement>('GET', `/api/v1/movement?to=${last}`)
+        : null,
+  );
+  const health = useLoad('health', audienceHealth);
+  const names = segments.state === 'ready' ? segments.data.segments.map((s) => s.name) : [];
+  return (
+    <>
+      <Section title="Segments" id="segments">
+        {segments.state === 'ready' ? <SegmentList segments={segments.data} /> : <Status loaded={segments} />}
+      </Section>
+      <Section title="Segment sizes over time" id="trend">
+        {snapshots.state === 'ready' ? <Trend snapshots={snapshots.data} /> : <Status loaded={snapshots} />}
+      </Section>
+      <Section title="Movement between segments" id="movement">
+        {movement.state === 'ready' && movement.data ? (
+          <MovementMatrix movement={movement.data} order={names} />
+        ) : movement.state === 'ready' ? (
+          <p>No snapshot in this period yet.</p>
+        ) : (
+          <Status loaded={movement} />
+        )}
+      </Section>
+      <Section title="Destination health" id="health">
+        {health.state === 'ready' ? (
+          <Health health={health.data} session={props.session} />
+        ) : (
+          <Status loaded={health} />
+        )}
+      </Section>
+    </>
+  );
+}
+
+function Section(props: { title: string; id: string; children: ComponentChildren }) {
+  return (
+    <section aria-labelledby={`${props.id}-title`} class="section">
+      <h2 id={`${props.id}-title`}>{props.title}</h2>
+      {props.children}
+    </section>
+  );
+}
+
+function Status<T>(props: { loaded: Loaded<T> }) {
+  return props.loaded.state === 'failed' ? (
+    <p role="alert" class="error">
+      {props.loaded.error}
+    </p>
+  ) : (
+    <p class="loading" aria-live="polite">
+      Loading…
+    </p>
+  );
+}
+
+function PeriodForm(props: { period: { from?: string; to?: string } }) {
+  return (
+    <form method="get" action="/" class="period" aria-label="Period">
+      <label>
+        From <input type="date" name="from" value={props.period.from ?? ''} />
+      </label>
+      <label>
+        To <input type="date" name="to" value={props.period.to ?? ''} />
+      </label>
+      <button type="submit">Show</button>
+      {(props.period.from || props.period.to) && <a href="/">All history</a>}
+    </form>
+  );
+}
+
+type SegmentRow = Segments['segments'][number] & { change: number | null };
+
+function SegmentList(props: { segments: Segments }) {
+  const { segments } = props;
+  if (segments.date === null)
+    return (
+      <p>Nothing has been scored yet: run a sync, a worker or a backfill, and the segments appear here.</p>
+    );
+  const rows: SegmentRow[] = segments.segments.map((s) => ({
+    ...s,
+    change: s.trend.length >= 2 ? s.trend.at(-1)! - s.trend.at(-2)! : null,
+  }));
+  const before = segments.trend_dates.at(-2);
+  const columns: Column<SegmentRow>[] = [
+    { title: 'Segment', value: (r) => r.name },
+    { title: 'Customers', value: (r) => r.customers, show: (r) => count(r.customers), numeric: true },
+    { title: 'Share', value: (r) => r.share, show: (r) => share(r.share), numeric: true },
+    { title: 'Change', value: (r) => r.change, show: (r) => change(r.change), numeric: true },
+    { title: 'Opted out', value: (r) => r.opted_out, show: (r) => count(r.opted_out), numeric: true },
+    { title: 'Suggested action', value: (r) => r.action },
+  ];
+  return (
+    <>
+      <p>
+        {count(segments.customers)} customers scored as of {segments.date}
+        {before ? `; changes are since ${before}` : ''}.
+      </p>
+      <ul class="cards">
+        {rows.map((s) => (
+          <li class="card">
+            <h3>{s.name}</h3>
+            <p class="size">
+              {count(s.customers)} <span class="muted">customers</span>
+            </p>
+            <p>
+              {share(s.share)} of all
+              {s.change !== null && (
+                <>
+                  {' · '}
+                  <span class={s.change > 0 ? 'up' : s.change < 0 ? 'down' : undefined}>
+                    {change(s.change)}
+                  </span>{' '}
+                  since {before}
+                </>
+              )}
+            </p>
+            {s.trend.length > 1 && (
+              <Chart class="spark" label={`${s.name}: size at each snapshot`} option={spark(s.trend)} />
+            )}
+            {s.action && <p class="action">{s.action}</p>}
+          </li>
+        ))}
+      </ul>
+      <DataTable
+        caption={`Segments on ${segments.date}`}
+        filename={`segments-${segments.date}.csv`}
+        columns={columns}
+        rows={rows}
+        folded
+      />
+    </>
+  );
+}
+
+function spark(trend: number[]): ChartOption {
+  return {
+    grid: { left: 2, right: 2, top: 4, bottom: 4 },
+    xAxis: { type: 'category', show: false, boundaryGap: false, data: trend.map((_, k) => k) },
+    yAxis: { type: 'value', show: false, scale: true },
+    series: [
+      {
+        type: 'line',
+        data: trend,
+        symbol: 'none',
+        silent: true,
+        lineStyle: { width: 2 },
+        areaStyle: { opacity: 0.15 },
+      },
+    ],
+  };
+}
+
+function Trend(props: { snapshots: Snapshot[] }) {
+  const { snapshots } = props;
+  const names = useMemo(
+    () => [...new Set(snapshots.flatMap((s) => s.segments.map((x) => x.segment)))],
+    [snapshots],
+  );
+  const rows = useMemo(
+    () =>
+      snapshots.map((s) => ({
+        date: s.date,
+        sizes: new Map(s.segments.map((x) => [x.segment, x.customers])),
+      })),
+    [snapshots],
+  );
+  const option = useMemo<ChartOption>(
+    () => ({
+      legend: { type: 'scroll', top: 0 },
+      grid: { left: 56, right: 16, top: 40, bottom: 32 },
+      tooltip: {
+        trigger: 'axis',
+        confine: true,
+        formatter: (params: unknown) => {
+          const items = params as { seriesName: string; value: number; axisValueLabel: string }[];
+          return [
+            escapeHtml(items[0]?.axisValueLabel ?? ''),
+            ...items.filter((i) => i.value > 0).map((i) => `${escapeHtml(i.seriesName)}: ${count(i.value)}`),
+          ].join('<br>');
+        },
+      },
+      xAxis: { type: 'category', boundaryGap: false, data: rows.map((r) => r.date) },
+      yAxis: { type: 'value' },
+      series: names.map((name) => ({
+        name,
+        type: 'line',
+        stack: 'customers',
+        areaStyle: {},
+        symbol: rows.length > 40 ? 'none' : 'circle',
+        data: rows.map((r) => r.sizes.get(name) ?? 0),
+      })),
+    }),
+    [names, rows],
+  );
+  if (snapshots.length === 0) return <p>No snapshot in this period.</p>;
+  const columns: Column<(typeof rows)[number]>[] = [
+    { title: 'Date', value: (r) => r.date },
+    ...names.map((name) => ({
+      title: name,
+      value: (r: (typeof rows)[number]) => r.sizes.get(name) ?? 0,
+      show: (r: (typeof rows)[number]) => count(r.sizes.get(name) ?? 0),
+      numeric: true,
+    })),
+  ];
+  const first = rows[0]!.date;
+  const lastDate = rows.at(-1)!.date;
+  return (
+    <>
+      <p>
+        {snapshots.length} snapshots from {first} to {lastDate}.
+      </p>
+      <Chart
+        class="trend"
+        label={`Segment sizes at each snapshot from ${first} to ${lastDate}, stacked`}
+        option={option}
+      />
+      <DataTable
+        caption={`Segment sizes from ${first} to ${lastDate}`}
+        filename={`segment-sizes-${first}-${lastDate}.csv`}
+        columns={columns}
+        rows={rows}
+        folded
+      />
+    </>
+  );
+}
+
+const NEW = 'new';
+const GONE = 'gone';
+
+function MovementMatrix(props: { movement: Movement; order: string[] }) {
+  const { movement } = props;
+  const step = movement.exact && movement.steps?.length === 1 ? movement.steps[0]! : undefined;
+  const matrix = useMemo(() => {
+    if (!step) return undefined;
+    const seen = new Set(step.cells.flatMap((c) => [c.from, c.to]));
+    const segments = [
+      ...props.order,
+      ...[...seen].filter((s) => s !== NEW && s !== GONE && !props.order.includes(s)),
+    ];
+    const from = [NEW, ...segments];
+    const to = [...segments, GONE];
+    const cells = new Map(step.cells.map((c) => [`${c.from}\u0000${c.to}`, c.customers]));
+    const at = (f: string, t: string) => cells.get(`${f}\u0000${t}`) ?? 0;
+    return { from, to, at };
+  }, [step, props.order]);
+  const option = useMemo<ChartOption | undefined>(() => {
+    if (!matrix) return undefined;
+    const data = matrix.from.flatMap((f, y) => matrix.to.map((t, x) => [x, y, matrix.at(f, t)]));
+    const max = Math.max(1, ...data.map((d) => d[2]!));
+    return {
+      grid: { left: 8, right: 8, top: 8, bottom: 8, containLabel: true },
+      tooltip: {
+        trigger: 'item',
+        confine: true,
+        formatter: (p: unknown) => {
+          const [x, y, n] = (p as { value: [number, number, number] }).value;
+          return `${escapeHtml(matrix.from[y]!)} → ${escapeHtml(matrix.to[x]!)}: ${count(n)} customers`;
+        },
+      },
+      xAxis: { type: 'category', data: matrix.to, axisLabel: { interval: 0, rotate: 40 } },
+      yAxis: { type: 'category', data: matrix.from, inverse: true, axisLabel: { interval: 0 } },
+      visualMap: { min: 0, max, show: false, inRange: { color: ['#eef3fb', '#1f5fbf'] } },
+      series: [{ type: 'heatmap', data, emphasis: { itemStyle: { borderColor: '#000', borderWidth: 1 } } }],
+    };
+  }, [matrix]);
+  if (!step || !matrix || !option)
+    return (
+      <p>
+        Movement from {movement.from} to {movement.to} cannot be told exactly
+        {movement.reason ? `: ${movement.reason}` : ''}.
+      </p>
+    );
+  type Row = (typeof matrix.from)[number];
+  const columns: Column<Row>[] = [
+    { title: 'From \\ to', value: (f) => f },
+    ...matrix.to.map((t) => ({
+      title: t,
+      value: (f: Row) => matrix.at(f, t),
+      show: (f: Row) => count(matrix.at(f, t)),
+      numeric: true,
+    })),
+  ];
+  return (
+    <>
+      <p>
+        Customers who moved from one segment (rows) to another (columns) between {step.from} and {step.to};
+        “new” were not customers on {step.from}, “gone” are no longer scored on {step.to}. Hover over a cell
+        for its count.
+      </p>
+      <Chart
+        class="heatmap"
+        label={`Movement between segments from ${step.from} to ${step.to}`}
+        option={option}
+      />
+      <DataTable
+        caption={`Movement from ${step.from} to ${step.to}`}
+        filename={`movement-${step.from}-${step.to}.csv`}
+        columns={columns}
+        rows={matrix.from}
+        folded
+      />
+    </>
+  );
+}
+
+const STATUSES = {
+  in_sync: 'In sync',
+  waiting: 'Waiting on the platform',
+  failed: 'Failed',
+  diverging: 'Diverging',
+  not_run: 'Not synced yet',
+} as const;
+type Status = keyof typeof STATUSES;
+
+function statusOf(h: AudienceHealth): Status {
+  if (!h.lastRun) return 'not_run';
+  if (h.lastRun.outcome === 'failed') return 'failed';
+  if (h.divergence.divergent) return 'diverging';
+  const pending = h.state ? h.state.addPending + h.state.removePending : 0;
+  if (h.divergence.state === 'settling' || h.lastRun.inFlight > 0 || pending > 0) return 'waiting';
+  return 'in_sync';
+}
+
+interface HealthData {
+  destinations: Destinations['destinations'];
+  audiences: AudienceHealth[];
+}
+
+async function audienceHealth(): Promise<HealthData> {
+  const { destinations } = await call<Destinations>('GET', '/api/v1/destinations');
+  const audiences = await Promise.all(
+    destinations.flatMap((d) =>
+      d.audiences.map((a) =>
+        call<AudienceHealth>(
+          'GET',
+          `/api/v1/destinations/${encodeURIComponent(d.name)}/audiences/${encodeURIComponent(a.name)}`,
+        ),
+      ),
+    ),
+  );
+  return { destinations, audiences };
+}
+
+function Health(props: { health: HealthData; session: Session }) {
+  const { destinations, audiences } = props.health;
+  if (audiences.length === 0) return <p>No destination audiences in the config.</p>;
+  const tally = new Map<Status, number>();
+  for (const a of audiences) tally.set(statusOf(a), (tally.get(statusOf(a)) ?? 0) + 1);
+  const shown = (Object.keys(STATUSES) as Status[]).filter((s) => s !== 'not_run' || tally.has(s));
+  const columns: Column<AudienceHealth>[] = [
+    { title: 'Audience', value: (a) => a.audience },
+    { title: 'Destination', value: (a) => a.destination },
+    { title: 'Status', value: (a) => STATUSES[statusOf(a)] + (a.paused ? ' (paused)' : '') },
+    { title: 'Expected', value: (a) => a.expected, show: (a) => count(a.expected), numeric: true },
+    { title: 'Confirmed', value: (a) => a.confirmed, show: (a) => count(a.confirmed), numeric: true },
+    {
+      title: 'Platform size',
+      value: (a) => a.platform?.size ?? null,
+      show: (a) => count(a.platform?.size),
+      numeric: true,
+    },
+    {
+      title: 'Last run',
+      value: (a) => a.lastRun?.at ?? null,
+      show: (a) => (a.lastRun ? new Date(a.lastRun.at).toLocaleString() : '–'),
+    },
+  ];
+  return (
+    <>
+      <ul class="strip" aria-label="Audiences by status">
+        {shown.map((s) => (
+          <li class={`tile ${s}`}>
+            <span class="n">{count(tally.get(s) ?? 0)}</span> {STATUSES[s]}
+          </li>
+        ))}
+      </ul>
+      {props.session.role === 'operator' && <StatsButtons destinations={destinations} />}
+      <DataTable
+        caption="Audiences on each destination"
+        filename="audience-health.csv"
+        columns={columns}
+        rows={audiences}
+        folded
+      />
+    </>
+  );
+}
+
+/** Operators only: ask the workers to read every audience's size from the platform now. */
+function StatsButtons(props: { destinations: Destinations['destinations'] }) {
+  const [said, setSaid] = useState<string>();
+  const ask = async (destination: string) => {
+    try {
+      const a = await call<Action>('POST', `/api/v1/destinations/${encodeURIComponent(destination)}/stats`);
+      setSaid(`Asked the workers to read ${destination}'s audience sizes (job ${a.job.id}).`);
+    } catch (e) {
+      setSaid(`${destination}: ${e instanceof ApiFailure ? e.message : (e as Error).message}`);
+    }
+  };
+  return (
+    <div class="actions">
+      {props.destinations.map((d) => (
+        <button type="button" class="operator" onClick={() => void ask(d.name)}>
+          Read {d.name}’s sizes now
+        </button>
+      ))}
+      <p role="status">{said}</p>
+    </div>
+  );
+}

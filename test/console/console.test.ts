@@ -1,0 +1,323 @@
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import argon2 from 'argon2';
+import { parse } from 'csv-parse/sync';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+import { serve, USERS } from '../api/harness.js';
+import { killAll, run } from '../jobs/procs.js';
+
+/**
+ * The web console in Debian's Chromium, against `audience-sync serve`, real Redis and two snapshots of the
+ * R reference's fixture (orders_basic): sizes are checked against the R package's own segments for it.
+ */
+
+const FIXTURES = path.resolve('test/fixtures/rfm');
+const DATES = ['2025-12-01', '2026-01-01'] as const;
+/** Waits for a value a page shows: the bound only catches a hung page, it is no speed target. */
+const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 60_000, interval: 100 });
+const CSP_PARTS = ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"];
+
+/** Segment → customers on 2026-01-01, as the R reference's rfm package segmented the fixture. */
+const expected = new Map<string, number>();
+let url: string;
+let browser: Browser;
+/** Every CSP violation and console error of every page, and every response that lacked the policy. */
+const violations: string[] = [];
+const consoleErrors: string[] = [];
+const withoutCsp: string[] = [];
+
+beforeAll(async () => {
+  const dir = tempDir('audience-sync-console-');
+  copyFileSync(path.join(FIXTURES, 'orders_basic.csv'), path.join(dir, 'orders.csv'));
+  const rows = parse(readFileSync(path.join(FIXTURES, 'expected', 'orders_basic.default.csv')), {
+    columns: true,
+  }) as { customer_id: string; segment: string }[];
+  for (const r of rows) expected.set(r.segment, (expected.get(r.segment) ?? 0) + 1);
+  // Profiles so that the file destination has members to hold.
+  writeFileSync(
+    path.join(dir, 'profiles.csv'),
+    [
+      'customer_id,email,opted_out',
+      ...rows.map((r) => `${r.customer_id},${r.customer_id}@example.test,false`),
+    ].join('\n') + '\n',
+  );
+  const users = await Promise.all(
+    (['vera', 'otto'] as const).map(
+      async (name) =>
+        `    - { name: ${name}, role: ${USERS[name].role}, password_hash: "${await argon2.hash(USERS[name].password, { type: argon2.argon2id })}" }`,
+    ),
+  );
+  writeFileSync(
+    path.join(dir, 'audience-sync.yaml'),
+    `source: { type: csv, path: orders.csv, shape: orders }
+profiles: { type: csv, path: profiles.csv, columns: { customer_id: customer_id, email: email, opted_out: opted_out } }
+scoring: { analysis_date: "${DATES[1]}", method: quantile }
+segments: { map: default }
+destinations:
+  local: { type: file, path: out }
+sync: { redis_prefix: test-${path.basename(dir)} }
+http:
+  users:
+${users.join('\n')}
+`,
+  );
+  const env = { ...process.env, REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
+  const early = run(['score', '--analysis-date', DATES[0], '--out', path.join(dir, 'early.csv')], {
+    cwd: dir,
+    env,
+  });
+  expect(await early.exited, early.stderr()).toBe(0);
+  const sync = run(['sync'], { cwd: dir, env });
+  expect(await sync.exited, sync.stderr()).toBe(0);
+  url = (await serve(['serve', '--port', '0'], dir, inject('redisUrl'))).url;
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  killAll();
+});
+
+/** A browser context (its own cookies) that records violations, console errors and responses without CSP. */
+async function newContext(viewport = { width: 1280, height: 900 }): Promise<BrowserContext> {
+  const context = await browser.newContext({
+    viewport,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    acceptDownloads: true,
+  });
+  await context.exposeBinding('reportViolation', (_source, text: string) => violations.push(text));
+  // Runs in the page (as CDP injects it, outside the page's policy): reports each violation to the test.
+  await context.addInitScript({
+    content: `document.addEventListener('securitypolicyviolation', (e) =>
+      window.reportViolation(e.violatedDirective + ' blocked ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber));`,
+  });
+  context.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`${m.location().url}: ${m.text()}`);
+  });
+  context.on('response', (r) => {
+    const csp = r.headers()['content-security-policy'] ?? '';
+    if (!CSP_PARTS.every((p) => csp.includes(p))) withoutCsp.push(`${r.status()} ${r.url()}`);
+  });
+  return context;
+}
+
+async function logIn(page: Page, name: 'vera' | 'otto') {
+  await page.getByLabel('User name').fill(name);
+  await page.getByLabel('Password').fill(USERS[name].password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** A table's header and body cells as text. */
+async function cellsOf(table: Locator): Promise<{ head: string[]; body: string[][] }> {
+  const head = await table.locator('thead th').allInnerTexts();
+  const body = await table
+    .locator('tbody tr')
+    .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => (c as typeof tr).innerText)));
+  return { head, body };
+}
+
+/** Opens a folded table by its caption; the table and its CSV button. */
+async function openTable(page: Page, caption: string | RegExp) {
+  const details = page.locator('details', { has: page.locator('caption', { hasText: caption }) });
+  await details.locator('summary').click();
+  return { table: details.getByRole('table'), button: details.getByRole('button', { name: /Download CSV/ }) };
+}
+
+/** The CSV a button downloads, parsed by csv-parse (not the papaparse that wrote it). */
+async function download(page: Page, button: Locator): Promise<string[][]> {
+  const [file] = await Promise.all([page.waitForEvent('download'), button.click()]);
+  return parse(readFileSync((await file.path())!), { relax_column_count: false }) as string[][];
+}
+
+/** A table cell shows the CSV's value formatted for en-US in UTC: 1,234 · +5 · 12.3% · – for none · 12/2/2026, 6:23:21 PM. */
+function shows(text: string, value: string): boolean {
+  if (text === value) return true;
+  if (value === '') return text === '–';
+  if (/^\d{4}-\d{2}-\d{2}T/.test(value))
+    return text === new Date(value).toLocaleString('en-US', { timeZone: 'UTC' });
+  if (text.endsWith('%')) return Math.abs(Number(text.slice(0, -1)) - Number(value) * 100) <= 0.05;
+  return Number(text.replace(/[,+]/g, '')) === Number(value);
+}
+
+async function expectCsvEqualsTable(page: Page, caption: string | RegExp) {
+  const { table, button } = await openTable(page, caption);
+  const { head, body } = await cellsOf(table);
+  const [csvHead, ...csvRows] = await download(page, button);
+  expect(csvHead).toEqual(head);
+  expect(csvRows).toHaveLength(body.length);
+  body.forEach((row, i) =>
+    row.forEach((text, k) =>
+      expect(
+        shows(text, csvRows[i]![k]!),
+        `${caption} row ${i} column ${head[k]}: ${text} vs ${csvRows[i]![k]}`,
+      ).toBe(true),
+    ),
+  );
+  return { head, body };
+}
+
+/** The part of a canvas element read here (the test's types know no DOM). */
+interface Canvas {
+  width: number;
+  height: number;
+  getContext(
+    kind: '2d',
+  ): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+}
+
+/** How many pixels of a chart's canvas are painted (not transparent). */
+const painted = (chart: Locator) =>
+  chart
+    .locator('canvas')
+    .first()
+    .evaluate((canvas) => {
+      const data = (canvas as unknown as Canvas)
+        .getContext('2d')!
+        .getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) n++;
+      return n;
+    });
+
+describe('as an operator', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await (await newContext()).newPage();
+  });
+
+  it('sends a visitor who is not logged in to the login page, and back to the page they asked for', async () => {
+    await page.goto(`${url}/?from=2025-01-01`);
+    await poll(async () => page.url()).toBe(`${url}/login?next=${encodeURIComponent('/?from=2025-01-01')}`);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Log in');
+    await page.getByLabel('User name').fill('otto');
+    await page.getByLabel('Password').fill('not-the-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await poll(() => page.getByRole('alert').innerText()).toContain('wrong user name or password');
+    await logIn(page, 'otto');
+    await poll(async () => page.url()).toBe(`${url}/?from=2025-01-01`);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Overview');
+    await poll(() => page.getByLabel('From').inputValue()).toBe('2025-01-01');
+  });
+
+  it("shows each segment's size as R's rfm package counts it, on the cards and in the table", async () => {
+    await page.goto(`${url}/`);
+    const cards = page.locator('.cards > li');
+    await poll(() => cards.count()).toBe(11);
+    const shown = new Map<string, number>();
+    for (const card of await cards.all())
+      shown.set(
+        await card.getByRole('heading').innerText(),
+        Number((await card.locator('.size').innerText()).replace(/\D/g, '')),
+      );
+    const all = [...shown.keys()];
+    expect(new Map(all.map((s) => [s, expected.get(s) ?? 0]))).toEqual(shown);
+    expect([...expected.keys()].every((s) => shown.has(s))).toBe(true);
+
+    const { body } = await expectCsvEqualsTable(page, `Segments on ${DATES[1]}`);
+    expect(new Map(body.map((r) => [r[0]!, Number(r[1]!.replace(/,/g, ''))]))).toEqual(shown);
+  });
+
+  it('draws the trend with one point per snapshot, and the movement heatmap with counts on hover', async () => {
+    const trend = page.locator('[data-chart^="Segment sizes at each snapshot"]');
+    const heatmap = page.locator('[data-chart^="Movement between segments"]');
+    const sparks = page.locator('.chart.spark');
+    await poll(() => sparks.count()).toBe(11);
+    for (const chart of [trend, heatmap, sparks.first()])
+      await poll(() => painted(chart)).toBeGreaterThan(500);
+
+    const sizes = await expectCsvEqualsTable(page, /^Segment sizes from/);
+    expect(sizes.body.map((r) => r[0])).toEqual([...DATES]);
+    const latest = sizes.body[1]!;
+    sizes.head
+      .slice(1)
+      .forEach((segment, k) =>
+        expect(Number(latest[k + 1]!.replace(/,/g, '')), segment).toBe(expected.get(segment) ?? 0),
+      );
+
+    // Each column of the matrix sums to the segment's size now (nobody is gone: orders only accumulate).
+    const movement = await expectCsvEqualsTable(page, `Movement from ${DATES[0]} to ${DATES[1]}`);
+    expect(movement.body[0]![0]).toBe('new');
+    movement.head.slice(1).forEach((to, k) => {
+      const sum = movement.body.reduce((s, row) => s + Number(row[k + 1]!.replace(/,/g, '')), 0);
+      expect(sum, to).toBe(to === 'gone' ? 0 : (expected.get(to) ?? 0));
+    });
+
+    // Somewhere inside each plot (hover scrolls the chart into view first).
+    await heatmap.hover({ position: { x: (await heatmap.boundingBox())!.width * 0.6, y: 200 } });
+    await poll(() => heatmap.innerText()).toMatch(/→ .+: \d+ customers/);
+    await trend.hover({ position: { x: (await trend.boundingBox())!.width * 0.8, y: 250 } });
+    await poll(() => trend.innerText()).toContain(DATES[1]);
+  });
+
+  it("shows the destination's health and lets an operator ask for the platform's sizes", async () => {
+    await poll(() => page.getByRole('list', { name: 'Audiences by status' }).innerText()).toContain(
+      'In sync',
+    );
+    await expectCsvEqualsTable(page, 'Audiences on each destination');
+    await page.getByRole('button', { name: /Read local.s sizes now/ }).click();
+    await poll(() => page.getByRole('status').innerText()).toMatch(/Asked the workers .* \(job admin:\d+\)/);
+  });
+
+  it('fits a phone screen without scrolling sideways', async () => {
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 844 });
+      await page.goto(`${url}/`);
+      await poll(() => page.locator('.cards > li').count()).toBe(11);
+      await poll(() => page.getByRole('list', { name: 'Audiences by status' }).isVisible()).toBe(true);
+      expect(
+        await page.locator('html').evaluate((html) => html.scrollWidth),
+        `at ${width}px`,
+      ).toBeLessThanOrEqual(width);
+    }
+  });
+
+  it('logs out: the overview then sends the visitor to log in, and the session no longer works', async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await poll(async () => page.url()).toBe(`${url}/login`);
+    expect((await page.request.get(`${url}/api/v1/session`)).status()).toBe(401);
+    await page.goto(`${url}/`);
+    await poll(async () => page.url()).toBe(`${url}/login`);
+  });
+
+  it('answers an unknown page with a 404 page that says so', async () => {
+    const response = await page.goto(`${url}/no/such/page?x=1`);
+    expect(response!.status()).toBe(404);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Page not found');
+    await poll(() => page.getByRole('main').innerText()).toContain('There is no page at /no/such/page');
+    await poll(() => page.getByRole('link', { name: 'overview' }).getAttribute('href')).toBe('/');
+  });
+});
+
+describe('as a viewer', () => {
+  it('sees no operator buttons, and the server refuses a forged action', async () => {
+    const page = await (await newContext({ width: 390, height: 844 })).newPage();
+    await page.goto(`${url}/login`);
+    await logIn(page, 'vera');
+    await poll(async () => page.url()).toBe(`${url}/`);
+    await poll(() => page.getByRole('list', { name: 'Audiences by status' }).isVisible()).toBe(true);
+    await poll(() => page.locator('.cards > li').count()).toBe(11);
+    await poll(() => page.getByText('vera (viewer)').isVisible()).toBe(true);
+    await poll(() => page.locator('button.operator').count()).toBe(0);
+    await poll(() => page.getByRole('button', { name: /sizes now/ }).count()).toBe(0);
+    const csrf = await page.evaluate(
+      async () => ((await (await fetch('/api/v1/session')).json()) as { csrf_token: string }).csrf_token,
+    );
+    const forged = await page.request.post(`${url}/api/v1/destinations/local/stats`, {
+      headers: { 'x-csrf-token': csrf },
+    });
+    expect(forged.status()).toBe(403);
+  });
+});
+
+it('sent the Content-Security-Policy with every response, and the pages broke none of it', () => {
+  expect(withoutCsp).toEqual([]);
+  expect(violations).toEqual([]);
+  // The browser reports the answers it was meant to get: 401 before logging in, 404 for the unknown page.
+  const unexpected = consoleErrors.filter(
+    (e) => !/Failed to load resource: the server responded with a status of (401|404)/.test(e),
+  );
+  expect(unexpected).toEqual([]);
+});
