@@ -9,7 +9,9 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.console.json ./
+COPY scripts ./scripts
+COPY console ./console
 COPY src ./src
 COPY connectors ./connectors
 COPY jobs ./jobs

@@ -13,7 +13,7 @@ const say = (text: string) => process.stderr.write(`demo: ${text}\n`);
 
 const stop = await demoRedis(root, say);
 say(
-  'serving the example config on http://127.0.0.1:8787 (Ctrl-C stops it); log in as demo / demo-password:\n' +
+  'serving the example config on http://127.0.0.1:8787 (Ctrl-C stops it): open it in a browser and log in as demo / demo-password, or:\n' +
     `  curl -s -c jar -H 'content-type: application/json' -d '{"name":"demo","password":"demo-password"}' http://127.0.0.1:8787/api/v1/session\n` +
     '  curl -s -b jar http://127.0.0.1:8787/api/v1/segments',
 );

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests run against (Debian's redis-server and postgresql, openssl) when it is missing.
+# Installs what the tests run against (Debian's redis-server, postgresql, openssl and chromium) when it is missing.
 # Runs before `npm test`; says what it did. Set AUDIENCE_SYNC_NO_INSTALL=1 to only check.
 set -euo pipefail
 need=()
@@ -7,6 +7,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The Google Ads API tests make a self-signed certificate for their loopback gRPC server.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The console's browser tests drive Debian's Chromium through playwright-core.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${1:-}" = "--with-r" ]; then command -v Rscript >/dev/null 2>&1 || need+=(r-base-core); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
