@@ -97,6 +97,7 @@ export async function registerConsole(app: FastifyInstance, log: Logger): Promis
     immutable: true,
     maxAge: '365d',
     index: false,
+    preCompressed: true,
     allowedPath: (pathName) => pathName !== '/manifest.json',
   });
   const send: SendPage = (reply, page) => {
