@@ -50,7 +50,10 @@ export function OverviewPage() {
 function Overview(props: { period: { from?: string; to?: string }; session: Session }) {
   const { period } = props;
   const segments = useLoad('segments', () =>
-    call<Segments>('GET', `/api/v1/segments${period.from ? `?trend_from=${period.from}` : ''}`),
+    call<Segments>(
+      'GET',
+      `/api/v1/segments${period.from ? `?${new URLSearchParams({ trend_from: period.from })}` : ''}`,
+    ),
   );
   const snapshots = useLoad('snapshots', () => allSnapshots(period));
   const last = snapshots.state === 'ready' ? snapshots.data.at(-1)?.date : undefined;
@@ -58,7 +61,7 @@ function Overview(props: { period: { from?: string; to?: string }; session: Sess
     snapshots.state !== 'ready'
       ? undefined
       : last
-        ? call<Movement>('GET', `/api/v1/movement?to=${last}`)
+        ? call<Movement>('GET', `/api/v1/movement?${new URLSearchParams({ to: last })}`)
         : null,
   );
   const health = useLoad('health', audienceHealth);
@@ -72,7 +75,9 @@ function Overview(props: { period: { from?: string; to?: string }; session: Sess
         {snapshots.state === 'ready' ? <Trend snapshots={snapshots.data} /> : <Status loaded={snapshots} />}
       </Section>
       <Section title="Movement between segments" id="movement">
-        {movement.state === 'ready' && movement.data ? (
+        {snapshots.state === 'failed' ? (
+          <Status loaded={snapshots} />
+        ) : movement.state === 'ready' && movement.data ? (
           <MovementMatrix movement={movement.data} order={names} />
         ) : movement.state === 'ready' ? (
           <p>No snapshot in this period yet.</p>
@@ -317,7 +322,12 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
           return `${escapeHtml(matrix.from[y]!)} → ${escapeHtml(matrix.to[x]!)}: ${count(n)} customers`;
         },
       },
-      xAxis: { type: 'category', data: matrix.to, axisLabel: { interval: 0, rotate: 40 } },
+      // Upright column names where the screen is narrow (a phone), slanted where there is room.
+      xAxis: {
+        type: 'category',
+        data: matrix.to,
+        axisLabel: { interval: 0, rotate: window.matchMedia('(max-width: 40rem)').matches ? 90 : 40 },
+      },
       yAxis: { type: 'category', data: matrix.from, inverse: true, axisLabel: { interval: 0 } },
       visualMap: { min: 0, max, show: false, inRange: { color: ['#eef3fb', '#1f5fbf'] } },
       series: [{ type: 'heatmap', data, emphasis: { itemStyle: { borderColor: '#000', borderWidth: 1 } } }],

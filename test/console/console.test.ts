@@ -16,7 +16,7 @@ import { killAll, run } from '../jobs/procs.js';
 const FIXTURES = path.resolve('test/fixtures/rfm');
 const DATES = ['2025-12-01', '2026-01-01'] as const;
 /** Waits for a value a page shows: the bound only catches a hung page, it is no speed target. */
-const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 60_000, interval: 100 });
+const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 120_000, interval: 100 });
 const CSP_PARTS = ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"];
 
 /** Segment → customers on 2026-01-01, as the R reference's rfm package segmented the fixture. */
@@ -88,6 +88,8 @@ async function newContext(viewport = { width: 1280, height: 900 }): Promise<Brow
     timezoneId: 'UTC',
     acceptDownloads: true,
   });
+  // Playwright's own waits (for an element to appear, to be clickable) get the same hang guard.
+  context.setDefaultTimeout(120_000);
   await context.exposeBinding('reportViolation', (_source, text: string) => violations.push(text));
   // Runs in the page (as CDP injects it, outside the page's policy): reports each violation to the test.
   await context.addInitScript({
@@ -105,8 +107,8 @@ async function newContext(viewport = { width: 1280, height: 900 }): Promise<Brow
 }
 
 async function logIn(page: Page, name: 'vera' | 'otto') {
-  await page.getByLabel('User name').fill(name);
-  await page.getByLabel('Password').fill(USERS[name].password);
+  await page.getByLabel('User name', { exact: true }).fill(name);
+  await page.getByLabel('Password', { exact: true }).fill(USERS[name].password);
   await page.getByRole('button', { name: 'Log in' }).click();
 }
 
@@ -192,14 +194,14 @@ describe('as an operator', () => {
     await page.goto(`${url}/?from=2025-01-01`);
     await poll(async () => page.url()).toBe(`${url}/login?next=${encodeURIComponent('/?from=2025-01-01')}`);
     await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Log in');
-    await page.getByLabel('User name').fill('otto');
-    await page.getByLabel('Password').fill('not-the-password');
+    await page.getByLabel('User name', { exact: true }).fill('otto');
+    await page.getByLabel('Password', { exact: true }).fill('not-the-password');
     await page.getByRole('button', { name: 'Log in' }).click();
     await poll(() => page.getByRole('alert').innerText()).toContain('wrong user name or password');
     await logIn(page, 'otto');
     await poll(async () => page.url()).toBe(`${url}/?from=2025-01-01`);
     await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Overview');
-    await poll(() => page.getByLabel('From').inputValue()).toBe('2025-01-01');
+    await poll(() => page.getByLabel('From', { exact: true }).inputValue()).toBe('2025-01-01');
   });
 
   it("shows each segment's size as R's rfm package counts it, on the cards and in the table", async () => {
@@ -274,6 +276,16 @@ describe('as an operator', () => {
     }
   });
 
+  it('keeps the period in the address, and says what is wrong with a bad one', async () => {
+    await page.goto(`${url}/?from=${DATES[1]}`);
+    const sizes = page.locator('table', { has: page.locator('caption', { hasText: /^Segment sizes from/ }) });
+    await poll(() => sizes.locator('tbody tr').count()).toBe(1);
+    await page.goto(`${url}/?from=yesterday`);
+    await poll(() => page.locator('#trend-title + [role=alert]').innerText()).toMatch(
+      /from: expected a date as YYYY-MM-DD/,
+    );
+  });
+
   it('logs out: the overview then sends the visitor to log in, and the session no longer works', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await poll(async () => page.url()).toBe(`${url}/login`);
@@ -315,9 +327,12 @@ describe('as a viewer', () => {
 it('sent the Content-Security-Policy with every response, and the pages broke none of it', () => {
   expect(withoutCsp).toEqual([]);
   expect(violations).toEqual([]);
-  // The browser reports the answers it was meant to get: 401 before logging in, 404 for the unknown page.
+  // The browser reports the answers it was meant to get: 401 before logging in, 404 for the unknown page,
+  // 400 for the bad period.
   const unexpected = consoleErrors.filter(
-    (e) => !/Failed to load resource: the server responded with a status of (401|404)/.test(e),
+    (e) =>
+      !/Failed to load resource: the server responded with a status of (401|404)/.test(e) &&
+      !/from=yesterday: Failed to load resource: the server responded with a status of 400/.test(e),
   );
   expect(unexpected).toEqual([]);
 });
