@@ -300,6 +300,19 @@ describe('as an operator', () => {
     await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Page not found');
     await poll(() => page.getByRole('main').innerText()).toContain('There is no page at /no/such/page');
     await poll(() => page.getByRole('link', { name: 'overview' }).getAttribute('href')).toBe('/');
+
+    // A control: markup with an inline style is refused, and the test hears of it twice (then forgets it).
+    const before = violations.length;
+    const errorsBefore = consoleErrors.length;
+    await page
+      .locator('main')
+      .evaluate((main) => main.insertAdjacentHTML('beforeend', '<p style="color: red">x</p>'));
+    await poll(async () => violations.length).toBe(before + 1);
+    expect(violations.splice(before)[0]).toMatch(/^style-src/);
+    await poll(async () => consoleErrors.length).toBe(errorsBefore + 1);
+    expect(consoleErrors.splice(errorsBefore)[0]).toMatch(
+      /inline style violates the .*Content Security Policy/,
+    );
   });
 });
 
