@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { AudienceStats, ConnectorClient, ErrorKind } from '../src/connector.js';
+import { scrub } from '../src/redact.js';
 import { describeError } from '../src/errors.js';
 import { audienceNamesOf } from '../src/audience/audiences.js';
 import type { Config } from '../src/config/schema.js';
@@ -143,9 +144,24 @@ export async function recordRun(
   const tx = redis.multi();
   for (const r of records) {
     const key = keys.history(prefix, r.destination, r.audience);
-    tx.lpush(key, JSON.stringify(r)).ltrim(key, 0, retention - 1);
+    tx.lpush(key, JSON.stringify(scrubbed(r))).ltrim(key, 0, retention - 1);
   }
   await tx.exec();
+}
+
+/** A run as the history keeps it: its platform text (error, hold, rejection reasons, warnings) scrubbed. */
+function scrubbed(r: RunRecord): RunRecord {
+  const reasons: Record<string, number> = {};
+  for (const [reason, n] of Object.entries(r.rejectedReasons ?? {}))
+    reasons[scrub(reason)] = (reasons[scrub(reason)] ?? 0) + n;
+  const text = {
+    rejectedReasons: reasons,
+    ...(r.held !== undefined ? { held: scrub(r.held) } : {}),
+    ...(r.replaced !== undefined ? { replaced: scrub(r.replaced) } : {}),
+  };
+  if (r.outcome === 'failed') return { ...r, ...text, error: scrub(r.error) };
+  const stats = r.stats && { ...r.stats, warnings: r.stats.warnings.map(scrub) };
+  return { ...r, ...text, ...(stats ? { stats } : {}) };
 }
 
 export async function lastRuns(
@@ -162,10 +178,11 @@ export async function lastRuns(
 /** Records written before `outcome` existed: a failed one carried zero sizes, which are not sizes. */
 type StoredRun = RunRecord | (Omit<CompletedRun, 'outcome'> & { outcome?: undefined; error?: string });
 
+/** A stored run as readers get it: in today's shape, its text scrubbed (records from before scrubbing too). */
 function fromStored(r: StoredRun): RunRecord {
-  if (r.outcome !== undefined) return r;
+  if (r.outcome !== undefined) return scrubbed(r);
   const { outcome: _outcome, error, ...result } = r;
-  return runRecord({ ...result, ...(error !== undefined ? { error } : {}) }, r, r.stats);
+  return scrubbed(runRecord({ ...result, ...(error !== undefined ? { error } : {}) }, r, r.stats));
 }
 
 /** Where the next page of a run history starts: the last run of the page before, by its id and start. */

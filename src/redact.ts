@@ -158,3 +158,15 @@ export function redactValue(value: unknown, depth = 0): unknown {
   if (Object.getPrototypeOf(value) !== Object.prototype) return redact(String(value));
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v, depth + 1)]));
 }
+
+const EMAIL = /[^\s@"'<>()[\],;:]+@[^\s@"'<>()[\],;:]+\.[A-Za-z]{2,}/g;
+/** International numbers (`+44 20 7946 0958`) and North American ones written `(415) 555-0100`: not dates or counts. */
+const PHONE = /\+\d[\d ().-]{6,}\d|\(\d{2,4}\)\s?\d{3}[ .-]?\d{3,4}/g;
+
+/**
+ * Platform text as we keep and show it (run history, health, status): redacted, and without anything
+ * shaped like an email or a phone number (platforms echo what they were sent).
+ */
+export function scrub(text: string): string {
+  return redact(text).replace(EMAIL, '[email]').replace(PHONE, '[number]');
+}

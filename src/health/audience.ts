@@ -10,7 +10,8 @@ import { describeError } from '../errors.js';
 import { StateStore } from '../state/store.js';
 import type { Destination } from '../sync/run.js';
 import { concludeDivergence, emptyFold, foldReadings, type DivergenceFold } from './divergence.js';
-import { foldKey, readingOf, readingsKey, recordReadings, scrub, type Retention } from './readings.js';
+import { scrub } from '../redact.js';
+import { foldKey, readingOf, readingsKey, recordReadings, type Retention } from './readings.js';
 import { audienceHealthSchema, type AudienceHealth, type LastRun, type Reading } from './schema.js';
 
 /** Readings an audience's health shows (its divergence comes from the fold of them all). */

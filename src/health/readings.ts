@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { AudienceStats } from '../connector.js';
-import { redact } from '../redact.js';
+import { scrub } from '../redact.js';
 import type { StateCounts } from '../state/store.js';
 import { readingSchema, type Reading } from './schema.js';
 
@@ -28,15 +28,6 @@ export interface Ours {
   expected: number | null;
   counts: StateCounts | undefined;
   changed?: boolean;
-}
-
-const EMAIL = /[^\s@"'<>()[\],;:]+@[^\s@"'<>()[\],;:]+\.[A-Za-z]{2,}/g;
-/** International numbers (`+44 20 7946 0958`) and North American ones written `(415) 555-0100`: not dates or counts. */
-const PHONE = /\+\d[\d ().-]{6,}\d|\(\d{2,4}\)\s?\d{3}[ .-]?\d{3,4}/g;
-
-/** Platform text as health keeps and shows it: redacted, without anything shaped like an email or a phone number. */
-export function scrub(text: string): string {
-  return redact(text).replace(EMAIL, '[email]').replace(PHONE, '[number]');
 }
 
 /** Warnings and errors in a reading: scrubbed, and short. */
