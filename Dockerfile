@@ -6,9 +6,12 @@
 ARG NODE_IMAGE=node:22.23.2-bookworm-slim@sha256:48e4b67d85f87bd551df43704e24d252f56cc5f8e9718841aace50f19948f0f9
 
 FROM ${NODE_IMAGE} AS build
+# Native addons (argon2, msgpackr-extract) are compiled here from source, against the image's own Node: the
+# published prebuilt argon2 binary crashed with a segfault as it loaded on some x86-64 hosts (seen on Node 20).
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+RUN npm_config_build_from_source=true npm ci --no-audit --no-fund --nodedir=/usr/local
 COPY tsconfig.json tsconfig.build.json tsconfig.console.json ./
 COPY scripts ./scripts
 COPY console ./console
@@ -16,7 +19,7 @@ COPY src ./src
 COPY connectors ./connectors
 COPY jobs ./jobs
 COPY bench ./bench
-RUN npm run build
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 # /app: code, config and example, owned by root (read-only to the runtime user); /data: all it writes.
@@ -24,7 +27,8 @@ FROM ${NODE_IMAGE}
 ENV NODE_ENV=production AUDIENCE_SYNC_DATA=/data METRICS_PORT=9464 METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# The build's production dependencies, native addons as built there (no install, no scripts, no compiler here).
+COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY examples ./examples
