@@ -102,9 +102,18 @@ describe('workers', () => {
   it('two workers, the same destination asked for twice: one run at a time, both requests honoured', async () => {
     const shop = await makeShop({ batchSize: 20 });
     await Promise.all([worker(shop.dir).started, worker(shop.dir).started]);
+    // The full resync is asked for while the incremental one runs (not after a guessed delay: a busy
+    // machine may not have queued the first yet, and then one full run honours both).
+    const queue = new Queue('sync', { connection: { url: redisUrl }, prefix: `{${shop.prefix}}` });
+    const firstRun = cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
+    try {
+      await expect.poll(() => queue.getActiveCount(), { timeout: 120_000, interval: 20 }).toBe(1);
+    } finally {
+      await queue.close();
+    }
     const [first, second] = await Promise.all([
-      cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir),
-      sleep(150).then(() => cliAsync(['resync', '-d', 'local', '--full', '--wait', '--json'], shop.dir)),
+      firstRun,
+      cliAsync(['resync', '-d', 'local', '--full', '--wait', '--json'], shop.dir),
     ]);
     expect([first.code, second.code]).toEqual([0, 0]);
     const results = [first, second].map((r) => JSON.parse(r.stdout).result);
