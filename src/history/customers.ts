@@ -10,6 +10,7 @@ import {
   sketchFor,
   sketchKey,
   walkPositions,
+  WALK_BUCKETS,
   type KeySketch,
   type Layout,
   type SegmentTable,
@@ -131,6 +132,23 @@ export function movementCounts(
   throw new Error('movement needs one of the two scorings in memory');
 }
 
+/** Where each walk bucket (the top 8 bits of the high half) starts in keys in walk order, and the end. */
+function bucketStarts(high: Uint32Array): Uint32Array {
+  const starts = new Uint32Array(WALK_BUCKETS + 1);
+  for (let b = 0; b <= WALK_BUCKETS; b++) {
+    // The first key whose bucket is b or later.
+    let lo = b === 0 ? 0 : starts[b - 1]!;
+    let hi = high.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (high[mid]! >>> 24 < b) lo = mid + 1;
+      else hi = mid;
+    }
+    starts[b] = lo;
+  }
+  return starts;
+}
+
 function isScored(s: Scored | Kept): s is Scored {
   return 'high' in s;
 }
@@ -161,20 +179,28 @@ function countAgainst(
   const { high, low, segments, source } = listed;
 
   if (isScored(other)) {
-    // Both in memory (a backfill's dates in a row): an exact join on the keys.
-    const index = new KeyTable(other.segments.length);
-    for (let j = 0; j < other.segments.length; j++) index.add(other.high[j]!, other.low[j]!, j);
+    // Both in memory (a backfill's dates in a row): an exact join on the keys, a walk bucket at a time
+    // (both are in walk order, so a bucket's keys are together in each), so its table stays in cache.
+    const listedStarts = bucketStarts(high);
+    const otherStarts = bucketStarts(other.high);
+    let largest = 0;
+    for (let b = 0; b < WALK_BUCKETS; b++) largest = Math.max(largest, otherStarts[b + 1]! - otherStarts[b]!);
+    const index = new KeyTable(largest);
     const met = new Uint8Array(other.segments.length);
-    for (let i = 0; i < n; i++) {
-      const j = index.get(high[i]!, low[i]!);
-      const l = segments[i]!;
-      const o = j < 0 ? otherSegments : other.segments[j]!;
-      if (j < 0) onlyListed[l]!++;
-      else {
-        met[j] = 1;
-        pairs[o * listedSegments + l]!++;
+    for (let b = 0; b < WALK_BUCKETS; b++) {
+      index.clear();
+      for (let j = otherStarts[b]!; j < otherStarts[b + 1]!; j++) index.add(other.high[j]!, other.low[j]!, j);
+      for (let i = listedStarts[b]!; i < listedStarts[b + 1]!; i++) {
+        const j = index.get(high[i]!, low[i]!);
+        const l = segments[i]!;
+        const o = j < 0 ? otherSegments : other.segments[j]!;
+        if (j < 0) onlyListed[l]!++;
+        else {
+          met[j] = 1;
+          pairs[o * listedSegments + l]!++;
+        }
+        if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[i]!);
       }
-      if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[i]!);
     }
     for (let j = 0; j < met.length; j++) if (!met[j]) onlyOther[other.segments[j]!]!++;
   } else {

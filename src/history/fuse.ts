@@ -60,11 +60,14 @@ function cellsOf(layout: Layout, high: number, a: number, out: Uint32Array): voi
  * is then walked front to back; coarse, so that the scatter writes few places at once). Returns each
  * key's new position.
  */
+/** Walk buckets: keys in walk order are grouped by the top 8 bits of their high half. */
+export const WALK_BUCKETS = 256;
+
 export function walkPositions(high: Uint32Array): Uint32Array {
   const n = high.length;
-  const next = new Uint32Array(256);
+  const next = new Uint32Array(WALK_BUCKETS);
   for (let i = 0; i < n; i++) next[high[i]! >>> 24]!++;
-  for (let t = 0, at = 0; t < 256; t++) {
+  for (let t = 0, at = 0; t < WALK_BUCKETS; t++) {
     const c = next[t]!;
     next[t] = at;
     at += c;
@@ -234,6 +237,11 @@ export class KeyTable {
     this.low = new Uint32Array(size);
     this.value = new Int32Array(size).fill(-1);
     this.mask = size - 1;
+  }
+
+  /** Empties the table. */
+  clear(): void {
+    this.value.fill(-1);
   }
 
   /** Adds the key with its value; false when the key was there already (its first value is kept). */
