@@ -3,6 +3,8 @@ import type {
   actionSchema,
   destinationsSchema,
   errorSchema,
+  jobSchema,
+  runsSchema,
   segmentsSchema,
   sessionSchema,
   snapshotsSchema,
@@ -18,6 +20,9 @@ export type Movement = z.output<typeof movementSchema>;
 export type Destinations = z.output<typeof destinationsSchema>;
 export type AudienceHealth = z.output<typeof audienceHealthSchema>;
 export type Action = z.output<typeof actionSchema>;
+export type Job = z.output<typeof jobSchema>;
+export type Runs = z.output<typeof runsSchema>;
+export type Run = Runs['runs'][number];
 type ErrorBody = z.output<typeof errorSchema>;
 
 /** An answer other than 2xx, with the API's own message. */

@@ -32,7 +32,13 @@ const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
  * the Content-Security-Policy refuses inline styles in markup (ECharts' own element styles are set through
  * the DOM, which it allows).
  */
-export function Chart(props: { option: ChartOption; label: string; class: string }) {
+export function Chart(props: {
+  option: ChartOption;
+  label: string;
+  class: string;
+  /** Called with the clicked item's value (a cell of a heatmap, a point of a line). */
+  onClick?: (value: unknown) => void;
+}) {
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = ref.current!;
@@ -43,6 +49,7 @@ export function Chart(props: { option: ChartOption; label: string; class: string
       aria: { enabled: true, label: { description: props.label } },
       ...props.option,
     });
+    if (props.onClick) chart.on('click', (p) => props.onClick!((p as { value: unknown }).value));
     const resize = new ResizeObserver(() => chart.resize());
     resize.observe(el);
     return () => {

@@ -1,4 +1,3 @@
-import type { ComponentChildren } from 'preact';
 import { useMemo, useState } from 'preact/hooks';
 import {
   allSnapshots,
@@ -15,8 +14,10 @@ import {
 } from '../api.js';
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
 import { change, count, share } from '../format.js';
+import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
 import { Layout } from '../layout.js';
-import { useLoad, type Loaded } from '../load.js';
+import { useLoad } from '../load.js';
+import { Section, Status } from '../section.js';
 import { DataTable, type Column } from '../table.js';
 
 /** The period in the address (`?from=YYYY-MM-DD&to=YYYY-MM-DD`), so a view can be bookmarked and shared. */
@@ -96,27 +97,6 @@ function Overview(props: { period: { from?: string; to?: string }; session: Sess
   );
 }
 
-function Section(props: { title: string; id: string; children: ComponentChildren }) {
-  return (
-    <section aria-labelledby={`${props.id}-title`} class="section">
-      <h2 id={`${props.id}-title`}>{props.title}</h2>
-      {props.children}
-    </section>
-  );
-}
-
-function Status<T>(props: { loaded: Loaded<T> }) {
-  return props.loaded.state === 'failed' ? (
-    <p role="alert" class="error">
-      {props.loaded.error}
-    </p>
-  ) : (
-    <p class="loading" aria-live="polite">
-      Loading…
-    </p>
-  );
-}
-
 function PeriodForm(props: { period: { from?: string; to?: string } }) {
   return (
     <form method="get" action="/" class="period" aria-label="Period">
@@ -162,7 +142,9 @@ function SegmentList(props: { segments: Segments }) {
       <ul class="cards">
         {rows.map((s) => (
           <li class="card">
-            <h3>{s.name}</h3>
+            <h3>
+              <a href={segmentPath(s.name)}>{s.name}</a>
+            </h3>
             <p class="size">
               {count(s.customers)} <span class="muted">customers</span>
             </p>
@@ -355,12 +337,18 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
       <p>
         Customers who moved from one segment (rows) to another (columns) between {step.from} and {step.to};
         “new” were not customers on {step.from}, “gone” are no longer scored on {step.to}. Hover over a cell
-        for its count.
+        for its count, click it to open the segment.
       </p>
       <Chart
         class="heatmap"
         label={`Movement between segments from ${step.from} to ${step.to}`}
         option={option}
+        onClick={(value) => {
+          const [x, y] = value as [number, number];
+          const to = matrix.to[x]!;
+          // A cell opens the segment customers went to over this period (the one they left, for "gone").
+          location.assign(segmentPath(to === GONE ? matrix.from[y]! : to, { from: step.from, to: step.to }));
+        }}
       />
       <DataTable
         caption={`Movement from ${step.from} to ${step.to}`}
@@ -371,24 +359,6 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
       />
     </>
   );
-}
-
-const STATUSES = {
-  in_sync: 'In sync',
-  waiting: 'Waiting on the platform',
-  failed: 'Failed',
-  diverging: 'Diverging',
-  not_run: 'Not synced yet',
-} as const;
-type Status = keyof typeof STATUSES;
-
-function statusOf(h: AudienceHealth): Status {
-  if (!h.lastRun) return 'not_run';
-  if (h.lastRun.outcome === 'failed') return 'failed';
-  if (h.divergence.divergent) return 'diverging';
-  const pending = h.state ? h.state.addPending + h.state.removePending : 0;
-  if (h.divergence.state === 'settling' || h.lastRun.inFlight > 0 || pending > 0) return 'waiting';
-  return 'in_sync';
 }
 
 interface HealthData {
@@ -414,9 +384,9 @@ async function audienceHealth(): Promise<HealthData> {
 function Health(props: { health: HealthData; session: Session }) {
   const { destinations, audiences } = props.health;
   if (audiences.length === 0) return <p>No destination audiences in the config.</p>;
-  const tally = new Map<Status, number>();
+  const tally = new Map<HealthStatus, number>();
   for (const a of audiences) tally.set(statusOf(a), (tally.get(statusOf(a)) ?? 0) + 1);
-  const shown = (Object.keys(STATUSES) as Status[]).filter((s) => s !== 'not_run' || tally.has(s));
+  const shown = (Object.keys(STATUSES) as HealthStatus[]).filter((s) => s !== 'not_run' || tally.has(s));
   const columns: Column<AudienceHealth>[] = [
     { title: 'Audience', value: (a) => a.audience },
     { title: 'Destination', value: (a) => a.destination },
@@ -441,6 +411,19 @@ function Health(props: { health: HealthData; session: Session }) {
         {shown.map((s) => (
           <li class={`tile ${s}`}>
             <span class="n">{count(tally.get(s) ?? 0)}</span> {STATUSES[s]}
+          </li>
+        ))}
+      </ul>
+      <ul class="audience-links" aria-label="Audiences">
+        {audiences.map((a) => (
+          <li>
+            <a href={audiencePath(a.destination, a.audience)}>
+              {a.audience} on {a.destination}
+            </a>{' '}
+            <span class={`badge ${statusOf(a)}`}>
+              {STATUSES[statusOf(a)]}
+              {a.paused ? ' (paused)' : ''}
+            </span>
           </li>
         ))}
       </ul>

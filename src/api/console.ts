@@ -15,7 +15,11 @@ const BUNDLE_DIR = fileURLToPath(new URL('../../console/', import.meta.url));
 const ASSETS = '/console/';
 
 /** The page routes and the page each shows (console/main.tsx knows them by these names). */
-export const CONSOLE_PAGES = { '/': 'overview', '/login': 'login' } as const;
+export const CONSOLE_PAGES = {
+  '/': 'overview',
+  '/login': 'login',
+  '/destinations/:destination/audiences/:audience': 'audience',
+} as const;
 type PageName = (typeof CONSOLE_PAGES)[keyof typeof CONSOLE_PAGES] | 'not-found';
 
 const CSP = {
