@@ -19,6 +19,7 @@ export const CONSOLE_PAGES = {
   '/': 'overview',
   '/login': 'login',
   '/destinations/:destination/audiences/:audience': 'audience',
+  '/segments/:segment': 'segment',
 } as const;
 type PageName = (typeof CONSOLE_PAGES)[keyof typeof CONSOLE_PAGES] | 'not-found';
 

@@ -18,16 +18,20 @@ export const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 
 /**
  * The orders_basic fixture scored on two dates (the first by `score`, the second by `sync` to the file
  * destination `local`), users vera (viewer) and otto (operator); `expected` is segment → customers on the
- * second date as the R package's rfm segmented it, `members` segment → its customer ids.
+ * second date as the R package's rfm segmented it: `members` segment → its customer ids, `codes` → its RFM codes.
  */
 export async function fixtureShop(redisUrl: string) {
   const dir = tempDir('audience-sync-console-');
   copyFileSync(path.join(FIXTURES, 'orders_basic.csv'), path.join(dir, 'orders.csv'));
   const rows = parse(readFileSync(path.join(FIXTURES, 'expected', 'orders_basic.default.csv')), {
     columns: true,
-  }) as { customer_id: string; segment: string }[];
+  }) as { customer_id: string; segment: string; rfm_code: string }[];
   const members = new Map<string, string[]>();
-  for (const r of rows) members.set(r.segment, [...(members.get(r.segment) ?? []), r.customer_id]);
+  const codes = new Map<string, Set<string>>();
+  for (const r of rows) {
+    members.set(r.segment, [...(members.get(r.segment) ?? []), r.customer_id]);
+    codes.set(r.segment, (codes.get(r.segment) ?? new Set()).add(r.rfm_code));
+  }
   writeFileSync(
     path.join(dir, 'profiles.csv'),
     [
@@ -63,7 +67,7 @@ ${users.join('\n')}
   expect(await early.exited, early.stderr()).toBe(0);
   const sync = run(['sync'], { cwd: dir, env });
   expect(await sync.exited, sync.stderr()).toBe(0);
-  return { dir, env, members };
+  return { dir, env, members, codes };
 }
 
 /** Every CSP violation and console error of the contexts `newContext` made. */

@@ -1,0 +1,134 @@
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { serve } from '../api/harness.js';
+import { killAll } from '../jobs/procs.js';
+import {
+  DATES,
+  expectCsvEqualsTable,
+  fixtureShop,
+  logIn,
+  newContext,
+  painted,
+  poll,
+  seen,
+} from './browser.js';
+
+/** The segment page in Chromium, against the R reference's segments of the fixture on the later date. */
+
+const SEGMENT = 'Need Attention';
+const PAGE = `/segments/${encodeURIComponent(SEGMENT)}`;
+let url: string;
+let browser: Browser;
+let members: string[];
+let codes: Set<string>;
+
+beforeAll(async () => {
+  const shop = await fixtureShop(inject('redisUrl'));
+  members = shop.members.get(SEGMENT)!;
+  codes = shop.codes.get(SEGMENT)!;
+  url = (await serve(['serve', '--port', '0'], shop.dir, inject('redisUrl'))).url;
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  killAll();
+});
+
+const idsIn = (text: string) => text.match(/cust_\d+/g) ?? [];
+
+describe('as an operator', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await (await newContext(browser)).newPage();
+    await page.goto(`${url}/login`);
+    await logIn(page, 'otto');
+    await page.waitForURL(`${url}/`);
+  });
+
+  it("opens from the overview's card, with its definition holding every code R put in it", async () => {
+    await page.getByRole('link', { name: SEGMENT, exact: true }).click();
+    await poll(async () => page.url()).toBe(`${url}${PAGE}`);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(SEGMENT);
+    const shown = new Set((await page.locator('.codes').innerText()).split(', '));
+    for (const code of codes) expect(shown.has(code), code).toBe(true);
+    await poll(() => page.locator('.facts').innerText()).toContain(`${members.length} on ${DATES[1]}`);
+    await poll(() => page.locator('.action').count()).toBe(1);
+  });
+
+  it('charts its size at each snapshot, with the same numbers in the table and CSV', async () => {
+    await poll(() => painted(page.locator('[data-chart*="customers at each snapshot"]'))).toBeGreaterThan(
+      500,
+    );
+    const { body } = await expectCsvEqualsTable(page, /: size from /);
+    expect(body.map((r) => r[0])).toEqual([...DATES]);
+    expect(body[1]![1]).toBe(String(members.length));
+  });
+
+  it('counts where its customers came from: together, every customer it has now', async () => {
+    const { head, body } = await expectCsvEqualsTable(page, /: movement from /);
+    const came = body.filter((r) => r[head.indexOf('Direction')] === 'came from');
+    const total = came.reduce((s, r) => s + Number(r[head.indexOf('Customers')]!.replace(/,/g, '')), 0);
+    expect(total).toBe(members.length);
+    // Orders only accumulate between the dates: nobody is gone.
+    expect(body.some((r) => r[head.indexOf('Segment')] === 'gone')).toBe(false);
+  });
+
+  it('lists its audiences with their status, linked to their pages', async () => {
+    const link = page.getByRole('link', { name: `RFM: ${SEGMENT} on local` });
+    await poll(() => link.getAttribute('href')).toBe(
+      `/destinations/local/audiences/${encodeURIComponent(`RFM: ${SEGMENT}`)}`,
+    );
+    await expectCsvEqualsTable(page, `Audiences of ${SEGMENT}`);
+  });
+
+  it("shows a sample of its customers and of a movement cell's, all R's members of it", async () => {
+    const sample = page.getByLabel('Customer ids');
+    await poll(async () => idsIn(await sample.innerText()).length).toBe(Math.min(20, members.length));
+    for (const id of idsIn(await sample.innerText())) expect(members).toContain(id);
+
+    const buttons = page.getByRole('button', { name: /^Sample from / });
+    await poll(() => buttons.count()).toBeGreaterThan(0);
+    await buttons.first().click();
+    const status = page.locator('.sample[role=status]');
+    await poll(async () => idsIn(await status.innerText()).length).toBeGreaterThan(0);
+    for (const id of idsIn(await status.innerText())) expect(members).toContain(id);
+  });
+
+  it('keeps a chosen period in the address', async () => {
+    await page.goto(`${url}${PAGE}?from=${DATES[1]}`);
+    await poll(() => page.getByLabel('From', { exact: true }).inputValue()).toBe(DATES[1]);
+    await poll(() =>
+      page
+        .locator('table', { has: page.locator('caption', { hasText: /: size from / }) })
+        .locator('tbody tr')
+        .count(),
+    ).toBe(1);
+  });
+
+  it('names the segments there are when asked for one that is not', async () => {
+    await page.goto(`${url}/segments/Nobody`);
+    await poll(() => page.getByRole('alert').innerText()).toContain('There is no segment named “Nobody”');
+  });
+});
+
+describe('as a viewer', () => {
+  it('sees no customer ids, and the server refuses them', async () => {
+    const page = await (await newContext(browser, { width: 390, height: 844 })).newPage();
+    await page.goto(`${url}${PAGE}`);
+    await logIn(page, 'vera');
+    await poll(async () => page.url()).toBe(`${url}${PAGE}`);
+    await poll(() => page.getByRole('heading', { name: 'Audiences' }).isVisible()).toBe(true);
+    expect(await page.locator('button.operator').count()).toBe(0);
+    expect(await page.getByLabel('Customer ids').count()).toBe(0);
+    expect(await page.locator('html').evaluate((html) => html.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(
+      (await page.request.get(`${url}/api/v1/segments/${encodeURIComponent(SEGMENT)}/sample`)).status(),
+    ).toBe(403);
+  });
+});
+
+it('broke no part of the Content-Security-Policy, and logged no unexpected error', () => {
+  expect(seen.violations).toEqual([]);
+  expect(seen.consoleErrors.filter((e) => !/status of (401|403)/.test(e))).toEqual([]);
+});
