@@ -4,6 +4,7 @@ import type {
   destinationsSchema,
   errorSchema,
   jobSchema,
+  recentRunsSchema,
   runsSchema,
   segmentsSchema,
   sessionSchema,
@@ -23,6 +24,7 @@ export type Action = z.output<typeof actionSchema>;
 export type Job = z.output<typeof jobSchema>;
 export type Runs = z.output<typeof runsSchema>;
 export type Run = Runs['runs'][number];
+export type RecentRuns = z.output<typeof recentRunsSchema>;
 type ErrorBody = z.output<typeof errorSchema>;
 
 /** An answer other than 2xx, with the API's own message. */

@@ -24,6 +24,11 @@ export function Layout(props: { session?: Session | undefined; children: Compone
             <a href="/" aria-current={location.pathname === '/' ? 'page' : undefined}>
               Overview
             </a>
+            {props.session.role === 'operator' && (
+              <a href="/runs" aria-current={location.pathname === '/runs' ? 'page' : undefined}>
+                Runs
+              </a>
+            )}
           </nav>
         )}
         {props.session && (

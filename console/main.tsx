@@ -3,6 +3,7 @@ import { AudiencePage } from './pages/audience.js';
 import { LoginPage } from './pages/login.js';
 import { NotFoundPage } from './pages/not-found.js';
 import { OverviewPage } from './pages/overview.js';
+import { RunsPage } from './pages/runs.js';
 import { SegmentPage } from './pages/segment.js';
 import './style.css';
 
@@ -11,6 +12,7 @@ const pages = {
   overview: OverviewPage,
   audience: AudiencePage,
   segment: SegmentPage,
+  runs: RunsPage,
   login: LoginPage,
   'not-found': NotFoundPage,
 } as const;

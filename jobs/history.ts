@@ -235,3 +235,73 @@ export async function runsPage(
     ? { runs, next: Buffer.from(JSON.stringify({ run: last.run, at: last.at })).toString('base64url') }
     : { runs };
 }
+
+/** Where the next page of the runs across audiences starts: the page's last run, by its place in the order. */
+interface RecentCursor {
+  at: string;
+  run: string;
+  destination: string;
+  audience: string;
+}
+
+const recentKey = (r: RecentCursor) => [r.at, r.run, r.destination, r.audience] as const;
+
+/** Newest first; runs that started at once in a fixed order (run, destination, audience). */
+function newerFirst(a: RecentCursor, b: RecentCursor): number {
+  const [x, y] = [recentKey(a), recentKey(b)];
+  for (let k = 0; k < x.length; k++)
+    if (x[k] !== y[k]) return (k < 2 ? x[k]! > y[k]! : x[k]! < y[k]!) ? -1 : 1;
+  return 0;
+}
+
+/** Reads a cursor from `recentRuns`; undefined when it is not one (the caller answers 400). */
+export function parseRecentCursor(text: string): RecentCursor | undefined {
+  try {
+    const c = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Partial<RecentCursor>;
+    return [c.at, c.run, c.destination, c.audience].every((v) => typeof v === 'string')
+      ? (c as RecentCursor)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One page of the runs of many audiences merged newest first (only failed ones, if asked), and the cursor
+ * of the next page. Reads each audience's whole kept history: `sync.history_runs` bounds it.
+ */
+export async function recentRuns(
+  redis: Redis,
+  prefix: string,
+  audiences: readonly { destination: string; audience: string }[],
+  page: { status: 'all' | 'failed'; cursor?: string | undefined; limit: number },
+): Promise<{ runs: RunRecord[]; next?: string }> {
+  const after = page.cursor === undefined ? undefined : parseRecentCursor(page.cursor);
+  if (page.cursor !== undefined && !after) throw new Error('not a cursor');
+  const tx = redis.multi();
+  for (const a of audiences) tx.lrange(keys.history(prefix, a.destination, a.audience), 0, -1);
+  const lists = ((await tx.exec()) ?? []).map(([error, raw]) => {
+    if (error) throw error;
+    return raw as string[];
+  });
+  const runs = lists
+    .flatMap((raw) => raw.map((r) => fromStored(JSON.parse(r) as StoredRun)))
+    .filter((r) => page.status === 'all' || r.outcome === 'failed')
+    .filter((r) => !after || newerFirst(after, r) < 0)
+    .sort(newerFirst);
+  const shown = runs.slice(0, page.limit);
+  const last = shown.at(-1);
+  return runs.length > page.limit && last
+    ? {
+        runs: shown,
+        next: Buffer.from(
+          JSON.stringify({
+            at: last.at,
+            run: last.run,
+            destination: last.destination,
+            audience: last.audience,
+          }),
+        ).toString('base64url'),
+      }
+    : { runs: shown };
+}

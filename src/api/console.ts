@@ -20,6 +20,7 @@ export const CONSOLE_PAGES = {
   '/login': 'login',
   '/destinations/:destination/audiences/:audience': 'audience',
   '/segments/:segment': 'segment',
+  '/runs': 'runs',
 } as const;
 type PageName = (typeof CONSOLE_PAGES)[keyof typeof CONSOLE_PAGES] | 'not-found';
 

@@ -108,6 +108,29 @@ export const runsSchema = z.object({
   next_cursor: z.string().nullable(),
 });
 
+/** A run of one audience among the runs of every audience (GET /api/v1/runs). */
+export const destinationRunSchema = runSchema
+  .extend({ destination: z.string(), audience: z.string() })
+  .meta({ id: 'DestinationRun' });
+
+export const recentRunsSchema = z.object({
+  runs: z.array(destinationRunSchema),
+  /** Pass it as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: z.string().nullable(),
+});
+
+export const recentRunsQuerySchema = z.strictObject({
+  /** `failed`: only runs that failed for their audience. */
+  status: z.enum(['all', 'failed']).default('all'),
+  cursor: z.string().min(1).optional(),
+  limit: z.coerce
+    .number({ error: 'expected a whole number from 1 to 200' })
+    .int('expected a whole number from 1 to 200')
+    .min(1, 'expected a whole number from 1 to 200')
+    .max(200, 'expected a whole number from 1 to 200')
+    .default(50),
+});
+
 export const runsQuerySchema = z.strictObject({
   cursor: z.string().min(1).optional(),
   limit: z.coerce

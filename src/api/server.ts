@@ -15,7 +15,13 @@ import {
 import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { adminJobFor, enqueueAdmin, jobStatus, UnknownName } from '../../jobs/admin.js';
-import { parseRunCursor, runsPage, type RunRecord } from '../../jobs/history.js';
+import {
+  parseRecentCursor,
+  parseRunCursor,
+  recentRuns,
+  runsPage,
+  type RunRecord,
+} from '../../jobs/history.js';
 import { ADMIN_QUEUE, keys, queuePrefix, SYNC_QUEUE, type AdminJob } from '../../jobs/queues.js';
 import { scheduledRuns } from '../../jobs/schedules.js';
 import { audiencesOf, type AudienceSpec } from '../audience/audiences.js';
@@ -68,6 +74,8 @@ import {
   revokedSchema,
   runsQuerySchema,
   runsSchema,
+  recentRunsQuerySchema,
+  recentRunsSchema,
   schedulesSchema,
   sessionSchema,
   type ApiErrorBody,
@@ -706,6 +714,37 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
         });
       const page = await runsPage(redis, prefix, destination, audience, { cursor, limit });
       return { runs: page.runs.map(toRun), next_cursor: page.next ?? null };
+    },
+  );
+
+  api.get(
+    '/api/v1/runs',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          'The runs of every destination audience, newest first (or only failed ones), a page at a time',
+        tags: ['destinations'],
+        security: SECURITY,
+        querystring: recentRunsQuerySchema,
+        response: answers(recentRunsSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const { status, cursor, limit } = request.query;
+      if (cursor !== undefined && !parseRecentCursor(cursor))
+        throw new ApiError(400, 'bad_request', 'cursor: not a cursor this API gave', {
+          hint: 'pass the next_cursor of the page before, or no cursor for the newest page',
+        });
+      const audiences = live
+        .audiences(config)
+        .flatMap((a) => a.destinations.map((destination) => ({ destination, audience: a.name })));
+      const page = await recentRuns(redis, prefix, audiences, { status, cursor, limit });
+      return {
+        runs: page.runs.map((r) => ({ destination: r.destination, audience: r.audience, ...toRun(r) })),
+        next_cursor: page.next ?? null,
+      };
     },
   );
 

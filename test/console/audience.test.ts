@@ -105,6 +105,22 @@ describe('as an operator', () => {
     await poll(() => page.getByRole('status').innerText()).toMatch(/^Check: completed .*ok/);
   });
 
+  it('lists the runs across destinations, newest first, and the failed ones apart', async () => {
+    await page.getByRole('link', { name: 'Runs', exact: true }).click();
+    await poll(async () => page.url()).toBe(`${url}/runs`);
+    const caption = 'Recent runs across destinations, newest first';
+    await poll(() => page.locator('caption', { hasText: caption }).count()).toBe(1);
+    const { head, body } = await expectCsvEqualsTable(page, caption);
+    const col = (name: string) => head.indexOf(name);
+    // The CLI's sync ran every segment's audience once (the fixture has all eleven), then the page's resync one.
+    expect(body).toHaveLength(11 + 1);
+    expect([body[0]![col('Audience')], body[0]![col('Why')]]).toEqual([AUDIENCE, 'resync']);
+    expect(body.slice(1).every((r) => r[col('Why')] === 'cli')).toBe(true);
+    await page.getByRole('link', { name: 'Failed runs' }).click();
+    await poll(async () => page.url()).toBe(`${url}/runs?status=failed`);
+    await poll(() => page.getByRole('main').innerText()).toContain('No run has failed.');
+  });
+
   it("shows the API's message for an audience that does not exist", async () => {
     await page.goto(`${url}/destinations/local/audiences/Nobody`);
     await poll(() => page.getByRole('alert').first().innerText()).toContain('Nobody');
@@ -120,6 +136,7 @@ describe('as a viewer', () => {
     await poll(() => runRows(page).then((r) => r.length)).toBe(2);
     expect(await page.locator('button.operator').count()).toBe(0);
     expect(await page.getByRole('heading', { name: 'Actions' }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: 'Runs', exact: true }).count()).toBe(0);
     expect(await page.locator('html').evaluate((html) => html.scrollWidth)).toBeLessThanOrEqual(390);
     const csrf = await page.evaluate(
       async () => ((await (await fetch('/api/v1/session')).json()) as { csrf_token: string }).csrf_token,
