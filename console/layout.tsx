@@ -29,6 +29,7 @@ export function Layout(props: { session?: Session | undefined; children: Compone
                 Runs
               </a>
             )}
+            {props.session.role === 'operator' && <a href="/admin/queues">Queues</a>}
           </nav>
         )}
         {props.session && (

@@ -24,7 +24,8 @@ export const CONSOLE_PAGES = {
 } as const;
 type PageName = (typeof CONSOLE_PAGES)[keyof typeof CONSOLE_PAGES] | 'not-found';
 
-const CSP = {
+/** The console's Content-Security-Policy (helmet's directives). */
+export const CSP = {
   defaultSrc: ["'self'"],
   scriptSrc: ["'self'"],
   styleSrc: ["'self'"],
@@ -104,6 +105,8 @@ export async function registerConsole(app: FastifyInstance, log: Logger): Promis
     maxAge: '365d',
     index: false,
     preCompressed: true,
+    // No reply.sendFile here: the queue board registers @fastify/static of its own, which decorates it.
+    decorateReply: false,
     allowedPath: (pathName) => pathName !== '/manifest.json',
   });
   const send: SendPage = (reply, page) => {

@@ -46,6 +46,7 @@ import {
   GONE,
 } from '../history/snapshots.js';
 import { registerConsole, wantsPage } from './console.js';
+import { registerQueueBoard } from './queue-board.js';
 import {
   checkPassword,
   LoginLimiter,
@@ -456,8 +457,12 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     return undefined;
   };
 
-  app.addHook('onRequest', async (request) => {
-    const access = request.routeOptions.config.access;
+  /** Lets the request through for `access`, or throws the 401/403/503 it gets. */
+  const guard = async (
+    request: FastifyRequest,
+    access: 'public' | Role | undefined,
+    csrf: 'token' | 'same-origin' = 'token',
+  ) => {
     if (access === undefined || access === 'public') return;
     if (redis.status !== 'ready') throw redisDown();
     const principal = await authenticate(request);
@@ -469,7 +474,16 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     // Browsers send cookies (and a proxy's login) by themselves; a forged request cannot read the CSRF token.
     if (!['GET', 'HEAD', 'OPTIONS'].includes(request.method) && principal.via !== 'token') {
       const sent = request.headers[CSRF_HEADER];
-      if (!sameToken(typeof sent === 'string' ? sent : undefined, principal.csrf ?? ''))
+      // The queue board's own page cannot send our token: the browser's Fetch Metadata says where it came from.
+      const ok =
+        csrf === 'same-origin'
+          ? request.headers['sec-fetch-site'] === 'same-origin'
+          : sameToken(typeof sent === 'string' ? sent : undefined, principal.csrf ?? '');
+      if (!ok && csrf === 'same-origin')
+        throw new ApiError(403, 'csrf', 'a change to the queues must come from the queue board itself', {
+          hint: `open ${request.url.split('?')[0]} in the browser and act there`,
+        });
+      if (!ok)
         throw new ApiError(403, 'csrf', 'missing or wrong X-CSRF-Token header', {
           hint: 'send the csrf_token from the login answer (or GET /api/v1/session) as the X-CSRF-Token header',
         });
@@ -483,7 +497,8 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
           hint: 'ask for an operator account (http.users or http.tokens with role: operator)',
         },
       );
-  });
+  };
+  app.addHook('onRequest', (request) => guard(request, request.routeOptions.config.access));
 
   const api = app.withTypeProvider<ZodTypeProvider>();
   const viewer = { access: 'viewer' as const };
@@ -1092,8 +1107,26 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     },
   );
 
+  const board = await registerQueueBoard(app, {
+    connection: redis,
+    prefix,
+    names: [SYNC_QUEUE, ADMIN_QUEUE],
+    // Answered here: bull-board's own error handler would make a refusal a 500.
+    guard: async (request, reply) => {
+      try {
+        await guard(request, 'operator', 'same-origin');
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        if (error.status === 401 && wantsPage(request))
+          return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`);
+        return send(reply, error);
+      }
+    },
+  });
+
   app.addHook('onClose', async () => {
     closing = true;
+    await board.close();
     await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
     redis.disconnect();
   });

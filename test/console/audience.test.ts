@@ -121,6 +121,25 @@ describe('as an operator', () => {
     await poll(() => page.getByRole('main').innerText()).toContain('No run has failed.');
   });
 
+  it('shows the BullMQ queues on the queue board, refusing only its Google Fonts stylesheet', async () => {
+    const before = seen.violations.length;
+    await page.goto(`${url}/admin/queues`);
+    await poll(() =>
+      page
+        .getByRole('link', { name: /^admin/i })
+        .first()
+        .isVisible(),
+    ).toBe(true);
+    await poll(() => page.getByRole('link', { name: /^sync/i }).first().isVisible()).toBe(true);
+    // Nothing is loaded from elsewhere: the board's web font is refused, everything else is allowed.
+    const board = seen.violations.splice(before);
+    expect(board.map((v) => v.replace(/ at .*/, ''))).toEqual([
+      expect.stringMatching(/^style-src-elem blocked https:\/\/fonts\.googleapis\.com\//),
+    ]);
+    const fonts = seen.consoleErrors.findIndex((e) => e.includes('fonts.googleapis.com'));
+    if (fonts >= 0) seen.consoleErrors.splice(fonts, 1);
+  });
+
   it("shows the API's message for an audience that does not exist", async () => {
     await page.goto(`${url}/destinations/local/audiences/Nobody`);
     await poll(() => page.getByRole('alert').first().innerText()).toContain('Nobody');
@@ -141,6 +160,18 @@ describe('as a viewer', () => {
     const csrf = await page.evaluate(
       async () => ((await (await fetch('/api/v1/session')).json()) as { csrf_token: string }).csrf_token,
     );
+    // The queue board refuses a viewer, as it refuses anyone not logged in.
+    expect((await page.request.get(`${url}/admin/queues`)).status()).toBe(403);
+    expect((await page.request.get(`${url}/admin/queues/api/queues`)).status()).toBe(403);
+    expect((await fetch(`${url}/admin/queues/api/queues`)).status).toBe(401);
+    const anonymous = await fetch(`${url}/admin/queues`, {
+      headers: { accept: 'text/html' },
+      redirect: 'manual',
+    });
+    expect([anonymous.status, anonymous.headers.get('location')]).toEqual([
+      302,
+      '/login?next=%2Fadmin%2Fqueues',
+    ]);
     const forged = await page.request.post(`${url}/api/v1/destinations/local/resync`, {
       headers: { 'x-csrf-token': csrf },
       data: { audience: AUDIENCE },
