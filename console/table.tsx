@@ -7,6 +7,8 @@ export interface Column<Row> {
   /** How the table shows it (default: the value as it is). */
   show?: (row: Row) => string;
   numeric?: boolean;
+  /** Where the cell leads (a page about it), if anywhere. */
+  link?: (row: Row) => string | undefined;
 }
 
 /** A table of the numbers behind a chart or a list, with its CSV download (the same rows and columns). */
@@ -43,10 +45,12 @@ export function DataTable<Row>(props: {
             <tr>
               {columns.map((c, k) => {
                 const text = c.show ? c.show(r) : String(c.value(r) ?? '');
+                const href = c.link?.(r);
+                const shown = href ? <a href={href}>{text}</a> : text;
                 return k === 0 ? (
-                  <th scope="row">{text}</th>
+                  <th scope="row">{shown}</th>
                 ) : (
-                  <td class={c.numeric ? 'num' : undefined}>{text}</td>
+                  <td class={c.numeric ? 'num' : undefined}>{shown}</td>
                 );
               })}
             </tr>

@@ -323,6 +323,9 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
       </p>
     );
   type Row = (typeof matrix.from)[number];
+  /** A cell opens the segment customers went to over this period (the one they left, for "gone"). */
+  const cellPage = (f: string, t: string) =>
+    f === NEW && t === GONE ? undefined : segmentPath(t === GONE ? f : t, { from: step.from, to: step.to });
   const columns: Column<Row>[] = [
     { title: 'From \\ to', value: (f) => f },
     ...matrix.to.map((t) => ({
@@ -330,6 +333,7 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
       value: (f: Row) => matrix.at(f, t),
       show: (f: Row) => count(matrix.at(f, t)),
       numeric: true,
+      link: (f: Row) => cellPage(f, t),
     })),
   ];
   return (
@@ -337,7 +341,7 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
       <p>
         Customers who moved from one segment (rows) to another (columns) between {step.from} and {step.to};
         “new” were not customers on {step.from}, “gone” are no longer scored on {step.to}. Hover over a cell
-        for its count, click it to open the segment.
+        for its count, click it (or its number in the table) to open the segment.
       </p>
       <Chart
         class="heatmap"
@@ -345,9 +349,8 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
         option={option}
         onClick={(value) => {
           const [x, y] = value as [number, number];
-          const to = matrix.to[x]!;
-          // A cell opens the segment customers went to over this period (the one they left, for "gone").
-          location.assign(segmentPath(to === GONE ? matrix.from[y]! : to, { from: step.from, to: step.to }));
+          const page = cellPage(matrix.from[y]!, matrix.to[x]!);
+          if (page) location.assign(page);
         }}
       />
       <DataTable

@@ -11,6 +11,7 @@ import {
   painted,
   poll,
   seen,
+  tableOf,
 } from './browser.js';
 
 /** The segment page in Chromium, against the R reference's segments of the fixture on the later date. */
@@ -93,6 +94,20 @@ describe('as an operator', () => {
     const status = page.locator('.sample[role=status]');
     await poll(async () => idsIn(await status.innerText()).length).toBeGreaterThan(0);
     for (const id of idsIn(await status.innerText())) expect(members).toContain(id);
+  });
+
+  it("opens from a cell of the overview's movement table, with that cell's period", async () => {
+    await page.goto(`${url}/`);
+    const { table } = await tableOf(page, `Movement from ${DATES[0]} to ${DATES[1]}`);
+    const column = (await table.locator('thead th').allInnerTexts()).indexOf(SEGMENT);
+    const row = table.locator('tbody tr', { has: page.locator('th', { hasText: /^new$/ }) });
+    await row.locator('> *').nth(column).getByRole('link').click();
+    await poll(async () => page.url()).toBe(`${url}${PAGE}?from=${DATES[0]}&to=${DATES[1]}`);
+    await poll(() => page.getByLabel('From', { exact: true }).inputValue()).toBe(DATES[0]);
+    const { head, body } = await expectCsvEqualsTable(page, /: movement from /);
+    const came = body.filter((r) => r[head.indexOf('Direction')] === 'came from');
+    const total = came.reduce((s, r) => s + Number(r[head.indexOf('Customers')]!.replace(/,/g, '')), 0);
+    expect(total).toBe(members.length);
   });
 
   it('keeps a chosen period in the address', async () => {
