@@ -68,7 +68,8 @@ export async function registerQueueBoard(
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(QUEUE_BOARD);
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q)),
+    // Read-only: jobs enter the queues through the API's actions, which check and log them, never by hand.
+    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'audience-sync queues' } },
   });

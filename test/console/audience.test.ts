@@ -138,6 +138,15 @@ describe('as an operator', () => {
     ]);
     const fonts = seen.consoleErrors.findIndex((e) => e.includes('fonts.googleapis.com'));
     if (fonts >= 0) seen.consoleErrors.splice(fonts, 1);
+
+    // Read-only, even from its own page; and a change from elsewhere is refused before it reaches the board.
+    const fromPage = await page.evaluate(
+      async () => (await fetch('api/queues/sync/pause', { method: 'PUT' })).status,
+    );
+    expect(fromPage).toBe(405);
+    const forged = await page.request.put(`${url}/admin/queues/api/queues/sync/pause`);
+    expect(forged.status()).toBe(403);
+    expect(((await forged.json()) as { error: string }).error).toBe('csrf');
   });
 
   it("shows the API's message for an audience that does not exist", async () => {
@@ -182,5 +191,5 @@ describe('as a viewer', () => {
 
 it('broke no part of the Content-Security-Policy, and logged no unexpected error', () => {
   expect(seen.violations).toEqual([]);
-  expect(seen.consoleErrors.filter((e) => !/status of (401|404)/.test(e))).toEqual([]);
+  expect(seen.consoleErrors.filter((e) => !/status of (401|404|405)/.test(e))).toEqual([]);
 });
