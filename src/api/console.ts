@@ -88,7 +88,12 @@ export function wantsPage(request: FastifyRequest): boolean {
 }
 
 /** Registers the security headers (on every response), the bundle's files and the page routes. */
-export async function registerConsole(app: FastifyInstance, log: Logger): Promise<SendPage> {
+export async function registerConsole(
+  app: FastifyInstance,
+  log: Logger,
+  /** Whether the request comes from someone logged in (throws when that cannot be told: Redis down). */
+  signedIn: (request: FastifyRequest) => Promise<boolean>,
+): Promise<SendPage> {
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: CSP },
     // Plain HTTP on 127.0.0.1 is the default; TLS is a proxy's business (HSTS belongs there).
@@ -118,8 +123,16 @@ export async function registerConsole(app: FastifyInstance, log: Logger): Promis
       .send(manifest ? shell(manifest, page) : notBuilt);
   };
   for (const [url, page] of Object.entries(CONSOLE_PAGES))
-    app.get(url, { config: { access: 'public' }, schema: { hide: true } }, (_request, reply) =>
-      send(reply, page),
-    );
+    app.get(url, { config: { access: 'public' }, schema: { hide: true } }, async (request, reply) => {
+      // A visitor who is not logged in goes to the login page from here, before the page asks the API
+      // anything (its 401 would be an error in the browser's console). When it cannot be told, the page
+      // loads and says what is wrong.
+      const visitor = page === 'login' ? true : await signedIn(request).catch(() => true);
+      if (!visitor) {
+        const here = request.url;
+        return reply.redirect(`/login${here === '/' ? '' : `?next=${encodeURIComponent(here)}`}`);
+      }
+      return send(reply, page);
+    });
   return send;
 }

@@ -325,7 +325,10 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   app.setSerializerCompiler(serializerCompiler);
   await app.register(fastifyCookie);
   // First: its security headers go on every answer, errors included.
-  const sendPage = await registerConsole(app, options.log);
+  const sendPage = await registerConsole(app, options.log, async (request) => {
+    if (redis.status !== 'ready') throw redisDown();
+    return (await authenticate(request)) !== undefined;
+  });
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
