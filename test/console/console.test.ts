@@ -346,7 +346,9 @@ it('sent the Content-Security-Policy with every response, and the pages broke no
   const unexpected = consoleErrors.filter(
     (e) =>
       !/\/api\/v1\/session: Failed to load resource: the server responded with a status of 401/.test(e) &&
-      !/\/no\/such\/page(\?x=1)?: Failed to load resource: the server responded with a status of 404/.test(e) &&
+      !/\/no\/such\/page(\?x=1)?: Failed to load resource: the server responded with a status of 404/.test(
+        e,
+      ) &&
       !/from=yesterday: Failed to load resource: the server responded with a status of 400/.test(e),
   );
   expect(unexpected).toEqual([]);
