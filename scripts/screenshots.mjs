@@ -18,8 +18,13 @@ const { createLogger } = await import(path.join(root, 'dist/src/log.js'));
 const PAGES = [
   { file: 'console-overview.png', path: '/', ready: 'Movement between segments' },
   { file: 'console-segment.png', path: '/segments/At%20Risk', ready: 'Where its customers' },
-  { file: 'console-audience.png', path: '/destinations/local/audiences/RFM%3A%20Champions', ready: 'Runs' },
+  {
+    file: 'console-audience.png',
+    path: '/destinations/local/audiences/RFM%3A%20Champions',
+    ready: 'Size and match rate over time',
+  },
   { file: 'console-runs.png', path: '/runs', ready: 'Runs' },
+  { file: 'console-queues.png', path: '/admin/queues', ready: 'sync' },
 ];
 
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
