@@ -1,6 +1,8 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
-import { logOut, type Session } from './api.js';
+import { currentSession, logOut, type Session } from './api.js';
+import { useLoad } from './load.js';
+import { Status } from './section.js';
 
 /** The header (site name, navigation, who is logged in, logout) and the page's main landmark. */
 export function Layout(props: { session?: Session | undefined; children: ComponentChildren }) {
@@ -52,5 +54,22 @@ export function Layout(props: { session?: Session | undefined; children: Compone
       )}
       <main id="main">{props.children}</main>
     </>
+  );
+}
+
+/**
+ * A page for someone logged in: its heading, and the session's loading or error until it is known, then
+ * the page's body for that session.
+ */
+export function SignedInPage(props: {
+  heading: ComponentChildren;
+  children: (session: Session) => ComponentChildren;
+}) {
+  const session = useLoad('session', currentSession);
+  return (
+    <Layout session={session.state === 'ready' ? session.data : undefined}>
+      <h1>{props.heading}</h1>
+      {session.state === 'ready' ? props.children(session.data) : <Status loaded={session} />}
+    </Layout>
   );
 }

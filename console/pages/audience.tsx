@@ -2,7 +2,6 @@ import { useMemo, useRef, useState } from 'preact/hooks';
 import {
   ApiFailure,
   call,
-  currentSession,
   type Action,
   type AudienceHealth,
   type Job,
@@ -13,7 +12,7 @@ import {
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
 import { count, share } from '../format.js';
 import { STATUSES, statusOf } from '../health.js';
-import { Layout } from '../layout.js';
+import { SignedInPage } from '../layout.js';
 import { useLoad } from '../load.js';
 import { Section, Status } from '../section.js';
 import { DataTable, type Column } from '../table.js';
@@ -27,25 +26,19 @@ function namesOf(pathname: string): { destination: string; audience: string } {
 export function AudiencePage() {
   const names = useMemo(() => namesOf(location.pathname), []);
   document.title = `${names.audience} on ${names.destination} · audience-sync`;
-  const session = useLoad('session', currentSession);
   const [version, setVersion] = useState(0);
-  const title = (
-    <h1>
-      {names.audience} <span class="muted">on {names.destination}</span>
-    </h1>
-  );
-  if (session.state !== 'ready')
-    return (
-      <Layout>
-        {title}
-        <Status loaded={session} />
-      </Layout>
-    );
   return (
-    <Layout session={session.data}>
-      {title}
-      <Audience {...names} session={session.data} version={version} reload={() => setVersion((v) => v + 1)} />
-    </Layout>
+    <SignedInPage
+      heading={
+        <>
+          {names.audience} <span class="muted">on {names.destination}</span>
+        </>
+      }
+    >
+      {(session) => (
+        <Audience {...names} session={session} version={version} reload={() => setVersion((v) => v + 1)} />
+      )}
+    </SignedInPage>
   );
 }
 

@@ -3,7 +3,6 @@ import {
   allSnapshots,
   ApiFailure,
   call,
-  currentSession,
   type Action,
   type AudienceHealth,
   type Destinations,
@@ -15,40 +14,28 @@ import {
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
 import { change, count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
-import { Layout } from '../layout.js';
+import { SignedInPage } from '../layout.js';
+import { PeriodForm, periodOf, type Period } from '../period.js';
 import { useLoad } from '../load.js';
 import { Section, Status } from '../section.js';
 import { DataTable, type Column } from '../table.js';
 
-/** The period in the address (`?from=YYYY-MM-DD&to=YYYY-MM-DD`), so a view can be bookmarked and shared. */
-function periodOf(search: string): { from?: string; to?: string } {
-  const q = new URLSearchParams(search);
-  const from = q.get('from') || undefined;
-  const to = q.get('to') || undefined;
-  return { ...(from ? { from } : {}), ...(to ? { to } : {}) };
-}
-
 export function OverviewPage() {
   document.title = 'Overview · audience-sync';
   const period = useMemo(() => periodOf(location.search), []);
-  const session = useLoad('session', currentSession);
-  if (session.state !== 'ready')
-    return (
-      <Layout>
-        <h1>Overview</h1>
-        <Status loaded={session} />
-      </Layout>
-    );
   return (
-    <Layout session={session.data}>
-      <h1>Overview</h1>
-      <PeriodForm period={period} />
-      <Overview period={period} session={session.data} />
-    </Layout>
+    <SignedInPage heading="Overview">
+      {(session) => (
+        <>
+          <PeriodForm action="/" period={period} />
+          <Overview period={period} session={session} />
+        </>
+      )}
+    </SignedInPage>
   );
 }
 
-function Overview(props: { period: { from?: string; to?: string }; session: Session }) {
+function Overview(props: { period: Period; session: Session }) {
   const { period } = props;
   const segments = useLoad('segments', () =>
     call<Segments>(
@@ -94,21 +81,6 @@ function Overview(props: { period: { from?: string; to?: string }; session: Sess
         )}
       </Section>
     </>
-  );
-}
-
-function PeriodForm(props: { period: { from?: string; to?: string } }) {
-  return (
-    <form method="get" action="/" class="period" aria-label="Period">
-      <label>
-        From <input type="date" name="from" value={props.period.from ?? ''} />
-      </label>
-      <label>
-        To <input type="date" name="to" value={props.period.to ?? ''} />
-      </label>
-      <button type="submit">Show</button>
-      {(props.period.from || props.period.to) && <a href="/">All history</a>}
-    </form>
   );
 }
 

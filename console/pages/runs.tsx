@@ -1,7 +1,7 @@
 import { useMemo, useState } from 'preact/hooks';
-import { call, currentSession, type RecentRuns, type Session } from '../api.js';
+import { call, type RecentRuns, type Session } from '../api.js';
 import { audiencePath } from '../health.js';
-import { Layout } from '../layout.js';
+import { SignedInPage } from '../layout.js';
 import { useLoad } from '../load.js';
 import { Section, Status } from '../section.js';
 import { RunTable } from './audience.js';
@@ -15,27 +15,22 @@ const whichOf = (search: string): Which =>
 export function RunsPage() {
   document.title = 'Runs · audience-sync';
   const which = useMemo(() => whichOf(location.search), []);
-  const session = useLoad('session', currentSession);
-  if (session.state !== 'ready')
-    return (
-      <Layout>
-        <h1>Runs</h1>
-        <Status loaded={session} />
-      </Layout>
-    );
   return (
-    <Layout session={session.data}>
-      <h1>Runs</h1>
-      <nav class="period" aria-label="Which runs">
-        <a href="/runs" aria-current={which === 'all' ? 'page' : undefined}>
-          All runs
-        </a>
-        <a href="/runs?status=failed" aria-current={which === 'failed' ? 'page' : undefined}>
-          Failed runs
-        </a>
-      </nav>
-      <Runs which={which} session={session.data} />
-    </Layout>
+    <SignedInPage heading="Runs">
+      {(session) => (
+        <>
+          <nav class="period" aria-label="Which runs">
+            <a href="/runs" aria-current={which === 'all' ? 'page' : undefined}>
+              All runs
+            </a>
+            <a href="/runs?status=failed" aria-current={which === 'failed' ? 'page' : undefined}>
+              Failed runs
+            </a>
+          </nav>
+          <Runs which={which} session={session} />
+        </>
+      )}
+    </SignedInPage>
   );
 }
 

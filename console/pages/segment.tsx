@@ -2,7 +2,6 @@ import { useMemo, useState } from 'preact/hooks';
 import {
   allSnapshots,
   call,
-  currentSession,
   type AudienceHealth,
   type Destinations,
   type Movement,
@@ -13,54 +12,30 @@ import {
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
 import { count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf } from '../health.js';
-import { Layout } from '../layout.js';
+import { SignedInPage } from '../layout.js';
+import { PeriodForm, periodOf, type Period } from '../period.js';
 import { useLoad } from '../load.js';
 import { Section, Status } from '../section.js';
 import { DataTable, type Column } from '../table.js';
 
-type Period = { from?: string; to?: string };
-
 /** The segment named by the address (/segments/:segment) and the period in its query (`?from=&to=`). */
 function addressOf(): { segment: string; period: Period } {
   const segment = decodeURIComponent(location.pathname.split('/')[2] ?? '');
-  const q = new URLSearchParams(location.search);
-  const from = q.get('from') || undefined;
-  const to = q.get('to') || undefined;
-  return { segment, period: { ...(from ? { from } : {}), ...(to ? { to } : {}) } };
+  return { segment, period: periodOf(location.search) };
 }
 
 export function SegmentPage() {
   const { segment, period } = useMemo(addressOf, []);
   document.title = `${segment} · audience-sync`;
-  const session = useLoad('session', currentSession);
-  if (session.state !== 'ready')
-    return (
-      <Layout>
-        <h1>{segment}</h1>
-        <Status loaded={session} />
-      </Layout>
-    );
   return (
-    <Layout session={session.data}>
-      <h1>{segment}</h1>
-      <PeriodForm segment={segment} period={period} />
-      <SegmentView segment={segment} period={period} session={session.data} />
-    </Layout>
-  );
-}
-
-function PeriodForm(props: { segment: string; period: Period }) {
-  return (
-    <form method="get" action={segmentPath(props.segment)} class="period" aria-label="Period">
-      <label>
-        From <input type="date" name="from" value={props.period.from ?? ''} />
-      </label>
-      <label>
-        To <input type="date" name="to" value={props.period.to ?? ''} />
-      </label>
-      <button type="submit">Show</button>
-      {(props.period.from || props.period.to) && <a href={segmentPath(props.segment)}>All history</a>}
-    </form>
+    <SignedInPage heading={segment}>
+      {(session) => (
+        <>
+          <PeriodForm action={segmentPath(segment)} period={period} />
+          <SegmentView segment={segment} period={period} session={session} />
+        </>
+      )}
+    </SignedInPage>
   );
 }
 

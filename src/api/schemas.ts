@@ -119,9 +119,7 @@ export const recentRunsSchema = z.object({
   next_cursor: z.string().nullable(),
 });
 
-export const recentRunsQuerySchema = z.strictObject({
-  /** `failed`: only runs that failed for their audience. */
-  status: z.enum(['all', 'failed']).default('all'),
+export const runsQuerySchema = z.strictObject({
   cursor: z.string().min(1).optional(),
   limit: z.coerce
     .number({ error: 'expected a whole number from 1 to 200' })
@@ -131,14 +129,9 @@ export const recentRunsQuerySchema = z.strictObject({
     .default(50),
 });
 
-export const runsQuerySchema = z.strictObject({
-  cursor: z.string().min(1).optional(),
-  limit: z.coerce
-    .number({ error: 'expected a whole number from 1 to 200' })
-    .int('expected a whole number from 1 to 200')
-    .min(1, 'expected a whole number from 1 to 200')
-    .max(200, 'expected a whole number from 1 to 200')
-    .default(50),
+export const recentRunsQuerySchema = runsQuerySchema.extend({
+  /** `failed`: only runs that failed for their audience. */
+  status: z.enum(['all', 'failed']).default('all'),
 });
 
 export const schedulesSchema = z.object({

@@ -117,6 +117,12 @@ export class ApiError extends Error {
   }
 }
 
+/** The 404 of a history read before anything was scored. */
+const noSnapshotYet = () =>
+  new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
+    hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
+  });
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Who may call the route: `public` needs no login, `viewer` any logged-in user, `operator` operators only. */
@@ -996,10 +1002,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       if (!known.includes(request.params.segment))
         throw new UnknownName('segment', request.params.segment, known);
       const sample = await segmentSample(redis, prefix, source, request.params.segment);
-      if (!sample)
-        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
-          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
-        });
+      if (!sample) throw noSnapshotYet();
       return { segment: request.params.segment, date: sample.date, customer_ids: sample.customerIds };
     },
   );
@@ -1022,10 +1025,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       const source = sourceOf(config);
       const { from, to } = request.query;
       const latest = await latestSnapshot(redis, prefix, source);
-      if (!latest)
-        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
-          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
-        });
+      if (!latest) throw noSnapshotYet();
       const current = latest.segments.map((s) => s.segment);
       if (to === GONE)
         throw new ApiError(400, 'bad_request', "customers who left ('gone') have no ids kept to show", {
@@ -1092,10 +1092,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
         ? await getSnapshot(redis, prefix, source, request.query.to)
         : await latestSnapshot(redis, prefix, source);
       const to = request.query.to ?? target?.date;
-      if (!to)
-        throw new ApiError(404, 'not_found', 'no snapshot yet: nothing has been scored', {
-          hint: 'run `audience-sync sync`, a worker, or `audience-sync backfill`',
-        });
+      if (!to) throw noSnapshotYet();
       // The snapshot it counted its movement from, else the one before it (whose step then says why it is not exact).
       let from = request.query.from ?? target?.movement.from ?? undefined;
       if (!from) {

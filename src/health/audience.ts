@@ -10,7 +10,6 @@ import { describeError } from '../errors.js';
 import { StateStore } from '../state/store.js';
 import type { Destination } from '../sync/run.js';
 import { concludeDivergence, emptyFold, foldReadings, type DivergenceFold } from './divergence.js';
-import { scrub } from '../redact.js';
 import { foldKey, readingOf, readingsKey, recordReadings, type Retention } from './readings.js';
 import { audienceHealthSchema, type AudienceHealth, type LastRun, type Reading } from './schema.js';
 
@@ -126,29 +125,26 @@ export async function destinationHealth(
   return out;
 }
 
-/** The last run as health shows it; platform text (errors, rejection reasons) scrubbed as readings are. */
+/** The last run as health shows it (its platform text comes scrubbed from the run history). */
 function lastRunOf(r: RunRecord): LastRun {
-  const reasons: Record<string, number> = {};
-  for (const [reason, n] of Object.entries(r.rejectedReasons))
-    reasons[scrub(reason)] = (reasons[scrub(reason)] ?? 0) + n;
   return {
     run: r.run,
     at: r.at,
     full: r.full,
     reason: r.reason,
     outcome: r.outcome,
-    error: r.error !== undefined ? scrub(r.error) : null,
+    error: r.error ?? null,
     added: r.added,
     removed: r.removed,
     unchanged: r.unchanged ?? null,
     rejected: r.rejected,
-    rejectedReasons: reasons,
+    rejectedReasons: r.rejectedReasons,
     failed: r.failed,
     inFlight: r.inFlight,
     skipped: r.skipped ?? null,
     durationMs: r.durationMs,
-    held: r.held !== undefined ? scrub(r.held) : null,
-    replaced: r.replaced !== undefined ? scrub(r.replaced) : null,
+    held: r.held ?? null,
+    replaced: r.replaced ?? null,
   };
 }
 

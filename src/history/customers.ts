@@ -149,7 +149,8 @@ function bucketStarts(high: Uint32Array): Uint32Array {
   return starts;
 }
 
-function isScored(s: Scored | Kept): s is Scored {
+/** Whether a scoring is the one in memory (every customer's key), not what a snapshot kept. */
+export function isScored(s: Scored | Kept): s is Scored {
   return 'high' in s;
 }
 

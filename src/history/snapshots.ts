@@ -10,6 +10,7 @@ import {
   DEFAULT_CAPACITY_SHARE,
   decodeKept,
   encodeKept,
+  isScored,
   keptFrom,
   movementCounts,
   scoredFrom,
@@ -313,10 +314,6 @@ if ARGV[4] ~= '' then
   end
 end
 return 1`;
-
-function isScored(s: Scored | Kept): s is Scored {
-  return 'high' in s;
-}
 
 function movementOf(
   previous: Scored | Kept | undefined,
@@ -640,25 +637,19 @@ export async function segmentSample(
 
 /**
  * Up to SAMPLE_SIZE customer ids of one cell of the latest snapshot's movement (`from` a segment or
- * `new`, `to` a segment); undefined before the first snapshot. `from` is the date moved from, null when
- * the latest snapshot counted no movement.
+ * `new`, `to` a segment), with the date they were scored on; undefined before the first snapshot.
  */
 export async function movementSample(
   redis: Redis,
   prefix: string,
   source: string,
   cell: { from: string; to: string },
-): Promise<{ date: string; from: string | null; customerIds: string[] } | undefined> {
+): Promise<{ date: string; customerIds: string[] } | undefined> {
   const text = await redis.get(key.sample(prefix, source));
   if (text === null) return undefined;
   const stored = JSON.parse(text) as StoredSamples;
-  const snapshot = await getSnapshot(redis, prefix, source, stored.date);
   const found = stored.movement?.find((c) => c.from === cell.from && c.to === cell.to);
-  return {
-    date: stored.date,
-    from: snapshot?.movement.from ?? null,
-    customerIds: found?.customerIds ?? [],
-  };
+  return { date: stored.date, customerIds: found?.customerIds ?? [] };
 }
 
 /** What became of a scoring's snapshot: recorded now, there already, or not recorded and why. */

@@ -1,8 +1,10 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { serve } from '../api/harness.js';
 import { killAll, run, type Proc } from '../jobs/procs.js';
 import {
+  launchChromium,
+  loggedInPage,
   expectCsvEqualsTable,
   fixtureShop,
   logIn,
@@ -33,7 +35,7 @@ beforeAll(async () => {
   url = (await serve(['serve', '--port', '0'], shop.dir, inject('redisUrl'))).url;
   worker = run(['worker'], { cwd: shop.dir, env: { ...shop.env, LOG_LEVEL: 'info', CI: 'true' } });
   await worker.waitFor(/"msg":"worker started"/);
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -46,10 +48,7 @@ const runRows = async (page: Page) => (await cellsOf((await tableOf(page, /^Runs
 describe('as an operator', () => {
   let page: Page;
   beforeAll(async () => {
-    page = await (await newContext(browser)).newPage();
-    await page.goto(`${url}/login`);
-    await logIn(page, 'otto');
-    await page.waitForURL(`${url}/`);
+    page = await loggedInPage(browser, url, 'otto');
   });
 
   it('is linked from the overview, and shows the run the CLI made', async () => {

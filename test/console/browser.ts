@@ -2,7 +2,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import argon2 from 'argon2';
 import { parse } from 'csv-parse/sync';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { tempDir } from '../helpers.js';
 import { USERS } from '../api/harness.js';
@@ -93,6 +93,19 @@ export async function newContext(
     if (m.type() === 'error') seen.consoleErrors.push(`${m.location().url}: ${m.text()}`);
   });
   return context;
+}
+
+/** Debian's Chromium, headless. */
+export const launchChromium = () =>
+  chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+
+/** A page of a new context, logged in as `name` (on the overview). */
+export async function loggedInPage(browser: Browser, url: string, name: 'vera' | 'otto'): Promise<Page> {
+  const page = await (await newContext(browser)).newPage();
+  await page.goto(`${url}/login`);
+  await logIn(page, name);
+  await page.waitForURL(`${url}/`);
+  return page;
 }
 
 export async function logIn(page: Page, name: 'vera' | 'otto') {

@@ -1,78 +1,39 @@
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import argon2 from 'argon2';
-import { parse } from 'csv-parse/sync';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { serve, USERS } from '../api/harness.js';
-import { killAll, run } from '../jobs/procs.js';
+import { serve } from '../api/harness.js';
+import { killAll } from '../jobs/procs.js';
+import {
+  DATES,
+  expectCsvEqualsTable,
+  fixtureShop,
+  launchChromium,
+  logIn,
+  newContext as recordingContext,
+  painted,
+  poll,
+  seen,
+} from './browser.js';
 
 /**
  * The web console in Debian's Chromium, against `audience-sync serve`, real Redis and two snapshots of the
  * R reference's fixture (orders_basic): sizes are checked against the R package's own segments for it.
  */
 
-const FIXTURES = path.resolve('test/fixtures/rfm');
-const DATES = ['2025-12-01', '2026-01-01'] as const;
-/** Waits for a value a page shows: the bound only catches a hung page, it is no speed target. */
-const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 120_000, interval: 100 });
 const CSP_PARTS = ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"];
 
 /** Segment → customers on 2026-01-01, as the R reference's rfm package segmented the fixture. */
-const expected = new Map<string, number>();
+let expected: Map<string, number>;
 let url: string;
 let browser: Browser;
-/** Every CSP violation and console error of every page, and every response that lacked the policy. */
-const violations: string[] = [];
-const consoleErrors: string[] = [];
+/** Every CSP violation and console error of every page (`seen`), and every response that lacked the policy. */
+const { violations, consoleErrors } = seen;
 const withoutCsp: string[] = [];
 
 beforeAll(async () => {
-  const dir = tempDir('audience-sync-console-');
-  copyFileSync(path.join(FIXTURES, 'orders_basic.csv'), path.join(dir, 'orders.csv'));
-  const rows = parse(readFileSync(path.join(FIXTURES, 'expected', 'orders_basic.default.csv')), {
-    columns: true,
-  }) as { customer_id: string; segment: string }[];
-  for (const r of rows) expected.set(r.segment, (expected.get(r.segment) ?? 0) + 1);
-  // Profiles so that the file destination has members to hold.
-  writeFileSync(
-    path.join(dir, 'profiles.csv'),
-    [
-      'customer_id,email,opted_out',
-      ...rows.map((r) => `${r.customer_id},${r.customer_id}@example.test,false`),
-    ].join('\n') + '\n',
-  );
-  const users = await Promise.all(
-    (['vera', 'otto'] as const).map(
-      async (name) =>
-        `    - { name: ${name}, role: ${USERS[name].role}, password_hash: "${await argon2.hash(USERS[name].password, { type: argon2.argon2id })}" }`,
-    ),
-  );
-  writeFileSync(
-    path.join(dir, 'audience-sync.yaml'),
-    `source: { type: csv, path: orders.csv, shape: orders }
-profiles: { type: csv, path: profiles.csv, columns: { customer_id: customer_id, email: email, opted_out: opted_out } }
-scoring: { analysis_date: "${DATES[1]}", method: quantile }
-segments: { map: default }
-destinations:
-  local: { type: file, path: out }
-sync: { redis_prefix: test-${path.basename(dir)} }
-http:
-  users:
-${users.join('\n')}
-`,
-  );
-  const env = { ...process.env, REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
-  const early = run(['score', '--analysis-date', DATES[0], '--out', path.join(dir, 'early.csv')], {
-    cwd: dir,
-    env,
-  });
-  expect(await early.exited, early.stderr()).toBe(0);
-  const sync = run(['sync'], { cwd: dir, env });
-  expect(await sync.exited, sync.stderr()).toBe(0);
-  url = (await serve(['serve', '--port', '0'], dir, inject('redisUrl'))).url;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const shop = await fixtureShop(inject('redisUrl'));
+  expected = new Map([...shop.members].map(([segment, ids]) => [segment, ids.length]));
+  url = (await serve(['serve', '--port', '0'], shop.dir, inject('redisUrl'))).url;
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -82,107 +43,13 @@ afterAll(async () => {
 
 /** A browser context (its own cookies) that records violations, console errors and responses without CSP. */
 async function newContext(viewport = { width: 1280, height: 900 }): Promise<BrowserContext> {
-  const context = await browser.newContext({
-    viewport,
-    locale: 'en-US',
-    timezoneId: 'UTC',
-    acceptDownloads: true,
-  });
-  // Playwright's own waits (for an element to appear, to be clickable) get the same hang guard.
-  context.setDefaultTimeout(120_000);
-  await context.exposeBinding('reportViolation', (_source, text: string) => violations.push(text));
-  // Runs in the page (as CDP injects it, outside the page's policy): reports each violation to the test.
-  await context.addInitScript({
-    content: `document.addEventListener('securitypolicyviolation', (e) =>
-      window.reportViolation(e.violatedDirective + ' blocked ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber));`,
-  });
-  context.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(`${m.location().url}: ${m.text()}`);
-  });
+  const context = await recordingContext(browser, viewport);
   context.on('response', (r) => {
     const csp = r.headers()['content-security-policy'] ?? '';
     if (!CSP_PARTS.every((p) => csp.includes(p))) withoutCsp.push(`${r.status()} ${r.url()}`);
   });
   return context;
 }
-
-async function logIn(page: Page, name: 'vera' | 'otto') {
-  await page.getByLabel('User name', { exact: true }).fill(name);
-  await page.getByLabel('Password', { exact: true }).fill(USERS[name].password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-}
-
-/** A table's header and body cells as text. */
-async function cellsOf(table: Locator): Promise<{ head: string[]; body: string[][] }> {
-  const head = await table.locator('thead th').allInnerTexts();
-  const body = await table
-    .locator('tbody tr')
-    .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => (c as typeof tr).innerText)));
-  return { head, body };
-}
-
-/** Opens a folded table by its caption; the table and its CSV button. */
-async function openTable(page: Page, caption: string | RegExp) {
-  const details = page.locator('details', { has: page.locator('caption', { hasText: caption }) });
-  await details.locator('summary').click();
-  return { table: details.getByRole('table'), button: details.getByRole('button', { name: /Download CSV/ }) };
-}
-
-/** The CSV a button downloads, parsed by csv-parse (not the papaparse that wrote it). */
-async function download(page: Page, button: Locator): Promise<string[][]> {
-  const [file] = await Promise.all([page.waitForEvent('download'), button.click()]);
-  return parse(readFileSync((await file.path())!), { relax_column_count: false }) as string[][];
-}
-
-/** A table cell shows the CSV's value formatted for en-US in UTC: 1,234 · +5 · 12.3% · – for none · 12/2/2026, 6:23:21 PM. */
-function shows(text: string, value: string): boolean {
-  if (text === value) return true;
-  if (value === '') return text === '–';
-  if (/^\d{4}-\d{2}-\d{2}T/.test(value))
-    return text === new Date(value).toLocaleString('en-US', { timeZone: 'UTC' });
-  if (text.endsWith('%')) return Math.abs(Number(text.slice(0, -1)) - Number(value) * 100) <= 0.05;
-  return Number(text.replace(/[,+]/g, '')) === Number(value);
-}
-
-async function expectCsvEqualsTable(page: Page, caption: string | RegExp) {
-  const { table, button } = await openTable(page, caption);
-  const { head, body } = await cellsOf(table);
-  const [csvHead, ...csvRows] = await download(page, button);
-  expect(csvHead).toEqual(head);
-  expect(csvRows).toHaveLength(body.length);
-  body.forEach((row, i) =>
-    row.forEach((text, k) =>
-      expect(
-        shows(text, csvRows[i]![k]!),
-        `${caption} row ${i} column ${head[k]}: ${text} vs ${csvRows[i]![k]}`,
-      ).toBe(true),
-    ),
-  );
-  return { head, body };
-}
-
-/** The part of a canvas element read here (the test's types know no DOM). */
-interface Canvas {
-  width: number;
-  height: number;
-  getContext(
-    kind: '2d',
-  ): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
-}
-
-/** How many pixels of a chart's canvas are painted (not transparent). */
-const painted = (chart: Locator) =>
-  chart
-    .locator('canvas')
-    .first()
-    .evaluate((canvas) => {
-      const data = (canvas as unknown as Canvas)
-        .getContext('2d')!
-        .getImageData(0, 0, canvas.width, canvas.height).data;
-      let n = 0;
-      for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) n++;
-      return n;
-    });
 
 describe('as an operator', () => {
   let page: Page;

@@ -1,8 +1,10 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { serve } from '../api/harness.js';
 import { killAll } from '../jobs/procs.js';
 import {
+  launchChromium,
+  loggedInPage,
   DATES,
   expectCsvEqualsTable,
   fixtureShop,
@@ -28,7 +30,7 @@ beforeAll(async () => {
   members = shop.members.get(SEGMENT)!;
   codes = shop.codes.get(SEGMENT)!;
   url = (await serve(['serve', '--port', '0'], shop.dir, inject('redisUrl'))).url;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -41,10 +43,7 @@ const idsIn = (text: string) => text.match(/cust_\d+/g) ?? [];
 describe('as an operator', () => {
   let page: Page;
   beforeAll(async () => {
-    page = await (await newContext(browser)).newPage();
-    await page.goto(`${url}/login`);
-    await logIn(page, 'otto');
-    await page.waitForURL(`${url}/`);
+    page = await loggedInPage(browser, url, 'otto');
   });
 
   it("opens from the overview's card, with its definition holding every code R put in it", async () => {
