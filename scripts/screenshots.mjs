@@ -48,7 +48,12 @@ const out = path.join(root, 'docs');
 mkdirSync(out, { recursive: true });
 let failed = 0;
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+  // Reduced motion: the charts draw without animating, so each picture shows them whole.
+  const page = await browser.newPage({
+    viewport: { width: 1280, height: 900 },
+    deviceScaleFactor: 1,
+    reducedMotion: 'reduce',
+  });
   const problems = [];
   page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
   page.on('pageerror', (e) => problems.push(e.message));
