@@ -1,25 +1,21 @@
 import { keyHalves } from '../state/keys.js';
 import type { TextColumn } from '../source/text.js';
+import { compareKeys, sortKeys } from './key-order.js';
 import {
-  bitsFor,
-  buildSegmentTable,
-  copySketch,
-  KeyTable,
+  difference,
   peel,
-  segmentIn,
-  sketchFor,
-  sketchKey,
-  walkPositions,
-  WALK_BUCKETS,
+  reusedLayout,
+  sameLayout,
+  sketchOf,
+  type KeyList,
   type KeySketch,
   type Layout,
-  type SegmentTable,
-} from './fuse.js';
+} from './sketch.js';
 
 /**
  * Each customer's segment in one scoring, in memory: a key per customer (the state's two MurmurHash3
- * digests of the id, so no id is kept) and the segment, in walk order (`walkPositions`: the order the
- * tables are best walked in), with each customer's place in the source.
+ * digests of the id, so no id is kept) and the segment, in key order (`sortKeys`), with each customer's
+ * place in the source.
  */
 export interface Scored {
   /** The analysis date, YYYY-MM-DD. */
@@ -34,10 +30,11 @@ export interface Scored {
 }
 
 /**
- * What the latest snapshot keeps of its customers, to count the next movement: about 1.4 bytes per
- * customer, none of them a customer's key. A retrieval table answers the segment of a customer it has
- * (never whether it has one), and a sketch of the keys lists who arrived and who left since, when they
- * are at most about `capacity` customers.
+ * What the latest snapshot keeps of its customers, to count the next movement: about 1.3 bytes per
+ * customer, none of them a customer's key. Each customer's segment, in key order, and a sketch of the
+ * keys: the next scoring lists who arrived and who left since from the sketch (when they are at most
+ * about `capacity` customers), so its keys without the arrivals and with the departures are this
+ * scoring's keys, whose order tells whose segment is whose.
  */
 export interface Kept {
   readonly date: string;
@@ -45,7 +42,10 @@ export interface Kept {
   readonly customers: number;
   /** How many customers may arrive or leave before the next scoring for its movement to be counted. */
   readonly capacity: number;
-  readonly table: SegmentTable;
+  /** Bits per stored segment: enough for the largest segment index. */
+  readonly bits: number;
+  /** Each customer's segment index, in key order. */
+  readonly segments: Uint8Array;
   readonly sketch: KeySketch;
 }
 
@@ -53,6 +53,10 @@ export interface Kept {
 export const MAX_SEGMENTS = 256;
 /** The default share of customers that may arrive or leave between two scorings (history.movement_capacity). */
 export const DEFAULT_CAPACITY_SHARE = 0.05;
+
+export function bitsFor(segments: number): number {
+  return Math.max(1, Math.ceil(Math.log2(Math.max(2, segments))));
+}
 
 /** The customers' keys and segments; undefined when there are too many segments to keep. */
 export function scoredFrom(
@@ -66,39 +70,45 @@ export function scoredFrom(
   const inHigh = new Uint32Array(n);
   const inLow = new Uint32Array(n);
   const halves = new Uint32Array(2);
-  let i = 0;
-  const put = (bytes: Uint8Array, from: number, to: number) => {
+  ids.each((bytes, from, to, i) => {
     keyHalves(bytes, from, to, halves);
     inHigh[i] = halves[0]!;
     inLow[i] = halves[1]!;
-  };
-  for (; i < n; i++) ids.read(i, put);
-  // Scattered into walk order once, so that every later pass reads them front to back.
-  const position = walkPositions(inHigh);
-  const high = new Uint32Array(n);
-  const low = new Uint32Array(n);
+  });
+  const { high, low, order } = sortKeys(inHigh, inLow);
   const segments = new Uint8Array(n);
-  const source = new Uint32Array(n);
-  for (i = 0; i < n; i++) {
-    const k = position[i]!;
-    high[k] = inHigh[i]!;
-    low[k] = inLow[i]!;
-    segments[k] = segment[i]!;
-    source[k] = i;
-  }
-  return { date, names, high, low, segments, source };
+  for (let k = 0; k < n; k++) segments[k] = segment[order[k]!]!;
+  return { date, names, high, low, segments, source: order };
 }
 
-/** What the latest snapshot keeps of a scoring. */
-export function keptFrom(scored: Scored, capacityShare: number): Kept {
+/**
+ * What the latest snapshot keeps of a scoring. The sketch keeps the previous kept one's layout when
+ * that fits the capacity, so that the next movement subtracts them cell by cell; `sketch` is one
+ * already made of these keys (by `movementCounts`), used when its layout is the one chosen.
+ */
+export function keptFrom(
+  scored: Scored,
+  capacityShare: number,
+  options: { previous?: Kept | undefined; sketch?: KeySketch | undefined } = {},
+): Kept {
   const n = scored.segments.length;
-  const { high, low } = scored;
-  const table = buildSegmentTable(high, low, scored.segments, bitsFor(scored.names.length));
-  const capacity = Math.ceil(capacityShare * n);
-  const sketch = sketchFor(capacity);
-  const cells = new Uint32Array(3);
-  for (let k = 0; k < n; k++) sketchKey(sketch, high[k]!, low[k]!, 1, cells);
-  return { date: scored.date, names: scored.names, customers: n, capacity, table, sketch };
+  const { layout, capacity } = reusedLayout(
+    Math.ceil(capacityShare * n),
+    options.previous && { layout: options.previous.sketch.layout, capacity: options.previous.capacity },
+  );
+  const sketch =
+    options.sketch && sameLayout(options.sketch.layout, layout)
+      ? options.sketch
+      : sketchOf(layout, scored.high, scored.low);
+  return {
+    date: scored.date,
+    names: scored.names,
+    customers: n,
+    capacity,
+    bits: bitsFor(scored.names.length),
+    segments: scored.segments,
+    sketch,
+  };
 }
 
 /** Customers per (previous segment, current segment), with `new` and `gone`. */
@@ -111,16 +121,18 @@ export interface MovementCounts {
   left: number[];
   /**
    * Up to `examples` customers (indexes into the current scoring) per moved cell ([from][to]) and per
-   * arrived segment (row `previous.names.length`), a pick that follows no customer order (walk order);
+   * arrived segment (row `previous.names.length`), a pick that follows no customer order (key order);
    * only when the current scoring is the one in memory. Customers who left have no id, so no examples.
    */
   examples?: number[][][];
+  /** The sketch of the scoring in memory made to count against a kept one (`keptFrom` reuses it). */
+  sketch?: KeySketch;
 }
 
 /**
- * The movement from one scoring to the next, when at least one of them is in memory. Exact: a
- * retrieval table is only asked about customers the sketch showed it has. Undefined when more customers
- * arrived or left than the kept scoring's sketch can list (its `capacity`).
+ * The movement from one scoring to the next, when at least one of them is in memory. Exact when it is
+ * counted; undefined when more customers arrived or left than the kept scoring's sketch can list (its
+ * `capacity`).
  */
 export function movementCounts(
   previous: Scored | Kept,
@@ -132,31 +144,20 @@ export function movementCounts(
   throw new Error('movement needs one of the two scorings in memory');
 }
 
-/** Where each walk bucket (the top 8 bits of the high half) starts in keys in walk order, and the end. */
-function bucketStarts(high: Uint32Array): Uint32Array {
-  const starts = new Uint32Array(WALK_BUCKETS + 1);
-  for (let b = 0; b <= WALK_BUCKETS; b++) {
-    // The first key whose bucket is b or later.
-    let lo = b === 0 ? 0 : starts[b - 1]!;
-    let hi = high.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (high[mid]! >>> 24 < b) lo = mid + 1;
-      else hi = mid;
-    }
-    starts[b] = lo;
-  }
-  return starts;
-}
-
 /** Whether a scoring is the one in memory (every customer's key), not what a snapshot kept. */
 export function isScored(s: Scored | Kept): s is Scored {
   return 'high' in s;
 }
 
+/** A short list of keys as typed arrays, in key order. */
+function sortedList(list: KeyList): { high: Uint32Array; low: Uint32Array } {
+  const { high, low } = sortKeys(Uint32Array.from(list.high), Uint32Array.from(list.low));
+  return { high, low };
+}
+
 /**
- * Walks the scoring in memory (`listed`) and looks each customer up in the other one. `forward`: listed
- * is the current scoring; otherwise the previous.
+ * Walks the scoring in memory (`listed`) in key order beside the other one's customers in key order.
+ * `forward`: listed is the current scoring; otherwise the previous.
  */
 function countAgainst(
   listed: Scored,
@@ -178,56 +179,61 @@ function countAgainst(
     : undefined;
   const n = listed.segments.length;
   const { high, low, segments, source } = listed;
+  const meet = (o: number, i: number) => {
+    const l = segments[i]!;
+    if (o === otherSegments) onlyListed[l]!++;
+    else pairs[o * listedSegments + l]!++;
+    if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[i]!);
+  };
 
+  let sketch: KeySketch | undefined;
   if (isScored(other)) {
-    // Both in memory (a backfill's dates in a row): an exact join on the keys, a walk bucket at a time
-    // (both are in walk order, so a bucket's keys are together in each), so its table stays in cache.
-    const listedStarts = bucketStarts(high);
-    const otherStarts = bucketStarts(other.high);
-    let largest = 0;
-    for (let b = 0; b < WALK_BUCKETS; b++) largest = Math.max(largest, otherStarts[b + 1]! - otherStarts[b]!);
-    const index = new KeyTable(largest);
-    const met = new Uint8Array(other.segments.length);
-    for (let b = 0; b < WALK_BUCKETS; b++) {
-      index.clear();
-      for (let j = otherStarts[b]!; j < otherStarts[b + 1]!; j++) index.add(other.high[j]!, other.low[j]!, j);
-      for (let i = listedStarts[b]!; i < listedStarts[b + 1]!; i++) {
-        const j = index.get(high[i]!, low[i]!);
-        const l = segments[i]!;
-        const o = j < 0 ? otherSegments : other.segments[j]!;
-        if (j < 0) onlyListed[l]!++;
-        else {
-          met[j] = 1;
-          pairs[o * listedSegments + l]!++;
-        }
-        if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[i]!);
+    // Both in memory (a backfill's dates in a row): a merge of the two key orders.
+    const m = other.segments.length;
+    let j = 0;
+    for (let i = 0; i < n; i++) {
+      while (j < m && compareKeys(other.high[j]!, other.low[j]!, high[i]!, low[i]!) < 0)
+        onlyOther[other.segments[j++]!]!++;
+      if (j < m && other.high[j] === high[i] && other.low[j] === low[i]) meet(other.segments[j++]!, i);
+      else meet(otherSegments, i);
+    }
+    while (j < m) onlyOther[other.segments[j++]!]!++;
+  } else {
+    sketch = sketchOf(other.sketch.layout, high, low);
+    const listedOut = peel(difference(other.sketch, sketch));
+    if (!listedOut) return undefined;
+    // Keys only the kept scoring has (they left, or arrive going backwards), and only the listed one has.
+    const gone = sortedList(listedOut.added);
+    const extra = sortedList(listedOut.taken);
+    // The kept scoring's customers in key order are the listed keys without `extra`, merged with `gone`:
+    // the r-th of them has the r-th kept segment.
+    const kept = other.segments;
+    let r = 0;
+    let g = 0;
+    let x = 0;
+    for (let i = 0; i < n; i++) {
+      while (g < gone.high.length && compareKeys(gone.high[g]!, gone.low[g]!, high[i]!, low[i]!) < 0) {
+        g++;
+        const o = kept[r++];
+        if (o === undefined || o >= otherSegments) return undefined;
+        onlyOther[o]!++;
+      }
+      if (x < extra.high.length && extra.high[x] === high[i] && extra.low[x] === low[i]) {
+        x++;
+        meet(otherSegments, i);
+      } else {
+        const o = kept[r++];
+        // Past the end, or not a segment of its names: what was kept is not of these customers.
+        if (o === undefined || o >= otherSegments) return undefined;
+        meet(o, i);
       }
     }
-    for (let j = 0; j < met.length; j++) if (!met[j]) onlyOther[other.segments[j]!]!++;
-  } else {
-    const sketch = copySketch(other.sketch);
-    const cells = new Uint32Array(3);
-    for (let k = 0; k < n; k++) sketchKey(sketch, high[k]!, low[k]!, -1, cells);
-    const difference = peel(sketch);
-    if (!difference) return undefined;
-    const { added: otherOnly, taken: listedOnly } = difference;
-    for (let k = 0; k < otherOnly.high.length; k++)
-      onlyOther[segmentIn(other.table, otherOnly.high[k]!, otherOnly.low[k]!, cells)]!++;
-    const extra = new KeyTable(listedOnly.high.length);
-    for (let k = 0; k < listedOnly.high.length; k++) extra.add(listedOnly.high[k]!, listedOnly.low[k]!, k);
-    const anyExtra = listedOnly.high.length > 0;
-    // In walk order, the table is read front to back.
-    for (let k = 0; k < n; k++) {
-      const l = segments[k]!;
-      const o =
-        anyExtra && extra.get(high[k]!, low[k]!) >= 0
-          ? otherSegments
-          : segmentIn(other.table, high[k]!, low[k]!, cells);
-      if (o === otherSegments) onlyListed[l]!++;
-      else if (o < otherSegments) pairs[o * listedSegments + l]!++;
-      else return undefined; // a segment the kept scoring cannot have: its data is not this scoring's
-      if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[k]!);
+    for (; g < gone.high.length; g++) {
+      const o = kept[r++];
+      if (o === undefined || o >= otherSegments) return undefined;
+      onlyOther[o]!++;
     }
+    if (r !== kept.length || x !== extra.high.length) return undefined;
   }
 
   const moved = forward
@@ -237,9 +243,10 @@ function countAgainst(
     : Array.from({ length: listedSegments }, (_, l) =>
         Array.from({ length: otherSegments }, (_, o) => pairs[o * listedSegments + l]!),
       );
-  return forward
+  const counts = forward
     ? { moved, arrived: onlyListed, left: onlyOther, ...(examples ? { examples } : {}) }
     : { moved, arrived: onlyOther, left: onlyListed };
+  return sketch ? { ...counts, sketch } : counts;
 }
 
 /**
@@ -247,32 +254,28 @@ function countAgainst(
  * allocator's 4 MiB size class with its header (8 MiB and a few bytes would take a 10 MiB block).
  */
 export const CHUNK_BYTES = (4 << 20) - 64;
-const FORMAT = 1;
+const FORMAT = 2;
 
 interface KeptHeader {
   format: number;
   customers: number;
   capacity: number;
-  seed: number;
   bits: number;
-  table: Layout;
   sketch: Layout;
 }
 
-/** The stored form of a Kept: a JSON header, the table packed to its bits per cell, then the sketch. */
+/** The stored form of a Kept: a JSON header, the segments packed to their bits, then the sketch. */
 export function encodeKept(kept: Kept): Buffer[] {
-  const { table, sketch } = kept;
+  const { sketch } = kept;
   const header: KeptHeader = {
     format: FORMAT,
     customers: kept.customers,
     capacity: kept.capacity,
-    seed: table.seed,
-    bits: table.bits,
-    table: table.layout,
+    bits: kept.bits,
     sketch: sketch.layout,
   };
   const head = Buffer.from(JSON.stringify(header), 'utf8');
-  const packed = packBits(table.values, table.bits);
+  const packed = packBits(kept.segments, kept.bits);
   const m = sketch.layout.cells;
   const out = Buffer.allocUnsafe(4 + head.length + packed.length + 13 * m);
   let at = out.writeUInt32LE(head.length, 0);
@@ -286,15 +289,15 @@ export function encodeKept(kept: Kept): Buffer[] {
   return chunks;
 }
 
+/** A Kept read back; throws on another format (an older one's step is then not counted). */
 export function decodeKept(date: string, names: readonly string[], chunks: readonly Buffer[]): Kept {
   const all = Buffer.concat(chunks);
   const headLength = all.readUInt32LE(0);
   const header = JSON.parse(all.toString('utf8', 4, 4 + headLength)) as KeptHeader;
   if (header.format !== FORMAT) throw new Error(`stored customer segments have format ${header.format}`);
   let at = 4 + headLength;
-  const cells = header.table.cells;
-  const packedLength = Math.ceil((cells * header.bits) / 8);
-  const values = unpackBits(all.subarray(at, at + packedLength), header.bits, cells);
+  const packedLength = Math.ceil((header.customers * header.bits) / 8);
+  const segments = unpackBits(all.subarray(at, at + packedLength), header.bits, header.customers);
   at += packedLength;
   const m = header.sketch.cells;
   const take = (bytes: number) => {
@@ -317,7 +320,8 @@ export function decodeKept(date: string, names: readonly string[], chunks: reado
     names,
     customers: header.customers,
     capacity: header.capacity,
-    table: { layout: header.table, seed: header.seed, bits: header.bits, values },
+    bits: header.bits,
+    segments,
     sketch,
   };
 }

@@ -219,7 +219,12 @@ export async function recordSnapshot(
   const becomesLatest = current !== undefined && later;
   const generation = becomesLatest ? randomUUID() : undefined;
   const kept =
-    generation && current ? keptFrom(current, options.capacityShare ?? DEFAULT_CAPACITY_SHARE) : undefined;
+    generation && current
+      ? keptFrom(current, options.capacityShare ?? DEFAULT_CAPACITY_SHARE, {
+          previous: previous && !isScored(previous) ? previous : undefined,
+          sketch: counts?.sketch,
+        })
+      : undefined;
   const chunks = kept ? encodeKept(kept) : [];
   if (generation) await writeChunks(redis, prefix, meta.source, generation, chunks);
   const recorded = (await redis.eval(
