@@ -15,8 +15,11 @@ import {
   latestSnapshot,
   movementBetween,
   recordSnapshot,
+  scoredOf,
   sourceIdOf,
 } from '../src/history/snapshots.js';
+import { DEFAULT_CAPACITY_SHARE, keptFrom } from '../src/history/customers.js';
+import { KeyFollower } from '../src/history/follow.js';
 import { segmentCustomers, type Segmented } from '../src/score/pipeline.js';
 import { formatDay } from '../src/source/parse.js';
 
@@ -37,22 +40,35 @@ const historyMemory = async () => {
   return bytes;
 };
 
+/** Scores a file as `sync` and `score` do: the snapshot's keys made on a thread while the file is read. */
+async function scoring(file: string, date: string): Promise<{ segmented: Segmented; keys?: KeyFollower }> {
+  const keys = KeyFollower.start();
+  const segmented = await segmentCustomers(config(file, date), {
+    baseDir: path.dirname(file),
+    ...(keys ? { onCustomers: keys.follow } : {}),
+  });
+  return { segmented, ...(keys ? { keys } : {}) };
+}
+
 await redis.flushall();
 let t = performance.now();
-let segmented: Segmented = await segmentCustomers(config(firstCsv, '2026-01-01'), {
-  baseDir: path.dirname(firstCsv),
-});
+let scored = await scoring(firstCsv, '2026-01-01');
 const scoreSeconds = seconds(t);
-const customers = segmented.customers.ids.length;
+const customers = scored.segmented.customers.ids.length;
 t = performance.now();
-await recordSnapshot(redis, prefix, segmented, meta);
+await recordSnapshot(redis, prefix, scored.segmented, meta, { keys: scored.keys });
 const firstRecordSeconds = seconds(t);
+// The same per-customer work on this thread alone (no thread to make the keys while the file is read).
+t = performance.now();
+keptFrom(scoredOf(scored.segmented)!, DEFAULT_CAPACITY_SHARE);
+const inlineSeconds = seconds(t);
 
 t = performance.now();
-segmented = await segmentCustomers(config(secondCsv, '2026-01-02'), { baseDir: path.dirname(secondCsv) });
+scored = await scoring(secondCsv, '2026-01-02');
+let segmented = scored.segmented;
 const nextScoreSeconds = seconds(t);
 t = performance.now();
-const next = await recordSnapshot(redis, prefix, segmented, meta);
+const next = await recordSnapshot(redis, prefix, segmented, meta, { keys: scored.keys });
 const nextRecordSeconds = seconds(t);
 const moved = next.snapshot.movement.cells
   .filter((c) => c.from !== c.to)
@@ -135,6 +151,8 @@ process.stdout.write(
     customers,
     scoreSeconds,
     firstRecordSeconds,
+    inlineSeconds,
+    threads: scored.keys !== undefined,
     nextScoreSeconds,
     nextRecordSeconds,
     moved,

@@ -208,6 +208,8 @@ try {
       customers: number;
       scoreSeconds: number;
       firstRecordSeconds: number;
+      inlineSeconds: number;
+      threads: boolean;
       nextScoreSeconds: number;
       nextRecordSeconds: number;
       moved: number;
@@ -220,7 +222,8 @@ try {
     const share = (record: number, score: number) => `${((record / score) * 100).toFixed(1)} %`;
     console.error(
       `history, ${h.customers.toLocaleString('en-US')} customers:\n` +
-        `  first snapshot: scoring ${h.scoreSeconds.toFixed(2)} s, recording ${h.firstRecordSeconds.toFixed(2)} s (+${share(h.firstRecordSeconds, h.scoreSeconds)})\n` +
+        `  first snapshot: scoring ${h.scoreSeconds.toFixed(2)} s, recording ${h.firstRecordSeconds.toFixed(2)} s (+${share(h.firstRecordSeconds, h.scoreSeconds)})${h.threads ? ', keys made on a thread while reading' : ', no thread (one core?)'}\n` +
+        `  the same per-customer work on the main thread alone: ${h.inlineSeconds.toFixed(2)} s (+${share(h.inlineSeconds, h.scoreSeconds)})\n` +
         `  next day (movement counted, ${h.moved.toLocaleString('en-US')} moved): scoring ${h.nextScoreSeconds.toFixed(2)} s, recording ${h.nextRecordSeconds.toFixed(2)} s (+${share(h.nextRecordSeconds, h.nextScoreSeconds)})\n` +
         `  Redis memory after two snapshots (MEMORY USAGE of every history key): ${(h.historyBytes / h.customers).toFixed(2)} bytes per customer in all; one snapshot ${h.snapshotBytes.toLocaleString('en-US')} bytes\n` +
         `  reads with 400 snapshots (median of 21): ${Object.entries(h.readMs)

@@ -10,6 +10,7 @@ import type { ConnectorClient } from '../src/connector.js';
 import { StateStore } from '../src/state/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
+import { KeyFollower } from '../src/history/follow.js';
 import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
 import { syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
@@ -229,10 +230,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const full = data.full || (await redis.exists(...flags)) > 0;
       let results: AudienceResult[];
       let records: RunRecord[];
+      // The snapshot's keys, made on a thread while the source is read.
+      const followed = KeyFollower.start();
       try {
         const prepared = await prepareSync(configFile, connectors, {
           destination: data.destination,
           audience: data.audience,
+          ...(followed ? { onCustomers: followed.follow } : {}),
         });
         logReadReport(prepared.segmented.report, log);
         const size = sourceSizeOf(prepared.segmented);
@@ -242,7 +246,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         // A partial export: nothing is sent, and retrying cannot help until someone looks.
         if (shrink) throw new HeldError(shrink);
         await recordSourceSize(redis, current.sync.redis_prefix, size);
-        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker'), log);
+        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker', followed), log);
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,
@@ -272,6 +276,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       } catch (error) {
         await recordFailure(current, data, meta(full), error, Date.now() - started);
         throw jobError(error);
+      } finally {
+        followed?.stop();
       }
       await recordRun(redis, prefix, records, current.sync.history_runs);
       metrics.recordRun(data.destination, results, (Date.now() - started) / 1000);

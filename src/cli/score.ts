@@ -3,6 +3,7 @@ import { configSchema, type Config } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
 import { ConfigError, describeError, ExitCode } from '../errors.js';
 import { queuePrefix } from '../../jobs/queues.js';
+import { KeyFollower } from '../history/follow.js';
 import { logSnapshot, recordScoring, type SnapshotOutcome } from '../history/snapshots.js';
 import { connect, redisFor } from './sync.js';
 import type { Logger } from '../log.js';
@@ -88,28 +89,39 @@ export async function runScore(options: ScoreOptions, log: Logger): Promise<Exit
   const { config, baseDir } = scoreConfig(options);
   const bar = progressBar('reading');
   const started = performance.now();
+  // The config's own source is the one whose history the API shows; a file given by --input is a one-off.
+  const recording = options.config && !options.input && options.record !== false;
+  // The snapshot's keys, made on a thread while the source is read.
+  const keys = recording ? KeyFollower.start() : undefined;
   let result: Segmented;
   try {
     result = await segmentCustomers(config, {
       baseDir,
       onProgress: (p) => bar.update(p.done, p.total, p.rows),
+      ...(keys ? { onCustomers: keys.follow } : {}),
     });
+  } catch (error) {
+    keys?.stop();
+    throw error;
   } finally {
     bar.stop();
   }
-  await writeScores(result, config, options);
-  // The config's own source is the one whose history the API shows; a file given by --input is a one-off.
-  const snapshot =
-    options.config && !options.input && options.record !== false ? await record(config, result) : undefined;
+  let snapshot: SnapshotOutcome | undefined;
+  try {
+    await writeScores(result, config, options);
+    snapshot = recording ? await record(config, result, keys) : undefined;
+  } finally {
+    keys?.stop();
+  }
   report(result, config, options, log, performance.now() - started, snapshot);
   return ExitCode.ok;
 }
 
-async function record(config: Config, result: Segmented): Promise<SnapshotOutcome> {
+async function record(config: Config, result: Segmented, keys?: KeyFollower): Promise<SnapshotOutcome> {
   const redis = redisFor();
   try {
     await connect(redis);
-    return await recordScoring(redis, queuePrefix(config.sync.redis_prefix), config, result, 'score');
+    return await recordScoring(redis, queuePrefix(config.sync.redis_prefix), config, result, 'score', keys);
   } catch (error) {
     return { status: 'failed', reason: `${describeError(error)} (--no-record skips it)` };
   } finally {

@@ -24,6 +24,7 @@ import {
 } from '../sync/brakes.js';
 import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
+import { KeyFollower } from '../history/follow.js';
 import { logSnapshot, recordScoring } from '../history/snapshots.js';
 import { recordRunReadings } from '../health/audience.js';
 
@@ -78,7 +79,7 @@ export async function connect(redis: Redis): Promise<void> {
   }
 }
 
-async function prepare(options: SyncCommandOptions): Promise<Prepared> {
+async function prepare(options: SyncCommandOptions, keys?: KeyFollower): Promise<Prepared> {
   if (!options.config)
     throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');
   const bar = progressBar('reading');
@@ -87,6 +88,7 @@ async function prepare(options: SyncCommandOptions): Promise<Prepared> {
       destination: options.destination,
       audience: options.audience,
       onProgress: (p) => bar.update(p.done, p.total, p.rows),
+      ...(keys ? { onCustomers: keys.follow } : {}),
     });
   } finally {
     bar.stop();
@@ -149,9 +151,12 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
     reason: 'cli',
   };
   let p: Prepared;
+  // The snapshot's keys, made on a thread while the source is read (ended by recordScoring, or here).
+  const keys = KeyFollower.start();
   try {
-    p = await prepare(options);
+    p = await prepare(options, keys);
   } catch (error) {
+    keys?.stop();
     await recordUnprepared(options, meta, error);
     throw error;
   }
@@ -178,7 +183,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
       return ExitCode.failed;
     }
     if (!options.dryRun) await recordSourceSize(redis, p.config.sync.redis_prefix, size);
-    logSnapshot(await recordScoring(redis, history, p.config, p.segmented, 'sync'), log);
+    logSnapshot(await recordScoring(redis, history, p.config, p.segmented, 'sync', keys), log);
     for (const destination of p.destinations) {
       // One run per audience, whoever starts it: the leases workers take.
       const leases = await takeLeases(
@@ -246,6 +251,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
       }
     }
   } finally {
+    keys?.stop();
     redis.disconnect();
   }
   if (options.json)

@@ -1,6 +1,6 @@
 import { keyHalves } from '../state/keys.js';
 import type { TextColumn } from '../source/text.js';
-import { compareKeys, sortKeys } from './key-order.js';
+import { sortKeys, type SortedKeys } from './key-order.js';
 import {
   difference,
   peel,
@@ -58,27 +58,36 @@ export function bitsFor(segments: number): number {
   return Math.max(1, Math.ceil(Math.log2(Math.max(2, segments))));
 }
 
-/** The customers' keys and segments; undefined when there are too many segments to keep. */
+/**
+ * The customers' keys and segments; undefined when there are too many segments to keep. `sorted`: their
+ * keys made already (by a `KeyFollower`).
+ */
 export function scoredFrom(
   date: string,
   ids: TextColumn,
   segment: Uint16Array,
   names: readonly string[],
+  sorted?: SortedKeys,
 ): Scored | undefined {
   if (names.length > MAX_SEGMENTS) return undefined;
   const n = segment.length;
-  const inHigh = new Uint32Array(n);
-  const inLow = new Uint32Array(n);
-  const halves = new Uint32Array(2);
-  ids.each((bytes, from, to, i) => {
-    keyHalves(bytes, from, to, halves);
-    inHigh[i] = halves[0]!;
-    inLow[i] = halves[1]!;
-  });
-  const { high, low, order } = sortKeys(inHigh, inLow);
+  const { high, low, order } = sorted ?? keysOf(ids);
   const segments = new Uint8Array(n);
   for (let k = 0; k < n; k++) segments[k] = segment[order[k]!]!;
   return { date, names, high, low, segments, source: order };
+}
+
+/** The ids' keys, sorted. */
+function keysOf(ids: TextColumn): SortedKeys {
+  const high = new Uint32Array(ids.length);
+  const low = new Uint32Array(ids.length);
+  const halves = new Uint32Array(2);
+  ids.each((bytes, from, to, i) => {
+    keyHalves(bytes, from, to, halves);
+    high[i] = halves[0]!;
+    low[i] = halves[1]!;
+  });
+  return sortKeys(high, low);
 }
 
 /**
@@ -137,11 +146,18 @@ export interface MovementCounts {
 export function movementCounts(
   previous: Scored | Kept,
   current: Scored | Kept,
-  options: { examples?: number } = {},
+  options: CountOptions = {},
 ): MovementCounts | undefined {
   if (isScored(current)) return countAgainst(current, previous, true, options);
   if (isScored(previous)) return countAgainst(previous, current, false, options);
   throw new Error('movement needs one of the two scorings in memory');
+}
+
+interface CountOptions {
+  /** Up to this many examples per cell. */
+  examples?: number;
+  /** The sketch of the scoring in memory, made already: used when in the kept one's layout. */
+  sketch?: KeySketch | undefined;
 }
 
 /** Whether a scoring is the one in memory (every customer's key), not what a snapshot kept. */
@@ -163,90 +179,125 @@ function countAgainst(
   listed: Scored,
   other: Scored | Kept,
   forward: boolean,
-  options: { examples?: number },
+  options: CountOptions,
 ): MovementCounts | undefined {
-  const listedSegments = listed.names.length;
-  const otherSegments = other.names.length;
-  // pairs[o * listedSegments + l]: customers in both, by the other scoring's segment and the listed one's.
-  const pairs = new Float64Array(otherSegments * listedSegments);
-  const onlyListed = new Array<number>(listedSegments).fill(0);
-  const onlyOther = new Array<number>(otherSegments).fill(0);
-  const keep = forward ? (options.examples ?? 0) : 0;
-  const examples = keep
-    ? Array.from({ length: otherSegments + 1 }, () =>
-        Array.from({ length: listedSegments }, () => [] as number[]),
-      )
-    : undefined;
+  const ls = listed.names.length;
+  const os = other.names.length;
+  // cells[o * ls + l]: customers by the other scoring's segment and the listed one's; row `os`: only listed.
+  const cells = new Float64Array((os + 1) * ls);
+  const onlyOther = new Float64Array(os);
+  const keep = forward ? Math.min(255, options.examples ?? 0) : 0;
+  const room = keep ? new Uint8Array(cells.length).fill(keep) : undefined;
+  const examples = Array.from({ length: os + 1 }, () => Array.from({ length: ls }, () => [] as number[]));
   const n = listed.segments.length;
   const { high, low, segments, source } = listed;
-  const meet = (o: number, i: number) => {
-    const l = segments[i]!;
-    if (o === otherSegments) onlyListed[l]!++;
-    else pairs[o * listedSegments + l]!++;
-    if (examples && examples[o]![l]!.length < keep) examples[o]![l]!.push(source[i]!);
-  };
-
+  // The other scoring's customers in key order: `theirs` holds their segments (os: a listed key not among them).
+  let theirs: Uint8Array;
   let sketch: KeySketch | undefined;
   if (isScored(other)) {
     // Both in memory (a backfill's dates in a row): a merge of the two key orders.
-    const m = other.segments.length;
+    theirs = new Uint8Array(n);
+    const { high: oh, low: ol, segments: os8 } = other;
+    const m = os8.length;
     let j = 0;
     for (let i = 0; i < n; i++) {
-      while (j < m && compareKeys(other.high[j]!, other.low[j]!, high[i]!, low[i]!) < 0)
-        onlyOther[other.segments[j++]!]!++;
-      if (j < m && other.high[j] === high[i] && other.low[j] === low[i]) meet(other.segments[j++]!, i);
-      else meet(otherSegments, i);
+      const h = high[i]!;
+      const l = low[i]!;
+      while (j < m && (oh[j]! < h || (oh[j] === h && ol[j]! < l))) onlyOther[os8[j++]!]!++;
+      theirs[i] = j < m && oh[j] === h && ol[j] === l ? os8[j++]! : os;
     }
-    while (j < m) onlyOther[other.segments[j++]!]!++;
+    while (j < m) onlyOther[os8[j++]!]!++;
   } else {
-    sketch = sketchOf(other.sketch.layout, high, low);
+    sketch =
+      options.sketch && sameLayout(options.sketch.layout, other.sketch.layout)
+        ? options.sketch
+        : sketchOf(other.sketch.layout, high, low);
     const listedOut = peel(difference(other.sketch, sketch));
     if (!listedOut) return undefined;
-    // Keys only the kept scoring has (they left, or arrive going backwards), and only the listed one has.
-    const gone = sortedList(listedOut.added);
-    const extra = sortedList(listedOut.taken);
-    // The kept scoring's customers in key order are the listed keys without `extra`, merged with `gone`:
-    // the r-th of them has the r-th kept segment.
-    const kept = other.segments;
-    let r = 0;
-    let g = 0;
-    let x = 0;
-    for (let i = 0; i < n; i++) {
-      while (g < gone.high.length && compareKeys(gone.high[g]!, gone.low[g]!, high[i]!, low[i]!) < 0) {
-        g++;
-        const o = kept[r++];
-        if (o === undefined || o >= otherSegments) return undefined;
-        onlyOther[o]!++;
-      }
-      if (x < extra.high.length && extra.high[x] === high[i] && extra.low[x] === low[i]) {
-        x++;
-        meet(otherSegments, i);
-      } else {
-        const o = kept[r++];
-        // Past the end, or not a segment of its names: what was kept is not of these customers.
-        if (o === undefined || o >= otherSegments) return undefined;
-        meet(o, i);
-      }
+    const segmentsOf = matchKept(
+      listed,
+      other,
+      sortedList(listedOut.added),
+      sortedList(listedOut.taken),
+      onlyOther,
+    );
+    if (!segmentsOf) return undefined;
+    theirs = segmentsOf;
+  }
+  for (let i = 0; i < n; i++) {
+    const cell = theirs[i]! * ls + segments[i]!;
+    cells[cell]!++;
+    if (room !== undefined && room[cell]! > 0) {
+      room[cell]!--;
+      examples[theirs[i]!]![segments[i]!]!.push(source[i]!);
     }
-    for (; g < gone.high.length; g++) {
-      const o = kept[r++];
-      if (o === undefined || o >= otherSegments) return undefined;
-      onlyOther[o]!++;
-    }
-    if (r !== kept.length || x !== extra.high.length) return undefined;
   }
 
-  const moved = forward
-    ? Array.from({ length: otherSegments }, (_, o) =>
-        Array.from({ length: listedSegments }, (_, l) => pairs[o * listedSegments + l]!),
-      )
-    : Array.from({ length: listedSegments }, (_, l) =>
-        Array.from({ length: otherSegments }, (_, o) => pairs[o * listedSegments + l]!),
-      );
+  const pair = (o: number, l: number) => cells[o * ls + l]!;
+  const onlyListed = Array.from({ length: ls }, (_, l) => pair(os, l));
+  const left = Array.from(onlyOther);
   const counts = forward
-    ? { moved, arrived: onlyListed, left: onlyOther, ...(examples ? { examples } : {}) }
-    : { moved, arrived: onlyOther, left: onlyListed };
+    ? {
+        moved: Array.from({ length: os }, (_, o) => Array.from({ length: ls }, (_, l) => pair(o, l))),
+        arrived: onlyListed,
+        left,
+        ...(keep ? { examples } : {}),
+      }
+    : {
+        moved: Array.from({ length: ls }, (_, l) => Array.from({ length: os }, (_, o) => pair(o, l))),
+        arrived: left,
+        left: onlyListed,
+      };
   return sketch ? { ...counts, sketch } : counts;
+}
+
+/**
+ * The kept segment of each listed customer (`os` for those the kept scoring lacks, `extra`), counting
+ * into `onlyOther` those it has that the listed one lacks (`gone`). The kept scoring's customers in key
+ * order are the listed keys without `extra`, merged with `gone`: the r-th of them has the r-th kept
+ * segment. Undefined when the counts do not add up: what was kept is not of these customers.
+ */
+function matchKept(
+  listed: Scored,
+  kept: Kept,
+  gone: { high: Uint32Array; low: Uint32Array },
+  extra: { high: Uint32Array; low: Uint32Array },
+  onlyOther: Float64Array,
+): Uint8Array | undefined {
+  const { high, low } = listed;
+  const n = high.length;
+  const os = kept.names.length;
+  const segments = kept.segments;
+  const total = segments.length;
+  const theirs = new Uint8Array(n);
+  let r = 0;
+  let g = 0;
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    const h = high[i]!;
+    const l = low[i]!;
+    while (g < gone.high.length && (gone.high[g]! < h || (gone.high[g] === h && gone.low[g]! < l))) {
+      g++;
+      const o = segments[r++]!;
+      if (r > total || o >= os) return undefined;
+      onlyOther[o]!++;
+    }
+    if (x < extra.high.length && extra.high[x] === h && extra.low[x] === l) {
+      x++;
+      theirs[i] = os;
+    } else {
+      const o = segments[r++]!;
+      if (r > total || o >= os) return undefined;
+      theirs[i] = o;
+    }
+  }
+  for (; g < gone.high.length; g++) {
+    const o = segments[r++]!;
+    if (r > total || o >= os) return undefined;
+    onlyOther[o]!++;
+  }
+  if (r !== total || x !== extra.high.length) return undefined;
+  return theirs;
 }
 
 /**

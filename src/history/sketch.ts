@@ -77,7 +77,8 @@ export function reusedLayout(
   layout: Layout;
   capacity: number;
 } {
-  if (previous && previous.capacity >= capacity * 0.9 && previous.capacity <= capacity * 1.25) return previous;
+  if (previous && previous.capacity >= capacity * 0.9 && previous.capacity <= capacity * 1.25)
+    return previous;
   return { layout: sketchLayout(capacity), capacity };
 }
 
@@ -94,12 +95,18 @@ export function emptySketch(layout: Layout): KeySketch {
 /** The sketch of these keys (in key order, each pass then walks the sketch front to back). */
 export function sketchOf(layout: Layout, high: Uint32Array, low: Uint32Array): KeySketch {
   const s = emptySketch(layout);
+  addKeys(s, high, low, 0, high.length);
+  return s;
+}
+
+/** Adds keys [from, to) of these arrays to the sketch. */
+export function addKeys(s: KeySketch, high: Uint32Array, low: Uint32Array, from: number, to: number): void {
+  const { layout, count, high: xh, low: xl, check: xc } = s;
   const length = layout.segmentLength;
   const mask = length - 1;
   const spanned = (layout.segmentCount * length) / 16_777_216;
-  const { count, high: xh, low: xl, check: xc } = s;
   // cellsOf and checkOf inline: a call per key would cost a third of the loop.
-  for (let k = 0; k < high.length; k++) {
+  for (let k = from; k < to; k++) {
     const h = high[k]!;
     const l = low[k]!;
     const a = mix32(l ^ 0xa54ff53a);
@@ -120,7 +127,6 @@ export function sketchOf(layout: Layout, high: Uint32Array, low: Uint32Array): K
     xl[c2]! ^= l;
     xc[c2]! ^= check;
   }
-  return s;
 }
 
 /** `a` minus `b` (one layout), cell by cell: the keys only `a` holds (count 1) and only `b` holds (-1). */

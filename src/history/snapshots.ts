@@ -12,12 +12,16 @@ import {
   encodeKept,
   isScored,
   keptFrom,
+  MAX_SEGMENTS,
   movementCounts,
   scoredFrom,
   type Kept,
   type MovementCounts,
   type Scored,
 } from './customers.js';
+import type { KeyFollower } from './follow.js';
+import type { SortedKeys } from './key-order.js';
+import { reusedLayout, type KeySketch } from './sketch.js';
 
 export type { Scored } from './customers.js';
 
@@ -133,12 +137,13 @@ const key = {
 };
 
 /** Per-customer segments of one scoring, in memory: what the next movement matrix needs. */
-export function scoredOf(segmented: Segmented): Scored | undefined {
+export function scoredOf(segmented: Segmented, sorted?: SortedKeys): Scored | undefined {
   return scoredFrom(
     formatDay(segmented.analysisDay),
     segmented.customers.ids,
     segmented.scores.segment,
     segmented.scores.segments,
+    sorted,
   );
 }
 
@@ -165,6 +170,8 @@ export async function recordSnapshot(
     keepDays?: number;
     /** history.movement_capacity: the share of customers that may arrive or leave before the next scoring. */
     capacityShare?: number;
+    /** The customers' keys, made while the source was read. */
+    keys?: KeyFollower | undefined;
     now?: number;
   } = {},
 ): Promise<{ recorded: boolean; snapshot: Snapshot; segments?: Scored }> {
@@ -188,7 +195,20 @@ export async function recordSnapshot(
         ? await loadLatest(redis, prefix, meta.source, latestMeta)
         : undefined;
   // Per-customer segments are needed to count movement, or to be kept as the new latest.
-  const current = previous || later ? scoredOf(segmented) : undefined;
+  const capacityShare = options.capacityShare ?? DEFAULT_CAPACITY_SHARE;
+  const keptBefore = previous && !isScored(previous) ? previous : undefined;
+  const followed =
+    (previous || later) && options.keys && segmented.scores.segments.length <= MAX_SEGMENTS
+      ? await options.keys.finish(
+          segmented.customers.ids,
+          reusedLayout(
+            Math.ceil(capacityShare * segmented.customers.ids.length),
+            keptBefore && { layout: keptBefore.sketch.layout, capacity: keptBefore.capacity },
+          ).layout,
+        )
+      : undefined;
+  const current = previous || later ? scoredOf(segmented, followed?.sorted) : undefined;
+  const followedSketch = await followed?.sketch;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
     `(${segmented.analysisDay}`,
@@ -197,7 +217,7 @@ export async function recordSnapshot(
     0,
     1,
   );
-  const { movement, counts } = movementOf(previous, current, earlier[0]);
+  const { movement, counts } = movementOf(previous, current, earlier[0], followedSketch);
   const snapshot: Snapshot = {
     source: meta.source,
     date,
@@ -220,10 +240,7 @@ export async function recordSnapshot(
   const generation = becomesLatest ? randomUUID() : undefined;
   const kept =
     generation && current
-      ? keptFrom(current, options.capacityShare ?? DEFAULT_CAPACITY_SHARE, {
-          previous: previous && !isScored(previous) ? previous : undefined,
-          sketch: counts?.sketch,
-        })
+      ? keptFrom(current, capacityShare, { previous: keptBefore, sketch: counts?.sketch ?? followedSketch })
       : undefined;
   const chunks = kept ? encodeKept(kept) : [];
   if (generation) await writeChunks(redis, prefix, meta.source, generation, chunks);
@@ -324,6 +341,7 @@ function movementOf(
   previous: Scored | Kept | undefined,
   current: Scored | Kept | undefined,
   earlier: string | undefined,
+  sketch?: KeySketch,
 ): { movement: Snapshot['movement']; counts?: MovementCounts } {
   if (!previous || (earlier !== undefined && previous.date < earlier))
     return {
@@ -337,7 +355,7 @@ function movementOf(
     };
   if (!current)
     return { movement: { from: null, cells: [], reason: 'more segments than per-customer history keeps' } };
-  const counts = movementCounts(previous, current, { examples: SAMPLE_SIZE });
+  const counts = movementCounts(previous, current, { examples: SAMPLE_SIZE, sketch });
   if (!counts) {
     const kept = isScored(previous) ? (current as Kept) : previous;
     return {
@@ -672,6 +690,7 @@ export async function recordScoring(
   config: Pick<Config, 'source' | 'scoring' | 'history'>,
   segmented: Segmented,
   by: Snapshot['by'],
+  keys?: KeyFollower,
 ): Promise<SnapshotOutcome> {
   try {
     const { recorded, snapshot } = await recordSnapshot(
@@ -683,7 +702,7 @@ export async function recordScoring(
         by,
         method: segmented.customers.given ? 'given' : config.scoring.method,
       },
-      { keepDays: config.history.keep_days, capacityShare: config.history.movement_capacity },
+      { keepDays: config.history.keep_days, capacityShare: config.history.movement_capacity, keys },
     );
     return {
       status: recorded ? 'recorded' : 'kept',
@@ -692,6 +711,8 @@ export async function recordScoring(
     };
   } catch (error) {
     return { status: 'failed', reason: describeError(error) };
+  } finally {
+    keys?.stop();
   }
 }
 

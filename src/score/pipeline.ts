@@ -26,7 +26,12 @@ export function analysisDayOf(setting: string, now = Date.now()): number {
 
 export async function segmentCustomers(
   config: Pick<Config, 'source' | 'profiles' | 'scoring' | 'segments'>,
-  options: { baseDir: string; onProgress?: ReadOptions['onProgress']; now?: number },
+  options: {
+    baseDir: string;
+    onProgress?: ReadOptions['onProgress'];
+    onCustomers?: ReadOptions['onCustomers'];
+    now?: number;
+  },
 ): Promise<Segmented> {
   const map = buildSegmentMap(config.segments);
   const analysisDay = analysisDayOf(config.scoring.analysis_date, options.now);
@@ -35,6 +40,7 @@ export async function segmentCustomers(
     scoring: config.scoring,
     baseDir: options.baseDir,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.onCustomers ? { onCustomers: options.onCustomers } : {}),
   });
   const scores = scoreCustomers(customers, config.scoring.method, map);
   return { analysisDay, customers, scores, map, sizes: segmentSizes(customers, scores, map), report };

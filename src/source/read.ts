@@ -58,6 +58,11 @@ export interface ReadOptions {
   scoring: Pick<ScoringConfig, 'monetary' | 'third_dimension' | 'engagement' | 'duration'>;
   baseDir: string;
   onProgress?: (p: { rows: number; done: number; total?: number }) => void;
+  /**
+   * The customer ids read so far, now and then while reading and once at the end (entries never
+   * change), with about how many there will be when the reader can tell.
+   */
+  onCustomers?: (ids: TextColumn, expected?: number) => void;
   /** Hand back every order read as well (`Orders`), for scoring as of past dates: the source must be of orders. */
   keepOrders?: boolean;
 }
@@ -301,7 +306,16 @@ async function readScoring(
     for (const rec of batch) {
       row++;
       log.rows++;
-      if (row % PROGRESS_EVERY === 0) options.onProgress?.({ rows: row, ...rows.progress() });
+      if (row % PROGRESS_EVERY === 0) {
+        const progress = rows.progress();
+        options.onProgress?.({ rows: row, ...progress });
+        options.onCustomers?.(
+          ids,
+          progress.total && progress.done > 0
+            ? Math.ceil((ids.length * progress.total) / progress.done)
+            : undefined,
+        );
+      }
       const id = idOf(rec, width, idCol, log, row, 'source');
       if (id === undefined) continue;
       let day = 0;
@@ -429,6 +443,7 @@ async function readScoring(
       }
     }
   options.onProgress?.({ rows: row, ...rows.progress() });
+  options.onCustomers?.(ids);
 
   const n = measured ? ids.length : 0;
   const recencyDays = new Float64Array(n);

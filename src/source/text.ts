@@ -196,9 +196,13 @@ export class TextColumn {
     return read(this.chunks[(start - from) / CHUNK] ?? EMPTY, from, from + length);
   }
 
-  /** `visit(bytes, from, to, i)` over every entry's bytes in place, in order: `read` for a whole column. */
-  each(visit: (bytes: Uint8Array, from: number, to: number, i: number) => void): void {
-    for (let i = 0; i < this.size; i++) {
+  /** `visit(bytes, from, to, i)` over entries [first, end)'s bytes in place, in order: `read` in bulk. */
+  each(
+    visit: (bytes: Uint8Array, from: number, to: number, i: number) => void,
+    first = 0,
+    end = this.size,
+  ): void {
+    for (let i = first; i < end; i++) {
       const length = this.lengths[i >>> PAGE_BITS]![i & PAGE_MASK]!;
       if (length === 0) visit(EMPTY, 0, 0, i);
       else if (this.dictionary || length === LONG) {

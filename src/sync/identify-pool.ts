@@ -88,7 +88,7 @@ export function threadsAvailable(script: URL): boolean {
   return workerCount() > 0 && existsSync(fileURLToPath(script));
 }
 
-function workerCount(): number {
+export function workerCount(): number {
   const n = process.env.AUDIENCE_SYNC_THREADS;
   return Math.min((n !== undefined && n !== '' ? Number(n) || 0 : availableParallelism()) - 1, 15);
 }

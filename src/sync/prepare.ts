@@ -59,6 +59,7 @@ export async function prepareSync(
     destination?: string | undefined;
     audience?: string | undefined;
     onProgress?: ReadOptions['onProgress'];
+    onCustomers?: ReadOptions['onCustomers'];
   } = {},
 ): Promise<Prepared> {
   const { config, dir } = loadConfig(configFile);
@@ -67,6 +68,7 @@ export async function prepareSync(
   const segmented = await segmentCustomers(config, {
     baseDir: dir,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.onCustomers ? { onCustomers: options.onCustomers } : {}),
   });
   const audiences = audiencesOf(config, segmented.scores.segments);
   if (options.audience !== undefined && !audiences.some((a) => a.name === options.audience))

@@ -1,0 +1,133 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { TextColumn, TextParts } from '../source/text.js';
+import { workerCount } from '../sync/identify-pool.js';
+import type { SortedKeys } from './key-order.js';
+import type { KeySketch, Layout } from './sketch.js';
+
+/** The ids read so far: only the pages and chunks not sent before (the memory is shared, so those grow). */
+export interface NewIds {
+  chunks: SharedArrayBuffer[];
+  starts: SharedArrayBuffer[];
+  lengths: SharedArrayBuffer[];
+  long: [number, string][];
+  size: number;
+  /** About how many customers the source holds, when the reader can tell. */
+  expected?: number | undefined;
+}
+
+export type FollowMessage = { type: 'follow'; ids: NewIds } | { type: 'finish'; ids: NewIds; layout: Layout };
+
+export type FollowReply =
+  | { type: 'sorted'; sorted: SortedKeys }
+  | { type: 'sketch'; sketch: KeySketch }
+  | { type: 'error'; error: string };
+
+export interface FollowedKeys {
+  sorted: SortedKeys;
+  /** Made after `sorted` is sent, while the caller puts its segments in key order. */
+  sketch: Promise<KeySketch | undefined>;
+}
+
+const SCRIPT = new URL('./key-thread.js', import.meta.url);
+
+/**
+ * The customers' keys, made on a thread of their own while the source is read (the read hands it the
+ * ids as they come, `follow`), so that a snapshot costs the scoring little more than the sort and what
+ * follows it. Without threads (one core, or AUDIENCE_SYNC_THREADS=1, or tests run from source), `start`
+ * gives none, and the snapshot makes its keys itself.
+ */
+export class KeyFollower {
+  private readonly worker: Worker;
+  private failed = false;
+  private followed: TextColumn | undefined;
+  private sent = { chunks: 0, pages: 0 };
+  private readonly replies: FollowReply[] = [];
+  private waiting: ((reply: FollowReply) => void) | undefined;
+
+  private constructor() {
+    this.worker = new Worker(SCRIPT);
+    this.worker.unref();
+    const end = (error: string) => {
+      this.failed = true;
+      this.deliver({ type: 'error', error });
+    };
+    this.worker.on('message', (reply: FollowReply) => this.deliver(reply));
+    this.worker.on('error', (error) => end(error.message));
+    this.worker.on('exit', () => end('the thread stopped'));
+  }
+
+  static start(): KeyFollower | undefined {
+    if (workerCount() < 1 || !existsSync(fileURLToPath(SCRIPT))) return undefined;
+    return new KeyFollower();
+  }
+
+  /** For the source reader's `onCustomers`: the ids read so far. */
+  readonly follow = (ids: TextColumn, expected?: number): void => {
+    if (this.failed || (this.followed && this.followed !== ids)) return;
+    this.followed = ids;
+    const news = this.newIds(ids, expected);
+    if (news) this.worker.postMessage({ type: 'follow', ids: news } satisfies FollowMessage);
+  };
+
+  /**
+   * Every customer's key in key order, then their sketch in `layout`; undefined when the thread failed
+   * (the caller then makes them itself). The thread ends after the sketch.
+   */
+  async finish(ids: TextColumn, layout: Layout): Promise<FollowedKeys | undefined> {
+    // Only the column it followed: another one's entries could be in another order.
+    const news = this.failed || (this.followed && this.followed !== ids) ? undefined : this.newIds(ids);
+    if (!news) {
+      this.stop();
+      return undefined;
+    }
+    this.worker.ref();
+    this.worker.postMessage({ type: 'finish', ids: news, layout } satisfies FollowMessage);
+    const first = await this.next();
+    if (first.type !== 'sorted' || first.sorted.high.length !== ids.length) {
+      this.stop();
+      return undefined;
+    }
+    const sketch = this.next().then((reply) => {
+      this.stop();
+      return reply.type === 'sketch' ? reply.sketch : undefined;
+    });
+    return { sorted: first.sorted, sketch };
+  }
+
+  /** Ends the thread (a scoring that failed, or after `finish`). */
+  stop(): void {
+    this.failed = true;
+    void this.worker.terminate();
+  }
+
+  /** The pages and chunks not sent yet; none while the column is a dictionary (it is rewritten when it grows out of one). */
+  private newIds(ids: TextColumn, expected?: number): NewIds | undefined {
+    const parts: TextParts = ids.parts();
+    if (parts.dictionary) return undefined;
+    const news: NewIds = {
+      chunks: parts.chunks.slice(this.sent.chunks),
+      starts: parts.starts.slice(this.sent.pages),
+      lengths: parts.lengths.slice(this.sent.pages),
+      long: parts.long,
+      size: parts.size,
+      expected,
+    };
+    this.sent = { chunks: parts.chunks.length, pages: parts.starts.length };
+    return news;
+  }
+
+  private deliver(reply: FollowReply): void {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) waiting(reply);
+    else if (reply.type !== 'error' || this.replies.length === 0) this.replies.push(reply);
+  }
+
+  private next(): Promise<FollowReply> {
+    const queued = this.replies.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+}

@@ -1,0 +1,67 @@
+import { parentPort } from 'node:worker_threads';
+import { TextColumn } from '../source/text.js';
+import { keyHalves } from '../state/keys.js';
+import type { FollowMessage, FollowReply, NewIds } from './follow.js';
+import { KeyBuckets } from './key-order.js';
+import { sketchOf } from './sketch.js';
+
+/** The thread of a `KeyFollower`: hashes the ids read so far into key buckets; sorts them at the end. */
+const port = parentPort!;
+const parts = {
+  chunks: [] as SharedArrayBuffer[],
+  starts: [] as SharedArrayBuffer[],
+  lengths: [] as SharedArrayBuffer[],
+};
+let buckets: KeyBuckets | undefined;
+let done = 0;
+const halves = new Uint32Array(2);
+let high = new Uint32Array(0);
+let low = new Uint32Array(0);
+
+function hashUpTo(ids: NewIds): void {
+  parts.chunks.push(...ids.chunks);
+  parts.starts.push(...ids.starts);
+  parts.lengths.push(...ids.lengths);
+  const size = ids.size;
+  if (size <= done) return;
+  const column = TextColumn.view({ ...parts, long: ids.long, size });
+  buckets ??= new KeyBuckets(Math.max(ids.expected ?? 0, size));
+  if (high.length < size - done) {
+    high = new Uint32Array(size - done);
+    low = new Uint32Array(size - done);
+  }
+  column.each(
+    (bytes, from, to, i) => {
+      keyHalves(bytes, from, to, halves);
+      high[i - done] = halves[0]!;
+      low[i - done] = halves[1]!;
+    },
+    done,
+    size,
+  );
+  buckets.add(high, low, 0, size - done, done);
+  done = size;
+}
+
+port.on('message', (message: FollowMessage) => {
+  try {
+    hashUpTo(message.ids);
+    if (message.type !== 'finish') return;
+    const sorted = (buckets ?? new KeyBuckets(0)).sorted(true);
+    buckets = undefined;
+    // The keys go first (shared): the caller puts its segments in their order while the sketch is made.
+    port.postMessage({ type: 'sorted', sorted } satisfies FollowReply);
+    const sketch = sketchOf(message.layout, sorted.high, sorted.low);
+    port.postMessage({ type: 'sketch', sketch } satisfies FollowReply, [
+      sketch.count.buffer,
+      sketch.high.buffer,
+      sketch.low.buffer,
+      sketch.check.buffer,
+    ] as ArrayBuffer[]);
+  } catch (error) {
+    port.postMessage({
+      type: 'error',
+      error: error instanceof Error ? error.message : String(error),
+    } satisfies FollowReply);
+  }
+});
