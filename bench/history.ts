@@ -65,7 +65,7 @@ const inlineSeconds = seconds(t);
 
 t = performance.now();
 scored = await scoring(secondCsv, '2026-01-02');
-let segmented = scored.segmented;
+const segmented = scored.segmented;
 const nextScoreSeconds = seconds(t);
 t = performance.now();
 const next = await recordSnapshot(redis, prefix, segmented, meta, { keys: scored.keys });
