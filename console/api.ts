@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type {
   actionSchema,
+  audiencesSchema,
   destinationsSchema,
   errorSchema,
   jobSchema,
@@ -20,6 +21,7 @@ export type Snapshot = z.output<typeof snapshotsSchema>['snapshots'][number];
 export type Movement = z.output<typeof movementSchema>;
 export type Destinations = z.output<typeof destinationsSchema>;
 export type AudienceHealth = z.output<typeof audienceHealthSchema>;
+export type Audiences = z.output<typeof audiencesSchema>;
 export type Action = z.output<typeof actionSchema>;
 export type Job = z.output<typeof jobSchema>;
 export type Runs = z.output<typeof runsSchema>;

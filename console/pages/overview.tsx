@@ -5,6 +5,7 @@ import {
   call,
   type Action,
   type AudienceHealth,
+  type Audiences,
   type Destinations,
   type Movement,
   type Segments,
@@ -37,18 +38,23 @@ export function OverviewPage() {
 
 function Overview(props: { period: Period; session: Session }) {
   const { period } = props;
-  const segments = useLoad('segments', () =>
-    call<Segments>(
-      'GET',
-      `/api/v1/segments${period.from ? `?${new URLSearchParams({ trend_from: period.from })}` : ''}`,
-    ),
-  );
+  // The cards show the period's last snapshot, so a bookmarked address shows what it showed.
+  const segments = useLoad('segments', () => {
+    const query = new URLSearchParams();
+    if (period.from) query.set('trend_from', period.from);
+    if (period.to) query.set('to', period.to);
+    return call<Segments>('GET', `/api/v1/segments${query.size ? `?${query}` : ''}`);
+  });
   const snapshots = useLoad('snapshots', () => allSnapshots(period));
-  const last = snapshots.state === 'ready' ? snapshots.data.at(-1)?.date : undefined;
+  const lastSnapshot = snapshots.state === 'ready' ? snapshots.data.at(-1) : undefined;
+  const last = lastSnapshot?.date;
+  // The first snapshot of all has nothing before it to count movement from (the API would answer 404).
+  const first =
+    lastSnapshot !== undefined && lastSnapshot.movement.from === null && !lastSnapshot.movement.reason;
   const movement = useLoad(`movement ${snapshots.state} ${last}`, async () =>
     snapshots.state !== 'ready'
       ? undefined
-      : last
+      : last && !first
         ? call<Movement>('GET', `/api/v1/movement?${new URLSearchParams({ to: last })}`)
         : null,
   );
@@ -67,6 +73,8 @@ function Overview(props: { period: Period; session: Session }) {
           <Status loaded={snapshots} />
         ) : movement.state === 'ready' && movement.data ? (
           <MovementMatrix movement={movement.data} order={names} />
+        ) : movement.state === 'ready' && first ? (
+          <p>The first snapshot ({last}) has no earlier one to count movement from.</p>
         ) : movement.state === 'ready' ? (
           <p>No snapshot in this period yet.</p>
         ) : (
@@ -342,17 +350,10 @@ interface HealthData {
 }
 
 async function audienceHealth(): Promise<HealthData> {
-  const { destinations } = await call<Destinations>('GET', '/api/v1/destinations');
-  const audiences = await Promise.all(
-    destinations.flatMap((d) =>
-      d.audiences.map((a) =>
-        call<AudienceHealth>(
-          'GET',
-          `/api/v1/destinations/${encodeURIComponent(d.name)}/audiences/${encodeURIComponent(a.name)}`,
-        ),
-      ),
-    ),
-  );
+  const [{ destinations }, { audiences }] = await Promise.all([
+    call<Destinations>('GET', '/api/v1/destinations'),
+    call<Audiences>('GET', '/api/v1/audiences'),
+  ]);
   return { destinations, audiences };
 }
 

@@ -3,7 +3,7 @@ import {
   allSnapshots,
   call,
   type AudienceHealth,
-  type Destinations,
+  type Audiences,
   type Movement,
   type Segments,
   type Session,
@@ -26,22 +26,49 @@ function addressOf(): { segment: string; period: Period } {
 
 export function SegmentPage() {
   const { segment, period } = useMemo(addressOf, []);
-  document.title = `${segment} · audience-sync`;
+  const segments = useLoad('segments', () => call<Segments>('GET', '/api/v1/segments'));
+  const unknown = segments.state === 'ready' && !segments.data.segments.some((s) => s.name === segment);
+  document.title = `${unknown ? 'No such segment' : segment} · audience-sync`;
   return (
-    <SignedInPage heading={segment}>
-      {(session) => (
-        <>
-          <PeriodForm action={segmentPath(segment)} period={period} />
-          <SegmentView segment={segment} period={period} session={session} />
-        </>
-      )}
+    <SignedInPage heading={unknown ? 'No such segment' : segment}>
+      {(session) =>
+        segments.state !== 'ready' ? (
+          <Status loaded={segments} />
+        ) : unknown ? (
+          <NoSuchSegment segment={segment} segments={segments.data} />
+        ) : (
+          <>
+            <PeriodForm action={segmentPath(segment)} period={period} />
+            <SegmentView segment={segment} period={period} session={session} segments={segments.data} />
+          </>
+        )
+      }
     </SignedInPage>
   );
 }
 
-function SegmentView(props: { segment: string; period: Period; session: Session }) {
+function NoSuchSegment(props: { segment: string; segments: Segments }) {
+  return (
+    <>
+      <p role="alert" class="error">
+        There is no segment named “{props.segment}”. Check the address, or pick one of the segments below.
+      </p>
+      <ul class="audience-links" aria-label="Segments">
+        {props.segments.segments.map((s) => (
+          <li>
+            <a href={segmentPath(s.name)}>{s.name}</a>
+          </li>
+        ))}
+      </ul>
+      <p>
+        Or go to the <a href="/">overview</a>.
+      </p>
+    </>
+  );
+}
+
+function SegmentView(props: { segment: string; period: Period; session: Session; segments: Segments }) {
   const { segment, period } = props;
-  const segments = useLoad('segments', () => call<Segments>('GET', '/api/v1/segments'));
   const snapshots = useLoad('snapshots', () => allSnapshots(period));
   const movement = useLoad(`movement ${snapshots.state}`, async () => {
     if (snapshots.state !== 'ready') return undefined;
@@ -53,26 +80,12 @@ function SegmentView(props: { segment: string; period: Period; session: Session 
     if (period.from && first && first !== last) query.set('from', first);
     return call<Movement>('GET', `/api/v1/movement?${query}`);
   });
-  if (segments.state !== 'ready') return <Status loaded={segments} />;
-  const info = segments.data.segments.find((s) => s.name === segment);
-  if (!info)
-    return (
-      <p role="alert" class="error">
-        There is no segment named “{segment}”; the segments are{' '}
-        {segments.data.segments.map((s, k) => (
-          <>
-            {k > 0 && ', '}
-            <a href={segmentPath(s.name)}>{s.name}</a>
-          </>
-        ))}
-        .
-      </p>
-    );
+  const info = props.segments.segments.find((s) => s.name === segment)!;
   const operator = props.session.role === 'operator';
   return (
     <>
       <Section title="Definition" id="definition">
-        <Definition info={info} date={segments.data.date} />
+        <Definition info={info} date={props.segments.date} />
       </Section>
       <Section title="Size over time" id="size">
         {snapshots.state === 'ready' ? (
@@ -85,7 +98,12 @@ function SegmentView(props: { segment: string; period: Period; session: Session 
         {snapshots.state === 'failed' ? (
           <Status loaded={snapshots} />
         ) : movement.state === 'ready' && movement.data ? (
-          <Moves segment={segment} movement={movement.data} latest={segments.data.date} operator={operator} />
+          <Moves
+            segment={segment}
+            movement={movement.data}
+            latest={props.segments.date}
+            operator={operator}
+          />
         ) : movement.state === 'ready' ? (
           <p>No snapshot in this period yet.</p>
         ) : (
@@ -289,19 +307,8 @@ function CellSamples(props: { segment: string; cells: Move[] }) {
 }
 
 async function audiencesOf(segment: string): Promise<AudienceHealth[]> {
-  const { destinations } = await call<Destinations>('GET', '/api/v1/destinations');
-  return Promise.all(
-    destinations.flatMap((d) =>
-      d.audiences
-        .filter((a) => a.segments.includes(segment))
-        .map((a) =>
-          call<AudienceHealth>(
-            'GET',
-            `/api/v1/destinations/${encodeURIComponent(d.name)}/audiences/${encodeURIComponent(a.name)}`,
-          ),
-        ),
-    ),
-  );
+  const query = new URLSearchParams({ segment });
+  return (await call<Audiences>('GET', `/api/v1/audiences?${query}`)).audiences;
 }
 
 function Audiences(props: { segment: string }) {

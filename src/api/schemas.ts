@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { roleSchema } from '../config/schema.js';
+import { audienceHealthSchema } from '../health/schema.js';
 import { snapshotSchema } from '../history/snapshots.js';
 
 /**
@@ -58,6 +59,14 @@ export const destinationsSchema = z.object({
     }),
   ),
 });
+
+export const audiencesQuerySchema = z.strictObject({
+  /** Only the audiences built on this segment. */
+  segment: z.string().min(1).optional(),
+});
+
+/** Every destination audience's health in one answer, in the config's order (destination, then audience). */
+export const audiencesSchema = z.object({ audiences: z.array(audienceHealthSchema) });
 
 const counts = z.record(z.string(), z.number());
 
@@ -207,14 +216,16 @@ export const jobSchema = z
 const isoDay = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD');
 
 export const segmentsQuerySchema = z.strictObject({
-  /** Trend points from this analysis date on (default: a year before the latest snapshot). */
+  /** Trend points from this analysis date on (default: a year before the snapshot shown). */
   trend_from: isoDay.optional(),
+  /** Sizes as of the last snapshot on or before this date, the trend up to it (default: the latest). */
+  to: isoDay.optional(),
 });
 
 export const segmentsSchema = z.object({
   /** Which source the sizes are of (a digest of its location). */
   source: z.string(),
-  /** The analysis date of the latest snapshot; null before the first scoring. */
+  /** The analysis date of the snapshot shown (the latest, or the last on or before `to`); null before the first scoring. */
   date: z.string().nullable(),
   customers: z.number().int().nullable(),
   /** The analysis dates of the trend points (retained snapshots from `trend_from`), oldest first. */

@@ -58,6 +58,8 @@ import {
 } from './auth.js';
 import {
   actionSchema,
+  audiencesQuerySchema,
+  audiencesSchema,
   destinationsSchema,
   errorSchema,
   healthSchema,
@@ -716,6 +718,44 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   );
 
   api.get(
+    '/api/v1/audiences',
+    {
+      config: viewer,
+      schema: {
+        summary:
+          "Every destination audience's health (or only those of one segment): the whole destination-health strip in one request",
+        tags: ['destinations'],
+        security: SECURITY,
+        querystring: audiencesQuerySchema,
+        response: answers(audiencesSchema),
+      },
+    },
+    async (request) => {
+      const { config } = live.get();
+      const { segment } = request.query;
+      if (segment !== undefined) {
+        const names = live.segmentMap(config).names;
+        if (!names.includes(segment)) throw new UnknownName('segment', segment, names);
+      }
+      const audiences = live
+        .audiences(config)
+        .filter((a) => segment === undefined || a.segments.includes(segment));
+      const wanted = Object.keys(config.destinations).flatMap((destination) =>
+        audiences
+          .filter((a) => a.destinations.includes(destination))
+          .map((a) => ({ destination, audience: a.name })),
+      );
+      return {
+        audiences: await Promise.all(
+          wanted.map((w) =>
+            audienceHealth(redis, prefix, config, w.destination, w.audience, { queue: queue(SYNC_QUEUE) }),
+          ),
+        ),
+      };
+    },
+  );
+
+  api.get(
     '/api/v1/destinations/:destination/audiences/:audience/runs',
     {
       config: viewer,
@@ -924,6 +964,10 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   );
 
   const sourceOf = (config: Config) => sourceIdOf(config.source);
+  /** The snapshot of `date`, else the last one before it (a bookmarked period need not end on a snapshot). */
+  const snapshotAsOf = async (source: string, date: string) =>
+    (await getSnapshot(redis, prefix, source, date)) ??
+    (await listSnapshots(redis, prefix, source, { to: date, limit: 100_000 })).snapshots.at(-1);
 
   api.get(
     '/api/v1/segments',
@@ -941,15 +985,25 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       const { config } = live.get();
       const source = sourceOf(config);
       const map = live.segmentMap(config);
-      const latest = await latestSnapshot(redis, prefix, source);
+      const { to } = request.query;
+      const latest = to ? await snapshotAsOf(source, to) : await latestSnapshot(redis, prefix, source);
+      if (to && !latest)
+        throw new ApiError(404, 'not_found', `no snapshot on or before ${to}`, {
+          hint: 'pass a later `to`, or none for the latest snapshot',
+        });
       const from =
         request.query.trend_from ??
         (latest
           ? new Date(Date.parse(`${latest.date}T00:00:00Z`) - 365 * 86_400_000).toISOString().slice(0, 10)
           : undefined);
       const trend = latest
-        ? (await listSnapshots(redis, prefix, source, { ...(from ? { from } : {}), limit: TREND_POINTS }))
-            .snapshots
+        ? (
+            await listSnapshots(redis, prefix, source, {
+              ...(from ? { from } : {}),
+              to: latest.date,
+              limit: TREND_POINTS,
+            })
+          ).snapshots
         : [];
       const codesOf = (k: number) => ALL_CODES.filter((code) => map.byCode[code] === k);
       const range = (codes: number[], digit: (c: number) => number): [number, number] | null =>

@@ -4,6 +4,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   actionSchema,
+  audiencesSchema,
   destinationsSchema,
   errorSchema,
   jobSchema,
@@ -64,6 +65,7 @@ describe('authentication and roles', () => {
     expect(health.json).toEqual({ ok: true, redis: 'ready' });
     for (const [method, url] of [
       ['GET', '/api/v1/destinations'],
+      ['GET', '/api/v1/audiences'],
       ['GET', '/api/v1/schedules'],
       ['GET', '/api/v1/destinations/local/audiences/RFM%3A%20Champions/runs'],
       ['GET', '/api/v1/destinations/local/audiences/RFM%3A%20Champions'],
@@ -184,6 +186,30 @@ describe('resources', () => {
     // The default map's eleven segments, one audience each, named by the default pattern.
     expect(local.audiences).toHaveLength(11);
     expect(local.audiences).toContainEqual({ name: 'RFM: Champions', segments: ['Champions'] });
+  });
+
+  it("lists every audience's health in one answer, each as its own route answers it", async () => {
+    const all = openapi.check(await client.call('GET', '/api/v1/audiences', viewer), audiencesSchema);
+    // The default map's eleven segments, one audience each, on the one destination.
+    expect(all.audiences).toHaveLength(11);
+    for (const a of all.audiences) {
+      const one = await client.call(
+        'GET',
+        `/api/v1/destinations/${encodeURIComponent(a.destination)}/audiences/${encodeURIComponent(a.audience)}`,
+        viewer,
+      );
+      expect(openapi.check(one, audienceHealthSchema), a.audience).toEqual(a);
+    }
+    const champions = openapi.check(
+      await client.call('GET', '/api/v1/audiences?segment=Champions', viewer),
+      audiencesSchema,
+    );
+    expect(champions.audiences.map((a) => [a.destination, a.audience])).toEqual([
+      ['local', 'RFM: Champions'],
+    ]);
+    const unknown = await client.call('GET', '/api/v1/audiences?segment=Champs', viewer);
+    expect(unknown.status).toBe(404);
+    expect(openapi.check(unknown, errorSchema).message).toMatch(/no segment named 'Champs'/);
   });
 
   it('lists schedules from the config', async () => {

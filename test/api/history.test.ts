@@ -75,6 +75,26 @@ it('lists segments with their definition, size, share, action and trend', async 
   expect(champions.action).toMatch(/reward/);
 });
 
+it('lists segments as of an earlier snapshot: the last on or before `to`, its trend ending there', async () => {
+  const early = countBy(scored.get(DATES[0])!.values());
+  for (const to of [DATES[0], '2025-12-31']) {
+    const body = openapi.check(await client.call('GET', `/api/v1/segments?to=${to}`, viewer), segmentsSchema);
+    expect(body.date, to).toBe(DATES[0]);
+    expect(body.customers).toBe(scored.get(DATES[0])!.size);
+    expect(body.trend_dates).toEqual([DATES[0]]);
+    for (const s of body.segments) {
+      expect(s.customers, s.name).toBe(early.get(s.name) ?? 0);
+      expect(s.trend).toEqual([early.get(s.name) ?? 0]);
+    }
+  }
+  const before = await client.call('GET', '/api/v1/segments?to=2025-11-30', viewer);
+  expect(before.status).toBe(404);
+  expect(openapi.check(before, errorSchema).message).toBe('no snapshot on or before 2025-11-30');
+  const bad = await client.call('GET', '/api/v1/segments?to=last-week', viewer);
+  expect(bad.status).toBe(400);
+  expect(openapi.check(bad, errorSchema).message).toMatch(/to: expected a date as YYYY-MM-DD/);
+});
+
 it('pages snapshots with cursors, and counts movement between them like a join of the two score files', async () => {
   const first = openapi.check(await client.call('GET', '/api/v1/snapshots?limit=1', viewer), snapshotsSchema);
   expect(first.snapshots.map((s) => s.date)).toEqual([DATES[0]]);

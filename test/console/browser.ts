@@ -18,7 +18,8 @@ export const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 
 /**
  * The orders_basic fixture scored on two dates (the first by `score`, the second by `sync` to the file
  * destination `local`), users vera (viewer) and otto (operator); `expected` is segment → customers on the
- * second date as the R package's rfm segmented it: `members` segment → its customer ids, `codes` → its RFM codes.
+ * second date as the R package's rfm segmented it: `members` segment → its customer ids, `codes` → its RFM codes;
+ * `early` segment → customers on the first date.
  */
 export async function fixtureShop(redisUrl: string) {
   const dir = tempDir('audience-sync-console-');
@@ -60,14 +61,20 @@ ${users.join('\n')}
 `,
   );
   const env = { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: 'warn' };
-  const early = run(['score', '--analysis-date', DATES[0], '--out', path.join(dir, 'early.csv')], {
+  const score = run(['score', '--analysis-date', DATES[0], '--out', path.join(dir, 'early.csv')], {
     cwd: dir,
     env,
   });
-  expect(await early.exited, early.stderr()).toBe(0);
+  expect(await score.exited, score.stderr()).toBe(0);
   const sync = run(['sync'], { cwd: dir, env });
   expect(await sync.exited, sync.stderr()).toBe(0);
-  return { dir, env, members, codes };
+  /** Segment → customers on the first date, counted from `score`'s own output file. */
+  const early = new Map<string, number>();
+  for (const r of parse(readFileSync(path.join(dir, 'early.csv')), { columns: true }) as {
+    segment: string;
+  }[])
+    early.set(r.segment, (early.get(r.segment) ?? 0) + 1);
+  return { dir, env, members, codes, early };
 }
 
 /** Every CSP violation and console error of the contexts `newContext` made. */

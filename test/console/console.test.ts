@@ -23,6 +23,8 @@ const CSP_PARTS = ["default-src 'self'", "script-src 'self'", "style-src 'self'"
 
 /** Segment → customers on 2026-01-01, as the R reference's rfm package segmented the fixture. */
 let expected: Map<string, number>;
+/** Segment → customers on 2025-12-01, from `score`'s output. */
+let early: Map<string, number>;
 let url: string;
 let browser: Browser;
 /** Every CSP violation and console error of every page (`seen`), and every response that lacked the policy. */
@@ -32,6 +34,7 @@ const withoutCsp: string[] = [];
 beforeAll(async () => {
   const shop = await fixtureShop(inject('redisUrl'));
   expected = new Map([...shop.members].map(([segment, ids]) => [segment, ids.length]));
+  early = shop.early;
   url = (await serve(['serve', '--port', '0'], shop.dir, inject('redisUrl'))).url;
   browser = await launchChromium();
 });
@@ -121,13 +124,56 @@ describe('as an operator', () => {
     await poll(() => trend.innerText()).toContain(DATES[1]);
   });
 
-  it("shows the destination's health and lets an operator ask for the platform's sizes", async () => {
+  it("shows the destination's health from one request, and lets an operator ask for the platform's sizes", async () => {
+    const asked: string[] = [];
+    page.on('request', (r) => asked.push(new URL(r.url()).pathname));
+    await page.reload();
     await poll(() => page.getByRole('list', { name: 'Audiences by status' }).innerText()).toContain(
       'In sync',
     );
-    await expectCsvEqualsTable(page, 'Audiences on each destination');
+    const health = await expectCsvEqualsTable(page, 'Audiences on each destination');
+    expect(health.body).toHaveLength(11);
+    expect(asked.filter((p) => p.startsWith('/api/v1/audiences'))).toEqual(['/api/v1/audiences']);
+    expect(asked.filter((p) => /^\/api\/v1\/destinations\/.+\/audiences\//.test(p))).toEqual([]);
+    page.removeAllListeners('request');
     await page.getByRole('button', { name: /Read local.s sizes now/ }).click();
     await poll(() => page.getByRole('status').innerText()).toMatch(/Asked the workers .* \(job admin:\d+\)/);
+  });
+
+  it('shows the cards as of the period’s last snapshot, so a bookmarked address shows what it showed', async () => {
+    const cardSizes = async () => {
+      const shown = new Map<string, number>();
+      for (const card of await page.locator('.cards > li').all())
+        shown.set(
+          await card.getByRole('heading').innerText(),
+          Number((await card.locator('.size').innerText()).replace(/\D/g, '')),
+        );
+      return shown;
+    };
+    // A period ending between the two snapshots shows the first one's sizes, with no change yet.
+    for (const to of [DATES[0], '2025-12-31']) {
+      await page.goto(`${url}/?to=${to}`);
+      await poll(() => page.locator('#segments-title ~ p').first().innerText()).toContain(
+        `scored as of ${DATES[0]}`,
+      );
+      await poll(() => page.locator('.cards > li').count()).toBe(11);
+      const shown = await cardSizes();
+      expect(shown).toEqual(new Map([...shown.keys()].map((s) => [s, early.get(s) ?? 0])));
+      expect([...early.keys()].every((s) => shown.has(s))).toBe(true);
+      expect(await page.locator('.cards').innerText()).not.toContain(' since ');
+      await poll(() => page.locator('#movement-title + p').innerText()).toBe(
+        `The first snapshot (${DATES[0]}) has no earlier one to count movement from.`,
+      );
+    }
+    // The later snapshot: the change on each card is the difference of the two snapshots.
+    await page.goto(`${url}/?to=${DATES[1]}`);
+    await poll(() => page.locator('.cards > li').count()).toBe(11);
+    const { head, body } = await expectCsvEqualsTable(page, `Segments on ${DATES[1]}`);
+    for (const row of body) {
+      const segment = row[0]!;
+      const change = (expected.get(segment) ?? 0) - (early.get(segment) ?? 0);
+      expect(Number(row[head.indexOf('Change')]!.replace(/[,+]/g, '')), segment).toBe(change);
+    }
   });
 
   it('fits a phone screen without scrolling sideways', async () => {

@@ -120,9 +120,17 @@ describe('as an operator', () => {
     ).toBe(1);
   });
 
-  it('names the segments there are when asked for one that is not', async () => {
+  it('says there is no such segment when asked for one that is not, naming it and linking the others', async () => {
     await page.goto(`${url}/segments/Nobody`);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('No such segment');
+    expect(await page.title()).toBe('No such segment · audience-sync');
     await poll(() => page.getByRole('alert').innerText()).toContain('There is no segment named “Nobody”');
+    const links = page.getByRole('list', { name: 'Segments' }).getByRole('link');
+    expect(await links.count()).toBe(11);
+    expect(await page.getByRole('link', { name: SEGMENT, exact: true }).getAttribute('href')).toBe(PAGE);
+    // Nothing of a segment's page is shown for it.
+    expect(await page.getByRole('heading', { level: 2 }).count()).toBe(0);
+    expect(await page.getByRole('form', { name: 'Period' }).count()).toBe(0);
   });
 });
 
