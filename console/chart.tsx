@@ -59,3 +59,16 @@ export function Chart(props: {
   }, [props.option, props.label]);
   return <div ref={ref} class={`chart ${props.class}`} data-chart={props.label} />;
 }
+
+/** A segment's colour beside its name (the key to the charts); set through the DOM, as the CSP wants. */
+export function Swatch(props: { colour: string | undefined }) {
+  return (
+    <span
+      class="swatch"
+      aria-hidden="true"
+      ref={(el) => {
+        if (el && props.colour) el.style.setProperty('background-color', props.colour);
+      }}
+    />
+  );
+}

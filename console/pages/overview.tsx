@@ -12,7 +12,8 @@ import {
   type Session,
   type Snapshot,
 } from '../api.js';
-import { Chart, escapeHtml, type ChartOption } from '../chart.js';
+import { Chart, escapeHtml, Swatch, type ChartOption } from '../chart.js';
+import { namesInOrder, segmentColours } from '../colours.js';
 import { change, count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
 import { SignedInPage } from '../layout.js';
@@ -66,7 +67,11 @@ function Overview(props: { period: Period; session: Session }) {
         {segments.state === 'ready' ? <SegmentList segments={segments.data} /> : <Status loaded={segments} />}
       </Section>
       <Section title="Segment sizes over time" id="trend">
-        {snapshots.state === 'ready' ? <Trend snapshots={snapshots.data} /> : <Status loaded={snapshots} />}
+        {snapshots.state === 'ready' && segments.state !== 'loading' ? (
+          <Trend snapshots={snapshots.data} order={names} />
+        ) : (
+          <Status loaded={snapshots} />
+        )}
       </Section>
       <Section title="Movement between segments" id="movement">
         {snapshots.state === 'failed' ? (
@@ -105,6 +110,7 @@ function SegmentList(props: { segments: Segments }) {
     change: s.trend.length >= 2 ? s.trend.at(-1)! - s.trend.at(-2)! : null,
   }));
   const before = segments.trend_dates.at(-2);
+  const colours = segmentColours(segments.segments.map((s) => s.name));
   const columns: Column<SegmentRow>[] = [
     { title: 'Segment', value: (r) => r.name },
     { title: 'Customers', value: (r) => r.customers, show: (r) => count(r.customers), numeric: true },
@@ -123,6 +129,7 @@ function SegmentList(props: { segments: Segments }) {
         {rows.map((s) => (
           <li class="card">
             <h3>
+              <Swatch colour={colours.get(s.name)} />
               <a href={segmentPath(s.name)}>{s.name}</a>
             </h3>
             <p class="size">
@@ -141,7 +148,11 @@ function SegmentList(props: { segments: Segments }) {
               )}
             </p>
             {s.trend.length > 1 && (
-              <Chart class="spark" label={`${s.name}: size at each snapshot`} option={spark(s.trend)} />
+              <Chart
+                class="spark"
+                label={`${s.name}: size at each snapshot`}
+                option={spark(s.trend, colours.get(s.name))}
+              />
             )}
             {s.action && <p class="action">{s.action}</p>}
           </li>
@@ -158,8 +169,9 @@ function SegmentList(props: { segments: Segments }) {
   );
 }
 
-function spark(trend: number[]): ChartOption {
+function spark(trend: number[], colour: string | undefined): ChartOption {
   return {
+    ...(colour ? { color: [colour] } : {}),
     grid: { left: 2, right: 2, top: 4, bottom: 4 },
     xAxis: { type: 'category', show: false, boundaryGap: false, data: trend.map((_, k) => k) },
     yAxis: { type: 'value', show: false, scale: true },
@@ -176,12 +188,13 @@ function spark(trend: number[]): ChartOption {
   };
 }
 
-function Trend(props: { snapshots: Snapshot[] }) {
+function Trend(props: { snapshots: Snapshot[]; order: string[] }) {
   const { snapshots } = props;
-  const names = useMemo(
-    () => [...new Set(snapshots.flatMap((s) => s.segments.map((x) => x.segment)))],
-    [snapshots],
-  );
+  const { names, colours } = useMemo(() => {
+    const seen = new Set(snapshots.flatMap((s) => s.segments.map((x) => x.segment)));
+    const all = namesInOrder(props.order, seen);
+    return { names: all.filter((n) => seen.has(n)), colours: segmentColours(all) };
+  }, [snapshots, props.order]);
   const rows = useMemo(
     () =>
       snapshots.map((s) => ({
@@ -192,6 +205,7 @@ function Trend(props: { snapshots: Snapshot[] }) {
   );
   const option = useMemo<ChartOption>(
     () => ({
+      color: names.map((name) => colours.get(name)!),
       legend: { type: 'scroll', top: 0 },
       grid: { left: 56, right: 16, top: 40, bottom: 32 },
       tooltip: {
@@ -216,7 +230,7 @@ function Trend(props: { snapshots: Snapshot[] }) {
         data: rows.map((r) => r.sizes.get(name) ?? 0),
       })),
     }),
-    [names, rows],
+    [names, rows, colours],
   );
   if (snapshots.length === 0) return <p>No snapshot in this period.</p>;
   const columns: Column<(typeof rows)[number]>[] = [

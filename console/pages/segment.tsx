@@ -10,6 +10,7 @@ import {
   type Snapshot,
 } from '../api.js';
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
+import { segmentColours } from '../colours.js';
 import { count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf } from '../health.js';
 import { SignedInPage } from '../layout.js';
@@ -89,7 +90,11 @@ function SegmentView(props: { segment: string; period: Period; session: Session;
       </Section>
       <Section title="Size over time" id="size">
         {snapshots.state === 'ready' ? (
-          <SizeTrend segment={segment} snapshots={snapshots.data} />
+          <SizeTrend
+            segment={segment}
+            snapshots={snapshots.data}
+            colour={segmentColours(props.segments.segments.map((s) => s.name)).get(segment)}
+          />
         ) : (
           <Status loaded={snapshots} />
         )}
@@ -154,7 +159,7 @@ function Definition(props: { info: SegmentInfo; date: string | null }) {
   );
 }
 
-function SizeTrend(props: { segment: string; snapshots: Snapshot[] }) {
+function SizeTrend(props: { segment: string; snapshots: Snapshot[]; colour: string | undefined }) {
   const rows = useMemo(
     () =>
       props.snapshots.map((s) => ({
@@ -165,6 +170,7 @@ function SizeTrend(props: { segment: string; snapshots: Snapshot[] }) {
   );
   const option = useMemo<ChartOption>(
     () => ({
+      ...(props.colour ? { color: [props.colour] } : {}),
       grid: { left: 56, right: 16, top: 16, bottom: 32 },
       tooltip: {
         trigger: 'axis',
@@ -185,7 +191,7 @@ function SizeTrend(props: { segment: string; snapshots: Snapshot[] }) {
         },
       ],
     }),
-    [rows, props.segment],
+    [rows, props.segment, props.colour],
   );
   if (rows.length === 0) return <p>No snapshot in this period.</p>;
   const first = rows[0]!.date;

@@ -176,6 +176,25 @@ describe('as an operator', () => {
     }
   });
 
+  it('gives each segment a colour of its own, in the light and in the dark theme', async () => {
+    const colours = async () => {
+      await page.goto(`${url}/`);
+      await poll(() => page.locator('.cards > li .swatch').count()).toBe(11);
+      return page
+        .locator('.cards > li .swatch')
+        .evaluateAll((els) => els.map((el) => getComputedStyle(el).backgroundColor));
+    };
+    const light = await colours();
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const dark = await colours();
+    await page.emulateMedia({ colorScheme: 'light' });
+    for (const set of [light, dark]) {
+      expect(new Set(set).size).toBe(11);
+      expect(set.every((c) => /^rgb\(/.test(c))).toBe(true);
+    }
+    expect(dark).not.toEqual(light);
+  });
+
   it('fits a phone screen without scrolling sideways', async () => {
     for (const width of [1280, 390]) {
       await page.setViewportSize({ width, height: 844 });
