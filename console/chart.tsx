@@ -57,7 +57,16 @@ export function Chart(props: {
       chart.dispose();
     };
   }, [props.option, props.label]);
-  return <div ref={ref} class={`chart ${props.class}`} data-chart={props.label} />;
+  // A picture to a screen reader, named by its label; its numbers are in the table that follows it.
+  return (
+    <div
+      ref={ref}
+      class={`chart ${props.class}`}
+      data-chart={props.label}
+      role="img"
+      aria-label={props.label}
+    />
+  );
 }
 
 /** A segment's colour beside its name (the key to the charts); set through the DOM, as the CSP wants. */

@@ -109,6 +109,37 @@ describe('as an operator', () => {
     expect(total).toBe(members.length);
   });
 
+  it('opens from a movement cell reached by the keyboard alone: Tab to its table, Enter, Tab to the cell, Enter', async () => {
+    await page.goto(`${url}/`);
+    const heatmap = page.getByRole('img', {
+      name: `Movement between segments from ${DATES[0]} to ${DATES[1]}`,
+    });
+    await poll(() => painted(heatmap)).toBeGreaterThan(500);
+    const focused = () =>
+      page.evaluate(() => {
+        const el = document.activeElement as (Element & { innerText: string }) | null;
+        return { tag: el?.tagName ?? '', text: el?.innerText ?? '', href: el?.getAttribute('href') ?? '' };
+      });
+    /** Presses Tab until the focused element is the one wanted (a bound only against a page that has none). */
+    const tabTo = async (wanted: (f: Awaited<ReturnType<typeof focused>>) => boolean) => {
+      for (let k = 0; k < 300; k++) {
+        await page.keyboard.press('Tab');
+        if (wanted(await focused())) return;
+      }
+      throw new Error('Tab never reached it');
+    };
+    await tabTo((f) => f.tag === 'SUMMARY' && f.text === `Table: Movement from ${DATES[0]} to ${DATES[1]}`);
+    await page.keyboard.press('Enter');
+    const cell = `${PAGE}?${new URLSearchParams({ from: DATES[0], to: DATES[1] })}`;
+    await tabTo((f) => f.tag === 'A' && f.href === cell);
+    await page.keyboard.press('Enter');
+    await poll(async () => page.url()).toBe(`${url}${cell}`);
+    await poll(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(SEGMENT);
+    await poll(() => page.getByLabel('From', { exact: true }).inputValue()).toBe(DATES[0]);
+    // Its own chart is named for a screen reader too.
+    await poll(() => page.getByRole('img', { name: /customers at each snapshot/ }).count()).toBe(1);
+  });
+
   it('keeps a chosen period in the address', async () => {
     await page.goto(`${url}${PAGE}?from=${DATES[1]}`);
     await poll(() => page.getByLabel('From', { exact: true }).inputValue()).toBe(DATES[1]);
