@@ -9,6 +9,7 @@ import {
 import * as echarts from 'echarts/core';
 import { CanvasRenderer } from 'echarts/renderers';
 import { useEffect, useRef } from 'preact/hooks';
+import { extraColour } from './colours.js';
 
 // Only the parts used here, so the bundle carries nothing else of ECharts.
 echarts.use([
@@ -26,6 +27,14 @@ export type ChartOption = echarts.EChartsCoreOption;
 export const escapeHtml = (text: string): string => echarts.format.encodeHTML(text);
 
 const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
+
+/** Each segment's colour in this theme, the segments named in the segment map's order (see colours.ts). */
+export function segmentColours(names: readonly string[]): Map<string, string> {
+  const style = getComputedStyle(document.documentElement);
+  return new Map(
+    names.map((name, k) => [name, style.getPropertyValue(`--seg-${k}`).trim() || extraColour(k, dark())]),
+  );
+}
 
 /**
  * One ECharts chart on a canvas. Tooltips are confined to the chart and written without style attributes:

@@ -1,15 +1,8 @@
 /**
- * One colour per segment, in the segment map's order (the order of GET /api/v1/segments), so that a segment
- * has the same colour on every chart. The first twelve are style.css's --seg-0 … --seg-11, a set for the
- * light and one for the dark theme; further segments get hues a golden angle apart.
+ * Segment colours: one per segment in the segment map's order (the order of GET /api/v1/segments), so that
+ * a segment has the same colour on every chart. The first twelve are style.css's --seg-0 … --seg-11 (a set for
+ * the light theme, one for the dark); further segments get hues a golden angle apart (chart.tsx reads them).
  */
-export function segmentColours(names: readonly string[]): Map<string, string> {
-  const style = getComputedStyle(document.documentElement);
-  const dark = window.matchMedia('(prefers-color-scheme: dark)').matches;
-  return new Map(
-    names.map((name, k) => [name, style.getPropertyValue(`--seg-${k}`).trim() || extraColour(k, dark)]),
-  );
-}
 
 /** The colour of the k-th segment past style.css's twelve: dark enough on white, light enough on the dark theme. */
 export function extraColour(k: number, dark: boolean): string {

@@ -12,8 +12,8 @@ import {
   type Session,
   type Snapshot,
 } from '../api.js';
-import { Chart, escapeHtml, Swatch, type ChartOption } from '../chart.js';
-import { namesInOrder, segmentColours } from '../colours.js';
+import { Chart, escapeHtml, segmentColours, Swatch, type ChartOption } from '../chart.js';
+import { namesInOrder } from '../colours.js';
 import { change, count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
 import { SignedInPage } from '../layout.js';

@@ -9,8 +9,7 @@ import {
   type Session,
   type Snapshot,
 } from '../api.js';
-import { Chart, escapeHtml, type ChartOption } from '../chart.js';
-import { segmentColours } from '../colours.js';
+import { Chart, escapeHtml, segmentColours, type ChartOption } from '../chart.js';
 import { count, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf } from '../health.js';
 import { SignedInPage } from '../layout.js';

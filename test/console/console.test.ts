@@ -30,6 +30,10 @@ let browser: Browser;
 /** Every CSP violation and console error of every page (`seen`), and every response that lacked the policy. */
 const { violations, consoleErrors } = seen;
 const withoutCsp: string[] = [];
+/** The browser's window, as far as these tests read it (the tests are typed without the DOM's types). */
+interface Styles {
+  getComputedStyle(el: unknown): { backgroundColor: string };
+}
 
 beforeAll(async () => {
   const shop = await fixtureShop(inject('redisUrl'));
@@ -182,7 +186,9 @@ describe('as an operator', () => {
       await poll(() => page.locator('.cards > li .swatch').count()).toBe(11);
       return page
         .locator('.cards > li .swatch')
-        .evaluateAll((els) => els.map((el) => getComputedStyle(el).backgroundColor));
+        .evaluateAll((els) =>
+          els.map((el) => (globalThis as unknown as Styles).getComputedStyle(el).backgroundColor),
+        );
     };
     const light = await colours();
     await page.emulateMedia({ colorScheme: 'dark' });

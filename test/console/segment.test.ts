@@ -38,6 +38,13 @@ afterAll(async () => {
   killAll();
 });
 
+/** The focused element, as far as these tests read it (the tests are typed without the DOM's types). */
+interface Focus {
+  document: {
+    activeElement: { tagName: string; innerText: string; getAttribute(name: string): string | null } | null;
+  };
+}
+
 const idsIn = (text: string) => text.match(/cust_\d+/g) ?? [];
 
 describe('as an operator', () => {
@@ -117,7 +124,7 @@ describe('as an operator', () => {
     await poll(() => painted(heatmap)).toBeGreaterThan(500);
     const focused = () =>
       page.evaluate(() => {
-        const el = document.activeElement as (Element & { innerText: string }) | null;
+        const el = (globalThis as unknown as Focus).document.activeElement;
         return { tag: el?.tagName ?? '', text: el?.innerText ?? '', href: el?.getAttribute('href') ?? '' };
       });
     /** Presses Tab until the focused element is the one wanted (a bound only against a page that has none). */
