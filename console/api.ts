@@ -11,6 +11,7 @@ import type {
   sessionSchema,
   snapshotsSchema,
 } from '../src/api/schemas.js';
+import { showTimesIn } from './format.js';
 import type { audienceHealthSchema } from '../src/health/schema.js';
 import type { movementSchema } from '../src/history/snapshots.js';
 
@@ -74,6 +75,7 @@ export async function currentSession(): Promise<Session | undefined> {
   try {
     const session = await call<Session>('GET', '/api/v1/session');
     csrf = session.csrf_token;
+    showTimesIn(session.time_zone);
     return session;
   } catch (error) {
     if (error instanceof ApiFailure && error.status === 401) {
@@ -87,6 +89,7 @@ export async function currentSession(): Promise<Session | undefined> {
 export async function logIn(name: string, password: string): Promise<Session> {
   const session = await call<Session>('POST', '/api/v1/session', { name, password });
   csrf = session.csrf_token;
+  showTimesIn(session.time_zone);
   return session;
 }
 

@@ -9,3 +9,22 @@ export const share = (n: number | null | undefined): string =>
   n === null || n === undefined ? '–' : percent.format(n);
 export const change = (n: number | null | undefined): string =>
   n === null || n === undefined ? '–' : signed.format(n);
+
+let zone = 'UTC';
+let instant = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone: zone });
+const shortOptions = { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' } as const;
+let short = new Intl.DateTimeFormat(undefined, { ...shortOptions, timeZone: zone });
+
+/** Shows times in this zone from now on (the config's console.time_zone, as the session reports it). */
+export function showTimesIn(timeZone: string): void {
+  zone = timeZone;
+  instant = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone });
+  short = new Intl.DateTimeFormat(undefined, { ...shortOptions, timeZone });
+}
+
+/** A moment (ISO 8601) in the configured time zone, the zone named: Jan 5, 2026, 3:04:05 PM GMT+1. */
+export const dateTime = (iso: string | null | undefined): string =>
+  iso === null || iso === undefined ? '–' : instant.format(new Date(iso));
+
+/** A moment (milliseconds) on a chart's time axis, in the configured time zone: Jan 5, 3:04 PM. */
+export const axisTime = (ms: number): string => short.format(new Date(ms));

@@ -10,7 +10,7 @@ import {
   type Session,
 } from '../api.js';
 import { Chart, escapeHtml, type ChartOption } from '../chart.js';
-import { count, share } from '../format.js';
+import { axisTime, count, dateTime, share } from '../format.js';
 import { STATUSES, statusOf } from '../health.js';
 import { SignedInPage } from '../layout.js';
 import { useLoad } from '../load.js';
@@ -103,15 +103,15 @@ function Summary(props: { health: AudienceHealth }) {
         <dt>Match rate</dt>
         <dd>{share(h.platform?.matchRate)}</dd>
         <dt>Last run</dt>
-        <dd>{h.lastRun ? new Date(h.lastRun.at).toLocaleString() : '–'}</dd>
+        <dd>{dateTime(h.lastRun?.at)}</dd>
         <dt>Next run</dt>
-        <dd>{h.nextRun ? new Date(h.nextRun).toLocaleString() : '–'}</dd>
+        <dd>{dateTime(h.nextRun)}</dd>
       </dl>
       {d.divergent && (
         <p role="alert" class="warning">
-          Diverging since {d.since ? new Date(d.since).toLocaleString() : '–'}: the platform counts{' '}
-          {count(d.platformSize)} where {count(d.sent)} members were sent ({count(d.expected)} expected); the
-          band is {count(d.band?.low)} to {count(d.band?.high)} (
+          Diverging since {dateTime(d.since)}: the platform counts {count(d.platformSize)} where{' '}
+          {count(d.sent)} members were sent ({count(d.expected)} expected); the band is {count(d.band?.low)}{' '}
+          to {count(d.band?.high)} (
           {d.baseline.from === 'match_rate' ? 'from the match rate' : 'from earlier readings'}, ±
           {share(d.share)}), and the platform may take {count(d.processingMinutes)} minutes to show an upload.
         </p>
@@ -140,7 +140,7 @@ function Readings(props: { health: AudienceHealth }) {
           const items = params as { seriesName: string; value: [string, number | null] }[];
           const at = items[0]?.value[0];
           return [
-            escapeHtml(at ? new Date(at).toLocaleString() : ''),
+            escapeHtml(at ? dateTime(at) : ''),
             ...items.map(
               (i) =>
                 `${escapeHtml(i.seriesName)}: ${i.seriesName === 'Match rate' ? share(i.value[1]) : count(i.value[1])}`,
@@ -148,7 +148,8 @@ function Readings(props: { health: AudienceHealth }) {
           ].join('<br>');
         },
       },
-      xAxis: { type: 'time' },
+      // Labels in the configured time zone (ECharts itself knows only the browser's own zone and UTC).
+      xAxis: { type: 'time', axisLabel: { formatter: (ms: number) => axisTime(ms), hideOverlap: true } },
       yAxis: [
         { type: 'value', name: 'Members' },
         {
@@ -184,7 +185,7 @@ function Readings(props: { health: AudienceHealth }) {
   );
   if (readings.length === 0) return <p>The platform has not been read yet: run a sync or read its sizes.</p>;
   const columns: Column<Reading>[] = [
-    { title: 'Read at', value: (r) => r.at, show: (r) => new Date(r.at).toLocaleString() },
+    { title: 'Read at', value: (r) => r.at, show: (r) => dateTime(r.at) },
     { title: 'Expected', value: (r) => r.expected, show: (r) => count(r.expected), numeric: true },
     { title: 'Confirmed', value: (r) => r.confirmed, show: (r) => count(r.confirmed), numeric: true },
     { title: 'Platform size', value: (r) => r.size, show: (r) => count(r.size), numeric: true },
@@ -270,7 +271,7 @@ export function RunTable<R extends Run>(props: {
   lead?: Column<R>[];
 }) {
   const columns: Column<R>[] = [
-    { title: 'Started', value: (r) => r.at, show: (r) => new Date(r.at).toLocaleString() },
+    { title: 'Started', value: (r) => r.at, show: (r) => dateTime(r.at) },
     ...(props.lead ?? []),
     { title: 'Why', value: (r) => r.reason + (r.full ? ' (full)' : '') },
     { title: 'Outcome', value: (r) => r.outcome },

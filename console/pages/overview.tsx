@@ -14,7 +14,7 @@ import {
 } from '../api.js';
 import { Chart, escapeHtml, segmentColours, Swatch, type ChartOption } from '../chart.js';
 import { namesInOrder } from '../colours.js';
-import { change, count, share } from '../format.js';
+import { change, count, dateTime, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
 import { SignedInPage } from '../layout.js';
 import { PeriodForm, periodOf, type Period } from '../period.js';
@@ -392,7 +392,7 @@ function Health(props: { health: HealthData; session: Session }) {
     {
       title: 'Last run',
       value: (a) => a.lastRun?.at ?? null,
-      show: (a) => (a.lastRun ? new Date(a.lastRun.at).toLocaleString() : '–'),
+      show: (a) => dateTime(a.lastRun?.at),
     },
   ];
   return (

@@ -40,6 +40,8 @@ export const sessionSchema = z
     /** Send it back as the X-CSRF-Token header on every POST and DELETE made with the session cookie. */
     csrf_token: z.string().optional(),
     expires_at: z.iso.datetime().optional(),
+    /** The time zone to show times in (console.time_zone in the config; an IANA name). */
+    time_zone: z.string(),
   })
   .meta({ id: 'Session' });
 

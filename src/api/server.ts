@@ -533,6 +533,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
     via: p.via,
     ...(p.csrf ? { csrf_token: p.csrf } : {}),
     ...(p.session ? { expires_at: p.session.expiresAt } : {}),
+    time_zone: live.get().config.console.time_zone,
   });
 
   api.post(
@@ -583,6 +584,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
         via: 'session' as const,
         csrf_token: session.csrf,
         expires_at: session.expiresAt,
+        time_zone: live.get().config.console.time_zone,
       };
     },
   );

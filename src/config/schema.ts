@@ -392,6 +392,18 @@ export const httpSchema = z
   });
 export type HttpConfig = z.infer<typeof httpSchema>;
 
+export const consoleSchema = z.strictObject({
+  /** The time zone the web console shows times in (an IANA name such as Europe/Berlin). */
+  time_zone: z
+    .string()
+    .min(1)
+    .default('UTC')
+    .refine(isTimeZone, {
+      error: (issue) =>
+        `'${String(issue.input)}' is not a time zone; use an IANA name such as Europe/Berlin, America/New_York or UTC`,
+    }),
+});
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1).default(1),
@@ -416,6 +428,7 @@ export const configSchema = z
     history: historySchema.default(historySchema.parse({})),
     health: healthSchema.default(healthSchema.parse({})),
     http: httpSchema.default(httpSchema.parse({})),
+    console: consoleSchema.default(consoleSchema.parse({})),
   })
   .superRefine(
     (c, ctx) => {

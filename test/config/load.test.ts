@@ -50,6 +50,16 @@ describe('config', () => {
     );
   });
 
+  it('takes the console time zone as an IANA name, UTC by default, and names the setting when it is not one', () => {
+    expect(parse('source: { type: csv, path: a.csv }').console.time_zone).toBe('UTC');
+    expect(
+      parse('source: { type: csv, path: a.csv }\nconsole: { time_zone: Asia/Kathmandu }').console.time_zone,
+    ).toBe('Asia/Kathmandu');
+    expect(errorOf('source: { type: csv, path: a.csv }\nconsole:\n  time_zone: Berlin\n')).toMatch(
+      /test\.yaml:3: console\.time_zone: 'Berlin' is not a time zone; use an IANA name such as Europe\/Berlin/,
+    );
+  });
+
   it('takes values from the environment', () => {
     const config = parse('source: { type: postgres, url: "${DATABASE_URL}", query: "select 1" }', {
       DATABASE_URL: 'postgres://u:p@db/x',

@@ -79,6 +79,13 @@ describe('as an operator', () => {
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     await poll(() => dialog.isVisible()).toBe(false);
     expect(await page.getByRole('status').innerText()).toBe('');
+    // Escape closes it too, and nothing is asked of the workers.
+    await page.getByRole('button', { name: 'Resync', exact: true }).click();
+    await poll(() => dialog.isVisible()).toBe(true);
+    await page.keyboard.press('Escape');
+    await poll(() => dialog.isVisible()).toBe(false);
+    expect(await page.getByRole('status').innerText()).toBe('');
+    expect(await runRows(page).then((r) => r.length)).toBe(1);
 
     await page.getByRole('button', { name: 'Resync', exact: true }).click();
     await dialog.getByRole('button', { name: 'Resync' }).click();

@@ -21,7 +21,7 @@ export const poll = <T>(read: () => Promise<T>) => expect.poll(read, { timeout: 
  * second date as the R package's rfm segmented it: `members` segment → its customer ids, `codes` → its RFM codes;
  * `early` segment → customers on the first date.
  */
-export async function fixtureShop(redisUrl: string) {
+export async function fixtureShop(redisUrl: string, options: { yaml?: string; out?: string } = {}) {
   const dir = tempDir('audience-sync-console-');
   copyFileSync(path.join(FIXTURES, 'orders_basic.csv'), path.join(dir, 'orders.csv'));
   const rows = parse(readFileSync(path.join(FIXTURES, 'expected', 'orders_basic.default.csv')), {
@@ -53,11 +53,12 @@ profiles: { type: csv, path: profiles.csv, columns: { customer_id: customer_id, 
 scoring: { analysis_date: "${DATES[1]}", method: quantile }
 segments: { map: default }
 destinations:
-  local: { type: file, path: out }
+  local: { type: file, path: ${options.out ?? 'out'} }
 sync: { redis_prefix: test-${path.basename(dir)} }
 http:
   users:
 ${users.join('\n')}
+${options.yaml ?? ''}
 `,
   );
   const env = { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: 'warn' };
@@ -144,19 +145,24 @@ export async function download(page: Page, button: Locator): Promise<string[][]>
   return parse(readFileSync((await file.path())!), { relax_column_count: false }) as string[][];
 }
 
-/** A table cell shows the CSV's value formatted for en-US in UTC. */
-export function shows(text: string, value: string): boolean {
+/** A table cell shows the CSV's value formatted for en-US, times in the console's time zone. */
+export function shows(text: string, value: string, timeZone = 'UTC'): boolean {
   if (text === value) return true;
   if (value === '') return text === '–';
   if (/^\d{4}-\d{2}-\d{2}T/.test(value))
-    return text === new Date(value).toLocaleString('en-US', { timeZone: 'UTC' });
+    return (
+      text ===
+      new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeStyle: 'long', timeZone }).format(
+        new Date(value),
+      )
+    );
   if (text.endsWith('%')) return Math.abs(Number(text.slice(0, -1)) - Number(value) * 100) <= 0.05;
   // A count with its reasons after it: 3 (opted out: 3).
   const lead = text.replace(/ \(.*\)$/, '');
   return Number(lead.replace(/[,+]/g, '')) === Number(value);
 }
 
-export async function expectCsvEqualsTable(page: Page, caption: string | RegExp) {
+export async function expectCsvEqualsTable(page: Page, caption: string | RegExp, timeZone = 'UTC') {
   const { table, button } = await tableOf(page, caption);
   const { head, body } = await cellsOf(table);
   const [csvHead, ...csvRows] = await download(page, button);
@@ -165,7 +171,7 @@ export async function expectCsvEqualsTable(page: Page, caption: string | RegExp)
   body.forEach((row, i) =>
     row.forEach((text, k) =>
       expect(
-        shows(text, csvRows[i]![k]!),
+        shows(text, csvRows[i]![k]!, timeZone),
         `${caption} row ${i} column ${head[k]}: ${text} vs ${csvRows[i]![k]}`,
       ).toBe(true),
     ),
