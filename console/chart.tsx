@@ -26,7 +26,7 @@ echarts.use([
 export type ChartOption = echarts.EChartsCoreOption;
 export const escapeHtml = (text: string): string => echarts.format.encodeHTML(text);
 
-const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
+export const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
 /** Each segment's colour in this theme, the segments named in the segment map's order (see colours.ts). */
 export function segmentColours(names: readonly string[]): Map<string, string> {

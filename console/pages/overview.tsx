@@ -12,7 +12,7 @@ import {
   type Session,
   type Snapshot,
 } from '../api.js';
-import { Chart, escapeHtml, segmentColours, Swatch, type ChartOption } from '../chart.js';
+import { Chart, dark, escapeHtml, segmentColours, Swatch, type ChartOption } from '../chart.js';
 import { namesInOrder } from '../colours.js';
 import { change, count, dateTime, share } from '../format.js';
 import { audiencePath, segmentPath, STATUSES, statusOf, type Status as HealthStatus } from '../health.js';
@@ -305,7 +305,13 @@ function MovementMatrix(props: { movement: Movement; order: string[] }) {
         axisLabel: { interval: 0, rotate: window.matchMedia('(max-width: 40rem)').matches ? 90 : 40 },
       },
       yAxis: { type: 'category', data: matrix.from, inverse: true, axisLabel: { interval: 0 } },
-      visualMap: { min: 0, max, show: false, inRange: { color: ['#eef3fb', '#1f5fbf'] } },
+      // From the page's background to its accent, so that empty cells do not glare in the dark theme.
+      visualMap: {
+        min: 0,
+        max,
+        show: false,
+        inRange: { color: dark() ? ['#18202a', '#7fb0ff'] : ['#eef3fb', '#1f5fbf'] },
+      },
       series: [{ type: 'heatmap', data, emphasis: { itemStyle: { borderColor: '#000', borderWidth: 1 } } }],
     };
   }, [matrix]);
