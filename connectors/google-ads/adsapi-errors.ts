@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
+import { retryAfterMs } from './errors.js';
 
 /**
  * Google Ads API errors, from the gRPC path (a `GoogleAdsFailure` decoded by google-ads-api, or a bare
@@ -27,6 +28,8 @@ export interface AdsFailure {
   status?: string | undefined;
   /** Short transport-level text when no GoogleAdsError came (connection refused, TLS). */
   detail?: string | undefined;
+  /** A REST answer's `Retry-After`, in milliseconds. */
+  retryAfterMs?: number | undefined;
 }
 
 const duration = z
@@ -131,8 +134,13 @@ export function readGrpcStatus(error: unknown): AdsFailure {
   };
 }
 
-/** A REST error body (`{ error: { status, message, details: [GoogleAdsFailure] } }`). */
-export function readRestError(httpStatus: number, body: unknown): AdsFailure {
+/** A REST error body (`{ error: { status, message, details: [GoogleAdsFailure] } }`) and its `Retry-After`. */
+export function readRestError(
+  httpStatus: number,
+  body: unknown,
+  retryAfter: string | null = null,
+): AdsFailure {
+  const wait = retryAfterMs(retryAfter);
   const parsed = z
     .object({
       error: z.object({
@@ -142,16 +150,15 @@ export function readRestError(httpStatus: number, body: unknown): AdsFailure {
       }),
     })
     .safeParse(body);
-  if (!parsed.success) return { errors: [], status: String(httpStatus) };
+  if (!parsed.success) return { errors: [], status: String(httpStatus), retryAfterMs: wait };
   const { status, message, details = [] } = parsed.data.error;
   return {
     errors: details.flatMap(readFailureObject),
     status: httpStatus === 429 ? '429' : (status ?? String(httpStatus)),
     detail: message === undefined ? undefined : redact(message).slice(0, 300),
+    retryAfterMs: wait,
   };
 }
-
-const RETRY_AFTER_DEFAULT_MS = 60_000;
 
 const DATA_MANAGER_FIX =
   'This developer token cannot upload Customer Match through the Google Ads API: since April 2026 only tokens that ' +
@@ -239,10 +246,13 @@ export function classify(what: string, failure: AdsFailure): ConnectorError {
     failure.status === 'RESOURCE_EXHAUSTED' ||
     failure.status === '429'
   ) {
-    const delay = failure.errors.find((e) => e.retryDelayMs !== undefined)?.retryDelayMs;
-    return new ConnectorError(`${base}; waiting before retrying`, 'rate_limited', {
-      retryAfterMs: delay ?? RETRY_AFTER_DEFAULT_MS,
-    });
+    const delay =
+      failure.retryAfterMs ?? failure.errors.find((e) => e.retryDelayMs !== undefined)?.retryDelayMs;
+    return new ConnectorError(
+      `${base}; waiting before retrying`,
+      'rate_limited',
+      delay === undefined ? {} : { retryAfterMs: delay },
+    );
   }
   if (keys.some((k) => RETRYABLE_CODES.has(k)) || (failure.status && RETRYABLE_STATUS.has(failure.status)))
     return new ConnectorError(

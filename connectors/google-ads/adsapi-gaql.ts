@@ -52,7 +52,12 @@ export class Gaql {
         );
       }
       const body: unknown = await response.json().catch(() => undefined);
-      if (!response.ok) throw failure(this.oauth, what, readRestError(response.status, body));
+      if (!response.ok)
+        throw failure(
+          this.oauth,
+          what,
+          readRestError(response.status, body, response.headers.get('retry-after')),
+        );
       const page = searchPage.safeParse(body);
       if (!page.success)
         throw new ConnectorError(

@@ -5,7 +5,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { withRetry } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
 import { createAdsApiClient } from './adsapi.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
@@ -322,7 +322,7 @@ describe('partial failures and errors', () => {
     expect(fake.callsOf('RunOfflineUserDataJob')).toHaveLength(0);
   });
 
-  it('RESOURCE_EXHAUSTED: rate limited with the retry delay Google gives, else 60 s', async () => {
+  it('RESOURCE_EXHAUSTED: rate limited with the retry delay Google gives, else the core backoff', async () => {
     const list = fake.addList('VIP');
     const audience = { id: list.resourceName, name: 'VIP' };
     fake.failNext('AddOfflineUserDataJobOperations', {
@@ -342,9 +342,44 @@ describe('partial failures and errors', () => {
     const c = client();
     const first = await c.add(audience, [bob]).catch((e: unknown) => e);
     expect(first).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 17_000 } });
-    const second = await c.add(audience, [bob]).catch((e: unknown) => e);
-    expect(second).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 60_000 } });
-    expect((second as Error).message).toContain('RESOURCE_EXHAUSTED');
+    const second = (await c.add(audience, [bob]).catch((e: unknown) => e)) as ConnectorError;
+    expect(second).toMatchObject({ kind: 'rate_limited' });
+    expect(second.options.retryAfterMs).toBeUndefined();
+    expect(retryDelay(second, 0, DEFAULT_RETRY, () => 1)).toBe(1_000);
+    expect(second.message).toContain('RESOURCE_EXHAUSTED');
+  });
+
+  it('GAQL 429: waits the Retry-After Google sends (1 s), else the core backoff', async () => {
+    nock.cleanAll();
+    const limit = {
+      error: { code: 429, status: 'RESOURCE_EXHAUSTED', message: 'Too many requests' },
+    };
+    nock(FAKE_REST)
+      .post(/googleAds:search$/)
+      .reply(429, limit, { 'Retry-After': '1' })
+      .post(/googleAds:search$/)
+      .reply(429, limit);
+    rest = serveRest(fake);
+    const c = client();
+    const first = (await c.stats({ id: 'x', name: 'VIP' }).catch((e: unknown) => e)) as ConnectorError;
+    expect(first).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 1_000 } });
+    expect(retryDelay(first, 0)).toBe(1_000);
+    const second = (await c.stats({ id: 'x', name: 'VIP' }).catch((e: unknown) => e)) as ConnectorError;
+    expect(second.kind).toBe('rate_limited');
+    expect(second.options.retryAfterMs).toBeUndefined();
+    expect(retryDelay(second, 0, DEFAULT_RETRY, () => 0)).toBe(500);
+  });
+
+  it('OAuth 429: waits the Retry-After of the token endpoint', async () => {
+    nock.cleanAll();
+    nock(new URL(FAKE_TOKEN_URL).origin)
+      .post(new URL(FAKE_TOKEN_URL).pathname)
+      .reply(429, { error: 'rate_limit_exceeded' }, { 'Retry-After': '2' });
+    rest = serveRest(fake);
+    const error = (await client()
+      .stats({ id: 'x', name: 'VIP' })
+      .catch((e: unknown) => e)) as ConnectorError;
+    expect(error).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 2_000 } });
   });
 
   it('CONCURRENT_MODIFICATION is retried by the core with backoff, and the retry uploads everything', async () => {

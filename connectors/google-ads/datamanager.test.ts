@@ -3,6 +3,7 @@ import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type ConnectorClient, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { DataManagerClient } from './datamanager.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
@@ -297,7 +298,7 @@ describe('Data Manager uploads', () => {
     expect(error.message).toContain('destinations[0].product_destination_id: INVALID_USER_LIST_ID');
   });
 
-  it('waits out 429 for Retry-After seconds, or a minute when Google does not say', async () => {
+  it("waits out 429 for Retry-After seconds, or the core's short backoff when Google does not say", async () => {
     oauthOk();
     const body = { error: { code: 429, status: 'RESOURCE_EXHAUSTED', message: 'Quota exceeded' } };
     dm().post('/v1/audienceMembers:ingest').reply(429, body, { 'Retry-After': '7' });
@@ -306,7 +307,10 @@ describe('Data Manager uploads', () => {
     const first = await rejection(client.add(audience, [member({ email: 'a@example.com' })]));
     expect(first).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 7000 } });
     const second = await rejection(client.remove(audience, [member({ email: 'a@example.com' })]));
-    expect(second).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 60_000 } });
+    expect(second).toMatchObject({ kind: 'rate_limited' });
+    expect(second.options.retryAfterMs).toBeUndefined();
+    expect(retryDelay(first, 0)).toBe(7_000);
+    expect(retryDelay(second, 0, DEFAULT_RETRY, () => 1)).toBe(1_000);
     expect(second.message).toContain('300 requests per minute');
   });
 

@@ -96,8 +96,6 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-const RATE_LIMIT_DEFAULT_MS = 60_000;
-
 /** What the core should do about a failed Data Manager call, with the fix in the message. */
 export function classify(
   error: ApiError,
@@ -107,11 +105,11 @@ export function classify(
   const said = describe(error);
   const at = `Data Manager API ${context.what} for Google Ads account ${context.customerId}`;
   if (httpStatus === 429 || status === 'RESOURCE_EXHAUSTED') {
-    const wait = retryAfterMs(context.retryAfter ?? null) ?? RATE_LIMIT_DEFAULT_MS;
+    const wait = retryAfterMs(context.retryAfter ?? null);
     return new ConnectorError(
       `${at} was rate limited (${said}); the Cloud project allows 300 requests per minute and 100,000 per day`,
       'rate_limited',
-      { retryAfterMs: wait },
+      wait === undefined ? {} : { retryAfterMs: wait },
     );
   }
   if (reasons.includes('CONCURRENT_MODIFICATION') || status === 'ABORTED')

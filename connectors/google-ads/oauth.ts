@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact, registerSecret } from '../../src/redact.js';
 import type { GoogleAdsConfig } from './config.js';
+import { retryAfterMs } from './errors.js';
 
 /**
  * OAuth 2.0 access tokens from the configured refresh token, for both upload paths' REST calls.
@@ -114,12 +115,14 @@ export class GoogleOAuth {
         `Google OAuth refused the scope ${this.options.scope ?? ''}${description}: the refresh token was not granted it; ${HOW_TO_RENEW}`,
         'permanent',
       );
-    if (response.status >= 500 || response.status === 429)
+    if (response.status >= 500 || response.status === 429) {
+      const wait = retryAfterMs(response.headers.get('retry-after'));
       throw new ConnectorError(
         `OAuth token exchange at ${url} answered ${response.status}; retrying`,
         response.status === 429 ? 'rate_limited' : 'retryable',
-        response.status === 429 ? { retryAfterMs: 60_000 } : {},
+        wait === undefined ? {} : { retryAfterMs: wait },
       );
+    }
     throw new ConnectorError(
       `OAuth token exchange at ${url} answered ${response.status}${code ? ` ${code}` : ''}${description}: check client_id, client_secret, refresh_token and endpoints.token_url`,
       'permanent',

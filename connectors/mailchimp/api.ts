@@ -159,11 +159,10 @@ function failureOf(error: unknown): Failure {
   };
 }
 
-/** How long to wait when Mailchimp sheds load: its Retry-After, else 10–60 s. */
-function waitMs(retryAfter: string | undefined): number {
+/** Mailchimp's Retry-After, when it sends one; without it the core's backoff decides (src/sync/retry.ts). */
+function waitOf(retryAfter: string | undefined): { retryAfterMs?: number } {
   const seconds = retryAfter === undefined ? NaN : Number(retryAfter);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  return 10_000 + Math.round(Math.random() * 50_000);
+  return Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {};
 }
 
 export interface Context {
@@ -185,14 +184,18 @@ export function callFailure(
   const { title, detail } = problemOf(answer.body);
   const said = scrub([title, detail].filter(Boolean).join(': ') || `HTTP ${status}`);
   if (status === 429)
-    return new ConnectorError(`Mailchimp rate limit on ${what} (429: ${said})`, 'rate_limited', {
-      retryAfterMs: waitMs(answer.retryAfter),
-    });
+    return new ConnectorError(
+      `Mailchimp rate limit on ${what} (429: ${said})`,
+      'rate_limited',
+      waitOf(answer.retryAfter),
+    );
   // A 403 without a problem document is Mailchimp shedding load at high volume, not a permission.
   if (status === 403 && !detail)
-    return new ConnectorError(`Mailchimp overloaded on ${what} (bare 403)`, 'rate_limited', {
-      retryAfterMs: waitMs(answer.retryAfter),
-    });
+    return new ConnectorError(
+      `Mailchimp overloaded on ${what} (bare 403)`,
+      'rate_limited',
+      waitOf(answer.retryAfter),
+    );
   if (status === 401)
     return new ConnectorError(
       `Mailchimp rejected the API key on ${what} (401 ${said}): check MAILCHIMP_API_KEY — the whole key, ` +

@@ -2,7 +2,7 @@ import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { withRetry } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
 import { basic, FakeMailchimp, md5, RESULTS_ORIGIN } from './fixtures/fake.js';
 import { identify } from './identifiers.js';
 import { mailchimpConfigSchema, mailchimpConnector, type MailchimpConfig } from './index.js';
@@ -341,16 +341,25 @@ describe('mailchimp client at the wire', () => {
     expect(fake.tagged('Champions')).toEqual(new Set(['a@example.com']));
   });
 
-  it('takes a bare 403 for overload: waits 10–60 s, then the same call succeeds', async () => {
+  it("takes a bare 403 or a 429 without Retry-After for overload: the core's short backoff, then the same call succeeds", async () => {
     const { fake, client } = setup();
     fake.addContact('a@example.com');
     const tag = await client.ensureAudience('Champions');
     fake.failNext = [[403, '']];
-    const error = await client.add(tag, [member('a@example.com')]).catch((e: unknown) => e);
+    const error = (await client
+      .add(tag, [member('a@example.com')])
+      .catch((e: unknown) => e)) as ConnectorError;
     expect(error).toMatchObject({ kind: 'rate_limited', message: expect.stringMatching(/bare 403/) });
-    const wait = (error as ConnectorError).options.retryAfterMs!;
-    expect(wait).toBeGreaterThanOrEqual(10_000);
-    expect(wait).toBeLessThanOrEqual(60_000);
+    expect(error.options.retryAfterMs).toBeUndefined();
+    // The first wait is between half a second and one (the core's backoff), not tens of seconds.
+    expect(retryDelay(error, 0, DEFAULT_RETRY, () => 0)).toBe(500);
+    expect(retryDelay(error, 0, DEFAULT_RETRY, () => 1)).toBe(1_000);
+    fake.failNext = [[429, { title: 'Too Many Requests', status: 429, detail: 'slow down' }]];
+    const limited = (await client
+      .add(tag, [member('a@example.com')])
+      .catch((e: unknown) => e)) as ConnectorError;
+    expect(limited).toMatchObject({ kind: 'rate_limited' });
+    expect(limited.options.retryAfterMs).toBeUndefined();
     expect(await client.add(tag, [member('a@example.com')])).toEqual({ status: 'confirmed' });
     // A 403 that explains itself is a permission, not a rate limit.
     fake.failNext = [[403, { title: 'Forbidden', status: 403, detail: 'User does not have access' }]];

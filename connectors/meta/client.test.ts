@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import type { Person } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
 import { reasonsOf } from './client.js';
 import { FakeGraph } from './fixtures/fake-graph.js';
 import { identify, SLOTS, type SchemaKey } from './identifiers.js';
@@ -78,7 +79,6 @@ describe('meta config', () => {
       requests_in_flight: 2,
       api_version: 'v24.0',
       endpoint: 'https://graph.facebook.com',
-      throttle_wait_seconds: 60,
     });
     expect(metaConfigSchema.parse({ type: 'meta', ad_account_id: 42, access_token: 't' }).ad_account_id).toBe(
       '42',
@@ -588,6 +588,19 @@ describe('meta errors', () => {
     expect(error.kind).toBe(kind);
     expect(error.message).toMatch(message);
     expect(error.options.retryAfterMs).toBe(wait);
+  });
+
+  it("throttled without a delay from Meta and no throttle_wait_seconds: the core's short backoff", async () => {
+    const { fake, client } = setup({ throttle_wait_seconds: undefined });
+    const a = fake.addAudience('Champions');
+    fake.failNext(users, 429, 'Too Many Requests', {});
+    const error = await failure(client.add({ id: a.id, name: a.name }, [member(mary)]));
+    expect(error.kind).toBe('rate_limited');
+    expect(error.options.retryAfterMs).toBeUndefined();
+    expect(retryDelay(error, 0, DEFAULT_RETRY, () => 1)).toBe(1_000);
+    fake.failNext(users, 400, FakeGraph.error(17, 'User request limit reached'), { 'retry-after': '1' });
+    const named = await failure(client.add({ id: a.id, name: a.name }, [member(mary)]));
+    expect(retryDelay(named, 3)).toBe(1_000);
   });
 
   it('retries a connection that fails', async () => {

@@ -498,7 +498,9 @@ export class MetaClient implements ConnectorClient {
     return {
       what,
       account: this.config.ad_account_id,
-      throttleWaitMs: this.config.throttle_wait_seconds * 1000,
+      ...(this.config.throttle_wait_seconds !== undefined
+        ? { throttleWaitMs: this.config.throttle_wait_seconds * 1000 }
+        : {}),
     };
   }
 }

@@ -57,7 +57,7 @@ export const metaConfigSchema = z.strictObject({
     .default(DEFAULT_ENDPOINT),
   /** Description of the audiences this destination creates (shown in Ads Manager). */
   description: z.string().max(500).optional(),
-  /** Wait after throttling when Meta does not say how long (advanced; tests use a short one). */
-  throttle_wait_seconds: z.number().min(0).max(3600).default(60),
+  /** Wait after throttling when Meta does not say how long (advanced); unset: the sync's short backoff. */
+  throttle_wait_seconds: z.number().min(0).max(3600).optional(),
 });
 export type MetaConfig = z.infer<typeof metaConfigSchema>;

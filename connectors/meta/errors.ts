@@ -113,8 +113,8 @@ export function isThrottled(failure: GraphFailure): boolean {
   return failure.status === 429 || (code !== undefined && (THROTTLED.has(code) || isBucLimit(code)));
 }
 
-/** Milliseconds to wait after throttling: `Retry-After`, else Meta's usage headers, else the fallback. */
-export function throttleWaitMs(failure: GraphFailure, fallbackMs: number): number {
+/** Milliseconds to wait after throttling: `Retry-After`, else Meta's usage headers, else the fallback if any. */
+export function throttleWaitMs(failure: GraphFailure, fallbackMs?: number): number | undefined {
   const retryAfter = failure.headers['retry-after'];
   if (retryAfter !== undefined && Number.isFinite(Number(retryAfter)) && Number(retryAfter) >= 0)
     return Number(retryAfter) * 1000;
@@ -151,7 +151,8 @@ export interface FailureContext {
   what: string;
   /** The ad account number (no `act_`). */
   account: string;
-  throttleWaitMs: number;
+  /** `throttle_wait_seconds`; without it the core's backoff decides (src/sync/retry.ts). */
+  throttleWaitMs?: number;
 }
 
 export const tosLink = (account: string) =>
@@ -175,7 +176,7 @@ export function classify(failure: GraphFailure, context: FailureContext): Connec
   if (isThrottled(failure)) {
     const wait = throttleWaitMs(failure, context.throttleWaitMs);
     return make(
-      `${at}: Meta is throttling ${account} (${said}); waiting ${Math.ceil(wait / 1000)} s. Meta limits custom ` +
+      `${at}: Meta is throttling ${account} (${said}); waiting${wait === undefined ? '' : ` ${Math.ceil(wait / 1000)} s`}. Meta limits custom ` +
         'audience calls per ad account and hour: if this keeps happening, sync less often or fewer audiences',
       'rate_limited',
       wait,
