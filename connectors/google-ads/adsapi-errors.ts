@@ -266,8 +266,8 @@ export function classify(what: string, failure: AdsFailure): ConnectorError {
     failure.status === 'UNAUTHENTICATED'
   )
     return new ConnectorError(
-      `${base}. The access token was refused: check the refresh token (GOOGLE_REFRESH_TOKEN), the OAuth client ` +
-        'and that the token was granted the scope https://www.googleapis.com/auth/adwords',
+      `${base}. Google refused a newly issued access token: check that client_id is an OAuth client of the ` +
+        "Cloud project where the Google Ads API is enabled, and that endpoints.token_url is Google's token endpoint",
       'permanent',
     );
   return new ConnectorError(base, 'permanent');

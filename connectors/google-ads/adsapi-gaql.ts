@@ -28,7 +28,8 @@ export class Gaql {
     const url = `${this.config.endpoints.ads_rest.replace(/\/$/, '')}/${ADS_API_VERSION}/customers/${this.config.customer_id}/googleAds:search`;
     const rows: Record<string, unknown>[] = [];
     let pageToken: string | undefined;
-    do {
+    let renewed = false;
+    for (;;) {
       const token = await this.oauth.accessToken();
       const headers: Record<string, string> = {
         authorization: `Bearer ${token}`,
@@ -52,12 +53,16 @@ export class Gaql {
         );
       }
       const body: unknown = await response.json().catch(() => undefined);
-      if (!response.ok)
-        throw failure(
-          this.oauth,
-          what,
-          readRestError(response.status, body, response.headers.get('retry-after')),
-        );
+      if (!response.ok) {
+        const failed = readRestError(response.status, body, response.headers.get('retry-after'));
+        // An access token that expired before our margin said so: renewed once, the page asked again.
+        if (!renewed && tokenRefused(failed)) {
+          renewed = true;
+          this.oauth.invalidate();
+          continue;
+        }
+        throw failure(this.oauth, what, failed);
+      }
       const page = searchPage.safeParse(body);
       if (!page.success)
         throw new ConnectorError(
@@ -66,18 +71,22 @@ export class Gaql {
         );
       rows.push(...page.data.results);
       pageToken = page.data.nextPageToken || undefined;
-    } while (pageToken);
-    return rows;
+      if (!pageToken) return rows;
+    }
   }
+}
+
+/** Google refused the call's access token (expired, invalid): a new one may pass. */
+export function tokenRefused(failed: AdsFailure): boolean {
+  return (
+    failed.status === 'UNAUTHENTICATED' ||
+    failed.status === '401' ||
+    failed.errors.some((e) => e.code.startsWith('OAUTH_TOKEN'))
+  );
 }
 
 /** The failure as a ConnectorError; a refused access token is dropped so the next attempt gets a new one. */
 export function failure(oauth: GoogleOAuth, what: string, failed: AdsFailure): ConnectorError {
-  if (
-    failed.status === 'UNAUTHENTICATED' ||
-    failed.status === '401' ||
-    failed.errors.some((e) => e.code.startsWith('OAUTH_TOKEN'))
-  )
-    oauth.invalidate();
+  if (tokenRefused(failed)) oauth.invalidate();
   return classify(what, failed);
 }

@@ -6,7 +6,7 @@ import { grpc } from 'google-gax';
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { readFailureObject, readGrpcStatus, type AdsError, type AdsFailure } from './adsapi-errors.js';
-import { ADS_API_VERSION, failure } from './adsapi-gaql.js';
+import { ADS_API_VERSION, failure, tokenRefused } from './adsapi-gaql.js';
 import type { GoogleAdsConfig } from './config.js';
 import { networkReason, type GoogleOAuth } from './oauth.js';
 
@@ -230,13 +230,19 @@ export class AdsGrpc {
     await this.customer.closeClients();
   }
 
-  private async call<T>(what: string, call: (customer: Customer) => Promise<T>): Promise<T> {
+  private async call<T>(what: string, call: (customer: Customer) => Promise<T>, renewed = false): Promise<T> {
     // Token errors (expired refresh token) surface as GoogleOAuth words them, not as a gRPC metadata failure.
     await this.oauth.accessToken();
     try {
       return await call(this.customer);
     } catch (error) {
-      throw failure(this.oauth, what, readGrpcError(error));
+      const failed = readGrpcError(error);
+      // Google refused the token before the call did anything: once renewed, the same call goes again.
+      if (!renewed && tokenRefused(failed)) {
+        this.oauth.invalidate();
+        return this.call(what, call, true);
+      }
+      throw failure(this.oauth, what, failed);
     }
   }
 }

@@ -427,6 +427,60 @@ describe('partial failures and errors', () => {
     expect(fake.callsOf('CreateOfflineUserDataJob')).toHaveLength(1);
   });
 
+  it('an access token that expires between two calls is renewed once and every path goes on (gRPC, GAQL)', async () => {
+    nock.cleanAll();
+    let issued = 0;
+    rest = serveRest(fake, () => [200, { access_token: `ya29.token-${++issued}`, expires_in: 3600 }]);
+    const list = fake.addList('VIP');
+    const c = client();
+    const audience = await c.ensureAudience('VIP');
+    expect(audience.id).toBe(list.resourceName);
+    // Google says the first token expired (before our own margin did): the next gRPC call is refused.
+    fake.expiredTokens.add('ya29.token-1');
+    const added = await c.add(audience, [bob]);
+    expect(added.status).toBe('pending');
+    expect(rest.tokenRequests).toHaveLength(2);
+    const methods = fake.calls.map((call) => `${call.method} ${call.headers.authorization}`);
+    expect(methods).toEqual([
+      'CreateOfflineUserDataJob Bearer ya29.token-1',
+      'CreateOfflineUserDataJob Bearer ya29.token-2',
+      'AddOfflineUserDataJobOperations Bearer ya29.token-2',
+      'RunOfflineUserDataJob Bearer ya29.token-2',
+    ]);
+    expect(fake.jobs.size).toBe(1);
+    // Then the second expires before a GAQL poll: renewed once more, and the poll answers.
+    fake.expiredTokens.add('ya29.token-2');
+    if (added.status !== 'pending') throw new Error('expected pending');
+    expect(await c.poll!(audience, added.token)).toEqual({ status: 'done' });
+    expect(rest.tokenRequests).toHaveLength(3);
+    expect(rest.searches.slice(-2).map((s) => s.headers.authorization)).toEqual([
+      'Bearer ya29.token-2',
+      'Bearer ya29.token-3',
+    ]);
+  });
+
+  it('a token refused even when just renewed: permanent, once renewed, without blaming the refresh token', async () => {
+    nock.cleanAll();
+    let issued = 0;
+    rest = serveRest(fake, () => [200, { access_token: `ya29.token-${++issued}`, expires_in: 3600 }]);
+    for (let n = 1; n <= 5; n++) fake.expiredTokens.add(`ya29.token-${n}`);
+    const list = fake.addList('VIP');
+    const error = (await client()
+      .add({ id: list.resourceName, name: 'VIP' }, [bob])
+      .catch((e: unknown) => e)) as ConnectorError;
+    expect(error.kind).toBe('permanent');
+    expect(error.message).toContain('OAUTH_TOKEN_EXPIRED');
+    expect(error.message).not.toMatch(/refresh.token|GOOGLE_REFRESH_TOKEN/i);
+    expect(rest.tokenRequests).toHaveLength(2);
+    expect(fake.callsOf('CreateOfflineUserDataJob')).toHaveLength(2);
+    const search = (await client()
+      .stats({ id: list.resourceName, name: 'VIP' })
+      .catch((e: unknown) => e)) as ConnectorError;
+    expect(search.kind).toBe('permanent');
+    expect(search.message).not.toMatch(/refresh.token|GOOGLE_REFRESH_TOKEN/i);
+    expect(rest.tokenRequests).toHaveLength(4);
+  });
+
   it('an expired refresh token: permanent, says how to renew it, and no gRPC call is made', async () => {
     nock.cleanAll();
     rest = serveRest(fake, () => [

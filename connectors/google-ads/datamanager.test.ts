@@ -388,7 +388,33 @@ describe('Data Manager uploads', () => {
       .reply(401, { error: { code: 401, status: 'UNAUTHENTICATED' } });
     const error = await rejection(clientOf().add(audience, [member({ email: 'a@example.com' })]));
     expect(error.kind).toBe('permanent');
-    expect(error.message).toContain('OAuth credentials are not valid');
+    expect(error.message).toContain('refused a newly issued access token');
+    // The refresh worked: the refresh token is not what to fix.
+    expect(error.message).not.toMatch(/refresh.token|GOOGLE_REFRESH_TOKEN/i);
+    expect(nock.isDone()).toBe(true);
+  });
+
+  it('an access token that expires between two calls is renewed once and the next call goes on', async () => {
+    nock('https://oauth.test')
+      .post('/token')
+      .reply(200, { access_token: 'ya29.first', expires_in: 3599 })
+      .post('/token')
+      .reply(200, { access_token: 'ya29.second', expires_in: 3599 });
+    nock(DM)
+      .matchHeader('authorization', 'Bearer ya29.first')
+      .post('/v1/audienceMembers:ingest')
+      .reply(200, { requestId: 'r1' })
+      .post('/v1/audienceMembers:remove')
+      .reply(401, { error: { code: 401, status: 'UNAUTHENTICATED', message: 'token expired' } });
+    nock(DM)
+      .matchHeader('authorization', 'Bearer ya29.second')
+      .post('/v1/audienceMembers:remove')
+      .reply(200, { requestId: 'r2' });
+    const client = clientOf();
+    expect(await client.add(audience, [member({ email: 'a@example.com' })])).toMatchObject({ token: 'r1' });
+    expect(await client.remove(audience, [member({ email: 'b@example.com' })])).toMatchObject({
+      token: 'r2',
+    });
     expect(nock.isDone()).toBe(true);
   });
 });

@@ -126,8 +126,8 @@ export function classify(
     return new ConnectorError(`${at} failed on Google's side (${said}); retrying`, 'retryable');
   if (httpStatus === 401 || status === 'UNAUTHENTICATED')
     return new ConnectorError(
-      `${at} was refused: the OAuth credentials are not valid (${said}). Check client_id, client_secret and ` +
-        'refresh_token, and that the refresh token was granted the scope https://www.googleapis.com/auth/datamanager',
+      `${at}: Google refused a newly issued access token (${said}). Check that client_id is an OAuth client of ` +
+        "the Cloud project where the Data Manager API is enabled, and that endpoints.token_url is Google's token endpoint",
       'permanent',
     );
   const eligibility = reasons.find((r) =>

@@ -50,6 +50,28 @@ export function serveRest(
       const headers: Record<string, string> = {};
       for (const [key, value] of Object.entries(this.req.headers)) headers[key] = String(value);
       searches.push({ query, headers });
+      if (fake.expired(headers))
+        return [
+          401,
+          {
+            error: {
+              code: 401,
+              status: 'UNAUTHENTICATED',
+              message: 'Request had invalid authentication credentials.',
+              details: [
+                {
+                  '@type': 'type.googleapis.com/google.ads.googleads.v24.errors.GoogleAdsFailure',
+                  errors: [
+                    {
+                      errorCode: { authenticationError: 'OAUTH_TOKEN_EXPIRED' },
+                      message: 'Authentication of the request failed: the OAuth access token has expired.',
+                    },
+                  ],
+                },
+              ],
+            },
+          },
+        ];
       const refused = fake.refuseSearch?.(query);
       if (!refused) return [200, fake.search(query)];
       if (!fake.echoCredentials) return refused;

@@ -216,6 +216,8 @@ export class FakeGoogleAds {
   echoCredentials = false;
   /** While set, every token exchange (rest.ts) is refused with this OAuth error (`invalid_grant`). */
   tokenError: string | undefined;
+  /** Access tokens past their lifetime: gRPC calls and GAQL searches bringing one get `OAUTH_TOKEN_EXPIRED`. */
+  readonly expiredTokens = new Set<string>();
   /** While set, GAQL searches it returns an answer for (HTTP status, REST error body) get that answer. */
   refuseSearch: ((query: string) => [number, Record<string, unknown>] | undefined) | undefined;
   readonly customerId: string;
@@ -311,6 +313,12 @@ export class FakeGoogleAds {
     this.echoCredentials = false;
     this.tokenError = undefined;
     this.refuseSearch = undefined;
+    this.expiredTokens.clear();
+  }
+
+  /** Whether the call's bearer token has expired (Google answers UNAUTHENTICATED, OAUTH_TOKEN_EXPIRED). */
+  expired(headers: Record<string, string>): boolean {
+    return this.expiredTokens.has((headers.authorization ?? '').replace(/^Bearer /, ''));
   }
 
   /** Answers the next call of `method` with this error (queued: one per call). */
@@ -409,6 +417,16 @@ export class FakeGoogleAds {
       MutateUserLists: mutateUserListsRequest,
     }[method];
     this.calls.push({ method, request: parse.parse(request), headers } as FakeCall);
+    if (this.expired(headers))
+      throw serviceError({
+        code: grpc.status.UNAUTHENTICATED,
+        errors: [
+          {
+            error_code: { authentication_error: 'OAUTH_TOKEN_EXPIRED' },
+            message: 'Authentication of the request failed: the OAuth access token has expired.',
+          },
+        ],
+      });
     const injected = this.failures.get(method)?.shift();
     if (injected) throw serviceError(injected);
   }
