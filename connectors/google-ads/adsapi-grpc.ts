@@ -19,7 +19,8 @@ import { networkReason, type GoogleOAuth } from './oauth.js';
  * token URL override holds for every call).
  */
 
-const DEFAULT_HOST = 'googleads.googleapis.com';
+const UNIVERSE_DOMAIN = 'googleapis.com';
+const DEFAULT_HOST = `googleads.${UNIVERSE_DOMAIN}`;
 
 /** Service clients google-ads-node exports (`OfflineUserDataJobServiceClient`, …), as we construct them. */
 type GaxClientConstructor = new (options: {
@@ -27,6 +28,7 @@ type GaxClientConstructor = new (options: {
   port: number;
   sslCreds: grpc.ChannelCredentials;
   clientConfig: object;
+  universeDomain: string;
 }) => { close(): Promise<void> };
 
 /** The gRPC methods this connector calls, per service client. */
@@ -76,6 +78,8 @@ class RoutedCustomer extends Customer {
         port: channel.port,
         sslCreds: channel.credentials,
         clientConfig: noGaxRetries(service),
+        // Named, so gax does not ask the Cloud metadata server for it (a stall off Google Cloud).
+        universeDomain: UNIVERSE_DOMAIN,
       });
       this.clients.set(service, client);
     }
