@@ -28,6 +28,8 @@ export interface RemoteAudience {
 export interface Rejection {
   index: number;
   reason: string;
+  /** Left out by the destination's own setting (Mailchimp's non-contacts with `missing_members: skip`), not refused. */
+  skipped?: boolean;
 }
 
 /**

@@ -176,6 +176,7 @@ export class MailchimpClient implements ConnectorClient {
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
     return this.guard(async () => {
       const rejected = new Map<number, string>();
+      const left = new Set<number>();
       const byEmail = this.byEmail(members, rejected);
       const reject = (email: string, reason: string) => {
         for (const i of byEmail.get(email)?.indexes ?? []) rejected.set(i, reason);
@@ -198,8 +199,11 @@ export class MailchimpClient implements ConnectorClient {
           unresolved.forEach((email, k) => {
             const got = answers[k]!;
             const said = first.get(email);
-            if (got.status === 404) reject(email, REASONS.missing);
-            else if (got.status >= 300) reject(email, this.reasonOf(got));
+            if (got.status === 404) {
+              // Not a contact, and the setting says not to make one: left out, not refused.
+              reject(email, REASONS.missing);
+              for (const i of byEmail.get(email)?.indexes ?? []) left.add(i);
+            } else if (got.status >= 300) reject(email, this.reasonOf(got));
             else if (said?.state === 'error') reject(email, scrub(said.error));
           });
         } else {
@@ -217,7 +221,7 @@ export class MailchimpClient implements ConnectorClient {
             if (result.state === 'error') reject(email, knownReason(result.error) ?? scrub(result.error));
         }
       }
-      return outcome(rejected);
+      return outcome(rejected, left);
     });
   }
 
@@ -291,7 +295,11 @@ export class MailchimpClient implements ConnectorClient {
         audience,
         missing.map((i) => members[i]!),
       );
-      return outcome(new Map((added.rejected ?? []).map((r) => [missing[r.index]!, r.reason])));
+      const refused = added.rejected ?? [];
+      return outcome(
+        new Map(refused.map((r) => [missing[r.index]!, r.reason])),
+        new Set(refused.filter((r) => r.skipped).map((r) => missing[r.index]!)),
+      );
     });
   }
 
@@ -484,10 +492,13 @@ export class MailchimpClient implements ConnectorClient {
   }
 }
 
-function outcome(rejected: Map<number, string>): BatchOutcome {
+/** Members not taken, by index: refused, or left out by the settings (`left`). */
+function outcome(rejected: Map<number, string>, left: ReadonlySet<number> = new Set()): BatchOutcome {
   if (rejected.size === 0) return { status: 'confirmed' };
   return {
     status: 'confirmed',
-    rejected: [...rejected].sort(([a], [b]) => a - b).map(([index, reason]) => ({ index, reason })),
+    rejected: [...rejected]
+      .sort(([a], [b]) => a - b)
+      .map(([index, reason]) => ({ index, reason, ...(left.has(index) ? { skipped: true } : {}) })),
   };
 }

@@ -9,6 +9,9 @@ import { normalizeEmail } from '../../src/identity/normalize.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
+import { exitCodeOf } from '../../src/cli/sync.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
 import { readCsv } from '../../test/helpers.js';
 import { expectedRows, loseState, makeShop, syncOnce } from '../../test/sync/harness.js';
 import { FakeMailchimp, md5, type RecordedRequest } from './fixtures/fake.js';
@@ -45,6 +48,7 @@ type Shop = Awaited<ReturnType<typeof makeShop>>;
 
 /** Settings of the `mc` destination that differ between tests. */
 interface Settings {
+  missing?: 'skip' | 'upsert';
   threshold?: number;
   batchSize?: number;
   connections?: number;
@@ -54,11 +58,11 @@ interface Settings {
 function configure(
   shop: Shop,
   analysisDate: string,
-  { threshold = 100_000, batchSize, connections = 8 }: Settings = {},
+  { missing = 'upsert', threshold = 100_000, batchSize, connections = 8 }: Settings = {},
 ): void {
   shop.write(analysisDate);
   const mc =
-    `  mc: { type: mailchimp, api_key: "\${MAILCHIMP_API_KEY}", list_id: ${LIST}, missing_members: upsert, ` +
+    `  mc: { type: mailchimp, api_key: "\${MAILCHIMP_API_KEY}", list_id: ${LIST}, missing_members: ${missing}, ` +
     `batch_operations_threshold: ${threshold}, batch_poll_seconds: 0.01, max_connections: ${connections}` +
     `${batchSize ? `, batch_size: ${batchSize}` : ''} }\n`;
   writeFileSync(
@@ -385,6 +389,68 @@ describe('Mailchimp: a bulk tag call cut off in the middle of a batch (issue 14)
     expect(onMailchimp()).toEqual(await expected(shop, new Set()));
     const fifth = await run();
     expect(fifth.reduce((n, r) => n + r.added + r.removed, 0)).toBe(0);
+  });
+});
+
+describe('Mailchimp skip mode: customers who are not contacts (issue 20, case 5)', () => {
+  /** The warnings the CLI's exit code logs, as lines. */
+  const exitCode = (results: AudienceResult[], config: Config) => {
+    const lines: string[] = [];
+    const warn = createLogger({ level: 'warn', json: true, stream: { write: (l: string) => lines.push(l) } });
+    const code = exitCodeOf(results, config, warn);
+    return { code, warnings: lines.map((l) => (JSON.parse(l) as { msg: string }).msg) };
+  };
+
+  it('counts them as skipped with their reason, not as rejected, and the run exits 0', async () => {
+    const { shop, fake, run } = await mailchimpShop({ missing: 'skip' });
+    const want = await expected(shop, new Set());
+    const everyone = [...new Set([...want.values()].flatMap((e) => [...e]))];
+    // One in four is not a contact of the Mailchimp audience: far more than the 1 % rejected share allows.
+    const strangers = new Set(everyone.filter((_, i) => i % 4 === 0));
+    for (const e of everyone) if (!strangers.has(e)) fake.addContact(e);
+
+    const { results } = await run();
+    for (const r of results) {
+      const missing = [...want.get(r.audience)!].filter((e) => strangers.has(e)).length;
+      expect(r.rejected, r.audience).toBe(0);
+      expect(r.skipped['not in the Mailchimp audience'] ?? 0, r.audience).toBe(missing);
+      expect(r.added, r.audience).toBe(want.get(r.audience)!.size - missing);
+    }
+    expect(results.some((r) => (r.skipped['not in the Mailchimp audience'] ?? 0) > 0)).toBe(true);
+    for (const [name, members] of want)
+      expect(fake.tagged(name), name).toEqual(new Set([...members].filter((e) => !strangers.has(e))));
+    // The shop's own customers without an email reach 16 % of a small audience: a limit above that, below
+    // what the non-contacts would add to it.
+    const loaded = loadConfig(shop.config).config;
+    const config = { ...loaded, sync: { ...loaded.sync, max_skipped_share: 0.2 } };
+    expect(exitCode(results, config)).toEqual({ code: 0, warnings: [] });
+  });
+
+  it('keeps exit 3 for real refusals, printing the share precisely enough to tell it from the threshold', async () => {
+    const { shop, fake, sync } = await mailchimpShop({ missing: 'upsert' });
+    const want = await expected(shop, new Set());
+    const everyone = [...new Set([...want.values()].flatMap((e) => [...e]))];
+    // A few addresses were deleted for good on Mailchimp: creating them is refused.
+    for (const [i, e] of everyone.entries()) if (i % 40 === 0) fake.forgotten.add(e);
+    const results = await sync();
+    expect(results.filter((r) => r.error)).toEqual([]);
+    const refused = results.filter((r) => r.rejected > 0);
+    expect(refused.length).toBeGreaterThan(0);
+    const worst = refused.reduce((a, r) =>
+      r.rejected / (r.added + r.rejected) > a.rejected / (a.added + a.rejected) ? r : a,
+    );
+    const share = worst.rejected / (worst.added + worst.rejected);
+    // A threshold just under the share: to one decimal both would print alike.
+    const threshold = share - 0.00004;
+    const loaded = loadConfig(shop.config).config;
+    const config = { ...loaded, sync: { ...loaded.sync, max_rejected_share: threshold } };
+    const { code, warnings } = exitCode(results, config);
+    expect(code).toBe(3);
+    const line = warnings.find((w) => w.startsWith(`mc / ${worst.audience}:`))!;
+    expect(line).toMatch(/forgotten email/);
+    const [printedShare, printedMax] = [...line.matchAll(/(\d+(?:\.\d+)?) %/g)].map((m) => Number(m[1]));
+    expect(printedShare).toBeGreaterThan(printedMax!);
+    expect(Math.abs(printedShare! - share * 100)).toBeLessThan(0.01);
   });
 });
 

@@ -10,7 +10,6 @@ import type { Config } from '../config/schema.js';
 import { ConfigError, describeError, ExitCode, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
-import { pct } from '../source/read.js';
 import { logReadReport, readSummary } from '../source/report.js';
 import { StateStore } from '../state/store.js';
 import type { AudiencePlan } from '../sync/plan.js';
@@ -334,7 +333,8 @@ export async function runCheck(options: SyncCommandOptions, log: Logger): Promis
   return rows.every((r) => r.ok) ? ExitCode.ok : ExitCode.failed;
 }
 
-function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): ExitCode {
+/** The exit code of a sync: 1 when an audience failed, 3 when a share of customers or members went over its limit. */
+export function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): ExitCode {
   const failed = results.filter((r) => r.error);
   for (const r of failed)
     log.error(
@@ -345,23 +345,39 @@ function exitCodeOf(results: AudienceResult[], config: Config, log: Logger): Exi
   let partial = false;
   for (const r of results) {
     const { ['opted out']: _optedOut, ...unusable } = r.skipped;
-    const skipped = Object.values(unusable).reduce((a, b) => a + b, 0);
+    // Opted out, or left out by the destination's settings: the user's choice, in no share.
+    const skipped = Object.values(unusable).reduce((a, b) => a + b, 0) - (r.leftOut ?? 0);
     const eligible = r.segmentSize - (r.skipped['opted out'] ?? 0);
-    if (eligible > 0 && skipped / eligible > config.sync.max_skipped_share) {
+    const maxSkipped = config.sync.max_skipped_share;
+    if (eligible > 0 && skipped / eligible > maxSkipped) {
       partial = true;
+      const [share, max] = shares(skipped / eligible, maxSkipped);
       log.warn(
-        `${r.destination} / ${r.audience}: ${skipped} of ${eligible} customers have no usable identifier (${pct(skipped / eligible)}, more than ${pct(config.sync.max_skipped_share)})`,
+        `${r.destination} / ${r.audience}: ${skipped} of ${eligible} customers have no usable identifier (${share}, more than ${max})`,
       );
     }
     const sent = r.added + r.removed + r.rejected;
-    if (sent > 0 && r.rejected / sent > config.sync.max_rejected_share) {
+    const maxRejected = config.sync.max_rejected_share;
+    if (sent > 0 && r.rejected / sent > maxRejected) {
       partial = true;
+      const [share, max] = shares(r.rejected / sent, maxRejected);
       log.warn(
-        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${pct(r.rejected / sent)}: ${skippedText(r.rejectedReasons)})`,
+        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${share}, more than ${max}: ${skippedText(r.rejectedReasons)})`,
       );
     }
   }
   return partial ? ExitCode.partial : ExitCode.ok;
+}
+
+/** A share and the limit it went over, as percentages with the decimals it takes to tell them apart. */
+function shares(share: number, max: number): [string, string] {
+  const at = (digits: number) =>
+    [share, max].map((v) => `${(v * 100).toFixed(digits)} %`) as [string, string];
+  for (let digits = 1; digits < 6; digits++) {
+    const printed = at(digits);
+    if (printed[0] !== printed[1]) return printed;
+  }
+  return at(6);
 }
 
 function skippedText(skipped: Record<string, number>): string {

@@ -40,6 +40,8 @@ export interface AudienceResult {
   waiting: number;
   pending: number;
   skipped: Record<string, number>;
+  /** Of `skipped`, members the destination's settings left out when sent: the user's choice, in no share. */
+  leftOut?: number;
   rejected: number;
   /** Rejected members by the platform's reason. */
   rejectedReasons: Record<string, number>;
@@ -245,7 +247,7 @@ async function syncAudience(
       unchanged: plan.unchanged,
       waiting: plan.waiting,
       pending: plan.pending,
-      skipped: plan.skipped,
+      skipped: { ...plan.skipped },
     });
     const brake = options.removals ?? DEFAULT_REMOVAL_BRAKE;
     const held =
@@ -331,7 +333,13 @@ async function syncAudience(
     result.error = error instanceof Error ? error.message : String(error);
     if (error instanceof ConnectorError) result.errorKind = error.kind;
     if (plan)
-      result.failed = plan.add.length + plan.remove.length - result.added - result.removed - result.rejected;
+      result.failed =
+        plan.add.length +
+        plan.remove.length -
+        result.added -
+        result.removed -
+        result.rejected -
+        (result.leftOut ?? 0);
     if (!(error instanceof ConnectorError)) log.error({ err: error }, `sync of '${spec.name}' failed`);
   } finally {
     await state.checkpoint();
@@ -397,14 +405,18 @@ async function push(
 
   async function sendOne(batch: readonly Member[]): Promise<BatchOutcome['status']> {
     const outcome = await send(batch);
-    const rejected = new Map((outcome.rejected ?? []).map((r) => [r.index, r.reason]));
+    // Left out by choice or refused, the member is not re-sent until it changes; only refusals count as such.
+    const notTaken = new Map((outcome.rejected ?? []).map((r) => [r.index, r]));
+    const rejected = new Map(
+      (outcome.rejected ?? []).filter((r) => !r.skipped).map((r) => [r.index, r.reason]),
+    );
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
     const records: StateRecord[] = batch.map((m, i) => {
       if (op === 'remove')
         return upload
           ? { key: m.key, status: Status.removePending, upload, slots: [...m.slots] }
           : { key: m.key, status: Status.deleted, upload: 0, slots: [] };
-      if (rejected.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: [...m.slots] };
+      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: [...m.slots] };
       return {
         key: m.key,
         status: upload ? Status.addPending : Status.confirmed,
@@ -423,9 +435,13 @@ async function push(
     result.rejected += rejected.size;
     for (const reason of rejected.values())
       result.rejectedReasons[reason] = (result.rejectedReasons[reason] ?? 0) + 1;
+    const leftOut = notTaken.size - rejected.size;
+    if (leftOut > 0) result.leftOut = (result.leftOut ?? 0) + leftOut;
+    for (const r of notTaken.values())
+      if (r.skipped) result.skipped[r.reason] = (result.skipped[r.reason] ?? 0) + 1;
     if (outcome.report) result.platform = addReports(result.platform, outcome.report);
-    if (op === 'remove') result.removed += batch.length - rejected.size;
-    else result.added += batch.length - rejected.size;
+    if (op === 'remove') result.removed += batch.length - notTaken.size;
+    else result.added += batch.length - notTaken.size;
     if (op === 'replace') result.removed += replaced.length;
     return outcome.status;
   }
