@@ -222,11 +222,17 @@ export class AdsGrpc {
       .flatMap((d) => readFailure(errors.GoogleAdsFailure.decode(d.value)));
   }
 
-  async runJob(job: string): Promise<void> {
-    await this.call(`run ${job}`, (customer) =>
-      customer.offlineUserDataJobs.runOfflineUserDataJob(
-        new services.RunOfflineUserDataJobRequest({ resource_name: job }),
-      ),
+  /** Starts the job; `busy` when Google will not yet, another job on its list being still at work. */
+  async runJob(job: string): Promise<'started' | 'busy'> {
+    return this.call(
+      `run ${job}`,
+      async (customer) => {
+        await customer.offlineUserDataJobs.runOfflineUserDataJob(
+          new services.RunOfflineUserDataJobRequest({ resource_name: job }),
+        );
+        return 'started' as const;
+      },
+      (failed) => (failed.errors.some((e) => e.code === 'CONCURRENT_MODIFICATION') ? 'busy' : undefined),
     );
   }
 
@@ -234,7 +240,13 @@ export class AdsGrpc {
     await this.customer.closeClients();
   }
 
-  private async call<T>(what: string, call: (customer: Customer) => Promise<T>, renewed = false): Promise<T> {
+  /** One call, its failure classified; `answer` may turn a failure into an answer instead. */
+  private async call<T>(
+    what: string,
+    call: (customer: Customer) => Promise<T>,
+    answer?: (failed: AdsFailure) => T | undefined,
+    renewed = false,
+  ): Promise<T> {
     // Token errors (expired refresh token) surface as GoogleOAuth words them, not as a gRPC metadata failure.
     await this.oauth.accessToken();
     try {
@@ -244,8 +256,10 @@ export class AdsGrpc {
       // Google refused the token before the call did anything: once renewed, the same call goes again.
       if (!renewed && tokenRefused(failed)) {
         this.oauth.invalidate();
-        return this.call(what, call, true);
+        return this.call(what, call, answer, true);
       }
+      const answered = answer?.(failed);
+      if (answered !== undefined) return answered;
       throw failure(this.oauth, what, failed);
     }
   }

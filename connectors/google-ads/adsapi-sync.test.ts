@@ -95,9 +95,12 @@ async function setup(batch = BATCH) {
       retry: { attempts: 4, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
     });
 
-  /** Google processes every job between runs; runs until nothing is pending or left to send. */
+  /**
+   * Google processes every job between runs; runs until nothing is pending or left to send. One job runs on
+   * a list at a time, so a list with several batches takes a run per batch.
+   */
   const settle = (state = store) =>
-    syncUntilSettled(() => run(false, state), { most: 6, between: () => fake.finishJobs() });
+    syncUntilSettled(() => run(false, state), { most: 30, between: () => fake.finishJobs() });
 
   /** Per audience, per customer id, the identifiers Google should hold, straight from the source. */
   const expected = async (): Promise<Map<string, Map<string, string[]>>> => {
@@ -305,6 +308,49 @@ describe('sync through the Google Ads API after the state is lost (issue 14, cas
   });
 });
 
+describe('Google Ads API: a list whose job is still running (issue 20, case 2)', () => {
+  it('waits for it as pending work: no job runs beside it, none is left unrun, and every list ends exact', async () => {
+    const { run, settle, assertExact, editCustomers } = await setup(1000);
+    const first = await run();
+    expect(first.filter((r) => r.error)).toEqual([]);
+    const running = [...fake.jobs.values()].filter((j) => j.status === 'RUNNING');
+    expect(running.length).toBe(fake.lists.size);
+
+    // While Google still processes those jobs, a third of the customers opt out and others change email.
+    editCustomers((cells, header, r) => {
+      if (r % 3 === 0) cells[header.indexOf('opted_out')] = 'true';
+      else if (r % 5 === 0) cells[header.indexOf('email')] = `new-${r}@example.org`;
+    });
+    const jobsBefore = fake.jobs.size;
+    const second = await run();
+    expect(second.filter((r) => r.error)).toEqual([]);
+    expect(second.reduce((n, r) => n + r.plannedRemoves, 0)).toBeGreaterThan(0);
+    // Nothing was started beside a running job; what was sent waits for it, as pending work.
+    expect(fake.refusedRuns).toEqual([]);
+    for (const list of fake.lists.values())
+      expect(
+        [...fake.jobs.values()].filter((j) => j.userList === list.resourceName && j.status === 'RUNNING'),
+        list.name,
+      ).toHaveLength(1);
+    expect(second.every((r) => r.inFlight > 0)).toBe(true);
+    const waiting = fake.jobs.size - jobsBefore;
+    expect(waiting).toBeGreaterThan(0);
+
+    // Google is still busy: a run now sends nothing and creates no job.
+    const calls = fake.calls.length;
+    const third = await run();
+    expect(third.filter((r) => r.error)).toEqual([]);
+    expect(fake.jobs.size).toBe(jobsBefore + waiting);
+    expect(fake.calls.slice(calls).map((c) => c.method)).toEqual([]);
+
+    // Once Google is done, later runs start each waiting job in turn; every list ends exact.
+    await settle();
+    await assertExact();
+    expect(fake.refusedRuns).toEqual([]);
+    expect([...fake.jobs.values()].filter((j) => j.status !== 'SUCCESS')).toEqual([]);
+  });
+});
+
 /** Batch size for the cut-off test: several jobs per list, so a list's first job can succeed before one is cut. */
 const MIDBATCH = 10;
 
@@ -313,12 +359,11 @@ describe('Google Ads API: a job cut off in the middle of a batch (issue 14)', ()
     // The gRPC fake cuts a job off on every attempt: an addOperations call takes half of its operations and
     // the connection drops, or a job is started and the connection drops before the answer.
     const { shop, run, settle, assertExact } = await setup(MIDBATCH);
-    /** Members in jobs Google answered as started, per list and kind, among jobs not in `before`. */
+    /** Members in jobs made whole (none of their calls cut off), per list and kind, among jobs not in `before`. */
     const started = (before: ReadonlySet<string>, kind: 'create' | 'remove') => {
       const out = new Map<string, number>();
-      const answered = new Set(fake.callsOf('RunOfflineUserDataJob').map((c) => c.request.resource_name));
       for (const job of fake.jobs.values()) {
-        if (before.has(job.resourceName) || !answered.has(job.resourceName)) continue;
+        if (before.has(job.resourceName)) continue;
         if (fake.cutOff.some((c) => c.job === job.resourceName)) continue;
         const name = fake.lists.get(job.userList)!.name;
         const n = job.operations.filter((o) => o[kind]).length;
@@ -342,14 +387,17 @@ describe('Google Ads API: a job cut off in the middle of a batch (issue 14)', ()
     };
     const errors = (results: AudienceResult[]) => results.filter((r) => r.error).map((r) => r.audience);
 
-    // First run: 'Slipping away' loses the connection in the middle of adding operations, 'RFM: At Risk'
-    // right after starting a job; both after their first job.
+    // First run: 'Slipping away' loses the connection in the middle of adding operations to each job after
+    // its first; 'RFM: At Risk' right after starting its first job (Google started it; the answer was lost):
+    // the batch is sent again in a job that waits for that one, and the run goes on.
     const jobsBefore = new Set(fake.jobs.keys());
     const addOps = cutAfterFirst('AddOfflineUserDataJobOperations', 'Slipping away');
-    const runJob = cutAfterFirst('RunOfflineUserDataJob', 'RFM: At Risk');
-    fake.cutMidBatch = (call) => addOps(call) || runJob(call);
+    let runCut = false;
+    fake.cutMidBatch = (call) =>
+      addOps(call) ||
+      (call.method === 'RunOfflineUserDataJob' && call.list === 'RFM: At Risk' && !runCut && (runCut = true));
     const first = await run();
-    expect(errors(first).sort()).toEqual(['RFM: At Risk', 'Slipping away']);
+    expect(errors(first)).toEqual(['Slipping away']);
     for (const r of first.filter((x) => x.error)) expect(r.error).toMatch(/UNAVAILABLE|Connection dropped/);
     expect(new Set(fake.cutOff.map((c) => c.method))).toEqual(
       new Set(['AddOfflineUserDataJobOperations', 'RunOfflineUserDataJob']),

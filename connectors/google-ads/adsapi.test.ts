@@ -382,8 +382,9 @@ describe('partial failures and errors', () => {
     expect(error).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 2_000 } });
   });
 
-  it('CONCURRENT_MODIFICATION is retried by the core with backoff, and the retry uploads everything', async () => {
+  it('CONCURRENT_MODIFICATION at run (another job at work on the list): the job waits, pending, and a later poll starts it', async () => {
     const list = fake.addList('VIP');
+    const audience = { id: list.resourceName, name: 'VIP' };
     fake.failNext('RunOfflineUserDataJob', {
       code: grpc.status.ABORTED,
       errors: [
@@ -394,22 +395,42 @@ describe('partial failures and errors', () => {
       ],
     });
     const c = client();
-    const outcome = await withRetry(
-      'add',
-      () => c.add({ id: list.resourceName, name: 'VIP' }, [ada, bob]),
-      log,
-      {
-        attempts: 3,
-        baseMs: 1,
-        maxMs: 5,
-        maxRateLimitWaitMs: 0,
-      },
-    );
-    expect(fake.callsOf('RunOfflineUserDataJob')).toHaveLength(2);
-    const ran = [...fake.jobs.values()].filter((j) => j.status === 'SUCCESS');
-    expect(ran).toHaveLength(1);
-    expect(outcome).toEqual({ status: 'pending', token: ran[0]!.resourceName });
-    expect(ran[0]!.operations).toHaveLength(2);
+    // No retry, no second job: the filled job is the pending upload.
+    const outcome = await c.add(audience, [ada, bob]);
+    expect(fake.jobs.size).toBe(1);
+    const job = [...fake.jobs.values()][0]!;
+    expect(outcome).toEqual({ status: 'pending', token: job.resourceName });
+    expect(job).toMatchObject({ status: 'PENDING' });
+    expect(job.operations).toHaveLength(2);
+    expect(await c.poll!(audience, job.resourceName)).toEqual({ status: 'processing' });
+    expect(fake.callsOf('RunOfflineUserDataJob').map((call) => call.request.resource_name)).toEqual([
+      job.resourceName,
+      job.resourceName,
+    ]);
+    expect(await c.poll!(audience, job.resourceName)).toEqual({ status: 'done' });
+    expect(fake.jobs.size).toBe(1);
+  });
+
+  it('a job made while another runs on the list is not started beside it: a poll starts it once the list is free', async () => {
+    const list = fake.addList('VIP');
+    const audience = { id: list.resourceName, name: 'VIP' };
+    fake.finish = 'manual';
+    const c = client();
+    const first = await c.add(audience, [ada]);
+    const second = await c.remove(audience, [bob]);
+    if (first.status !== 'pending' || second.status !== 'pending') throw new Error('expected pending');
+    expect(fake.jobs.get(first.token)!.status).toBe('RUNNING');
+    expect(fake.jobs.get(second.token)!.status).toBe('PENDING');
+    // Google is still at work on the first: the second waits, without a refused start.
+    expect(await c.poll!(audience, second.token)).toEqual({ status: 'processing' });
+    expect(fake.callsOf('RunOfflineUserDataJob')).toHaveLength(1);
+    fake.finishJobs();
+    expect(await c.poll!(audience, first.token)).toEqual({ status: 'done' });
+    expect(await c.poll!(audience, second.token)).toEqual({ status: 'processing' });
+    expect(fake.jobs.get(second.token)!.status).toBe('RUNNING');
+    fake.finishJobs();
+    expect(await c.poll!(audience, second.token)).toEqual({ status: 'done' });
+    expect(fake.refusedRuns).toEqual([]);
   });
 
   it('UNAVAILABLE: retryable at once, with no hidden retries inside the SDK (the core owns retries)', async () => {

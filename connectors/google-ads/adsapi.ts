@@ -25,7 +25,9 @@ import { ADWORDS_SCOPE, GoogleOAuth } from './oauth.js';
  * The Google Ads API path (allowlisted developer tokens only since April 2026): each upload is an
  * OfflineUserDataJob — create → addOperations (sequentially, partial failure on) → run — and is pending
  * until a later GAQL poll finds the job SUCCESS or FAILED. Adds and removes go in separate jobs; a full
- * resync is one job starting with `remove_all`. Calls on one list never overlap (one writer per list).
+ * resync is one job starting with `remove_all`. Calls on one list never overlap (one writer per list), and
+ * one job runs on a list at a time: a job made while another is at work is left to start, still pending,
+ * when a later poll finds the list free (Google refuses a second job with CONCURRENT_MODIFICATION).
  */
 
 /** Google serves a Customer Match list only from this many active members. */
@@ -86,6 +88,8 @@ export class AdsApiClient implements ConnectorClient {
   private readonly lists = new Map<string, Promise<unknown>>();
   /** Descriptions of the lists this client found or made, by resource name: `stamp` changes only the mark. */
   private readonly descriptions = new Map<string, string>();
+  /** Per list, the job this client started or saw at work: the list's next job waits until it is done. */
+  private readonly running = new Map<string, string>();
 
   constructor(
     private readonly config: GoogleAdsConfig,
@@ -189,26 +193,50 @@ export class AdsApiClient implements ConnectorClient {
     return this.upload(audience, members, 'create', true);
   }
 
-  async poll(audience: RemoteAudience, token: string): Promise<PollOutcome> {
+  /** The job's state; a job still waiting to start (PENDING: every job we record is filled) starts when its list is free. */
+  poll(audience: RemoteAudience, token: string): Promise<PollOutcome> {
+    return this.serial(audience.id, async () => {
+      const job = await this.job(token);
+      if (!job)
+        return {
+          status: 'failed',
+          reason: `upload job ${token} for '${audience.name}' is not on customer ${this.config.customer_id}`,
+        };
+      const { status, failureReason } = job;
+      if (status === 'SUCCESS' || status === 'FAILED') {
+        if (this.running.get(audience.id) === token) this.running.delete(audience.id);
+        return status === 'SUCCESS'
+          ? { status: 'done' }
+          : {
+              status: 'failed',
+              reason: `upload job failed: ${failureReason ? redact(failureReason) : 'no reason given'}`,
+            };
+      }
+      if (status === 'PENDING') await this.start(audience.id, token);
+      else this.running.set(audience.id, token);
+      return { status: 'processing' };
+    });
+  }
+
+  private async job(token: string) {
     const rows = await this.gaql.search(
       `status of upload job ${token}`,
       'SELECT offline_user_data_job.status, offline_user_data_job.failure_reason FROM offline_user_data_job ' +
         `WHERE offline_user_data_job.resource_name = ${gaqlString(token)}`,
     );
     const row = rows[0] ? jobRow.safeParse(rows[0]) : undefined;
-    if (!row?.success)
-      return {
-        status: 'failed',
-        reason: `upload job ${token} for '${audience.name}' is not on customer ${this.config.customer_id}`,
-      };
-    const { status, failureReason } = row.data.offlineUserDataJob;
-    if (status === 'SUCCESS') return { status: 'done' };
-    if (status === 'FAILED')
-      return {
-        status: 'failed',
-        reason: `upload job failed: ${failureReason ? redact(failureReason) : 'no reason given'}`,
-      };
-    return { status: 'processing' };
+    return row?.success ? row.data.offlineUserDataJob : undefined;
+  }
+
+  /** Starts the job unless another one is at work on the list; then a later poll starts it. */
+  private async start(list: string, job: string): Promise<void> {
+    const before = this.running.get(list);
+    if (before) {
+      const status = (await this.job(before))?.status;
+      if (status === 'RUNNING' || status === 'PENDING') return;
+      this.running.delete(list);
+    }
+    if ((await (await this.grpc()).runJob(job)) === 'started') this.running.set(list, job);
   }
 
   async stats(audience: RemoteAudience): Promise<AudienceStats> {
@@ -285,7 +313,7 @@ export class AdsApiClient implements ConnectorClient {
         }
       }
 
-      await grpc.runJob(job);
+      await this.start(audience.id, job);
       const list: Rejection[] = [...rejected].map(([index, reason]) => ({ index, reason }));
       return { status: 'pending', token: job, ...(list.length > 0 ? { rejected: list } : {}) };
     });

@@ -10,7 +10,8 @@ import { z } from 'zod';
  * protos.json, served over TLS by grpc-js. It records every request with its headers, keeps user lists
  * and offline user data jobs in memory (a run job applies its operations to its list), validates what
  * Google validates (job order, separate add/remove jobs, nothing after run, overlapping calls), and can
- * answer with injected errors and partial failures. GAQL (REST) is answered by `search`, served by nock.
+ * answer with injected errors and partial failures. Like Google, it refuses to run a job while another job
+ * on the same list is RUNNING (CONCURRENT_MODIFICATION). GAQL (REST) is answered by `search`, served by nock.
  * `echoCredentials` makes every error (and partial failure) repeat the credentials the call brought, as
  * services that echo their input do, for the redaction tests.
  */
@@ -212,6 +213,8 @@ export class FakeGoogleAds {
   cutMidBatch: ((call: { method: FakeMethod; list: string }) => boolean) | undefined;
   /** The calls cut off that way. */
   readonly cutOff: { method: FakeMethod; list: string; job: string }[] = [];
+  /** Jobs refused at run because another job of their list was RUNNING. */
+  readonly refusedRuns: string[] = [];
   /** Errors and partial failures repeat the call's credentials (gRPC metadata; REST headers in rest.ts). */
   echoCredentials = false;
   /** While set, every token exchange (rest.ts) is refused with this OAuth error (`invalid_grant`). */
@@ -310,6 +313,7 @@ export class FakeGoogleAds {
     this.finish = 'on-run';
     this.cutMidBatch = undefined;
     this.cutOff.length = 0;
+    this.refusedRuns.length = 0;
     this.echoCredentials = false;
     this.tokenError = undefined;
     this.refuseSearch = undefined;
@@ -588,6 +592,21 @@ export class FakeGoogleAds {
       throw serviceError(
         adsError('offline_user_data_job_error', 'JOB_ALREADY_STARTED', 'The job has already been started.'),
       );
+    const running = [...this.jobs.values()].some(
+      (j) => j !== job && j.userList === job.userList && j.status === 'RUNNING',
+    );
+    if (running) {
+      this.refusedRuns.push(job.resourceName);
+      throw serviceError({
+        code: grpc.status.ABORTED,
+        errors: [
+          {
+            error_code: { database_error: 'CONCURRENT_MODIFICATION' },
+            message: 'Multiple requests were attempting to modify the same resource at once.',
+          },
+        ],
+      });
+    }
     const cut = this.cut('RunOfflineUserDataJob', job);
     job.status = 'RUNNING';
     if (this.finish === 'on-run') this.complete(job);
