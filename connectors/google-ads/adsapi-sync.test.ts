@@ -78,6 +78,7 @@ async function setup(batch = BATCH) {
     developer_token: \${GOOGLE_ADS_DEVELOPER_TOKEN}
     default_country: US
     batch_size: ${batch}
+    job_members: ${batch}
     endpoints:
       token_url: ${FAKE_TOKEN_URL}
       ads_rest: ${FAKE_REST}

@@ -63,6 +63,11 @@ export const googleAdsConfigSchema = z
       .optional(),
     /** Members per request (Data Manager: at most 10,000; Google Ads API: ~10,000 recommended). */
     batch_size: z.number().int().min(1).max(10_000).default(10_000),
+    /**
+     * Google Ads API path: members per job, sent in requests of `batch_size`. A list takes one job at a
+     * time, each processed for minutes to hours: fewer, bigger jobs fill it sooner.
+     */
+    job_members: z.number().int().min(1).max(1_000_000).default(100_000),
     /** Sandboxes and local test servers. */
     endpoints: z
       .strictObject({

@@ -95,6 +95,10 @@ describe('the connector definition', () => {
     const ads = clientOf({ api: 'ads_api', developer_token: 'dev-token' });
     expect(ads).not.toBeInstanceOf(DataManagerClient);
     expect(googleAdsConnector.batchSize(config)).toBe(500);
+    // The Google Ads API path sends a job of several requests at once: one job runs on a list at a time.
+    const adsApi = configOf({ api: 'ads_api', developer_token: 'dev', batch_size: 500 });
+    expect(googleAdsConnector.batchSize(adsApi)).toBe(100_000);
+    expect(googleAdsConnector.batchSize({ ...adsApi, job_members: 2_000 })).toBe(2_000);
     expect(googleAdsConnector.final(config)).toBe(false);
     expect(googleAdsConnector.slots(config)).toEqual(SLOTS);
     expect(googleAdsConnector.identifierGroups!(config)).toBe(IDENTIFIER_GROUPS);

@@ -13,7 +13,8 @@ import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
 export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   type: 'google_ads',
   configSchema: googleAdsConfigSchema,
-  batchSize: (config) => config.batch_size,
+  // A batch is one request on the Data Manager path, one job (of several requests) on the Google Ads API path.
+  batchSize: (config) => (config.api === 'ads_api' ? config.job_members : config.batch_size),
   // Google processes uploads for 10 minutes to 24 hours: batches stay pending until polled done.
   final: () => false,
   // Google sizes a list within hours, at most a day after an upload.
