@@ -5,7 +5,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
 import { createAdsApiClient } from './adsapi.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
