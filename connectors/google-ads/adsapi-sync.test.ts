@@ -309,6 +309,28 @@ describe('sync through the Google Ads API after the state is lost (issue 14, cas
   });
 });
 
+describe('Google Ads API: an access token that expires mid-run (issue 20, case 1)', () => {
+  it('is renewed once and the run finishes', async () => {
+    const { run, settle, assertExact } = await setup();
+    nock.cleanAll();
+    let issued = 0;
+    const rest = serveRest(fake, () => [200, { access_token: `ya29.run-${++issued}`, expires_in: 3600 }]);
+    // Google calls the first token expired right after the run's first list lookup.
+    fake.refuseSearch = () => {
+      fake.expiredTokens.add('ya29.run-1');
+      return undefined;
+    };
+    const first = await run();
+    expect(first.filter((r) => r.error)).toEqual([]);
+    expect(rest.tokenRequests).toHaveLength(2);
+    expect(fake.calls.some((c) => c.headers.authorization === 'Bearer ya29.run-1')).toBe(true);
+    expect(fake.calls.at(-1)!.headers.authorization).toBe('Bearer ya29.run-2');
+    fake.refuseSearch = undefined;
+    await settle();
+    await assertExact();
+  });
+});
+
 describe('Google Ads API: a list whose job is still running (issue 20, case 2)', () => {
   it('waits for it as pending work: no job runs beside it, none is left unrun, and every list ends exact', async () => {
     const { run, settle, assertExact, editCustomers } = await setup(1000);
