@@ -335,18 +335,32 @@ describe('partial failures and errors', () => {
         },
       ],
     });
-    fake.failNext('RunOfflineUserDataJob', {
-      code: grpc.status.RESOURCE_EXHAUSTED,
-      details: 'Quota exceeded',
-    });
     const c = client();
     const first = await c.add(audience, [bob]).catch((e: unknown) => e);
     expect(first).toMatchObject({ kind: 'rate_limited', options: { retryAfterMs: 17_000 } });
+    fake.failNext('CreateOfflineUserDataJob', {
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: 'Quota exceeded',
+    });
     const second = (await c.add(audience, [bob]).catch((e: unknown) => e)) as ConnectorError;
     expect(second).toMatchObject({ kind: 'rate_limited' });
     expect(second.options.retryAfterMs).toBeUndefined();
     expect(retryDelay(second, 0, DEFAULT_RETRY, () => 1)).toBe(1_000);
     expect(second.message).toContain('RESOURCE_EXHAUSTED');
+
+    // Refused at its start, a job is whole: it waits, pending, and a later poll starts it (no second job).
+    fake.failNext('RunOfflineUserDataJob', {
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: 'Quota exceeded',
+    });
+    const jobs = fake.jobs.size;
+    const third = await c.add(audience, [bob]);
+    expect(fake.jobs.size).toBe(jobs + 1);
+    const job = [...fake.jobs.values()].at(-1)!;
+    expect(third).toEqual({ status: 'pending', token: job.resourceName });
+    expect(job.status).toBe('PENDING');
+    expect(await c.poll!(audience, job.resourceName)).toEqual({ status: 'processing' });
+    expect(job.status).toBe('SUCCESS');
   });
 
   it('GAQL 429: waits the Retry-After Google sends (1 s), else the core backoff', async () => {

@@ -313,7 +313,17 @@ export class AdsApiClient implements ConnectorClient {
         }
       }
 
-      await this.start(audience.id, job);
+      try {
+        await this.start(audience.id, job);
+      } catch (error) {
+        // The job is whole: a passing failure to start it (or to learn whether it started) leaves it to a
+        // later poll, which starts it or finds it started, rather than to a retry in a new job.
+        if (!(error instanceof ConnectorError) || error.kind === 'permanent') throw error;
+        this.context.log.warn(
+          { destination: this.context.destination, audience: audience.name },
+          `${error.message}; the job is left for a later run to start`,
+        );
+      }
       const list: Rejection[] = [...rejected].map(([index, reason]) => ({ index, reason }));
       return { status: 'pending', token: job, ...(list.length > 0 ? { rejected: list } : {}) };
     });
