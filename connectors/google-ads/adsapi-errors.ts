@@ -260,6 +260,7 @@ export function classify(what: string, failure: AdsFailure): ConnectorError {
         ? `${base}: another job or request is changing the same list; retrying with backoff`
         : `${base}; retrying`,
       'retryable',
+      failure.retryAfterMs === undefined ? {} : { retryAfterMs: failure.retryAfterMs },
     );
   if (
     keys.some((k) => k.startsWith('authentication_error.OAUTH_TOKEN')) ||

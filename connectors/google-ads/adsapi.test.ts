@@ -382,6 +382,14 @@ describe('partial failures and errors', () => {
     expect(second.kind).toBe('rate_limited');
     expect(second.options.retryAfterMs).toBeUndefined();
     expect(retryDelay(second, 0, DEFAULT_RETRY, () => 0)).toBe(500);
+    // A 503 that says when to come back is retried then.
+    nock.cleanAll();
+    nock(FAKE_REST)
+      .post(/googleAds:search$/)
+      .reply(503, { error: { code: 503, status: 'UNAVAILABLE' } }, { 'Retry-After': '5' });
+    rest = serveRest(fake);
+    const third = (await c.stats({ id: 'x', name: 'VIP' }).catch((e: unknown) => e)) as ConnectorError;
+    expect(third).toMatchObject({ kind: 'retryable', options: { retryAfterMs: 5_000 } });
   });
 
   it('OAuth 429: waits the Retry-After of the token endpoint', async () => {

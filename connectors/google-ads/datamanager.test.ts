@@ -322,7 +322,7 @@ describe('Data Manager uploads', () => {
     oauthOk();
     dm()
       .post('/v1/audienceMembers:ingest')
-      .reply(503, { error: { code: 503, status: 'UNAVAILABLE' } });
+      .reply(503, { error: { code: 503, status: 'UNAVAILABLE' } }, { 'Retry-After': '3' });
     dm()
       .post('/v1/audienceMembers:ingest')
       .reply(409, {
@@ -330,10 +330,14 @@ describe('Data Manager uploads', () => {
       });
     dm().post('/v1/audienceMembers:ingest').replyWithError({ code: 'ECONNRESET', message: 'socket hang up' });
     const client = clientOf();
+    const waits: (number | undefined)[] = [];
     for (let i = 0; i < 3; i++) {
       const error = await rejection(client.add(audience, [member({ email: 'a@example.com' })]));
       expect(error.kind).toBe('retryable');
+      waits.push(error.options.retryAfterMs);
     }
+    // A Retry-After on a 503 is honoured too; without one the core's backoff decides.
+    expect(waits).toEqual([3_000, undefined, undefined]);
   });
 
   it('says how to enable the API on PERMISSION_DENIED', async () => {

@@ -104,18 +104,19 @@ export function classify(
   const { httpStatus, status, reasons } = error;
   const said = describe(error);
   const at = `Data Manager API ${context.what} for Google Ads account ${context.customerId}`;
-  if (httpStatus === 429 || status === 'RESOURCE_EXHAUSTED') {
-    const wait = retryAfterMs(context.retryAfter ?? null);
+  const wait = retryAfterMs(context.retryAfter ?? null);
+  const after = wait === undefined ? {} : { retryAfterMs: wait };
+  if (httpStatus === 429 || status === 'RESOURCE_EXHAUSTED')
     return new ConnectorError(
       `${at} was rate limited (${said}); the Cloud project allows 300 requests per minute and 100,000 per day`,
       'rate_limited',
-      wait === undefined ? {} : { retryAfterMs: wait },
+      after,
     );
-  }
   if (reasons.includes('CONCURRENT_MODIFICATION') || status === 'ABORTED')
     return new ConnectorError(
       `${at} collided with another change to the list (${said}); retrying`,
       'retryable',
+      after,
     );
   if (
     httpStatus >= 500 ||
@@ -123,7 +124,7 @@ export function classify(
     status === 'INTERNAL' ||
     status === 'DEADLINE_EXCEEDED'
   )
-    return new ConnectorError(`${at} failed on Google's side (${said}); retrying`, 'retryable');
+    return new ConnectorError(`${at} failed on Google's side (${said}); retrying`, 'retryable', after);
   if (httpStatus === 401 || status === 'UNAUTHENTICATED')
     return new ConnectorError(
       `${at}: Google refused a newly issued access token (${said}). Check that client_id is an OAuth client of ` +

@@ -208,7 +208,11 @@ export function callFailure(
       'permanent',
     );
   if (status >= 500 || status === 0)
-    return new ConnectorError(`Mailchimp failed on ${what} (${status} ${said})`, 'retryable');
+    return new ConnectorError(
+      `Mailchimp failed on ${what} (${status} ${said})`,
+      'retryable',
+      waitOf(answer.retryAfter),
+    );
   return undefined;
 }
 

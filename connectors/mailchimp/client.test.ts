@@ -371,6 +371,14 @@ describe('mailchimp client at the wire', () => {
     const { fake, client } = setup();
     fake.failNext = [[503, { title: 'Service Unavailable', status: 503, detail: 'down' }]];
     await expect(client.ensureAudience('Champions')).rejects.toMatchObject({ kind: 'retryable' });
+    // With a Retry-After, its delay.
+    fake.failNext = [
+      [503, { title: 'Service Unavailable', status: 503, detail: 'down' }, { 'Retry-After': '2' }],
+    ];
+    await expect(client.ensureAudience('Champions')).rejects.toMatchObject({
+      kind: 'retryable',
+      options: { retryAfterMs: 2_000 },
+    });
   });
 
   it('fails a bad API key with the fix, and never shows the key or the Authorization header', async () => {

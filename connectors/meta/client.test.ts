@@ -601,6 +601,10 @@ describe('meta errors', () => {
     fake.failNext(users, 400, FakeGraph.error(17, 'User request limit reached'), { 'retry-after': '1' });
     const named = await failure(client.add({ id: a.id, name: a.name }, [member(mary)]));
     expect(retryDelay(named, 3)).toBe(1_000);
+    // A server error that says when to come back is honoured too.
+    fake.failNext(users, 503, FakeGraph.error(2, 'Service temporarily unavailable'), { 'retry-after': '4' });
+    const unavailable = await failure(client.add({ id: a.id, name: a.name }, [member(mary)]));
+    expect(unavailable).toMatchObject({ kind: 'retryable', options: { retryAfterMs: 4_000 } });
   });
 
   it('retries a connection that fails', async () => {

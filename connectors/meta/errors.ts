@@ -115,9 +115,8 @@ export function isThrottled(failure: GraphFailure): boolean {
 
 /** Milliseconds to wait after throttling: `Retry-After`, else Meta's usage headers, else the fallback if any. */
 export function throttleWaitMs(failure: GraphFailure, fallbackMs?: number): number | undefined {
-  const retryAfter = failure.headers['retry-after'];
-  if (retryAfter !== undefined && Number.isFinite(Number(retryAfter)) && Number(retryAfter) >= 0)
-    return Number(retryAfter) * 1000;
+  const retryAfter = retryAfterMs(failure);
+  if (retryAfter !== undefined) return retryAfter;
   // {"<account>": [{"type": "custom_audience", "estimated_time_to_regain_access": <minutes>, …}]}
   const buc = parseJson(failure.headers['x-business-use-case-usage']);
   let minutes = 0;
@@ -135,6 +134,12 @@ export function throttleWaitMs(failure: GraphFailure, fallbackMs?: number): numb
     .safeParse(parseJson(failure.headers['x-ad-account-usage']));
   if (account.success && account.data.reset_time_duration > 0) return account.data.reset_time_duration * 1000;
   return fallbackMs;
+}
+
+/** Meta's `Retry-After` (seconds), in milliseconds. */
+function retryAfterMs(failure: GraphFailure): number | undefined {
+  const seconds = Number(failure.headers['retry-after'] ?? NaN);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
 }
 
 function parseJson(text: string | undefined): unknown {
@@ -164,9 +169,14 @@ export function classify(failure: GraphFailure, context: FailureContext): Connec
   const at = `Meta: ${context.what} failed`;
   const said = describe(failure);
   const account = `act_${context.account}`;
-  const make = (text: string, kind: ConnectorError['kind'], retryAfterMs?: number) =>
+  // A retryable failure that says when to come back (a 503's Retry-After) is retried then.
+  const make = (
+    text: string,
+    kind: ConnectorError['kind'],
+    wait = kind === 'retryable' ? retryAfterMs(failure) : undefined,
+  ) =>
     new ConnectorError(text, kind, {
-      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      ...(wait !== undefined ? { retryAfterMs: wait } : {}),
       // Only what helps to debug: never the SDK error itself (its URL holds the token).
       cause: { status, code: error?.code, subcode: error?.error_subcode, fbtrace_id: error?.fbtrace_id },
     });
