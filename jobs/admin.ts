@@ -31,7 +31,10 @@ export class UnknownName extends ConfigError {
 }
 
 /** The admin job for a request, checked against the config: an unknown destination or audience is an UnknownName. */
-export function adminJobFor(config: Config, action: AdminJob['action'], request: AdminRequest): AdminJob {
+/** The actions an operator asks of one destination (an erasure is asked by `forget`, for every destination). */
+export type DestinationAction = Exclude<AdminJob['action'], 'forget'>;
+
+export function adminJobFor(config: Config, action: DestinationAction, request: AdminRequest): AdminJob {
   const destinations = Object.keys(config.destinations);
   if (!destinations.includes(request.destination))
     throw new UnknownName('destination', request.destination, destinations);

@@ -40,6 +40,8 @@ export const adminJobSchema = z.discriminatedUnion('action', [
   z.strictObject({ action: z.literal('resume'), destination: z.string().min(1) }),
   /** Reads the platform's size of each audience of the destination, for audience health. */
   z.strictObject({ action: z.literal('stats'), destination: z.string().min(1) }),
+  /** Carries out an erasure request (src/privacy): its id only, the digests stay in their own keys. */
+  z.strictObject({ action: z.literal('forget'), erasure: z.string().min(1) }),
 ]);
 export type AdminJob = z.input<typeof adminJobSchema>;
 
@@ -75,6 +77,14 @@ export const keys = {
   /** The schedules version Redis's schedulers come from (JSON), and the contents it replaced, with when. */
   schedulesApplied: (prefix: string) => `${prefix}:schedules:applied`,
   schedulesReplaced: (prefix: string) => `${prefix}:schedules:replaced`,
+};
+
+/** An erasure's attempts: a failed one is retried by the erasure itself (with its receipts), these cover a lost worker. */
+export const ERASURE_JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential' as const, delay: 30_000 },
+  removeOnComplete: { age: 30 * 86_400 },
+  removeOnFail: { age: 30 * 86_400 },
 };
 
 /** A periodic stats read: one attempt (the next one is minutes away), kept a day. */

@@ -32,6 +32,7 @@ import {
 import { describeVersion, olderMessage, reconcileSchedules, reconcileStatsSchedules } from './schedules.js';
 import { readDestination, recordRunReadings } from '../src/health/audience.js';
 import { checkRedis } from './redis-checks.js';
+import { carryOutErasure, scheduleErasureRetry } from './erasure.js';
 import { Metrics } from './metrics.js';
 
 export interface WorkerOptions {
@@ -388,6 +389,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       case 'resume':
         await redis.del(keys.paused(prefix, data.destination));
         return { resumed: data.destination };
+      case 'forget': {
+        // Not held by a pause: a person's removal is owed whatever the schedules do.
+        const outcome = await carryOutErasure({ redis, store, prefix, configFile, log }, data.erasure);
+        await scheduleErasureRetry(admin, outcome);
+        return outcome;
+      }
     }
   };
 

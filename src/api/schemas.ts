@@ -305,3 +305,64 @@ export const snapshotsSchema = z.object({
   /** Pass it as `cursor` for the next (later) page; null on the last page. */
   next_cursor: z.string().nullable(),
 });
+
+/** Whom to forget (any of these, together for one person): used at once, never stored or echoed. */
+export const erasureBodySchema = z
+  .strictObject({
+    email: z.string().min(1).max(320).optional(),
+    phone: z.string().min(1).max(64).optional(),
+    customer_id: z.string().min(1).max(256).optional(),
+  })
+  .refine((b) => b.email ?? b.phone ?? b.customer_id, {
+    message: 'give email, phone or customer_id',
+  });
+
+export const erasureAcceptedSchema = z.object({
+  erasure: z.string(),
+  destinations: z.array(z.string()),
+  /** The admin job; follow it at its url. */
+  job: z.object({ id: z.string(), url: z.string() }),
+});
+
+export const receiptSchema = z.object({
+  destination: z.string(),
+  status: z.enum(['requested', 'sent', 'removed', 'failed']),
+  requested_at: z.string(),
+  sent_at: z.string().optional(),
+  removed_at: z.string().optional(),
+  failed_at: z.string().optional(),
+  reason: z.string().optional(),
+  attempts: z.number().int(),
+  audiences: z.number().int(),
+  members: z.number().int(),
+});
+
+export const erasuresSchema = z.object({
+  erasures: z.array(
+    z.object({
+      id: z.string(),
+      requested_at: z.string(),
+      requested_by: z.string(),
+      via: z.string(),
+      /** Which kinds of identifier were given, never their values. */
+      given: z.array(z.string()),
+      destinations: z.array(z.string()),
+      done: z.boolean(),
+      receipts: z.array(receiptSchema),
+    }),
+  ),
+});
+
+export const auditSchema = z.object({
+  audit: z.array(
+    z.object({
+      at: z.string(),
+      user: z.string(),
+      via: z.string(),
+      action: z.string(),
+      destination: z.string().optional(),
+      audience: z.string().optional(),
+      detail: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    }),
+  ),
+});

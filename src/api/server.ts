@@ -14,7 +14,15 @@ import {
 } from 'fastify-type-provider-zod';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { adminJobFor, enqueueAdmin, jobStatus, UnknownName } from '../../jobs/admin.js';
+import {
+  adminJobFor,
+  enqueueAdmin,
+  jobStatus,
+  UnknownName,
+  type DestinationAction,
+} from '../../jobs/admin.js';
+import { adminAudit } from '../privacy/audit.js';
+import { auditApi, registerPrivacyRoutes } from './privacy.js';
 import {
   parseRecentCursor,
   parseRunCursor,
@@ -22,7 +30,7 @@ import {
   runsPage,
   type RunRecord,
 } from '../../jobs/history.js';
-import { ADMIN_QUEUE, keys, queuePrefix, SYNC_QUEUE, type AdminJob } from '../../jobs/queues.js';
+import { ADMIN_QUEUE, keys, queuePrefix, SYNC_QUEUE } from '../../jobs/queues.js';
 import { scheduledRuns } from '../../jobs/schedules.js';
 import { audiencesOf, type AudienceSpec } from '../audience/audiences.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
@@ -845,7 +853,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
 
   const act = async (
     who: Principal,
-    action: AdminJob['action'],
+    action: DestinationAction,
     destination: string,
     body: z.infer<typeof resyncSchema> = {},
   ) => {
@@ -857,6 +865,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       allowShrink: body.allow_shrink,
     });
     const id = await enqueueAdmin(queue(ADMIN_QUEUE), data);
+    await auditApi(redis, live.get().config, adminAudit(who, data, `${ADMIN_QUEUE}:${id}`));
     // Who asked for what: the audit trail of actions taken through the API.
     options.log.info(
       { user: who.user, via: who.via, action, destination, job: `${ADMIN_QUEUE}:${id}` },
@@ -1162,6 +1171,14 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
       return movementBetween(redis, prefix, source, from, to);
     },
   );
+
+  registerPrivacyRoutes(app, {
+    redis,
+    config: () => live.get().config,
+    adminQueue: () => queue(ADMIN_QUEUE),
+    badRequest: (message, hint) => new ApiError(400, 'bad_request', message, hint ? { hint } : {}),
+    security: SECURITY,
+  });
 
   const board = await registerQueueBoard(app, {
     connection: redis,

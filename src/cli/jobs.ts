@@ -1,16 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job, Queue } from 'bullmq';
 import { lastRuns } from '../../jobs/history.js';
-import {
-  adminQueue,
-  ADMIN_QUEUE,
-  keys,
-  queuePrefix,
-  syncQueue,
-  SYNC_QUEUE,
-  type AdminJob,
-} from '../../jobs/queues.js';
-import { adminJobFor, enqueueAdmin } from '../../jobs/admin.js';
+import { adminQueue, ADMIN_QUEUE, keys, queuePrefix, syncQueue, SYNC_QUEUE } from '../../jobs/queues.js';
+import { adminJobFor, enqueueAdmin, type DestinationAction } from '../../jobs/admin.js';
+import { adminAudit, cliOperator, recordAudit } from '../privacy/audit.js';
 import {
   describeVersion,
   nextRuns,
@@ -113,7 +106,7 @@ export async function runWorker(
 }
 
 export async function runAdmin(
-  action: AdminJob['action'],
+  action: DestinationAction,
   options: {
     config?: string | undefined;
     destination: string;
@@ -132,6 +125,14 @@ export async function runAdmin(
   const queue = await reachable(() => adminQueue(prefix));
   try {
     const id = await enqueueAdmin(queue, data);
+    const redis = redisFor();
+    await connect(redis);
+    await recordAudit(
+      redis,
+      config.sync.redis_prefix,
+      config.privacy.audit_keep_days,
+      adminAudit(cliOperator(), data, `${ADMIN_QUEUE}:${id}`),
+    ).finally(() => redis.disconnect());
     if (!options.wait) {
       process.stdout.write(options.json ? JSON.stringify({ job: id, queue: ADMIN_QUEUE }) + '\n' : `${id}\n`);
       return ExitCode.ok;

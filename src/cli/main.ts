@@ -10,6 +10,7 @@ import { runScore, type ScoreOptions } from './score.js';
 import { runBackfill, type BackfillOptions } from './backfill.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
+import { registerPrivacyCommands } from './privacy.js';
 import { checkSchedules } from '../../jobs/schedules.js';
 import { generateShop } from '../example/generate.js';
 
@@ -276,6 +277,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (opts: { destination: string; wait?: boolean }) => {
       exit = await runAdmin('stats', { ...opts, config: configPath() }, logger());
     });
+
+  registerPrivacyCommands(program, configPath, (code) => (exit = code));
 
   program
     .command('schedules')

@@ -344,10 +344,10 @@ export function exitCodeOf(results: AudienceResult[], config: Config, log: Logge
   if (failed.length > 0) return ExitCode.failed;
   let partial = false;
   for (const r of results) {
-    const { ['opted out']: _optedOut, ...unusable } = r.skipped;
-    // Opted out, or left out by the destination's settings: the user's choice, in no share.
+    // Kept out by choice (opted out, suppressed, or left out by the destination's settings): in no share.
+    const { ['opted out']: _optedOut, suppressed: _suppressed, ...unusable } = r.skipped;
     const skipped = Object.values(unusable).reduce((a, b) => a + b, 0) - (r.leftOut ?? 0);
-    const eligible = r.segmentSize - (r.skipped['opted out'] ?? 0);
+    const eligible = r.segmentSize - (r.skipped['opted out'] ?? 0) - (r.skipped.suppressed ?? 0);
     const maxSkipped = config.sync.max_skipped_share;
     if (eligible > 0 && skipped / eligible > maxSkipped) {
       partial = true;

@@ -306,6 +306,13 @@ export const healthSchema = z.strictObject({
   band: z.number().gt(0).max(1).default(0.2),
 });
 
+export const privacySchema = z.strictObject({
+  /** Days the audit log of operator actions keeps an entry. */
+  audit_keep_days: z.number().int().min(1).max(36_500).default(400),
+  /** Delay before an erasure that failed on a platform is tried again (doubling up to an hour). */
+  erasure_retry_seconds: z.number().min(1).max(86_400).default(60),
+});
+
 /** Who may use the HTTP API (`audience-sync serve`): viewers read, operators also act. */
 export const roleSchema = z.enum(['viewer', 'operator']);
 export type Role = z.infer<typeof roleSchema>;
@@ -427,6 +434,7 @@ export const configSchema = z
     sync: syncSchema.default(syncSchema.parse({})),
     history: historySchema.default(historySchema.parse({})),
     health: healthSchema.default(healthSchema.parse({})),
+    privacy: privacySchema.default(privacySchema.parse({})),
     http: httpSchema.default(httpSchema.parse({})),
     console: consoleSchema.default(consoleSchema.parse({})),
   })

@@ -19,6 +19,7 @@ import {
 } from '../state/records.js';
 import { writeLegacyKey } from '../state/keys.js';
 import type { AudienceState } from '../state/store.js';
+import type { Suppression } from '../privacy/suppression.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
@@ -466,7 +467,7 @@ export async function planAudience(
   state: AudienceState,
   /** The platform's results are final when add/remove return (no processing later). */
   final: boolean,
-  options: { full?: boolean } = {},
+  options: { full?: boolean; suppressed?: Suppression } = {},
 ): Promise<AudiencePlan> {
   const full = options.full ?? false;
   const membership = membershipOf(spec, segmented);
@@ -476,8 +477,15 @@ export async function planAudience(
   // Desired members by key.
   await identities.hold(membership.members);
   const desired = new Wanted(identities.keys, membership.members.length);
+  const suppressed = options.suppressed;
   for (const i of membership.members) {
-    const reason = identities.resolve(i);
+    let reason = identities.resolve(i);
+    // Someone who asked to be forgotten, under this customer id or another with the same email or phone.
+    if (
+      reason === undefined &&
+      suppressed?.matches(identities.key(i), (s) => identities.slot(i, s), identities.slotCount)
+    )
+      reason = 'suppressed';
     if (reason !== undefined) skipped[reason] = (skipped[reason] ?? 0) + 1;
     else desired.add(i);
   }

@@ -11,6 +11,7 @@ import type {
 } from '../connector.js';
 import { ConnectorError } from '../connector.js';
 import type { Logger } from '../log.js';
+import { Suppression } from '../privacy/suppression.js';
 import type { Segmented } from '../score/pipeline.js';
 import { Status, type StateRecord } from '../state/records.js';
 import type { AudienceState, StateStore } from '../state/store.js';
@@ -88,10 +89,11 @@ export async function planDestination(
   options: Omit<SyncOptions, 'log'>,
 ): Promise<AudiencePlan[]> {
   const identities = identitiesFor(destination, options.segmented, options.threads);
+  const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const plans: AudiencePlan[] = [];
   for (const spec of audiencesOn(destination, options)) {
     const state = options.store.audience(destination.name, spec.name);
-    plans.push(await planOn(destination, spec, identities, state, options));
+    plans.push(await planOn(destination, spec, identities, state, { ...options, suppressed }));
   }
   return plans;
 }
@@ -103,9 +105,11 @@ export async function syncDestination(
   options: SyncOptions,
 ): Promise<AudienceResult[]> {
   const identities = identitiesFor(destination, options.segmented, options.threads);
+  // Read once per run: nobody on the suppression list is added anywhere (see src/privacy).
+  const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const results: AudienceResult[] = [];
   for (const spec of audiencesOn(destination, options)) {
-    results.push(await syncAudience(destination, client, spec, identities, options));
+    results.push(await syncAudience(destination, client, spec, identities, { ...options, suppressed }));
     options.signal?.throwIfAborted();
   }
   return results;
@@ -116,7 +120,7 @@ function planOn(
   spec: AudienceSpec,
   identities: Identities,
   state: AudienceState,
-  options: Pick<SyncOptions, 'segmented' | 'full'>,
+  options: Pick<SyncOptions, 'segmented' | 'full'> & { suppressed: Suppression },
 ): Promise<AudiencePlan> {
   const final = destination.connector.final(destination.config);
   return planAudience(spec, destination.name, options.segmented, identities, state, final, options);
@@ -151,7 +155,7 @@ async function syncAudience(
   client: ConnectorClient,
   spec: AudienceSpec,
   identities: Identities,
-  options: SyncOptions,
+  options: SyncOptions & { suppressed: Suppression },
 ): Promise<AudienceResult> {
   const started = performance.now();
   const { log, store } = options;
@@ -458,7 +462,7 @@ function addReports(a: PlatformReport | undefined, b: PlatformReport): PlatformR
 }
 
 /** Polls the platform for pending uploads and settles their members in the state. */
-async function settle(
+export async function settle(
   state: AudienceState,
   client: ConnectorClient,
   remote: RemoteAudience,

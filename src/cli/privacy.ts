@@ -1,0 +1,209 @@
+import type { Command } from 'commander';
+import type { Redis } from 'ioredis';
+import { requestErasure } from '../../jobs/erasure.js';
+import { adminQueue, queuePrefix } from '../../jobs/queues.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { ConfigError, ExitCode } from '../errors.js';
+import { auditLog, cliOperator, recordAudit } from '../privacy/audit.js';
+import { erasures } from '../privacy/erasure.js';
+import { liftedSuppressions, liftSuppression, suppressionEntries } from '../privacy/suppression.js';
+import { table } from './output.js';
+import { connect, redisFor } from './sync.js';
+
+/** The privacy commands: `forget`, `erasures`, `suppressions list|remove`, `audit`. */
+export function registerPrivacyCommands(
+  program: Command,
+  configPath: () => string | undefined,
+  done: (exit: ExitCode) => void,
+): void {
+  program
+    .command('forget')
+    .description(
+      'forget a person: take them out of every audience on every destination (a worker does it) and keep them out',
+    )
+    .option('--email <email>', 'their email address')
+    .option('--phone <phone>', 'their phone number, with its country code')
+    .option('--customer-id <id>', 'their customer id in the source')
+    .option('--json', 'print JSON')
+    .action(async (opts: { email?: string; phone?: string; customerId?: string; json?: boolean }) => {
+      done(
+        await withRedis(configPath(), async (redis, config) => {
+          const queue = adminQueue(queuePrefix(config.sync.redis_prefix));
+          queue.on('error', () => undefined);
+          try {
+            const { request, job } = await requestErasure(redis, queue, config, opts, cliOperator());
+            process.stdout.write(
+              opts.json
+                ? JSON.stringify({ erasure: request.id, job, destinations: request.destinations }) + '\n'
+                : `${request.id}\n`,
+            );
+            if (!opts.json)
+              process.stderr.write(
+                `erasure ${request.id} recorded and queued (${job}) for ${request.destinations.join(', ')}; ` +
+                  '`audience-sync erasures` shows its receipts\n',
+              );
+            return ExitCode.ok;
+          } finally {
+            await queue.close();
+          }
+        }),
+      );
+    });
+
+  program
+    .command('erasures')
+    .description('erasure requests and their receipt per destination (requested, sent, removed, failed)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      done(
+        await withRedis(configPath(), async (redis, config) => {
+          const all = await erasures(redis, config.sync.redis_prefix);
+          if (opts.json) {
+            process.stdout.write(JSON.stringify({ erasures: all }) + '\n');
+            return ExitCode.ok;
+          }
+          const rows = all.flatMap((e) =>
+            e.receipts.map((r) => [
+              e.id,
+              e.requested_at,
+              r.destination,
+              r.status,
+              r.removed_at ?? r.sent_at ?? r.failed_at ?? '',
+              String(r.attempts),
+              r.reason ?? '',
+            ]),
+          );
+          process.stdout.write(
+            rows.length === 0
+              ? 'no erasure requests\n'
+              : table(['erasure', 'requested', 'destination', 'status', 'at', 'attempts', 'reason'], rows) +
+                  '\n',
+          );
+          return ExitCode.ok;
+        }),
+      );
+    });
+
+  const suppressions = program
+    .command('suppressions')
+    .description('the suppression list: people no run adds to any audience');
+  suppressions
+    .command('list')
+    .description('list the suppressions (ids and dates; digests only with --json) and the ones lifted')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      done(
+        await withRedis(configPath(), async (redis, config) => {
+          const p = config.sync.redis_prefix;
+          const [active, lifted] = await Promise.all([
+            suppressionEntries(redis, p),
+            liftedSuppressions(redis, p),
+          ]);
+          if (opts.json) {
+            process.stdout.write(JSON.stringify({ suppressions: active, lifted }) + '\n');
+            return ExitCode.ok;
+          }
+          const rows = [
+            ...active.map((s) => [
+              s.id,
+              s.added_at,
+              'active',
+              String(s.keys.length),
+              String(s.hashes.length),
+              '',
+            ]),
+            ...lifted.map((s) => [
+              s.id,
+              s.added_at,
+              `lifted ${s.lifted_at} by ${s.lifted_by}`,
+              '',
+              '',
+              s.reason,
+            ]),
+          ];
+          process.stdout.write(
+            rows.length === 0
+              ? 'the suppression list is empty\n'
+              : table(['id', 'added', 'state', 'keys', 'digests', 'reason'], rows) + '\n',
+          );
+          return ExitCode.ok;
+        }),
+      );
+    });
+  suppressions
+    .command('remove <id>')
+    .description('lift a suppression (later runs may add the person again); needs a reason, which is kept')
+    .requiredOption('--reason <text>', 'why (kept with the record; emails and numbers in it are masked)')
+    .action(async (id: string, opts: { reason: string }) => {
+      done(
+        await withRedis(configPath(), async (redis, config) => {
+          const p = config.sync.redis_prefix;
+          const by = cliOperator();
+          const lifted = await liftSuppression(redis, p, id, opts.reason, by.user);
+          await recordAudit(redis, p, config.privacy.audit_keep_days, {
+            ...by,
+            action: 'remove suppression',
+            detail: { suppression: id, reason: lifted.reason },
+          });
+          process.stderr.write(`suppression ${id} lifted\n`);
+          return ExitCode.ok;
+        }),
+      );
+    });
+
+  program
+    .command('audit')
+    .description('the audit log of operator actions (who, what, when), newest first')
+    .option('--limit <n>', 'at most this many entries', '100')
+    .option('--json', 'print JSON')
+    .action(async (opts: { limit: string; json?: boolean }) => {
+      const limit = Number(opts.limit);
+      if (!Number.isInteger(limit) || limit < 1)
+        throw new ConfigError(`--limit: expected a whole number above 0, got '${opts.limit}'`);
+      done(
+        await withRedis(configPath(), async (redis, config) => {
+          const entries = await auditLog(redis, config.sync.redis_prefix, {
+            limit,
+            since: new Date(Date.now() - config.privacy.audit_keep_days * 86_400_000),
+          });
+          if (opts.json) {
+            process.stdout.write(JSON.stringify({ audit: entries }) + '\n');
+            return ExitCode.ok;
+          }
+          const rows = entries.map((e) => [
+            e.at,
+            e.user,
+            e.via,
+            e.action,
+            [e.destination, e.audience].filter(Boolean).join(' / '),
+            Object.entries(e.detail ?? {})
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(' '),
+          ]);
+          process.stdout.write(
+            rows.length === 0
+              ? 'no actions recorded\n'
+              : table(['at', 'user', 'via', 'action', 'target', 'detail'], rows) + '\n',
+          );
+          return ExitCode.ok;
+        }),
+      );
+    });
+}
+
+async function withRedis(
+  configFile: string | undefined,
+  use: (redis: Redis, config: Config) => Promise<ExitCode>,
+): Promise<ExitCode> {
+  if (!configFile)
+    throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');
+  const { config } = loadConfig(configFile);
+  const redis = redisFor();
+  await connect(redis);
+  try {
+    return await use(redis, config);
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { scrub } from '../redact.js';
+import { privacyKeys } from './keys.js';
+import { saveSuppression, type SuppressionEntry } from './suppression.js';
+import type { ErasureDigests } from './identifiers.js';
+
+/** An erasure request as kept: when, by whom, which kinds of identifier; never the identifiers. */
+export interface ErasureRequest {
+  id: string;
+  requested_at: string;
+  requested_by: string;
+  via: string;
+  given: string[];
+  destinations: string[];
+}
+
+/**
+ * Where an erasure stands on one destination: `requested`; `sent` (the platform accepted the removals and
+ * processes them later); `removed` (acknowledged, or settled); `failed` (retried until removed).
+ */
+export interface Receipt {
+  destination: string;
+  status: 'requested' | 'sent' | 'removed' | 'failed';
+  requested_at: string;
+  sent_at?: string | undefined;
+  removed_at?: string | undefined;
+  failed_at?: string | undefined;
+  /** The last failure, scrubbed of credentials, emails and numbers. */
+  reason?: string | undefined;
+  attempts: number;
+  /** Audiences the person was in, and members (records) taken out of them. */
+  audiences: number;
+  members: number;
+}
+
+/**
+ * Records an erasure request, its receipts (one per destination, `requested`) and the person's
+ * suppression, at once; the caller then asks the workers to carry it out.
+ */
+export async function recordErasure(
+  redis: Redis,
+  redisPrefix: string,
+  digests: ErasureDigests,
+  destinations: readonly string[],
+  by: { user: string; via: string },
+): Promise<ErasureRequest> {
+  const now = new Date();
+  // Sortable by time, unguessable enough to name in a support ticket.
+  const id = `er-${now.getTime().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const request: ErasureRequest = {
+    id,
+    requested_at: now.toISOString(),
+    requested_by: by.user,
+    via: by.via,
+    given: digests.given,
+    destinations: [...destinations],
+  };
+  const suppression: SuppressionEntry = {
+    id,
+    added_at: request.requested_at,
+    erasure: id,
+    keys: digests.keys,
+    hashes: digests.hashes,
+  };
+  const tx = redis.multi().hset(privacyKeys.erasures(redisPrefix), id, JSON.stringify(request));
+  for (const destination of destinations)
+    tx.hset(
+      privacyKeys.receipts(redisPrefix, id),
+      destination,
+      JSON.stringify(newReceipt(destination, request.requested_at)),
+    );
+  await tx.exec();
+  // The suppression holds from the moment the request is recorded: no run adds the person again.
+  await saveSuppression(redis, redisPrefix, suppression);
+  return request;
+}
+
+function newReceipt(destination: string, at: string): Receipt {
+  return { destination, status: 'requested', requested_at: at, attempts: 0, audiences: 0, members: 0 };
+}
+
+export async function erasureRequest(
+  redis: Redis,
+  redisPrefix: string,
+  id: string,
+): Promise<ErasureRequest | undefined> {
+  const json = await redis.hget(privacyKeys.erasures(redisPrefix), id);
+  return json === null ? undefined : (JSON.parse(json) as ErasureRequest);
+}
+
+export async function receiptsOf(redis: Redis, redisPrefix: string, id: string): Promise<Receipt[]> {
+  const all = await redis.hvals(privacyKeys.receipts(redisPrefix, id));
+  return all
+    .map((json) => JSON.parse(json) as Receipt)
+    .sort((a, b) => a.destination.localeCompare(b.destination));
+}
+
+export async function saveReceipt(
+  redis: Redis,
+  redisPrefix: string,
+  id: string,
+  receipt: Receipt,
+): Promise<void> {
+  const kept = receipt.reason === undefined ? receipt : { ...receipt, reason: scrub(receipt.reason) };
+  await redis.hset(privacyKeys.receipts(redisPrefix, id), receipt.destination, JSON.stringify(kept));
+}
+
+/** Every erasure request with its receipts, oldest first; `done` when every receipt says removed. */
+export async function erasures(
+  redis: Redis,
+  redisPrefix: string,
+): Promise<(ErasureRequest & { done: boolean; receipts: Receipt[] })[]> {
+  const requests = (await redis.hvals(privacyKeys.erasures(redisPrefix)))
+    .map((json) => JSON.parse(json) as ErasureRequest)
+    .sort((a, b) => a.requested_at.localeCompare(b.requested_at) || a.id.localeCompare(b.id));
+  return Promise.all(
+    requests.map(async (r) => {
+      const receipts = await receiptsOf(redis, redisPrefix, r.id);
+      return { ...r, done: receipts.every((x) => x.status === 'removed'), receipts };
+    }),
+  );
+}

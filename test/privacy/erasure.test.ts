@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import nock from 'nock';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { connectors } from '../../connectors/index.js';
+import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
+import { startWorker, type RunningWorker } from '../../jobs/worker.js';
+import { createLogger } from '../../src/log.js';
+import { StateStore } from '../../src/state/store.js';
+import type { AudienceResult } from '../../src/sync/run.js';
+import { cli, makeShop, syncOnce } from '../sync/harness.js';
+
+/**
+ * Erasure end to end: a worker in this process (so nock fakes Meta at the wire), two `file` destinations
+ * (one final, one that processes later), the CLI for the operator's commands, real Redis. Expected digests
+ * are computed here with node:crypto from the normalised values, not with our identity code.
+ */
+
+const TOKEN = 'EAAB-erasure-token-5550123456';
+const sha = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+const redis = new Redis(inject('redisUrl'));
+const logLines: string[] = [];
+const log = createLogger({
+  level: 'debug',
+  json: true,
+  stream: new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  }),
+});
+const registry = connectors;
+const quickRetry = { attempts: 2, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 };
+let worker: RunningWorker | undefined;
+
+beforeAll(() => {
+  process.env.META_ERASURE_TOKEN = TOKEN;
+  process.env.REDIS_URL = inject('redisUrl');
+  nock.disableNetConnect();
+  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+});
+afterAll(async () => {
+  await worker?.close();
+  nock.cleanAll();
+  nock.enableNetConnect();
+  redis.disconnect();
+});
+
+/** Polls until `check` returns a value, or fails after `ms`. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function setup() {
+  const shop = await makeShop({
+    customers: 400,
+    sync: 'max_removal_share: 1, poll_seconds: 1',
+    destinations: `  local: { type: file, path: out }
+  later: { type: file, path: out-later, process_after_seconds: 1 }
+  meta:
+    type: meta
+    ad_account_id: act_1234567890
+    access_token: \${META_ERASURE_TOKEN}
+    schema: [EMAIL, PHONE, FN, LN, ZIP, COUNTRY]
+    default_country: US
+    batch_size: 40
+    throttle_wait_seconds: 0.05`,
+  });
+  shop.write('2026-01-01', 'privacy: { erasure_retry_seconds: 1 }');
+  const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
+  const store = new StateStore(redis, shop.prefix);
+  const syncAll = async (full = false) => {
+    const all: AudienceResult[] = [];
+    for (const destination of ['local', 'later', 'meta'])
+      all.push(
+        ...(await syncOnce(shop.config, registry, { store, log, destination, full, retry: quickRetry })),
+      );
+    expect(all.filter((r) => r.error)).toEqual([]);
+    return all;
+  };
+  /** Syncs until the destination that processes later has taken everything. */
+  const syncSettled = async (full = false) => {
+    let results = await syncAll(full);
+    for (let n = 0; results.some((r) => r.inFlight > 0 || r.waiting > 0); n++) {
+      expect(n).toBeLessThan(20);
+      await new Promise((r) => setTimeout(r, 1100));
+      results = await syncAll();
+    }
+    return results;
+  };
+  const rows = () => {
+    const [header, ...lines] = readFileSync(path.join(shop.dir, 'shop', 'customers.csv'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(','));
+    return { header: header!, lines };
+  };
+  /** Every identifier line in a file destination's member files. */
+  const fileMembers = (folder: string) =>
+    readdirSync(path.join(shop.dir, folder))
+      .filter((f) => f.endsWith('.members'))
+      .flatMap((f) =>
+        readFileSync(path.join(shop.dir, folder, f), 'utf8')
+          .split('\n')
+          .slice(1),
+      )
+      .filter(Boolean);
+  const metaIdentifiers = () =>
+    [...fake.audiences.values()].filter((a) => !a.deleted).flatMap((a) => [...a.identifiers]);
+  /** Where the person's digests are: per destination, how many audience entries hold one. */
+  const holding = (emailHash: string, phoneE164Hash: string, phoneDigitsHash: string) => ({
+    local: fileMembers('out').filter((l) => l.includes(emailHash) || l.includes(phoneE164Hash)).length,
+    later: fileMembers('out-later').filter((l) => l.includes(emailHash) || l.includes(phoneE164Hash)).length,
+    meta: metaIdentifiers().filter((i) => i === `EMAIL=${emailHash}` || i === `PHONE=${phoneDigitsHash}`)
+      .length,
+  });
+  return { shop, fake, store, syncAll, syncSettled, rows, holding };
+}
+
+/** A customer with a plain email and an international phone who is in some audience (not opted out). */
+function pickPerson(rows: { header: string[]; lines: string[][] }, skip: Set<string>) {
+  const col = (n: string) => rows.header.indexOf(n);
+  const line = rows.lines.find(
+    (r) =>
+      !skip.has(r[col('customer_id')]!) &&
+      /^[a-z][a-z0-9.]*@example\.(org|com)$/.test(r[col('email')]!) &&
+      /^\+1\d{10}$/.test(r[col('phone')]!) &&
+      r[col('opted_out')] === 'false',
+  )!;
+  expect(line).toBeDefined();
+  return { id: line[col('customer_id')]!, email: line[col('email')]!, phone: line[col('phone')]! };
+}
+
+/** Every value under the test's prefixes, as bytes (strings, hashes, lists, sets, sorted sets, streams). */
+async function redisDump(prefix: string): Promise<Buffer> {
+  const keys = await redis.keys(`*${prefix}*`);
+  const parts: Buffer[] = [];
+  for (const key of keys) {
+    parts.push(Buffer.from(key));
+    const type = await redis.type(key);
+    if (type === 'string') parts.push((await redis.getBuffer(key))!);
+    else if (type === 'hash') parts.push(...Object.values(await redis.hgetallBuffer(key)));
+    else if (type === 'list') parts.push(...(await redis.lrangeBuffer(key, 0, -1)));
+    else if (type === 'set') parts.push(...(await redis.smembersBuffer(key)));
+    else if (type === 'zset') parts.push(...(await redis.zrangeBuffer(key, 0, -1)));
+    else if (type === 'stream') parts.push(Buffer.from(JSON.stringify(await redis.xrange(key, '-', '+'))));
+  }
+  return Buffer.concat(parts);
+}
+
+describe('forget', () => {
+  it('removes a person the source no longer has from every audience of every destination, and keeps them out', async () => {
+    const { shop, fake, syncSettled, syncAll, rows, holding } = await setup();
+    await syncSettled();
+    const person = pickPerson(rows(), new Set());
+    const emailHash = sha(person.email.toLowerCase());
+    const e164Hash = sha(person.phone);
+    const digitsHash = sha(person.phone.slice(1));
+    const before = holding(emailHash, e164Hash, digitsHash);
+    expect(before.local).toBeGreaterThan(0);
+    expect(before.later).toBeGreaterThan(0);
+    expect(before.meta).toBeGreaterThan(0);
+
+    // The person leaves the source: the removal works from what our state holds.
+    for (const file of ['customers.csv', 'orders.csv']) {
+      const p = path.join(shop.dir, 'shop', file);
+      writeFileSync(
+        p,
+        readFileSync(p, 'utf8')
+          .split('\n')
+          .filter((l) => !l.startsWith(`${person.id},`))
+          .join('\n'),
+      );
+    }
+
+    worker = await startWorker({ configFile: shop.config, log, schedules: false });
+    // As an operator types it: other case and spaces.
+    const forget = cli(
+      ['--config', shop.config, 'forget', '--email', `  ${person.email.toUpperCase()} `, '--json'],
+      shop.dir,
+    );
+    expect(forget.stderr).toBe('');
+    expect(forget.code).toBe(0);
+    const { erasure } = JSON.parse(forget.stdout) as { erasure: string };
+
+    type Listed = {
+      erasures: {
+        id: string;
+        done: boolean;
+        receipts: { destination: string; status: string; removed_at?: string; requested_at: string }[];
+      }[];
+    };
+    const listed = await until('every receipt removed', async () => {
+      const r = cli(['--config', shop.config, 'erasures', '--json'], shop.dir);
+      const list = JSON.parse(r.stdout) as Listed;
+      const mine = list.erasures.find((e) => e.id === erasure);
+      return mine?.done ? mine : undefined;
+    });
+    expect(listed.receipts.map((r) => r.destination)).toEqual(['later', 'local', 'meta']);
+    for (const r of listed.receipts)
+      expect(Date.parse(r.removed_at!)).toBeGreaterThanOrEqual(Date.parse(r.requested_at));
+    expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
+    expect(fake.requests.filter((r) => r.method === 'DELETE').length).toBeGreaterThan(0);
+
+    // They come back in the source under a new customer id with the same email (written otherwise): a
+    // full resync, everywhere, leaves them out and counts them as suppressed.
+    const { header } = rows();
+    const cells = header.map((h) =>
+      h === 'customer_id'
+        ? 'C9999999'
+        : h === 'email'
+          ? ` ${person.email.toUpperCase()}`
+          : h === 'opted_out'
+            ? 'false'
+            : h === 'country'
+              ? 'US'
+              : '',
+    );
+    appendFileSync(path.join(shop.dir, 'shop', 'customers.csv'), `${cells.join(',')}\n`);
+    appendFileSync(
+      path.join(shop.dir, 'shop', 'orders.csv'),
+      'C9999999,2025-12-20,950.00\nC9999999,2025-12-28,990.00\nC9999999,2025-12-30,999.00\n',
+    );
+    const full = await syncAll(true);
+    await syncSettled();
+    expect(full.reduce((a, r) => a + (r.skipped.suppressed ?? 0), 0)).toBeGreaterThanOrEqual(3);
+    expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
+
+    // The suppression list shows an entry; `remove` needs a reason.
+    const list = JSON.parse(
+      cli(['--config', shop.config, 'suppressions', 'list', '--json'], shop.dir).stdout,
+    ) as {
+      suppressions: { id: string; hashes: string[] }[];
+    };
+    expect(list.suppressions.map((s) => s.id)).toEqual([erasure]);
+    expect(list.suppressions[0]!.hashes).toContain(emailHash);
+    expect(cli(['--config', shop.config, 'suppressions', 'remove', erasure], shop.dir).code).toBe(2);
+
+    // No plaintext anywhere: Redis values, logs, receipts, the CLI's answers.
+    const dump = (await redisDump(shop.prefix)).toString('latin1');
+    const texts = [dump, logLines.join(''), JSON.stringify(listed), forget.stdout, forget.stderr];
+    for (const plain of [person.email, person.email.toUpperCase(), person.phone, person.phone.slice(1)])
+      for (const text of texts) expect(text.toLowerCase()).not.toContain(plain.toLowerCase());
+  });
+});
