@@ -35,7 +35,7 @@ const log = createLogger({
 });
 const registry = connectors;
 const quickRetry = { attempts: 2, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 1000 };
-let worker: RunningWorker | undefined;
+const workers: RunningWorker[] = [];
 
 beforeAll(() => {
   process.env.META_ERASURE_TOKEN = TOKEN;
@@ -44,11 +44,33 @@ beforeAll(() => {
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
 });
 afterAll(async () => {
-  await worker?.close();
+  for (const w of workers) await w.close();
   nock.cleanAll();
   nock.enableNetConnect();
   redis.disconnect();
 });
+
+interface Receipt {
+  destination: string;
+  status: string;
+  requested_at: string;
+  sent_at?: string;
+  removed_at?: string;
+  failed_at?: string;
+  reason?: string;
+  attempts: number;
+  audiences: number;
+  members: number;
+}
+interface Listed {
+  erasures: { id: string; done: boolean; receipts: Receipt[] }[];
+}
+
+/** The receipts of one erasure, as `audience-sync erasures --json` prints them. */
+function receipts(config: string, dir: string, id: string) {
+  const list = JSON.parse(cli(['--config', config, 'erasures', '--json'], dir).stdout) as Listed;
+  return list.erasures.find((e) => e.id === id);
+}
 
 /** Polls until `check` returns a value, or fails after `ms`. */
 async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -183,7 +205,7 @@ describe('forget', () => {
       );
     }
 
-    worker = await startWorker({ configFile: shop.config, log, schedules: false });
+    workers.push(await startWorker({ configFile: shop.config, log, schedules: false }));
     // As an operator types it: other case and spaces.
     const forget = cli(
       ['--config', shop.config, 'forget', '--email', `  ${person.email.toUpperCase()} `, '--json'],
@@ -193,20 +215,18 @@ describe('forget', () => {
     expect(forget.code).toBe(0);
     const { erasure } = JSON.parse(forget.stdout) as { erasure: string };
 
-    type Listed = {
-      erasures: {
-        id: string;
-        done: boolean;
-        receipts: { destination: string; status: string; removed_at?: string; requested_at: string }[];
-      }[];
-    };
     const listed = await until('every receipt removed', async () => {
-      const r = cli(['--config', shop.config, 'erasures', '--json'], shop.dir);
-      const list = JSON.parse(r.stdout) as Listed;
-      const mine = list.erasures.find((e) => e.id === erasure);
+      const mine = receipts(shop.config, shop.dir, erasure);
       return mine?.done ? mine : undefined;
     });
     expect(listed.receipts.map((r) => r.destination)).toEqual(['later', 'local', 'meta']);
+    // The destination that processes later was sent the removal first, and settled on a later attempt.
+    const later = listed.receipts.find((r) => r.destination === 'later') as {
+      sent_at?: string;
+      attempts: number;
+    };
+    expect(later.sent_at).toBeDefined();
+    expect(later.attempts).toBeGreaterThanOrEqual(2);
     for (const r of listed.receipts)
       expect(Date.parse(r.removed_at!)).toBeGreaterThanOrEqual(Date.parse(r.requested_at));
     expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
@@ -250,6 +270,102 @@ describe('forget', () => {
     const dump = (await redisDump(shop.prefix)).toString('latin1');
     const texts = [dump, logLines.join(''), JSON.stringify(listed), forget.stdout, forget.stderr];
     for (const plain of [person.email, person.email.toUpperCase(), person.phone, person.phone.slice(1)])
+      for (const text of texts) expect(text.toLowerCase()).not.toContain(plain.toLowerCase());
+  });
+});
+
+describe('receipts', () => {
+  it('a platform that fails leaves its receipt failed (reason scrubbed), retried until removed; a customer id keeps their phone out too', async () => {
+    const { shop, fake, syncSettled, syncAll, rows, holding } = await setup();
+    await syncSettled();
+    const person = pickPerson(rows(), new Set());
+    const emailHash = sha(person.email.toLowerCase());
+    const e164Hash = sha(person.phone);
+    const digitsHash = sha(person.phone.slice(1));
+    expect(holding(emailHash, e164Hash, digitsHash).meta).toBeGreaterThan(0);
+
+    // Meta refuses removals, echoing what it was sent (as platforms do).
+    fake.refuse = (r) =>
+      r.method === 'DELETE'
+        ? [400, FakeGraph.error(2650, `Could not update audience: ${person.email} ${person.phone} rejected`)]
+        : undefined;
+    workers.push(await startWorker({ configFile: shop.config, log, schedules: false }));
+    const forget = cli(['--config', shop.config, 'forget', '--customer-id', person.id], shop.dir);
+    expect(forget.code).toBe(0);
+    const erasure = forget.stdout.trim();
+
+    const failing = await until('the Meta receipt failed, the others removed', async () => {
+      const mine = receipts(shop.config, shop.dir, erasure);
+      const byName = new Map(mine?.receipts.map((r) => [r.destination, r]));
+      return byName.get('meta')?.status === 'failed' &&
+        byName.get('local')?.status === 'removed' &&
+        byName.get('later')?.status === 'removed'
+        ? mine
+        : undefined;
+    });
+    const failed = failing.receipts.find((r) => r.destination === 'meta')!;
+    expect(failed.reason).toContain('Meta could not update the audience');
+    expect(failed.failed_at).toBeDefined();
+    expect(failing.done).toBe(false);
+    expect(holding(emailHash, e164Hash, digitsHash)).toMatchObject({ local: 0, later: 0 });
+
+    // The platform recovers: a later attempt removes the person, and the receipt says so.
+    fake.refuse = undefined;
+    const done = await until('the Meta receipt removed', async () => {
+      const mine = receipts(shop.config, shop.dir, erasure);
+      return mine?.done ? mine : undefined;
+    });
+    const meta = done.receipts.find((r) => r.destination === 'meta')!;
+    expect(meta.status).toBe('removed');
+    expect(meta.attempts).toBeGreaterThanOrEqual(2);
+    expect(meta.audiences).toBeGreaterThan(0);
+    expect(meta.reason).toBeUndefined();
+    expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
+
+    // Forgotten by customer id, the phone our state held for them is suppressed too: someone new with
+    // that phone (and no email) stays out of a full resync, as the same customer id does.
+    const { header } = rows();
+    const cells = header.map((h) =>
+      h === 'customer_id'
+        ? 'C8888888'
+        : h === 'phone'
+          ? person.phone
+          : h === 'opted_out'
+            ? 'false'
+            : h === 'country'
+              ? 'US'
+              : '',
+    );
+    appendFileSync(path.join(shop.dir, 'shop', 'customers.csv'), `${cells.join(',')}\n`);
+    appendFileSync(
+      path.join(shop.dir, 'shop', 'orders.csv'),
+      'C8888888,2025-12-20,950.00\nC8888888,2025-12-28,990.00\nC8888888,2025-12-30,999.00\n',
+    );
+    await syncAll(true);
+    await syncSettled();
+    expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
+
+    // The operator's action is in the audit log, with who and when; no personal data in it.
+    const audit = JSON.parse(cli(['--config', shop.config, 'audit', '--json'], shop.dir).stdout) as {
+      audit: { action: string; via: string; user: string; detail: Record<string, string> }[];
+    };
+    expect(audit.audit).toContainEqual(
+      expect.objectContaining({
+        action: 'forget',
+        via: 'cli',
+        detail: expect.objectContaining({ erasure, given: 'customer_id' }),
+      }),
+    );
+
+    const dump = (await redisDump(shop.prefix)).toString('latin1');
+    const texts = [
+      dump,
+      logLines.join(''),
+      JSON.stringify(done),
+      JSON.stringify(failing),
+      JSON.stringify(audit),
+    ];
+    for (const plain of [person.email, person.phone, person.phone.slice(1)])
       for (const text of texts) expect(text.toLowerCase()).not.toContain(plain.toLowerCase());
   });
 });
