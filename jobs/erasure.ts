@@ -59,8 +59,20 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
   const entry = await suppressionEntry(redis, p, id);
   const receipts = new Map((await receiptsOf(redis, p, id)).map((r) => [r.destination, r]));
   const configured = new Map(destinationsOf(config, connectors).map((d) => [d.name, d]));
-  const keys = new Set(entry?.keys ?? []);
-  const hashes = new Set(entry?.hashes ?? []);
+  if (!entry) {
+    // Lifted before it was done: without its digests there is nothing to look for, and no point retrying.
+    for (const r of receipts.values())
+      if (r.status !== 'removed')
+        await saveReceipt(redis, p, id, {
+          ...r,
+          status: 'failed',
+          failed_at: new Date().toISOString(),
+          reason: 'its suppression was lifted before the removal was done; request the erasure again',
+        });
+    return { erasure: id, done: false, receipts: await receiptsOf(redis, p, id) };
+  }
+  const keys = new Set(entry.keys);
+  const hashes = new Set(entry.hashes);
 
   // What the state holds under the customer's key tells its identifiers, for the suppression too.
   const learned = new Set<string>();
@@ -93,12 +105,11 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
     receipt.attempts++;
     const destination = configured.get(name);
     try {
-      if (!entry)
-        throw new Error('its suppression was lifted before the removal was done; request the erasure again');
       if (!destination)
         throw new Error(
           `destination '${name}' is no longer in the config: put it back to finish the removal`,
         );
+      const alone = standaloneSlots(destination);
       const client = destination.connector.create(destination.config, {
         destination: name,
         baseDir: dir,
@@ -121,7 +132,7 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
           }
           try {
             const done = await removeFrom(context, destination, client, store.audience(name, audience), (r) =>
-              isTheirs(r, keys, hashes, standaloneSlots(destination)),
+              isTheirs(r, keys, hashes, alone),
             );
             if (done.removed > 0) {
               receipt.audiences++;

@@ -34,7 +34,7 @@ export function erasureDigests(
   const customerId = subject.customerId?.trim();
   if (!email && !phone && !customerId)
     throw new UserError(
-      'an erasure needs whom to forget',
+      'an erasure needs whom to forget: an email, a phone or a customer id',
       ExitCode.usage,
       'give --email, --phone or --customer-id (any of them, together for one person)',
     );
@@ -50,7 +50,7 @@ export function erasureDigests(
       if ('skip' in mine) continue;
       // A slot the same for another person comes from the config (a default country), not from this one.
       const other = d.connector.identify(
-        kind === 'email' ? { email: 'x@example.invalid' } : { phone: '+10000000000' },
+        kind === 'email' ? { email: 'someone.else@example.com' } : { phone: '+12025550123' },
         d.config,
       );
       const theirs = 'skip' in other ? [] : slotBuffers(other.slots);

@@ -477,7 +477,7 @@ export async function planAudience(
   // Desired members by key.
   await identities.hold(membership.members);
   const desired = new Wanted(identities.keys, membership.members.length);
-  const suppressed = options.suppressed;
+  const suppressed = options.suppressed?.empty === false ? options.suppressed : undefined;
   for (const i of membership.members) {
     let reason = identities.resolve(i);
     // Someone who asked to be forgotten, under this customer id or another with the same email or phone.

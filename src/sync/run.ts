@@ -89,11 +89,10 @@ export async function planDestination(
   options: Omit<SyncOptions, 'log'>,
 ): Promise<AudiencePlan[]> {
   const identities = identitiesFor(destination, options.segmented, options.threads);
-  const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const plans: AudiencePlan[] = [];
   for (const spec of audiencesOn(destination, options)) {
     const state = options.store.audience(destination.name, spec.name);
-    plans.push(await planOn(destination, spec, identities, state, { ...options, suppressed }));
+    plans.push(await planOn(destination, spec, identities, state, options));
   }
   return plans;
 }
@@ -105,25 +104,28 @@ export async function syncDestination(
   options: SyncOptions,
 ): Promise<AudienceResult[]> {
   const identities = identitiesFor(destination, options.segmented, options.threads);
-  // Read once per run: nobody on the suppression list is added anywhere (see src/privacy).
-  const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const results: AudienceResult[] = [];
   for (const spec of audiencesOn(destination, options)) {
-    results.push(await syncAudience(destination, client, spec, identities, { ...options, suppressed }));
+    results.push(await syncAudience(destination, client, spec, identities, options));
     options.signal?.throwIfAborted();
   }
   return results;
 }
 
-function planOn(
+async function planOn(
   destination: Destination,
   spec: AudienceSpec,
   identities: Identities,
   state: AudienceState,
-  options: Pick<SyncOptions, 'segmented' | 'full'> & { suppressed: Suppression },
+  options: Pick<SyncOptions, 'segmented' | 'full' | 'store'>,
 ): Promise<AudiencePlan> {
   const final = destination.connector.final(destination.config);
-  return planAudience(spec, destination.name, options.segmented, identities, state, final, options);
+  // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
+  const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
+  return planAudience(spec, destination.name, options.segmented, identities, state, final, {
+    ...options,
+    suppressed,
+  });
 }
 
 function identitiesFor(destination: Destination, segmented: Segmented, threads?: URL): Identities {
@@ -155,7 +157,7 @@ async function syncAudience(
   client: ConnectorClient,
   spec: AudienceSpec,
   identities: Identities,
-  options: SyncOptions & { suppressed: Suppression },
+  options: SyncOptions,
 ): Promise<AudienceResult> {
   const started = performance.now();
   const { log, store } = options;
