@@ -20,7 +20,8 @@ export function registerPrivacyCommands(
   program
     .command('forget')
     .description(
-      'forget a person: take them out of every audience on every destination (a worker does it) and keep them out',
+      'forget a person: take them out of every audience on every destination (a worker does it) and keep them out ' +
+        '(Mailchimp: untagged; deleting the contact itself is not built yet)',
     )
     .option('--email <email>', 'their email address')
     .option('--phone <phone>', 'their phone number, with its country code')
@@ -77,8 +78,7 @@ export function registerPrivacyCommands(
           process.stdout.write(
             rows.length === 0
               ? 'no erasure requests\n'
-              : table(['erasure', 'requested', 'destination', 'status', 'at', 'attempts', 'reason'], rows) +
-                  '\n',
+              : table(['erasure', 'requested', 'destination', 'status', 'at', 'attempts', 'reason'], rows),
           );
           return ExitCode.ok;
         }),
@@ -125,7 +125,7 @@ export function registerPrivacyCommands(
           process.stdout.write(
             rows.length === 0
               ? 'the suppression list is empty\n'
-              : table(['id', 'added', 'state', 'keys', 'digests', 'reason'], rows) + '\n',
+              : table(['id', 'added', 'state', 'keys', 'digests', 'reason'], rows),
           );
           return ExitCode.ok;
         }),
@@ -184,7 +184,7 @@ export function registerPrivacyCommands(
           process.stdout.write(
             rows.length === 0
               ? 'no actions recorded\n'
-              : table(['at', 'user', 'via', 'action', 'target', 'detail'], rows) + '\n',
+              : table(['at', 'user', 'via', 'action', 'target', 'detail'], rows),
           );
           return ExitCode.ok;
         }),

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import nock from 'nock';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectors } from '../../connectors/index.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { startWorker, type RunningWorker } from '../../jobs/worker.js';
@@ -43,8 +43,12 @@ beforeAll(() => {
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
 });
+// Each test has its own fake Meta and worker.
+afterEach(async () => {
+  for (const w of workers.splice(0)) await w.close();
+  nock.cleanAll();
+});
 afterAll(async () => {
-  for (const w of workers) await w.close();
   nock.cleanAll();
   nock.enableNetConnect();
   redis.disconnect();
@@ -73,12 +77,17 @@ function receipts(config: string, dir: string, id: string) {
 }
 
 /** Polls until `check` returns a value, or fails after `ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  seen: () => unknown = () => undefined,
+  ms = 120_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(seen())}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -215,10 +224,16 @@ describe('forget', () => {
     expect(forget.code).toBe(0);
     const { erasure } = JSON.parse(forget.stdout) as { erasure: string };
 
-    const listed = await until('every receipt removed', async () => {
-      const mine = receipts(shop.config, shop.dir, erasure);
-      return mine?.done ? mine : undefined;
-    });
+    let last: unknown;
+    const listed = await until(
+      'every receipt removed',
+      async () => {
+        const mine = receipts(shop.config, shop.dir, erasure);
+        last = mine;
+        return mine?.done ? mine : undefined;
+      },
+      () => last,
+    );
     expect(listed.receipts.map((r) => r.destination)).toEqual(['later', 'local', 'meta']);
     // The destination that processes later was sent the removal first, and settled on a later attempt.
     const later = listed.receipts.find((r) => r.destination === 'later') as {
@@ -294,15 +309,21 @@ describe('receipts', () => {
     expect(forget.code).toBe(0);
     const erasure = forget.stdout.trim();
 
-    const failing = await until('the Meta receipt failed, the others removed', async () => {
-      const mine = receipts(shop.config, shop.dir, erasure);
-      const byName = new Map(mine?.receipts.map((r) => [r.destination, r]));
-      return byName.get('meta')?.status === 'failed' &&
-        byName.get('local')?.status === 'removed' &&
-        byName.get('later')?.status === 'removed'
-        ? mine
-        : undefined;
-    });
+    let last: unknown;
+    const failing = await until(
+      'the Meta receipt failed, the others removed',
+      async () => {
+        const mine = receipts(shop.config, shop.dir, erasure);
+        last = mine;
+        const byName = new Map(mine?.receipts.map((r) => [r.destination, r]));
+        return byName.get('meta')?.status === 'failed' &&
+          byName.get('local')?.status === 'removed' &&
+          byName.get('later')?.status === 'removed'
+          ? mine
+          : undefined;
+      },
+      () => last,
+    );
     const failed = failing.receipts.find((r) => r.destination === 'meta')!;
     expect(failed.reason).toContain('Meta could not update the audience');
     expect(failed.failed_at).toBeDefined();
@@ -311,10 +332,15 @@ describe('receipts', () => {
 
     // The platform recovers: a later attempt removes the person, and the receipt says so.
     fake.refuse = undefined;
-    const done = await until('the Meta receipt removed', async () => {
-      const mine = receipts(shop.config, shop.dir, erasure);
-      return mine?.done ? mine : undefined;
-    });
+    const done = await until(
+      'the Meta receipt removed',
+      async () => {
+        const mine = receipts(shop.config, shop.dir, erasure);
+        last = mine;
+        return mine?.done ? mine : undefined;
+      },
+      () => last,
+    );
     const meta = done.receipts.find((r) => r.destination === 'meta')!;
     expect(meta.status).toBe('removed');
     expect(meta.attempts).toBeGreaterThanOrEqual(2);
