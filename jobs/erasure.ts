@@ -76,7 +76,7 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
 
   // What the state holds under the customer's key tells its identifiers, for the suppression too.
   const learned = new Set<string>();
-  for (const d of configured.values()) {
+  for (const d of keys.size > 0 ? configured.values() : []) {
     const alone = standaloneSlots(d);
     for (const audience of await store.audiencesOf(d.name))
       for await (const records of store.audience(d.name, audience).scan())
