@@ -183,30 +183,27 @@ function countAgainst(
 ): MovementCounts | undefined {
   const ls = listed.names.length;
   const os = other.names.length;
-  // cells[o * ls + l]: customers by the other scoring's segment and the listed one's; row `os`: only listed.
-  const cells = new Float64Array((os + 1) * ls);
-  const onlyOther = new Float64Array(os);
-  const keep = forward ? Math.min(255, options.examples ?? 0) : 0;
-  const room = keep ? new Uint8Array(cells.length).fill(keep) : undefined;
-  const examples = Array.from({ length: os + 1 }, () => Array.from({ length: ls }, () => [] as number[]));
-  const n = listed.segments.length;
+  const tally = new Tally(os, ls, forward ? (options.examples ?? 0) : 0);
   const { high, low, segments, source } = listed;
-  // The other scoring's customers in key order: `theirs` holds their segments (os: a listed key not among them).
-  let theirs: Uint8Array;
+  const n = segments.length;
+  const { cells, room } = tally;
+  const onlyOther = new Float64Array(os);
   let sketch: KeySketch | undefined;
   if (isScored(other)) {
     // Both in memory (a backfill's dates in a row): a merge of the two key orders.
-    theirs = new Uint8Array(n);
-    const { high: oh, low: ol, segments: os8 } = other;
-    const m = os8.length;
+    const { high: oh, low: ol, segments: theirs } = other;
+    const m = theirs.length;
     let j = 0;
     for (let i = 0; i < n; i++) {
       const h = high[i]!;
       const l = low[i]!;
-      while (j < m && (oh[j]! < h || (oh[j] === h && ol[j]! < l))) onlyOther[os8[j++]!]!++;
-      theirs[i] = j < m && oh[j] === h && ol[j] === l ? os8[j++]! : os;
+      while (j < m && (oh[j]! < h || (oh[j] === h && ol[j]! < l))) onlyOther[theirs[j++]!]!++;
+      const o = j < m && oh[j] === h && ol[j] === l ? theirs[j++]! : os;
+      const cell = o * ls + segments[i]!;
+      cells[cell]!++;
+      if (room[cell]! > 0) tally.example(cell, source[i]!);
     }
-    while (j < m) onlyOther[os8[j++]!]!++;
+    while (j < m) onlyOther[theirs[j++]!]!++;
   } else {
     sketch =
       options.sketch && sameLayout(options.sketch.layout, other.sketch.layout)
@@ -214,90 +211,88 @@ function countAgainst(
         : sketchOf(other.sketch.layout, high, low);
     const listedOut = peel(difference(other.sketch, sketch));
     if (!listedOut) return undefined;
-    const segmentsOf = matchKept(
-      listed,
-      other,
-      sortedList(listedOut.added),
-      sortedList(listedOut.taken),
-      onlyOther,
-    );
-    if (!segmentsOf) return undefined;
-    theirs = segmentsOf;
-  }
-  for (let i = 0; i < n; i++) {
-    const cell = theirs[i]! * ls + segments[i]!;
-    cells[cell]!++;
-    if (room !== undefined && room[cell]! > 0) {
-      room[cell]!--;
-      examples[theirs[i]!]![segments[i]!]!.push(source[i]!);
-    }
-  }
-
-  const pair = (o: number, l: number) => cells[o * ls + l]!;
-  const onlyListed = Array.from({ length: ls }, (_, l) => pair(os, l));
-  const left = Array.from(onlyOther);
-  const counts = forward
-    ? {
-        moved: Array.from({ length: os }, (_, o) => Array.from({ length: ls }, (_, l) => pair(o, l))),
-        arrived: onlyListed,
-        left,
-        ...(keep ? { examples } : {}),
+    // Keys only the kept scoring has (they left, or arrive going backwards), and only the listed one has.
+    const gone = sortedList(listedOut.added);
+    const extra = sortedList(listedOut.taken);
+    // The kept scoring's customers in key order are the listed keys without `extra`, merged with `gone`:
+    // the r-th of them has the r-th kept segment. A count that does not add up, or a segment past its
+    // names, means what was kept is not of these customers.
+    const theirs = other.segments;
+    const total = theirs.length;
+    let r = 0;
+    let g = 0;
+    let x = 0;
+    for (let i = 0; i < n; i++) {
+      const h = high[i]!;
+      const l = low[i]!;
+      while (g < gone.high.length && (gone.high[g]! < h || (gone.high[g] === h && gone.low[g]! < l))) {
+        g++;
+        const o = theirs[r++]!;
+        if (r > total || o >= os) return undefined;
+        onlyOther[o]!++;
       }
-    : {
-        moved: Array.from({ length: ls }, (_, l) => Array.from({ length: os }, (_, o) => pair(o, l))),
-        arrived: left,
-        left: onlyListed,
-      };
-  return sketch ? { ...counts, sketch } : counts;
-}
-
-/**
- * The kept segment of each listed customer (`os` for those the kept scoring lacks, `extra`), counting
- * into `onlyOther` those it has that the listed one lacks (`gone`). The kept scoring's customers in key
- * order are the listed keys without `extra`, merged with `gone`: the r-th of them has the r-th kept
- * segment. Undefined when the counts do not add up: what was kept is not of these customers.
- */
-function matchKept(
-  listed: Scored,
-  kept: Kept,
-  gone: { high: Uint32Array; low: Uint32Array },
-  extra: { high: Uint32Array; low: Uint32Array },
-  onlyOther: Float64Array,
-): Uint8Array | undefined {
-  const { high, low } = listed;
-  const n = high.length;
-  const os = kept.names.length;
-  const segments = kept.segments;
-  const total = segments.length;
-  const theirs = new Uint8Array(n);
-  let r = 0;
-  let g = 0;
-  let x = 0;
-  for (let i = 0; i < n; i++) {
-    const h = high[i]!;
-    const l = low[i]!;
-    while (g < gone.high.length && (gone.high[g]! < h || (gone.high[g] === h && gone.low[g]! < l))) {
-      g++;
-      const o = segments[r++]!;
+      let o = os;
+      if (x < extra.high.length && extra.high[x] === h && extra.low[x] === l) x++;
+      else {
+        o = theirs[r++]!;
+        if (r > total || o >= os) return undefined;
+      }
+      const cell = o * ls + segments[i]!;
+      cells[cell]!++;
+      if (room[cell]! > 0) tally.example(cell, source[i]!);
+    }
+    for (; g < gone.high.length; g++) {
+      const o = theirs[r++]!;
       if (r > total || o >= os) return undefined;
       onlyOther[o]!++;
     }
-    if (x < extra.high.length && extra.high[x] === h && extra.low[x] === l) {
-      x++;
-      theirs[i] = os;
-    } else {
-      const o = segments[r++]!;
-      if (r > total || o >= os) return undefined;
-      theirs[i] = o;
-    }
+    if (r !== total || x !== extra.high.length) return undefined;
   }
-  for (; g < gone.high.length; g++) {
-    const o = segments[r++]!;
-    if (r > total || o >= os) return undefined;
-    onlyOther[o]!++;
+  const counts = tally.counts(onlyOther, forward);
+  return sketch ? { ...counts, sketch } : counts;
+}
+
+/** Customers per cell (the other scoring's segment, or `os` for none, by the listed one's), with examples. */
+class Tally {
+  readonly cells: Float64Array;
+  /** Examples each cell may still take (none when no examples are asked for). */
+  readonly room: Uint8Array;
+  private readonly examples: number[][][];
+
+  constructor(
+    private readonly os: number,
+    private readonly ls: number,
+    private readonly keep: number,
+  ) {
+    this.cells = new Float64Array((os + 1) * ls);
+    this.room = new Uint8Array(this.cells.length).fill(Math.min(255, keep));
+    this.examples = Array.from({ length: os + 1 }, () => Array.from({ length: ls }, () => [] as number[]));
   }
-  if (r !== total || x !== extra.high.length) return undefined;
-  return theirs;
+
+  example(cell: number, customer: number): void {
+    this.room[cell]!--;
+    this.examples[Math.floor(cell / this.ls)]![cell % this.ls]!.push(customer);
+  }
+
+  /** The counts, the previous scoring's segments first: the other's when `forward`, else the listed one's. */
+  counts(onlyOther: Float64Array, forward: boolean): Omit<MovementCounts, 'sketch'> {
+    const { os, ls } = this;
+    const pair = (o: number, l: number) => this.cells[o * ls + l]!;
+    const onlyListed = Array.from({ length: ls }, (_, l) => pair(os, l));
+    const left = Array.from(onlyOther);
+    return forward
+      ? {
+          moved: Array.from({ length: os }, (_, o) => Array.from({ length: ls }, (_, l) => pair(o, l))),
+          arrived: onlyListed,
+          left,
+          ...(this.keep > 0 ? { examples: this.examples } : {}),
+        }
+      : {
+          moved: Array.from({ length: ls }, (_, l) => Array.from({ length: os }, (_, o) => pair(o, l))),
+          arrived: left,
+          left: onlyListed,
+        };
+  }
 }
 
 /**
@@ -340,6 +335,21 @@ export function encodeKept(kept: Kept): Buffer[] {
   return chunks;
 }
 
+/** The sketch of a stored Kept, from the first bytes of its stored form; undefined for another format. */
+export type KeptShape = { layout: Layout; capacity: number };
+
+export function keptShapeOf(head: Buffer): KeptShape | undefined {
+  if (head.length < 4) return undefined;
+  const length = head.readUInt32LE(0);
+  if (4 + length > head.length) return undefined;
+  try {
+    const header = JSON.parse(head.toString('utf8', 4, 4 + length)) as KeptHeader;
+    return header.format === FORMAT ? { layout: header.sketch, capacity: header.capacity } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A Kept read back; throws on another format (an older one's step is then not counted). */
 export function decodeKept(date: string, names: readonly string[], chunks: readonly Buffer[]): Kept {
   const all = Buffer.concat(chunks);
@@ -380,6 +390,13 @@ export function decodeKept(date: string, names: readonly string[], chunks: reado
 function packBits(values: Uint8Array, bits: number): Uint8Array {
   if (bits === 8) return values;
   const out = new Uint8Array(Math.ceil((values.length * bits) / 8));
+  if (bits === 4) {
+    // Up to 16 segments (the eleven default ones): two to a byte, the common case, in one pass.
+    const pairs = values.length >>> 1;
+    for (let i = 0; i < pairs; i++) out[i] = values[2 * i]! | (values[2 * i + 1]! << 4);
+    if (values.length & 1) out[pairs] = values[values.length - 1]!;
+    return out;
+  }
   let bit = 0;
   for (let i = 0; i < values.length; i++, bit += bits) {
     const v = values[i]!;
@@ -394,6 +411,16 @@ function packBits(values: Uint8Array, bits: number): Uint8Array {
 function unpackBits(packed: Uint8Array, bits: number, cells: number): Uint8Array {
   if (bits === 8) return Uint8Array.from(packed.subarray(0, cells));
   const out = new Uint8Array(cells);
+  if (bits === 4) {
+    const pairs = cells >>> 1;
+    for (let i = 0; i < pairs; i++) {
+      const b = packed[i]!;
+      out[2 * i] = b & 15;
+      out[2 * i + 1] = b >>> 4;
+    }
+    if (cells & 1) out[cells - 1] = packed[pairs]! & 15;
+    return out;
+  }
   const mask = (1 << bits) - 1;
   let bit = 0;
   for (let i = 0; i < cells; i++, bit += bits) {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { workerCount } from '../sync/identify-pool.js';
-import type { SortedKeys } from './key-order.js';
+import { sortParts, type BucketParts, type SortedKeys } from './key-order.js';
 import type { KeySketch, Layout } from './sketch.js';
 
 /** The ids read so far: only the pages and chunks not sent before (the memory is shared, so those grow). */
@@ -20,6 +20,7 @@ export interface NewIds {
 export type FollowMessage = { type: 'follow'; ids: NewIds } | { type: 'finish'; ids: NewIds; layout: Layout };
 
 export type FollowReply =
+  | { type: 'half'; parts: BucketParts; out: SortedKeys; done: Int32Array }
   | { type: 'sorted'; sorted: SortedKeys }
   | { type: 'sketch'; sketch: KeySketch }
   | { type: 'error'; error: string };
@@ -84,6 +85,15 @@ export class KeyFollower {
     }
     this.worker.ref();
     this.worker.postMessage({ type: 'finish', ids: news, layout } satisfies FollowMessage);
+    const half = await this.next();
+    if (half.type !== 'half') {
+      this.stop();
+      return undefined;
+    }
+    // This thread's half of the sort, then the thread's word that the keys are in order.
+    sortParts(half.parts, half.out);
+    Atomics.store(half.done, 0, 1);
+    Atomics.notify(half.done, 0);
     const first = await this.next();
     if (first.type !== 'sorted' || first.sorted.high.length !== ids.length) {
       this.stop();

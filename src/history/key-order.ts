@@ -15,10 +15,23 @@ const TOP = 256;
 const PASS_BITS = 12;
 const PASS = 1 << PASS_BITS;
 
+/** Some of a KeyBuckets' parts, as another thread sorts them (the memory is shared). */
+export interface BucketParts {
+  /** The first part's number. */
+  first: number;
+  high: Uint32Array[];
+  low: Uint32Array[];
+  index: Uint32Array[];
+  fill: number[];
+  /** Where the first part's keys go in the output. */
+  at: number;
+}
+
 /**
  * Keys gathered into 256 parts by the top 8 bits of the high half as they come, then sorted part by
  * part: two 12-bit counting passes within each part (small enough to stay in cache), then by the low
- * half where high halves tie (rare). Keys can be added while a source is still read.
+ * half where high halves tie (rare). Keys can be added while a source is still read, and the parts are
+ * in shared memory, so that two threads can sort half of them each.
  */
 export class KeyBuckets {
   private readonly high: Uint32Array[] = [];
@@ -31,9 +44,9 @@ export class KeyBuckets {
   constructor(expected: number) {
     const room = Math.max(16, Math.ceil((expected / TOP) * 1.1));
     for (let b = 0; b < TOP; b++) {
-      this.high.push(new Uint32Array(room));
-      this.low.push(new Uint32Array(room));
-      this.index.push(new Uint32Array(room));
+      this.high.push(shared(room));
+      this.low.push(shared(room));
+      this.index.push(shared(room));
     }
   }
 
@@ -59,70 +72,91 @@ export class KeyBuckets {
 
   private grow(b: number): void {
     for (const parts of [this.high, this.low, this.index]) {
-      const bigger = new Uint32Array(parts[b]!.length * 2);
+      const bigger = shared(parts[b]!.length * 2);
       bigger.set(parts[b]!);
       parts[b] = bigger;
     }
   }
 
-  /**
-   * Every key added, sorted, with its index (`order`); the parts are released as they are sorted.
-   * `shared`: in shared memory, for another thread to read.
-   */
-  sorted(shared = false): SortedKeys {
-    const n = this.added;
-    const array = () => new Uint32Array(shared ? new SharedArrayBuffer(4 * n) : new ArrayBuffer(4 * n));
-    const high = array();
-    const low = array();
-    const order = array();
-    let largest = 0;
-    for (let b = 0; b < TOP; b++) largest = Math.max(largest, this.fill[b]!);
-    const th = new Uint32Array(largest);
-    const tl = new Uint32Array(largest);
-    const to = new Uint32Array(largest);
-    const count = new Uint32Array(PASS);
-    let s = 0;
-    for (let b = 0; b < TOP; b++) {
-      const m = this.fill[b]!;
-      const bh = this.high[b]!;
-      const bl = this.low[b]!;
-      const bi = this.index[b]!;
-      // Bits 0-11, from the part into the scratch arrays; bits 12-23, into place.
-      count.fill(0);
-      for (let i = 0; i < m; i++) count[bh[i]! & (PASS - 1)]!++;
-      for (let c = 0, at = 0; c < PASS; c++) {
-        const v = count[c]!;
-        count[c] = at;
-        at += v;
-      }
-      for (let i = 0; i < m; i++) {
-        const h = bh[i]!;
-        const p = count[h & (PASS - 1)]!++;
-        th[p] = h;
-        tl[p] = bl[i]!;
-        to[p] = bi[i]!;
-      }
-      count.fill(0);
-      for (let i = 0; i < m; i++) count[(th[i]! >>> PASS_BITS) & (PASS - 1)]!++;
-      for (let c = 0, at = s; c < PASS; c++) {
-        const v = count[c]!;
-        count[c] = at;
-        at += v;
-      }
-      for (let i = 0; i < m; i++) {
-        const h = th[i]!;
-        const p = count[(h >>> PASS_BITS) & (PASS - 1)]!++;
-        high[p] = h;
-        low[p] = tl[i]!;
-        order[p] = to[i]!;
-      }
-      s += m;
-      this.high[b] = this.low[b] = this.index[b] = EMPTY;
+  /** Parts [first, end), with where their keys go in the output. */
+  parts(first: number, end: number): BucketParts {
+    let at = 0;
+    for (let b = 0; b < first; b++) at += this.fill[b]!;
+    return {
+      first,
+      high: this.high.slice(first, end),
+      low: this.low.slice(first, end),
+      index: this.index.slice(first, end),
+      fill: Array.from(this.fill.subarray(first, end)),
+      at,
+    };
+  }
+
+  /** Every key added, sorted, with its index (`order`), in shared memory. */
+  sorted(): SortedKeys {
+    const out = sortedKeysOf(this.added);
+    sortParts(this.parts(0, TOP), out);
+    return out;
+  }
+}
+
+function shared(length: number): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(4 * length));
+}
+
+/** Room for n sorted keys, in shared memory. */
+export function sortedKeysOf(n: number): SortedKeys {
+  return { high: shared(n), low: shared(n), order: shared(n) };
+}
+
+/** Sorts these parts' keys into their place in `out` (each part's keys go after the previous part's). */
+export function sortParts(parts: BucketParts, out: SortedKeys): void {
+  const { high, low, order } = out;
+  let largest = 0;
+  for (const m of parts.fill) largest = Math.max(largest, m);
+  const th = new Uint32Array(largest);
+  const tl = new Uint32Array(largest);
+  const to = new Uint32Array(largest);
+  const count = new Uint32Array(PASS);
+  let s = parts.at;
+  for (let p = 0; p < parts.fill.length; p++) {
+    const m = parts.fill[p]!;
+    const bh = parts.high[p]!;
+    const bl = parts.low[p]!;
+    const bi = parts.index[p]!;
+    // Bits 0-11, from the part into the scratch arrays; bits 12-23, into place.
+    count.fill(0);
+    for (let i = 0; i < m; i++) count[bh[i]! & (PASS - 1)]!++;
+    for (let c = 0, at = 0; c < PASS; c++) {
+      const v = count[c]!;
+      count[c] = at;
+      at += v;
     }
-    // Equal high halves (about n² / 2^33 pairs): insertion sort of each run by the low half.
-    for (let i = 1; i < n; i++) {
+    for (let i = 0; i < m; i++) {
+      const h = bh[i]!;
+      const q = count[h & (PASS - 1)]!++;
+      th[q] = h;
+      tl[q] = bl[i]!;
+      to[q] = bi[i]!;
+    }
+    count.fill(0);
+    for (let i = 0; i < m; i++) count[(th[i]! >>> PASS_BITS) & (PASS - 1)]!++;
+    for (let c = 0, at = s; c < PASS; c++) {
+      const v = count[c]!;
+      count[c] = at;
+      at += v;
+    }
+    for (let i = 0; i < m; i++) {
+      const h = th[i]!;
+      const q = count[(h >>> PASS_BITS) & (PASS - 1)]!++;
+      high[q] = h;
+      low[q] = tl[i]!;
+      order[q] = to[i]!;
+    }
+    // Equal high halves (about m² / 2^33 pairs): insertion sort of each run by the low half.
+    for (let i = s + 1; i < s + m; i++) {
       if (high[i] !== high[i - 1]) continue;
-      for (let j = i; j > 0 && high[j] === high[j - 1] && low[j]! < low[j - 1]!; j--) {
+      for (let j = i; j > s && high[j] === high[j - 1] && low[j]! < low[j - 1]!; j--) {
         const l = low[j]!;
         low[j] = low[j - 1]!;
         low[j - 1] = l;
@@ -131,11 +165,9 @@ export class KeyBuckets {
         order[j - 1] = o;
       }
     }
-    return { high, low, order };
+    s += m;
   }
 }
-
-const EMPTY = new Uint32Array(0);
 
 /** Keys sorted, each with its index in the input. */
 export function sortKeys(high: Uint32Array, low: Uint32Array): SortedKeys {

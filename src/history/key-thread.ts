@@ -2,8 +2,10 @@ import { parentPort } from 'node:worker_threads';
 import { TextColumn } from '../source/text.js';
 import { keyHalves } from '../state/keys.js';
 import type { FollowMessage, FollowReply, NewIds } from './follow.js';
-import { KeyBuckets } from './key-order.js';
+import { KeyBuckets, sortedKeysOf, sortParts } from './key-order.js';
 import { sketchOf } from './sketch.js';
+
+const HALF = 128;
 
 /** The thread of a `KeyFollower`: hashes the ids read so far into key buckets; sorts them at the end. */
 const port = parentPort!;
@@ -47,9 +49,20 @@ port.on('message', (message: FollowMessage) => {
   try {
     hashUpTo(message.ids);
     if (message.type !== 'finish') return;
-    const sorted = (buckets ?? new KeyBuckets(0)).sorted(true);
+    const all = buckets ?? new KeyBuckets(0);
     buckets = undefined;
-    // The keys go first (shared): the caller puts its segments in their order while the sketch is made.
+    // The caller's thread sorts the upper half of the parts while this one sorts the lower half.
+    const sorted = sortedKeysOf(all.size);
+    const theirs = new Int32Array(new SharedArrayBuffer(4));
+    port.postMessage({
+      type: 'half',
+      parts: all.parts(HALF, 256),
+      out: sorted,
+      done: theirs,
+    } satisfies FollowReply);
+    sortParts(all.parts(0, HALF), sorted);
+    Atomics.wait(theirs, 0, 0);
+    // The keys go first: the caller puts its segments in their order while the sketch is made.
     port.postMessage({ type: 'sorted', sorted } satisfies FollowReply);
     const sketch = sketchOf(message.layout, sorted.high, sorted.low);
     port.postMessage({ type: 'sketch', sketch } satisfies FollowReply, [

@@ -12,10 +12,12 @@ import {
   encodeKept,
   isScored,
   keptFrom,
+  keptShapeOf,
   MAX_SEGMENTS,
   movementCounts,
   scoredFrom,
   type Kept,
+  type KeptShape,
   type MovementCounts,
   type Scored,
 } from './customers.js';
@@ -188,26 +190,27 @@ export async function recordSnapshot(
   const latestMeta = await redis.hgetall(key.latest(prefix, meta.source));
   const latestDate = latestMeta.date;
   const later = latestDate === undefined || latestDate < date;
-  const previous =
-    options.previous && options.previous.date < date
-      ? options.previous
-      : latestDate !== undefined && later
-        ? await loadLatest(redis, prefix, meta.source, latestMeta)
-        : undefined;
+  const fromBackfill = options.previous && options.previous.date < date ? options.previous : undefined;
+  const loading = !fromBackfill && latestDate !== undefined && later;
+  // The kept header first (a few bytes, for the new sketch's layout), so that the keys' thread sorts
+  // while the rest of the latest's per-customer segments arrive and are read.
+  const header =
+    loading && options.keys ? await readHeader(redis, prefix, meta.source, latestMeta) : undefined;
+  const load = loading ? loadLatest(redis, prefix, meta.source, latestMeta) : undefined;
+  load?.catch(() => undefined); // awaited below: a failure is thrown there, not left unhandled meanwhile
   // Per-customer segments are needed to count movement, or to be kept as the new latest.
+  const needed = later || fromBackfill !== undefined;
   const capacityShare = options.capacityShare ?? DEFAULT_CAPACITY_SHARE;
-  const keptBefore = previous && !isScored(previous) ? previous : undefined;
   const followed =
-    (previous || later) && options.keys && segmented.scores.segments.length <= MAX_SEGMENTS
+    needed && options.keys && segmented.scores.segments.length <= MAX_SEGMENTS
       ? await options.keys.finish(
           segmented.customers.ids,
-          reusedLayout(
-            Math.ceil(capacityShare * segmented.customers.ids.length),
-            keptBefore && { layout: keptBefore.sketch.layout, capacity: keptBefore.capacity },
-          ).layout,
+          reusedLayout(Math.ceil(capacityShare * segmented.customers.ids.length), header).layout,
         )
       : undefined;
-  const current = previous || later ? scoredOf(segmented, followed?.sorted) : undefined;
+  const current = needed ? scoredOf(segmented, followed?.sorted) : undefined;
+  const previous = fromBackfill ?? (await load);
+  const keptBefore = previous && !isScored(previous) ? previous : undefined;
   const followedSketch = await followed?.sketch;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
@@ -413,6 +416,19 @@ async function loadLatest(
   } catch {
     return undefined; // an older format (before this one): the next step's movement is not counted
   }
+}
+
+/** The sketch layout and capacity of the latest's per-customer segments, from the head of its first chunk. */
+async function readHeader(
+  redis: Redis,
+  prefix: string,
+  source: string,
+  meta: Record<string, string>,
+): Promise<KeptShape | undefined> {
+  const { generation, chunks } = meta;
+  if (!generation || !chunks || chunks === '0') return undefined;
+  const head = await redis.getrangeBuffer(key.chunk(prefix, source, generation, 0), 0, 4095);
+  return keptShapeOf(head);
 }
 
 /** Deletes the per-customer segments of every generation but the latest's (older ones, or a crash's). */

@@ -201,6 +201,25 @@ describe('per-customer segments kept by the latest snapshot, and the movement fr
     }
   });
 
+  it('reads back every segment it stored, for any number of segments and customers', () => {
+    for (const [segments, customers] of [
+      [2, 1],
+      [11, 999],
+      [11, 1000],
+      [20, 777],
+      [200, 301],
+    ] as const) {
+      const names = Array.from({ length: segments }, (_, i) => `S${i}`);
+      const next = random(segments * customers);
+      const scores = new Map(
+        Array.from({ length: customers }, (_, i) => [`c${i}`, Math.floor(next() * segments)] as const),
+      );
+      const kept = keptFrom(scoring(scores, names, '2026-01-01'), 0.05);
+      const read = decodeKept('2026-01-01', names, encodeKept(kept));
+      expect(Array.from(read.segments)).toEqual(Array.from(kept.segments));
+    }
+  });
+
   it('keeps no per-customer segments for more than 256 segments (movement is then not counted)', () => {
     const names = Array.from({ length: 257 }, (_, i) => `S${i}`);
     expect(scoredFrom('2026-01-01', TextColumn.from(['a']), Uint16Array.from([256]), names)).toBeUndefined();
