@@ -149,19 +149,24 @@ export async function recordRun(
   await tx.exec();
 }
 
-/** A run as the history keeps it: its platform text (error, hold, rejection reasons, warnings) scrubbed. */
-function scrubbed(r: RunRecord): RunRecord {
+/** Reasons with counts, their text scrubbed (two that scrub alike are added up). */
+function scrubbedReasons(counts: Record<string, number>): Record<string, number> {
   const reasons: Record<string, number> = {};
-  for (const [reason, n] of Object.entries(r.rejectedReasons ?? {}))
+  for (const [reason, n] of Object.entries(counts))
     reasons[scrub(reason)] = (reasons[scrub(reason)] ?? 0) + n;
+  return reasons;
+}
+
+/** A run as the history keeps it: its platform text (error, hold, reasons, warnings) scrubbed. */
+function scrubbed(r: RunRecord): RunRecord {
   const text = {
-    rejectedReasons: reasons,
+    rejectedReasons: scrubbedReasons(r.rejectedReasons ?? {}),
     ...(r.held !== undefined ? { held: scrub(r.held) } : {}),
     ...(r.replaced !== undefined ? { replaced: scrub(r.replaced) } : {}),
   };
   if (r.outcome === 'failed') return { ...r, ...text, error: scrub(r.error) };
   const stats = r.stats && { ...r.stats, warnings: r.stats.warnings.map(scrub) };
-  return { ...r, ...text, ...(stats ? { stats } : {}) };
+  return { ...r, ...text, skipped: scrubbedReasons(r.skipped), ...(stats ? { stats } : {}) };
 }
 
 export async function lastRuns(

@@ -28,7 +28,7 @@ it('keeps no email or phone number of a platform error in the run history', asyn
       unchanged: 0,
       waiting: 0,
       pending: 0,
-      skipped: {},
+      skipped: { 'not a contact of the list: carl@example.info': 1 },
       rejected: 2,
       rejectedReasons: { 'bad email anna@example.org': 2 },
       failed: 0,
@@ -42,7 +42,7 @@ it('keeps no email or phone number of a platform error in the run history', asyn
   await recordRun(redis, prefix, [run, completed]);
   const stored = (await redis.lrange(`${prefix}:history:meta:Champions`, 0, -1)).join('\n');
   expect(stored).toContain('Invalid user');
-  for (const pii of ['example.com', 'example.org', 'example.net', '7946', '555-0100'])
+  for (const pii of ['example.com', 'example.org', 'example.net', 'example.info', '7946', '555-0100'])
     expect(stored).not.toContain(pii);
   const [, back] = await lastRuns(redis, prefix, 'meta', 'Champions', 2);
   expect(back?.error).toMatch(/Invalid user: \[email\] \(phone \[number\]\)/);

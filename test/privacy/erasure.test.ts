@@ -136,6 +136,26 @@ async function setup() {
       .map((l) => l.split(','));
     return { header: header!, lines };
   };
+  /** A customer the source did not have: a profile with one identifier, and three recent orders. */
+  const addCustomer = (id: string, field: 'email' | 'phone', value: string) => {
+    const { header } = rows();
+    const cells = header.map((h) =>
+      h === 'customer_id'
+        ? id
+        : h === field
+          ? value
+          : h === 'opted_out'
+            ? 'false'
+            : h === 'country'
+              ? 'US'
+              : '',
+    );
+    appendFileSync(path.join(shop.dir, 'shop', 'customers.csv'), `${cells.join(',')}\n`);
+    appendFileSync(
+      path.join(shop.dir, 'shop', 'orders.csv'),
+      `${id},2025-12-20,950.00\n${id},2025-12-28,990.00\n${id},2025-12-30,999.00\n`,
+    );
+  };
   /** Every identifier line in a file destination's member files. */
   const fileMembers = (folder: string) =>
     readdirSync(path.join(shop.dir, folder))
@@ -155,7 +175,7 @@ async function setup() {
     meta: metaIdentifiers().filter((i) => i === `EMAIL=${emailHash}` || i === `PHONE=${phoneDigitsHash}`)
       .length,
   });
-  return { shop, fake, store, syncAll, syncSettled, rows, holding };
+  return { shop, fake, store, syncAll, syncSettled, rows, holding, addCustomer };
 }
 
 /** A customer with a plain email and an international phone who is in some audience (not opted out). */
@@ -191,7 +211,7 @@ async function redisDump(prefix: string): Promise<Buffer> {
 
 describe('forget', () => {
   it('removes a person the source no longer has from every audience of every destination, and keeps them out', async () => {
-    const { shop, fake, syncSettled, syncAll, rows, holding } = await setup();
+    const { shop, fake, syncSettled, syncAll, rows, holding, addCustomer } = await setup();
     await syncSettled();
     const person = pickPerson(rows(), new Set());
     const emailHash = sha(person.email.toLowerCase());
@@ -249,23 +269,7 @@ describe('forget', () => {
 
     // They come back in the source under a new customer id with the same email (written otherwise): a
     // full resync, everywhere, leaves them out and counts them as suppressed.
-    const { header } = rows();
-    const cells = header.map((h) =>
-      h === 'customer_id'
-        ? 'C9999999'
-        : h === 'email'
-          ? ` ${person.email.toUpperCase()}`
-          : h === 'opted_out'
-            ? 'false'
-            : h === 'country'
-              ? 'US'
-              : '',
-    );
-    appendFileSync(path.join(shop.dir, 'shop', 'customers.csv'), `${cells.join(',')}\n`);
-    appendFileSync(
-      path.join(shop.dir, 'shop', 'orders.csv'),
-      'C9999999,2025-12-20,950.00\nC9999999,2025-12-28,990.00\nC9999999,2025-12-30,999.00\n',
-    );
+    addCustomer('C9999999', 'email', ` ${person.email.toUpperCase()}`);
     const full = await syncAll(true);
     await syncSettled();
     expect(full.reduce((a, r) => a + (r.skipped.suppressed ?? 0), 0)).toBeGreaterThanOrEqual(3);
@@ -291,7 +295,7 @@ describe('forget', () => {
 
 describe('receipts', () => {
   it('a platform that fails leaves its receipt failed (reason scrubbed), retried until removed; a customer id keeps their phone out too', async () => {
-    const { shop, fake, syncSettled, syncAll, rows, holding } = await setup();
+    const { shop, fake, syncSettled, syncAll, rows, holding, addCustomer } = await setup();
     await syncSettled();
     const person = pickPerson(rows(), new Set());
     const emailHash = sha(person.email.toLowerCase());
@@ -350,23 +354,7 @@ describe('receipts', () => {
 
     // Forgotten by customer id, the phone our state held for them is suppressed too: someone new with
     // that phone (and no email) stays out of a full resync, as the same customer id does.
-    const { header } = rows();
-    const cells = header.map((h) =>
-      h === 'customer_id'
-        ? 'C8888888'
-        : h === 'phone'
-          ? person.phone
-          : h === 'opted_out'
-            ? 'false'
-            : h === 'country'
-              ? 'US'
-              : '',
-    );
-    appendFileSync(path.join(shop.dir, 'shop', 'customers.csv'), `${cells.join(',')}\n`);
-    appendFileSync(
-      path.join(shop.dir, 'shop', 'orders.csv'),
-      'C8888888,2025-12-20,950.00\nC8888888,2025-12-28,990.00\nC8888888,2025-12-30,999.00\n',
-    );
+    addCustomer('C8888888', 'phone', person.phone);
     await syncAll(true);
     await syncSettled();
     expect(holding(emailHash, e164Hash, digitsHash)).toEqual({ local: 0, later: 0, meta: 0 });
