@@ -38,7 +38,7 @@ function serve(): void {
   const server = createServer();
   server.listen(0, '127.0.0.1', () => {
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const fake = new FakeGraph(origin, 'v24.0', ACCOUNT, TOKEN);
+    const fake = new FakeGraph(origin, 'v25.0', ACCOUNT, TOKEN);
     let requests = 0;
     let rows = 0;
     server.on('request', (req, res) => {

@@ -62,7 +62,7 @@ sync: { redis_prefix: bench-push-${process.pid} }
 `,
 );
 
-const meta = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', process.env.BENCH_META_TOKEN);
+const meta = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', process.env.BENCH_META_TOKEN);
 const google = new FakeDataManager(
   'https://datamanager.googleapis.com',
   'https://oauth2.googleapis.com/token',

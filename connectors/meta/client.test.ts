@@ -77,7 +77,7 @@ describe('meta config', () => {
       customer_file_source: 'USER_PROVIDED_ONLY',
       batch_size: 10_000,
       requests_in_flight: 2,
-      api_version: 'v24.0',
+      api_version: 'v25.0',
       endpoint: 'https://graph.facebook.com',
     });
     expect(metaConfigSchema.parse({ type: 'meta', ad_account_id: 42, access_token: 't' }).ad_account_id).toBe(
@@ -89,7 +89,7 @@ describe('meta config', () => {
     [{ ad_account_id: 'acct_42' }, /ad_account_id.*expected an ad account id/],
     [{ batch_size: 10_001 }, /batch_size/],
     [{ schema: ['EMAIL', 'EMAIL'] }, /list each key once/],
-    [{ api_version: '24' }, /v24\.0/],
+    [{ api_version: '24' }, /v25\.0/],
     [{ customer_file_source: 'SOMEONE' }, /customer_file_source/],
   ])('refuses %j', (bad, message) => {
     const r = metaConfigSchema.safeParse({ type: 'meta', ad_account_id: '42', access_token: 't', ...bad });
@@ -120,13 +120,13 @@ describe('meta ensureAudience (through the SDK)', () => {
     expect(fake.requests.map((r) => [r.method, r.path, r.query, r.body])).toEqual([
       [
         'GET',
-        `/v24.0/act_${ACCOUNT}/customaudiences`,
+        `/v25.0/act_${ACCOUNT}/customaudiences`,
         { fields: 'id,name,subtype,operation_status,description', limit: '500', access_token: TOKEN },
         {}, // the SDK sends an empty JSON object with a GET
       ],
       [
         'POST',
-        `/v24.0/act_${ACCOUNT}/customaudiences`,
+        `/v25.0/act_${ACCOUNT}/customaudiences`,
         { access_token: TOKEN },
         {
           name: 'Champions',
@@ -168,7 +168,7 @@ describe('meta ensureAudience (through the SDK)', () => {
     expect(fake.requests.map((r) => [r.method, r.path, r.query.fields])).toEqual([
       [
         'GET',
-        `/v24.0/${known.id}`,
+        `/v25.0/${known.id}`,
         'id,name,account_id,subtype,operation_status,delivery_status,approximate_count_lower_bound,approximate_count_upper_bound,description',
       ],
     ]);
@@ -216,13 +216,13 @@ describe('meta ensureAudience (through the SDK)', () => {
     expect(fake.requests.slice(mark).map((r) => [r.method, r.path, r.query, r.body])).toEqual([
       [
         'POST',
-        `/v24.0/${old.id}`,
+        `/v25.0/${old.id}`,
         { access_token: TOKEN },
         { description: 'Our loyal customers (audience-sync epoch 123456abcdef)' },
       ],
       [
         'POST',
-        `/v24.0/${old.id}`,
+        `/v25.0/${old.id}`,
         { access_token: TOKEN },
         { description: 'Our loyal customers (audience-sync epoch fedcba654321)' },
       ],
@@ -288,7 +288,7 @@ describe('meta /users (fetch, JSON bodies)', () => {
     const [request] = fake.requests;
     expect(request).toMatchObject({
       method: 'POST',
-      path: `/v24.0/${remote.id}/users`,
+      path: `/v25.0/${remote.id}/users`,
       query: { access_token: TOKEN },
       body: { payload: { schema: ['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'], data: [MARY_ROW] } },
     });
@@ -655,10 +655,11 @@ describe('meta check and stats', () => {
       { name: 'token', ok: true, detail: 'valid, for audience-sync 100077' },
       { name: 'ad account', ok: true, detail: 'act_1234567890 (Shop ads) is reachable' },
       { name: 'terms of service', ok: true, detail: 'Custom Audience terms accepted' },
+      { name: 'Graph API version', ok: true, detail: 'v25.0' },
     ]);
     expect(fake.requests.map((r) => [r.method, r.path, r.query.fields])).toEqual([
-      ['GET', '/v24.0/me', 'id,name'],
-      ['GET', `/v24.0/act_${ACCOUNT}`, 'name,account_status,tos_accepted'],
+      ['GET', '/v25.0/me', 'id,name'],
+      ['GET', `/v25.0/act_${ACCOUNT}`, 'name,account_status,tos_accepted'],
     ]);
   });
 
@@ -667,14 +668,14 @@ describe('meta check and stats', () => {
     fake.tosAccepted = false;
     fake.accountStatus = 101;
     const checks = await client.check();
-    expect(checks.map((c) => c.ok)).toEqual([true, false, false]);
+    expect(checks.map((c) => c.ok)).toEqual([true, false, false, true]);
     expect(checks[1]!.detail).toMatch(/is closed/);
     expect(checks[2]!.detail).toContain(
       'https://business.facebook.com/ads/manage/customaudiences/tos/?act=1234567890',
     );
     fake.tokenValid = false;
     const bad = await client.check();
-    expect(bad.map((c) => c.ok)).toEqual([false, false, false]);
+    expect(bad.map((c) => c.ok)).toEqual([false, false, false, true]);
     expect(bad[0]!.detail).toMatch(/access token is not valid/);
     expect(bad[2]!.detail).toMatch(/not checked/);
   });
@@ -701,6 +702,23 @@ describe('meta check and stats', () => {
     const stats = await client.stats({ id: flagged.id, name: 'Flagged' });
     expect(stats.size).toBeUndefined();
     expect(stats.warnings.join('\n')).toMatch(/not counted[\s\S]*flagged by Meta/);
+  });
+});
+
+describe('meta Graph API version', () => {
+  it('an expired version fails the check and every run warns, naming the setting and the version to set', async () => {
+    // v24.0 expired on 2026-11-10: this holds on any later day.
+    const { client, logs } = setup(
+      { api_version: 'v24.0' },
+      new FakeGraph('https://graph.facebook.com', 'v24.0'),
+    );
+    const fix = 'set api_version: v25.0 (or leave it out for the newest version this release knows)';
+    expect(logs.join('\n')).toContain(`Graph API v24.0 expired on 2026-11-10: ${fix}`);
+    expect((await client.check()).at(-1)).toEqual({
+      name: 'Graph API version',
+      ok: false,
+      detail: `Graph API v24.0 expired on 2026-11-10: ${fix}`,
+    });
   });
 });
 

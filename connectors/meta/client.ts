@@ -26,6 +26,7 @@ import {
   type GraphFailure,
 } from './errors.js';
 import { usersBody } from './identifiers.js';
+import { versionNotice } from './versions.js';
 
 /**
  * The Graph API, per ad account. Audiences and the ad account go through the SDK; member uploads go
@@ -138,6 +139,8 @@ export class MetaClient implements ConnectorClient {
     this.account = new AdAccount(`act_${config.ad_account_id}`, {}, undefined, this.api);
     // The SDK counts the id given to the constructor as a change, and would post it with every create.
     this.account.clearHistory();
+    const notice = versionNotice(config.api_version, new Date());
+    if (notice) log.warn(notice.text);
   }
 
   async check(): Promise<Check[]> {
@@ -188,6 +191,12 @@ export class MetaClient implements ConnectorClient {
         detail: 'not checked: the ad account is not reachable',
       });
     }
+    const notice = versionNotice(this.config.api_version, new Date());
+    checks.push({
+      name: 'Graph API version',
+      ok: !notice?.expired,
+      detail: notice?.text ?? `${this.config.api_version}`,
+    });
     return checks;
   }
 

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { schemaSetting, SLOTS } from './identifiers.js';
+import { DEFAULT_API_VERSION } from './versions.js';
+
+export { DEFAULT_API_VERSION };
 
 /**
  * `destinations.<name>` for `type: meta`. The token comes from the environment through a `${ENV}`
@@ -7,7 +10,6 @@ import { schemaSetting, SLOTS } from './identifiers.js';
  */
 
 export const DEFAULT_ENDPOINT = 'https://graph.facebook.com';
-export const DEFAULT_API_VERSION = 'v24.0';
 /** Meta's limit of rows per `/users` or `/usersreplace` request. */
 export const MAX_ROWS = 10_000;
 
@@ -48,7 +50,7 @@ export const metaConfigSchema = z.strictObject({
   requests_in_flight: z.number().int().min(1).max(8).default(2),
   api_version: z
     .string()
-    .regex(/^v\d+\.\d+$/, 'expected a Graph API version such as v24.0')
+    .regex(/^v\d+\.\d+$/, `expected a Graph API version such as ${DEFAULT_API_VERSION}`)
     .default(DEFAULT_API_VERSION),
   /** Graph API base URL: a sandbox or a local test server. */
   endpoint: z

@@ -53,7 +53,7 @@ async function metaShop(batch = 40) {
   });
   const { config, write } = shop;
   const store = new StateStore(redis, shop.prefix);
-  const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
+  const fake = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', TOKEN);
 
   const run = (full = false, state = store): Promise<AudienceResult[]> =>
     syncOnce(config, registry, {

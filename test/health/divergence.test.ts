@@ -62,7 +62,7 @@ function checked(h: AudienceHealth): AudienceHealth {
 describe('divergence', () => {
   it('is raised when Meta’s size stays out of the band longer than its hour, and cleared when it comes back', async () => {
     const shop = metaShop();
-    const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
+    const fake = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', TOKEN);
     const store = new StateStore(redis, shop.prefix);
     const t0 = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 86_400_000);
     const at = (minutes: number) => new Date(t0.getTime() + minutes * MIN);

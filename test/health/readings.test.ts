@@ -174,7 +174,7 @@ describe('readings', () => {
     default_country: US
     throttle_wait_seconds: 0.05`,
     );
-    const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', META_TOKEN);
+    const fake = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', META_TOKEN);
     fake.echoCredentials = true;
     const store = new StateStore(redis, shop.prefix);
     await runAsWorker(redis, shop.config, registry, store, log, new Date());

@@ -28,7 +28,7 @@ async function graph() {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const fake = new FakeGraph(origin, 'v24.0', '1234567890', TOKEN);
+  const fake = new FakeGraph(origin, 'v25.0', '1234567890', TOKEN);
   const state = { down: false };
   server.on('request', (req, res) => {
     let body = '';

@@ -36,7 +36,7 @@ async function platform() {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const fake = new FakeGraph(origin, 'v24.0', '1234567890', TOKEN);
+  const fake = new FakeGraph(origin, 'v25.0', '1234567890', TOKEN);
   // Per audience id, requests in flight now and at most.
   const inFlight = new Map<string, number>();
   const most = new Map<string, number>();

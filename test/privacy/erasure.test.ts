@@ -108,7 +108,7 @@ async function setup() {
     throttle_wait_seconds: 0.05`,
   });
   shop.write('2026-01-01', 'privacy: { erasure_retry_seconds: 1 }');
-  const fake = new FakeGraph('https://graph.facebook.com', 'v24.0', '1234567890', TOKEN);
+  const fake = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', TOKEN);
   const store = new StateStore(redis, shop.prefix);
   const syncAll = async (full = false) => {
     const all: AudienceResult[] = [];

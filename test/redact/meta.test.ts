@@ -17,7 +17,7 @@ let server: Server;
 let url: string;
 
 beforeAll(async () => {
-  fake = new FakeGraph(ORIGIN, 'v24.0', ACCOUNT, SECRETS.META_ACCESS_TOKEN);
+  fake = new FakeGraph(ORIGIN, 'v25.0', ACCOUNT, SECRETS.META_ACCESS_TOKEN);
   ({ url, server } = await bridge(ORIGIN));
 });
 afterAll(() => {
@@ -34,7 +34,7 @@ describe('Meta: secrets echoed by the Graph API never leave the process', () => 
       if (r.path.endsWith('/me'))
         return [400, FakeGraph.error(190, 'Error validating access token: Session has expired', 463)];
       // An audience remembered from an earlier run, read through the SDK.
-      if (r.method === 'GET' && /^\/v24\.0\/\d+$/.test(r.path))
+      if (r.method === 'GET' && /^\/v25\.0\/\d+$/.test(r.path))
         return [403, FakeGraph.error(10, 'Application does not have permission for this action')];
       // The first upload to each audience goes through; the next ones are refused.
       if (r.method === 'POST' && r.path.endsWith('/users')) {
