@@ -93,6 +93,8 @@ export async function registerConsole(
   log: Logger,
   /** Whether the request comes from someone logged in (throws when that cannot be told: Redis down). */
   signedIn: (request: FastifyRequest) => Promise<boolean>,
+  /** Whether what a page's URL names exists (a segment): the page then says it does not, with a 404. */
+  exists: (page: string, params: Record<string, string>) => Promise<boolean> = async () => true,
 ): Promise<SendPage> {
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: CSP },
@@ -132,7 +134,8 @@ export async function registerConsole(
         const here = request.url;
         return reply.redirect(`/login${here === '/' ? '' : `?next=${encodeURIComponent(here)}`}`);
       }
-      return send(reply, page);
+      const found = await exists(page, request.params as Record<string, string>).catch(() => true);
+      return send(found ? reply : reply.code(404), page);
     });
   return send;
 }

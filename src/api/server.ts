@@ -341,10 +341,21 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   app.setSerializerCompiler(serializerCompiler);
   await app.register(fastifyCookie);
   // First: its security headers go on every answer, errors included.
-  const sendPage = await registerConsole(app, options.log, async (request) => {
-    if (redis.status !== 'ready') throw redisDown();
-    return (await authenticate(request)) !== undefined;
-  });
+  const sendPage = await registerConsole(
+    app,
+    options.log,
+    async (request) => {
+      if (redis.status !== 'ready') throw redisDown();
+      return (await authenticate(request)) !== undefined;
+    },
+    async (page, params) => {
+      if (page !== 'segment' || params.segment === undefined) return true;
+      const { config } = live.get();
+      if (live.segmentMap(config).names.includes(params.segment)) return true;
+      const latest = await latestSnapshot(redis, prefix, sourceOf(config));
+      return latest?.segments.some((s) => s.segment === params.segment) ?? false;
+    },
+  );
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
