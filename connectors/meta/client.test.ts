@@ -705,6 +705,30 @@ describe('meta check and stats', () => {
   });
 });
 
+describe('meta restricted categories', () => {
+  it('warns before making an audience whose name or description suggests health or financial status', async () => {
+    const fake = new FakeGraph();
+    const { client, logs } = setup({}, fake);
+    await client.ensureAudience('RFM: Champions');
+    await client.ensureAudience("RFM: Can't Lose Them");
+    const messages = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg).join('\n');
+    expect(messages(logs)).not.toMatch(/flags custom audiences/);
+    await client.ensureAudience('Diabetes care buyers');
+    expect(messages(logs)).toContain(
+      `Meta audience 'Diabetes care buyers': its name suggests a health condition ("Diabetes"): rename it (audiences.list[].name)`,
+    );
+    // Made all the same: it is a warning.
+    expect(
+      fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/customaudiences')).length,
+    ).toBe(3);
+    const described = setup({ description: 'Customers with a high income' }, new FakeGraph());
+    await described.client.ensureAudience('RFM: Loyal Customers');
+    expect(messages(described.logs)).toContain(
+      `its description suggests a financial status ("high income"): change the destination's description setting`,
+    );
+  });
+});
+
 describe('meta Graph API version', () => {
   it('an expired version fails the check and every run warns, naming the setting and the version to set', async () => {
     // v24.0 expired on 2026-11-10: this holds on any later day.

@@ -26,6 +26,7 @@ import {
   type GraphFailure,
 } from './errors.js';
 import { usersBody } from './identifiers.js';
+import { restrictedWarning } from './policy.js';
 import { versionNotice } from './versions.js';
 
 /**
@@ -228,6 +229,8 @@ export class MetaClient implements ConnectorClient {
     }
     const base = this.config.description ?? DEFAULT_DESCRIPTION;
     const description = epoch ? withEpoch(base, epoch) : base;
+    const flagged = restrictedWarning(name, base);
+    if (flagged) this.log.warn({ audience: name }, flagged);
     const created = z.object({ id: z.coerce.string() }).safeParse(
       await this.sdk(`creating audience '${name}' in act_${this.config.ad_account_id}`, () =>
         this.account.createCustomAudience([], {
