@@ -166,7 +166,11 @@ function scrubbed(r: RunRecord): RunRecord {
   };
   if (r.outcome === 'failed') return { ...r, ...text, error: scrub(r.error) };
   const stats = r.stats && { ...r.stats, warnings: r.stats.warnings.map(scrub) };
-  return { ...r, ...text, skipped: scrubbedReasons(r.skipped), ...(stats ? { stats } : {}) };
+  // Records written before skipped reasons were kept may have none.
+  const skipped = (r.skipped as Record<string, number> | undefined) && {
+    skipped: scrubbedReasons(r.skipped),
+  };
+  return { ...r, ...text, ...skipped, ...(stats ? { stats } : {}) };
 }
 
 export async function lastRuns(
