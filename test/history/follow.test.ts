@@ -9,8 +9,8 @@ import { cli, cliEnv } from '../sync/harness.js';
 
 /**
  * `score` from the built CLI makes the snapshot's keys on a thread while it reads (the read hands the
- * thread the ids every 65,536 rows, the first time while the ids are still a dictionary): two scorings
- * of one file of 200,000 customers, a day apart, with customers arriving, leaving and moving.
+ * thread the ids every 65,536 rows, three times here, and again at the end): two scorings of one file of
+ * 200,000 customers, a day apart, with customers arriving, leaving and moving.
  */
 describe('the keys made on a thread while the source is read', () => {
   const customers = 200_000;
@@ -18,7 +18,7 @@ describe('the keys made on a thread while the source is read', () => {
   let dir: string;
   const prefix = `test-follow-${process.pid}`;
 
-  /** customer_id → "r,f,m" on day 0 or 1 (a few the same id over and over at first: a dictionary column). */
+  /** customer_id → "r,f,m" on day 0 or 1. */
   function scores(day: number): Map<string, string> {
     const rows = new Map<string, string>();
     for (let i = 0; i < customers; i++) {
