@@ -1,6 +1,5 @@
-import { keyHalves } from '../state/keys.js';
 import type { TextColumn } from '../source/text.js';
-import { sortKeys, type SortedKeys } from './key-order.js';
+import { hashIds, sortKeys, type SortedKeys } from './key-order.js';
 import {
   difference,
   peel,
@@ -10,6 +9,7 @@ import {
   type KeyList,
   type KeySketch,
   type Layout,
+  type SketchShape,
 } from './sketch.js';
 
 /**
@@ -81,34 +81,19 @@ export function scoredFrom(
 function keysOf(ids: TextColumn): SortedKeys {
   const high = new Uint32Array(ids.length);
   const low = new Uint32Array(ids.length);
-  const halves = new Uint32Array(2);
-  ids.each((bytes, from, to, i) => {
-    keyHalves(bytes, from, to, halves);
-    high[i] = halves[0]!;
-    low[i] = halves[1]!;
-  });
+  hashIds(ids, 0, ids.length, high, low);
   return sortKeys(high, low);
 }
 
 /**
- * What the latest snapshot keeps of a scoring. The sketch keeps the previous kept one's layout when
- * that fits the capacity, so that the next movement subtracts them cell by cell; `sketch` is one
- * already made of these keys (by `movementCounts`), used when its layout is the one chosen.
+ * What the latest snapshot keeps of a scoring, with a sketch of this shape (a capacity share: a fresh
+ * one; `reusedLayout` keeps the kept one's, so that the next movement subtracts them cell by cell).
+ * `sketch`: one made already of these keys, used when it has that layout.
  */
-export function keptFrom(
-  scored: Scored,
-  capacityShare: number,
-  options: { previous?: Kept | undefined; sketch?: KeySketch | undefined } = {},
-): Kept {
+export function keptFrom(scored: Scored, shape: number | SketchShape, sketch?: KeySketch): Kept {
   const n = scored.segments.length;
-  const { layout, capacity } = reusedLayout(
-    Math.ceil(capacityShare * n),
-    options.previous && { layout: options.previous.sketch.layout, capacity: options.previous.capacity },
-  );
-  const sketch =
-    options.sketch && sameLayout(options.sketch.layout, layout)
-      ? options.sketch
-      : sketchOf(layout, scored.high, scored.low);
+  const { layout, capacity } =
+    typeof shape === 'number' ? reusedLayout(Math.ceil(shape * n), undefined) : shape;
   return {
     date: scored.date,
     names: scored.names,
@@ -116,7 +101,7 @@ export function keptFrom(
     capacity,
     bits: bitsFor(scored.names.length),
     segments: scored.segments,
-    sketch,
+    sketch: sketch && sameLayout(sketch.layout, layout) ? sketch : sketchOf(layout, scored.high, scored.low),
   };
 }
 
@@ -335,10 +320,8 @@ export function encodeKept(kept: Kept): Buffer[] {
   return chunks;
 }
 
-/** The sketch of a stored Kept, from the first bytes of its stored form; undefined for another format. */
-export type KeptShape = { layout: Layout; capacity: number };
-
-export function keptShapeOf(head: Buffer): KeptShape | undefined {
+/** The sketch shape of a stored Kept, from the first bytes of its stored form; undefined for another format. */
+export function keptShapeOf(head: Buffer): SketchShape | undefined {
   if (head.length < 4) return undefined;
   const length = head.readUInt32LE(0);
   if (4 + length > head.length) return undefined;

@@ -4,6 +4,9 @@
  * back the previous scoring's order without keeping any key.
  */
 
+import type { TextColumn } from '../source/text.js';
+import { keyHalves } from '../state/keys.js';
+
 /** Keys sorted, with each one's index in the input (`order`). */
 export interface SortedKeys {
   high: Uint32Array;
@@ -11,14 +14,14 @@ export interface SortedKeys {
   order: Uint32Array;
 }
 
-const TOP = 256;
+/** Parts the keys are gathered in, by the top 8 bits of their high half. */
+export const PARTS = 256;
+const TOP = PARTS;
 const PASS_BITS = 12;
 const PASS = 1 << PASS_BITS;
 
 /** Some of a KeyBuckets' parts, as another thread sorts them (the memory is shared). */
 export interface BucketParts {
-  /** The first part's number. */
-  first: number;
   high: Uint32Array[];
   low: Uint32Array[];
   index: Uint32Array[];
@@ -83,7 +86,6 @@ export class KeyBuckets {
     let at = 0;
     for (let b = 0; b < first; b++) at += this.fill[b]!;
     return {
-      first,
       high: this.high.slice(first, end),
       low: this.low.slice(first, end),
       index: this.index.slice(first, end),
@@ -174,4 +176,24 @@ export function sortKeys(high: Uint32Array, low: Uint32Array): SortedKeys {
   const buckets = new KeyBuckets(high.length);
   buckets.add(high, low, 0, high.length, 0);
   return buckets.sorted();
+}
+
+/** The keys of ids [from, to) (MurmurHash3 halves of each id's bytes), into `high` and `low` from 0. */
+export function hashIds(
+  ids: TextColumn,
+  from: number,
+  to: number,
+  high: Uint32Array,
+  low: Uint32Array,
+): void {
+  const halves = new Uint32Array(2);
+  ids.each(
+    (bytes, start, end, i) => {
+      keyHalves(bytes, start, end, halves);
+      high[i - from] = halves[0]!;
+      low[i - from] = halves[1]!;
+    },
+    from,
+    to,
+  );
 }

@@ -1,11 +1,10 @@
 import { parentPort } from 'node:worker_threads';
 import { TextColumn } from '../source/text.js';
-import { keyHalves } from '../state/keys.js';
 import type { FollowMessage, FollowReply, NewIds } from './follow.js';
-import { KeyBuckets, sortedKeysOf, sortParts } from './key-order.js';
+import { hashIds, KeyBuckets, PARTS, sortedKeysOf, sortParts } from './key-order.js';
 import { sketchOf } from './sketch.js';
 
-const HALF = 128;
+const HALF = PARTS / 2;
 
 /** The thread of a `KeyFollower`: hashes the ids read so far into key buckets; sorts them at the end. */
 const port = parentPort!;
@@ -16,7 +15,6 @@ const parts = {
 };
 let buckets: KeyBuckets | undefined;
 let done = 0;
-const halves = new Uint32Array(2);
 let high = new Uint32Array(0);
 let low = new Uint32Array(0);
 
@@ -32,15 +30,7 @@ function hashUpTo(ids: NewIds): void {
     high = new Uint32Array(size - done);
     low = new Uint32Array(size - done);
   }
-  column.each(
-    (bytes, from, to, i) => {
-      keyHalves(bytes, from, to, halves);
-      high[i - done] = halves[0]!;
-      low[i - done] = halves[1]!;
-    },
-    done,
-    size,
-  );
+  hashIds(column, done, size, high, low);
   buckets.add(high, low, 0, size - done, done);
   done = size;
 }
@@ -56,7 +46,7 @@ port.on('message', (message: FollowMessage) => {
     const theirs = new Int32Array(new SharedArrayBuffer(4));
     port.postMessage({
       type: 'half',
-      parts: all.parts(HALF, 256),
+      parts: all.parts(HALF, PARTS),
       out: sorted,
       done: theirs,
     } satisfies FollowReply);

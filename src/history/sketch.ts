@@ -18,6 +18,8 @@ export function mix32(x: number): number {
 }
 
 const MAX_SEGMENT_LENGTH = 1 << 18;
+/** Mixed into a key's low half for its cells and check. */
+const SEED = 0xa54ff53a;
 
 /** The shape of a binary fuse table for `size` keys (3-wise; the paper's parameters). */
 export interface Layout {
@@ -64,25 +66,20 @@ export interface KeySketch {
   check: Uint32Array;
 }
 
-/** The layout of a sketch that lists back about `capacity` keys. */
-export function sketchLayout(capacity: number): Layout {
-  return layoutFor(Math.max(64, Math.ceil(capacity * 1.1)));
-}
-
-/** The layout for `capacity`, or `previous` when it is as good: sketches of one layout subtract cell by cell. */
-export function reusedLayout(
-  capacity: number,
-  previous: { layout: Layout; capacity: number } | undefined,
-): {
+/** A sketch's layout, and about how many keys it lists back. */
+export interface SketchShape {
   layout: Layout;
   capacity: number;
-} {
-  if (previous && previous.capacity >= capacity * 0.9 && previous.capacity <= capacity * 1.25)
-    return previous;
-  return { layout: sketchLayout(capacity), capacity };
 }
 
-export function emptySketch(layout: Layout): KeySketch {
+/** The shape for `capacity`, or `previous` when it is as good: sketches of one layout subtract cell by cell. */
+export function reusedLayout(capacity: number, previous: SketchShape | undefined): SketchShape {
+  if (previous && previous.capacity >= capacity * 0.9 && previous.capacity <= capacity * 1.25)
+    return previous;
+  return { layout: layoutFor(Math.max(64, Math.ceil(capacity * 1.1))), capacity };
+}
+
+function emptySketch(layout: Layout): KeySketch {
   return {
     layout,
     count: new Int8Array(layout.cells),
@@ -92,24 +89,18 @@ export function emptySketch(layout: Layout): KeySketch {
   };
 }
 
-/** The sketch of these keys (in key order, each pass then walks the sketch front to back). */
+/** The sketch of these keys (in key order, the pass walks the sketch front to back). */
 export function sketchOf(layout: Layout, high: Uint32Array, low: Uint32Array): KeySketch {
   const s = emptySketch(layout);
-  addKeys(s, high, low, 0, high.length);
-  return s;
-}
-
-/** Adds keys [from, to) of these arrays to the sketch. */
-export function addKeys(s: KeySketch, high: Uint32Array, low: Uint32Array, from: number, to: number): void {
-  const { layout, count, high: xh, low: xl, check: xc } = s;
+  const { count, high: xh, low: xl, check: xc } = s;
   const length = layout.segmentLength;
   const mask = length - 1;
   const spanned = (layout.segmentCount * length) / 16_777_216;
   // cellsOf and checkOf inline: a call per key would cost a third of the loop.
-  for (let k = from; k < to; k++) {
+  for (let k = 0; k < high.length; k++) {
     const h = high[k]!;
     const l = low[k]!;
-    const a = mix32(l ^ 0xa54ff53a);
+    const a = mix32(l ^ SEED);
     const c0 = Math.floor((h >>> 8) * spanned);
     const c1 = (c0 + length) ^ (a & mask);
     const c2 = (c0 + 2 * length) ^ ((Math.imul(a, 0x9e3779b1) >>> 14) & mask);
@@ -127,6 +118,7 @@ export function addKeys(s: KeySketch, high: Uint32Array, low: Uint32Array, from:
     xl[c2]! ^= l;
     xc[c2]! ^= check;
   }
+  return s;
 }
 
 /** `a` minus `b` (one layout), cell by cell: the keys only `a` holds (count 1) and only `b` holds (-1). */
@@ -152,8 +144,8 @@ function checkOf(high: number, a: number): number {
 }
 
 /** Adds (`sign` 1) or takes away (-1) a key. */
-export function sketchKey(s: KeySketch, high: number, low: number, sign: 1 | -1, cells: Uint32Array): void {
-  const a = mix32(low ^ 0xa54ff53a);
+function sketchKey(s: KeySketch, high: number, low: number, sign: 1 | -1, cells: Uint32Array): void {
+  const a = mix32(low ^ SEED);
   cellsOf(s.layout, high, a, cells);
   const check = checkOf(high, a);
   for (let j = 0; j < 3; j++) {
@@ -174,8 +166,7 @@ export function peel(s: KeySketch): { added: KeyList; taken: KeyList } | undefin
   const added: KeyList = { high: [], low: [] };
   const taken: KeyList = { high: [], low: [] };
   const pure = (c: number) =>
-    (s.count[c] === 1 || s.count[c] === -1) &&
-    s.check[c] === checkOf(s.high[c]!, mix32(s.low[c]! ^ 0xa54ff53a));
+    (s.count[c] === 1 || s.count[c] === -1) && s.check[c] === checkOf(s.high[c]!, mix32(s.low[c]! ^ SEED));
   const queue: number[] = [];
   for (let c = 0; c < size; c++) if (pure(c)) queue.push(c);
   const cells = new Uint32Array(3);

@@ -17,13 +17,12 @@ import {
   movementCounts,
   scoredFrom,
   type Kept,
-  type KeptShape,
   type MovementCounts,
   type Scored,
 } from './customers.js';
 import type { KeyFollower } from './follow.js';
 import type { SortedKeys } from './key-order.js';
-import { reusedLayout, type KeySketch } from './sketch.js';
+import { reusedLayout, type KeySketch, type SketchShape } from './sketch.js';
 
 export type { Scored } from './customers.js';
 
@@ -192,25 +191,23 @@ export async function recordSnapshot(
   const later = latestDate === undefined || latestDate < date;
   const fromBackfill = options.previous && options.previous.date < date ? options.previous : undefined;
   const loading = !fromBackfill && latestDate !== undefined && later;
-  // The kept header first (a few bytes, for the new sketch's layout), so that the keys' thread sorts
-  // while the rest of the latest's per-customer segments arrive and are read.
-  const header =
-    loading && options.keys ? await readHeader(redis, prefix, meta.source, latestMeta) : undefined;
+  // The kept header first (a few bytes): the new sketch's shape, so that the keys' thread sorts while the
+  // rest of the latest's per-customer segments arrive and are read.
+  const header = loading ? await readHeader(redis, prefix, meta.source, latestMeta) : undefined;
   const load = loading ? loadLatest(redis, prefix, meta.source, latestMeta) : undefined;
   load?.catch(() => undefined); // awaited below: a failure is thrown there, not left unhandled meanwhile
   // Per-customer segments are needed to count movement, or to be kept as the new latest.
   const needed = later || fromBackfill !== undefined;
-  const capacityShare = options.capacityShare ?? DEFAULT_CAPACITY_SHARE;
+  const shape = reusedLayout(
+    Math.ceil((options.capacityShare ?? DEFAULT_CAPACITY_SHARE) * segmented.customers.ids.length),
+    header,
+  );
   const followed =
     needed && options.keys && segmented.scores.segments.length <= MAX_SEGMENTS
-      ? await options.keys.finish(
-          segmented.customers.ids,
-          reusedLayout(Math.ceil(capacityShare * segmented.customers.ids.length), header).layout,
-        )
+      ? await options.keys.finish(segmented.customers.ids, shape.layout)
       : undefined;
   const current = needed ? scoredOf(segmented, followed?.sorted) : undefined;
   const previous = fromBackfill ?? (await load);
-  const keptBefore = previous && !isScored(previous) ? previous : undefined;
   const followedSketch = await followed?.sketch;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
@@ -241,10 +238,7 @@ export async function recordSnapshot(
 
   const becomesLatest = current !== undefined && later;
   const generation = becomesLatest ? randomUUID() : undefined;
-  const kept =
-    generation && current
-      ? keptFrom(current, capacityShare, { previous: keptBefore, sketch: counts?.sketch ?? followedSketch })
-      : undefined;
+  const kept = generation && current ? keptFrom(current, shape, counts?.sketch ?? followedSketch) : undefined;
   const chunks = kept ? encodeKept(kept) : [];
   if (generation) await writeChunks(redis, prefix, meta.source, generation, chunks);
   const recorded = (await redis.eval(
@@ -424,7 +418,7 @@ async function readHeader(
   prefix: string,
   source: string,
   meta: Record<string, string>,
-): Promise<KeptShape | undefined> {
+): Promise<SketchShape | undefined> {
   const { generation, chunks } = meta;
   if (!generation || !chunks || chunks === '0') return undefined;
   const head = await redis.getrangeBuffer(key.chunk(prefix, source, generation, 0), 0, 4095);
