@@ -9,6 +9,7 @@ import { describeError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import {
   erasureRequest,
+  newReceipt,
   receiptsOf,
   recordErasure,
   saveReceipt,
@@ -21,7 +22,7 @@ import { Status, type StateRecord } from '../src/state/records.js';
 import type { AudienceState, StateStore } from '../src/state/store.js';
 import { destinationsOf } from '../src/sync/prepare.js';
 import { withRetry, type RetryPolicy } from '../src/sync/retry.js';
-import { settle, type Destination } from '../src/sync/run.js';
+import { push, settle, type Destination, type PushTally } from '../src/sync/run.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';
 import { ADMIN_QUEUE, ERASURE_JOB_OPTIONS, type AdminJob } from './queues.js';
 
@@ -93,14 +94,7 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
   let sent = false;
   let failed = 0;
   for (const name of request.destinations) {
-    const receipt = receipts.get(name) ?? {
-      destination: name,
-      status: 'requested' as const,
-      requested_at: request.requested_at,
-      attempts: 0,
-      audiences: 0,
-      members: 0,
-    };
+    const receipt = receipts.get(name) ?? newReceipt(name, request.requested_at);
     if (receipt.status === 'removed') continue;
     receipt.attempts++;
     const destination = configured.get(name);
@@ -221,20 +215,20 @@ async function removeFrom(
       else members.push({ key, slots: r.slots.map((s) => (s ? Buffer.from(s) : undefined)) });
     }
   if (gone.length > 0) await state.append(gone);
-  const size = destination.connector.batchSize(destination.config);
-  for (let at = 0; at < members.length; at += size) {
-    const batch = members.slice(at, at + size);
-    const outcome = await call(`remove from '${state.name}'`, () => client.remove(remote, batch));
-    if (outcome.status === 'pending') {
-      const upload = await state.nextUploadId();
-      await state.append(
-        batch.map((m) => ({ key: m.key, status: Status.removePending, upload, slots: [...m.slots] })),
-        { id: upload, token: outcome.token, op: 'remove', count: batch.length, at: new Date().toISOString() },
-      );
-      waiting += batch.length;
-    } else
-      await state.append(batch.map((m) => ({ key: m.key, status: Status.deleted, upload: 0, slots: [] })));
-  }
+  // Removed as a run removes: the same batches, and the same records of what the platform took.
+  const tally: PushTally = { added: 0, removed: 0, skipped: {}, rejected: 0, rejectedReasons: {} };
+  await push(
+    state,
+    'remove',
+    members,
+    destination.connector.batchSize(destination.config),
+    async (batch) => {
+      const outcome = await call(`remove from '${state.name}'`, () => client.remove(remote, batch));
+      if (outcome.status === 'pending') waiting += batch.length;
+      return outcome;
+    },
+    tally,
+  );
   await state.checkpoint();
   if (members.length > 0)
     log.info(

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { roleSchema } from '../config/schema.js';
 import { audienceHealthSchema } from '../health/schema.js';
 import { snapshotSchema } from '../history/snapshots.js';
+import { auditEntrySchema } from '../privacy/audit.js';
+import { erasureRequestSchema, receiptSchema } from '../privacy/erasure.js';
 
 /**
  * The HTTP API's bodies, as zod schemas: they validate every response (the serializer refuses one that
@@ -324,45 +326,8 @@ export const erasureAcceptedSchema = z.object({
   job: z.object({ id: z.string(), url: z.string() }),
 });
 
-export const receiptSchema = z.object({
-  destination: z.string(),
-  status: z.enum(['requested', 'sent', 'removed', 'failed']),
-  requested_at: z.string(),
-  sent_at: z.string().optional(),
-  removed_at: z.string().optional(),
-  failed_at: z.string().optional(),
-  reason: z.string().optional(),
-  attempts: z.number().int(),
-  audiences: z.number().int(),
-  members: z.number().int(),
-});
-
 export const erasuresSchema = z.object({
-  erasures: z.array(
-    z.object({
-      id: z.string(),
-      requested_at: z.string(),
-      requested_by: z.string(),
-      via: z.string(),
-      /** Which kinds of identifier were given, never their values. */
-      given: z.array(z.string()),
-      destinations: z.array(z.string()),
-      done: z.boolean(),
-      receipts: z.array(receiptSchema),
-    }),
-  ),
+  erasures: z.array(erasureRequestSchema.extend({ done: z.boolean(), receipts: z.array(receiptSchema) })),
 });
 
-export const auditSchema = z.object({
-  audit: z.array(
-    z.object({
-      at: z.string(),
-      user: z.string(),
-      via: z.string(),
-      action: z.string(),
-      destination: z.string().optional(),
-      audience: z.string().optional(),
-      detail: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
-    }),
-  ),
-});
+export const auditSchema = z.object({ audit: z.array(auditEntrySchema) });

@@ -1,22 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { scrub } from '../redact.js';
 import { privacyKeys } from './keys.js';
 
 /** One operator action: who, what, when; names and flags only, never a customer's data. */
-export interface AuditEntry {
-  at: string;
+export const auditEntrySchema = z.object({
+  at: z.string(),
   /** The operator: an API user or token name, or the system user who ran the CLI. */
-  user: string;
+  user: z.string(),
   /** `session`, `token`, `proxy` (the HTTP API) or `cli`. */
-  via: string;
-  action: string;
-  destination?: string | undefined;
-  audience?: string | undefined;
+  via: z.string(),
+  action: z.string(),
+  destination: z.string().optional(),
+  audience: z.string().optional(),
   /** The action's flags and references (`full`, the job, the erasure or suppression id). */
-  detail?: Record<string, string | number | boolean> | undefined;
-}
+  detail: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+});
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
 /** Who runs this CLI: the system user and the machine. */
 export function cliOperator(): { user: string; via: 'cli' } {
@@ -63,7 +65,7 @@ export async function auditLog(
     0,
     options.limit ?? 1000,
   );
-  return members.map((m) => JSON.parse(m.slice(0, m.lastIndexOf('\n'))) as AuditEntry);
+  return members.map((m) => auditEntrySchema.parse(JSON.parse(m.slice(0, m.lastIndexOf('\n')))));
 }
 
 /** An admin request as an audit entry: `full resync` apart from `resync`, the flags and the job. */

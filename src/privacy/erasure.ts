@@ -1,38 +1,42 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { scrub } from '../redact.js';
 import { privacyKeys } from './keys.js';
 import { saveSuppression, type SuppressionEntry } from './suppression.js';
 import type { ErasureDigests } from './identifiers.js';
 
-/** An erasure request as kept: when, by whom, which kinds of identifier; never the identifiers. */
-export interface ErasureRequest {
-  id: string;
-  requested_at: string;
-  requested_by: string;
-  via: string;
-  given: string[];
-  destinations: string[];
-}
+/** An erasure request as kept (and as the API shows it): when, by whom, which kinds of identifier; never the identifiers. */
+export const erasureRequestSchema = z.object({
+  id: z.string(),
+  requested_at: z.string(),
+  requested_by: z.string(),
+  via: z.string(),
+  /** Which kinds of identifier were given, never their values. */
+  given: z.array(z.string()),
+  destinations: z.array(z.string()),
+});
+export type ErasureRequest = z.infer<typeof erasureRequestSchema>;
 
 /**
  * Where an erasure stands on one destination: `requested`; `sent` (the platform accepted the removals and
  * processes them later); `removed` (acknowledged, or settled); `failed` (retried until removed).
  */
-export interface Receipt {
-  destination: string;
-  status: 'requested' | 'sent' | 'removed' | 'failed';
-  requested_at: string;
-  sent_at?: string | undefined;
-  removed_at?: string | undefined;
-  failed_at?: string | undefined;
+export const receiptSchema = z.object({
+  destination: z.string(),
+  status: z.enum(['requested', 'sent', 'removed', 'failed']),
+  requested_at: z.string(),
+  sent_at: z.string().optional(),
+  removed_at: z.string().optional(),
+  failed_at: z.string().optional(),
   /** The last failure, scrubbed of credentials, emails and numbers. */
-  reason?: string | undefined;
-  attempts: number;
+  reason: z.string().optional(),
+  attempts: z.number().int(),
   /** Audiences the person was in, and members (records) taken out of them. */
-  audiences: number;
-  members: number;
-}
+  audiences: z.number().int(),
+  members: z.number().int(),
+});
+export type Receipt = z.infer<typeof receiptSchema>;
 
 /**
  * Records an erasure request, its receipts (one per destination, `requested`) and the person's
@@ -76,7 +80,8 @@ export async function recordErasure(
   return request;
 }
 
-function newReceipt(destination: string, at: string): Receipt {
+/** A destination's receipt before any attempt. */
+export function newReceipt(destination: string, at: string): Receipt {
   return { destination, status: 'requested', requested_at: at, attempts: 0, audiences: 0, members: 0 };
 }
 
@@ -86,13 +91,13 @@ export async function erasureRequest(
   id: string,
 ): Promise<ErasureRequest | undefined> {
   const json = await redis.hget(privacyKeys.erasures(redisPrefix), id);
-  return json === null ? undefined : (JSON.parse(json) as ErasureRequest);
+  return json === null ? undefined : erasureRequestSchema.parse(JSON.parse(json));
 }
 
 export async function receiptsOf(redis: Redis, redisPrefix: string, id: string): Promise<Receipt[]> {
   const all = await redis.hvals(privacyKeys.receipts(redisPrefix, id));
   return all
-    .map((json) => JSON.parse(json) as Receipt)
+    .map((json) => receiptSchema.parse(JSON.parse(json)))
     .sort((a, b) => a.destination.localeCompare(b.destination));
 }
 
@@ -112,7 +117,7 @@ export async function erasures(
   redisPrefix: string,
 ): Promise<(ErasureRequest & { done: boolean; receipts: Receipt[] })[]> {
   const requests = (await redis.hvals(privacyKeys.erasures(redisPrefix)))
-    .map((json) => JSON.parse(json) as ErasureRequest)
+    .map((json) => erasureRequestSchema.parse(JSON.parse(json)))
     .sort((a, b) => a.requested_at.localeCompare(b.requested_at) || a.id.localeCompare(b.id));
   return Promise.all(
     requests.map(async (r) => {

@@ -1,29 +1,27 @@
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { UserError, ExitCode } from '../errors.js';
 import { scrub } from '../redact.js';
 import { privacyKeys } from './keys.js';
 
 /** One person kept out of every audience: customer keys and identifier digests (hex), never plaintext. */
-export interface SuppressionEntry {
-  id: string;
-  added_at: string;
+const suppressionEntrySchema = z.object({
+  id: z.string(),
+  added_at: z.string(),
   /** The erasure request that added it. */
-  erasure?: string | undefined;
+  erasure: z.string().optional(),
   /** 8-byte customer keys (src/state/keys.ts), hex. */
-  keys: string[];
+  keys: z.array(z.string()),
   /** 32-byte identifier digests as the platforms' rules make them (each standalone: an email, a phone), hex. */
-  hashes: string[];
-}
+  hashes: z.array(z.string()),
+});
+export type SuppressionEntry = z.infer<typeof suppressionEntrySchema>;
 
 /** A suppression an operator lifted: why, by whom and when (its digests are gone). */
-export interface LiftedSuppression {
-  id: string;
-  added_at: string;
-  erasure?: string | undefined;
-  lifted_at: string;
-  lifted_by: string;
-  reason: string;
-}
+const liftedSuppressionSchema = suppressionEntrySchema
+  .omit({ keys: true, hashes: true })
+  .extend({ lifted_at: z.string(), lifted_by: z.string(), reason: z.string() });
+export type LiftedSuppression = z.infer<typeof liftedSuppressionSchema>;
 
 /**
  * The installation's suppression list as a plan reads it: a customer is suppressed when its key or any
@@ -76,12 +74,12 @@ export class Suppression {
 
 export async function suppressionEntries(redis: Redis, redisPrefix: string): Promise<SuppressionEntry[]> {
   const all = await redis.hvals(privacyKeys.suppressions(redisPrefix));
-  return all.map((json) => JSON.parse(json) as SuppressionEntry).sort(byAdded);
+  return all.map((json) => suppressionEntrySchema.parse(JSON.parse(json))).sort(byAdded);
 }
 
 export async function liftedSuppressions(redis: Redis, redisPrefix: string): Promise<LiftedSuppression[]> {
   const all = await redis.hvals(privacyKeys.lifted(redisPrefix));
-  return all.map((json) => JSON.parse(json) as LiftedSuppression).sort(byAdded);
+  return all.map((json) => liftedSuppressionSchema.parse(JSON.parse(json))).sort(byAdded);
 }
 
 const byAdded = (a: { added_at: string; id: string }, b: { added_at: string; id: string }) =>
@@ -93,7 +91,7 @@ export async function suppressionEntry(
   id: string,
 ): Promise<SuppressionEntry | undefined> {
   const json = await redis.hget(privacyKeys.suppressions(redisPrefix), id);
-  return json === null ? undefined : (JSON.parse(json) as SuppressionEntry);
+  return json === null ? undefined : suppressionEntrySchema.parse(JSON.parse(json));
 }
 
 export async function saveSuppression(

@@ -375,19 +375,25 @@ async function lostState(
   return undefined;
 }
 
+/** What pushing members counts (an audience's result, or an erasure's own tally). */
+export type PushTally = Pick<
+  AudienceResult,
+  'added' | 'removed' | 'skipped' | 'leftOut' | 'rejected' | 'rejectedReasons' | 'platform'
+>;
+
 /**
  * Sends members in batches, up to `concurrency` at once, and records each batch the platform
  * acknowledged: final results become confirmed (or gone, for removals); pending ones wait on their
  * upload, polled in a later run. After a failed batch no new one starts; those in flight finish and are
  * recorded, and the first failure is thrown.
  */
-async function push(
+export async function push(
   state: AudienceState,
   op: 'add' | 'remove' | 'replace',
   members: { length: number; slice(from: number, to: number): readonly Member[] },
   batchSize: number,
   send: (batch: readonly Member[]) => ReturnType<ConnectorClient['add']>,
-  result: AudienceResult,
+  result: PushTally,
   replaced: readonly Member[] = [],
   concurrency = 1,
 ): Promise<BatchOutcome['status'] | undefined> {

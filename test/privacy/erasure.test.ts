@@ -178,6 +178,15 @@ async function setup() {
   return { shop, fake, store, syncAll, syncSettled, rows, holding, addCustomer };
 }
 
+/** A person's digests, worked out here: SHA-256 of the lower-cased email, of the E.164 phone, and of its digits (Meta). */
+function digestsOf(person: { email: string; phone: string }) {
+  return {
+    emailHash: sha(person.email.toLowerCase()),
+    e164Hash: sha(person.phone),
+    digitsHash: sha(person.phone.slice(1)),
+  };
+}
+
 /** A customer with a plain email and an international phone who is in some audience (not opted out). */
 function pickPerson(rows: { header: string[]; lines: string[][] }, skip: Set<string>) {
   const col = (n: string) => rows.header.indexOf(n);
@@ -214,9 +223,7 @@ describe('forget', () => {
     const { shop, fake, syncSettled, syncAll, rows, holding, addCustomer } = await setup();
     await syncSettled();
     const person = pickPerson(rows(), new Set());
-    const emailHash = sha(person.email.toLowerCase());
-    const e164Hash = sha(person.phone);
-    const digitsHash = sha(person.phone.slice(1));
+    const { emailHash, e164Hash, digitsHash } = digestsOf(person);
     const before = holding(emailHash, e164Hash, digitsHash);
     expect(before.local).toBeGreaterThan(0);
     expect(before.later).toBeGreaterThan(0);
@@ -298,9 +305,7 @@ describe('receipts', () => {
     const { shop, fake, syncSettled, syncAll, rows, holding, addCustomer } = await setup();
     await syncSettled();
     const person = pickPerson(rows(), new Set());
-    const emailHash = sha(person.email.toLowerCase());
-    const e164Hash = sha(person.phone);
-    const digitsHash = sha(person.phone.slice(1));
+    const { emailHash, e164Hash, digitsHash } = digestsOf(person);
     expect(holding(emailHash, e164Hash, digitsHash).meta).toBeGreaterThan(0);
 
     // Meta refuses removals, echoing what it was sent (as platforms do).
