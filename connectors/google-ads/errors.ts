@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
+import { retryAfterMs } from '../../src/sync/retry.js';
 
 /**
  * Data Manager API (REST) errors: the `google.rpc.Status` body Google sends, classified for the core's
@@ -87,15 +88,6 @@ export function rejectedMembers(error: ApiError): Map<number, string> | undefine
   return rejected;
 }
 
-/** Seconds of a `Retry-After` header (seconds or an HTTP date), as milliseconds. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (!header) return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
 /** What the core should do about a failed Data Manager call, with the fix in the message. */
 export function classify(
   error: ApiError,
@@ -104,7 +96,7 @@ export function classify(
   const { httpStatus, status, reasons } = error;
   const said = describe(error);
   const at = `Data Manager API ${context.what} for Google Ads account ${context.customerId}`;
-  const wait = retryAfterMs(context.retryAfter ?? null);
+  const wait = retryAfterMs(context.retryAfter);
   const after = wait === undefined ? {} : { retryAfterMs: wait };
   if (httpStatus === 429 || status === 'RESOURCE_EXHAUSTED')
     return new ConnectorError(

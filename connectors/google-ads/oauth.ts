@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact, registerSecret } from '../../src/redact.js';
 import type { GoogleAdsConfig } from './config.js';
-import { retryAfterMs } from './errors.js';
+import { retryAfterMs } from '../../src/sync/retry.js';
 
 /**
  * OAuth 2.0 access tokens from the configured refresh token, for both upload paths' REST calls.

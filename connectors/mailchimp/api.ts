@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
+import { retryAfterMs } from '../../src/sync/retry.js';
 import { redact, registerSecret } from '../../src/redact.js';
 
 /**
@@ -161,8 +162,8 @@ function failureOf(error: unknown): Failure {
 
 /** Mailchimp's Retry-After, when it sends one; without it the core's backoff decides (src/sync/retry.ts). */
 function waitOf(retryAfter: string | undefined): { retryAfterMs?: number } {
-  const seconds = retryAfter === undefined ? NaN : Number(retryAfter);
-  return Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {};
+  const wait = retryAfterMs(retryAfter);
+  return wait === undefined ? {} : { retryAfterMs: wait };
 }
 
 export interface Context {

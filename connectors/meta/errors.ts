@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
+import { retryAfterMs } from '../../src/sync/retry.js';
 
 /**
  * Graph API failures, from the SDK (`FacebookRequestError`, or the `SyntaxError` it throws when an error
@@ -115,7 +116,7 @@ export function isThrottled(failure: GraphFailure): boolean {
 
 /** Milliseconds to wait after throttling: `Retry-After`, else Meta's usage headers, else the fallback if any. */
 export function throttleWaitMs(failure: GraphFailure, fallbackMs?: number): number | undefined {
-  const retryAfter = retryAfterMs(failure);
+  const retryAfter = retryAfterMs(failure.headers['retry-after']);
   if (retryAfter !== undefined) return retryAfter;
   // {"<account>": [{"type": "custom_audience", "estimated_time_to_regain_access": <minutes>, …}]}
   const buc = parseJson(failure.headers['x-business-use-case-usage']);
@@ -134,12 +135,6 @@ export function throttleWaitMs(failure: GraphFailure, fallbackMs?: number): numb
     .safeParse(parseJson(failure.headers['x-ad-account-usage']));
   if (account.success && account.data.reset_time_duration > 0) return account.data.reset_time_duration * 1000;
   return fallbackMs;
-}
-
-/** Meta's `Retry-After` (seconds), in milliseconds. */
-function retryAfterMs(failure: GraphFailure): number | undefined {
-  const seconds = Number(failure.headers['retry-after'] ?? NaN);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
 }
 
 function parseJson(text: string | undefined): unknown {
@@ -173,7 +168,7 @@ export function classify(failure: GraphFailure, context: FailureContext): Connec
   const make = (
     text: string,
     kind: ConnectorError['kind'],
-    wait = kind === 'retryable' ? retryAfterMs(failure) : undefined,
+    wait = kind === 'retryable' ? retryAfterMs(failure.headers['retry-after']) : undefined,
   ) =>
     new ConnectorError(text, kind, {
       ...(wait !== undefined ? { retryAfterMs: wait } : {}),

@@ -20,6 +20,15 @@ export const DEFAULT_RETRY: RetryPolicy = {
   maxRateLimitWaitMs: 15 * 60_000,
 };
 
+/** A `Retry-After` header (seconds, or an HTTP date), as milliseconds; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null | undefined, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
 /**
  * The wait before retrying after the `attempt`-th failure of its kind (0 for the first): the delay the
  * platform named (`Retry-After`, a quota's retry delay), else backoff doubling from `baseMs` up to `maxMs`,
