@@ -10,16 +10,22 @@ export const share = (n: number | null | undefined): string =>
 export const change = (n: number | null | undefined): string =>
   n === null || n === undefined ? '–' : signed.format(n);
 
-let zone = 'UTC';
-let instant = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone: zone });
-const shortOptions = { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' } as const;
-let short = new Intl.DateTimeFormat(undefined, { ...shortOptions, timeZone: zone });
+/** The formats of moments in a time zone: in full, the zone named, and short for a chart's axis. */
+const timesIn = (timeZone: string) => ({
+  instant: new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone }),
+  short: new Intl.DateTimeFormat(undefined, {
+    month: 'short',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: '2-digit',
+    timeZone,
+  }),
+});
+let { instant, short } = timesIn('UTC');
 
 /** Shows times in this zone from now on (the config's console.time_zone, as the session reports it). */
 export function showTimesIn(timeZone: string): void {
-  zone = timeZone;
-  instant = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone });
-  short = new Intl.DateTimeFormat(undefined, { ...shortOptions, timeZone });
+  ({ instant, short } = timesIn(timeZone));
 }
 
 /** A moment (ISO 8601) in the configured time zone, the zone named: Jan 5, 2026, 3:04:05 PM GMT+1. */
