@@ -163,9 +163,14 @@ function scrubbed(r: RunRecord): RunRecord {
     rejectedReasons: scrubbedReasons(r.rejectedReasons ?? {}),
     ...(r.held !== undefined ? { held: scrub(r.held) } : {}),
     ...(r.replaced !== undefined ? { replaced: scrub(r.replaced) } : {}),
+    ...(r.policy !== undefined ? { policy: r.policy.map((f) => ({ ...f, message: scrub(f.message) })) } : {}),
   };
   if (r.outcome === 'failed') return { ...r, ...text, error: scrub(r.error) };
-  const stats = r.stats && { ...r.stats, warnings: r.stats.warnings.map(scrub) };
+  const stats = r.stats && {
+    ...r.stats,
+    warnings: r.stats.warnings.map(scrub),
+    ...(r.stats.problems ? { problems: r.stats.problems.map(scrub) } : {}),
+  };
   // Records written before skipped reasons were kept may have none.
   const skipped = (r.skipped as Record<string, number> | undefined) && {
     skipped: scrubbedReasons(r.skipped),

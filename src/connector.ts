@@ -65,6 +65,24 @@ export interface AudienceStats {
   /** Share of uploaded members the platform matched to its users, 0..1. */
   matchRate?: number | undefined;
   warnings: string[];
+  /**
+   * Why the platform will not serve the audience as it stands (Meta: flagged for a restricted category,
+   * an operation or delivery status that is not normal), in the platform's words: a failed health check.
+   */
+  problems?: string[] | undefined;
+}
+
+/**
+ * One check of a platform's rules the core applied before sending (a minimum size, a removal floor, an
+ * additive-only audience): what it found and whether it stopped the upload. Never personal data.
+ */
+export interface PolicyFinding {
+  /** Which rule: `min_size`, `removal_floor`, `additive_only`, `restricted_name`, `compliance`, … */
+  check: string;
+  /** What was found and what to do, naming the setting. */
+  message: string;
+  /** The rule kept the upload (or part of it) from being sent. */
+  blocked: boolean;
 }
 
 export interface Check {

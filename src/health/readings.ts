@@ -55,6 +55,7 @@ export function readingOf(
     confirmed: ours.counts?.confirmed ?? null,
     changed: ours.changed ?? false,
     warnings: (read?.warnings ?? []).slice(0, 10).map(brief),
+    problems: (read?.problems ?? []).slice(0, 10).map(brief),
     ...('error' in stats ? { error: brief(stats.error) } : {}),
   };
 }

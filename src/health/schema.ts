@@ -48,6 +48,12 @@ export const readingSchema = z
     warnings: z
       .array(z.string())
       .describe("The platform's warnings about the audience (minimum sizes, status)."),
+    problems: z
+      .array(z.string())
+      .optional()
+      .describe(
+        'Why the platform will not serve the audience (flagged, unusable), in its words: a failed health check. Absent in readings from before it was kept.',
+      ),
     error: z.string().optional().describe('Why the platform could not be read (the size is then unknown).'),
   })
   .describe("One reading of an audience's size on its platform, with what we had sent by then.");

@@ -5,6 +5,7 @@ import type {
   ConnectorDefinition,
   Member,
   PlatformReport,
+  PolicyFinding,
   PollOutcome,
   RemoteAudience,
   ErrorKind,
@@ -58,6 +59,8 @@ export interface AudienceResult {
   held?: string;
   /** Why the audience was (or is being) replaced whole: its state was lost, or another state wrote it. */
   replaced?: string;
+  /** What the platform's rules found before sending (see `PolicyFinding`). */
+  policy?: PolicyFinding[];
   /** The platform's kind of error (`permanent`: a retry cannot fix it); none for other errors. */
   errorKind?: ErrorKind;
 }
