@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the RFM fixtures (test/fixtures/rfm/*.csv) and their golden outputs
-# (test/fixtures/rfm/expected/*) with the R reference, then run crosscheck.R.
+# (test/fixtures/rfm/expected/*) with the R reference, then run crosscheck.R; and the segments of the
+# oracle shop (test/fixtures/oracle-shop/segments.csv).
 #
 #   test/r/regenerate.sh           rebuild in place
 #   test/r/regenerate.sh --check   rebuild into a temp dir and fail if anything
@@ -48,14 +49,22 @@ for input in "$work"/*.csv; do
 done
 Rscript "$HERE/crosscheck.R" "$work"
 
+# The segments of the small shop the end-to-end oracle test syncs (test/sync/oracle.test.ts): its input is
+# committed as it is (a slice of the example shop), only the segments are rebuilt.
+SHOP="$ROOT/test/fixtures/oracle-shop"
+shop_out="$(mktemp -d)"
+trap 'rm -rf "$work" "$shop_out"' EXIT
+Rscript "$HERE/rfm_reference.R" --input "$SHOP/orders.csv" --shape orders \
+  --analysis-date "$ANALYSIS_DATE" --segments default --out "$shop_out/segments.csv"
+
 if [[ "$mode" == "check" ]]; then
-  if diff -r "$work" "$FIX" >"$work.diff" 2>&1; then
+  if diff -r "$work" "$FIX" >"$work.diff" 2>&1 && diff "$shop_out/segments.csv" "$SHOP/segments.csv" >>"$work.diff" 2>&1; then
     echo "regenerate.sh: committed fixtures and golden outputs are up to date"
     rm -f "$work.diff"
   else
     head -50 "$work.diff" >&2
     rm -f "$work.diff"
-    echo "regenerate.sh: test/fixtures/rfm differs from a fresh rebuild" >&2
+    echo "regenerate.sh: test/fixtures/rfm or oracle-shop/segments.csv differs from a fresh rebuild" >&2
     exit 1
   fi
 else
@@ -64,5 +73,6 @@ else
   rm -rf "$FIX/expected"
   cp "$work"/*.csv "$FIX"/
   cp -r "$work/expected" "$FIX/expected"
+  cp "$shop_out/segments.csv" "$SHOP/segments.csv"
   echo "regenerate.sh: wrote $(ls "$FIX"/*.csv | wc -l) fixtures and $(ls "$FIX/expected" | wc -l) golden files to ${FIX#"$ROOT"/}"
 fi
