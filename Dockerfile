@@ -18,8 +18,8 @@ COPY console ./console
 COPY src ./src
 COPY connectors ./connectors
 COPY jobs ./jobs
-COPY bench ./bench
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+# The release build: no benchmarks, test fakes or tests (tsconfig.build.json).
+RUN npm run build:release && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 # /app: code, config and example, owned by root (read-only to the runtime user); /data: all it writes.
