@@ -56,7 +56,6 @@ export const fileConfigSchema = z.strictObject({
    * pending and take effect this many seconds after they were sent. 0: final at once.
    */
   process_after_seconds: z.number().min(0).max(86_400).default(0),
-  endpoint: z.url().optional(),
 });
 export type FileConfig = z.infer<typeof fileConfigSchema>;
 
