@@ -12,7 +12,7 @@ export type Status = keyof typeof STATUSES;
 /** An audience's status in one word, from its health as the API reports it. */
 export function statusOf(h: AudienceHealth): Status {
   if (!h.lastRun) return 'not_run';
-  if (h.lastRun.outcome === 'failed') return 'failed';
+  if (h.lastRun.outcome === 'failed' || (h.platform?.problems?.length ?? 0) > 0) return 'failed';
   if (h.divergence.divergent) return 'diverging';
   const pending = h.state ? h.state.addPending + h.state.removePending : 0;
   if (h.divergence.state === 'settling' || h.lastRun.inFlight > 0 || pending > 0) return 'waiting';

@@ -680,28 +680,70 @@ describe('meta check and stats', () => {
     expect(bad[2]!.detail).toMatch(/not checked/);
   });
 
-  it('reports the lower bound as the size, and warns under 100, when not counted, flagged or not delivering', async () => {
+  it('reports the lower bound as the size, and warns under 100 and when not counted', async () => {
     const { fake, client } = setup();
     const big = fake.addAudience('Big', {
       approximate_count_lower_bound: 2300,
       approximate_count_upper_bound: 2700,
     });
     expect(await client.stats({ id: big.id, name: 'Big' })).toEqual({ size: 2300, warnings: [] });
-    const small = fake.addAudience('Small', {
-      approximate_count_lower_bound: 40,
-      delivery_status: { code: 300, description: 'This audience is too small to use.' },
+    const unread = fake.addAudience('Unread', {});
+    expect(await client.stats({ id: unread.id, name: 'Unread' })).toEqual({
+      size: undefined,
+      warnings: ['Meta has not counted this audience yet (it can take up to 24 hours)'],
     });
-    expect(await client.stats({ id: small.id, name: 'Small' })).toEqual({
+  });
+
+  it("reads operation_status and delivery_status: a flagged or undeliverable audience is a problem, in Meta's words", async () => {
+    const { fake, client } = setup();
+    const counted = { approximate_count_lower_bound: 2300, approximate_count_upper_bound: 2700 };
+    const statsOf = async (name: string, extra: Parameters<FakeGraph['addAudience']>[1]) => {
+      const a = fake.addAudience(name, { ...counted, ...extra });
+      return client.stats({ id: a.id, name });
+    };
+    // Normal codes: no problem.
+    expect(
+      await statsOf('Normal', {
+        operation_status: { code: 200, description: 'Normal' },
+        delivery_status: { code: 200, description: 'This audience is ready for use.' },
+      }),
+    ).toEqual({ size: 2300, warnings: [] });
+    // Meta's own text for a flagged audience (the 2025 restriction), the token it might echo redacted.
+    const flagged = await statsOf('Flagged', {
+      operation_status: {
+        code: 471,
+        description:
+          "The custom audience or lookalike is blocked because it suggests the use of information (e.g., health, financial) not allowed under Meta's terms, and is restricted from running ads. " +
+          `Token ${TOKEN}`,
+      },
+    });
+    expect(flagged.problems).toHaveLength(1);
+    expect(flagged.problems![0]).toContain(
+      'flagged by Meta (operation_status 471: The custom audience or lookalike is blocked',
+    );
+    expect(flagged.problems![0]).toContain('Ads Manager → Audiences');
+    expect(flagged.problems![0]).not.toContain(TOKEN);
+    expect(flagged.problems![0]).toContain('[redacted]');
+    // Delivery that is not ready, and any other operation status from 400 up.
+    expect(
+      await statsOf('Small', {
+        approximate_count_lower_bound: 40,
+        delivery_status: { code: 300, description: 'This audience is too small to use.' },
+      }),
+    ).toEqual({
       size: 40,
-      warnings: [
-        'Meta counts about 40 people: it recommends at least 100 for ads to deliver',
-        'delivery status 300: This audience is too small to use.',
-      ],
+      warnings: ['Meta counts about 40 people: it recommends at least 100 for ads to deliver'],
+      problems: ['Meta delivery_status 300: This audience is too small to use.'],
     });
-    const flagged = fake.addAudience('Flagged', { operation_status: { code: 471, description: 'Flagged' } });
-    const stats = await client.stats({ id: flagged.id, name: 'Flagged' });
-    expect(stats.size).toBeUndefined();
-    expect(stats.warnings.join('\n')).toMatch(/not counted[\s\S]*flagged by Meta/);
+    expect(
+      (await statsOf('Failed', { operation_status: { code: 412, description: 'Audience update failed' } }))
+        .problems,
+    ).toEqual(['Meta operation_status 412: Audience update failed']);
+    // An operation in progress is a warning, not a problem.
+    expect(await statsOf('Updating', { operation_status: { code: 300, description: 'Updating' } })).toEqual({
+      size: 2300,
+      warnings: ['Meta operation_status 300: Updating'],
+    });
   });
 });
 

@@ -108,6 +108,8 @@ const adAccountInfo = z.looseObject({
 const CLOSED_ACCOUNT: Record<number, string> = { 2: 'disabled', 100: 'pending closure', 101: 'closed' };
 /** `operation_status` of an audience Meta flagged (restricted content): it takes no uploads. */
 const FLAGGED = 471;
+/** `operation_status` and `delivery_status` codes from this one up mean the audience cannot serve as it stands. */
+const UNUSABLE_FROM = 400;
 /** Meta recommends at least this many people for an audience to deliver. */
 const MIN_AUDIENCE = 100;
 const REQUEST_TIMEOUT_MS = 120_000;
@@ -340,16 +342,10 @@ export class MetaClient implements ConnectorClient {
         `Meta counts about ${size} people: it recommends at least ${MIN_AUDIENCE} for ads to deliver`,
       );
     const op = info.operation_status;
-    if (op && op.code === FLAGGED)
-      warnings.push(
-        `flagged by Meta (operation_status 471): it takes no uploads; resolve it in Ads Manager → Audiences`,
-      );
-    else if (op && op.code !== 200)
-      warnings.push(`operation status ${op.code}: ${redact(op.description ?? '')}`.trim());
-    const delivery = info.delivery_status;
-    if (delivery && delivery.code !== 200)
-      warnings.push(`delivery status ${delivery.code}: ${redact(delivery.description ?? '')}`.trim());
-    return { size, warnings };
+    if (op && op.code !== 200 && op.code < UNUSABLE_FROM)
+      warnings.push(`Meta operation_status ${op.code}: ${redact(op.description ?? '')}`.trim());
+    const problems = statusProblems(info);
+    return { size, warnings, ...(problems.length > 0 ? { problems } : {}) };
   }
 
   private async update(
@@ -515,6 +511,28 @@ export class MetaClient implements ConnectorClient {
         : {}),
     };
   }
+}
+
+/**
+ * Why Meta will not serve the audience, from its `operation_status` and `delivery_status`, with Meta's code
+ * and text (redacted): a flagged audience (471), any other operation status from 400 up, and a delivery
+ * status other than 200 (ready). Operation statuses under 400 are normal or work in progress (warnings).
+ */
+export function statusProblems(info: Pick<AudienceInfo, 'operation_status' | 'delivery_status'>): string[] {
+  const problems: string[] = [];
+  const said = (s: { code: number; description?: string | undefined }) =>
+    s.description?.trim() ? `: ${redact(s.description.trim())}` : '';
+  const op = info.operation_status;
+  if (op?.code === FLAGGED)
+    problems.push(
+      `flagged by Meta (operation_status 471${said(op)}): it takes no uploads and serves no new campaigns; ` +
+        'resolve or appeal it in Ads Manager → Audiences, or rename the audience in the config to create a new one',
+    );
+  else if (op && op.code >= UNUSABLE_FROM) problems.push(`Meta operation_status ${op.code}${said(op)}`);
+  const delivery = info.delivery_status;
+  if (delivery && delivery.code !== 200)
+    problems.push(`Meta delivery_status ${delivery.code}${said(delivery)}`);
+  return problems;
 }
 
 function networkFailure(error: unknown): GraphFailure {

@@ -116,6 +116,11 @@ function Summary(props: { health: AudienceHealth }) {
           {share(d.share)}), and the platform may take {count(d.processingMinutes)} minutes to show an upload.
         </p>
       )}
+      {(h.platform?.problems ?? []).map((problem) => (
+        <p role="alert" class="error">
+          The platform will not serve this audience: {problem}
+        </p>
+      ))}
       {h.lastRun?.error && (
         <p role="alert" class="error">
           The last run failed: {h.lastRun.error}

@@ -308,6 +308,7 @@ export async function runStatus(options: { config?: string | undefined; json?: b
           platform_size: health.platform ? health.platform.size : (last?.stats?.size ?? null),
           match_rate: health.platform ? health.platform.matchRate : (last?.stats?.matchRate ?? null),
           platform_read_at: health.platform?.at ?? null,
+          platform_problems: health.platform?.problems ?? [],
           divergence: health.divergence,
           next_run: upcoming ? new Date(upcoming).toISOString() : null,
         });
@@ -346,18 +347,23 @@ export async function runStatus(options: { config?: string | undefined; json?: b
             r.next_run ? r.next_run.replace('T', ' ').slice(0, 16) : '-',
             r.paused
               ? 'paused'
-              : r.last_run?.held
-                ? 'held by a brake (status --json says why)'
-                : r.last_run?.error
-                  ? `failed: ${r.last_run.error}`
-                  : r.last_run?.replaced
-                    ? 'ok (replaced: its state was lost)'
-                    : 'ok',
+              : r.platform_problems.length > 0
+                ? 'FAILED: the platform will not serve it (see below)'
+                : r.last_run?.held
+                  ? 'held by a brake (status --json says why)'
+                  : r.last_run?.error
+                    ? `failed: ${r.last_run.error}`
+                    : r.last_run?.replaced
+                      ? 'ok (replaced: its state was lost)'
+                      : 'ok',
           ]),
         ),
       );
       for (const r of rows.filter((x) => x.divergence.divergent))
         process.stdout.write(`${r.destination} / ${r.audience}: ${describeDivergence(r.divergence)}\n`);
+      for (const r of rows)
+        for (const problem of r.platform_problems)
+          process.stdout.write(`${r.destination} / ${r.audience}: FAILED health check: ${problem}\n`);
     }
     return ExitCode.ok;
   } finally {

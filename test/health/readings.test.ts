@@ -14,6 +14,7 @@ import { audienceHealthSchema, type Reading } from '../../src/health/schema.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { destinationsOf } from '../../src/sync/prepare.js';
+import { cli } from '../sync/harness.js';
 import { runAsWorker, scoresShop } from './shop.js';
 
 const redis = new Redis(inject('redisUrl'));
@@ -236,5 +237,55 @@ describe('readings', () => {
       expect(text).not.toMatch(/415 555|7946/);
       for (const email of shop.emails) expect(text).not.toContain(email);
     }
+  });
+
+  it("shows a Meta audience flagged after its run as a failed health check, in Meta's words, in health and status", async () => {
+    const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+    const shop = scoresShop(
+      60,
+      `  meta:
+    type: meta
+    ad_account_id: act_1234567890
+    access_token: \${META_READINGS_TOKEN}
+    schema: [EMAIL]
+    default_country: US
+    throttle_wait_seconds: 0.05`,
+    );
+    const fake = new FakeGraph('https://graph.facebook.com', 'v25.0', '1234567890', META_TOKEN);
+    const store = new StateStore(redis, shop.prefix);
+    const { config } = loadConfig(shop.config);
+    await runAsWorker(redis, shop.config, registry, store, log, new Date());
+    const healthOf = (audience: string) => audienceHealth(redis, shop.queuePrefix, config, 'meta', audience);
+    expect((await healthOf('Champions')).platform?.problems).toEqual([]);
+
+    // Meta flags the audience (the restriction of September 2025), as its API shows it.
+    const flagged = fake.byName('Champions')[0]!;
+    flagged.operation_status = {
+      code: 471,
+      description:
+        "The custom audience or lookalike is blocked because it suggests the use of information (e.g., health, financial) not allowed under Meta's terms, and is restricted from running ads.",
+    };
+    // The scheduled read records it (a run would now fail on it, naming the flag, before any upload).
+    await readNow(shop.config, registry, store);
+    const problems = (await healthOf('Champions')).platform?.problems;
+    expect(problems).toHaveLength(1);
+    expect(problems![0]).toMatch(
+      /^flagged by Meta \(operation_status 471: The custom audience or lookalike is blocked/,
+    );
+    expect((await healthOf('Slipping')).platform?.problems).toEqual([]);
+
+    const json = cli(['--config', shop.config, 'status', '--json'], shop.dir);
+    expect(json.code, json.stderr).toBe(0);
+    const rows = (
+      JSON.parse(json.stdout) as { audiences: { audience: string; platform_problems: string[] }[] }
+    ).audiences;
+    expect(Object.fromEntries(rows.map((r) => [r.audience, r.platform_problems.length]))).toEqual({
+      Champions: 1,
+      Slipping: 0,
+    });
+    const text = cli(['--config', shop.config, 'status'], shop.dir).stdout;
+    expect(text).toContain('FAILED: the platform will not serve it');
+    expect(text).toContain('meta / Champions: FAILED health check: flagged by Meta (operation_status 471');
+    expect(text).not.toContain('meta / Slipping: FAILED');
   });
 });
