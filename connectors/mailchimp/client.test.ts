@@ -171,7 +171,7 @@ describe('mailchimp client at the wire', () => {
     }
   });
 
-  it('upserts missing members with status_if_new (never status); compliance and forgotten are skipped', async () => {
+  it('upserts missing members with status_if_new (never status); compliance and forgotten are skipped, with their reason', async () => {
     const { fake, client } = setup({ missing_members: 'upsert' });
     fake.addContact('old@example.com', 'unsubscribed');
     fake.compliance.add('blocked@example.com');
@@ -186,8 +186,8 @@ describe('mailchimp client at the wire', () => {
     ).toEqual({
       status: 'confirmed',
       rejected: [
-        { index: 2, reason: 'in compliance state' },
-        { index: 3, reason: 'forgotten email' },
+        { index: 2, reason: 'mailchimp: compliance state', skipped: true },
+        { index: 3, reason: 'mailchimp: forgotten (permanently deleted)', skipped: true },
       ],
     });
     const puts = fake.calls('PUT', /\/members\//);
@@ -200,6 +200,97 @@ describe('mailchimp client at the wire', () => {
     expect(fake.contacts.get(md5('old@example.com'))!.status).toBe('unsubscribed');
     expect(fake.contacts.get(md5('new@example.com'))!.status).toBe('transactional');
     expect(fake.tagged('Loyal')).toEqual(new Set(['old@example.com', 'new@example.com']));
+  });
+
+  it('never re-subscribes: archived, compliance-state and forgotten contacts are skipped per reason, directly and through /batches', async () => {
+    for (const threshold of [5000, 1]) {
+      const { fake, client } = setup({ missing_members: 'upsert', batch_operations_threshold: threshold });
+      fake.addContact('unsub@example.com', 'unsubscribed');
+      fake.addContact('cleaned@example.com', 'cleaned');
+      fake.addContact('archived@example.com', 'archived');
+      fake.compliance.add('blocked@example.com');
+      fake.forgotten.add('gone@example.com');
+      const tag = await client.ensureAudience('Loyal');
+      const batch = [
+        'unsub@example.com',
+        'cleaned@example.com',
+        'archived@example.com',
+        'blocked@example.com',
+        'gone@example.com',
+        'new@example.com',
+      ];
+      expect(
+        await client.add(
+          tag,
+          batch.map((e) => member(e)),
+        ),
+        `threshold ${threshold}`,
+      ).toEqual({
+        status: 'confirmed',
+        rejected: [
+          { index: 2, reason: 'mailchimp: archived', skipped: true },
+          { index: 3, reason: 'mailchimp: compliance state', skipped: true },
+          { index: 4, reason: 'mailchimp: forgotten (permanently deleted)', skipped: true },
+        ],
+      });
+      // Upserted with status_if_new only, in either route: no contact's subscription changed.
+      const puts = [
+        ...fake.calls('PUT', /\/members\//).map((r) => r.body as object),
+        ...[...fake.batches.values()].flatMap((b) =>
+          b.operations.filter((o) => o.method === 'PUT').map((o) => JSON.parse(o.body!) as object),
+        ),
+      ];
+      expect(puts.length).toBe(4);
+      for (const body of puts) expect(Object.keys(body).sort()).toEqual(['email_address', 'status_if_new']);
+      expect(
+        ['unsub', 'cleaned', 'archived'].map((n) => fake.contacts.get(md5(`${n}@example.com`))!.status),
+      ).toEqual(['unsubscribed', 'cleaned', 'archived']);
+      // The unsubscribed and cleaned contacts hold the tag (a tag sends nothing); the archived one does not.
+      expect(fake.tagged('Loyal')).toEqual(
+        new Set(['unsub@example.com', 'cleaned@example.com', 'new@example.com']),
+      );
+      nock.cleanAll();
+    }
+  });
+
+  it('in skip mode, looks up who was not tagged: archived or refused for their state is skipped per reason, never upserted', async () => {
+    const { fake, client } = setup();
+    fake.addContact('sub@example.com');
+    fake.addContact('archived@example.com', 'archived');
+    fake.addContact('unsub@example.com', 'unsubscribed');
+    const tag = await client.ensureAudience('Loyal');
+    // Mailchimp refuses to tag the unsubscribed contact, in the segment endpoint's own shape.
+    fake.failNext = [
+      [
+        200,
+        {
+          members_added: [{ email_address: 'sub@example.com', status: 'subscribed' }],
+          members_removed: [],
+          errors: [
+            {
+              email_addresses: ['unsub@example.com'],
+              error: 'unsub@example.com is unsubscribed and cannot be added to this segment',
+            },
+          ],
+          total_added: 1,
+          total_removed: 0,
+          error_count: 1,
+        },
+      ],
+    ];
+    const batch = ['sub@example.com', 'archived@example.com', 'unsub@example.com'].map((e) => member(e));
+    expect(await client.add(tag, batch)).toEqual({
+      status: 'confirmed',
+      rejected: [
+        { index: 1, reason: 'mailchimp: archived', skipped: true },
+        { index: 2, reason: 'mailchimp: unsubscribed', skipped: true },
+      ],
+    });
+    expect(fake.calls('GET', /\/members\//).map((r) => r.path)).toEqual([
+      `/3.0/lists/${LIST}/members/${md5('archived@example.com')}`,
+      `/3.0/lists/${LIST}/members/${md5('unsub@example.com')}`,
+    ]);
+    expect(fake.calls('PUT', /./)).toHaveLength(0);
   });
 
   it('reads partial failure inside a 200, and keeps emails out of the reasons', async () => {
@@ -312,7 +403,7 @@ describe('mailchimp client at the wire', () => {
       await client.replace!(tag, [member(kept[0]!), member('gone@example.com'), member(kept[1]!)]),
     ).toEqual({
       status: 'confirmed',
-      rejected: [{ index: 1, reason: 'forgotten email' }],
+      rejected: [{ index: 1, reason: 'mailchimp: forgotten (permanently deleted)', skipped: true }],
     });
     expect(fake.tagged('Champions')).toEqual(new Set(kept.slice(0, 2)));
 
@@ -470,7 +561,7 @@ describe('mailchimp /batches', () => {
     const batch = ['a', 'b', 'c', 'n1', 'blocked', 'n2', 'n3', 'n4'].map((e) => member(`${e}@example.com`));
     expect(await client.add(tag, batch)).toEqual({
       status: 'confirmed',
-      rejected: [{ index: 4, reason: 'in compliance state' }],
+      rejected: [{ index: 4, reason: 'mailchimp: compliance state', skipped: true }],
     });
     // Job 1: four segment operations (arrays of 2); job 2: five upserts; job 3: the four new contacts tagged.
     const jobs = fake

@@ -27,18 +27,44 @@ import { Executor, type Operation } from './operations.js';
 /** Rejection reasons, in the words the run record shows. */
 export const REASONS = {
   missing: 'not in the Mailchimp audience',
-  compliance: 'in compliance state',
-  forgotten: 'forgotten email',
+  compliance: 'mailchimp: compliance state',
+  forgotten: 'mailchimp: forgotten (permanently deleted)',
+  archived: 'mailchimp: archived',
+  unsubscribed: 'mailchimp: unsubscribed',
+  cleaned: 'mailchimp: cleaned',
   noEmail: 'no email at hand',
   noHash: 'no subscriber hash',
 } as const;
 
+/**
+ * Reasons Mailchimp gives for a contact it will not (re)subscribe or tag: the person is left out and
+ * counted under the reason (skipped, not refused), and not sent again until they change.
+ */
+const COMPLIANCE: ReadonlySet<string> = new Set([
+  REASONS.compliance,
+  REASONS.forgotten,
+  REASONS.archived,
+  REASONS.unsubscribed,
+  REASONS.cleaned,
+]);
+
 /** Mailchimp's "skip this person" answers: the contact may not be (re)added, which is not a failed run. */
 function knownReason(text: string): string | undefined {
   if (/compliance/i.test(text)) return REASONS.compliance;
-  if (/forgotten/i.test(text)) return REASONS.forgotten;
+  if (/forgotten|permanently deleted/i.test(text)) return REASONS.forgotten;
   return undefined;
 }
+
+/** A contact's status that keeps it out of a tag when Mailchimp did not tag it (archived: always). */
+function statusReason(status: unknown): string | undefined {
+  if (status === 'archived') return REASONS.archived;
+  if (status === 'unsubscribed') return REASONS.unsubscribed;
+  if (status === 'cleaned') return REASONS.cleaned;
+  return undefined;
+}
+
+const memberStatusSchema = z.looseObject({ status: z.string().optional() });
+const statusOf = (body: unknown) => memberStatusSchema.safeParse(body).data?.status;
 
 const segmentSchema = z.looseObject({
   id: z.union([z.number(), z.string()]).transform(String),
@@ -176,7 +202,6 @@ export class MailchimpClient implements ConnectorClient {
   async add(audience: RemoteAudience, members: readonly Member[]): Promise<BatchOutcome> {
     return this.guard(async () => {
       const rejected = new Map<number, string>();
-      const left = new Set<number>();
       const byEmail = this.byEmail(members, rejected);
       const reject = (email: string, reason: string) => {
         for (const i of byEmail.get(email)?.indexes ?? []) rejected.set(i, reason);
@@ -199,12 +224,16 @@ export class MailchimpClient implements ConnectorClient {
           unresolved.forEach((email, k) => {
             const got = answers[k]!;
             const said = first.get(email);
-            if (got.status === 404) {
-              // Not a contact, and the setting says not to make one: left out, not refused.
-              reject(email, REASONS.missing);
-              for (const i of byEmail.get(email)?.indexes ?? []) left.add(i);
-            } else if (got.status >= 300) reject(email, this.reasonOf(got));
-            else if (said?.state === 'error') reject(email, scrub(said.error));
+            // Not a contact, and the setting says not to make one: left out, not refused.
+            if (got.status === 404) reject(email, REASONS.missing);
+            else if (got.status >= 300) reject(email, this.reasonOf(got));
+            else {
+              const status = statusOf(got.body);
+              const kept =
+                status === 'archived' || said?.state === 'error' ? statusReason(status) : undefined;
+              if (kept) reject(email, kept);
+              else if (said?.state === 'error') reject(email, scrub(said.error));
+            }
           });
         } else {
           const answers = await this.executor.run(
@@ -212,16 +241,27 @@ export class MailchimpClient implements ConnectorClient {
             unresolved.length,
           );
           const contacts: string[] = [];
+          const statuses = new Map<string, string | undefined>();
           unresolved.forEach((email, k) => {
             const got = answers[k]!;
+            const status = statusOf(got.body);
+            // `status_if_new` leaves an archived contact archived: it cannot hold the tag.
             if (got.status >= 300) reject(email, this.reasonOf(got));
-            else contacts.push(email);
+            else if (status === 'archived') reject(email, REASONS.archived);
+            else {
+              contacts.push(email);
+              statuses.set(email, status);
+            }
           });
           for (const [email, result] of await this.segment(audience, contacts, 'add'))
-            if (result.state === 'error') reject(email, knownReason(result.error) ?? scrub(result.error));
+            if (result.state === 'error')
+              reject(
+                email,
+                knownReason(result.error) ?? statusReason(statuses.get(email)) ?? scrub(result.error),
+              );
         }
       }
-      return outcome(rejected, left);
+      return outcome(rejected);
     });
   }
 
@@ -296,10 +336,7 @@ export class MailchimpClient implements ConnectorClient {
         missing.map((i) => members[i]!),
       );
       const refused = added.rejected ?? [];
-      return outcome(
-        new Map(refused.map((r) => [missing[r.index]!, r.reason])),
-        new Set(refused.filter((r) => r.skipped).map((r) => missing[r.index]!)),
-      );
+      return outcome(new Map(refused.map((r) => [missing[r.index]!, r.reason])));
     });
   }
 
@@ -492,13 +529,20 @@ export class MailchimpClient implements ConnectorClient {
   }
 }
 
-/** Members not taken, by index: refused, or left out by the settings (`left`). */
-function outcome(rejected: Map<number, string>, left: ReadonlySet<number> = new Set()): BatchOutcome {
+/**
+ * Members not taken, by index: refused, or left out (`skipped`) because the settings or the contact's own
+ * state in Mailchimp keep them out.
+ */
+function outcome(rejected: Map<number, string>): BatchOutcome {
   if (rejected.size === 0) return { status: 'confirmed' };
   return {
     status: 'confirmed',
     rejected: [...rejected]
       .sort(([a], [b]) => a - b)
-      .map(([index, reason]) => ({ index, reason, ...(left.has(index) ? { skipped: true } : {}) })),
+      .map(([index, reason]) => ({
+        index,
+        reason,
+        ...(reason === REASONS.missing || COMPLIANCE.has(reason) ? { skipped: true } : {}),
+      })),
   };
 }

@@ -15,6 +15,7 @@ import type { Config } from '../../src/config/schema.js';
 import { readCsv } from '../../test/helpers.js';
 import { expectedRows, loseState, makeShop, syncOnce } from '../../test/sync/harness.js';
 import { FakeMailchimp, md5, type RecordedRequest } from './fixtures/fake.js';
+import { REASONS } from './client.js';
 import { mailchimpConnector } from './index.js';
 
 /**
@@ -157,9 +158,9 @@ describe('sync to Mailchimp tags', () => {
     // 1. First run: every tag created and filled; missing contacts created as transactional.
     const r1 = await run();
     const before = await assertExact();
-    expect(r1.results.reduce((a, r) => a + (r.rejectedReasons['forgotten email'] ?? 0), 0)).toBeGreaterThan(
-      0,
-    );
+    expect(
+      r1.results.reduce((a, r) => a + (r.skipped['mailchimp: forgotten (permanently deleted)'] ?? 0), 0),
+    ).toBeGreaterThan(0);
     expect(
       r1.requests.filter((r) => r.method === 'PUT').every((r) => !('status' in (r.body as object))),
     ).toBe(true);
@@ -430,8 +431,21 @@ describe('Mailchimp skip mode: customers who are not contacts (issue 20, case 5)
     const { shop, fake, sync } = await mailchimpShop({ missing: 'upsert' });
     const want = await expected(shop, new Set());
     const everyone = [...new Set([...want.values()].flatMap((e) => [...e]))];
-    // A few addresses were deleted for good on Mailchimp: creating them is refused.
-    for (const [i, e] of everyone.entries()) if (i % 40 === 0) fake.forgotten.add(e);
+    // Mailchimp refuses to create a few addresses it judges fake (its own answer).
+    const invalid = new Set(everyone.filter((_, i) => i % 40 === 0));
+    fake.refuse = (r) => {
+      const email = (r.body as { email_address?: string } | undefined)?.email_address;
+      if (r.method !== 'PUT' || !email || !invalid.has(email)) return undefined;
+      return [
+        400,
+        {
+          title: 'Invalid Resource',
+          status: 400,
+          detail: `${email} looks fake or invalid, please enter a real email address.`,
+          instance: 'fake',
+        },
+      ];
+    };
     const results = await sync();
     expect(results.filter((r) => r.error)).toEqual([]);
     const refused = results.filter((r) => r.rejected > 0);
@@ -447,7 +461,7 @@ describe('Mailchimp skip mode: customers who are not contacts (issue 20, case 5)
     const { code, warnings } = exitCode(results, config);
     expect(code).toBe(3);
     const line = warnings.find((w) => w.startsWith(`mc / ${worst.audience}:`))!;
-    expect(line).toMatch(/forgotten email/);
+    expect(line).toMatch(/looks fake or invalid/);
     const [printedShare, printedMax] = [...line.matchAll(/(\d+(?:\.\d+)?) %/g)].map((m) => Number(m[1]));
     expect(printedShare).toBeGreaterThan(printedMax!);
     expect(Math.abs(printedShare! - share * 100)).toBeLessThan(0.01);
@@ -474,3 +488,56 @@ async function stateDump(prefix: string): Promise<Buffer> {
   }
   return Buffer.concat(parts);
 }
+
+describe('Mailchimp compliance states (issue 17)', () => {
+  it('counts contacts Mailchimp will not (re)subscribe per reason, as skipped, and does not send them again', async () => {
+    const { shop, fake, run } = await mailchimpShop({ missing: 'upsert' });
+    const want = await expected(shop, new Set());
+    const everyone = [...new Set([...want.values()].flatMap((e) => [...e]))];
+    const kept = new Map<string, string>();
+    everyone.forEach((e, i) => {
+      const reason = [undefined, 'forgotten', 'compliance', 'archived'][i % 9];
+      if (reason === 'forgotten') fake.forgotten.add(e);
+      if (reason === 'compliance') fake.compliance.add(e);
+      if (reason === 'archived') fake.addContact(e, 'archived');
+      if (i % 9 === 4) fake.addContact(e, 'unsubscribed');
+      if (reason) kept.set(e, REASONS[reason as keyof typeof REASONS]);
+    });
+
+    const first = await run();
+    for (const r of first.results) {
+      const counts: Record<string, number> = {};
+      for (const e of want.get(r.audience)!) {
+        const reason = kept.get(e);
+        if (reason) counts[reason] = (counts[reason] ?? 0) + 1;
+      }
+      const skipped = Object.fromEntries(
+        Object.entries(r.skipped).filter(([reason]) => reason.startsWith('mailchimp:')),
+      );
+      expect(skipped, r.audience).toEqual(counts);
+      expect(r.rejected, r.audience).toBe(0);
+    }
+    for (const reason of new Set(kept.values()))
+      expect(
+        first.results.reduce((a, r) => a + (r.skipped[reason] ?? 0), 0),
+        reason,
+      ).toBeGreaterThan(0);
+    for (const [name, members] of want)
+      expect(fake.tagged(name), name).toEqual(new Set([...members].filter((e) => !kept.has(e))));
+    // Nobody's subscription changed: the unsubscribed hold their tags and stay unsubscribed.
+    for (const e of everyone.filter((_, i) => i % 9 === 4))
+      expect(fake.contacts.get(md5(e))!.status).toBe('unsubscribed');
+    expect(
+      first.requests.filter((r) => r.method === 'PUT').every((r) => !('status' in (r.body as object))),
+    ).toBe(true);
+
+    // The next run leaves them be: their state in Mailchimp has not changed, and neither have they.
+    const second = await run();
+    const sent = JSON.stringify(second.requests);
+    for (const e of kept.keys()) {
+      expect(sent).not.toContain(e);
+      expect(sent).not.toContain(md5(e));
+    }
+    expect(second.results.every((r) => r.added === 0 && r.rejected === 0)).toBe(true);
+  });
+});
