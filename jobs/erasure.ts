@@ -4,7 +4,7 @@ import { connectors } from '../connectors/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { recordAudit } from '../src/privacy/audit.js';
-import type { ConnectorClient, Member, RemoteAudience } from '../src/connector.js';
+import type { ConnectorClient, ContactDeletion, Member, RemoteAudience } from '../src/connector.js';
 import { describeError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import {
@@ -18,7 +18,7 @@ import {
 } from '../src/privacy/erasure.js';
 import { erasureDigests, standaloneSlots, type ErasureSubject } from '../src/privacy/identifiers.js';
 import { extendSuppression, suppressionEntry } from '../src/privacy/suppression.js';
-import { Status, type StateRecord } from '../src/state/records.js';
+import { KEY_BYTES, Status, type StateRecord } from '../src/state/records.js';
 import type { AudienceState, StateStore } from '../src/state/store.js';
 import { destinationsOf } from '../src/sync/prepare.js';
 import { withRetry, type RetryPolicy } from '../src/sync/retry.js';
@@ -138,6 +138,15 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
             await Promise.all(leases.map((l) => l.release()));
           }
         }
+        // The contact itself goes only once it is out of every audience (and not in one being changed).
+        if (left === 0 && request.mailchimp_delete && client.forgetContact)
+          receipt.contact = await forgetContacts(
+            context,
+            destination,
+            client,
+            hashes,
+            request.mailchimp_delete,
+          );
       } finally {
         await client.close?.();
       }
@@ -172,6 +181,36 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
           ? config.sync.poll_seconds
           : config.privacy.erasure_retry_seconds;
   return { erasure: id, done, receipts: final, ...(retryInSeconds !== undefined ? { retryInSeconds } : {}) };
+}
+
+/**
+ * Deletes the person's contact on a platform that keeps contacts, by each of their digests (a platform
+ * ignores digests that are not its own): what was done goes on the receipt.
+ */
+async function forgetContacts(
+  context: ErasureContext,
+  destination: Destination,
+  client: ConnectorClient,
+  hashes: ReadonlySet<string>,
+  mode: ContactDeletion,
+): Promise<NonNullable<Receipt['contact']>> {
+  const count = destination.connector.slots(destination.config).length;
+  const done = { mode, deleted: 0, absent: 0, at: '' };
+  for (const hex of hashes)
+    for (const s of standaloneSlots(destination)) {
+      const slots: (Buffer | undefined)[] = Array.from({ length: count }, () => undefined);
+      slots[s] = Buffer.from(hex, 'hex');
+      const member: Member = { key: Buffer.alloc(KEY_BYTES), slots };
+      const answer = await withRetry(
+        `delete a contact on ${destination.name}`,
+        () => client.forgetContact!(member, mode),
+        context.log,
+        context.retry,
+      );
+      if (answer === 'deleted') done.deleted++;
+      else if (answer === 'absent') done.absent++;
+    }
+  return { ...done, at: new Date().toISOString() };
 }
 
 /** The record is this person's: their customer key, or an identifier that stands alone and is theirs. */
@@ -249,6 +288,7 @@ export async function requestErasure(
   config: Config,
   subject: ErasureSubject,
   by: { user: string; via: string },
+  options: { mailchimpDelete?: ContactDeletion | undefined } = {},
 ): Promise<{ request: ErasureRequest; job: string }> {
   const destinations = destinationsOf(config, connectors);
   const digests = erasureDigests(subject, destinations);
@@ -259,6 +299,7 @@ export async function requestErasure(
     digests,
     destinations.map((d) => d.name),
     by,
+    options,
   );
   const added = await queue.add('forget', { action: 'forget', erasure: request.id } satisfies AdminJob, {
     ...ERASURE_JOB_OPTIONS,
@@ -269,7 +310,12 @@ export async function requestErasure(
     user: by.user,
     via: by.via,
     action: 'forget',
-    detail: { erasure: request.id, given: request.given.join(', '), job },
+    detail: {
+      erasure: request.id,
+      given: request.given.join(', '),
+      job,
+      ...(request.mailchimp_delete ? { mailchimp_delete: request.mailchimp_delete } : {}),
+    },
   });
   return { request, job };
 }

@@ -54,6 +54,9 @@ export type BatchOutcome =
 export type PollOutcome =
   { status: 'processing' } | { status: 'done' } | { status: 'failed'; reason: string };
 
+/** How an erasure deletes a contact where the platform keeps contacts (Mailchimp). */
+export type ContactDeletion = 'archive' | 'permanent';
+
 export interface AudienceStats {
   /** Members the platform counts (it may lag, and round). */
   size?: number | undefined;
@@ -123,6 +126,13 @@ export interface ConnectorClient {
   stamp?(audience: RemoteAudience, epoch: string): Promise<void>;
   /** The outcome of a pending batch. */
   poll?(audience: RemoteAudience, token: string): Promise<PollOutcome>;
+  /**
+   * Deletes the person's contact itself, for an erasure that asks for it (`forget --mailchimp-delete`),
+   * once their memberships are removed: `archive`, or `permanent` (the platform then refuses to import them
+   * again). `absent`: already gone, which is done too; `ignored`: the member holds no identifier of this
+   * platform (erasures pass every digest of the person, some of them other destinations').
+   */
+  forgetContact?(member: Member, mode: ContactDeletion): Promise<'deleted' | 'absent' | 'ignored'>;
   stats(audience: RemoteAudience): Promise<AudienceStats>;
   /** Flushes and releases what the client holds. */
   close?(): Promise<void>;

@@ -46,6 +46,8 @@ export interface Sdk {
     ): Call;
     setListMember(listId: string, hash: string, body: { email_address: string; status_if_new: string }): Call;
     getListMember(listId: string, hash: string, opts?: { fields?: string[] }): Call;
+    deleteListMember(listId: string, hash: string): Call;
+    deleteListMemberPermanent(listId: string, hash: string): Call;
     updateListMemberTags(
       listId: string,
       hash: string,

@@ -293,6 +293,42 @@ describe('mailchimp client at the wire', () => {
     expect(fake.calls('PUT', /./)).toHaveLength(0);
   });
 
+  it('deletes a contact for an erasure: archive is DELETE, permanent the delete-permanent action; a 404 is already gone', async () => {
+    const { fake, client } = setup();
+    fake.addContact('archive.me@example.com');
+    fake.addContact('delete.me@example.com');
+    const hashOf = (e: string) => md5(e);
+    expect(await client.forgetContact!(member('archive.me@example.com', false), 'archive')).toBe('deleted');
+    expect(await client.forgetContact!(member('delete.me@example.com', false), 'permanent')).toBe('deleted');
+    expect(await client.forgetContact!(member('never@example.com', false), 'permanent')).toBe('absent');
+    // A digest of another platform's (a SHA-256) is not a subscriber hash: no request.
+    const sha = Buffer.from('f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79', 'hex');
+    expect(await client.forgetContact!({ key: Buffer.alloc(8), slots: [sha] }, 'archive')).toBe('ignored');
+    expect(fake.requests.map((r) => [r.method, r.path])).toEqual([
+      ['DELETE', `/3.0/lists/${LIST}/members/${hashOf('archive.me@example.com')}`],
+      ['POST', `/3.0/lists/${LIST}/members/${hashOf('delete.me@example.com')}/actions/delete-permanent`],
+      ['POST', `/3.0/lists/${LIST}/members/${hashOf('never@example.com')}/actions/delete-permanent`],
+    ]);
+    expect(fake.contacts.get(hashOf('archive.me@example.com'))!.status).toBe('archived');
+    expect(fake.contacts.has(hashOf('delete.me@example.com'))).toBe(false);
+    // Mailchimp then refuses to import the permanently deleted address again.
+    const { client: upserting } = setup({ missing_members: 'upsert' }, KEY);
+    nock.cleanAll();
+    fake.install();
+    const tag = await upserting.ensureAudience('Back');
+    expect(await upserting.add(tag, [member('delete.me@example.com')])).toEqual({
+      status: 'confirmed',
+      rejected: [{ index: 0, reason: 'mailchimp: forgotten (permanently deleted)', skipped: true }],
+    });
+    // A server error is the call's, retried by the caller.
+    fake.failNext = [[500, { title: 'Internal Server Error', status: 500, detail: 'oops' }]];
+    const error = await client.forgetContact!(member('archive.me@example.com', false), 'archive').catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConnectorError);
+    expect((error as ConnectorError).kind).toBe('retryable');
+  });
+
   it('reads partial failure inside a 200, and keeps emails out of the reasons', async () => {
     const { fake, client } = setup();
     fake.addContact('a@example.com');

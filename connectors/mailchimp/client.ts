@@ -5,6 +5,7 @@ import type {
   Check,
   ConnectorClient,
   ConnectorContext,
+  ContactDeletion,
   Member,
   RemoteAudience,
 } from '../../src/connector.js';
@@ -21,7 +22,7 @@ import {
   type Sdk,
 } from './api.js';
 import { baseUrl, dataCentre, type MailchimpConfig } from './config.js';
-import { emailSlot, subscriberHash } from './identifiers.js';
+import { emailSlot, isEmailSlot, subscriberHash } from './identifiers.js';
 import { Executor, type Operation } from './operations.js';
 
 /** Rejection reasons, in the words the run record shows. */
@@ -349,6 +350,35 @@ export class MailchimpClient implements ConnectorClient {
       if (got.status >= 300) throw this.unexpected(got, `reading the tag '${audience.name}'`);
       const tag = parse(segmentSchema, got.body, 'GET /lists/{list}/segments/{tag}');
       return { size: tag.member_count, warnings: [] };
+    });
+  }
+
+  /**
+   * Deletes the member's contact from the audience (an erasure): `archive` is `DELETE …/members/{hash}`,
+   * `permanent` is `POST …/members/{hash}/actions/delete-permanent`, after which Mailchimp refuses to
+   * import the address again. A 404 means already gone.
+   */
+  async forgetContact(member: Member, mode: ContactDeletion): Promise<'deleted' | 'absent' | 'ignored'> {
+    const slot = member.slots[0];
+    if (!slot || !isEmailSlot(slot)) return 'ignored';
+    const hash = subscriberHash(slot);
+    return this.guard(async () => {
+      const list = this.config.list_id;
+      const what =
+        mode === 'permanent'
+          ? 'POST /lists/{list}/members/{hash}/actions/delete-permanent'
+          : 'DELETE /lists/{list}/members/{hash}';
+      const got = await this.answer(
+        () =>
+          mode === 'permanent'
+            ? this.sdk.lists.deleteListMemberPermanent(list, hash)
+            : this.sdk.lists.deleteListMember(list, hash),
+        what,
+      );
+      if (got.status === 404) return 'absent';
+      if (got.status >= 300)
+        throw this.unexpected(got, `${mode === 'permanent' ? 'deleting' : 'archiving'} a contact (${what})`);
+      return 'deleted';
     });
   }
 

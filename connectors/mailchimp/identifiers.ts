@@ -32,3 +32,8 @@ export function emailSlot(email: string): Buffer {
 export function subscriberHash(slot: Buffer): string {
   return slot.subarray(0, HASH_BYTES).toString('hex');
 }
+
+/** A slot this connector wrote: a subscriber hash and its zero padding (a SHA-256 digest is not one). */
+export function isEmailSlot(slot: Buffer): boolean {
+  return slot.length === SLOT_BYTES && slot.subarray(HASH_BYTES).every((b) => b === 0);
+}

@@ -68,6 +68,7 @@ export function registerPrivacyRoutes(app: FastifyInstance, routes: PrivacyRoute
           config,
           { email: request.body.email, phone: request.body.phone, customerId: request.body.customer_id },
           { user: who.user, via: who.via },
+          { mailchimpDelete: request.body.mailchimp_delete },
         );
         const id = job.slice(ADMIN_QUEUE.length + 1);
         return reply.code(202).send({

@@ -3,7 +3,7 @@ import { roleSchema } from '../config/schema.js';
 import { audienceHealthSchema } from '../health/schema.js';
 import { snapshotSchema } from '../history/snapshots.js';
 import { auditEntrySchema } from '../privacy/audit.js';
-import { erasureRequestSchema, receiptSchema } from '../privacy/erasure.js';
+import { contactDeletionSchema, erasureRequestSchema, receiptSchema } from '../privacy/erasure.js';
 
 /**
  * The HTTP API's bodies, as zod schemas: they validate every response (the serializer refuses one that
@@ -314,6 +314,11 @@ export const erasureBodySchema = z
     email: z.string().min(1).max(320).optional(),
     phone: z.string().min(1).max(64).optional(),
     customer_id: z.string().min(1).max(256).optional(),
+    mailchimp_delete: contactDeletionSchema
+      .optional()
+      .describe(
+        'Also delete the contact on Mailchimp destinations once untagged: `archive`, or `permanent` (blocks re-import: the person can only come back by subscribing again themselves). Absent: the contact is kept.',
+      ),
   })
   .refine((b) => b.email ?? b.phone ?? b.customer_id, {
     message: 'give email, phone or customer_id',

@@ -1,9 +1,10 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { requestErasure } from '../../jobs/erasure.js';
 import { adminQueue, queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import type { ContactDeletion } from '../connector.js';
 import { ConfigError, ExitCode } from '../errors.js';
 import { auditLog, cliOperator, recordAudit } from '../privacy/audit.js';
 import { erasures } from '../privacy/erasure.js';
@@ -21,36 +22,53 @@ export function registerPrivacyCommands(
     .command('forget')
     .description(
       'forget a person: take them out of every audience on every destination (a worker does it) and keep them out ' +
-        '(Mailchimp: untagged; deleting the contact itself is not built yet)',
+        '(Mailchimp: untagged; with --mailchimp-delete, the contact is deleted too)',
     )
     .option('--email <email>', 'their email address')
     .option('--phone <phone>', 'their phone number, with its country code')
     .option('--customer-id <id>', 'their customer id in the source')
+    .addOption(
+      new Option(
+        '--mailchimp-delete <mode>',
+        'also delete the contact on Mailchimp destinations once untagged: archive, or permanent ' +
+          '(WARNING: permanent deletion blocks re-import; the person can only come back by subscribing again themselves)',
+      ).choices(['archive', 'permanent']),
+    )
     .option('--json', 'print JSON')
-    .action(async (opts: { email?: string; phone?: string; customerId?: string; json?: boolean }) => {
-      done(
-        await withRedis(configPath(), async (redis, config) => {
-          const queue = adminQueue(queuePrefix(config.sync.redis_prefix));
-          queue.on('error', () => undefined);
-          try {
-            const { request, job } = await requestErasure(redis, queue, config, opts, cliOperator());
-            process.stdout.write(
-              opts.json
-                ? JSON.stringify({ erasure: request.id, job, destinations: request.destinations }) + '\n'
-                : `${request.id}\n`,
-            );
-            if (!opts.json)
-              process.stderr.write(
-                `erasure ${request.id} recorded and queued (${job}) for ${request.destinations.join(', ')}; ` +
-                  '`audience-sync erasures` shows its receipts\n',
+    .action(
+      async (opts: {
+        email?: string;
+        phone?: string;
+        customerId?: string;
+        mailchimpDelete?: ContactDeletion;
+        json?: boolean;
+      }) => {
+        done(
+          await withRedis(configPath(), async (redis, config) => {
+            const queue = adminQueue(queuePrefix(config.sync.redis_prefix));
+            queue.on('error', () => undefined);
+            try {
+              const { request, job } = await requestErasure(redis, queue, config, opts, cliOperator(), {
+                mailchimpDelete: opts.mailchimpDelete,
+              });
+              process.stdout.write(
+                opts.json
+                  ? JSON.stringify({ erasure: request.id, job, destinations: request.destinations }) + '\n'
+                  : `${request.id}\n`,
               );
-            return ExitCode.ok;
-          } finally {
-            await queue.close();
-          }
-        }),
-      );
-    });
+              if (!opts.json)
+                process.stderr.write(
+                  `erasure ${request.id} recorded and queued (${job}) for ${request.destinations.join(', ')}; ` +
+                    '`audience-sync erasures` shows its receipts\n',
+                );
+              return ExitCode.ok;
+            } finally {
+              await queue.close();
+            }
+          }),
+        );
+      },
+    );
 
   program
     .command('erasures')
@@ -72,13 +90,20 @@ export function registerPrivacyCommands(
               r.status,
               r.removed_at ?? r.sent_at ?? r.failed_at ?? '',
               String(r.attempts),
+              r.contact
+                ? `${r.contact.mode === 'permanent' ? 'deleted for good' : 'archived'}: ${r.contact.deleted}` +
+                  (r.contact.absent ? ` (${r.contact.absent} already gone)` : '')
+                : '',
               r.reason ?? '',
             ]),
           );
           process.stdout.write(
             rows.length === 0
               ? 'no erasure requests\n'
-              : table(['erasure', 'requested', 'destination', 'status', 'at', 'attempts', 'reason'], rows),
+              : table(
+                  ['erasure', 'requested', 'destination', 'status', 'at', 'attempts', 'contact', 'reason'],
+                  rows,
+                ),
           );
           return ExitCode.ok;
         }),

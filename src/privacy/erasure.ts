@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { ContactDeletion } from '../connector.js';
 import { scrub } from '../redact.js';
 import { privacyKeys } from './keys.js';
 import { saveSuppression, type SuppressionEntry } from './suppression.js';
 import type { ErasureDigests } from './identifiers.js';
+
+export const contactDeletionSchema = z.enum(['archive', 'permanent']);
 
 /** An erasure request as kept (and as the API shows it): when, by whom, which kinds of identifier; never the identifiers. */
 export const erasureRequestSchema = z.object({
@@ -15,6 +18,11 @@ export const erasureRequestSchema = z.object({
   /** Which kinds of identifier were given, never their values. */
   given: z.array(z.string()),
   destinations: z.array(z.string()),
+  /**
+   * Also delete the person's contact where the platform keeps contacts (Mailchimp), after removing them
+   * from its audiences: `archive`, or `permanent` (blocks their re-import). Absent: contacts are kept.
+   */
+  mailchimp_delete: contactDeletionSchema.optional(),
 });
 export type ErasureRequest = z.infer<typeof erasureRequestSchema>;
 
@@ -35,6 +43,15 @@ export const receiptSchema = z.object({
   /** Audiences the person was in, and members (records) taken out of them. */
   audiences: z.number().int(),
   members: z.number().int(),
+  /** The contact deleted on the platform (`mailchimp_delete`): how, how many, how many were already gone. */
+  contact: z
+    .object({
+      mode: contactDeletionSchema,
+      deleted: z.number().int(),
+      absent: z.number().int(),
+      at: z.string(),
+    })
+    .optional(),
 });
 export type Receipt = z.infer<typeof receiptSchema>;
 
@@ -48,6 +65,7 @@ export async function recordErasure(
   digests: ErasureDigests,
   destinations: readonly string[],
   by: { user: string; via: string },
+  options: { mailchimpDelete?: ContactDeletion | undefined } = {},
 ): Promise<ErasureRequest> {
   const now = new Date();
   // Sortable by time, unguessable enough to name in a support ticket.
@@ -59,6 +77,7 @@ export async function recordErasure(
     via: by.via,
     given: digests.given,
     destinations: [...destinations],
+    ...(options.mailchimpDelete ? { mailchimp_delete: options.mailchimpDelete } : {}),
   };
   const suppression: SuppressionEntry = {
     id,
