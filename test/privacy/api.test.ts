@@ -77,7 +77,18 @@ describe('erasures and the audit log over HTTP', () => {
     expect(openapi.check(unusable, errorSchema).message).toMatch(/email/);
     expect(unusable.text).not.toContain('not-an-address');
 
-    const accepted = await client.call('POST', '/api/v1/erasures', { cookie, csrf, body: { email } });
+    const badMode = await client.call('POST', '/api/v1/erasures', {
+      ...ops,
+      body: { email, mailchimp_delete: 'purge' },
+    });
+    expect(badMode.status).toBe(400);
+    expect(openapi.check(badMode, errorSchema).message).toMatch(/mailchimp_delete/);
+
+    const accepted = await client.call('POST', '/api/v1/erasures', {
+      cookie,
+      csrf,
+      body: { email, mailchimp_delete: 'archive' },
+    });
     expect(accepted.status).toBe(202);
     const answer = openapi.check(accepted, erasureAcceptedSchema);
     expect(answer.destinations).toEqual(['local']);
@@ -90,6 +101,7 @@ describe('erasures and the audit log over HTTP', () => {
       requested_by: 'otto',
       via: 'session',
       given: ['email'],
+      mailchimp_delete: 'archive',
       done: false,
     });
     expect(listed.erasures[0]!.receipts).toEqual([
