@@ -1,7 +1,10 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { queuePrefix } from '../../jobs/queues.js';
+import { readingOf, recordReadings } from '../../src/health/readings.js';
 import { serve } from '../api/harness.js';
 import { killAll, run, type Proc } from '../jobs/procs.js';
 import {
@@ -157,6 +160,41 @@ describe('as an operator', () => {
     expect(failed.body[0]![col('Audience')]).toBe(`RFM: ${segment}`);
     expect(failed.body[0]![col('Error')]).toBe(error);
     expect(await page.getByRole('main').innerText()).not.toContain(SECRET);
+  });
+
+  it('shows what the platform says will keep an audience from serving as a failed health check, in its words', async () => {
+    // Neither the largest segment (diverging above) nor the last (its run failed above).
+    const sorted = [...members].sort((a, b) => b[1].length - a[1].length).map(([s]) => s);
+    const segment = sorted.find((s) => s !== sorted[0] && s !== [...members.keys()].at(-1))!;
+    const problem =
+      "flagged by Meta (operation_status 471: The custom audience or lookalike is blocked because it suggests the use of information (e.g., health, financial) not allowed under Meta's terms)";
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      await recordReadings(
+        redis,
+        queuePrefix(`test-${path.basename(dir)}`),
+        [
+          {
+            destination: 'local',
+            audience: `RFM: ${segment}`,
+            reading: readingOf(
+              { warnings: [], problems: [problem] },
+              { expected: null, counts: undefined },
+              'schedule',
+              new Date(),
+            ),
+          },
+        ],
+        { keepDays: 1, keepSamples: 10 },
+      );
+    } finally {
+      redis.disconnect();
+    }
+    await page.goto(`${url}${audiencePage(segment)}`);
+    await poll(() => page.locator('p.error[role=alert]').first().innerText()).toBe(
+      `The platform will not serve this audience: ${problem}`,
+    );
+    await poll(() => page.locator('.badge.failed').first().innerText()).toBe('Failed');
   });
 });
 
