@@ -1,7 +1,7 @@
 import type { Identified, Person } from '../src/identity/types.js';
 import { identify as fileIdentify } from './file/index.js';
 import { identify as googleAdsIdentify } from './google-ads/identify.js';
-import { identifyMember as metaIdentify } from './meta/identifiers.js';
+import { identify as metaIdentify } from './meta/identify.js';
 
 /**
  * The identifier rules of the built-in connectors, without their clients: what the identify threads

@@ -16,7 +16,8 @@ import { redact, registerSecret } from '../../src/redact.js';
 import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
-import type { GoogleAdsConfig } from './config.js';
+import type { ConsentSignal } from '../../src/identity/consent.js';
+import { consentOf, type GoogleAdsConfig } from './config.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { userIdentifiers } from './identifiers.js';
 import { ADWORDS_SCOPE, GoogleOAuth } from './oauth.js';
@@ -331,11 +332,12 @@ export class AdsApiClient implements ConnectorClient {
 
   /** Per-customer consent is applied by `identify` (people without it are not sent): the job says granted. */
   private consent(): Consent {
-    const status = (signal: GoogleAdsConfig['consent']['ad_user_data']) =>
-      signal === 'denied' ? ('DENIED' as const) : ('GRANTED' as const);
+    const consent = consentOf(this.config);
+    const status = (signal: ConsentSignal | undefined) =>
+      signal === undefined || signal === 'denied' ? ('DENIED' as const) : ('GRANTED' as const);
     return {
-      ad_user_data: status(this.config.consent.ad_user_data),
-      ad_personalization: status(this.config.consent.ad_personalization),
+      ad_user_data: status(consent?.ad_user_data),
+      ad_personalization: status(consent?.ad_personalization),
     };
   }
 

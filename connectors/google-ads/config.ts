@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { Check } from '../../src/connector.js';
+import { consentColumn, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
 
 /**
  * `destinations.<name>` for `type: google_ads`. Credentials come from the environment through
@@ -10,14 +12,11 @@ const customerId = z
   .transform((v) => v.replaceAll('-', '').trim())
   .pipe(z.string().regex(/^\d{10}$/, 'expected a 10-digit Google Ads customer id such as 123-456-7890'));
 
-/** One EU consent signal: the same for everyone, or read per customer from a source attribute column. */
-const consentSignal = z.union([
-  z.enum(['granted', 'denied']),
-  z.strictObject({
-    /** Attribute column (listed under `source.attributes` or `profiles.attributes`): granted/true/yes/1 grant. */
-    column: z.string().min(1),
-  }),
-]);
+/** One EU consent signal: the same for everyone (`denied` is refused by `check`), or per customer from a column. */
+const consentSignal = z.union([z.enum(['granted', 'denied']), consentColumn]);
+
+/** The EU consents Google asks for, in the order a customer's are checked. */
+export const CONSENT_PURPOSES = ['ad_user_data', 'ad_personalization'] as const;
 
 const DEFAULTS = {
   data_manager: 'https://datamanager.googleapis.com',
@@ -47,10 +46,13 @@ export const googleAdsConfigSchema = z
       .int()
       .refine((d) => (d >= 0 && d <= 540) || d === 10_000, 'expected 0 to 540 days, or 10000 for no expiry')
       .default(540),
-    /** EU user consent for ad use; people without both granted are not uploaded (and removed if they were). */
-    consent: z
-      .strictObject({ ad_user_data: consentSignal, ad_personalization: consentSignal })
-      .default({ ad_user_data: 'granted', ad_personalization: 'granted' }),
+    /** The account serves people in the EEA, the UK or Switzerland: `consent` must then be written out. */
+    eea: z.boolean().default(false),
+    /**
+     * EU user consent for ad use; people without both granted are not uploaded (and removed if they were).
+     * Unset: everyone granted, except on an EEA account (`eea: true`), which refuses to upload.
+     */
+    consent: z.strictObject({ ad_user_data: consentSignal, ad_personalization: consentSignal }).optional(),
     /** Which identifiers to send: `address` means first name, last name, country and postal code together. */
     identifiers: z
       .array(z.enum(['email', 'phone', 'address']))
@@ -99,3 +101,38 @@ export const googleAdsConfigSchema = z
   });
 
 export type GoogleAdsConfig = z.infer<typeof googleAdsConfigSchema>;
+export type GoogleConsent = NonNullable<GoogleAdsConfig['consent']>;
+
+/** The consent settings in force: as written, else everyone granted; none on an EEA account left unset. */
+export function consentOf(config: Pick<GoogleAdsConfig, 'eea' | 'consent'>): GoogleConsent | undefined {
+  if (config.consent) return config.consent;
+  return config.eea ? undefined : { ad_user_data: 'granted', ad_personalization: 'granted' };
+}
+
+/**
+ * Why nothing may be uploaded with these consent settings, naming the setting and the fix: unset on an
+ * EEA account, or `denied` for everyone (nobody could ever be uploaded). Undefined when they are usable.
+ */
+export function consentProblem(
+  destination: string,
+  config: Pick<GoogleAdsConfig, 'eea' | 'consent'>,
+): string | undefined {
+  const eea = eeaConsentProblem(destination, config, CONSENT_PURPOSES);
+  if (eea) return eea;
+  const denied = CONSENT_PURPOSES.filter((k) => config.consent?.[k] === 'denied');
+  if (denied.length === 0) return undefined;
+  return (
+    `destinations.${destination}.consent.${denied.join(` and destinations.${destination}.consent.`)} is 'denied' ` +
+    "for everyone, so nobody could be uploaded. Set it to 'granted' when every customer consented, or to " +
+    "{ column: <attribute> } to read each customer's consent"
+  );
+}
+
+/** The consent settings as a row of `check`: failed when `consentProblem` has one. */
+export function consentCheck(destination: string, config: Pick<GoogleAdsConfig, 'eea' | 'consent'>): Check {
+  const problem = consentProblem(destination, config);
+  if (problem) return { name: 'consent', ok: false, detail: problem };
+  const consent = consentOf(config)!;
+  const detail = CONSENT_PURPOSES.map((k) => `${k} ${describeSignal(consent[k])}`).join(', ');
+  return { name: 'consent', ok: true, detail: `${detail}${config.eea ? ' (EEA account)' : ''}` };
+}

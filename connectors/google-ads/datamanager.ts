@@ -83,6 +83,13 @@ const statusResponse = z.object({
     .optional(),
 });
 
+/** An `AudienceMember` of an ingest or remove request; `consent` is the member's own (ingest only). */
+interface AudienceMemberBody {
+  userData: { userIdentifiers: unknown[] };
+  consent?: { adUserData: 'CONSENT_GRANTED'; adPersonalization: 'CONSENT_GRANTED' };
+}
+const GRANTED = { adUserData: 'CONSENT_GRANTED', adPersonalization: 'CONSENT_GRANTED' } as const;
+
 type Sent<T> = { ok: true; data: T } | { ok: false; error: ApiError; retryAfter: string | null };
 
 export function createDataManagerClient(config: GoogleAdsConfig, context: ConnectorContext): ConnectorClient {
@@ -109,12 +116,6 @@ export class DataManagerClient implements ConnectorClient {
 
   async check(): Promise<Check[]> {
     const checks: Check[] = [];
-    const consent = consentProblem(this.config);
-    checks.push(
-      consent
-        ? { name: 'consent', ok: false, detail: consent }
-        : { name: 'consent', ok: true, detail: describeConsent(this.config) },
-    );
     try {
       await this.oauth.accessToken();
       checks.push({
@@ -148,8 +149,6 @@ export class DataManagerClient implements ConnectorClient {
     knownId?: string,
     epoch?: string,
   ): Promise<RemoteAudience & { created: boolean; epoch?: string | undefined }> {
-    const consent = consentProblem(this.config);
-    if (consent) throw new ConnectorError(`destination ${this.context.destination}: ${consent}`, 'permanent');
     if (knownId) {
       const found = await this.send(
         'get user list',
@@ -327,10 +326,13 @@ export class DataManagerClient implements ConnectorClient {
     members: readonly Member[],
   ): Promise<BatchOutcome> {
     const rejected: Rejection[] = [];
-    const entries: { index: number; member: { userData: { userIdentifiers: unknown[] } } }[] = [];
+    const entries: { index: number; member: AudienceMemberBody }[] = [];
     members.forEach((m, index) => {
       const ids = userIdentifiers(m.slots);
       if (ids.length === 0) rejected.push({ index, reason: 'no usable identifier' });
+      // Everyone added has both EU consents granted (`identify` leaves out anyone else): said per member.
+      else if (op === 'ingest')
+        entries.push({ index, member: { userData: { userIdentifiers: ids }, consent: GRANTED } });
       else entries.push({ index, member: { userData: { userIdentifiers: ids } } });
     });
     const requestIds: string[] = [];
@@ -380,11 +382,9 @@ export class DataManagerClient implements ConnectorClient {
   private uploadBody(op: 'ingest' | 'remove', audience: RemoteAudience, members: unknown[]) {
     const destination = this.destination(audience);
     if (op === 'remove') return { destinations: [destination], encoding: 'HEX', audienceMembers: members };
-    // Everyone uploaded has both EU consents granted: `identify` leaves out anyone else.
     return {
       destinations: [destination],
       encoding: 'HEX',
-      consent: { adUserData: 'CONSENT_GRANTED', adPersonalization: 'CONSENT_GRANTED' },
       termsOfService: { customerMatchTermsOfServiceStatus: 'ACCEPTED' },
       audienceMembers: members,
     };
@@ -498,22 +498,4 @@ function listId(list: UserList): string | undefined {
 function rangeMidpoint(range: string | undefined): number | undefined {
   const match = /_(\d+)_TO_(\d+)$/.exec(range ?? '');
   return match ? (Number(match[1]) + Number(match[2])) / 200 : undefined;
-}
-
-/** A consent set to `denied` for everyone means nothing could ever be uploaded: a config mistake. */
-export function consentProblem(config: Pick<GoogleAdsConfig, 'consent'>): string | undefined {
-  const denied = (['ad_user_data', 'ad_personalization'] as const).filter(
-    (k) => config.consent[k] === 'denied',
-  );
-  if (denied.length === 0) return undefined;
-  return (
-    `consent.${denied.join(' and consent.')} is 'denied' for everyone, so nobody could be uploaded. Set it to ` +
-    "'granted' when every customer consented, or to { column: <attribute> } to read each customer's consent"
-  );
-}
-
-function describeConsent(config: Pick<GoogleAdsConfig, 'consent'>): string {
-  const one = (v: GoogleAdsConfig['consent']['ad_user_data']) =>
-    typeof v === 'string' ? v : `from column '${v.column}'`;
-  return `ad_user_data ${one(config.consent.ad_user_data)}, ad_personalization ${one(config.consent.ad_personalization)}`;
 }

@@ -1,27 +1,21 @@
 import type { Identified, Person } from '../../src/identity/types.js';
-import type { GoogleAdsConfig } from './config.js';
+import { granted } from '../../src/identity/consent.js';
+import { consentOf, type GoogleAdsConfig } from './config.js';
 import { identify as identifyPerson } from './identifiers.js';
 
 /** Slots each `identifiers` choice fills (the address is first name, last name and country + postal code). */
 const SLOTS_OF = { email: [0], phone: [1], address: [2, 3, 4] } as const;
 
-const GRANTS = new Set(['granted', 'true', 'yes', '1', 'y']);
-
-type ConsentSignal = GoogleAdsConfig['consent']['ad_user_data'];
-
-function granted(signal: ConsentSignal, person: Person): boolean {
-  if (typeof signal === 'string') return signal === 'granted';
-  return GRANTS.has(person[signal.column]?.trim().toLowerCase() ?? '');
-}
-
-/** Google's identifier rules, the identifiers the config sends, then the EU consent of the person. */
+/** Google's identifier rules, the identifiers the config sends, then the EU consents of the person. */
 export function identify(person: Person, config: GoogleAdsConfig): Identified {
   const id = identifyPerson(person, { defaultCountry: config.default_country });
   if ('skip' in id) return id;
   const kept = new Set<number>(config.identifiers.flatMap((name) => SLOTS_OF[name]));
   const slots = id.slots.map((slot, i) => (kept.has(i) ? slot : undefined));
   if (slots.every((s) => s === undefined)) return { skip: 'no usable identifier' };
-  if (!granted(config.consent.ad_user_data, person) || !granted(config.consent.ad_personalization, person))
-    return { skip: 'consent not granted' };
+  const consent = consentOf(config);
+  if (!granted(consent?.ad_user_data, person)) return { skip: 'consent not granted (ad_user_data)' };
+  if (!granted(consent?.ad_personalization, person))
+    return { skip: 'consent not granted (ad_personalization)' };
   return { slots };
 }

@@ -1,6 +1,7 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { createAdsApiClient } from './adsapi.js';
-import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
+import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentCheck, googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { createDataManagerClient } from './datamanager.js';
 import { identify } from './identify.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
@@ -23,5 +24,10 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,
   create: (config, context) =>
-    config.api === 'ads_api' ? createAdsApiClient(config, context) : createDataManagerClient(config, context),
+    withConsentCheck(
+      config.api === 'ads_api'
+        ? createAdsApiClient(config, context)
+        : createDataManagerClient(config, context),
+      consentCheck(context.destination, config),
+    ),
 };

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { Check } from '../../src/connector.js';
+import { consentSignal, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
 
 /** The platform's limits (see the Mailchimp section of the platform reference). */
 export const LIMITS = {
@@ -50,8 +52,27 @@ export const mailchimpConfigSchema = z.strictObject({
     .default(1800),
   /** Base URL, for a sandbox or a local test server; default `https://<dc>.api.mailchimp.com/3.0`. */
   endpoint: z.url().optional(),
+  /** The audience has contacts in the EEA, the UK or Switzerland: `consent` must then be written out. */
+  eea: z.boolean().default(false),
+  /**
+   * Consent to marketing e-mail: people without it are neither tagged nor added as contacts (and are
+   * untagged if they were). Unset: everyone, except with `eea: true`, which refuses to upload.
+   */
+  consent: z.strictObject({ email_marketing: consentSignal }).optional(),
 });
 export type MailchimpConfig = z.infer<typeof mailchimpConfigSchema>;
+
+/** The consent settings as a row of `check`: failed on an EEA audience that left them unset. */
+export function consentCheck(destination: string, config: Pick<MailchimpConfig, 'eea' | 'consent'>): Check {
+  const problem = eeaConsentProblem(destination, config, ['email_marketing']);
+  if (problem) return { name: 'consent', ok: false, detail: problem };
+  const consent = config.consent?.email_marketing ?? 'granted';
+  return {
+    name: 'consent',
+    ok: true,
+    detail: `email_marketing ${describeSignal(consent)}${config.eea ? ' (EEA audience)' : ''}`,
+  };
+}
 
 /** The base URL of the account's API. */
 export function baseUrl(config: Pick<MailchimpConfig, 'api_key' | 'endpoint'>): string {

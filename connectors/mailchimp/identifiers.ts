@@ -1,23 +1,32 @@
 import { isSha256Hex, md5Hex, SLOT_BYTES } from '../../src/identity/hash.js';
 import { normalizeEmail } from '../../src/identity/normalize.js';
+import { granted } from '../../src/identity/consent.js';
 import type { Identified, Person } from '../../src/identity/types.js';
+import type { MailchimpConfig } from './config.js';
 
 /**
  * Mailchimp identifies a member by email. The slot holds the subscriber hash (MD5 of the trimmed,
  * lowercased email: 16 bytes, zero-padded to 32); the email itself, which Mailchimp needs to add a member,
  * travels beside it in `plain` and is never stored. No Gmail rule: Mailchimp writes to the address given.
+ * Someone without consent to marketing e-mail is left out (`consent.email_marketing`).
  */
 
 export const SLOTS = ['email'] as const;
 
 const HASH_BYTES = 16;
 
-export function identify(person: Person): Identified<Buffer> {
+export function identify(
+  person: Person,
+  config: Pick<MailchimpConfig, 'eea' | 'consent'> = { eea: false },
+): Identified<Buffer> {
   const raw = person.email?.trim();
   if (!raw) return { skip: 'no usable identifier' };
   if (isSha256Hex(raw)) return { skip: 'hashed email' };
   const email = normalizeEmail(raw);
   if (!email) return { skip: 'invalid email' };
+  // Unset outside the EEA: everyone; with `eea: true` nobody (its runs are refused before that).
+  const consent = config.consent?.email_marketing ?? (config.eea ? undefined : 'granted');
+  if (!granted(consent, person)) return { skip: 'consent not granted (email marketing)' };
   return { slots: [emailSlot(email)], plain: { email } };
 }
 

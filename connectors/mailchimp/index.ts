@@ -1,6 +1,7 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MailchimpClient } from './client.js';
-import { mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
+import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentCheck, mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
 import { identify, SLOTS } from './identifiers.js';
 
 /**
@@ -21,6 +22,7 @@ export const mailchimpConnector: ConnectorDefinition<MailchimpConfig> = {
   processingMinutes: () => 0,
   slots: () => SLOTS,
   plaintext: true,
-  identify: (person) => identify(person),
-  create: (config, context) => new MailchimpClient(config, context),
+  identify,
+  create: (config, context) =>
+    withConsentCheck(new MailchimpClient(config, context), consentCheck(context.destination, config)),
 };

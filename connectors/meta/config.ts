@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { Check } from '../../src/connector.js';
+import { consentSignal, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
 import { schemaSetting, SLOTS } from './identifiers.js';
 import { DEFAULT_API_VERSION } from './versions.js';
 
@@ -61,5 +63,24 @@ export const metaConfigSchema = z.strictObject({
   description: z.string().max(500).optional(),
   /** Wait after throttling when Meta does not say how long (advanced); unset: the sync's short backoff. */
   throttle_wait_seconds: z.number().min(0).max(3600).optional(),
+  /** The ad account reaches people in the EEA, the UK or Switzerland: `consent` must then be written out. */
+  eea: z.boolean().default(false),
+  /**
+   * Consent to use the customer's data for ads: people without it are not uploaded (and removed if they
+   * were). Unset: everyone, except on an EEA account (`eea: true`), which refuses to upload.
+   */
+  consent: z.strictObject({ ads: consentSignal }).optional(),
 });
 export type MetaConfig = z.infer<typeof metaConfigSchema>;
+
+/** The consent settings as a row of `check`: failed on an EEA account that left them unset. */
+export function consentCheck(destination: string, config: Pick<MetaConfig, 'eea' | 'consent'>): Check {
+  const problem = eeaConsentProblem(destination, config, ['ads']);
+  if (problem) return { name: 'consent', ok: false, detail: problem };
+  const ads = config.consent?.ads ?? 'granted';
+  return {
+    name: 'consent',
+    ok: true,
+    detail: `ads ${describeSignal(ads)}${config.eea ? ' (EEA account)' : ''}`,
+  };
+}

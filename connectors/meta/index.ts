@@ -1,7 +1,9 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MetaClient } from './client.js';
-import { metaConfigSchema, type MetaConfig } from './config.js';
-import { identifierGroups, identifyMember } from './identifiers.js';
+import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
+import { identifierGroups } from './identifiers.js';
+import { identify } from './identify.js';
 
 /**
  * `meta`: each audience is a customer-list custom audience in a Meta ad account (Facebook and
@@ -22,7 +24,10 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   concurrency: (config) => config.requests_in_flight,
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
-  identify: identifyMember,
+  identify,
   create: (config, context) =>
-    new MetaClient(config, context.log.child({ destination: context.destination })),
+    withConsentCheck(
+      new MetaClient(config, context.log.child({ destination: context.destination })),
+      consentCheck(context.destination, config),
+    ),
 };

@@ -24,7 +24,8 @@ export const PHONE_WITHOUT_COUNTRY =
  *   postal code all usable, and some were missing;
  * - `identifier too long`: Meta's EXTERN_ID or MADID does not fit the 32-byte state slot;
  * - `hashed email`: Mailchimp needs the plaintext address and the source holds only a hash;
- * - `consent not granted`: the platform's consent for ad use (Google's EU user consent) is missing or denied;
+ * - `consent not granted (<purpose>)`: the customer lacks the consent the destination requires for that purpose
+ *   (src/identity/consent.ts); plain `consent not granted` is what runs recorded before purposes were named;
  * - `no usable identifier`: nothing this platform matches on.
  */
 export const SKIP_REASONS = [
@@ -36,6 +37,10 @@ export const SKIP_REASONS = [
   'identifier too long',
   'hashed email',
   'consent not granted',
+  'consent not granted (ad_user_data)',
+  'consent not granted (ad_personalization)',
+  'consent not granted (ads)',
+  'consent not granted (email marketing)',
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 

@@ -46,12 +46,14 @@ export function erasureDigests(
     let usable = false;
     for (const d of destinations) {
       const alone = standaloneSlots(d);
-      const mine = d.connector.identify(person, d.config);
+      // Consent decides who is uploaded, not who can be forgotten: the destination's settings are set aside.
+      const config = { ...d.config, eea: false, consent: undefined };
+      const mine = d.connector.identify(person, config);
       if ('skip' in mine) continue;
       // A slot the same for another person comes from the config (a default country), not from this one.
       const other = d.connector.identify(
         kind === 'email' ? { email: 'someone.else@example.com' } : { phone: '+12025550123' },
-        d.config,
+        config,
       );
       const theirs = 'skip' in other ? [] : slotBuffers(other.slots);
       slotBuffers(mine.slots).forEach((slot, s) => {

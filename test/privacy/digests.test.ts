@@ -53,6 +53,38 @@ describe('erasure digests', () => {
     expect(d.given).toEqual(['email', 'phone']);
   });
 
+  it('are the same whatever the consent settings: an erasure reaches people who never consented', () => {
+    const withConsent = [
+      destination('meta', {
+        type: 'meta',
+        ad_account_id: 'act_1',
+        access_token: 'x',
+        default_country: 'US',
+        schema: ['EMAIL', 'PHONE', 'FN', 'LN', 'ZIP', 'COUNTRY'],
+        consent: { ads: { column: 'ads_ok' } },
+      }),
+      destination('google', {
+        type: 'google_ads',
+        customer_id: '123-456-7890',
+        client_id: 'id.apps.googleusercontent.com',
+        client_secret: 'x',
+        refresh_token: 'x',
+        eea: true,
+        consent: { ad_user_data: { column: 'ads_ok' }, ad_personalization: 'granted' },
+      }),
+      // An EEA audience with its consent left unset: runs are refused, erasures are not.
+      destination('mailchimp', { type: 'mailchimp', api_key: 'x-us1', list_id: 'abc', eea: true }),
+    ];
+    const d = erasureDigests({ email: 'Ada.Lovelace+ads@GMail.com' }, withConsent);
+    expect(new Set(d.hashes)).toEqual(
+      new Set([
+        sha('ada.lovelace+ads@gmail.com'),
+        sha('adalovelace@gmail.com'),
+        md5Slot('ada.lovelace+ads@gmail.com'),
+      ]),
+    );
+  });
+
   it('refuse an erasure with nothing to go on, or with a value no destination can read', () => {
     expect(() => erasureDigests({}, destinations)).toThrow(/an email, a phone or a customer id/);
     expect(() => erasureDigests({ email: 'not-an-address' }, destinations)).toThrow(

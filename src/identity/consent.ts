@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { ConnectorError, type Check, type ConnectorClient } from '../connector.js';
+import type { Person } from './types.js';
+
+/**
+ * Consent per customer and per purpose, as destinations declare it (`destinations.<name>.consent`): the
+ * same for everyone, or read per customer from a source attribute column. A customer without a purpose's
+ * consent is kept out of the destination (and removed if uploaded) with the skip reason
+ * `consent not granted (<purpose>)`.
+ */
+
+/** Every consent skip reason starts with this. */
+export const CONSENT_NOT_GRANTED = 'consent not granted';
+
+/** One consent setting read per customer: an attribute column (`source.attributes` or `profiles.attributes`). */
+export const consentColumn = z.strictObject({
+  /** Attribute column: granted, true, yes, y or 1 grant; anything else (empty included) does not. */
+  column: z.string().min(1),
+});
+
+/** One purpose's consent: `granted` for everyone, or `{ column }` per customer. */
+export const consentSignal = z.union([z.literal('granted'), consentColumn]);
+export type ConsentSignal = 'granted' | 'denied' | z.infer<typeof consentColumn>;
+
+const GRANTS = new Set(['granted', 'true', 'yes', '1', 'y']);
+
+/** Whether the signal grants this person's consent (undefined: not set, on an EEA account: not granted). */
+export function granted(signal: ConsentSignal | undefined, person: Person): boolean {
+  if (signal === undefined) return false;
+  if (typeof signal === 'string') return signal === 'granted';
+  return GRANTS.has(person[signal.column]?.trim().toLowerCase() ?? '');
+}
+
+/** Whether a skip reason is a consent one (old records say `consent not granted` without a purpose). */
+export function isConsentReason(reason: string): boolean {
+  return reason.startsWith(CONSENT_NOT_GRANTED);
+}
+
+/**
+ * Why an EEA account (`eea: true`) may not upload: its consent settings, which have no default there,
+ * are not written. Undefined when they are, or outside the EEA.
+ */
+export function eeaConsentProblem(
+  destination: string,
+  config: { eea: boolean; consent?: object | undefined },
+  settings: readonly string[],
+): string | undefined {
+  if (!config.eea || config.consent !== undefined) return undefined;
+  const names = settings.map((s) => `destinations.${destination}.consent.${s}`).join(' and ');
+  return (
+    `${names} must be set for an EEA account (eea: true): 'granted' if every customer consented, ` +
+    `or { column: <attribute> } to read each customer's consent from the source`
+  );
+}
+
+/** A consent setting as `check` shows it. */
+export function describeSignal(signal: ConsentSignal | undefined): string {
+  if (signal === undefined) return 'not set';
+  return typeof signal === 'string' ? signal : `from column '${signal.column}'`;
+}
+
+/**
+ * The client with its destination's consent settings checked: `check` shows them first, and while they
+ * forbid uploading (`consent.ok` false) finding or making an audience, where every run starts, fails
+ * before anything is sent. Removals by erasure, which need no audience lookup, still go.
+ */
+export function withConsentCheck(client: ConnectorClient, consent: Check): ConnectorClient {
+  const guarded: ConnectorClient = Object.create(client) as ConnectorClient;
+  guarded.check = async () => [consent, ...(await client.check())];
+  guarded.ensureAudience = (...args) =>
+    consent.ok
+      ? client.ensureAudience(...args)
+      : Promise.reject(new ConnectorError(consent.detail, 'permanent'));
+  return guarded;
+}
