@@ -65,10 +65,12 @@ const destination = {
 const ingestHead = {
   destinations: [destination],
   encoding: 'HEX',
-  consent: { adUserData: 'CONSENT_GRANTED', adPersonalization: 'CONSENT_GRANTED' },
   termsOfService: { customerMatchTermsOfServiceStatus: 'ACCEPTED' },
 };
+/** Each member added says its own EU consents (Data Manager's `AudienceMember.consent`). */
+const granted = { adUserData: 'CONSENT_GRANTED', adPersonalization: 'CONSENT_GRANTED' };
 const emailOnly = (email: string) => ({ userData: { userIdentifiers: [{ emailAddress: sha(email) }] } });
+const emailAdded = (email: string) => ({ ...emailOnly(email), consent: granted });
 
 async function rejection(promise: Promise<unknown>): Promise<ConnectorError> {
   const error = await promise.then(
@@ -145,18 +147,26 @@ describe('identify', () => {
     });
   });
 
-  it('reads consent per customer from a column and skips anyone without both grants', () => {
+  it('reads consent per customer from a column and skips anyone without both grants, naming the purpose', () => {
     const config = configOf({
-      consent: { ad_user_data: { column: 'ads_ok' }, ad_personalization: 'granted' },
+      consent: { ad_user_data: { column: 'ads_ok' }, ad_personalization: { column: 'perso_ok' } },
     });
-    expect('slots' in identify({ email: 'a@example.com', ads_ok: ' Yes ' }, config)).toBe(true);
-    expect('slots' in identify({ email: 'a@example.com', ads_ok: 'TRUE' }, config)).toBe(true);
-    expect(identify({ email: 'a@example.com', ads_ok: 'no' }, config)).toEqual({
-      skip: 'consent not granted',
+    const a = { email: 'a@example.com' };
+    expect('slots' in identify({ ...a, ads_ok: ' Yes ', perso_ok: 'y' }, config)).toBe(true);
+    expect('slots' in identify({ ...a, ads_ok: 'TRUE', perso_ok: '1' }, config)).toBe(true);
+    expect(identify({ ...a, ads_ok: 'no', perso_ok: 'yes' }, config)).toEqual({
+      skip: 'consent not granted (ad_user_data)',
     });
-    expect(identify({ email: 'a@example.com' }, config)).toEqual({ skip: 'consent not granted' });
+    expect(identify({ ...a, ads_ok: 'yes', perso_ok: '' }, config)).toEqual({
+      skip: 'consent not granted (ad_personalization)',
+    });
+    // Neither: the first purpose Google checks is the one named.
+    expect(identify(a, config)).toEqual({ skip: 'consent not granted (ad_user_data)' });
     const denied = configOf({ consent: { ad_user_data: 'granted', ad_personalization: 'denied' } });
-    expect(identify({ email: 'a@example.com' }, denied)).toEqual({ skip: 'consent not granted' });
+    expect(identify(a, denied)).toEqual({ skip: 'consent not granted (ad_personalization)' });
+    // Unset: everyone granted, except on an EEA account, where nobody is (its runs are refused anyway).
+    expect('slots' in identify(a, configOf())).toBe(true);
+    expect(identify(a, configOf({ eea: true }))).toEqual({ skip: 'consent not granted (ad_user_data)' });
   });
 });
 
@@ -182,8 +192,9 @@ describe('Data Manager uploads', () => {
                 },
               ],
             },
+            consent: granted,
           },
-          { userData: { userIdentifiers: [{ phoneNumber: sha('+442079460000') }] } },
+          { userData: { userIdentifiers: [{ phoneNumber: sha('+442079460000') }] }, consent: granted },
         ],
       })
       .matchHeader('content-type', 'application/json')
@@ -268,7 +279,7 @@ describe('Data Manager uploads', () => {
       })
       .post('/v1/audienceMembers:ingest', {
         ...ingestHead,
-        audienceMembers: [emailOnly('a@example.com'), emailOnly('c@example.com')],
+        audienceMembers: [emailAdded('a@example.com'), emailAdded('c@example.com')],
       })
       .reply(200, { requestId: 'req-ok' });
     const outcome = await clientOf().add(audience, members);
@@ -704,7 +715,7 @@ describe('check', () => {
       ['consent', false],
       ['oauth', false],
     ]);
-    expect(checks[0]!.detail).toContain("consent.ad_user_data is 'denied' for everyone");
+    expect(checks[0]!.detail).toContain("destinations.google.consent.ad_user_data is 'denied' for everyone");
     expect(checks[1]!.detail).toContain('GOOGLE_REFRESH_TOKEN');
     await expect(denied.ensureAudience('Champions')).rejects.toThrow("'denied' for everyone");
 
@@ -716,5 +727,36 @@ describe('check', () => {
     const account = (await clientOf().check()).find((c) => c.name === 'account')!;
     expect(account.ok).toBe(false);
     expect(account.detail).toContain('cannot reach account 123-456-7890');
+  });
+
+  it('refuses an EEA account whose consent is not written out, before any request, on both API paths', async () => {
+    // No interceptor: a request to Google would fail the test with ERR_NOCK_NO_MATCH, not this message.
+    const message =
+      'destinations.google.consent.ad_user_data and destinations.google.consent.ad_personalization must be set ' +
+      "for an EEA account (eea: true): 'granted' if every customer consented, or { column: <attribute> }";
+    for (const api of ['data_manager', 'ads_api'] as const) {
+      const eea = clientOf({ eea: true, api, developer_token: 'dev-token' });
+      const error = await rejection(eea.ensureAudience('Champions'));
+      expect(error.message).toContain(message);
+      expect(error.kind).toBe('permanent');
+    }
+    nock('https://oauth.test').post('/token').reply(400, { error: 'invalid_grant' });
+    const [consent] = await clientOf({ eea: true }).check();
+    expect(consent).toMatchObject({ name: 'consent', ok: false });
+    expect(consent!.detail).toContain(message);
+
+    // Written out, even as granted for everyone, it is accepted.
+    oauthOk();
+    dm().get(`${PARENT}/userLists`).query({ pageSize: '1' }).reply(200, { userLists: [] });
+    const written = clientOf({
+      eea: true,
+      consent: { ad_user_data: { column: 'ads_ok' }, ad_personalization: 'granted' },
+    });
+    const checks = await written.check();
+    expect(checks[0]).toEqual({
+      name: 'consent',
+      ok: true,
+      detail: "ad_user_data from column 'ads_ok', ad_personalization granted (EEA account)",
+    });
   });
 });

@@ -8,6 +8,7 @@ import { recordFailedRun, recordRun, runRecordsOf, type RunMeta } from '../../jo
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, describeError, ExitCode, UserError } from '../errors.js';
+import { isConsentReason } from '../identity/consent.js';
 import type { Logger } from '../log.js';
 import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
 import { logReadReport, readSummary } from '../source/report.js';
@@ -344,10 +345,14 @@ export function exitCodeOf(results: AudienceResult[], config: Config, log: Logge
   if (failed.length > 0) return ExitCode.failed;
   let partial = false;
   for (const r of results) {
-    // Kept out by choice (opted out, suppressed, or left out by the destination's settings): in no share.
-    const { ['opted out']: _optedOut, suppressed: _suppressed, ...unusable } = r.skipped;
-    const skipped = Object.values(unusable).reduce((a, b) => a + b, 0) - (r.leftOut ?? 0);
-    const eligible = r.segmentSize - (r.skipped['opted out'] ?? 0) - (r.skipped.suppressed ?? 0);
+    // Kept out by choice (opted out, suppressed, without consent, or by the destination's settings): in no share.
+    let chosen = 0;
+    let unusable = 0;
+    for (const [reason, n] of Object.entries(r.skipped))
+      if (reason === 'opted out' || reason === 'suppressed' || isConsentReason(reason)) chosen += n;
+      else unusable += n;
+    const skipped = unusable - (r.leftOut ?? 0);
+    const eligible = r.segmentSize - chosen;
     const maxSkipped = config.sync.max_skipped_share;
     if (eligible > 0 && skipped / eligible > maxSkipped) {
       partial = true;
