@@ -46,8 +46,8 @@ export const googleAdsConfigSchema = z
       .int()
       .refine((d) => (d >= 0 && d <= 540) || d === 10_000, 'expected 0 to 540 days, or 10000 for no expiry')
       .default(540),
-    /** The account serves people in the EEA, the UK or Switzerland: `consent` must then be written out. */
-    eea: z.boolean().default(false),
+    /** The account serves people in the EEA, the UK or Switzerland (default no): `consent` must then be written out. */
+    eea: z.boolean().optional(),
     /**
      * EU user consent for ad use; people without both granted are not uploaded (and removed if they were).
      * Unset: everyone granted, except on an EEA account (`eea: true`), which refuses to upload.

@@ -52,8 +52,8 @@ export const mailchimpConfigSchema = z.strictObject({
     .default(1800),
   /** Base URL, for a sandbox or a local test server; default `https://<dc>.api.mailchimp.com/3.0`. */
   endpoint: z.url().optional(),
-  /** The audience has contacts in the EEA, the UK or Switzerland: `consent` must then be written out. */
-  eea: z.boolean().default(false),
+  /** The audience has contacts in the EEA, the UK or Switzerland (default no): `consent` must then be written out. */
+  eea: z.boolean().optional(),
   /**
    * Consent to marketing e-mail: people without it are neither tagged nor added as contacts (and are
    * untagged if they were). Unset: everyone, except with `eea: true`, which refuses to upload.
@@ -62,10 +62,14 @@ export const mailchimpConfigSchema = z.strictObject({
 });
 export type MailchimpConfig = z.infer<typeof mailchimpConfigSchema>;
 
-/** The consent settings as a row of `check`: failed on an EEA audience that left them unset. */
-export function consentCheck(destination: string, config: Pick<MailchimpConfig, 'eea' | 'consent'>): Check {
+/** The consent settings as a row of `check` where set (or required): failed on an EEA audience that left them unset. */
+export function consentCheck(
+  destination: string,
+  config: Pick<MailchimpConfig, 'eea' | 'consent'>,
+): Check | undefined {
   const problem = eeaConsentProblem(destination, config, ['email_marketing']);
   if (problem) return { name: 'consent', ok: false, detail: problem };
+  if (config.consent === undefined && !config.eea) return undefined;
   const consent = config.consent?.email_marketing ?? 'granted';
   return {
     name: 'consent',

@@ -17,7 +17,7 @@ const HASH_BYTES = 16;
 
 export function identify(
   person: Person,
-  config: Pick<MailchimpConfig, 'eea' | 'consent'> = { eea: false },
+  config: Pick<MailchimpConfig, 'eea' | 'consent'> = {},
 ): Identified<Buffer> {
   const raw = person.email?.trim();
   if (!raw) return { skip: 'no usable identifier' };

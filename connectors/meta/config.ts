@@ -63,8 +63,8 @@ export const metaConfigSchema = z.strictObject({
   description: z.string().max(500).optional(),
   /** Wait after throttling when Meta does not say how long (advanced); unset: the sync's short backoff. */
   throttle_wait_seconds: z.number().min(0).max(3600).optional(),
-  /** The ad account reaches people in the EEA, the UK or Switzerland: `consent` must then be written out. */
-  eea: z.boolean().default(false),
+  /** The ad account reaches people in the EEA, the UK or Switzerland (default no): `consent` must then be written out. */
+  eea: z.boolean().optional(),
   /**
    * Consent to use the customer's data for ads: people without it are not uploaded (and removed if they
    * were). Unset: everyone, except on an EEA account (`eea: true`), which refuses to upload.
@@ -73,10 +73,14 @@ export const metaConfigSchema = z.strictObject({
 });
 export type MetaConfig = z.infer<typeof metaConfigSchema>;
 
-/** The consent settings as a row of `check`: failed on an EEA account that left them unset. */
-export function consentCheck(destination: string, config: Pick<MetaConfig, 'eea' | 'consent'>): Check {
+/** The consent settings as a row of `check` where set (or required): failed on an EEA account that left them unset. */
+export function consentCheck(
+  destination: string,
+  config: Pick<MetaConfig, 'eea' | 'consent'>,
+): Check | undefined {
   const problem = eeaConsentProblem(destination, config, ['ads']);
   if (problem) return { name: 'consent', ok: false, detail: problem };
+  if (config.consent === undefined && !config.eea) return undefined;
   const ads = config.consent?.ads ?? 'granted';
   return {
     name: 'consent',

@@ -42,7 +42,7 @@ export function isConsentReason(reason: string): boolean {
  */
 export function eeaConsentProblem(
   destination: string,
-  config: { eea: boolean; consent?: object | undefined },
+  config: { eea?: boolean | undefined; consent?: object | undefined },
   settings: readonly string[],
 ): string | undefined {
   if (!config.eea || config.consent !== undefined) return undefined;
@@ -60,11 +60,12 @@ export function describeSignal(signal: ConsentSignal | undefined): string {
 }
 
 /**
- * The client with its destination's consent settings checked: `check` shows them first, and while they
+ * The client with its destination's consent settings checked (none: nothing to check): `check` shows them first, and while they
  * forbid uploading (`consent.ok` false) finding or making an audience, where every run starts, fails
  * before anything is sent. Removals by erasure, which need no audience lookup, still go.
  */
-export function withConsentCheck(client: ConnectorClient, consent: Check): ConnectorClient {
+export function withConsentCheck(client: ConnectorClient, consent: Check | undefined): ConnectorClient {
+  if (!consent) return client;
   const guarded: ConnectorClient = Object.create(client) as ConnectorClient;
   guarded.check = async () => [consent, ...(await client.check())];
   guarded.ensureAudience = (...args) =>

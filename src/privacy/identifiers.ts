@@ -47,7 +47,7 @@ export function erasureDigests(
     for (const d of destinations) {
       const alone = standaloneSlots(d);
       // Consent decides who is uploaded, not who can be forgotten: the destination's settings are set aside.
-      const config = { ...d.config, eea: false, consent: undefined };
+      const config = { ...d.config, eea: undefined, consent: undefined };
       const mine = d.connector.identify(person, config);
       if ('skip' in mine) continue;
       // A slot the same for another person comes from the config (a default country), not from this one.
