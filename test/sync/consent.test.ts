@@ -8,6 +8,9 @@ import { connectors } from '../../connectors/index.js';
 import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datamanager.js';
 import { FakeMailchimp, md5 } from '../../connectors/mailchimp/fixtures/fake.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
+import { exitCodeOf } from '../../src/cli/sync.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ExitCode } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
@@ -175,6 +178,10 @@ describe('consent per customer and per purpose', () => {
       meta: metaOf(['c1', 'c2', 'c5', 'c6', 'c7', 'c8']),
       mail: mailOf(['c1', 'c2', 'c3', 'c5', 'c8']),
     });
+    // Left out for consent, like an opt-out, is in no share of unusable customers: the run is not partial.
+    const { config } = loadConfig(path.join(s.dir, 'audience-sync.yaml'));
+    expect(exitCodeOf([google, meta], config, log)).toBe(ExitCode.ok);
+
     // Mailchimp adds contacts (as subscribers here): never someone without consent to marketing e-mail.
     expect(s.mailchimp.contacts.has(md5('c4@example.com'))).toBe(false);
     expect(s.mailchimp.contacts.has(md5('c6@example.com'))).toBe(false);
