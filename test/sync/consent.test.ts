@@ -8,6 +8,7 @@ import { connectors } from '../../connectors/index.js';
 import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datamanager.js';
 import { FakeMailchimp, md5 } from '../../connectors/mailchimp/fixtures/fake.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
+import { lastRuns, recordRun, runRecord } from '../../jobs/history.js';
 import { exitCodeOf } from '../../src/cli/sync.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ExitCode } from '../../src/errors.js';
@@ -215,6 +216,41 @@ describe('consent per customer and per purpose', () => {
       mail: mailOf(['c2', 'c3', 'c5', 'c8']),
     });
     expect(s.dm.ingestedConsent).toEqual({ member: 5, request: 0 });
+  });
+
+  it('run history keeps the reasons per purpose, and still reads runs recorded with the old reason', async () => {
+    const prefix = `{consent-history-${randomBytes(4).toString('hex')}}`;
+    const meta = { run: 'r1', at: new Date(0).toISOString(), reason: 'manual' as const, full: false };
+    const result = (skipped: Record<string, number>): AudienceResult => ({
+      destination: 'google',
+      audience: AUDIENCE,
+      segmentSize: 8,
+      members: 5,
+      plannedAdds: 5,
+      plannedRemoves: 0,
+      added: 5,
+      removed: 0,
+      unchanged: 0,
+      waiting: 0,
+      pending: 0,
+      skipped,
+      rejected: 0,
+      rejectedReasons: {},
+      failed: 0,
+      inFlight: 0,
+      durationMs: 1,
+    });
+    const old = { 'consent not granted': 3 };
+    const perPurpose = {
+      'consent not granted (ad_user_data)': 1,
+      'consent not granted (ad_personalization)': 2,
+    };
+    await recordRun(redis, prefix, [runRecord(result(old), meta)]);
+    await recordRun(redis, prefix, [runRecord(result(perPurpose), { ...meta, run: 'r2' })]);
+    const [newer, older] = await lastRuns(redis, prefix, 'google', AUDIENCE, 2);
+    expect(newer?.outcome === 'completed' && newer.skipped).toEqual(perPurpose);
+    expect(older?.outcome === 'completed' && older.skipped).toEqual(old);
+    await redis.del(`${prefix}:history:google:${AUDIENCE}`);
   });
 
   it('refuses to upload to an EEA account whose consent is not written out, before anything is sent', async () => {
