@@ -16,8 +16,8 @@ import { redact, registerSecret } from '../../src/redact.js';
 import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
-import type { ConsentSignal } from '../../src/identity/consent.js';
-import { consentOf, type GoogleAdsConfig } from './config.js';
+import { signalOf, type ConsentSignal } from '../../src/identity/consent.js';
+import type { GoogleAdsConfig } from './config.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { userIdentifiers } from './identifiers.js';
 import { ADWORDS_SCOPE, GoogleOAuth } from './oauth.js';
@@ -332,12 +332,11 @@ export class AdsApiClient implements ConnectorClient {
 
   /** Per-customer consent is applied by `identify` (people without it are not sent): the job says granted. */
   private consent(): Consent {
-    const consent = consentOf(this.config);
     const status = (signal: ConsentSignal | undefined) =>
       signal === undefined || signal === 'denied' ? ('DENIED' as const) : ('GRANTED' as const);
     return {
-      ad_user_data: status(consent?.ad_user_data),
-      ad_personalization: status(consent?.ad_personalization),
+      ad_user_data: status(signalOf(this.config, 'ad_user_data')),
+      ad_personalization: status(signalOf(this.config, 'ad_personalization')),
     };
   }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentColumn, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
+import { consentColumn, consentRow, eeaConsentProblem } from '../../src/identity/consent.js';
 
 /**
  * `destinations.<name>` for `type: google_ads`. Credentials come from the environment through
@@ -101,14 +101,6 @@ export const googleAdsConfigSchema = z
   });
 
 export type GoogleAdsConfig = z.infer<typeof googleAdsConfigSchema>;
-export type GoogleConsent = NonNullable<GoogleAdsConfig['consent']>;
-
-/** The consent settings in force: as written, else everyone granted; none on an EEA account left unset. */
-export function consentOf(config: Pick<GoogleAdsConfig, 'eea' | 'consent'>): GoogleConsent | undefined {
-  if (config.consent) return config.consent;
-  return config.eea ? undefined : { ad_user_data: 'granted', ad_personalization: 'granted' };
-}
-
 /**
  * Why nothing may be uploaded with these consent settings, naming the setting and the fix: unset on an
  * EEA account, or `denied` for everyone (nobody could ever be uploaded). Undefined when they are usable.
@@ -132,7 +124,5 @@ export function consentProblem(
 export function consentCheck(destination: string, config: Pick<GoogleAdsConfig, 'eea' | 'consent'>): Check {
   const problem = consentProblem(destination, config);
   if (problem) return { name: 'consent', ok: false, detail: problem };
-  const consent = consentOf(config)!;
-  const detail = CONSENT_PURPOSES.map((k) => `${k} ${describeSignal(consent[k])}`).join(', ');
-  return { name: 'consent', ok: true, detail: `${detail}${config.eea ? ' (EEA account)' : ''}` };
+  return consentRow(destination, config, CONSENT_PURPOSES);
 }

@@ -1,6 +1,6 @@
 import type { Identified, Person } from '../../src/identity/types.js';
-import { granted } from '../../src/identity/consent.js';
-import { consentOf, type GoogleAdsConfig } from './config.js';
+import { granted, signalOf } from '../../src/identity/consent.js';
+import type { GoogleAdsConfig } from './config.js';
 import { identify as identifyPerson } from './identifiers.js';
 
 /** Slots each `identifiers` choice fills (the address is first name, last name and country + postal code). */
@@ -13,9 +13,9 @@ export function identify(person: Person, config: GoogleAdsConfig): Identified {
   const kept = new Set<number>(config.identifiers.flatMap((name) => SLOTS_OF[name]));
   const slots = id.slots.map((slot, i) => (kept.has(i) ? slot : undefined));
   if (slots.every((s) => s === undefined)) return { skip: 'no usable identifier' };
-  const consent = consentOf(config);
-  if (!granted(consent?.ad_user_data, person)) return { skip: 'consent not granted (ad_user_data)' };
-  if (!granted(consent?.ad_personalization, person))
+  if (!granted(signalOf(config, 'ad_user_data'), person))
+    return { skip: 'consent not granted (ad_user_data)' };
+  if (!granted(signalOf(config, 'ad_personalization'), person))
     return { skip: 'consent not granted (ad_personalization)' };
   return { slots };
 }

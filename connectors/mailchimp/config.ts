@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentSignal, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
+import { consentRow, consentSignal } from '../../src/identity/consent.js';
 
 /** The platform's limits (see the Mailchimp section of the platform reference). */
 export const LIMITS = {
@@ -62,20 +62,12 @@ export const mailchimpConfigSchema = z.strictObject({
 });
 export type MailchimpConfig = z.infer<typeof mailchimpConfigSchema>;
 
-/** The consent settings as a row of `check` where set (or required): failed on an EEA audience that left them unset. */
+/** The consent settings as a row of `check` where set or required (`eea: true`), else none. */
 export function consentCheck(
   destination: string,
   config: Pick<MailchimpConfig, 'eea' | 'consent'>,
 ): Check | undefined {
-  const problem = eeaConsentProblem(destination, config, ['email_marketing']);
-  if (problem) return { name: 'consent', ok: false, detail: problem };
-  if (config.consent === undefined && !config.eea) return undefined;
-  const consent = config.consent?.email_marketing ?? 'granted';
-  return {
-    name: 'consent',
-    ok: true,
-    detail: `email_marketing ${describeSignal(consent)}${config.eea ? ' (EEA audience)' : ''}`,
-  };
+  return config.consent || config.eea ? consentRow(destination, config, ['email_marketing']) : undefined;
 }
 
 /** The base URL of the account's API. */

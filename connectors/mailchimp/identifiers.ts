@@ -1,6 +1,6 @@
 import { isSha256Hex, md5Hex, SLOT_BYTES } from '../../src/identity/hash.js';
 import { normalizeEmail } from '../../src/identity/normalize.js';
-import { granted } from '../../src/identity/consent.js';
+import { granted, signalOf } from '../../src/identity/consent.js';
 import type { Identified, Person } from '../../src/identity/types.js';
 import type { MailchimpConfig } from './config.js';
 
@@ -24,9 +24,8 @@ export function identify(
   if (isSha256Hex(raw)) return { skip: 'hashed email' };
   const email = normalizeEmail(raw);
   if (!email) return { skip: 'invalid email' };
-  // Unset outside the EEA: everyone; with `eea: true` nobody (its runs are refused before that).
-  const consent = config.consent?.email_marketing ?? (config.eea ? undefined : 'granted');
-  if (!granted(consent, person)) return { skip: 'consent not granted (email marketing)' };
+  if (!granted(signalOf(config, 'email_marketing'), person))
+    return { skip: 'consent not granted (email marketing)' };
   return { slots: [emailSlot(email)], plain: { email } };
 }
 

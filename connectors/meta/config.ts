@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentSignal, describeSignal, eeaConsentProblem } from '../../src/identity/consent.js';
+import { consentRow, consentSignal } from '../../src/identity/consent.js';
 import { schemaSetting, SLOTS } from './identifiers.js';
 import { DEFAULT_API_VERSION } from './versions.js';
 
@@ -73,18 +73,10 @@ export const metaConfigSchema = z.strictObject({
 });
 export type MetaConfig = z.infer<typeof metaConfigSchema>;
 
-/** The consent settings as a row of `check` where set (or required): failed on an EEA account that left them unset. */
+/** The consent settings as a row of `check` where set or required (`eea: true`), else none. */
 export function consentCheck(
   destination: string,
   config: Pick<MetaConfig, 'eea' | 'consent'>,
 ): Check | undefined {
-  const problem = eeaConsentProblem(destination, config, ['ads']);
-  if (problem) return { name: 'consent', ok: false, detail: problem };
-  if (config.consent === undefined && !config.eea) return undefined;
-  const ads = config.consent?.ads ?? 'granted';
-  return {
-    name: 'consent',
-    ok: true,
-    detail: `ads ${describeSignal(ads)}${config.eea ? ' (EEA account)' : ''}`,
-  };
+  return config.consent || config.eea ? consentRow(destination, config, ['ads']) : undefined;
 }

@@ -1,4 +1,4 @@
-import { granted } from '../../src/identity/consent.js';
+import { granted, signalOf } from '../../src/identity/consent.js';
 import type { Identified, Person } from '../../src/identity/types.js';
 import type { MetaConfig } from './config.js';
 import { identifyMember } from './identifiers.js';
@@ -10,8 +10,6 @@ export function identify(
 ): Identified {
   const id = identifyMember(person, config);
   if ('skip' in id) return id;
-  // Unset outside the EEA: everyone; on an EEA account nobody (its runs are refused before that).
-  const ads = config.consent?.ads ?? (config.eea ? undefined : 'granted');
-  if (!granted(ads, person)) return { skip: 'consent not granted (ads)' };
+  if (!granted(signalOf(config, 'ads'), person)) return { skip: 'consent not granted (ads)' };
   return id;
 }

@@ -20,6 +20,7 @@ export const consentColumn = z.strictObject({
 
 /** One purpose's consent: `granted` for everyone, or `{ column }` per customer. */
 export const consentSignal = z.union([z.literal('granted'), consentColumn]);
+/** A setting as configs hold it (`denied` for everyone: Google's, kept for its existing configs). */
 export type ConsentSignal = 'granted' | 'denied' | z.infer<typeof consentColumn>;
 
 const GRANTS = new Set(['granted', 'true', 'yes', '1', 'y']);
@@ -53,10 +54,34 @@ export function eeaConsentProblem(
   );
 }
 
-/** A consent setting as `check` shows it. */
-export function describeSignal(signal: ConsentSignal | undefined): string {
-  if (signal === undefined) return 'not set';
-  return typeof signal === 'string' ? signal : `from column '${signal.column}'`;
+/** A destination's consent settings (`eea`, and `consent` by purpose) as its config holds them. */
+export interface ConsentSettings<P extends string> {
+  eea?: boolean | undefined;
+  consent?: { readonly [K in P]: ConsentSignal } | undefined;
+}
+
+/** A purpose's setting in force: as written, else granted for everyone; none on an EEA account left unset. */
+export function signalOf<P extends string>(
+  config: ConsentSettings<P>,
+  purpose: P,
+): ConsentSignal | undefined {
+  if (config.consent) return config.consent[purpose];
+  return config.eea ? undefined : 'granted';
+}
+
+/** The consent settings as a row of `check`: failed on an EEA account that left them unset. */
+export function consentRow<P extends string>(
+  destination: string,
+  config: ConsentSettings<P>,
+  purposes: readonly P[],
+): Check {
+  const problem = eeaConsentProblem(destination, config, purposes);
+  if (problem) return { name: 'consent', ok: false, detail: problem };
+  const each = purposes.map((p) => {
+    const signal = signalOf(config, p)!;
+    return `${p} ${typeof signal === 'string' ? signal : `from column '${signal.column}'`}`;
+  });
+  return { name: 'consent', ok: true, detail: `${each.join(', ')}${config.eea ? ' (EEA account)' : ''}` };
 }
 
 /**
