@@ -88,6 +88,16 @@ export interface PolicyFinding {
   blocked: boolean;
 }
 
+/** Sizes below which a platform will not use an audience (see `ConnectorDefinition.sizeRules`). */
+export interface SizeRules {
+  /** Members the audience needs before the platform serves it (`min_size`). */
+  minMembers?: number;
+  /** Removals must not take an audience from this many members to fewer (`removal_floor`). */
+  removalFloor?: number;
+  /** What the rule is, in the platform's words, for the finding: "Google serves a Customer Match list from 100 members". */
+  why: string;
+}
+
 export interface Check {
   name: string;
   ok: boolean;
@@ -165,6 +175,8 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * health flags a size outside the expected band only once it has stayed there longer (default 0).
    */
   processingMinutes?(config: Config): number;
+  /** The platform's size rules, which the core checks before every upload (none: no minimum). */
+  sizeRules?(config: Config): SizeRules;
   /** Identifier slot names, in the order `identify` fills them. */
   slots(config: Config): readonly string[];
   /**

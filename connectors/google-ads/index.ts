@@ -20,6 +20,10 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   final: () => false,
   // Google sizes a list within hours, at most a day after an upload.
   processingMinutes: () => 24 * 60,
+  sizeRules: () => ({
+    minMembers: 100,
+    why: 'Google serves a Customer Match list from 100 members',
+  }),
   slots: () => SLOTS,
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,

@@ -22,6 +22,11 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   // Meta's approximate count follows an upload within about an hour.
   processingMinutes: () => 60,
   concurrency: (config) => config.requests_in_flight,
+  // Meta delivers to a custom audience of about 100 matched people or more; smaller ones refuse removals too.
+  sizeRules: () => ({
+    removalFloor: 100,
+    why: 'Meta delivers ads to a custom audience from about 100 people',
+  }),
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
   identify,

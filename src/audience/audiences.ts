@@ -9,6 +9,14 @@ export interface AudienceSpec {
   segments: readonly string[];
   where: Readonly<Record<string, readonly string[]>>;
   destinations: readonly string[];
+  /** The checks before every upload: `sync.removals` and `sync.min_size`, the audience's own or the global ones. */
+  sync?: AudienceChecks;
+}
+
+export interface AudienceChecks {
+  /** false: additive only (see `sync.removals`). */
+  removals: boolean;
+  minSize: 'warn' | 'block';
 }
 
 /**
@@ -18,6 +26,7 @@ export interface AudienceSpec {
 export function audiencesOf(config: Config, segmentNames: readonly string[]): AudienceSpec[] {
   const destinations = Object.keys(config.destinations);
   const pattern = config.audiences.name_pattern;
+  const checks: AudienceChecks = { removals: config.sync.removals, minSize: config.sync.min_size };
   const out: AudienceSpec[] = [];
   if (config.audiences.per_segment)
     for (const segment of segmentNames)
@@ -26,6 +35,7 @@ export function audiencesOf(config: Config, segmentNames: readonly string[]): Au
         segments: [segment],
         where: {},
         destinations,
+        sync: checks,
       });
 
   const attributes = new Set([...config.source.attributes, ...(config.profiles?.attributes ?? [])]);
@@ -57,6 +67,10 @@ export function audiencesOf(config: Config, segmentNames: readonly string[]): Au
       segments: a.segments,
       where,
       destinations: a.destinations ?? destinations,
+      sync: {
+        removals: a.sync?.removals ?? checks.removals,
+        minSize: a.sync?.min_size ?? checks.minSize,
+      },
     });
   });
 

@@ -190,6 +190,13 @@ export const audienceSchema = z.strictObject({
   where: z.record(z.string().min(1), z.union([z.string(), z.array(z.string()).min(1)])).optional(),
   /** Destinations this audience goes to; all destinations when omitted. */
   destinations: z.array(z.string().min(1)).optional(),
+  /** This audience's own `sync.removals` and `sync.min_size`; the global ones when omitted. */
+  sync: z
+    .strictObject({
+      removals: z.boolean().optional(),
+      min_size: z.enum(['warn', 'block']).optional(),
+    })
+    .optional(),
 });
 
 export const audiencesSchema = z.strictObject({
@@ -263,6 +270,13 @@ export const syncSchema = z.strictObject({
   max_removal_share: z.number().min(0).max(1).default(0.2),
   /** The removal brake holds an audience only when at least this many members would be removed. */
   min_removals_held: z.number().int().min(0).default(10),
+  /**
+   * An audience below its platform's minimum size (or removals taking it below the floor): `warn` and send,
+   * or `block`: hold what would go (removals privacy requires still go).
+   */
+  min_size: z.enum(['warn', 'block']).default('warn'),
+  /** false: additive only, members who leave an audience stay on the platform (privacy removals still go). */
+  removals: z.boolean().default(true),
   /** How long a worker's hold on a destination lasts without renewal (a killed worker's runs resume after it). */
   lease_seconds: z.number().min(1).max(3600).default(60),
   /** After a run leaves uploads the platform processes later, a follow-up run settles them this much later. */

@@ -21,6 +21,9 @@ import { writeLegacyKey } from '../state/keys.js';
 import type { AudienceState } from '../state/store.js';
 import type { Suppression } from '../privacy/suppression.js';
 
+/** Every consent skip reason starts so (`consent not granted (ads)`, …): a removal privacy requires. */
+const CONSENT_NOT_GRANTED = 'consent not granted';
+
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
 
@@ -36,8 +39,20 @@ export interface AudiencePlan {
   current: number;
   /** Customers to add (indexes; `Identities.member(i)` gives what is sent). */
   add: Uint32Array;
-  /** Members to remove, with the identifiers the state kept for them. */
+  /**
+   * Members to remove, with the identifiers the state kept for them: first the `required` ones, then
+   * customers whose identifiers changed, then the `left` ones.
+   */
   remove: Member[];
+  /**
+   * The first of `remove` that privacy requires (suppressed, opted out, consent withdrawn): no check holds
+   * them back. Told apart only when the plan is asked to (`classify`); otherwise 0 and counted in `left`.
+   */
+  required: number;
+  /** The last of `remove`: members who left the audience (its segments, or the source). */
+  left: number;
+  /** Members who left an additive-only audience (`sync.removals: false`): kept on the platform and in the state. */
+  kept: number;
   unchanged: number;
   /** Additions held back until a pending removal of the same customer or identifiers is done. */
   waiting: number;
@@ -268,12 +283,32 @@ export class Identities {
    */
   async plainFor(record: StateRecord): Promise<{ email: string } | undefined> {
     if (!this.plaintext) return undefined;
+    const i = await this.customerOf(record.key);
+    if (i < 0 || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
+    return this.plain.get(i);
+  }
+
+  /**
+   * Why privacy requires the customer with this key to leave every audience, if the source still has
+   * them: opted out, suppressed under their current identifiers, or a consent the platform needs withdrawn.
+   */
+  async withdrawn(key: Buffer, suppressed: Suppression | undefined): Promise<string | undefined> {
+    const i = await this.customerOf(key);
+    if (i < 0) return undefined;
+    if (this.segmented.customers.optedOut[i]) return 'opted out';
+    const reason = this.resolve(i);
+    if (reason?.startsWith(CONSENT_NOT_GRANTED)) return reason;
+    if (reason === undefined && suppressed?.matches(key, (s) => this.slot(i, s), this.slotCount))
+      return 'suppressed';
+    return undefined;
+  }
+
+  /** The customer with this key, or -1. */
+  private async customerOf(key: Buffer): Promise<number> {
     const { ids } = this.segmented.customers;
     // The keys' own table (8 bytes per customer), not a Map of key strings (about 100).
     this.byKey ??= indexCustomers(this.keys, ids.length, (i) => computeKey(i, ids, this.out));
-    const i = (await this.byKey).get(record.key);
-    if (i < 0 || this.resolve(i) !== undefined || !this.sameAs(i, record)) return undefined;
-    return this.plain.get(i);
+    return (await this.byKey).get(key);
   }
 
   /**
@@ -455,6 +490,20 @@ function identifierOf(group: readonly number[], slot: (s: number) => Buffer | un
 }
 
 /**
+ * Whether privacy requires this member to leave (suppressed under the identifiers we sent, or, while the
+ * source has them, opted out, suppressed or without a consent the platform needs), whatever the audience's
+ * checks hold back.
+ */
+async function requiredRemoval(
+  record: StateRecord,
+  identities: Identities,
+  suppressed: Suppression | undefined,
+): Promise<boolean> {
+  if (suppressed?.matches(record.key, (s) => record.slots[s], record.slots.length)) return true;
+  return (await identities.withdrawn(record.key, suppressed)) !== undefined;
+}
+
+/**
  * Compares the members an audience should have with what the state says the platform holds.
  * Removals go before additions; a changed customer is removed under the old identifiers and added
  * under the new; identifiers that other members still need are never part of a removal.
@@ -467,7 +516,14 @@ export async function planAudience(
   state: AudienceState,
   /** The platform's results are final when add/remove return (no processing later). */
   final: boolean,
-  options: { full?: boolean; suppressed?: Suppression } = {},
+  options: {
+    full?: boolean;
+    suppressed?: Suppression;
+    /** false: additive only, members who left stay on the platform (privacy removals still go). */
+    removals?: boolean;
+    /** Tell the removals privacy requires from the others (`required`): needed when a check may hold removals. */
+    classify?: boolean;
+  } = {},
 ): Promise<AudiencePlan> {
   const full = options.full ?? false;
   const membership = membershipOf(spec, segmented);
@@ -498,6 +554,9 @@ export async function planAudience(
     current: 0,
     add: new Uint32Array(0),
     remove: [],
+    required: 0,
+    left: 0,
+    kept: 0,
     unchanged: 0,
     waiting: 0,
     pending: 0,
@@ -576,11 +635,28 @@ export async function planAudience(
   }
   for (const i of desired.members) if (!(seen[i >>> 5]! & (1 << (i & 31)))) add.push(i);
 
+  const additive = options.removals === false;
   if (leaving.length > 0) {
-    const values = new IdentifierSet();
-    for (const { record } of leaving) for (const g of identities.groups) values.add(g, record.slots);
-    const holders = values.holders(identities, desired.members);
+    const classify = additive || options.classify === true;
+    // Removals by kind, in the order `remove` holds them.
+    const kinds: { required: Member[]; changed: Member[]; left: Member[] } = {
+      required: [],
+      changed: [],
+      left: [],
+    };
+    const going: { record: StateRecord; self?: number; kind: keyof typeof kinds }[] = [];
     for (const { record, self } of leaving) {
+      if (self !== undefined) going.push({ record, self, kind: 'changed' });
+      else if (classify && (await requiredRemoval(record, identities, suppressed)))
+        going.push({ record, kind: 'required' });
+      // Additive only: the member stays on the platform, and its record in the state as it is.
+      else if (additive) plan.kept++;
+      else going.push({ record, kind: 'left' });
+    }
+    const values = new IdentifierSet();
+    for (const { record } of going) for (const g of identities.groups) values.add(g, record.slots);
+    const holders = values.holders(identities, desired.members);
+    for (const { record, self, kind } of going) {
       const slots = record.slots.slice();
       for (const group of identities.groups) {
         const value = identifierOf(group, (s) => record.slots[s]);
@@ -589,9 +665,12 @@ export async function planAudience(
         if ((holders.get(value) ?? 0) - own > 0) for (const s of group) slots[s] = undefined;
       }
       if (slots.some(Boolean))
-        plan.remove.push({ key: record.key, slots, plain: await identities.plainFor(record) });
+        kinds[kind].push({ key: record.key, slots, plain: await identities.plainFor(record) });
       else plan.forget.push(record.key);
     }
+    plan.remove = [...kinds.required, ...kinds.changed, ...kinds.left];
+    plan.required = kinds.required.length;
+    plan.left = kinds.left.length;
   }
 
   if (final) {

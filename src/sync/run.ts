@@ -18,6 +18,7 @@ import { Status, type StateRecord } from '../state/records.js';
 import type { AudienceState, StateStore } from '../state/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from './brakes.js';
 import { Identities, planAudience, type AudiencePlan } from './plan.js';
+import { checkPolicy, DEFAULT_CHECKS } from './policy.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 
 /** A configured destination with its connector and validated settings. */
@@ -125,9 +126,13 @@ async function planOn(
   const final = destination.connector.final(destination.config);
   // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
   const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
+  const checks = spec.sync ?? DEFAULT_CHECKS;
   return planAudience(spec, destination.name, options.segmented, identities, state, final, {
     ...options,
     suppressed,
+    removals: checks.removals,
+    // A block may hold removals: those privacy requires must be told apart, to go regardless.
+    classify: checks.minSize === 'block' && destination.connector.sizeRules !== undefined,
   });
 }
 
@@ -194,6 +199,11 @@ async function syncAudience(
     if (client.stamp) await call(`mark '${spec.name}'`, () => client.stamp!(remote, epoch));
   };
   let plan: AudiencePlan | undefined;
+  // What this run sends, once the checks have held back what they hold.
+  let planned = { adds: 0, removes: 0 };
+  const checks = spec.sync ?? DEFAULT_CHECKS;
+  // An additive-only audience is never emptied: a full resync or a lost state re-sends additions only.
+  const additive = !checks.removals;
   try {
     const known = await state.remoteId();
     const epoch = await state.epoch();
@@ -231,7 +241,7 @@ async function syncAudience(
       const uploads = [...(await state.uploads()).values()];
       // The platform is still replacing (or emptying) it: nothing else goes until it is done.
       if (uploads.some((u) => u.op === 'replace' || u.op === 'removeAll')) return result;
-      if (!client.replace && !client.removeAll)
+      if (!client.replace && !client.removeAll && !additive)
         throw new ConnectorError(
           `'${spec.name}' must be replaced (${replace}), and ${destination.connector.type} can neither replace nor empty an audience`,
           'permanent',
@@ -261,7 +271,7 @@ async function syncAudience(
     const brake = options.removals ?? DEFAULT_REMOVAL_BRAKE;
     const held =
       heldByRemovals(plan, brake) ??
-      (replace
+      (replace && !additive
         ? await heldByReplace(
             () => client.stats(remote),
             plan,
@@ -274,7 +284,38 @@ async function syncAudience(
       result.error = held;
       return result;
     }
-    if (replace && !client.replace) {
+    const policy = checkPolicy(plan, destination.connector.sizeRules?.(destination.config), checks);
+    if (policy.findings.length > 0) result.policy = policy.findings;
+    for (const f of policy.findings)
+      log[f.check === 'additive_only' ? 'info' : 'warn'](
+        { destination: destination.name, audience: spec.name, check: f.check, blocked: f.blocked },
+        `'${spec.name}' on ${destination.name}: ${f.message}`,
+      );
+    const size = destination.connector.batchSize(destination.config);
+    const concurrency = Math.max(1, destination.connector.concurrency?.(destination.config) ?? 1);
+    const removeBatches = (members: Member[]) =>
+      push(
+        state,
+        'remove',
+        members,
+        size,
+        (batch) => call('remove', () => client.remove(remote, batch)),
+        result,
+        [],
+        concurrency,
+      );
+    if (policy.held) {
+      // Like a brake, but removals privacy requires still go: the state keeps everything else as it was.
+      planned = { adds: 0, removes: plan.required };
+      await removeBatches(plan.remove.slice(0, plan.required));
+      result.held = policy.held;
+      result.error = policy.held;
+      return result;
+    }
+    const removals =
+      policy.hold === 'left' ? plan.remove.slice(0, plan.remove.length - plan.left) : plan.remove;
+    planned = { adds: plan.add.length, removes: removals.length };
+    if (replace && !client.replace && !additive) {
       const outcome = await call('remove all', () => client.removeAll!(remote));
       if (outcome.status === 'pending') {
         const id = await state.nextUploadId();
@@ -291,8 +332,6 @@ async function syncAudience(
     if (plan.forget.length > 0)
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
 
-    const size = destination.connector.batchSize(destination.config);
-    const concurrency = Math.max(1, destination.connector.concurrency?.(destination.config) ?? 1);
     const toAdd = plan.add;
     // Members are built batch by batch from the packed identities, not all at once.
     const adds = {
@@ -300,8 +339,9 @@ async function syncAudience(
       slice: (from: number, to: number) => Array.from(toAdd.subarray(from, to), (i) => identities.member(i)),
     };
     // A replace with nobody to add would empty the audience through an empty upload: removals say it
-    // plainly, unless the audience must be replaced because nobody knows what it holds.
-    if (client.replace && (replace || (plan.full && plan.add.length > 0))) {
+    // plainly, unless the audience must be replaced because nobody knows what it holds. Nor does a
+    // replace go where it would drop members a check keeps (additive only, a removal floor).
+    if (client.replace && !additive && !policy.hold && (replace || (plan.full && plan.add.length > 0))) {
       const outcome = await push(
         state,
         'replace',
@@ -315,16 +355,7 @@ async function syncAudience(
       if (replace && outcome === 'confirmed') await state.replaced();
       if (replace) await stamp(remote, epoch);
     } else {
-      await push(
-        state,
-        'remove',
-        plan.remove,
-        size,
-        (batch) => call('remove', () => client.remove(remote, batch)),
-        result,
-        [],
-        concurrency,
-      );
+      await removeBatches(removals);
       await push(
         state,
         'add',
@@ -335,6 +366,11 @@ async function syncAudience(
         [],
         concurrency,
       );
+      // An additive-only audience whose state was lost holds what it held and everything sent now.
+      if (replace && additive) {
+        await state.replaced();
+        await stamp(remote, epoch);
+      }
     }
     // An audience made before audiences carried the epoch gets it now.
     if (!replace && remote.epoch === undefined && !remote.created) await stamp(remote, epoch);
@@ -343,8 +379,8 @@ async function syncAudience(
     if (error instanceof ConnectorError) result.errorKind = error.kind;
     if (plan)
       result.failed =
-        plan.add.length +
-        plan.remove.length -
+        planned.adds +
+        planned.removes -
         result.added -
         result.removed -
         result.rejected -

@@ -1,0 +1,288 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { fileConnector } from '../../connectors/file/index.js';
+import type { ConnectorDefinition, SizeRules } from '../../src/connector.js';
+import { createLogger } from '../../src/log.js';
+import { saveSuppression } from '../../src/privacy/suppression.js';
+import { buildSegmentMap } from '../../src/segment/maps.js';
+import { segmentsSchema } from '../../src/config/schema.js';
+import { StateStore } from '../../src/state/store.js';
+import type { AudienceResult } from '../../src/sync/run.js';
+import { tempDir } from '../helpers.js';
+import { fileAudiences, syncOnce } from './harness.js';
+
+/**
+ * Issue 17, checks before every upload: an audience of exactly the customers marked `cohort: in` in a
+ * hand-made shop (one order each, one clean email each), synced to the `file` destination declared with a
+ * platform's size rules. The expected audience is computed by hand: the SHA-256 of each email in the cohort.
+ */
+
+const redis = new Redis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
+const log = createLogger({ level: 'silent', json: true });
+const SEGMENTS = buildSegmentMap(segmentsSchema.parse({ map: 'default', actions: {} })).names;
+
+const email = (n: number) => `c${String(n).padStart(4, '0')}@example.com`;
+const line = (n: number) => `email=${createHash('sha256').update(email(n)).digest('hex')}`;
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, k) => from + k);
+
+/** A file destination that keeps a platform's size rules. */
+const registryWith = (rules: Omit<SizeRules, 'why'>) => ({
+  file: {
+    ...fileConnector,
+    sizeRules: () => ({ ...rules, why: 'the test platform serves an audience from 100 members' }),
+  } as unknown as ConnectorDefinition<never>,
+});
+
+function makeShop(customers = 200) {
+  const dir = tempDir('audience-sync-policy-');
+  const prefix = `policy-${randomBytes(4).toString('hex')}`;
+  const store = new StateStore(redis, prefix);
+  writeFileSync(
+    path.join(dir, 'orders.csv'),
+    'customer_id,order_date,amount\n' +
+      range(1, customers)
+        .map((n) => `C${n},2025-${String((n % 12) + 1).padStart(2, '0')}-10,${(n % 50) + 5}`)
+        .join('\n') +
+      '\n',
+  );
+  /** The cohort, and who opted out (by customer number). */
+  const people = (cohort: Iterable<number>, optedOut: Iterable<number> = []) => {
+    const inCohort = new Set(cohort);
+    const out = new Set(optedOut);
+    writeFileSync(
+      path.join(dir, 'customers.csv'),
+      'customer_id,email,opted_out,cohort\n' +
+        range(1, customers)
+          .map((n) => `C${n},${email(n)},${out.has(n) ? 'true' : 'false'},${inCohort.has(n) ? 'in' : 'out'}`)
+          .join('\n') +
+        '\n',
+    );
+  };
+  /** The config, with `sync:` settings (YAML flow entries) and the audience's own `sync:` when given. */
+  const config = (sync: string, audienceSync?: string) =>
+    writeFileSync(
+      path.join(dir, 'audience-sync.yaml'),
+      `source: { type: csv, path: orders.csv }
+profiles: { type: csv, path: customers.csv, attributes: [cohort] }
+scoring: { analysis_date: "2026-01-01" }
+audiences:
+  per_segment: false
+  list:
+    - name: Cohort
+      segments: ${JSON.stringify(SEGMENTS)}
+      where: { cohort: in }${audienceSync ? `\n      sync: ${audienceSync}` : ''}
+destinations:
+  local: { type: file, path: out }
+sync: { redis_prefix: ${prefix}, lease_seconds: 2, max_removal_share: 1${sync ? `, ${sync}` : ''} }
+`,
+    );
+  const run = async (registry: ReturnType<typeof registryWith>, full = false): Promise<AudienceResult> => {
+    const [result] = await syncOnce(path.join(dir, 'audience-sync.yaml'), registry, { store, log, full });
+    return result!;
+  };
+  const audience = () => fileAudiences(path.join(dir, 'out')).get('Cohort') ?? new Set<string>();
+  const stateCount = async () => (await store.audience('local', 'Cohort').counts())?.confirmed ?? 0;
+  return { dir, prefix, store, people, config, run, audience, stateCount };
+}
+
+const lines = (ns: number[]) => new Set(ns.map(line));
+const checksOf = (r: AudienceResult) => (r.policy ?? []).map((f) => [f.check, f.blocked]);
+
+describe('min_size', () => {
+  const rules = registryWith({ minMembers: 100 });
+
+  it('warns at 99 members and sends; says nothing at 100', async () => {
+    const shop = makeShop();
+    shop.config('');
+    shop.people(range(1, 99));
+    const r = await shop.run(rules);
+    expect(r.error).toBeUndefined();
+    expect(checksOf(r)).toEqual([['min_size', false]]);
+    expect(r.policy![0]!.message).toMatch(/would hold 99 after this run, 1 short.*sync\.min_size: warn/);
+    expect(shop.audience()).toEqual(lines(range(1, 99)));
+
+    shop.people(range(1, 100));
+    const next = await shop.run(rules);
+    expect(next.policy).toBeUndefined();
+    expect(next.added).toBe(1);
+    expect(shop.audience()).toEqual(lines(range(1, 100)));
+  });
+
+  it('block sends nothing below the minimum and leaves the state so the run that reaches it is exact', async () => {
+    const shop = makeShop();
+    shop.config('min_size: block');
+    shop.people(range(1, 99));
+    const r = await shop.run(rules);
+    expect(checksOf(r)).toEqual([['min_size', true]]);
+    expect(r.held).toMatch(/held below the platform's minimum: .*would hold 99.*sync\.min_size: block/);
+    expect(r.error).toBe(r.held);
+    expect([r.added, r.removed]).toEqual([0, 0]);
+    expect(shop.audience()).toEqual(new Set());
+    expect(await shop.stateCount()).toBe(0);
+
+    // The same again: still held, still nothing sent.
+    expect((await shop.run(rules)).held).toBeDefined();
+    expect(shop.audience()).toEqual(new Set());
+
+    shop.people(range(1, 100));
+    const done = await shop.run(rules);
+    expect(done.error).toBeUndefined();
+    expect(done.policy).toBeUndefined();
+    expect(done.added).toBe(100);
+    expect(shop.audience()).toEqual(lines(range(1, 100)));
+    expect(await shop.stateCount()).toBe(100);
+  });
+
+  it('block still sends the removals privacy requires (a suppressed member) and nothing else', async () => {
+    const shop = makeShop();
+    shop.config('');
+    shop.people(range(1, 120));
+    await shop.run(rules);
+    expect(shop.audience()).toEqual(lines(range(1, 120)));
+
+    // The cohort shrinks to 90 and someone in it asks to be forgotten: only their removal goes.
+    shop.config('min_size: block');
+    shop.people(range(1, 90));
+    await saveSuppression(redis, shop.prefix, {
+      id: 's1',
+      added_at: new Date().toISOString(),
+      keys: [],
+      hashes: [line(5).slice('email='.length)],
+    });
+    const r = await shop.run(rules);
+    expect(r.held).toMatch(/would hold 89/);
+    expect([r.added, r.removed]).toEqual([0, 1]);
+    expect(shop.audience()).toEqual(lines(range(1, 120).filter((n) => n !== 5)));
+
+    // Lifted: the audience becomes the cohort without the suppressed member.
+    shop.config('');
+    const done = await shop.run(rules);
+    expect(done.error).toBeUndefined();
+    expect(shop.audience()).toEqual(lines(range(1, 90).filter((n) => n !== 5)));
+    expect(await shop.stateCount()).toBe(89);
+  });
+});
+
+describe('removal_floor', () => {
+  const rules = registryWith({ removalFloor: 100 });
+
+  it('fires only when removals take the audience from the floor or above to below it', async () => {
+    const shop = makeShop();
+    shop.config('');
+    shop.people(range(1, 105));
+    expect((await shop.run(rules)).policy).toBeUndefined();
+
+    // 105 to 100: still at the floor.
+    shop.people(range(1, 100));
+    const at = await shop.run(rules);
+    expect([at.removed, at.policy]).toEqual([5, undefined]);
+
+    // 100 to 99: below it, sent (warn).
+    shop.people(range(1, 99));
+    const below = await shop.run(rules);
+    expect(checksOf(below)).toEqual([['removal_floor', false]]);
+    expect(below.policy![0]!.message).toMatch(/removing 1 members would take this audience from 100 to 99/);
+    expect(below.removed).toBe(1);
+
+    // Already below: 99 to 95 crosses nothing.
+    shop.people(range(1, 95));
+    const under = await shop.run(rules);
+    expect([under.removed, under.policy]).toEqual([4, undefined]);
+    expect(shop.audience()).toEqual(lines(range(1, 95)));
+  });
+
+  it('block holds the removals of members who left, sends the additions, and a later run is exact', async () => {
+    const shop = makeShop();
+    shop.config('min_size: block');
+    shop.people(range(1, 102));
+    await shop.run(rules);
+
+    // Six leave, one joins: 102 to 97.
+    shop.people([...range(1, 96), 150]);
+    const r = await shop.run(rules);
+    expect(checksOf(r)).toEqual([['removal_floor', true]]);
+    expect(r.policy![0]!.message).toMatch(/from 102 to 97, below 100\. The 6 removals .* held/);
+    expect([r.added, r.removed, r.error, r.held]).toEqual([1, 0, undefined, undefined]);
+    expect(shop.audience()).toEqual(lines([...range(1, 102), 150]));
+    expect(await shop.stateCount()).toBe(103);
+
+    // Warn lets them go: the audience is the cohort.
+    shop.config('min_size: warn');
+    const done = await shop.run(rules);
+    expect([done.added, done.removed]).toEqual([0, 6]);
+    expect(shop.audience()).toEqual(lines([...range(1, 96), 150]));
+    expect(await shop.stateCount()).toBe(97);
+  });
+});
+
+describe('additive only (sync.removals: false)', () => {
+  const none = registryWith({});
+
+  it('keeps members who leave on the platform across runs; opted-out and suppressed members still go', async () => {
+    const shop = makeShop();
+    shop.config('', '{ removals: false }');
+    shop.people(range(1, 50));
+    await shop.run(none);
+    expect(shop.audience()).toEqual(lines(range(1, 50)));
+
+    // 41..50 leave the cohort; 51..55 join.
+    shop.people(range(1, 55).filter((n) => n <= 40 || n > 50));
+    const r = await shop.run(none);
+    expect(checksOf(r)).toEqual([['additive_only', true]]);
+    expect(r.policy![0]!.message).toMatch(/^10 members who left this audience stay on the platform/);
+    expect([r.added, r.removed]).toEqual([5, 0]);
+    expect(shop.audience()).toEqual(lines(range(1, 55)));
+
+    // A second run: the same 10 are still held back, nothing moves.
+    const again = await shop.run(none);
+    expect([again.added, again.removed]).toEqual([0, 0]);
+    expect(again.policy![0]!.message).toMatch(/^10 members/);
+    expect(await shop.stateCount()).toBe(55);
+
+    // One who left opts out (3 is still in the cohort, 45 is not), one is suppressed (7): they go.
+    shop.people(
+      range(1, 55).filter((n) => n <= 40 || n > 50),
+      [3, 45],
+    );
+    await saveSuppression(redis, shop.prefix, {
+      id: 's7',
+      added_at: new Date().toISOString(),
+      keys: [],
+      hashes: [line(7).slice('email='.length)],
+    });
+    const privacy = await shop.run(none);
+    expect([privacy.added, privacy.removed]).toEqual([0, 3]);
+    expect(privacy.policy![0]!.message).toMatch(/^9 members/);
+    const kept = range(41, 50).filter((n) => n !== 45);
+    const cohort = range(1, 55).filter((n) => (n <= 40 || n > 50) && n !== 3 && n !== 7);
+    expect(shop.audience()).toEqual(lines([...cohort, ...kept]));
+
+    // A full resync (the file destination can replace) does not empty it, nor drop the kept members.
+    const full = await shop.run(none, true);
+    expect(full.error).toBeUndefined();
+    expect(full.removed).toBe(0);
+    expect(shop.audience()).toEqual(lines([...cohort, ...kept]));
+    expect(await shop.stateCount()).toBe(cohort.length + kept.length);
+  });
+
+  it('the global setting applies to every audience; an audience may turn it back on', async () => {
+    const shop = makeShop();
+    shop.config('removals: false', '{ removals: true }');
+    shop.people(range(1, 20));
+    await shop.run(none);
+    shop.people(range(1, 15));
+    const r = await shop.run(none);
+    expect([r.removed, r.policy]).toEqual([5, undefined]);
+    expect(shop.audience()).toEqual(lines(range(1, 15)));
+
+    shop.config('removals: false');
+    shop.people(range(1, 10));
+    const additive = await shop.run(none);
+    expect([additive.removed, checksOf(additive)]).toEqual([0, [['additive_only', true]]]);
+    expect(shop.audience()).toEqual(lines(range(1, 15)));
+  });
+});
