@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { roleSchema } from '../config/schema.js';
-import { audienceHealthSchema } from '../health/schema.js';
+import { audienceHealthSchema, policyFindingSchema } from '../health/schema.js';
 import { snapshotSchema } from '../history/snapshots.js';
 import { auditEntrySchema } from '../privacy/audit.js';
 import { contactDeletionSchema, erasureRequestSchema, receiptSchema } from '../privacy/erasure.js';
@@ -101,6 +101,8 @@ export const runSchema = z
     error_kind: z.string().nullable(),
     held: z.string().nullable(),
     replaced: z.string().nullable(),
+    /** What the checks before the upload found: a minimum size, a removal floor, additive only. */
+    policy: z.array(policyFindingSchema),
     platform_report: z
       .object({
         received: z.number().optional(),

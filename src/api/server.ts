@@ -258,6 +258,7 @@ function toRun(r: RunRecord) {
     error_kind: r.errorKind ?? null,
     held: r.held ?? null,
     replaced: r.replaced ?? null,
+    policy: r.policy ?? [],
     platform_report: r.platform
       ? {
           ...(r.platform.received !== undefined ? { received: r.platform.received } : {}),

@@ -13,7 +13,9 @@ import type { Logger } from '../log.js';
 import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
 import { logReadReport, readSummary } from '../source/report.js';
 import { StateStore } from '../state/store.js';
+import type { PolicyFinding } from '../connector.js';
 import type { AudiencePlan } from '../sync/plan.js';
+import { checkPolicy, DEFAULT_CHECKS } from '../sync/policy.js';
 import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
 import {
   heldByRemovals,
@@ -103,17 +105,22 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
   try {
     const store = new StateStore(redis, p.config.sync.redis_prefix);
     const plans: AudiencePlan[] = [];
+    // What the checks before every upload would find, per plan.
+    const policy = new Map<AudiencePlan, PolicyFinding[]>();
     for (const destination of p.destinations)
-      plans.push(
-        ...(await planDestination(destination, {
-          segmented: p.segmented,
-          audiences: p.audiences,
-          store,
-          threads: identifyThread,
-          ...(options.full ? { full: true } : {}),
-          ...(options.audience !== undefined ? { audience: options.audience } : {}),
-        })),
-      );
+      for (const plan of await planDestination(destination, {
+        segmented: p.segmented,
+        audiences: p.audiences,
+        store,
+        threads: identifyThread,
+        ...(options.full ? { full: true } : {}),
+        ...(options.audience !== undefined ? { audience: options.audience } : {}),
+      })) {
+        plans.push(plan);
+        const spec = p.audiences.find((a) => a.name === plan.audience);
+        const rules = destination.connector.sizeRules?.(destination.config);
+        policy.set(plan, checkPolicy(plan, rules, spec?.sync ?? DEFAULT_CHECKS).findings);
+      }
     const brake = removalBrake(p.config.sync, options.allowRemovals);
     const held = new Map(plans.map((plan) => [plan, heldByRemovals(plan, brake)]));
     const shrink = options.allowShrink
@@ -123,11 +130,15 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
       process.stdout.write(
         JSON.stringify({
           source: readSummary(p.segmented.report),
-          plans: plans.map((plan) => ({ ...planSummary(plan), held: held.get(plan) ?? null })),
+          plans: plans.map((plan) => ({
+            ...planSummary(plan),
+            held: held.get(plan) ?? null,
+            policy: policy.get(plan) ?? [],
+          })),
           held: shrink ?? null,
         }) + '\n',
       );
-    else process.stdout.write(planTable(plans, held));
+    else process.stdout.write(planTable(plans, held, policy));
     for (const [plan, why] of held)
       if (why)
         log.error(
@@ -400,6 +411,7 @@ export function planSummary(plan: AudiencePlan) {
     members: plan.members,
     to_add: plan.add.length,
     to_remove: plan.remove.length,
+    kept: plan.kept,
     unchanged: plan.unchanged,
     waiting: plan.waiting,
     pending: plan.pending,
@@ -409,7 +421,16 @@ export function planSummary(plan: AudiencePlan) {
   };
 }
 
-function planTable(plans: AudiencePlan[], held: Map<AudiencePlan, string | undefined>): string {
+/** The checks before every upload, for a table: `min_size`, `additive_only (held)`, … (messages in --json and the log). */
+function checksText(findings: readonly PolicyFinding[] | undefined): string {
+  return (findings ?? []).map((f) => (f.blocked ? `${f.check} (held)` : f.check)).join(', ');
+}
+
+function planTable(
+  plans: AudiencePlan[],
+  held: Map<AudiencePlan, string | undefined>,
+  policy: Map<AudiencePlan, PolicyFinding[]>,
+): string {
   return table(
     [
       'destination',
@@ -421,6 +442,7 @@ function planTable(plans: AudiencePlan[], held: Map<AudiencePlan, string | undef
       'unchanged',
       'waiting',
       'skipped',
+      'checks',
       'brake',
     ],
     plans.map((p) => [
@@ -433,6 +455,7 @@ function planTable(plans: AudiencePlan[], held: Map<AudiencePlan, string | undef
       thousands(p.unchanged),
       thousands(p.waiting + p.pending),
       skippedText(p.skipped),
+      checksText(policy.get(p)),
       held.get(p) ? `HELD: ${thousands(p.remove.length)} of ${thousands(p.current)} would go` : '',
     ]),
   );
@@ -451,6 +474,7 @@ function resultTable(results: AudienceResult[]): string {
       'waiting',
       'skipped',
       'seconds',
+      'checks',
       'error',
     ],
     results.map((r) => [
@@ -464,7 +488,8 @@ function resultTable(results: AudienceResult[]): string {
       thousands(r.waiting + r.pending),
       skippedText(r.skipped),
       (r.durationMs / 1000).toFixed(1),
-      r.held ? 'held by the removal brake (see below)' : (r.error ?? ''),
+      checksText(r.policy),
+      r.held ? 'held (see below)' : (r.error ?? ''),
     ]),
   );
 }

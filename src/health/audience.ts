@@ -145,6 +145,7 @@ function lastRunOf(r: RunRecord): LastRun {
     durationMs: r.durationMs,
     held: r.held ?? null,
     replaced: r.replaced ?? null,
+    policy: r.policy ?? [],
   };
 }
 

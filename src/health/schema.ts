@@ -105,6 +105,15 @@ export const divergenceSchema = z
   );
 export type Divergence = z.infer<typeof divergenceSchema>;
 
+/** One check before an upload and what it found (`PolicyFinding`): a minimum size, a removal floor, additive only. */
+export const policyFindingSchema = z
+  .strictObject({
+    check: z.string().describe('Which rule: min_size, removal_floor, additive_only, …'),
+    message: z.string().describe('What was found and what to do, naming the setting.'),
+    blocked: z.boolean().describe('The rule kept the upload, or part of it, from being sent.'),
+  })
+  .meta({ id: 'PolicyFinding' });
+
 export const lastRunSchema = z
   .strictObject({
     run: z.string().describe('The run (job) id.'),
@@ -127,6 +136,7 @@ export const lastRunSchema = z
     durationMs: count,
     held: z.string().nullable().describe('Why a brake left the audience untouched.'),
     replaced: z.string().nullable().describe('Why the audience was replaced whole.'),
+    policy: z.array(policyFindingSchema).describe('What the checks before the upload found.'),
   })
   .describe('The last run of the audience and its counts.');
 export type LastRun = z.infer<typeof lastRunSchema>;
