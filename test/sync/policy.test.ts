@@ -2,17 +2,21 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import nock from 'nock';
+import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { fileConnector } from '../../connectors/file/index.js';
+import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datamanager.js';
+import { googleAdsConnector } from '../../connectors/google-ads/index.js';
 import type { ConnectorDefinition, SizeRules } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { saveSuppression } from '../../src/privacy/suppression.js';
 import { buildSegmentMap } from '../../src/segment/maps.js';
 import { segmentsSchema } from '../../src/config/schema.js';
 import { StateStore } from '../../src/state/store.js';
+import type { ConnectorRegistry } from '../../src/sync/prepare.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
-import { fileAudiences, syncOnce } from './harness.js';
+import { fileAudiences, syncOnce, syncUntilSettled } from './harness.js';
 
 /**
  * Issue 17, checks before every upload: an audience of exactly the customers marked `cohort: in` in a
@@ -49,25 +53,33 @@ function makeShop(customers = 200) {
         .join('\n') +
       '\n',
   );
-  /** The cohort, and who opted out (by customer number). */
-  const people = (cohort: Iterable<number>, optedOut: Iterable<number> = []) => {
+  /** The cohort, who opted out, and who withdrew consent for ad use (by customer number). */
+  const people = (
+    cohort: Iterable<number>,
+    optedOut: Iterable<number> = [],
+    withdrawn: Iterable<number> = [],
+  ) => {
     const inCohort = new Set(cohort);
     const out = new Set(optedOut);
+    const noConsent = new Set(withdrawn);
     writeFileSync(
       path.join(dir, 'customers.csv'),
-      'customer_id,email,opted_out,cohort\n' +
+      'customer_id,email,opted_out,cohort,ads_consent\n' +
         range(1, customers)
-          .map((n) => `C${n},${email(n)},${out.has(n) ? 'true' : 'false'},${inCohort.has(n) ? 'in' : 'out'}`)
+          .map(
+            (n) =>
+              `C${n},${email(n)},${out.has(n)},${inCohort.has(n) ? 'in' : 'out'},${noConsent.has(n) ? 'no' : 'yes'}`,
+          )
           .join('\n') +
         '\n',
     );
   };
   /** The config, with `sync:` settings (YAML flow entries) and the audience's own `sync:` when given. */
-  const config = (sync: string, audienceSync?: string) =>
+  const config = (sync: string, audienceSync?: string, destination = '{ type: file, path: out }') =>
     writeFileSync(
       path.join(dir, 'audience-sync.yaml'),
       `source: { type: csv, path: orders.csv }
-profiles: { type: csv, path: customers.csv, attributes: [cohort] }
+profiles: { type: csv, path: customers.csv, attributes: [cohort, ads_consent] }
 scoring: { analysis_date: "2026-01-01" }
 audiences:
   per_segment: false
@@ -76,11 +88,11 @@ audiences:
       segments: ${JSON.stringify(SEGMENTS)}
       where: { cohort: in }${audienceSync ? `\n      sync: ${audienceSync}` : ''}
 destinations:
-  local: { type: file, path: out }
+  local: ${destination}
 sync: { redis_prefix: ${prefix}, lease_seconds: 2, max_removal_share: 1${sync ? `, ${sync}` : ''} }
 `,
     );
-  const run = async (registry: ReturnType<typeof registryWith>, full = false): Promise<AudienceResult> => {
+  const run = async (registry: ConnectorRegistry, full = false): Promise<AudienceResult> => {
     const [result] = await syncOnce(path.join(dir, 'audience-sync.yaml'), registry, { store, log, full });
     return result!;
   };
@@ -284,5 +296,72 @@ describe('additive only (sync.removals: false)', () => {
     const additive = await shop.run(none);
     expect([additive.removed, checksOf(additive)]).toEqual([0, [['additive_only', true]]]);
     expect(shop.audience()).toEqual(lines(range(1, 15)));
+  });
+});
+
+describe('on Google Customer Match (the Data Manager API, faked at the wire)', () => {
+  const DM = 'https://datamanager.fake';
+  const TOKEN_URL = 'https://oauth.fake/token';
+  const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+  const google = `{ type: google_ads, customer_id: 123-456-7890, client_id: test-client.apps.googleusercontent.com,
+    client_secret: "\${GOOGLE_CLIENT_SECRET}", refresh_token: "\${GOOGLE_REFRESH_TOKEN}", default_country: US,
+    consent: { ad_user_data: { column: ads_consent }, ad_personalization: granted },
+    endpoints: { data_manager: ${DM}, token_url: ${TOKEN_URL} } }`;
+  let fake: FakeDataManager;
+  beforeEach(() => {
+    process.env.GOOGLE_CLIENT_SECRET = 'client-secret';
+    process.env.GOOGLE_REFRESH_TOKEN = '1//refresh';
+    nock.disableNetConnect();
+    fake = new FakeDataManager(DM, TOKEN_URL, '1234567890');
+    fake.install();
+  });
+  afterEach(() => {
+    nock.cleanAll();
+    nock.enableNetConnect();
+  });
+  /** The list as Google holds it, as the emails' digests. */
+  const list = () => new Set([...(fake.list('Cohort') ?? [])].map((k) => k.replace(/^email:/, 'email=')));
+  const settle = async (shop: ReturnType<typeof makeShop>) =>
+    (await syncUntilSettled(async () => [await shop.run(registry)], { most: 6 })).flat();
+
+  it("warns when a list would hold fewer than Google's 100 members", async () => {
+    const shop = makeShop();
+    shop.config('', undefined, google);
+    shop.people(range(1, 99));
+    const [first] = await settle(shop);
+    expect(first!.policy).toEqual([
+      {
+        check: 'min_size',
+        message: expect.stringMatching(
+          /^Google serves a Customer Match list from 100 members; this audience would hold 99 after this run, 1 short/,
+        ),
+        blocked: false,
+      },
+    ]);
+    expect(list()).toEqual(lines(range(1, 99)));
+  });
+
+  it('additive only: members who leave stay; a withdrawn consent (in or out of the cohort) removes them', async () => {
+    const shop = makeShop();
+    shop.config('removals: false', undefined, google);
+    shop.people(range(1, 120));
+    await settle(shop);
+    expect(list()).toEqual(lines(range(1, 120)));
+
+    // 111..120 leave the cohort; 5 (still in it) and 115 (gone from it) withdraw consent for ad use.
+    shop.people(range(1, 110), [], [5, 115]);
+    const runs = await settle(shop);
+    expect(runs.reduce((a, r) => a + r.removed, 0)).toBe(2);
+    expect(runs[0]!.policy).toEqual([
+      { check: 'additive_only', message: expect.stringMatching(/^9 members who left/), blocked: true },
+    ]);
+    expect(list()).toEqual(lines(range(1, 120).filter((n) => n !== 5 && n !== 115)));
+
+    // A full resync sends additions only: the kept members stay.
+    const removeAll = fake.batches.filter((b) => b.op === 'removeAll').length;
+    await shop.run(registry, true);
+    await settle(shop);
+    expect(fake.batches.filter((b) => b.op === 'removeAll').length).toBe(removeAll);
+    expect(list()).toEqual(lines(range(1, 120).filter((n) => n !== 5 && n !== 115)));
   });
 });
