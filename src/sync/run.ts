@@ -291,6 +291,11 @@ async function syncAudience(
         { destination: destination.name, audience: spec.name, check: f.check, blocked: f.blocked },
         `'${spec.name}' on ${destination.name}: ${f.message}`,
       );
+    if (additive && plan.full)
+      log.info(
+        { destination: destination.name, audience: spec.name },
+        `'${spec.name}' on ${destination.name} is additive only (sync.removals: false): the full resync re-sends every member as additions, without emptying the audience`,
+      );
     const size = destination.connector.batchSize(destination.config);
     const concurrency = Math.max(1, destination.connector.concurrency?.(destination.config) ?? 1);
     const removeBatches = (members: Member[]) =>

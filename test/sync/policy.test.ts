@@ -7,6 +7,8 @@ import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'v
 import { fileConnector } from '../../connectors/file/index.js';
 import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datamanager.js';
 import { googleAdsConnector } from '../../connectors/google-ads/index.js';
+import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
+import { metaConnector } from '../../connectors/meta/index.js';
 import type { ConnectorDefinition, SizeRules } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { saveSuppression } from '../../src/privacy/suppression.js';
@@ -363,5 +365,56 @@ describe('on Google Customer Match (the Data Manager API, faked at the wire)', (
     await settle(shop);
     expect(fake.batches.filter((b) => b.op === 'removeAll').length).toBe(removeAll);
     expect(list()).toEqual(lines(range(1, 120).filter((n) => n !== 5 && n !== 115)));
+  });
+});
+
+describe("on Meta (a fake Graph API): removals that would take an audience below Meta's floor", () => {
+  const TOKEN = 'EAAB-policy-token-0123456789';
+  const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+  const meta = `{ type: meta, ad_account_id: act_1234567890, access_token: "\${META_POLICY_TOKEN}", schema: [EMAIL],
+    default_country: US }`;
+  let fake: FakeGraph;
+  beforeEach(() => {
+    process.env.META_POLICY_TOKEN = TOKEN;
+    nock.disableNetConnect();
+    fake = new FakeGraph('https://graph.facebook.com', undefined, '1234567890', TOKEN);
+  });
+  afterEach(() => {
+    nock.cleanAll();
+    nock.enableNetConnect();
+  });
+  /** The audience as Meta holds it, as the emails' digests. */
+  const audience = () =>
+    new Set(
+      fake.byName('Cohort').flatMap((a) => [...a.identifiers].map((i) => i.replace(/^EMAIL=/, 'email='))),
+    );
+
+  it('block holds them (nothing deleted on Meta), warn lets them go, and the audience ends exact', async () => {
+    const shop = makeShop();
+    shop.config('min_size: block', undefined, meta);
+    shop.people(range(1, 102));
+    expect((await shop.run(registry)).policy).toBeUndefined();
+    expect(audience()).toEqual(lines(range(1, 102)));
+
+    shop.people([...range(1, 96), 150]);
+    const deletes = fake.edge('users', 'DELETE').length;
+    const r = await shop.run(registry);
+    expect(r.policy).toEqual([
+      {
+        check: 'removal_floor',
+        message: expect.stringMatching(
+          /^Meta delivers ads to a custom audience from about 100 people; removing 6 members would take this audience from 102 to 97, below 100\. The 6 removals/,
+        ),
+        blocked: true,
+      },
+    ]);
+    expect(fake.edge('users', 'DELETE')).toHaveLength(deletes);
+    expect(audience()).toEqual(lines([...range(1, 102), 150]));
+
+    shop.config('', undefined, meta);
+    const done = await shop.run(registry);
+    expect(checksOf(done)).toEqual([['removal_floor', false]]);
+    expect([done.added, done.removed]).toEqual([0, 6]);
+    expect(audience()).toEqual(lines([...range(1, 96), 150]));
   });
 });
