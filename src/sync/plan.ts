@@ -20,9 +20,7 @@ import {
 import { writeLegacyKey } from '../state/keys.js';
 import type { AudienceState } from '../state/store.js';
 import type { Suppression } from '../privacy/suppression.js';
-
-/** Every consent skip reason starts so (`consent not granted (ads)`, …): a removal privacy requires. */
-const CONSENT_NOT_GRANTED = 'consent not granted';
+import { isConsentReason } from '../identity/consent.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
@@ -297,7 +295,7 @@ export class Identities {
     if (i < 0) return undefined;
     if (this.segmented.customers.optedOut[i]) return 'opted out';
     const reason = this.resolve(i);
-    if (reason?.startsWith(CONSENT_NOT_GRANTED)) return reason;
+    if (reason !== undefined && isConsentReason(reason)) return reason;
     if (reason === undefined && suppressed?.matches(key, (s) => this.slot(i, s), this.slotCount))
       return 'suppressed';
     return undefined;
