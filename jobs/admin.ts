@@ -31,8 +31,8 @@ export class UnknownName extends ConfigError {
 }
 
 /** The admin job for a request, checked against the config: an unknown destination or audience is an UnknownName. */
-/** The actions an operator asks of one destination (an erasure is asked by `forget`, for every destination). */
-export type DestinationAction = Exclude<AdminJob['action'], 'forget'>;
+/** The actions an operator asks of one destination (an erasure is asked by `forget`, for every destination; alerts and the digest are the workers' own). */
+export type DestinationAction = Exclude<AdminJob['action'], 'forget' | 'alerts' | 'digest'>;
 
 export function adminJobFor(config: Config, action: DestinationAction, request: AdminRequest): AdminJob {
   const destinations = Object.keys(config.destinations);

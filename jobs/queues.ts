@@ -42,6 +42,14 @@ export const adminJobSchema = z.discriminatedUnion('action', [
   z.strictObject({ action: z.literal('stats'), destination: z.string().min(1) }),
   /** Carries out an erasure request (src/privacy): its id only, the digests stay in their own keys. */
   z.strictObject({ action: z.literal('forget'), erasure: z.string().min(1) }),
+  /** Evaluates alert conditions (jobs/alerts.ts): after a run of a destination, a stats read, or on schedule. */
+  z.strictObject({
+    action: z.literal('alerts'),
+    after: z.enum(['run', 'retry', 'stats', 'schedule']),
+    destination: z.string().min(1).optional(),
+  }),
+  /** Sends the weekly digest (alerts.digest.cron). */
+  z.strictObject({ action: z.literal('digest') }),
 ]);
 export type AdminJob = z.input<typeof adminJobSchema>;
 

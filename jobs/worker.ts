@@ -34,6 +34,7 @@ import { readDestination, recordRunReadings } from '../src/health/audience.js';
 import { checkRedis } from './redis-checks.js';
 import { carryOutErasure, scheduleErasureRetry } from './erasure.js';
 import { Metrics } from './metrics.js';
+import { ALERTS_JOB_OPTIONS, evaluateAfter, reconcileAlertSchedules, runDigest } from './alerts.js';
 
 export interface WorkerOptions {
   configFile: string;
@@ -106,6 +107,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
     lastScheduleWarning = '';
     const stats = await reconcileStatsSchedules(current, admin, redis);
+    await reconcileAlertSchedules(current, admin);
     if (stats.added.length + stats.removed.length > 0)
       log.info(
         { ...stats },
@@ -352,6 +354,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   };
 
+  /** Alerts are evaluated by an admin job of their own: a channel that hangs or fails never holds a run. */
+  const alertsAfter = (after: 'run' | 'retry' | 'stats', destination: string) =>
+    admin
+      .add('alerts', { action: 'alerts', after, destination }, ALERTS_JOB_OPTIONS)
+      .then(() => undefined)
+      .catch((error: unknown) => log.warn(`alerts not evaluated: ${describeError(error)}`));
+
   const processAdmin = async (job: Job) => {
     const data = adminJobSchema.parse(job.data);
     switch (data.action) {
@@ -381,6 +390,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             { destination: data.destination, audiences: readings.length },
             `stats of ${data.destination} read (${readings.length} audiences)`,
           );
+          await alertsAfter('stats', data.destination);
           return { audiences: readings.length };
         });
       case 'pause':
@@ -389,6 +399,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       case 'resume':
         await redis.del(keys.paused(prefix, data.destination));
         return { resumed: data.destination };
+      case 'alerts':
+        return summary(
+          await evaluateAfter(redis, loadConfig(configFile).config, data.after, log, data.destination),
+        );
+      case 'digest':
+        return runDigest(redis, loadConfig(configFile).config, log);
       case 'forget': {
         // Not held by a pause: a person's removal is owed whatever the schedules do.
         const outcome = await carryOutErasure({ redis, store, prefix, configFile, log }, data.erasure);
@@ -417,6 +433,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     });
     w.on('error', onError(`worker error (${w.name} queue)`));
   }
+  syncWorker.on('completed', (job) => {
+    const data = syncJobSchema.safeParse(job.data);
+    if (data.success) void alertsAfter('run', data.data.destination);
+  });
+  // A run's failure is alerted once its retries are over (BullMQ sets finishedOn on the last).
+  syncWorker.on('failed', (job) => {
+    const data = syncJobSchema.safeParse(job?.data);
+    if (job && data.success) void alertsAfter(job.finishedOn ? 'run' : 'retry', data.data.destination);
+  });
   // BullMQ fails a job interrupted too often without running it: that run shows in status and the history too.
   syncWorker.on('failed', (job, error) => {
     if (!job || error.message !== STALLED_REASON) return;
@@ -455,6 +480,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       log.info('worker stopped');
     },
   };
+}
+
+/** What an alerts job returns: counts, and the keys sent or refused (no personal data in either). */
+function summary(e: Awaited<ReturnType<typeof evaluateAfter>>) {
+  return { holding: e.holding.length, sent: e.sent, failed: e.failed };
 }
 
 /** A config error fails the job at once: retrying reads the same config. */

@@ -11,6 +11,7 @@ import { runBackfill, type BackfillOptions } from './backfill.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
 import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
 import { registerPrivacyCommands } from './privacy.js';
+import { registerAlertCommands } from './alerts.js';
 import { checkSchedules } from '../../jobs/schedules.js';
 import { generateShop } from '../example/generate.js';
 
@@ -279,6 +280,7 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   registerPrivacyCommands(program, configPath, (code) => (exit = code));
+  registerAlertCommands(program, configPath, (code) => (exit = code));
 
   program
     .command('schedules')

@@ -29,6 +29,7 @@ import { progressBar, table, thousands } from './output.js';
 import { KeyFollower } from '../history/follow.js';
 import { logSnapshot, recordScoring } from '../history/snapshots.js';
 import { recordRunReadings } from '../health/audience.js';
+import { evaluateAfter } from '../../jobs/alerts.js';
 
 export interface SyncCommandOptions {
   config?: string | undefined;
@@ -263,6 +264,10 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
     }
   } finally {
     keys?.stop();
+    if (!options.dryRun)
+      await evaluateAfter(redis, p.config, 'run', log, options.destination)
+        .then((e) => (e.sent.length > 0 ? log.info(`${e.sent.length} alert message(s) sent`) : undefined))
+        .catch((error: unknown) => log.warn(`alerts not evaluated: ${describeError(error)}`));
     redis.disconnect();
   }
   if (options.json)

@@ -327,6 +327,105 @@ export const privacySchema = z.strictObject({
   erasure_retry_seconds: z.number().min(1).max(86_400).default(60),
 });
 
+/** A channel name: letters, digits, - and _ (it names the channel in logs and in the alert state). */
+const channelName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'channel names: lowercase letters, digits, - and _');
+
+export const alertChannelSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('webhook'),
+    name: channelName.optional(),
+    /** Receives a JSON POST per alert. */
+    url: z.url(),
+    /** Key of the `X-Audience-Sync-Signature: sha256=<hex HMAC of the body>` header; write `${ALERT_WEBHOOK_SECRET}`. */
+    secret: z.string().min(16, 'a webhook secret needs at least 16 characters'),
+  }),
+  z.strictObject({
+    type: z.literal('slack'),
+    name: channelName.optional(),
+    /** The incoming webhook's URL (it carries a token: write `${SLACK_WEBHOOK_URL}`). */
+    url: z.url(),
+  }),
+  z.strictObject({
+    type: z.literal('email'),
+    name: channelName.optional(),
+    /** SMTP server, e.g. `${SMTP_HOST}`. */
+    host: z.string().min(1),
+    port: z.coerce.number().int().min(1).max(65_535).default(587),
+    /** TLS from the start (port 465); false: STARTTLS when the server offers it. */
+    secure: z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]).default(false),
+    user: z.string().optional(),
+    /** Write `${SMTP_PASSWORD}`. */
+    password: z.string().optional(),
+    from: z.string().min(3),
+    to: z.array(z.string().min(3)).min(1),
+  }),
+]);
+export type AlertChannelConfig = z.infer<typeof alertChannelSchema>;
+
+export const alertsSchema = z
+  .strictObject({
+    channels: z.array(alertChannelSchema).default([]),
+    /** An alert still true is sent again after this many hours (once when it starts, once when it clears). */
+    remind_hours: z.number().positive().default(24),
+    /** Alert when a run's rejected share is above this (default: `sync.max_rejected_share`). */
+    rejected_share: z.number().min(0).max(1).optional(),
+    /** Alert when a segment's size changed by more than this share since the snapshot before (0.2 = 20 %). */
+    segment_change_share: z.number().gt(0).default(0.2),
+    /** Alert when an erasure has not reached `removed` on a destination this many hours after it was requested. */
+    erasure_deadline_hours: z.number().positive().default(24),
+    /** How often workers check the conditions that come with time (erasure deadlines, version expiry, divergence). */
+    check_minutes: z
+      .number()
+      .int()
+      .refine((m) => [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60].includes(m), {
+        message:
+          'expected a number of minutes that divides an hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)',
+      })
+      .default(15),
+    /** A weekly e-mail for campaign managers, through the email channels; off without `cron`. */
+    digest: z
+      .strictObject({
+        cron: z.string().min(1).optional(),
+        tz: z.string().min(1).default('UTC'),
+        /** Recipients; default: each email channel's own `to`. */
+        to: z.array(z.string().min(3)).optional(),
+      })
+      .default({ tz: 'UTC' }),
+  })
+  .superRefine((a, ctx) => {
+    const seen = new Set<string>();
+    a.channels.forEach((c, k) => {
+      const name = c.name ?? c.type;
+      if (seen.has(name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['channels', k, 'name'],
+          message: `two channels are named '${name}'; give each a distinct name`,
+        });
+      seen.add(name);
+    });
+    if (!isTimeZone(a.digest.tz))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['digest', 'tz'],
+        message: `'${a.digest.tz}' is not a time zone; use an IANA name such as Europe/Berlin, America/New_York or UTC`,
+      });
+    if (a.digest.cron !== undefined) {
+      try {
+        CronExpressionParser.parse(a.digest.cron, isTimeZone(a.digest.tz) ? { tz: a.digest.tz } : {});
+      } catch (error) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['digest', 'cron'],
+          message: `'${a.digest.cron}' is not a cron pattern (${(error as Error).message}); write five fields, such as "0 8 * * 1" (Mondays at 08:00)`,
+        });
+      }
+    }
+  });
+export type AlertsConfig = z.infer<typeof alertsSchema>;
+
 /** Who may use the HTTP API (`audience-sync serve`): viewers read, operators also act. */
 export const roleSchema = z.enum(['viewer', 'operator']);
 export type Role = z.infer<typeof roleSchema>;
@@ -449,6 +548,7 @@ export const configSchema = z
     history: historySchema.default(historySchema.parse({})),
     health: healthSchema.default(healthSchema.parse({})),
     privacy: privacySchema.default(privacySchema.parse({})),
+    alerts: alertsSchema.default(alertsSchema.parse({})),
     http: httpSchema.default(httpSchema.parse({})),
     console: consoleSchema.default(consoleSchema.parse({})),
   })
