@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { AlertChannelConfig } from '../config/schema.js';
-import { redactError, registerSecret, scrub } from '../redact.js';
+import { registerSecret, scrub } from '../redact.js';
 import type { Condition } from './conditions.js';
 
 /** What an alert says: the condition, and whether it starts, still holds, or has cleared. */
@@ -87,7 +87,7 @@ async function post(url: string, body: string, headers: Record<string, string>, 
     });
   } catch (error) {
     throw new Error(scrub(`${what}: cannot reach the URL: ${(error as Error).message}`), {
-      cause: redactError(error),
+      cause: error,
     });
   }
   if (!response.ok) {
@@ -159,7 +159,7 @@ export function createChannel(config: AlertChannelConfig, now = () => Date.now()
         } catch (error) {
           throw new Error(
             scrub(`alert channel '${name}' (email via ${config.host}): ${(error as Error).message}`),
-            { cause: redactError(error) },
+            { cause: error },
           );
         }
       };
