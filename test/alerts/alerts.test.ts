@@ -360,6 +360,30 @@ describe('alerts', () => {
     delivered();
   });
 
+  it('a failed run says nothing of rejections or minimum sizes: their alerts neither clear nor fire', async () => {
+    const s = fresh();
+    const kinds: AlertKind[] = ['rejected_share', 'below_minimum'];
+    await record(
+      s,
+      completed(s, 'Slipping', T0, {
+        added: 50,
+        rejected: 50,
+        policy: [{ check: 'min_size', message: 'too small', blocked: false }],
+      }),
+    );
+    const first = await evaluateAlerts(redis, s.config, { kinds, log, now: new Date(T0) });
+    expect(
+      first.sent
+        .filter((x) => x.channel === 'hook')
+        .map((x) => x.key)
+        .sort(),
+    ).toEqual(['below_minimum:local:Slipping', 'rejected_share:local:Slipping']);
+    await record(s, failedRun('local', 'Slipping', meta(T0 + HOUR), 'platform unreachable'));
+    const after = await evaluateAlerts(redis, s.config, { kinds, log, now: new Date(T0 + 2 * HOUR) });
+    expect(after.sent).toEqual([]);
+    delivered();
+  });
+
   it('a channel that fails is logged and tried again at the next evaluation, without holding the others', async () => {
     const s = fresh();
     await record(s, failedRun('local', 'Slipping', meta(T0), 'platform unreachable'));
