@@ -128,6 +128,22 @@ describe('weekly digest', () => {
     expect(fb).toMatchObject({ platformSize: 5, state: 'flagged' });
   });
 
+  it('compares with the newest snapshot at least a week older, not an older one', async () => {
+    const w = setup(redis, { smtpPort: smtp.port });
+    await w.score(WEEK1, '2026-11-16');
+    await w.score(WEEK2, '2026-11-23');
+    await w.score(WEEK2, '2026-11-26');
+    await w.score(WEEK1, '2026-11-30');
+    const d = await digestOf(redis, w.config);
+    // 2026-11-23 is exactly 7 days before: WEEK2 → WEEK1, so Champions 3 → 4; against 11-16 it would be 4 → 4.
+    expect(d.since).toBe('2026-11-23');
+    expect(d.segments.find((x) => x.segment === 'Champions')).toMatchObject({
+      customers: 4,
+      before: 3,
+      change: 1,
+    });
+  });
+
   it('renders HTML for mail clients (tables, inline styles, no scripts or images, names escaped) and text', async () => {
     const d = await digestOf(redis, s.config, new Date('2026-11-30T09:00:00Z'));
     const html = digestHtml(d);
