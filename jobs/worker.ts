@@ -12,7 +12,7 @@ import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { KeyFollower } from '../src/history/follow.js';
 import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
-import { syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
+import { checksOf, syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from './history.js';
@@ -382,7 +382,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         return { syncJobId: sync.id };
       }
       case 'check':
-        return withClient(data.destination, async (client) => ({ checks: await client.check() }));
+        return withClient(data.destination, async (client, destination) => ({
+          checks: await checksOf(destination, client),
+        }));
       case 'stats':
         return withClient(data.destination, async (client, destination, current) => {
           const readings = await readDestination(redis, prefix, current, store, destination, client);

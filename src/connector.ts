@@ -88,6 +88,14 @@ export interface PolicyFinding {
   blocked: boolean;
 }
 
+/** A destination's consent settings, as its connector declares them (`ConnectorDefinition.consent`). */
+export interface ConsentSettingsCheck {
+  /** A row of `check`; not ok while the settings forbid uploading, which also fails every run before it sends. */
+  check: Check;
+  /** The source attribute columns the settings read per customer, by setting (`destinations.<name>.consent.ads`). */
+  columns: { setting: string; column: string }[];
+}
+
 /** Sizes below which a platform will not use an audience (see `ConnectorDefinition.sizeRules`). */
 export interface SizeRules {
   /** Members the audience needs before the platform serves it (`min_size`). */
@@ -175,6 +183,12 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * health flags a size outside the expected band only once it has stayed there longer (default 0).
    */
   processingMinutes?(config: Config): number;
+  /**
+   * The destination's consent settings, where it has any: the core lists them first in `check`, refuses
+   * every run while they forbid uploading (an EEA account that left them unset), and refuses a config
+   * whose consent columns are not among the source's attributes (a misspelt one would withdraw everyone).
+   */
+  consent?(config: Config, destination: string): ConsentSettingsCheck | undefined;
   /** The platform's size rules, which the core checks before every upload (none: no minimum). */
   sizeRules?(config: Config): SizeRules;
   /** Identifier slot names, in the order `identify` fills them. */

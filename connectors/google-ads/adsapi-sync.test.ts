@@ -152,7 +152,7 @@ const inAny = (want: Map<string, Map<string, string[]>>, customer: string) =>
 
 describe('sync to Google Customer Match through the Google Ads API (gRPC)', () => {
   it('keeps every list exactly its segment across changes, a concurrent modification and a full resync', async () => {
-    const { run, settle, assertExact, editCustomers, writeConfig, shop } = await setup();
+    const { run, settle, assertExact, editCustomers, writeConfig } = await setup();
 
     // First run: lists created, one job per batch, pending until Google has processed them.
     const first = await run();

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConnectorError, type ConnectorClient, type Member } from '../../src/connector.js';
+import { ConnectorError, type Check, type ConnectorClient, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
+import { checksOf, type Destination } from '../../src/sync/run.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { DataManagerClient } from './datamanager.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
@@ -33,6 +34,16 @@ function configOf(extra: Record<string, unknown> = {}): GoogleAdsConfig {
 function clientOf(extra: Record<string, unknown> = {}): ConnectorClient {
   return googleAdsConnector.create(configOf(extra), { destination: 'google', baseDir: '.', log });
 }
+
+/** `check` as the core runs it: the declared consent settings first, then the client's rows. */
+function checkOf(extra: Record<string, unknown> = {}): Promise<Check[]> {
+  const destination = { name: 'google', connector: googleAdsConnector, config: configOf(extra) };
+  return checksOf(destination as unknown as Destination, clientOf(extra));
+}
+
+/** The consent settings' row, which also refuses every run of the destination while it is not ok. */
+const consentOf = (extra: Record<string, unknown> = {}) =>
+  googleAdsConnector.consent!(configOf(extra), 'google')!.check;
 
 /** The token exchange, exactly as Google's token endpoint expects it. */
 function oauthOk(times = 1) {
@@ -698,7 +709,7 @@ describe('check', () => {
   it('proves the credentials and the account without side effects', async () => {
     oauthOk();
     const scope = dm().get(`${PARENT}/userLists`).query({ pageSize: '1' }).reply(200, { userLists: [] });
-    const checks = await clientOf().check();
+    const checks = await checkOf();
     expect(checks.map((c) => [c.name, c.ok])).toEqual([
       ['consent', true],
       ['oauth', true],
@@ -709,15 +720,18 @@ describe('check', () => {
 
   it('names each failure: denied consent, an expired token, an unreachable account', async () => {
     nock('https://oauth.test').post('/token').reply(400, { error: 'invalid_grant' });
-    const denied = clientOf({ consent: { ad_user_data: 'denied', ad_personalization: 'granted' } });
-    const checks = await denied.check();
+    const denied = { consent: { ad_user_data: 'denied', ad_personalization: 'granted' } };
+    const checks = await checkOf(denied);
     expect(checks.map((c) => [c.name, c.ok])).toEqual([
       ['consent', false],
       ['oauth', false],
     ]);
     expect(checks[0]!.detail).toContain("destinations.google.consent.ad_user_data is 'denied' for everyone");
     expect(checks[1]!.detail).toContain('GOOGLE_REFRESH_TOKEN');
-    await expect(denied.ensureAudience('Champions')).rejects.toThrow("'denied' for everyone");
+    expect(consentOf(denied)).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining("'denied' for everyone"),
+    });
 
     oauthOk();
     dm()
@@ -729,30 +743,27 @@ describe('check', () => {
     expect(account.detail).toContain('cannot reach account 123-456-7890');
   });
 
-  it('refuses an EEA account whose consent is not written out, before any request, on both API paths', async () => {
-    // No interceptor: a request to Google would fail the test with ERR_NOCK_NO_MATCH, not this message.
+  it('refuses an EEA account whose consent is not written out, on both API paths (test/sync/consent.test.ts: runs)', async () => {
     const message =
       'destinations.google.consent.ad_user_data and destinations.google.consent.ad_personalization must be set ' +
       "for an EEA account (eea: true): 'granted' if every customer consented, or { column: <attribute> }";
-    for (const api of ['data_manager', 'ads_api'] as const) {
-      const eea = clientOf({ eea: true, api, developer_token: 'dev-token' });
-      const error = await rejection(eea.ensureAudience('Champions'));
-      expect(error.message).toContain(message);
-      expect(error.kind).toBe('permanent');
-    }
+    for (const api of ['data_manager', 'ads_api'] as const)
+      expect(consentOf({ eea: true, api, developer_token: 'dev-token' })).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining(message),
+      });
     nock('https://oauth.test').post('/token').reply(400, { error: 'invalid_grant' });
-    const [consent] = await clientOf({ eea: true }).check();
+    const [consent] = await checkOf({ eea: true });
     expect(consent).toMatchObject({ name: 'consent', ok: false });
     expect(consent!.detail).toContain(message);
 
     // Written out, even as granted for everyone, it is accepted.
     oauthOk();
     dm().get(`${PARENT}/userLists`).query({ pageSize: '1' }).reply(200, { userLists: [] });
-    const written = clientOf({
+    const checks = await checkOf({
       eea: true,
       consent: { ad_user_data: { column: 'ads_ok' }, ad_personalization: 'granted' },
     });
-    const checks = await written.check();
     expect(checks[0]).toEqual({
       name: 'consent',
       ok: true,

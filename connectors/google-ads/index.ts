@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { createAdsApiClient } from './adsapi.js';
-import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identity/consent.js';
 import { consentCheck, googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { createDataManagerClient } from './datamanager.js';
 import { identify } from './identify.js';
@@ -27,11 +27,7 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   slots: () => SLOTS,
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,
+  consent: (config, destination) => consentSettings(destination, config, consentCheck(destination, config)),
   create: (config, context) =>
-    withConsentCheck(
-      config.api === 'ads_api'
-        ? createAdsApiClient(config, context)
-        : createDataManagerClient(config, context),
-      consentCheck(context.destination, config),
-    ),
+    config.api === 'ads_api' ? createAdsApiClient(config, context) : createDataManagerClient(config, context),
 };

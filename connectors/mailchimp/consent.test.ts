@@ -1,9 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConnectorError } from '../../src/connector.js';
-import { createLogger } from '../../src/log.js';
 import { mailchimpConfigSchema, mailchimpConnector } from './index.js';
 
-const log = createLogger({ level: 'silent', json: true });
 const configOf = (extra: Record<string, unknown> = {}) =>
   mailchimpConfigSchema.parse({ type: 'mailchimp', api_key: 'abc-us21', list_id: 'a1b2c3', ...extra });
 
@@ -25,19 +22,18 @@ describe('mailchimp consent to marketing e-mail', () => {
     });
   });
 
-  it('an EEA audience without consent set fails check and every run before a request', async () => {
-    const client = mailchimpConnector.create(configOf({ eea: true }), {
-      destination: 'mc',
-      baseDir: '.',
-      log,
-    });
-    const error = await client.ensureAudience('Champions').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(error).toBeInstanceOf(ConnectorError);
-    expect((error as ConnectorError).message).toContain(
+  it('an EEA audience without consent set fails its consent row, which refuses every run (test/sync/consent.test.ts)', () => {
+    const row = mailchimpConnector.consent!(configOf({ eea: true }), 'mc')!.check;
+    expect(row.ok).toBe(false);
+    expect(row.detail).toContain(
       "destinations.mc.consent.email_marketing must be set for an EEA account (eea: true): 'granted' if every customer consented",
     );
+    expect(mailchimpConnector.consent!(configOf(), 'mc')).toBeUndefined();
+    expect(
+      mailchimpConnector.consent!(configOf({ consent: { email_marketing: { column: 'newsletter' } } }), 'mc'),
+    ).toEqual({
+      check: { name: 'consent', ok: true, detail: "email_marketing from column 'newsletter'" },
+      columns: [{ setting: 'destinations.mc.consent.email_marketing', column: 'newsletter' }],
+    });
   });
 });

@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MailchimpClient } from './client.js';
-import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identity/consent.js';
 import { consentCheck, mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
 import { identify, SLOTS } from './identifiers.js';
 
@@ -23,6 +23,9 @@ export const mailchimpConnector: ConnectorDefinition<MailchimpConfig> = {
   slots: () => SLOTS,
   plaintext: true,
   identify,
-  create: (config, context) =>
-    withConsentCheck(new MailchimpClient(config, context), consentCheck(context.destination, config)),
+  consent: (config, destination) => {
+    const row = consentCheck(destination, config);
+    return row && consentSettings(destination, config, row);
+  },
+  create: (config, context) => new MailchimpClient(config, context),
 };

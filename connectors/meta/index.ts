@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MetaClient } from './client.js';
-import { withConsentCheck } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identity/consent.js';
 import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
 import { identifierGroups } from './identifiers.js';
 import { identify } from './identify.js';
@@ -30,9 +30,10 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
   identify,
+  consent: (config, destination) => {
+    const row = consentCheck(destination, config);
+    return row && consentSettings(destination, config, row);
+  },
   create: (config, context) =>
-    withConsentCheck(
-      new MetaClient(config, context.log.child({ destination: context.destination })),
-      consentCheck(context.destination, config),
-    ),
+    new MetaClient(config, context.log.child({ destination: context.destination })),
 };

@@ -16,7 +16,13 @@ import { StateStore } from '../state/store.js';
 import type { PolicyFinding } from '../connector.js';
 import type { AudiencePlan } from '../sync/plan.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../sync/policy.js';
-import { planDestination, syncDestination, type AudienceResult, type Destination } from '../sync/run.js';
+import {
+  checksOf,
+  planDestination,
+  syncDestination,
+  type AudienceResult,
+  type Destination,
+} from '../sync/run.js';
 import {
   heldByRemovals,
   heldByShrink,
@@ -327,7 +333,7 @@ export async function runCheck(options: SyncCommandOptions, log: Logger): Promis
       log,
     });
     try {
-      for (const c of await client.check()) rows.push({ destination: destination.name, ...c });
+      for (const c of await checksOf(destination, client)) rows.push({ destination: destination.name, ...c });
     } catch (error) {
       rows.push({
         destination: destination.name,

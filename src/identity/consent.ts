@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConnectorError, type Check, type ConnectorClient } from '../connector.js';
+import type { Check, ConsentSettingsCheck } from '../connector.js';
 import type { Person } from './types.js';
 
 /**
@@ -84,18 +84,17 @@ export function consentRow<P extends string>(
   return { name: 'consent', ok: true, detail: `${each.join(', ')}${config.eea ? ' (EEA account)' : ''}` };
 }
 
-/**
- * The client with its destination's consent settings checked (none: nothing to check): `check` shows them first, and while they
- * forbid uploading (`consent.ok` false) finding or making an audience, where every run starts, fails
- * before anything is sent. Removals by erasure, which need no audience lookup, still go.
- */
-export function withConsentCheck(client: ConnectorClient, consent: Check | undefined): ConnectorClient {
-  if (!consent) return client;
-  const guarded: ConnectorClient = Object.create(client) as ConnectorClient;
-  guarded.check = async () => [consent, ...(await client.check())];
-  guarded.ensureAudience = (...args) =>
-    consent.ok
-      ? client.ensureAudience(...args)
-      : Promise.reject(new ConnectorError(consent.detail, 'permanent'));
-  return guarded;
+/** The settings as a connector declares them (`ConnectorDefinition.consent`): `row`, and the columns they read. */
+export function consentSettings<P extends string>(
+  destination: string,
+  config: ConsentSettings<P>,
+  row: Check,
+): ConsentSettingsCheck {
+  const signals = Object.entries<ConsentSignal>(config.consent ?? {});
+  const columns = signals.flatMap(([purpose, signal]) =>
+    typeof signal === 'object'
+      ? [{ setting: `destinations.${destination}.consent.${purpose}`, column: signal.column }]
+      : [],
+  );
+  return { check: row, columns };
 }

@@ -39,8 +39,22 @@ export function destinationsOf(config: Config, connectors: ConnectorRegistry, on
           parsed.error.issues.map((i) => `destinations.${name}.${i.path.join('.')}: ${i.message}`).join('\n'),
           'see the connector README under connectors/',
         );
-      return { name, connector, config: parsed.data };
+      const destination = { name, connector, config: parsed.data };
+      consentColumnsIn(config, destination);
+      return destination;
     });
+}
+
+/** Consent read from a column the source does not keep would count everyone as withdrawn: refused. */
+function consentColumnsIn(config: Config, destination: Destination): void {
+  const attributes = [...config.source.attributes, ...(config.profiles?.attributes ?? [])];
+  const consent = destination.connector.consent?.(destination.config, destination.name);
+  for (const { setting, column } of consent?.columns ?? [])
+    if (!attributes.includes(column))
+      throw new ConfigError(
+        `${setting} reads column '${column}', which is not among the source's attributes (${attributes.join(', ') || 'none'})`,
+        `list '${column}' under ${config.profiles ? 'profiles.attributes' : 'source.attributes'}, or correct the column's name`,
+      );
 }
 
 export interface Prepared {

@@ -1,6 +1,7 @@
 import type { AudienceSpec } from '../audience/audiences.js';
 import type {
   BatchOutcome,
+  Check,
   ConnectorClient,
   ConnectorDefinition,
   Member,
@@ -26,6 +27,12 @@ export interface Destination {
   name: string;
   connector: ConnectorDefinition<{ type: string }>;
   config: { type: string };
+}
+
+/** A destination's `check`: its consent settings first (where it has any), then the client's own rows. */
+export async function checksOf(destination: Destination, client: ConnectorClient): Promise<Check[]> {
+  const consent = destination.connector.consent?.(destination.config, destination.name);
+  return [...(consent ? [consent.check] : []), ...(await client.check())];
 }
 
 /** What one run did to one audience: enough to chart sizes and changes over time. */
@@ -205,6 +212,10 @@ async function syncAudience(
   // An additive-only audience is never emptied: a full resync or a lost state re-sends additions only.
   const additive = !checks.removals;
   try {
+    // Consent settings that forbid uploading (an EEA account that left them unset) stop the run before
+    // the platform is called at all.
+    const consent = destination.connector.consent?.(destination.config, destination.name);
+    if (consent && !consent.check.ok) throw new ConnectorError(consent.check.detail, 'permanent');
     const known = await state.remoteId();
     const epoch = await state.epoch();
     const remote = await call(`ensure audience '${spec.name}'`, () =>

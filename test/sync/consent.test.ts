@@ -289,4 +289,15 @@ describe('consent per customer and per purpose', () => {
     // The other destinations, their consent written out, go on.
     expect((await s.one('meta')).added).toBe(6);
   });
+
+  it('refuses a config whose consent reads a column the source does not keep, naming the setting and the fix', async () => {
+    const s = await setup(
+      '    consent: { ad_user_data: { column: ads_okay }, ad_personalization: { column: perso_ok } }\n',
+    );
+    // A misspelt column would withdraw everyone's consent, and the next run would empty the audience.
+    await expect(s.run('google')).rejects.toThrow(
+      "destinations.google.consent.ad_user_data reads column 'ads_okay', which is not among the source's attributes (ads_ok, perso_ok, meta_ok, mail_ok)",
+    );
+    expect([s.dm.created, s.dm.batches.length]).toEqual([0, 0]);
+  });
 });
