@@ -95,24 +95,27 @@ export function failedRun(
 
 /**
  * The records of a run's results, each completed one with the platform's size and match rate as the
- * client reads them now (a failed read is a warning, not a failure).
+ * client reads them now (a failed read is a warning, not a failure); and what the platform said of the
+ * audiences whose run failed (`failedStats`, by audience), kept out of their records (a failed run has
+ * no sizes) but read all the same: the failure may be the platform's refusal of the audience (Meta's 471).
  */
 export async function runRecordsOf(
   client: ConnectorClient,
   results: readonly AudienceResult[],
   meta: RunMeta,
-): Promise<RunRecord[]> {
+): Promise<{ records: RunRecord[]; failedStats: Map<string, AudienceStats> }> {
   const records: RunRecord[] = [];
+  const failedStats = new Map<string, AudienceStats>();
   for (const r of results) {
-    const stats =
-      r.remoteId && !r.error
-        ? await client
-            .stats({ id: r.remoteId, name: r.audience })
-            .catch((error: unknown) => ({ warnings: [describeError(error)] }))
-        : undefined;
-    records.push(runRecord(r, meta, stats));
+    const stats = r.remoteId
+      ? await client
+          .stats({ id: r.remoteId, name: r.audience })
+          .catch((error: unknown) => ({ warnings: [describeError(error)] }))
+      : undefined;
+    if (stats && r.error !== undefined) failedStats.set(r.audience, stats);
+    records.push(runRecord(r, meta, r.error === undefined ? stats : undefined));
   }
-  return records;
+  return { records, failedStats };
 }
 
 /**

@@ -268,10 +268,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             signal: abort.signal,
             ...(data.audience ? { audience: data.audience } : {}),
           });
-          records = await runRecordsOf(client, results, meta(full));
+          const run = await runRecordsOf(client, results, meta(full));
+          records = run.records;
           // Health readings are a view of the run: one not written is a warning, never a failed run.
-          await recordRunReadings(redis, prefix, current, store, destination, records).catch(
-            (error: unknown) => log.warn(`audience health not recorded: ${describeError(error)}`),
+          await recordRunReadings(redis, prefix, current, store, destination, run).catch((error: unknown) =>
+            log.warn(`audience health not recorded: ${describeError(error)}`),
           );
         } finally {
           await client.close?.();

@@ -249,11 +249,11 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
           },
         });
         results.push(...done);
-        const records = await runRecordsOf(client, done, meta);
-        await recordRun(redis, history, records, p.config.sync.history_runs);
+        const run = await runRecordsOf(client, done, meta);
+        await recordRun(redis, history, run.records, p.config.sync.history_runs);
         // Health readings are a view of the run: one not written is a warning, never a failed run.
-        await recordRunReadings(redis, history, p.config, store, destination, records).catch(
-          (error: unknown) => log.warn(`audience health not recorded: ${describeError(error)}`),
+        await recordRunReadings(redis, history, p.config, store, destination, run).catch((error: unknown) =>
+          log.warn(`audience health not recorded: ${describeError(error)}`),
         );
       } catch (error) {
         await failed(destination.name, error);

@@ -4,7 +4,7 @@ import { lastRuns, type RunRecord } from '../../jobs/history.js';
 import { keys, SYNC_QUEUE } from '../../jobs/queues.js';
 import { nextRuns } from '../../jobs/schedules.js';
 import { audienceNamesOf } from '../audience/audiences.js';
-import type { ConnectorClient } from '../connector.js';
+import type { AudienceStats, ConnectorClient } from '../connector.js';
 import type { Config } from '../config/schema.js';
 import { describeError } from '../errors.js';
 import { StateStore } from '../state/store.js';
@@ -179,29 +179,29 @@ async function stateOf(
   return { remoteId, counts };
 }
 
-/** The readings of a run's completed audiences, from the stats the run read (`runRecordsOf`). */
+/**
+ * The readings of a run's audiences, from the stats the run read (`runRecordsOf`): of those whose run
+ * failed too (nothing expected is known then), so that a platform's refusal shows at once.
+ */
 export async function recordRunReadings(
   redis: Redis,
   prefix: string,
   config: Config,
   store: StateStore,
   destination: Destination,
-  records: readonly RunRecord[],
+  run: { records: readonly RunRecord[]; failedStats?: ReadonlyMap<string, AudienceStats> },
   now = new Date(),
 ): Promise<void> {
   const readings = [];
-  for (const r of records) {
-    if (r.outcome !== 'completed' || r.stats === undefined) continue;
+  for (const r of run.records) {
+    const stats = r.outcome === 'completed' ? r.stats : run.failedStats?.get(r.audience);
+    if (stats === undefined) continue;
     const counts = await store.audience(r.destination, r.audience).counts();
+    const expected = r.outcome === 'completed' ? r.members : null;
     readings.push({
       destination: r.destination,
       audience: r.audience,
-      reading: readingOf(
-        r.stats,
-        { expected: r.members, counts, changed: r.added + r.removed > 0 },
-        'run',
-        now,
-      ),
+      reading: readingOf(stats, { expected, counts, changed: r.added + r.removed > 0 }, 'run', now),
     });
   }
   await noteProcessing(redis, prefix, destination);

@@ -217,6 +217,8 @@ async function syncAudience(
     const consent = destination.connector.consent?.(destination.config, destination.name);
     if (consent && !consent.check.ok) throw new ConnectorError(consent.check.detail, 'permanent');
     const known = await state.remoteId();
+    // Named before the platform is asked, so that a run it refuses (a flagged audience) is read after all.
+    if (known !== undefined) result.remoteId = known;
     const epoch = await state.epoch();
     const remote = await call(`ensure audience '${spec.name}'`, () =>
       client.ensureAudience(spec.name, known, epoch),

@@ -265,7 +265,14 @@ describe('readings', () => {
       description:
         "The custom audience or lookalike is blocked because it suggests the use of information (e.g., health, financial) not allowed under Meta's terms, and is restricted from running ads.",
     };
-    // The scheduled read records it (a run would now fail on it, naming the flag, before any upload).
+    // The next run fails on it, naming the flag, before any upload; its reading shows it at once.
+    const [failed] = (await runAsWorker(redis, shop.config, registry, store, log, new Date())).filter(
+      (r) => r.audience === 'Champions',
+    );
+    expect(failed!.error).toContain('flagged by Meta (operation_status 471');
+    const afterRun = (await healthOf('Champions')).platform;
+    expect([afterRun?.by, afterRun?.expected, afterRun?.problems?.length]).toEqual(['run', null, 1]);
+    // And so does every scheduled read after it.
     await readNow(shop.config, registry, store);
     const problems = (await healthOf('Champions')).platform?.problems;
     expect(problems).toHaveLength(1);

@@ -75,14 +75,14 @@ export async function runAsWorker(
       log,
       retry: { attempts: 2, baseMs: 1, maxMs: 5, maxRateLimitWaitMs: 100 },
     });
-    const records = await runRecordsOf(client, results, {
+    const run = await runRecordsOf(client, results, {
       run: `test-${at.getTime()}`,
       at: at.toISOString(),
       full: false,
       reason: 'resync',
     });
-    await recordRun(redis, prefix, records);
-    await recordRunReadings(redis, prefix, prepared.config, store, destination, records, at);
+    await recordRun(redis, prefix, run.records);
+    await recordRunReadings(redis, prefix, prepared.config, store, destination, run, at);
     return results;
   } finally {
     await client.close?.();
