@@ -29,6 +29,29 @@ export interface Destination {
   config: { type: string };
 }
 
+/** A result before the run did anything: every count 0. */
+export function emptyResult(destination: string, audience: string): AudienceResult {
+  return {
+    destination,
+    audience,
+    segmentSize: 0,
+    members: 0,
+    plannedAdds: 0,
+    plannedRemoves: 0,
+    added: 0,
+    removed: 0,
+    unchanged: 0,
+    waiting: 0,
+    pending: 0,
+    skipped: {},
+    rejected: 0,
+    rejectedReasons: {},
+    failed: 0,
+    inFlight: 0,
+    durationMs: 0,
+  };
+}
+
 /** A destination's `check`: its consent settings first (where it has any), then the client's own rows. */
 export async function checksOf(destination: Destination, client: ConnectorClient): Promise<Check[]> {
   const consent = destination.connector.consent?.(destination.config, destination.name);
@@ -177,25 +200,7 @@ async function syncAudience(
   const started = performance.now();
   const { log, store } = options;
   const state = store.audience(destination.name, spec.name);
-  const result: AudienceResult = {
-    destination: destination.name,
-    audience: spec.name,
-    segmentSize: 0,
-    members: 0,
-    plannedAdds: 0,
-    plannedRemoves: 0,
-    added: 0,
-    removed: 0,
-    unchanged: 0,
-    waiting: 0,
-    pending: 0,
-    skipped: {},
-    rejected: 0,
-    rejectedReasons: {},
-    failed: 0,
-    inFlight: 0,
-    durationMs: 0,
-  };
+  const result = emptyResult(destination.name, spec.name);
   // Every platform call is a point where a shutdown may stop the run: the state is saved per batch.
   const call = <T>(what: string, fn: () => Promise<T>) => {
     options.signal?.throwIfAborted();

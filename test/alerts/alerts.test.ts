@@ -13,6 +13,7 @@ import { receiptsOf, recordErasure, saveReceipt } from '../../src/privacy/erasur
 import { destinationsOf } from '../../src/sync/prepare.js';
 import { FIXTURE_PII, keptLogger, SECRETS, setup, WEEK1, WEEK2, type Setup } from './fixture.js';
 import { httpSink, smtpSink } from './wire.js';
+import { emptyResult } from '../../src/sync/run.js';
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2026-12-03T08:00:00Z');
@@ -103,23 +104,11 @@ describe('alerts', () => {
   const completed = (s: Setup, audience: string, at: number, more: Partial<RunRecord> = {}): RunRecord =>
     ({
       ...meta(at),
-      destination: 'local',
-      audience,
+      ...emptyResult('local', audience),
       outcome: 'completed',
       segmentSize: 100,
       members: 100,
-      plannedAdds: 0,
-      plannedRemoves: 0,
       added: 100,
-      removed: 0,
-      unchanged: 0,
-      waiting: 0,
-      pending: 0,
-      skipped: {},
-      rejected: 0,
-      rejectedReasons: {},
-      failed: 0,
-      inFlight: 0,
       durationMs: 5,
       ...more,
     }) as RunRecord;

@@ -5,12 +5,13 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ALERTS_CHECK_ID, DIGEST_ID, reconcileAlertSchedules } from '../../jobs/alerts.js';
-import { recordRun, type RunRecord } from '../../jobs/history.js';
+import { recordRun, runRecord } from '../../jobs/history.js';
 import { ADMIN_QUEUE, queuePrefix } from '../../jobs/queues.js';
 import { digestHtml, digestOf, digestText, sendDigest } from '../../src/alerts/digest.js';
 import { readingOf, recordReadings } from '../../src/health/readings.js';
 import { FIXTURE_PII, SECRETS, setup, WEEK1, WEEK2, type Setup } from './fixture.js';
 import { httpSink, smtpSink } from './wire.js';
+import { emptyResult } from '../../src/sync/run.js';
 
 /** The cells of each table row of an HTML document, tags stripped, entities as written. */
 function rows(html: string): string[][] {
@@ -54,30 +55,20 @@ describe('weekly digest', () => {
     // Two weeks of a real scoring of the fixture; the numbers below are counted by hand from WEEK1 and WEEK2.
     await s.score(WEEK1, '2026-11-23');
     await s.score(WEEK2, '2026-11-30');
-    const run: RunRecord = {
-      run: 'r1',
-      at: '2026-11-30T06:00:00.000Z',
-      full: false,
-      reason: 'schedule',
-      destination: 'local',
-      audience: 'Champions',
-      outcome: 'completed',
-      segmentSize: 3,
-      members: 3,
-      plannedAdds: 1,
-      plannedRemoves: 2,
-      added: 1,
-      removed: 2,
-      unchanged: 2,
-      waiting: 0,
-      pending: 0,
-      skipped: {},
-      rejected: 0,
-      rejectedReasons: {},
-      failed: 0,
-      inFlight: 0,
-      durationMs: 4,
-    };
+    const run = runRecord(
+      {
+        ...emptyResult('local', 'Champions'),
+        segmentSize: 3,
+        members: 3,
+        plannedAdds: 1,
+        plannedRemoves: 2,
+        added: 1,
+        removed: 2,
+        unchanged: 2,
+        durationMs: 4,
+      },
+      { run: 'r1', at: '2026-11-30T06:00:00.000Z', full: false, reason: 'schedule' },
+    );
     await recordRun(redis, queuePrefix(s.prefix), [run]);
     await recordReadings(
       redis,

@@ -4,7 +4,7 @@ import { recordRun, runRecord } from '../../jobs/history.js';
 import { queuePrefix } from '../../jobs/queues.js';
 import { runsSchema } from '../../src/api/schemas.js';
 import { audienceHealthSchema } from '../../src/health/schema.js';
-import type { AudienceResult } from '../../src/sync/run.js';
+import { emptyResult, type AudienceResult } from '../../src/sync/run.js';
 import { killAll } from '../jobs/procs.js';
 import { Client, makeSetup, OpenApi, serve, TOKENS } from './harness.js';
 
@@ -34,22 +34,11 @@ beforeAll(async () => {
   setup = await makeSetup({ customers: 50 });
   redis = new Redis(inject('redisUrl'));
   const result: AudienceResult = {
-    destination: 'local',
-    audience: AUDIENCE,
+    ...emptyResult('local', AUDIENCE),
     segmentSize: 45,
     members: 42,
     plannedAdds: 42,
-    plannedRemoves: 0,
     added: 42,
-    removed: 0,
-    unchanged: 0,
-    waiting: 0,
-    pending: 0,
-    skipped: {},
-    rejected: 0,
-    rejectedReasons: {},
-    failed: 0,
-    inFlight: 0,
     durationMs: 12,
     policy: findings,
   };
