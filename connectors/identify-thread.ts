@@ -4,25 +4,38 @@ import { TextColumn } from '../src/source/text.js';
 import { SLOT_BYTES } from '../src/state/records.js';
 import { identifyOne, type IdentityBuffers } from '../src/sync/identify-one.js';
 import type { IdentifyTask } from '../src/sync/identify-pool.js';
-import { identifiers } from './identify.js';
+
+type Rules = (person: Person, config: unknown) => Identified;
+
+/** Each connector's rules, imported once: the module its definition names, next to this script. */
+const loaded = new Map<string, Promise<Rules>>();
+function rulesOf(module: string): Promise<Rules> {
+  let rules = loaded.get(module);
+  if (!rules) {
+    rules = import(new URL(module, import.meta.url).href).then((m: { identify?: Rules }) => {
+      if (typeof m.identify !== 'function') throw new Error(`${module} exports no identify function`);
+      return m.identify;
+    });
+    loaded.set(module, rules);
+  }
+  return rules;
+}
 
 /**
  * A worker thread of the identify pool (`src/sync/identify-pool.ts`) for the built-in connectors:
  * normalises and hashes a range of customers with the destination's connector, reading the shared
  * columns and writing the shared outputs in place.
  */
-parentPort!.on('message', (task: IdentifyTask) => {
+parentPort!.on('message', async (task: IdentifyTask) => {
   try {
-    parentPort!.postMessage({ id: task.id, odd: identifyRange(task) });
+    parentPort!.postMessage({ id: task.id, odd: identifyRange(task, await rulesOf(task.rules)) });
   } catch (error) {
     parentPort!.postMessage({ id: task.id, error: error instanceof Error ? error.message : String(error) });
   }
 });
 
 /** Returns customers skipped for a reason outside SKIP_REASONS (by index), which the caller records. */
-function identifyRange(task: IdentifyTask): [number, string][] {
-  const rules = identifiers[task.connector] as ((person: Person, config: unknown) => Identified) | undefined;
-  if (!rules) throw new Error(`no identifier rules for connector type ${task.connector} in this build`);
+function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
   const ids = TextColumn.view(task.ids);

@@ -209,6 +209,12 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * so runs of any of its audiences never overlap. Default: one run per audience at a time.
    */
   readonly exclusive?: 'destination';
+  /**
+   * The module of `identify`, relative to the connectors folder (`google-ads/identify.js`), which identify
+   * threads load: it must export that very function and import no SDK. None: the connector's customers are
+   * identified on the main thread (a connector that needs plaintext does not need threads).
+   */
+  readonly identifiers?: string;
   /** Normalises and hashes one person's identifiers per the platform's rules. */
   identify(person: Person, config: Config): Identified;
   create(config: Config, context: ConnectorContext): ConnectorClient;

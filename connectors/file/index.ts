@@ -564,6 +564,7 @@ export const fileConnector: ConnectorDefinition<FileConfig> = {
   processingMinutes: (config) => config.process_after_seconds / 60,
   slots: () => SLOTS,
   identify,
+  identifiers: 'file/index.js',
   create: (config, context) => new FileClient(config, context.baseDir, context.log),
 };
 

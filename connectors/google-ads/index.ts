@@ -27,6 +27,7 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   slots: () => SLOTS,
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,
+  identifiers: 'google-ads/identify.js',
   consent: (config, destination) => consentSettings(destination, config, consentCheck(destination, config)),
   create: (config, context) =>
     config.api === 'ads_api' ? createAdsApiClient(config, context) : createDataManagerClient(config, context),

@@ -30,6 +30,7 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
   identify,
+  identifiers: 'meta/identify.js',
   consent: (config, destination) => {
     const row = consentCheck(destination, config);
     return row && consentSettings(destination, config, row);

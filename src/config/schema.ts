@@ -206,9 +206,12 @@ export const audiencesSchema = z.strictObject({
   list: z.array(audienceSchema).default([]),
 });
 
-/** Destinations are checked in detail by their connector's own schema (connectors/<platform>/). */
+/**
+ * Destinations are checked in detail by their connector's own schema (connectors/<platform>/); which
+ * types there are, the registry of connectors says (an unknown one is named with the list).
+ */
 export const destinationSchema = z.looseObject({
-  type: z.enum(['file', 'google_ads', 'meta', 'mailchimp']),
+  type: z.string().regex(/^[a-z][a-z0-9_]*$/, 'a connector type such as google_ads, meta, mailchimp or file'),
   /** Base URL override: a sandbox, a proxy or a local test server. */
   endpoint: z.url().optional(),
 });

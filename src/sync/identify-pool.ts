@@ -11,7 +11,8 @@ import type { TextParts } from '../source/text.js';
  */
 export interface IdentifyTask {
   id: number;
-  connector: string;
+  /** The connector's identifier rules: a module relative to the thread script's folder (`ConnectorDefinition.identifiers`). */
+  rules: string;
   config: unknown;
   /** Profile fields, then attributes, by name (the order `identifyOne` reads them in). */
   columns: [string, TextParts][];

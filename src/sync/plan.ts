@@ -106,8 +106,8 @@ export class Identities {
     groups: readonly (readonly number[])[] = [],
     /** The platform needs plaintext (Mailchimp's email) for removals too, when the source still has it. */
     private readonly plaintext = false,
-    /** Worker threads: their script (which knows the connectors) and the connector's type and config. */
-    private readonly threaded?: { script: URL; connector: string; config: unknown },
+    /** Worker threads: their script, the module of the connector's rules it loads, and its config. */
+    private readonly threaded?: { script: URL; rules: string; config: unknown },
   ) {
     const n = segmented.customers.ids.length;
     this.slotCount = Math.min(slotCount, MAX_SLOTS);
@@ -164,7 +164,7 @@ export class Identities {
       const odd = await identifyInThreads(
         this.threaded.script,
         {
-          connector: this.threaded.connector,
+          rules: this.threaded.rules,
           config: this.threaded.config,
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
           ids: this.segmented.customers.ids.parts(),

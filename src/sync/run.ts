@@ -111,8 +111,8 @@ export interface SyncOptions {
   signal?: AbortSignal;
   onPlan?: (plan: AudiencePlan) => void;
   /**
-   * Identify in worker threads running this script, which must know the destination's connector by its
-   * type (`identifyThread` of the built-in registry); inline without it.
+   * Identify in worker threads running this script (`identifyThread`), which loads the connector's
+   * `identifiers` module; inline without it, or for a connector without one.
    */
   threads?: URL | undefined;
 }
@@ -173,8 +173,8 @@ function identitiesFor(destination: Destination, segmented: Segmented, threads?:
     destination.connector.slots(destination.config).length,
     destination.connector.identifierGroups?.(destination.config),
     destination.connector.plaintext ?? false,
-    threads
-      ? { script: threads, connector: destination.connector.type, config: destination.config }
+    threads && destination.connector.identifiers
+      ? { script: threads, rules: destination.connector.identifiers, config: destination.config }
       : undefined,
   );
 }

@@ -158,16 +158,14 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
         threads: SCRIPT,
       }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
     const alone = await plan(destination);
-    // A connector type the thread script has no rules for: every one of its slices fails in the thread.
+    // Rules the thread cannot load: every one of the connector's slices fails in the thread.
     const unknown: Destination = {
       ...destination,
-      connector: { ...destination.connector, type: 'not-in-this-build' },
+      connector: { ...destination.connector, identifiers: 'not-in-this-build/identify.js' },
     };
     const [failed, good] = await Promise.allSettled([plan(unknown), plan(destination)]);
     expect(failed.status).toBe('rejected');
-    expect(String((failed as PromiseRejectedResult).reason)).toMatch(
-      /no identifier rules for connector type not-in-this-build/,
-    );
+    expect(String((failed as PromiseRejectedResult).reason)).toMatch(/not-in-this-build\/identify\.js/);
     expect(good).toEqual({ status: 'fulfilled', value: alone });
   });
 
@@ -184,7 +182,10 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
       }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
     const alone = await plan(destination, SCRIPT);
     const dying = pathToFileURL(path.resolve('test/fixtures/threads/identify-thread.mjs'));
-    const crash: Destination = { ...destination, connector: { ...destination.connector, type: 'crash' } };
+    const crash: Destination = {
+      ...destination,
+      connector: { ...destination.connector, identifiers: 'crash' },
+    };
     await expect(plan(crash, dying)).rejects.toThrow(/identify thread: the thread stopped \(exit code 70\)/);
     expect(await plan(destination, dying)).toEqual(alone);
   });
