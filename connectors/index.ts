@@ -8,9 +8,9 @@ import { metaConnector } from './meta/index.js';
 export const identifyThread = new URL('./identify-thread.js', import.meta.url);
 
 /** Every built-in connector by its `type`. A new platform is one folder and one line here. */
-export const connectors: Readonly<Record<string, ConnectorDefinition<never>>> = {
-  file: fileConnector as unknown as ConnectorDefinition<never>,
-  google_ads: googleAdsConnector as unknown as ConnectorDefinition<never>,
-  meta: metaConnector as unknown as ConnectorDefinition<never>,
-  mailchimp: mailchimpConnector as unknown as ConnectorDefinition<never>,
+export const connectors: Readonly<Record<string, ConnectorDefinition>> = {
+  file: fileConnector,
+  google_ads: googleAdsConnector,
+  meta: metaConnector,
+  mailchimp: mailchimpConnector,
 };

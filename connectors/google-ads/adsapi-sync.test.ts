@@ -5,7 +5,6 @@ import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
@@ -32,7 +31,7 @@ import { googleAdsConnector } from './index.js';
  * Last, a batch counts only when Google holds all of it (issue 14): the fake cuts jobs off mid-way.
  */
 
-const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+const registry = { google_ads: googleAdsConnector };
 const redis = new Redis(inject('redisUrl'));
 const log = createLogger({ level: 'silent', json: true });
 const tls = localhostCertificate();

@@ -4,7 +4,6 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
@@ -31,7 +30,7 @@ import { googleAdsConnector } from './index.js';
 
 const DM = 'https://datamanager.fake';
 const TOKEN_URL = 'https://oauth.fake/token';
-const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+const registry = { google_ads: googleAdsConnector };
 const redis = new Redis(inject('redisUrl'));
 afterAll(() => redis.disconnect());
 const log = createLogger({ level: 'silent', json: true });

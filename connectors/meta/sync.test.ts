@@ -3,7 +3,6 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
@@ -23,7 +22,7 @@ import { metaConnector } from './index.js';
 const TOKEN = 'EAAB-e2e-token-9876543210';
 const redis = new Redis(inject('redisUrl'));
 const log = createLogger({ level: 'silent', json: true });
-const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+const registry = { meta: metaConnector };
 
 beforeAll(() => {
   process.env.META_E2E_ACCESS_TOKEN = TOKEN;

@@ -8,7 +8,7 @@ import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import type { ReadOptions } from '../source/read.js';
 import { syncDestination, type AudienceResult, type Destination, type SyncOptions } from './run.js';
 
-export type ConnectorRegistry = Readonly<Record<string, ConnectorDefinition<never>>>;
+export type ConnectorRegistry = Readonly<Record<string, ConnectorDefinition>>;
 
 /** Checks each destination's settings with its connector's schema, naming the exact key. */
 export function destinationsOf(config: Config, connectors: ConnectorRegistry, only?: string): Destination[] {
@@ -27,7 +27,7 @@ export function destinationsOf(config: Config, connectors: ConnectorRegistry, on
     .filter((name) => only === undefined || name === only)
     .map((name) => {
       const raw = config.destinations[name]!;
-      const connector = connectors[raw.type] as ConnectorDefinition<{ type: string }> | undefined;
+      const connector = connectors[raw.type];
       if (!connector)
         throw new ConfigError(
           `destinations.${name}.type: the ${raw.type} connector is not available in this version`,

@@ -5,7 +5,6 @@ import { FakeMailchimp } from '../../connectors/mailchimp/fixtures/fake.js';
 import { mailchimpConnector } from '../../connectors/mailchimp/index.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { metaConnector } from '../../connectors/meta/index.js';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { loadConfig } from '../../src/config/load.js';
 import { audienceHealth, readDestination } from '../../src/health/audience.js';
 import { divergenceOf } from '../../src/health/divergence.js';
@@ -26,7 +25,7 @@ import { runAsWorker, scoresShop } from './shop.js';
 const TOKEN = 'EAAB-health-token-5566778899';
 const redis = new Redis(inject('redisUrl'));
 const log = createLogger({ level: 'silent', json: true });
-const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+const registry = { meta: metaConnector };
 const MIN = 60_000;
 
 beforeAll(() => (process.env.META_HEALTH_TOKEN = TOKEN));
@@ -206,7 +205,7 @@ describe('divergence', () => {
   it('is raised at the first reading on Mailchimp, which counts a tag at once, and cleared when the tag is whole again', async () => {
     const KEY = '0123456789abcdef0123456789abcdef-us9';
     process.env.MAILCHIMP_HEALTH_KEY = KEY;
-    const registry = { mailchimp: mailchimpConnector as unknown as ConnectorDefinition<never> };
+    const registry = { mailchimp: mailchimpConnector };
     const shop = scoresShop(
       150,
       '  mc: { type: mailchimp, api_key: "${MAILCHIMP_HEALTH_KEY}", list_id: a1b2c3d4e5, missing_members: upsert }',

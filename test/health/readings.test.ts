@@ -36,11 +36,7 @@ afterEach(() => {
   nock.enableNetConnect();
 });
 
-async function readNow(
-  configFile: string,
-  registry: Record<string, ConnectorDefinition<never>>,
-  store: StateStore,
-) {
+async function readNow(configFile: string, registry: Record<string, ConnectorDefinition>, store: StateStore) {
   const { config, dir } = loadConfig(configFile);
   const [destination] = destinationsOf(config, registry);
   const client = destination!.connector.create(destination!.config, {
@@ -59,7 +55,7 @@ describe('readings', () => {
   it('of a size Google hides (under 1,000) stay unknown, never 0', async () => {
     const DM = 'https://datamanager.health.fake';
     const TOKEN_URL = 'https://oauth.health.fake/token';
-    const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+    const registry = { google_ads: googleAdsConnector };
     const shop = scoresShop(
       150,
       `  google:
@@ -164,7 +160,7 @@ describe('readings', () => {
   });
 
   it('keep no email, phone or token, even when Meta echoes them; a state from before the counts is counted', async () => {
-    const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+    const registry = { meta: metaConnector };
     const shop = scoresShop(
       90,
       `  meta:
@@ -240,7 +236,7 @@ describe('readings', () => {
   });
 
   it("shows a Meta audience flagged after its run as a failed health check, in Meta's words, in health and status", async () => {
-    const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+    const registry = { meta: metaConnector };
     const shop = scoresShop(
       60,
       `  meta:

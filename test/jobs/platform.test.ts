@@ -10,7 +10,6 @@ import { FakeGraph, rowIdentifiers } from '../../connectors/meta/fixtures/fake-g
 import { toRow } from '../../connectors/meta/identifiers.js';
 import { metaConnector } from '../../connectors/meta/index.js';
 import type { MetaConfig } from '../../connectors/meta/config.js';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import { keys, queuePrefix } from '../../jobs/queues.js';
 import { identifiedMembers, makeShop } from '../sync/harness.js';
@@ -110,7 +109,7 @@ sync: { redis_prefix: ${shop.prefix}, lease_seconds: 2 }
     });
   const expected = async () => {
     const prepared = await prepareSync(config, {
-      meta: metaConnector as unknown as ConnectorDefinition<never>,
+      meta: metaConnector,
     });
     const meta = prepared.destinations[0]!.config as MetaConfig;
     const members = identifiedMembers(prepared.config, prepared.segmented, (person) =>

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { connectors } from '../../connectors/index.js';
-import type { ConnectorDefinition } from '../../src/connector.js';
 import { erasureDigests } from '../../src/privacy/identifiers.js';
 import { Suppression } from '../../src/privacy/suppression.js';
 import type { Destination } from '../../src/sync/run.js';
@@ -11,7 +10,7 @@ const sha = (text: string) => createHash('sha256').update(text, 'utf8').digest('
 const md5Slot = (text: string) => createHash('md5').update(text, 'utf8').digest('hex') + '0'.repeat(32);
 
 function destination(name: string, raw: Record<string, unknown>): Destination {
-  const connector = connectors[raw.type as string] as unknown as ConnectorDefinition<{ type: string }>;
+  const connector = connectors[raw.type as string]!;
   return { name, connector, config: connector.configSchema.parse(raw) };
 }
 

@@ -9,7 +9,7 @@ import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datam
 import { googleAdsConnector } from '../../connectors/google-ads/index.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { metaConnector } from '../../connectors/meta/index.js';
-import type { ConnectorDefinition, SizeRules } from '../../src/connector.js';
+import type { SizeRules } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { saveSuppression } from '../../src/privacy/suppression.js';
 import { buildSegmentMap } from '../../src/segment/maps.js';
@@ -40,7 +40,7 @@ const registryWith = (rules: Omit<SizeRules, 'why'>) => ({
   file: {
     ...fileConnector,
     sizeRules: () => ({ ...rules, why: 'the test platform serves an audience from 100 members' }),
-  } as unknown as ConnectorDefinition<never>,
+  },
 });
 
 function makeShop(customers = 200) {
@@ -304,7 +304,7 @@ describe('additive only (sync.removals: false)', () => {
 describe('on Google Customer Match (the Data Manager API, faked at the wire)', () => {
   const DM = 'https://datamanager.fake';
   const TOKEN_URL = 'https://oauth.fake/token';
-  const registry = { google_ads: googleAdsConnector as unknown as ConnectorDefinition<never> };
+  const registry = { google_ads: googleAdsConnector };
   const google = `{ type: google_ads, customer_id: 123-456-7890, client_id: test-client.apps.googleusercontent.com,
     client_secret: "\${GOOGLE_CLIENT_SECRET}", refresh_token: "\${GOOGLE_REFRESH_TOKEN}", default_country: US,
     consent: { ad_user_data: { column: ads_consent }, ad_personalization: granted },
@@ -370,7 +370,7 @@ describe('on Google Customer Match (the Data Manager API, faked at the wire)', (
 
 describe("on Meta (a fake Graph API): removals that would take an audience below Meta's floor", () => {
   const TOKEN = 'EAAB-policy-token-0123456789';
-  const registry = { meta: metaConnector as unknown as ConnectorDefinition<never> };
+  const registry = { meta: metaConnector };
   const meta = `{ type: meta, ad_account_id: act_1234567890, access_token: "\${META_POLICY_TOKEN}", schema: [EMAIL],
     default_country: US }`;
   let fake: FakeGraph;
