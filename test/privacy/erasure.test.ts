@@ -76,19 +76,23 @@ function receipts(config: string, dir: string, id: string) {
   return list.erasures.find((e) => e.id === id);
 }
 
-/** Polls until `check` returns a value, or fails after `ms`. */
+/**
+ * Polls until `check` returns a value. The deadline only catches a hang (the test's own timeout is 10
+ * minutes): on a busy machine the worker's retries take minutes, and that is slower, not wrong.
+ */
 async function until<T>(
   what: string,
   check: () => Promise<T | undefined>,
   seen: () => unknown = () => undefined,
-  ms = 120_000,
+  ms = 540_000,
 ): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(seen())}`);
-    await new Promise((r) => setTimeout(r, 100));
+    // A check may start a CLI process: often enough to follow the worker, not so often as to slow it.
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
