@@ -2,6 +2,7 @@ import type { RunRecord } from '../../jobs/history.js';
 import type { Receipt, ErasureRequest } from '../privacy/erasure.js';
 import type { Snapshot } from '../history/snapshots.js';
 import type { AudienceHealth } from '../health/schema.js';
+import { rejectionOf } from '../sync/run.js';
 
 /** The kinds of condition an alert is about, each with the setting that tunes it. */
 export const ALERT_KINDS = [
@@ -81,8 +82,9 @@ export function runFailed(latest: RunRecord | undefined): Condition[] {
 /** The latest completed run had the platform reject more than `threshold` of what it was sent. */
 export function rejectedShare(latest: RunRecord | undefined, threshold: number): Condition[] {
   if (latest?.outcome !== 'completed') return [];
-  const sent = latest.added + latest.removed + latest.rejected;
-  if (sent === 0 || latest.rejected / sent <= threshold) return [];
+  const rejection = rejectionOf(latest);
+  if (!rejection || rejection.share <= threshold) return [];
+  const { sent } = rejection;
   const reasons = Object.entries(latest.rejectedReasons)
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
@@ -93,11 +95,11 @@ export function rejectedShare(latest: RunRecord | undefined, threshold: number):
       kind: 'rejected_share',
       destination: latest.destination,
       subject: latest.audience,
-      title: `${latest.destination} / ${latest.audience}: the platform rejected ${latest.rejected} of ${sent} members (${percent(latest.rejected / sent)}, more than ${percent(threshold)})`,
+      title: `${latest.destination} / ${latest.audience}: the platform rejected ${latest.rejected} of ${sent} members (${percent(rejection.share)}, more than ${percent(threshold)})`,
       numbers: {
         rejected: latest.rejected,
         sent,
-        share: latest.rejected / sent,
+        share: rejection.share,
         threshold,
         ...(reasons ? { reasons } : {}),
       },

@@ -18,6 +18,7 @@ import type { AudiencePlan } from '../sync/plan.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../sync/policy.js';
 import {
   checksOf,
+  rejectionOf,
   planDestination,
   syncDestination,
   type AudienceResult,
@@ -383,13 +384,13 @@ export function exitCodeOf(results: AudienceResult[], config: Config, log: Logge
         `${r.destination} / ${r.audience}: ${skipped} of ${eligible} customers have no usable identifier (${share}, more than ${max})`,
       );
     }
-    const sent = r.added + r.removed + r.rejected;
+    const rejection = rejectionOf(r);
     const maxRejected = config.sync.max_rejected_share;
-    if (sent > 0 && r.rejected / sent > maxRejected) {
+    if (rejection && rejection.share > maxRejected) {
       partial = true;
-      const [share, max] = shares(r.rejected / sent, maxRejected);
+      const [share, max] = shares(rejection.share, maxRejected);
       log.warn(
-        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${sent} members (${share}, more than ${max}: ${skippedText(r.rejectedReasons)})`,
+        `${r.destination} / ${r.audience}: the platform rejected ${r.rejected} of ${rejection.sent} members (${share}, more than ${max}: ${skippedText(r.rejectedReasons)})`,
       );
     }
   }

@@ -29,6 +29,14 @@ export interface Destination {
   config: { type: string };
 }
 
+/** Members sent to the platform in a run, and the share of them it rejected; none when nothing was sent. */
+export function rejectionOf(
+  r: Pick<AudienceResult, 'added' | 'removed' | 'rejected'>,
+): { sent: number; share: number } | undefined {
+  const sent = r.added + r.removed + r.rejected;
+  return sent > 0 ? { sent, share: r.rejected / sent } : undefined;
+}
+
 /** A result before the run did anything: every count 0. */
 export function emptyResult(destination: string, audience: string): AudienceResult {
   return {
