@@ -87,7 +87,7 @@ const maxRssFirstMb = process.resourceUsage().maxRSS / 1024;
 t = performance.now();
 const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
 const memoryBefore = await usedMemory();
-const hashesWritten = await writeState(store, segmented, first);
+const hashesWritten = await writeState(store, first);
 const stateSeconds = seconds(t);
 // Scenario 4: Redis memory per member, and beyond the 32 bytes per identifier hash removals need.
 const stateBytes = (await usedMemory()) - memoryBefore;

@@ -60,7 +60,7 @@ const mine = all
   .map(({ spec }) => spec);
 const planStarted = performance.now();
 const plans = await planDestination(destination, { segmented, audiences: mine, store });
-await writeState(store, segmented, plans);
+await writeState(store, plans);
 const members = plans.reduce((a, p) => a + p.add.length, 0);
 const planSeconds = (performance.now() - planStarted) / 1000;
 const keys = await redis.keys(`bench-workers-${process.pid}:*`);

@@ -1,7 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import type { Identified, Person } from '../src/identity/types.js';
 import { TextColumn } from '../src/source/text.js';
-import { SLOT_BYTES } from '../src/state/records.js';
 import { identifyOne, type IdentityBuffers } from '../src/sync/identify-one.js';
 import type { IdentifyTask } from '../src/sync/identify-pool.js';
 
@@ -34,24 +33,21 @@ parentPort!.on('message', async (task: IdentifyTask) => {
   }
 });
 
-/** Returns customers skipped for a reason outside SKIP_REASONS (by index), which the caller records. */
+/** Returns positions skipped for a reason outside SKIP_REASONS, which the caller records. */
 function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
-  const ids = TextColumn.view(task.ids);
   const customers = new Uint32Array(task.customers);
   const slots = Buffer.from(task.slots);
   const out: IdentityBuffers = {
     slotCount: task.slotCount,
-    keys: Buffer.from(task.keys),
     masks: new Uint16Array(task.masks),
     skips: new Uint8Array(task.skips),
   };
   const odd: [number, string][] = [];
   for (let k = task.from; k < task.to; k++) {
-    const i = customers[k]!;
-    const id = identifyOne(i, columns, ids, identify, out, slots, k * task.slotCount * SLOT_BYTES);
-    if ('skip' in id && !out.skips[i]) odd.push([i, id.skip]);
+    const id = identifyOne(customers[k]!, columns, identify, out, k, slots);
+    if ('skip' in id && !out.skips[k]) odd.push([k, id.skip]);
   }
   return odd;
 }

@@ -235,10 +235,6 @@ async function removeFrom(
   const call = <T>(what: string, fn: () => Promise<T>) => withRetry(what, fn, log, context.retry);
   const final = destination.connector.final(destination.config);
   if (remoteId === undefined) return { removed: 0, waiting: 0 };
-  if (await state.legacyKeys())
-    throw new Error(
-      `the state of '${state.name}' is in an older format: run a sync of ${destination.name} first (it rewrites it)`,
-    );
   const remote: RemoteAudience = { id: remoteId, name: state.name };
   await settle(state, client, remote, final, log, call);
   const members: Member[] = [];

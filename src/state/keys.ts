@@ -1,6 +1,3 @@
-import { hash } from 'node:crypto';
-import { KEY_BYTES } from './records.js';
-
 /**
  * A customer's key in the state: 8 bytes derived from its id, which name its records (no id is stored).
  *
@@ -9,8 +6,7 @@ import { KEY_BYTES } from './records.js';
  * of all hashing in a plan (a 3 M customer plan's main thread spends 0.2 s on keys instead of 0.8 s). The
  * key needs no secrecy (the identifier slots beside it are SHA-256 digests anyway) and ids are the shop's
  * own; it needs few collisions: 64 bits give one chance in about 10^4 of any at 50 million customers, the
- * same as the 8 bytes of SHA-256 they replace. Formats 1 and 2 keyed by the first 8 bytes of SHA-256 of
- * the id (`writeLegacyKey`); such a state is read through a translation and rewritten under these keys.
+ * same as the first 8 bytes of SHA-256 that keyed formats 1 and 2 (before 0.1.0).
  */
 const SEED_HIGH = 0;
 const SEED_LOW = 0x5bd1e995;
@@ -71,11 +67,6 @@ function finish(h: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
-}
-
-/** The key of formats 1 and 2: the first 8 bytes of SHA-256 of the id, written at `at` in `out`. */
-export function writeLegacyKey(id: Uint8Array, out: Buffer, at: number): void {
-  out.write(hash('sha256', id, 'binary'), at, KEY_BYTES, 'latin1');
 }
 
 /** MurmurHash3_x86_32 of `bytes[from, to)` (Austin Appleby's reference, public domain), as an unsigned number. */

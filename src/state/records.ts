@@ -1,16 +1,15 @@
 /**
- * What we know a platform holds for one audience, packed as binary. Format 3 (current), per member:
- * key 8, status 1, slot mask 2, then the upload id 4 only while the member waits on one, then 32 bytes per
- * identifier kept for removals: 11 bytes of overhead for a settled member. Format 2 had the same layout
- * and keys of SHA-256 (see keys.ts). Format 1 (the first, unmarked) stored the upload id for every member
- * (15 bytes). Older formats are read to upgrade a state, never written.
+ * What we know a platform holds for one audience, packed as binary: the one place that knows the layout.
+ * Format 3, per member: key 8, status 1, slot mask 2, then the upload id 4 only while the member waits on
+ * one, then 32 bytes per identifier kept for removals: 11 bytes of overhead for a settled member. Records
+ * of one bucket are sorted by key. Formats 1 and 2 (development builds before 0.1.0) are not read: a
+ * state in one of them is replaced whole (see `AudienceState.outdated`).
  */
 
 export const KEY_BYTES = 8;
 export const SLOT_BYTES = 32;
 export const MAX_SLOTS = 16;
 export const FORMAT = 3;
-export type Format = 1 | 2 | 3;
 
 export const Status = {
   /** On the platform, as far as we know. */
@@ -42,7 +41,6 @@ export function encodedSize(record: StateRecord): number {
   return n;
 }
 
-/** Encodes in the current format. */
 export function encodeRecords(records: readonly StateRecord[]): Buffer {
   let size = 0;
   for (const r of records) size += encodedSize(r);
@@ -68,43 +66,56 @@ export function encodeRecords(records: readonly StateRecord[]): Buffer {
   return out;
 }
 
-/** The length of the record at `at` (current format), from its status and slot mask. */
+/** The status of the packed record at `at`. */
+export function statusAt(buf: Buffer, at: number): Status {
+  return buf[at + KEY_BYTES] as Status;
+}
+
+/** Which slots the packed record at `at` keeps (bit s: slot s). */
+export function maskAt(buf: Buffer, at: number): number {
+  return buf.readUInt16BE(at + KEY_BYTES + 1);
+}
+
+/** Where the first kept slot of the packed record at `at` starts; the others follow, 32 bytes each. */
+export function slotsAt(buf: Buffer, at: number): number {
+  return at + KEY_BYTES + 3 + (waits(statusAt(buf, at)) ? 4 : 0);
+}
+
+/** The length of the packed record at `at`, from its status and slot mask. */
 export function recordLength(buf: Buffer, at: number): number {
-  let mask = buf.readUInt16BE(at + KEY_BYTES + 1);
-  let n = KEY_BYTES + 3 + (waits(buf[at + KEY_BYTES] as Status) ? 4 : 0);
-  for (; mask; mask &= mask - 1) n += SLOT_BYTES;
+  let n = slotsAt(buf, at) - at;
+  for (let mask = maskAt(buf, at); mask; mask &= mask - 1) n += SLOT_BYTES;
   return n;
 }
 
-/** Decodes records of either format; keys and slots are views into `buf` (copy them to keep past its life). */
-export function decodeRecords(buf: Buffer, format: Format = FORMAT): StateRecord[] {
+/** Compares the keys at `a` in `x` and at `b` in `y` (byte order, which is the order records are kept in). */
+export function compareKeys(x: Buffer, a: number, y: Buffer, b: number): number {
+  return x.readUInt32BE(a) - y.readUInt32BE(b) || x.readUInt32BE(a + 4) - y.readUInt32BE(b + 4);
+}
+
+/** Decodes packed records; keys and slots are views into `buf` (copy them to keep past its life). */
+export function decodeRecords(buf: Buffer): StateRecord[] {
   const out: StateRecord[] = [];
-  let at = 0;
-  while (at < buf.length) {
-    const key = buf.subarray(at, at + KEY_BYTES);
-    const status = buf[at + KEY_BYTES] as Status;
-    let upload = 0;
-    let mask: number;
-    if (format === 1) {
-      upload = buf.readUInt32BE(at + KEY_BYTES + 1);
-      mask = buf.readUInt16BE(at + KEY_BYTES + 5);
-      at += KEY_BYTES + 7;
-    } else {
-      mask = buf.readUInt16BE(at + KEY_BYTES + 1);
-      at += KEY_BYTES + 3;
-      if (waits(status)) {
-        upload = buf.readUInt32BE(at);
-        at += 4;
-      }
-    }
-    const slots: (Buffer | undefined)[] = [];
-    for (let i = 0; i < MAX_SLOTS && mask >> i; i++) {
-      if (mask & (1 << i)) {
-        slots.push(buf.subarray(at, at + SLOT_BYTES));
-        at += SLOT_BYTES;
-      } else slots.push(undefined);
-    }
-    out.push({ key, status, upload: waits(status) ? upload : 0, slots });
-  }
+  for (let at = 0; at < buf.length; at += recordLength(buf, at)) out.push(decodeAt(buf, at));
   return out;
+}
+
+/** The packed record at `at`, decoded (views into `buf`). */
+export function decodeAt(buf: Buffer, at: number): StateRecord {
+  const status = statusAt(buf, at);
+  const mask = maskAt(buf, at);
+  let from = slotsAt(buf, at);
+  const slots: (Buffer | undefined)[] = [];
+  for (let i = 0; i < MAX_SLOTS && mask >> i; i++) {
+    if (mask & (1 << i)) {
+      slots.push(buf.subarray(from, from + SLOT_BYTES));
+      from += SLOT_BYTES;
+    } else slots.push(undefined);
+  }
+  return {
+    key: buf.subarray(at, at + KEY_BYTES),
+    status,
+    upload: waits(status) ? buf.readUInt32BE(at + KEY_BYTES + 3) : 0,
+    slots,
+  };
 }

@@ -1,13 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
+  compareKeys,
+  decodeAt,
   decodeRecords,
   encodeRecords,
   FORMAT,
   recordLength,
   KEY_BYTES,
   Status,
-  type Format,
+  statusAt,
   type StateRecord,
 } from './records.js';
 
@@ -20,11 +22,9 @@ import {
  *   {…}:u     hash: upload id → pending batch on the platform (JSON: token, op, count, at)
  * A run appends to the journal only after the platform acknowledged a batch, and folds the journal
  * into the buckets at checkpoints. Journal entries say what a member *is*, not what changed, so a
- * checkpoint interrupted half way is finished by the next one. A state in an older record format is
- * read as it is, and rewritten in the current one (atomically) before anything is written to it. Formats
- * 1 and 2 keyed members by SHA-256 (keys.ts): a plan gives their translation to current keys
- * (`translateKeys`), and the rewrite puts it in place; without one (a run that only settles uploads), a
- * state is kept under its old keys, in format 2.
+ * checkpoint interrupted half way is finished by the next one. Buckets are key prefixes, so reading them
+ * in index order reads the state in key order (`ordered`). A state in a record format before 3 is not
+ * read (`outdated`): a run replaces it.
  */
 
 /** Members of an audience's state by status, as of its last checkpoint. */
@@ -70,9 +70,7 @@ export class AudienceState {
   private readonly base: string;
   private readonly redis: Redis;
   /** The record format of the stored state, once read. */
-  private format: Format | undefined;
-  /** A key of format 1 or 2 → the same customer's current key, or undefined (a customer no longer known). */
-  private translate: ((legacy: Buffer) => Buffer | undefined) | undefined;
+  private format: number | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -162,28 +160,21 @@ export class AudienceState {
     if (ids.length > 0) await this.redis.hdel(this.key('u'), ...ids.map(String));
   }
 
-  /** Whether the stored state keys its members the old way (formats 1 and 2): see `translateKeys`. */
-  async legacyKeys(): Promise<boolean> {
-    return (await this.recordFormat()) < 3;
-  }
-
   /**
-   * Reads the state's old keys as current ones from now on (`translate` gives a member's current key,
-   * or undefined for a customer no longer known, whose old key stays), and with the first write rewrites
-   * the state under them.
+   * Why this state cannot be read, or undefined: it is in a record format before 3, which only
+   * development builds before 0.1.0 wrote. A run treats it as lost and replaces the audience with its
+   * segment (`startReplace`), which also puts the state in the current format.
    */
-  translateKeys(translate: (legacy: Buffer) => Buffer | undefined): void {
-    this.translate = translate;
+  async outdated(): Promise<string | undefined> {
+    const format = await this.recordFormat();
+    if (format >= FORMAT) return undefined;
+    return `our state of this audience is in record format ${format}, which only development builds before 0.1.0 wrote and this version does not read`;
   }
 
   /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
   async append(records: readonly StateRecord[], upload?: { id: number } & Upload): Promise<void> {
     if (records.length === 0 && !upload) return;
-    await this.writable();
-    if ((await this.recordFormat()) !== FORMAT)
-      throw new Error(
-        `the state of '${this.name}' on ${this.destination} has keys of an older format: plan the audience (which translates them) before writing to it`,
-      );
+    await this.readable();
     const tx = this.redis.multi().hset(this.key('meta'), 'format', FORMAT);
     if (records.length > 0) tx.rpush(this.key('j'), encodeRecords(records));
     if (upload) {
@@ -199,7 +190,7 @@ export class AudienceState {
    * on an upload passes through it (to settle pending uploads); one it maps to undefined leaves the state.
    */
   async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
-    await this.writable();
+    await this.readable();
     const journal = await this.redis.lrangeBuffer(this.key('j'), 0, -1);
     // A state written before the counts existed is counted whole, once: every bucket is read.
     const counted = (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
@@ -236,7 +227,7 @@ export class AudienceState {
       const stored: Placed[] = [];
       const bytes = buckets.get(b);
       if (bytes) place(bytes, stored, -1);
-      if (!whole) for (const r of stored) tally(r.buf[r.at + KEY_BYTES]!, -1);
+      if (!whole) for (const r of stored) tally(statusAt(r.buf, r.at), -1);
       // By key, and for one key in the order written: the last record of a member is what it is now.
       const all = stored.concat(touched.get(b) ?? []);
       all.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
@@ -246,16 +237,16 @@ export class AudienceState {
         let r = all[k]!;
         const next = all[k + 1];
         if (next && next.hi === r.hi && next.lo === r.lo) continue;
-        const status = r.buf[r.at + KEY_BYTES] as Status;
+        const status = statusAt(r.buf, r.at);
         if (status === Status.deleted) continue;
         if (transform && (status === Status.addPending || status === Status.removePending)) {
-          const t = transform(decodeRecords(r.buf.subarray(r.at, r.at + r.length))[0]!);
+          const t = transform(decodeAt(r.buf, r.at));
           if (!t || t.status === Status.deleted) continue;
           const buf = encodeRecords([t]);
           r = { ...r, buf, at: 0, length: buf.length };
         }
         kept.push(r);
-        tally(r.buf[r.at + KEY_BYTES]!, 1);
+        tally(statusAt(r.buf, r.at), 1);
         size += r.length;
       }
       delta += kept.length - stored.length;
@@ -286,37 +277,24 @@ export class AudienceState {
   /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
   private async reshard(bits: number): Promise<void> {
     const records: StateRecord[] = [];
-    const format = await this.recordFormat();
-    for await (const [, packed] of this.buckets()) records.push(...decodeRecords(packed, format));
-    await this.rewrite(records, bits, format);
+    for await (const [, packed] of this.buckets()) records.push(...decodeRecords(packed));
+    await this.rewrite(records, bits);
   }
 
-  /**
-   * Rewrites a state kept in an older record format in the current one (in format 2 while its keys have
-   * no translation), its journal folded in: written beside the old, then swapped in at once, so a crash
-   * half way leaves the old state as it was.
-   */
-  private async writable(): Promise<void> {
-    const format = await this.recordFormat();
-    const target = this.translate ? FORMAT : Math.max(format, 2);
-    if (format === target) return;
-    const kept: StateRecord[] = [];
-    for await (const records of this.scan()) kept.push(...records);
-    await this.rewrite(kept, idealBits(kept.length), target as Format, (swap) =>
-      swap.del(this.key('j')).hset(this.key('meta'), 'members', kept.length),
-    );
+  /** Refuses to touch a state this version does not read (see `outdated`). */
+  private async readable(): Promise<void> {
+    const outdated = await this.outdated();
+    if (outdated)
+      throw new Error(
+        `the state of '${this.name}' on ${this.destination}: ${outdated}; run a sync of ${this.destination}, which replaces the audience with its segment`,
+      );
   }
 
-  /** Writes these records as the whole state in `bits` bucket bits, marked `format`, atomically. */
-  private async rewrite(
-    records: readonly StateRecord[],
-    bits: number,
-    format: Format,
-    also?: (swap: ReturnType<Redis['multi']>) => void,
-  ): Promise<void> {
+  /** Writes these records as the whole state in `bits` bucket bits, atomically. */
+  private async rewrite(records: readonly StateRecord[], bits: number): Promise<void> {
     const next = new Map<number, StateRecord[]>();
     for (const r of records) {
-      const b = bucketOf(r.key, bits);
+      const b = bucketOf(r.key, 0, bits);
       let list = next.get(b);
       if (!list) next.set(b, (list = []));
       list.push(r);
@@ -325,7 +303,7 @@ export class AudienceState {
     let writes = this.redis.pipeline().del(temp);
     let pending = 0;
     for (const [b, list] of next) {
-      list.sort((x, y) => Buffer.compare(x.key, y.key));
+      list.sort((x, y) => compareKeys(x.key, 0, y.key, 0));
       writes.hset(temp, String(b), encodeRecords(list));
       if (++pending >= 256) {
         await writes.exec();
@@ -337,16 +315,15 @@ export class AudienceState {
     const swap = this.redis.multi();
     if (next.size > 0) swap.rename(temp, this.key('b'));
     else swap.del(this.key('b'));
-    also?.(swap);
     const counts = new Map<number, number>(COUNTED.map((c) => [c, 0]));
     for (const r of records) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     const fields = COUNTED.flatMap((c) => [countField(c), counts.get(c)!]);
-    await swap.hset(this.key('meta'), 'bits', bits, 'format', format, ...fields).exec();
-    this.format = format;
+    await swap.hset(this.key('meta'), 'bits', bits, 'format', FORMAT, ...fields).exec();
+    this.format = FORMAT;
   }
 
   /** The record format of the stored state: as marked, else 1 when there is a state (the first format had no mark). */
-  private async recordFormat(): Promise<Format> {
+  private async recordFormat(): Promise<number> {
     if (this.format) return this.format;
     const [[, mark], [, buckets], [, journal]] = (await this.redis
       .multi()
@@ -354,64 +331,66 @@ export class AudienceState {
       .exists(this.key('b'))
       .exists(this.key('j'))
       .exec()) as [[null, string | null], [null, number], [null, number]];
-    if (mark !== null) return (this.format = Number(mark) as Format);
+    if (mark !== null) return (this.format = Number(mark));
     return (this.format = buckets || journal ? 1 : FORMAT);
   }
 
-  /** The latest record per member in these journal entries. */
-  private async latest(journal: Buffer[]): Promise<Map<string, StateRecord>> {
-    const format = await this.recordFormat();
-    const latest = new Map<string, StateRecord>();
-    for (const entry of journal)
-      for (const r of this.decode(entry, format)) latest.set(r.key.toString('latin1'), r);
-    return latest;
-  }
-
-  /** Decodes stored records, their keys translated to current ones when they are old and a plan gave how. */
-  private decode(packed: Buffer, format: Format): StateRecord[] {
-    const records = decodeRecords(packed, format);
-    const translate = this.translate;
-    if (format < 3 && translate) for (const r of records) r.key = translate(r.key) ?? r.key;
-    return records;
-  }
-
   /**
-   * The state, bucket by bucket, with any journal not yet checkpointed (a crashed run's) laid over
-   * it without writing anything: `plan` reads the truth and touches nothing.
+   * The state as packed records in key order, a bucket at a time, with any journal not yet checkpointed
+   * (a crashed run's) laid over it without writing anything: a plan reads the truth and touches nothing.
+   * Buckets are fetched in index order (their keys' order), the next ones while the caller reads these.
    */
-  async *scan(): AsyncGenerator<StateRecord[]> {
-    const latest = await this.latest(await this.redis.lrangeBuffer(this.key('j'), 0, -1));
-    const format = await this.recordFormat();
-    for await (const [, packed] of this.buckets()) {
-      const records = this.decode(packed, format);
-      if (latest.size === 0) {
-        yield records;
-        continue;
-      }
-      const out: StateRecord[] = [];
-      for (const r of records) {
-        const k = r.key.toString('latin1');
-        const newer = latest.get(k);
-        latest.delete(k);
-        const current = newer ?? r;
-        if (current.status !== Status.deleted) out.push(current);
-      }
-      yield out;
-    }
-    const added = [...latest.values()].filter((r) => r.status !== Status.deleted);
-    if (added.length > 0) yield added;
-  }
-
-  /**
-   * The state as packed records in the current format, bucket by bucket: the stored bytes as they are
-   * when there is no journal to lay over them (after any complete run), else what `scan` gives, encoded.
-   */
-  async *scanPacked(): AsyncGenerator<Buffer> {
-    if ((await this.recordFormat()) !== FORMAT || (await this.redis.llen(this.key('j'))) > 0) {
-      for await (const records of this.scan()) yield encodeRecords(records);
+  async *ordered(): AsyncGenerator<Buffer> {
+    await this.readable();
+    const [journal, bitsField] = await Promise.all([
+      this.redis.lrangeBuffer(this.key('j'), 0, -1),
+      this.redis.hget(this.key('meta'), 'bits'),
+    ]);
+    // The journal's latest record per member, in key order (deleted ones included: they hide a bucket's).
+    const placed: Placed[] = [];
+    let seq = 0;
+    for (const entry of journal) seq = place(entry, placed, seq);
+    placed.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
+    const latest = placed.filter((r, k) => {
+      const next = placed[k + 1];
+      return !next || next.hi !== r.hi || next.lo !== r.lo;
+    });
+    if (bitsField === null) {
+      // Never checkpointed: the journal is all there is.
+      if (latest.length > 0) yield pack(latest.filter((r) => statusAt(r.buf, r.at) !== Status.deleted));
       return;
     }
-    for await (const [, packed] of this.buckets()) yield packed;
+    const bits = Number(bitsField);
+    const count = 2 ** bits;
+    const CHUNK = 512;
+    const fetch = (first: number) => {
+      const indexes = Array.from({ length: Math.min(CHUNK, count - first) }, (_, k) => String(first + k));
+      return this.redis.hmgetBuffer(this.key('b'), ...indexes);
+    };
+    let j = 0;
+    let next = fetch(0);
+    for (let first = 0; first < count; first += CHUNK) {
+      const values = await next;
+      if (first + CHUNK < count) next = fetch(first + CHUNK);
+      for (let k = 0; k < values.length; k++) {
+        const b = first + k;
+        const stored = values[k];
+        let to = j;
+        while (to < latest.length && bucketOf(latest[to]!.buf, latest[to]!.at, bits) === b) to++;
+        if (to === j) {
+          if (stored) yield stored;
+          continue;
+        }
+        const merged = overlay(stored ?? Buffer.alloc(0), latest.slice(j, to));
+        j = to;
+        if (merged.length > 0) yield merged;
+      }
+    }
+  }
+
+  /** The state's records in key order, decoded (see `ordered`). */
+  async *scan(): AsyncGenerator<StateRecord[]> {
+    for await (const packed of this.ordered()) yield decodeRecords(packed);
   }
 
   /**
@@ -511,8 +490,36 @@ function place(buf: Buffer, into: Placed[], seq: number): number {
   return seq;
 }
 
-function bucketOf(key: Buffer, bits: number): number {
-  return bits === 0 ? 0 : key.readUInt16BE(0) >>> (16 - bits);
+/** The bucket of the key at `at` in `buf`: its first `bits` bits. */
+function bucketOf(buf: Buffer, at: number, bits: number): number {
+  return bits === 0 ? 0 : buf.readUInt16BE(at) >>> (16 - bits);
+}
+
+/** These placed records, packed one after another. */
+function pack(records: readonly Placed[]): Buffer {
+  const out = Buffer.allocUnsafe(records.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of records) at += r.buf.copy(out, at, r.at, r.at + r.length);
+  return out;
+}
+
+/**
+ * A bucket's packed records with newer ones laid over them (both in key order): a newer record replaces
+ * the stored one of its key, and a deleted one removes it.
+ */
+function overlay(stored: Buffer, newer: readonly Placed[]): Buffer {
+  const out: Placed[] = [];
+  place(stored, out, -1);
+  const merged: Placed[] = [];
+  let n = 0;
+  for (const r of out) {
+    while (n < newer.length && compareKeys(newer[n]!.buf, newer[n]!.at, r.buf, r.at) < 0)
+      merged.push(newer[n++]!);
+    if (n < newer.length && compareKeys(newer[n]!.buf, newer[n]!.at, r.buf, r.at) === 0) continue;
+    merged.push(r);
+  }
+  while (n < newer.length) merged.push(newer[n++]!);
+  return pack(merged.filter((r) => statusAt(r.buf, r.at) !== Status.deleted));
 }
 
 export { KEY_BYTES };

@@ -16,17 +16,15 @@ export interface IdentifyTask {
   config: unknown;
   /** Profile fields, then attributes, by name (the order `identifyOne` reads them in). */
   columns: [string, TextParts][];
-  ids: TextParts;
-  /** Uint32 customer indexes; the task covers [from, to). */
+  /** Uint32 customer indexes; the task covers positions [from, to). */
   customers: SharedArrayBuffer;
   from: number;
   to: number;
   slotCount: number;
-  /** Slots by position in `customers`; masks, skips and keys by customer index. */
+  /** Slots, masks and skips by position in `customers`. */
   slots: SharedArrayBuffer;
   masks: SharedArrayBuffer;
   skips: SharedArrayBuffer;
-  keys: SharedArrayBuffer;
 }
 
 /** At most this many customers per task: small enough to balance the threads, large enough to amortise a message. */
@@ -107,7 +105,7 @@ function threads(script: URL): Thread[] {
 /**
  * Identifies customers [0, count) of the task on the worker threads and, slice by slice, on this thread
  * with `inline` (yielding to the event loop between slices); returns customers the workers skipped for an
- * unlisted reason. Returns (or throws) only when every slice it handed out is done: the caller's buffers
+ * unlisted reason (by position). Returns (or throws) only when every slice it handed out is done: the caller's buffers
  * are then final.
  */
 export async function identifyInThreads(

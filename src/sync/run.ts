@@ -18,7 +18,8 @@ import type { Segmented } from '../score/pipeline.js';
 import { Status, type StateRecord } from '../state/records.js';
 import type { AudienceState, StateStore } from '../state/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from './brakes.js';
-import { Identities, planAudience, type AudiencePlan } from './plan.js';
+import { Identifier } from '../identify/table.js';
+import { planAudience, type AudiencePlan } from './plan.js';
 import { checkPolicy, DEFAULT_CHECKS } from './policy.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 
@@ -130,11 +131,11 @@ export async function planDestination(
   destination: Destination,
   options: Omit<SyncOptions, 'log'>,
 ): Promise<AudiencePlan[]> {
-  const identities = identitiesFor(destination, options.segmented, options.threads);
+  const identifier = identifierFor(destination, options.segmented, options.threads);
   const plans: AudiencePlan[] = [];
   for (const spec of audiencesOn(destination, options)) {
     const state = options.store.audience(destination.name, spec.name);
-    plans.push(await planOn(destination, spec, identities, state, options));
+    plans.push(await planOn(destination, spec, identifier, state, options));
   }
   return plans;
 }
@@ -145,10 +146,10 @@ export async function syncDestination(
   client: ConnectorClient,
   options: SyncOptions,
 ): Promise<AudienceResult[]> {
-  const identities = identitiesFor(destination, options.segmented, options.threads);
+  const identifier = identifierFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
   for (const spec of audiencesOn(destination, options)) {
-    results.push(await syncAudience(destination, client, spec, identities, options));
+    results.push(await syncAudience(destination, client, spec, identifier, options));
     options.signal?.throwIfAborted();
   }
   return results;
@@ -157,7 +158,7 @@ export async function syncDestination(
 async function planOn(
   destination: Destination,
   spec: AudienceSpec,
-  identities: Identities,
+  identifier: Identifier,
   state: AudienceState,
   options: Pick<SyncOptions, 'segmented' | 'full' | 'store'>,
 ): Promise<AudiencePlan> {
@@ -165,7 +166,7 @@ async function planOn(
   // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
   const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const checks = spec.sync ?? DEFAULT_CHECKS;
-  return planAudience(spec, destination.name, options.segmented, identities, state, final, {
+  return planAudience(spec, destination.name, options.segmented, identifier, state, final, {
     ...options,
     suppressed,
     removals: checks.removals,
@@ -174,17 +175,18 @@ async function planOn(
   });
 }
 
-function identitiesFor(destination: Destination, segmented: Segmented, threads?: URL): Identities {
-  return new Identities(
-    segmented,
-    (person) => destination.connector.identify(person, destination.config),
-    destination.connector.slots(destination.config).length,
-    destination.connector.identifierGroups?.(destination.config),
-    destination.connector.plaintext ?? false,
-    threads && destination.connector.identifiers
-      ? { script: threads, rules: destination.connector.identifiers, config: destination.config }
-      : undefined,
-  );
+function identifierFor(destination: Destination, segmented: Segmented, threads?: URL): Identifier {
+  const { connector, config } = destination;
+  return new Identifier(segmented, {
+    identify: (person) => connector.identify(person, config),
+    slotCount: connector.slots(config).length,
+    groups: connector.identifierGroups?.(config),
+    plaintext: connector.plaintext ?? false,
+    threaded:
+      threads && connector.identifiers
+        ? { script: threads, rules: connector.identifiers, config }
+        : undefined,
+  });
 }
 
 function audiencesOn(
@@ -202,7 +204,7 @@ async function syncAudience(
   destination: Destination,
   client: ConnectorClient,
   spec: AudienceSpec,
-  identities: Identities,
+  identifier: Identifier,
   options: SyncOptions,
 ): Promise<AudienceResult> {
   const started = performance.now();
@@ -236,7 +238,7 @@ async function syncAudience(
     const remote = await call(`ensure audience '${spec.name}'`, () =>
       client.ensureAudience(spec.name, known, epoch),
     );
-    const lost = await lostState(state, known, remote, epoch);
+    const lost = (await state.outdated()) ?? (await lostState(state, known, remote, epoch));
     if (remote.id !== known) await state.setRemoteId(remote.id);
     // A new audience where one was known (deleted on the platform and created again): nothing our
     // state says is on the platform is there, so this run sends everyone.
@@ -279,7 +281,7 @@ async function syncAudience(
     plan = await planOn(
       destination,
       spec,
-      identities,
+      identifier,
       state,
       recreated || replace ? { ...options, full: true } : options,
     );
@@ -302,7 +304,7 @@ async function syncAudience(
             () => client.stats(remote),
             plan,
             brake,
-            () => identities.distinctIdentifiers(plan!.add),
+            () => plan!.add.distinctIdentifiers(),
           )
         : undefined);
     if (held) {
@@ -363,12 +365,7 @@ async function syncAudience(
     if (plan.forget.length > 0)
       await state.append(plan.forget.map((key) => ({ key, status: Status.deleted, upload: 0, slots: [] })));
 
-    const toAdd = plan.add;
-    // Members are built batch by batch from the packed identities, not all at once.
-    const adds = {
-      length: toAdd.length,
-      slice: (from: number, to: number) => Array.from(toAdd.subarray(from, to), (i) => identities.member(i)),
-    };
+    const adds = plan.add;
     // A replace with nobody to add would empty the audience through an empty upload: removals say it
     // plainly, unless the audience must be replaced because nobody knows what it holds. Nor does a
     // replace go where it would drop members a check keeps (additive only, a removal floor).

@@ -124,6 +124,40 @@ describe('audience state in Redis', () => {
     expect(await state.size()).toBe(20_001);
   });
 
+  it('reads in key order across buckets, a journal laid over them (what a plan merges with)', async () => {
+    const state = store().audience('dest', 'ordered');
+    const many = Array.from({ length: 3000 }, (_, i) => rec(i + 1));
+    await state.append(many);
+    await state.checkpoint();
+    // A crashed run's journal: some deleted, some changed, some new, in no order.
+    const journal = [
+      { ...rec(7), status: Status.deleted, slots: [] },
+      rec(5000),
+      { ...rec(12), status: Status.addPending },
+      rec(4000),
+      { ...rec(2999), status: Status.deleted, slots: [] },
+    ];
+    await state.append(journal);
+    // The expected state, by hand: a map by key, then sorted by the keys' bytes.
+    const expected = new Map(many.map((r) => [r.key.toString('hex'), r]));
+    for (const r of journal)
+      if (r.status === Status.deleted) expected.delete(r.key.toString('hex'));
+      else expected.set(r.key.toString('hex'), r);
+    const keys = [...expected.keys()].sort();
+    const read: string[] = [];
+    const statuses = new Map<string, number>();
+    for await (const records of state.scan())
+      for (const r of records) {
+        read.push(r.key.toString('hex'));
+        statuses.set(r.key.toString('hex'), r.status);
+      }
+    expect(
+      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
+    ).toBeGreaterThan(2);
+    expect(read).toEqual(keys);
+    expect(statuses.get(rec(12).key.toString('hex'))).toBe(Status.addPending);
+  });
+
   it('remembers the remote audience id and lists audiences per destination', async () => {
     const s = store();
     const state = s.audience('local', 'RFM: Lost');
@@ -154,59 +188,25 @@ describe('reading state left by a crashed run', () => {
     expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(1);
   });
 
-  it('reads a state written in format 1, and rewrites it in the current format, keys translated, before writing to it', async () => {
+  it('refuses a state written in format 1 (before 0.1.0), naming the fix, and writes nothing to it', async () => {
     const state = store().audience('dest', 'RFM: Loyal');
     const base = (state as unknown as { base: string }).base;
-    const kept = [rec(1), rec(2, Status.addPending), rec(3)];
-    // Two buckets (bits 1) and a journal a run of the old version left: member 3 deleted, 5 added.
-    await redis.hset(`${base}:meta`, 'bits', 1, 'members', 3, 'remote_id', 'r1');
-    for (const b of [0, 1]) {
-      const records = kept.filter((r) => r.key[0]! >> 7 === b);
-      if (records.length > 0) await redis.hset(`${base}:b`, String(b), formatOne(records));
-    }
-    await redis.rpush(`${base}:j`, formatOne([{ ...rec(3), status: Status.deleted, slots: [] }, rec(5)]));
-    const trim = (r: StateRecord) => ({ ...r, slots: r.slots.slice(0, r.slots.findLastIndex(Boolean) + 1) });
-    const byKey = (a: StateRecord, b: StateRecord) => Buffer.compare(a.key, b.key);
-    const expected = [rec(1), rec(2, Status.addPending), rec(5)].map(trim).sort(byKey);
-    expect(await all(state)).toEqual(expected);
-    expect(await redis.hget(`${base}:meta`, 'format')).toBeNull(); // reading writes nothing
-    expect(await state.legacyKeys()).toBe(true);
-
-    // Without a translation of its keys (a run that only settles uploads), the journal is folded in, and the
-    // state kept under its old keys in format 2; members cannot be written under current keys.
+    await redis.hset(`${base}:meta`, 'bits', 0, 'members', 2, 'remote_id', 'r1');
+    await redis.hset(`${base}:b`, '0', formatOne([rec(1), rec(2, Status.addPending)]));
+    expect(await state.outdated()).toBe(
+      'our state of this audience is in record format 1, which only development builds before 0.1.0 wrote and this version does not read',
+    );
+    const fix =
+      "the state of 'RFM: Loyal' on dest: our state of this audience is in record format 1, which only development builds before 0.1.0 wrote and this version does not read; run a sync of dest, which replaces the audience with its segment";
+    await expect(all(state)).rejects.toThrow(fix);
+    await expect(state.append([rec(3)])).rejects.toThrow(fix);
+    await expect(state.checkpoint()).rejects.toThrow(fix);
+    expect(await redis.hget(`${base}:meta`, 'format')).toBeNull();
+    // A sync replaces it: the replace starts from nothing, in the current format.
+    await state.startReplace('outdated');
+    expect(await state.outdated()).toBeUndefined();
+    await state.append([rec(3)]);
     await state.checkpoint();
-    expect(await redis.hget(`${base}:meta`, 'format')).toBe('2');
-    expect(await all(state)).toEqual(expected);
-    await expect(state.append([rec(106)])).rejects.toThrow(
-      "the state of 'RFM: Loyal' on dest has keys of an older format: plan the audience (which translates them) before writing to it",
-    );
-
-    // A plan's translation: member n's old key is now rec(n + 100)'s; member 5 is no longer known.
-    state.translateKeys((old) => {
-      const n = [1, 2].find((m) => rec(m).key.equals(old));
-      return n === undefined ? undefined : rec(n + 100).key;
-    });
-    const translated = [
-      { ...trim(rec(1)), key: rec(101).key },
-      { ...trim(rec(2, Status.addPending)), key: rec(102).key },
-      trim(rec(5)),
-    ].sort(byKey);
-    expect(await all(state)).toEqual(translated); // read translated, still unwritten
-    expect(await redis.hget(`${base}:meta`, 'format')).toBe('2');
-
-    await state.append([rec(106)]);
-    expect(await redis.hget(`${base}:meta`, 'format')).toBe('3');
-    expect(await state.legacyKeys()).toBe(false);
-    // A new instance (another process) reads the rewritten state, keys as they were translated.
-    const again = store((state as unknown as { store: StateStore }).store.prefix).audience(
-      'dest',
-      'RFM: Loyal',
-    );
-    expect(await all(again)).toEqual([...translated, trim(rec(106))].sort(byKey));
-    const stored = await redis.hgetallBuffer(`${base}:b`);
-    const bytes = Object.values(stored).reduce((n, v) => n + v.length, 0);
-    expect(bytes).toBe(2 * 11 + 15 + (2 + 1 + 2) * 32); // members 1, 2 (pending) and 5
-    expect(await redis.hget(`${base}:meta`, 'members')).toBe('3');
-    expect(await state.remoteId()).toBe('r1');
+    expect((await all(state)).map((r) => r.key)).toEqual([rec(3).key]);
   });
 });

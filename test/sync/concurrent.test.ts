@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Segmented } from '../../src/score/pipeline.js';
 import type { AudiencePlan } from '../../src/sync/plan.js';
 import type { Destination } from '../../src/sync/run.js';
 
@@ -11,13 +12,14 @@ import type { Destination } from '../../src/sync/run.js';
  * identify threads: each must get exactly what it gets alone.
  */
 
-// Threads for every audience, however small: plan.ts reads this when it loads, so it is set before the
+// Threads for every audience, however small: identify/table.ts reads this when it loads, so it is set before the
 // pipeline is imported (below, dynamically).
 process.env.AUDIENCE_SYNC_THREADS = '3';
 process.env.AUDIENCE_SYNC_THREADS_FROM = '1';
 const { planDestination, syncDestination } = await import('../../src/sync/run.js');
 const { prepareSync } = await import('../../src/sync/prepare.js');
 const { StateStore } = await import('../../src/state/store.js');
+const { writeKey } = await import('../../src/state/keys.js');
 const { NO_REMOVAL_BRAKE } = await import('../../src/sync/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
@@ -56,13 +58,28 @@ async function shopWithChanges(seed: number, customers: number): Promise<Shop> {
   return shop;
 }
 
+/** The customer id of each key (keys.ts, written here for every id). */
+function idsByKey(segmented: Segmented): (key: Buffer) => string {
+  const byKey = new Map<string, string>();
+  const key = Buffer.alloc(8);
+  const { ids } = segmented.customers;
+  for (let i = 0; i < ids.length; i++) {
+    writeKey(Buffer.from(ids.get(i)!, 'utf8'), key, 0);
+    byKey.set(key.toString('hex'), ids.get(i)!);
+  }
+  return (k) => byKey.get(k.toString('hex'))!;
+}
+
 /** Everything a plan decides, by customer id and by the identifiers the state kept: comparable across runs. */
-function summary(plans: AudiencePlan[], ids: (i: number) => string) {
+function summary(plans: AudiencePlan[], ids: (key: Buffer) => string) {
   return plans.map((p) => ({
     audience: p.audience,
     segmentSize: p.segmentSize,
     members: p.members,
-    add: [...p.add].map(ids).sort(),
+    add: p.add
+      .slice(0, p.add.length)
+      .map((m) => `${ids(m.key)} ${m.slots.map((s) => s?.toString('hex') ?? '-').join(' ')}`)
+      .sort(),
     remove: p.remove
       .map((m) => `${m.key.toString('hex')} ${m.slots.map((s) => s?.toString('hex') ?? '-').join(' ')}`)
       .sort(),
@@ -85,7 +102,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
         audiences: prepared[k]!.audiences,
         store: new StateStore(redis, shops[k]!.prefix),
         threads: SCRIPT,
-      }).then((plans) => summary(plans, (i) => prepared[k]!.segmented.customers.ids.get(i)!));
+      }).then((plans) => summary(plans, idsByKey(prepared[k]!.segmented)));
 
     const alone = [await plan(0), await plan(1)];
     // The plans have every kind of decision in them, so a wrong identity shows.
@@ -156,7 +173,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
         audiences: prepared.audiences,
         store: new StateStore(redis, shop.prefix),
         threads: SCRIPT,
-      }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
+      }).then((plans) => summary(plans, idsByKey(prepared.segmented)));
     const alone = await plan(destination);
     // Rules the thread cannot load: every one of the connector's slices fails in the thread.
     const unknown: Destination = {
@@ -179,7 +196,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
         audiences: prepared.audiences,
         store: new StateStore(redis, shop.prefix),
         threads,
-      }).then((plans) => summary(plans, (i) => prepared.segmented.customers.ids.get(i)!));
+      }).then((plans) => summary(plans, idsByKey(prepared.segmented)));
     const alone = await plan(destination, SCRIPT);
     const dying = pathToFileURL(path.resolve('test/fixtures/threads/identify-thread.mjs'));
     const crash: Destination = {

@@ -1,0 +1,499 @@
+import type { Member } from '../connector.js';
+import { isConsentReason } from '../identity/consent.js';
+import { SKIP_REASONS, type Identified, type Person } from '../identity/types.js';
+import type { Suppression } from '../privacy/suppression.js';
+import type { Segmented } from '../score/pipeline.js';
+import { PROFILE_FIELDS } from '../source/columns.js';
+import type { TextColumn, TextParts } from '../source/text.js';
+import { writeKey } from '../state/keys.js';
+import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, type StateRecord } from '../state/records.js';
+import { identifyOne, type IdentityBuffers } from '../sync/identify-one.js';
+import { identifyInThreads, threadsAvailable } from '../sync/identify-pool.js';
+
+/** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
+const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
+
+/** How one destination identifies a person: its connector's rules, slots and needs. */
+export interface IdentifyRules {
+  identify: (person: Person) => Identified;
+  slotCount: number;
+  /** Slot indexes that form one identifier (Google's address: four slots); others stand alone. */
+  groups?: readonly (readonly number[])[];
+  /** The platform needs plaintext (Mailchimp's email) to add and to remove. */
+  plaintext?: boolean;
+  /** Worker threads: their script, the module of the connector's rules it loads, and its config. */
+  threaded?: { script: URL; rules: string; config: unknown };
+}
+
+/**
+ * Every customer's key (see keys.ts), 8 bytes by customer index, each computed on first use and kept for
+ * the source's life (shared by its destinations); and, built on the first lookup, customers by key.
+ */
+export class CustomerKeys {
+  private static readonly bySource = new WeakMap<Segmented, CustomerKeys>();
+  private readonly keys: Buffer;
+  private index: Promise<KeyIndex> | undefined;
+
+  private constructor(private readonly ids: TextColumn) {
+    this.keys = Buffer.alloc(ids.length * KEY_BYTES);
+  }
+
+  static of(segmented: Segmented): CustomerKeys {
+    let keys = CustomerKeys.bySource.get(segmented);
+    if (!keys) CustomerKeys.bySource.set(segmented, (keys = new CustomerKeys(segmented.customers.ids)));
+    return keys;
+  }
+
+  /** Customer i's key, computed if it was not: a view valid as long as the source. */
+  key(i: number): Buffer {
+    const at = this.ensure(i);
+    return this.keys.subarray(at, at + KEY_BYTES);
+  }
+
+  /** The first four bytes of customer i's key, as an unsigned number. */
+  high(i: number): number {
+    return this.keys.readUInt32BE(this.ensure(i));
+  }
+
+  /** Copies customer i's key to `at` in `out`. */
+  copy(i: number, out: Buffer, at: number): void {
+    const from = this.ensure(i);
+    this.keys.copy(out, at, from, from + KEY_BYTES);
+  }
+
+  /** Where customer i's key is, once computed. */
+  private ensure(i: number): number {
+    const at = i * KEY_BYTES;
+    // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
+    if (this.keys.readUInt32LE(at) === 0 && this.keys.readUInt32LE(at + 4) === 0)
+      writeKey(this.ids.bytes(i)!, this.keys, at);
+    return at;
+  }
+
+  /** The customer with this key, or -1. The first call indexes every customer, yielding as it goes. */
+  async customerOf(key: Buffer): Promise<number> {
+    this.index ??= (async () => {
+      const index = new KeyIndex(this.keys, this.ids.length);
+      for (let i = 0; i < this.ids.length; i++) {
+        if ((i & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
+        this.ensure(i);
+        index.add(i);
+      }
+      return index;
+    })();
+    return (await this.index).get(key);
+  }
+}
+
+/**
+ * One audience's customers as one platform knows them, in key order: row k is customer `customers[k]`,
+ * with its key, and either its identifier slots or why it is left out. A value: nothing changes it after
+ * `identifyAudience` returns, so members built from it stay right however long they wait to be sent.
+ */
+export class IdentityTable {
+  constructor(
+    readonly slotCount: number,
+    /** Slot indexes that form one identifier; every slot is in exactly one group. */
+    readonly groups: readonly (readonly number[])[],
+    /** Row k's customer (an index into the source). */
+    readonly customers: Uint32Array,
+    /** Row k's key at `k * KEY_BYTES`, ascending. */
+    readonly keys: Buffer,
+    /** Which slots row k has (0 when it is left out). */
+    readonly masks: Uint16Array,
+    /** 0 for a row with identifiers, else 1 + the index of why it is left out in `reasons`. */
+    readonly skips: Uint8Array,
+    readonly reasons: readonly string[],
+    /** Row k's slot s at `(k * slotCount + s) * SLOT_BYTES`. */
+    readonly slots: Buffer,
+    /** Plaintext the platform needs, by row (Mailchimp's email), in memory only. */
+    readonly plain: ReadonlyMap<number, { email: string }>,
+  ) {}
+
+  get size(): number {
+    return this.customers.length;
+  }
+
+  /** Why row k is left out, or undefined when it has identifiers. */
+  reason(k: number): string | undefined {
+    return this.skips[k] ? this.reasons[this.skips[k] - 1] : undefined;
+  }
+
+  slot(k: number, s: number): Buffer | undefined {
+    if (!(this.masks[k]! & (1 << s))) return undefined;
+    const at = (k * this.slotCount + s) * SLOT_BYTES;
+    return this.slots.subarray(at, at + SLOT_BYTES);
+  }
+
+  member(k: number): Member {
+    const slots: (Buffer | undefined)[] = [];
+    for (let s = 0; s < this.slotCount; s++) slots.push(this.slot(k, s));
+    return { key: this.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES), slots, plain: this.plain.get(k) };
+  }
+
+  /** Members of these rows, built batch by batch (`slice`) rather than all at once. */
+  members(rows: Uint32Array): MemberList {
+    return {
+      length: rows.length,
+      slice: (from, to) => Array.from(rows.subarray(from, to), (k) => this.member(k)),
+      distinctIdentifiers: () => {
+        const seen = new Set<string>();
+        for (const k of rows)
+          for (let s = 0; s < this.slotCount; s++) {
+            const v = this.slot(k, s);
+            if (v) seen.add(`${s}:${v.toString('base64')}`);
+          }
+        return seen.size;
+      },
+    };
+  }
+
+  /** One identifier of row k: the group's slots together, or undefined when none is present. */
+  identifier(k: number, group: readonly number[]): string | undefined {
+    return identifierOf(group, (s) => this.slot(k, s));
+  }
+
+  /** A cheap fingerprint of row k's identifier in a group (its first present slot's first word). */
+  fingerprint(k: number, group: readonly number[]): number | undefined {
+    for (const s of group) {
+      const v = this.slot(k, s);
+      if (v) return v.readUInt32LE(0);
+    }
+    return undefined;
+  }
+
+  /** Whether the packed record at `at` keeps exactly row k's slots (`slots`: where its first slot starts). */
+  samePacked(k: number, mask: number, packed: Buffer, slots: number): boolean {
+    if (mask !== this.masks[k]) return false;
+    let from = slots;
+    for (let s = 0; s < this.slotCount; s++) {
+      if (!(mask & (1 << s))) continue;
+      const mine = (k * this.slotCount + s) * SLOT_BYTES;
+      if (packed.compare(this.slots, mine, mine + SLOT_BYTES, from, from + SLOT_BYTES) !== 0) return false;
+      from += SLOT_BYTES;
+    }
+    return true;
+  }
+
+  /** Whether a state record keeps exactly row k's slots. */
+  sameAs(k: number, record: StateRecord): boolean {
+    for (let s = 0; s < Math.max(this.slotCount, record.slots.length); s++) {
+      const mine = this.slot(k, s);
+      const theirs = record.slots[s];
+      if (!mine !== !theirs) return false;
+      if (mine && theirs && !mine.equals(theirs)) return false;
+    }
+    return true;
+  }
+}
+
+/** Members to send, built from an identity table batch by batch. */
+export interface MemberList {
+  readonly length: number;
+  slice(from: number, to: number): Member[];
+  /** Distinct identifiers (slot and value) the members have between them. */
+  distinctIdentifiers(): number;
+}
+
+/** A group of slots as one comparable value (latin1 of the slots, a marker for each absent one). */
+export function identifierOf(
+  group: readonly number[],
+  slot: (s: number) => Buffer | undefined,
+): string | undefined {
+  let out = '';
+  let any = false;
+  for (const s of group) {
+    const v = slot(s);
+    if (v) any = true;
+    out += v ? v.toString('latin1') : '-';
+  }
+  return any ? out : undefined;
+}
+
+/** What the source says now of a customer who is leaving an audience (`describeLeavers`). */
+export interface Leaver {
+  /** Why privacy requires them to leave every audience: opted out, suppressed, a consent withdrawn. */
+  withdrawn?: string;
+  /** Their plaintext (Mailchimp's email), when the platform needs it and their identifiers are unchanged. */
+  plain?: { email: string };
+}
+
+/** The identify stage for one destination over one source: tables of audiences, and what leavers are now. */
+export class Identifier {
+  readonly slotCount: number;
+  readonly groups: readonly (readonly number[])[];
+  private readonly keys: CustomerKeys;
+  /** Profile fields, then attributes under their names: what `identify` reads of a customer. */
+  private readonly columns: [string, TextColumn][];
+
+  constructor(
+    private readonly segmented: Segmented,
+    private readonly rules: IdentifyRules,
+  ) {
+    this.slotCount = Math.min(rules.slotCount, MAX_SLOTS);
+    const grouped = new Set((rules.groups ?? []).flat());
+    this.groups = [
+      ...(rules.groups ?? []),
+      ...Array.from({ length: this.slotCount }, (_, s) => s)
+        .filter((s) => !grouped.has(s))
+        .map((s) => [s]),
+    ];
+    this.keys = CustomerKeys.of(segmented);
+    const { profile, attributes } = segmented.customers;
+    this.columns = [
+      ...PROFILE_FIELDS.flatMap((field) =>
+        profile[field] ? [[field, profile[field]] as [string, TextColumn]] : [],
+      ),
+      ...Object.entries(attributes),
+    ];
+  }
+
+  /**
+   * Identifies these customers (an audience's members) into a table in key order; a customer on the
+   * suppression list is left out as `suppressed`. Yields to the event loop as it goes, or identifies in
+   * worker threads: millions of hashes must not stall job locks or signals.
+   */
+  async table(members: Uint32Array, suppressed?: Suppression): Promise<IdentityTable> {
+    const { customers, keys } = await this.sorted(members);
+    const n = customers.length;
+    const threaded = this.rules.threaded;
+    const useThreads =
+      threaded !== undefined &&
+      !this.rules.plaintext &&
+      n >= THREADS_FROM &&
+      threadsAvailable(threaded.script);
+    const shared = (bytes: number) => (useThreads ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    const out: IdentityBuffers = {
+      slotCount: this.slotCount,
+      masks: new Uint16Array(shared(n * 2)),
+      skips: new Uint8Array(shared(n)),
+    };
+    const slots = Buffer.from(shared(n * this.slotCount * SLOT_BYTES));
+    const reasons: string[] = [...SKIP_REASONS];
+    const skip = (k: number, reason: string) => {
+      let r = reasons.indexOf(reason);
+      if (r < 0) r = reasons.push(reason) - 1;
+      out.skips[k] = r + 1;
+    };
+    const plain = new Map<number, { email: string }>();
+    const one = (k: number) => {
+      const id = identifyOne(customers[k]!, this.columns, this.rules.identify, out, k, slots);
+      if ('skip' in id) {
+        if (!out.skips[k]) skip(k, id.skip);
+      } else if (id.plain) plain.set(k, id.plain);
+    };
+    if (useThreads) {
+      const order = new Uint32Array(new SharedArrayBuffer(n * 4));
+      order.set(customers);
+      const odd = await identifyInThreads(
+        threaded.script,
+        {
+          rules: threaded.rules,
+          config: threaded.config,
+          columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
+          customers: order.buffer as SharedArrayBuffer,
+          slotCount: this.slotCount,
+          slots: slots.buffer as SharedArrayBuffer,
+          masks: out.masks.buffer as SharedArrayBuffer,
+          skips: out.skips.buffer as SharedArrayBuffer,
+        },
+        n,
+        (from, to) => {
+          for (let k = from; k < to; k++) one(k);
+        },
+      );
+      for (const [k, reason] of odd) skip(k, reason);
+    } else
+      for (let k = 0; k < n; k++) {
+        if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
+        one(k);
+      }
+    if (suppressed && !suppressed.empty)
+      for (let k = 0; k < n; k++) {
+        if (out.skips[k]) continue;
+        const key = keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES);
+        if (suppressed.matches(key, (s) => slotOf(out.masks, slots, this.slotCount, k, s), this.slotCount)) {
+          skip(k, 'suppressed');
+          out.masks[k] = 0;
+        }
+      }
+    return new IdentityTable(
+      this.slotCount,
+      this.groups,
+      customers,
+      keys,
+      out.masks,
+      out.skips,
+      reasons,
+      slots,
+      plain,
+    );
+  }
+
+  /**
+   * What the source says now of members leaving an audience (records of its state whose key `table`
+   * does not want): whether privacy requires their removal (`withdrawn`, when asked), and the plaintext
+   * the platform needs to remove them (when it needs any). One entry per record, in order.
+   */
+  async leavers(
+    records: readonly StateRecord[],
+    table: IdentityTable,
+    suppressed: Suppression | undefined,
+    need: { withdrawn: boolean },
+  ): Promise<Leaver[]> {
+    const plaintext = this.rules.plaintext === true;
+    if (!need.withdrawn && !plaintext) return records.map(() => ({}));
+    const { optedOut } = this.segmented.customers;
+    const found: Leaver[] = [];
+    for (const record of records) {
+      const i = await this.keys.customerOf(record.key);
+      if (i < 0) {
+        found.push({});
+        continue;
+      }
+      // The customer as this platform knows them now: identified on their own (few leave in a run).
+      const out: IdentityBuffers = {
+        slotCount: this.slotCount,
+        masks: new Uint16Array(1),
+        skips: new Uint8Array(1),
+      };
+      const slots = Buffer.alloc(this.slotCount * SLOT_BYTES);
+      const id = identifyOne(i, this.columns, this.rules.identify, out, 0, slots);
+      const own = new IdentityTable(
+        this.slotCount,
+        this.groups,
+        Uint32Array.of(i),
+        Buffer.from(this.keys.key(i)),
+        out.masks,
+        out.skips,
+        SKIP_REASONS,
+        slots,
+        new Map(),
+      );
+      const reason = 'skip' in id ? id.skip : undefined;
+      const leaver: Leaver = {};
+      if (need.withdrawn) {
+        if (optedOut[i]) leaver.withdrawn = 'opted out';
+        else if (reason !== undefined && isConsentReason(reason)) leaver.withdrawn = reason;
+        else if (reason === undefined && suppressed?.matches(own.keys, (s) => own.slot(0, s), this.slotCount))
+          leaver.withdrawn = 'suppressed';
+      }
+      if (plaintext && !('skip' in id) && id.plain && own.sameAs(0, record)) leaver.plain = id.plain;
+      found.push(leaver);
+    }
+    return found;
+  }
+
+  /** These customers in key order, with their keys in that order. */
+  private async sorted(members: Uint32Array): Promise<{ customers: Uint32Array; keys: Buffer }> {
+    const n = members.length;
+    const his = new Uint32Array(n);
+    for (let k = 0; k < n; k++) {
+      if ((k & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
+      his[k] = this.keys.high(members[k]!);
+    }
+    const customers = sortByHigh(members, his);
+    const keys = Buffer.allocUnsafe(n * KEY_BYTES);
+    for (let k = 0; k < n; k++) this.keys.copy(customers[k]!, keys, k * KEY_BYTES);
+    // Ties on the first four bytes (a few hundred in ten million) are put in order by the other four.
+    for (let k = 1; k < n; k++) {
+      if (keys.readUInt32BE(k * KEY_BYTES) !== keys.readUInt32BE((k - 1) * KEY_BYTES)) continue;
+      for (
+        let j = k;
+        j > 0 &&
+        keys.compare(keys, (j - 1) * KEY_BYTES, j * KEY_BYTES, j * KEY_BYTES, (j + 1) * KEY_BYTES) < 0;
+        j--
+      ) {
+        const a = (j - 1) * KEY_BYTES;
+        const swap = Buffer.from(keys.subarray(a, a + KEY_BYTES));
+        keys.copy(keys, a, j * KEY_BYTES, (j + 1) * KEY_BYTES);
+        swap.copy(keys, j * KEY_BYTES);
+        const c = customers[j - 1]!;
+        customers[j - 1] = customers[j]!;
+        customers[j] = c;
+      }
+    }
+    return { customers, keys };
+  }
+}
+
+/** Slot s of row k in buffers still being filled (see `IdentityTable.slot`). */
+function slotOf(
+  masks: Uint16Array,
+  slots: Buffer,
+  slotCount: number,
+  k: number,
+  s: number,
+): Buffer | undefined {
+  if (!(masks[k]! & (1 << s))) return undefined;
+  const at = (k * slotCount + s) * SLOT_BYTES;
+  return slots.subarray(at, at + SLOT_BYTES);
+}
+
+/** `values` ordered by `his` (unsigned), ties kept in order: two passes of a radix sort on 16 bits each. */
+function sortByHigh(values: Uint32Array, his: Uint32Array): Uint32Array {
+  const n = values.length;
+  let v: Uint32Array = new Uint32Array(values);
+  let h: Uint32Array = his;
+  let v2: Uint32Array = new Uint32Array(n);
+  let h2: Uint32Array = new Uint32Array(n);
+  for (const shift of [0, 16]) {
+    const counts = new Uint32Array(65_537);
+    for (let k = 0; k < n; k++) counts[((h[k]! >>> shift) & 0xffff) + 1]!++;
+    for (let d = 1; d <= 65_536; d++) counts[d]! += counts[d - 1]!;
+    for (let k = 0; k < n; k++) {
+      const d = (h[k]! >>> shift) & 0xffff;
+      const to = counts[d]!++;
+      v2[to] = v[k]!;
+      h2[to] = h[k]!;
+    }
+    [v, v2] = [v2, v];
+    [h, h2] = [h2, h];
+  }
+  return v;
+}
+
+/**
+ * Customers by key: open addressing over key bytes held by customer index (a Map of strings would need
+ * ~100 bytes per customer; this needs 8).
+ */
+class KeyIndex {
+  private readonly table: Int32Array;
+
+  constructor(
+    private readonly keys: Buffer,
+    capacity: number,
+  ) {
+    let size = 16;
+    while (size < capacity * 2) size *= 2;
+    this.table = new Int32Array(size);
+  }
+
+  /** Indexes customer i under its key; false when a customer with that key is there already. */
+  add(i: number): boolean {
+    const mask = this.table.length - 1;
+    let s = this.keys.readUInt32LE(i * KEY_BYTES) & mask;
+    while (this.table[s] !== 0) {
+      if (this.same(this.table[s]! - 1, this.keys, i * KEY_BYTES)) return false;
+      s = (s + 1) & mask;
+    }
+    this.table[s] = i + 1;
+    return true;
+  }
+
+  /** The customer with the key at `at` in `key`, or -1. */
+  get(key: Buffer, at = 0): number {
+    const mask = this.table.length - 1;
+    for (let s = key.readUInt32LE(at) & mask; ; s = (s + 1) & mask) {
+      const v = this.table[s]!;
+      if (v === 0) return -1;
+      if (this.same(v - 1, key, at)) return v - 1;
+    }
+  }
+
+  private same(i: number, key: Buffer, at: number): boolean {
+    const o = i * KEY_BYTES;
+    for (let b = 0; b < KEY_BYTES; b++) if (this.keys[o + b] !== key[at + b]) return false;
+    return true;
+  }
+}
