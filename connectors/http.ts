@@ -1,0 +1,113 @@
+import { redact } from '../src/redact.js';
+
+/**
+ * The connectors' one way to make an HTTP request with `fetch`: a deadline for the whole exchange (the
+ * answer's body included), and a request that got no answer as a value whose reason is safe to show
+ * (no URL query string, no secret). Each connector classifies the outcome itself.
+ */
+
+export interface HttpRequest extends Omit<RequestInit, 'signal'> {
+  /** Milliseconds for the whole exchange, the answer's body included. */
+  timeoutMs: number;
+  /** The caller's own cancellation: when it fires, its reason is thrown. */
+  signal?: AbortSignal | undefined;
+}
+
+/** An answer, whatever its status. */
+export interface HttpAnswer<Body> {
+  answered: true;
+  status: number;
+  ok: boolean;
+  headers: Headers;
+  body: Body;
+}
+
+/** No answer: the connection failed, broke off, or the deadline passed. */
+export interface NoAnswer {
+  answered: false;
+  /** What happened, in words safe for messages: "timed out after 30 s", "connection refused (ECONNREFUSED)". */
+  reason: string;
+  /** The deadline passed (ours, or the connect timeout's). */
+  timeout: boolean;
+  /** The system's error code (`ECONNREFUSED`, `ENOTFOUND` …), when there is one. */
+  code: string | undefined;
+}
+
+/** The request, with the answer's body as text. */
+export function request(url: string | URL, init: HttpRequest): Promise<HttpAnswer<string> | NoAnswer> {
+  return exchange(url, init, (response) => response.text());
+}
+
+/** The request, with the answer's body as bytes. */
+export function requestBytes(url: string | URL, init: HttpRequest): Promise<HttpAnswer<Buffer> | NoAnswer> {
+  return exchange(url, init, async (response) => Buffer.from(await response.arrayBuffer()));
+}
+
+async function exchange<Body>(
+  url: string | URL,
+  { timeoutMs, signal, ...init }: HttpRequest,
+  read: (response: Response) => Promise<Body>,
+): Promise<HttpAnswer<Body> | NoAnswer> {
+  const deadline = AbortSignal.timeout(timeoutMs);
+  try {
+    const response = await fetch(url, {
+      ...init,
+      signal: signal ? AbortSignal.any([deadline, signal]) : deadline,
+    });
+    const body = await read(response);
+    return { answered: true, status: response.status, ok: response.ok, headers: response.headers, body };
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    if (deadline.aborted)
+      return {
+        answered: false,
+        reason: `timed out after ${timeoutMs / 1000} s`,
+        timeout: true,
+        code: undefined,
+      };
+    return noAnswer(error);
+  }
+}
+
+/** What the system calls it, in words. */
+const PHRASES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  UND_ERR_SOCKET: 'connection closed',
+  ENOTFOUND: 'DNS lookup failed',
+  EAI_AGAIN: 'DNS lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+  UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+};
+const TIMEOUTS = new Set([
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+/** fetch throws "fetch failed" and puts what happened in `cause` (an `AggregateError` when every address failed). */
+function noAnswer(error: unknown): NoAnswer {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+  const raw = (cause as { code?: unknown } | null)?.code;
+  const code = typeof raw === 'string' ? raw : undefined;
+  const phrase = code === undefined ? undefined : (PHRASES[code] ?? tlsPhrase(code));
+  const message = safe(cause instanceof Error ? cause.message : String(cause));
+  const reason = code === undefined ? message : `${phrase ?? message} (${code})`;
+  return { answered: false, reason, timeout: code !== undefined && TIMEOUTS.has(code), code };
+}
+
+function tlsPhrase(code: string): string | undefined {
+  return /CERT|SIGNATURE|TLS|SSL/.test(code) ? 'TLS certificate refused' : undefined;
+}
+
+/** A message without any URL's query string (Meta's token travels in it) or secret, cut short. */
+function safe(message: string): string {
+  const text = message.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s?#]*)\?[^\s#]*/gi, '$1?[redacted]');
+  return redact(text).slice(0, 200) || 'no answer';
+}
