@@ -4,6 +4,7 @@ import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
 import { basic, FakeMailchimp, md5, RESULTS_ORIGIN } from './fixtures/fake.js';
+import { MailchimpClient } from './client.js';
 import { identify } from './identifiers.js';
 import { mailchimpConfigSchema, mailchimpConnector, type MailchimpConfig } from './index.js';
 
@@ -667,5 +668,23 @@ describe('mailchimp /batches', () => {
     expect(await client.add(tag, batch)).toEqual({ status: 'confirmed' });
     expect(fake.calls('POST', /^\/3\.0\/batches$/)).toHaveLength(1);
     expect(fake.tagged('Champions')).toEqual(new Set(['a@example.com', 'b@example.com']));
+  });
+
+  it('a results download that never answers fails the call, retryable and naming the batch', async () => {
+    const { fake, config } = setup({ batch_operations_threshold: 1 });
+    const client = new MailchimpClient(config, { log }, { resultsTimeoutMs: 200 });
+    fake.addContact('a@example.com');
+    fake.addContact('b@example.com');
+    const tag = await client.ensureAudience('Champions');
+    fake.holdResults = true;
+    const error = await client.add(tag, [member('a@example.com'), member('b@example.com')]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const [batch] = fake.batches.keys();
+    expect(error).toBeInstanceOf(ConnectorError);
+    expect(error).toMatchObject({ kind: 'retryable', message: expect.stringContaining(`batch ${batch} `) });
+    expect((error as Error).message).toMatch(/timed out/);
+    expect(fake.requests.filter((r) => r.host === RESULTS_ORIGIN)).toHaveLength(1);
   });
 });

@@ -21,7 +21,7 @@ import {
   type Context,
   type Sdk,
 } from './api.js';
-import { baseUrl, dataCentre, type MailchimpConfig } from './config.js';
+import { baseUrl, dataCentre, RESULTS_TIMEOUT_MS, type MailchimpConfig } from './config.js';
 import { emailSlot, isEmailSlot, subscriberHash } from './identifiers.js';
 import { Executor, type Operation } from './operations.js';
 
@@ -110,6 +110,7 @@ export class MailchimpClient implements ConnectorClient {
   constructor(
     private readonly config: MailchimpConfig,
     private readonly context: Pick<ConnectorContext, 'log'>,
+    { resultsTimeoutMs = RESULTS_TIMEOUT_MS } = {},
   ) {
     const url = baseUrl(config);
     this.sdk = createSdk(config.api_key, url);
@@ -125,6 +126,7 @@ export class MailchimpClient implements ConnectorClient {
       threshold: config.batch_operations_threshold,
       pollMs: config.batch_poll_seconds * 1000,
       timeoutMs: config.batch_timeout_seconds * 1000,
+      resultsTimeoutMs,
     });
   }
 

@@ -10,6 +10,9 @@ export const LIMITS = {
   connections: 10,
 } as const;
 
+/** How long the download of a `/batches` job's results may take, like the SDK's own calls. */
+export const RESULTS_TIMEOUT_MS = 120_000;
+
 /** The data centre is the part after the last `-` of the API key (`…-us21` → `us21`). */
 export function dataCentre(apiKey: string): string | undefined {
   const dash = apiKey.lastIndexOf('-');

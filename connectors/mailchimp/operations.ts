@@ -14,6 +14,7 @@ import {
   type Sdk,
   type WireOperation,
 } from './api.js';
+import { requestBytes } from '../http.js';
 import { readTarGz } from './tar.js';
 
 /** One request about members; sent on its own, or as one operation of a `/batches` job. */
@@ -42,6 +43,8 @@ export interface ExecutorOptions {
   threshold: number;
   pollMs: number;
   timeoutMs: number;
+  /** How long the download of a job's results may take. */
+  resultsTimeoutMs: number;
 }
 
 const startedSchema = z.looseObject({ id: z.string() });
@@ -213,17 +216,13 @@ export class Executor {
   private async results(id: string, url: string | undefined): Promise<Map<string, Answer>> {
     if (!url)
       throw new ConnectorError(`Mailchimp batch ${id} finished without a response_body_url`, 'retryable');
-    let archive: Buffer;
-    try {
-      const response = await fetch(url);
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      archive = Buffer.from(await response.arrayBuffer());
-    } catch (error) {
+    const got = await requestBytes(url, { timeoutMs: this.options.resultsTimeoutMs });
+    if (!got.answered || !got.ok)
       throw new ConnectorError(
-        `cannot download the results of Mailchimp batch ${id} (${error instanceof Error ? error.message : 'failed'})`,
+        `cannot download the results of Mailchimp batch ${id} (${got.answered ? `HTTP ${got.status}` : got.reason})`,
         'retryable',
       );
-    }
+    const archive = got.body;
     const out = new Map<string, Answer>();
     let files: { name: string; data: Buffer }[];
     try {
