@@ -18,13 +18,14 @@ import { redact, registerSecret } from '../../src/redact.js';
 import type { MetaConfig } from './config.js';
 import {
   classify,
+  failureOfNoAnswer,
   failureOfResponse,
   failureOfSdk,
   isMissing,
   tosLink,
   type FailureContext,
-  type GraphFailure,
 } from './errors.js';
+import { request } from '../http.js';
 import { usersBody } from './identifiers.js';
 import { restrictedWarning } from './policy.js';
 import { versionNotice } from './versions.js';
@@ -380,27 +381,21 @@ export class MetaClient implements ConnectorClient {
     what: string,
   ): Promise<z.infer<typeof usersResponse>> {
     const url = `${this.base}/${audience.id}/${edge}?access_token=${encodeURIComponent(this.config.access_token)}`;
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(url, {
-        method,
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await response.text();
-    } catch (error) {
-      throw classify(networkFailure(error), this.context(what));
-    }
+    const response = await request(url, {
+      method,
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body,
+      timeoutMs: REQUEST_TIMEOUT_MS,
+    });
+    if (!response.answered) throw classify(failureOfNoAnswer(response), this.context(what));
     if (!response.ok)
-      throw classify(failureOfResponse(response.status, response.headers, text), this.context(what));
+      throw classify(failureOfResponse(response.status, response.headers, response.body), this.context(what));
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(response.body);
     } catch {
       // A 200 that is not JSON is a proxy's page, not Meta's acceptance.
-      throw classify(failureOfResponse(response.status, response.headers, text), this.context(what));
+      throw classify(failureOfResponse(response.status, response.headers, response.body), this.context(what));
     }
     const parsed = usersResponse.safeParse(json);
     if (!parsed.success)
@@ -533,13 +528,6 @@ export function statusProblems(info: Pick<AudienceInfo, 'operation_status' | 'de
   if (delivery && delivery.code !== 200)
     problems.push(`Meta delivery_status ${delivery.code}${said(delivery)}`);
   return problems;
-}
-
-function networkFailure(error: unknown): GraphFailure {
-  // fetch says "fetch failed" and puts what happened (ECONNREFUSED, a timeout) in the cause.
-  const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
-  const text = error instanceof Error ? `${error.name}: ${error.message}${cause}` : String(error);
-  return { status: undefined, error: undefined, notJson: false, network: text, headers: {} };
 }
 
 /**

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
 import { retryAfterMs } from '../../src/sync/retry.js';
+import type { NoAnswer } from '../http.js';
 
 /**
  * Graph API failures, from the SDK (`FacebookRequestError`, or the `SyntaxError` it throws when an error
@@ -64,6 +65,11 @@ export function failureOfSdk(thrown: unknown): GraphFailure {
     return { status: undefined, error: undefined, notJson: true, network: undefined, headers: {} };
   const text = thrown instanceof Error ? thrown.message : String(thrown);
   return { status: undefined, error: undefined, notJson: false, network: text, headers: {} };
+}
+
+/** A request of ours that got no answer. */
+export function failureOfNoAnswer(got: NoAnswer): GraphFailure {
+  return { status: undefined, error: undefined, notJson: false, network: got.reason, headers: {} };
 }
 
 /** The failure of a `fetch` answer that was not 2xx. */
