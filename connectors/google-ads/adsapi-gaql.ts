@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { classify, type AdsFailure, readRestError } from './adsapi-errors.js';
-import type { GoogleAdsConfig } from './config.js';
-import { networkReason, type GoogleOAuth } from './oauth.js';
+import { TIMEOUT_MS, type GoogleAdsConfig } from './config.js';
+import { request } from '../http.js';
+import type { GoogleOAuth } from './oauth.js';
 
 /** The Google Ads API version of google-ads-api 24, for REST paths and gRPC package names alike. */
 export const ADS_API_VERSION = 'v24';
@@ -38,21 +39,23 @@ export class Gaql {
         accept: 'application/json',
       };
       if (this.config.login_customer_id) headers['login-customer-id'] = this.config.login_customer_id;
-      let response: Response;
-      try {
-        response = await fetch(url, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify(pageToken ? { query, pageToken } : { query }),
-          signal: AbortSignal.timeout(60_000),
-        });
-      } catch (error) {
+      const response = await request(url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(pageToken ? { query, pageToken } : { query }),
+        timeoutMs: TIMEOUT_MS.adsRest,
+      });
+      if (!response.answered)
         throw new ConnectorError(
-          `Google Ads API ${what} failed: ${networkReason(error)} (${url}); retrying`,
+          `Google Ads API ${what} failed: ${response.reason} (${url}); retrying`,
           'retryable',
         );
+      let body: unknown;
+      try {
+        body = JSON.parse(response.body);
+      } catch {
+        body = undefined;
       }
-      const body: unknown = await response.json().catch(() => undefined);
       if (!response.ok) {
         const failed = readRestError(response.status, body, response.headers.get('retry-after'));
         // An access token that expired before our margin said so: renewed once, the page asked again.

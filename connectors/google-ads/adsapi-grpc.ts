@@ -7,8 +7,8 @@ import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { readFailureObject, readGrpcStatus, type AdsError, type AdsFailure } from './adsapi-errors.js';
 import { ADS_API_VERSION, failure, tokenRefused } from './adsapi-gaql.js';
-import type { GoogleAdsConfig } from './config.js';
-import { networkReason, type GoogleOAuth } from './oauth.js';
+import { TIMEOUT_MS, type GoogleAdsConfig } from './config.js';
+import type { GoogleOAuth } from './oauth.js';
 
 /**
  * The gRPC wire of the Google Ads API path (mutations and service methods), loaded only when a gRPC call
@@ -41,9 +41,6 @@ const METHODS: Record<string, readonly string[]> = {
   UserListServiceClient: ['MutateUserLists'],
 };
 
-/** A call that hangs this long fails (retryable) instead of holding the run for gax's default 4 hours. */
-const CALL_TIMEOUT_MS = 5 * 60_000;
-
 /**
  * Turns off gax's own retries (up to 10 minutes on UNAVAILABLE): the core's `withRetry` is the one retry
  * loop; and bounds each call.
@@ -51,7 +48,10 @@ const CALL_TIMEOUT_MS = 5 * 60_000;
 function noGaxRetries(service: string): object {
   const name = `google.ads.googleads.${ADS_API_VERSION}.services.${service.replace(/Client$/, '')}`;
   const methods = Object.fromEntries(
-    (METHODS[service] ?? []).map((m) => [m, { retry_codes_name: 'none', timeout_millis: CALL_TIMEOUT_MS }]),
+    (METHODS[service] ?? []).map((m) => [
+      m,
+      { retry_codes_name: 'none', timeout_millis: TIMEOUT_MS.adsGrpc },
+    ]),
   );
   return { interfaces: { [name]: { retry_codes: { none: [] }, methods } } };
 }
@@ -280,7 +280,7 @@ function readCa(file: string): Buffer {
     return readFileSync(file);
   } catch (error) {
     throw new ConnectorError(
-      `cannot read endpoints.ads_api.ca_file ${file}: ${networkReason(error)}; fix the path (relative to the config file)`,
+      `cannot read endpoints.ads_api.ca_file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}; fix the path (relative to the config file)`,
       'permanent',
     );
   }

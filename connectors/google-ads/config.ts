@@ -24,6 +24,15 @@ const DEFAULTS = {
   ads_rest: 'https://googleads.googleapis.com',
 };
 
+/** How long each call may take, its answer included: what Google's endpoints need, not settings. */
+export const TIMEOUT_MS = {
+  tokenExchange: 30_000,
+  dataManager: 60_000,
+  adsRest: 60_000,
+  /** A gRPC call that hangs this long fails (retryable) instead of holding the run for gax's default 4 hours. */
+  adsGrpc: 5 * 60_000,
+} as const;
+
 export const googleAdsConfigSchema = z
   .strictObject({
     type: z.literal('google_ads'),

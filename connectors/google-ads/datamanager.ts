@@ -12,11 +12,12 @@ import type {
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
-import type { GoogleAdsConfig } from './config.js';
+import { TIMEOUT_MS, type GoogleAdsConfig } from './config.js';
+import { request } from '../http.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { classify, parseApiError, rejectedMembers, type ApiError } from './errors.js';
 import { userIdentifiers } from './identifiers.js';
-import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';
+import { DATA_MANAGER_SCOPE, GoogleOAuth } from './oauth.js';
 
 /**
  * The Data Manager API path (REST, the default): Customer Match lists are `userLists` of the Google Ads
@@ -29,7 +30,6 @@ import { DATA_MANAGER_SCOPE, GoogleOAuth, networkReason } from './oauth.js';
 const DESCRIPTION = 'Customer Match list kept equal to a segment by audience-sync';
 /** A list serves ads only with at least this many matched users. */
 const SERVING_MINIMUM = 100;
-const REQUEST_TIMEOUT_MS = 60_000;
 
 const userListSchema = z.looseObject({
   name: z.string().optional(),
@@ -440,21 +440,18 @@ export class DataManagerClient implements ConnectorClient {
     // userLists calls name the manager account in a header; ingest/remove name it in the destination.
     if (this.config.login_customer_id && path.includes('/userLists'))
       headers['login-account'] = `accountTypes/GOOGLE_ADS/accounts/${this.config.login_customer_id}`;
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method,
-        headers,
-        ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-    } catch (error) {
+    const response = await request(url, {
+      method,
+      headers,
+      ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+      timeoutMs: TIMEOUT_MS.dataManager,
+    });
+    if (!response.answered)
       throw new ConnectorError(
-        `Data Manager API ${what} for Google Ads account ${this.account()} failed: ${networkReason(error)}; retrying`,
+        `Data Manager API ${what} for Google Ads account ${this.account()} failed: ${response.reason}; retrying`,
         'retryable',
       );
-    }
-    const text = await response.text();
+    const text = response.body;
     if (response.status === 401 && !renewed) {
       this.oauth.invalidate();
       return this.send(what, method, path, schema, options, true);

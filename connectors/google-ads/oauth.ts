@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact, registerSecret } from '../../src/redact.js';
-import type { GoogleAdsConfig } from './config.js';
+import { TIMEOUT_MS, type GoogleAdsConfig } from './config.js';
+import { request } from '../http.js';
 import { retryAfterMs } from '../../src/sync/retry.js';
 
 /**
@@ -60,23 +61,18 @@ export class GoogleOAuth {
       refresh_token: this.config.refresh_token,
     });
     if (this.options.scope) body.set('scope', this.options.scope);
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body,
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (error) {
+    const response = await request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body,
+      timeoutMs: TIMEOUT_MS.tokenExchange,
+    });
+    if (!response.answered)
       throw new ConnectorError(
-        `OAuth token exchange at ${url} failed: ${networkReason(error)}; retrying`,
+        `OAuth token exchange at ${url} failed: ${response.reason}; retrying`,
         'retryable',
-        { cause: redactCause(error) },
       );
-    }
-    const text = await response.text();
-    const json = parseJson(text);
+    const json = parseJson(response.body);
     if (response.ok) {
       const parsed = tokenResponse.safeParse(json);
       if (!parsed.success)
@@ -136,17 +132,4 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** The network failure's own code or message (fetch wraps it in `cause`), never a request body. */
-export function networkReason(error: unknown): string {
-  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-  const code = (cause as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string') return code;
-  return cause instanceof Error ? cause.message : String(cause);
-}
-
-/** A network error without anything that might carry a request (fetch errors do not, but stay safe). */
-function redactCause(error: unknown): Error {
-  return new Error(networkReason(error));
 }
