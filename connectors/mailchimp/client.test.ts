@@ -686,5 +686,11 @@ describe('mailchimp /batches', () => {
     expect(error).toMatchObject({ kind: 'retryable', message: expect.stringContaining(`batch ${batch} `) });
     expect((error as Error).message).toMatch(/timed out/);
     expect(fake.requests.filter((r) => r.host === RESULTS_ORIGIN)).toHaveLength(1);
+    // The retry follows the same job and reads its results.
+    fake.holdResults = false;
+    expect(await client.add(tag, [member('a@example.com'), member('b@example.com')])).toEqual({
+      status: 'confirmed',
+    });
+    expect(fake.calls('POST', /^\/3\.0\/batches$/)).toHaveLength(1);
   });
 });
