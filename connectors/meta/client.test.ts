@@ -7,7 +7,7 @@ import { ConnectorError, type Member } from '../../src/connector.js';
 import type { Person } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
 import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
-import { reasonsOf } from './client.js';
+import { MetaClient, reasonsOf } from './client.js';
 import { FakeGraph } from './fixtures/fake-graph.js';
 import { identify, SLOTS, type SchemaKey } from './identifiers.js';
 import { metaConfigSchema, metaConnector } from './index.js';
@@ -263,6 +263,21 @@ describe('meta ensureAudience (through the SDK)', () => {
     const error = await failure(client.ensureAudience('Champions'));
     expect(error.kind).toBe('retryable');
     expect(error.message).toMatch(/error page/);
+  });
+
+  it("gives the SDK's requests a deadline: an account listing that never answers fails, retryable", async () => {
+    // Another host than the fake Graph's, which answers at once.
+    const { config } = setup({ endpoint: 'https://graph.slow.test' });
+    const log = createLogger({ level: 'silent' });
+    // An answer held for a minute, against a client whose requests may take 0.2 s.
+    nock(config.endpoint)
+      .get(/\/act_1234567890\/customaudiences/)
+      .delay(60_000)
+      .reply(200, { data: [] });
+    const error = await failure(new MetaClient(config, log, 200).ensureAudience('Champions'));
+    expect(error.kind).toBe('retryable');
+    expect(error.message).toMatch(/listing the audiences of act_1234567890 failed: .*timed out after 0\.2 s/);
+    expect(error.message).not.toContain(TOKEN);
   });
 
   it('keeps no global state: no default API, no crash reporter handler', async () => {

@@ -44,6 +44,7 @@ class ScopedApi extends FacebookAdsApi {
   constructor(
     token: string,
     private readonly base: string,
+    private readonly timeoutMs: number,
   ) {
     super(token, 'en_US', false);
   }
@@ -56,13 +57,28 @@ class ScopedApi extends FacebookAdsApi {
     multipart = false,
   ): Promise<T> {
     // A string is already a URL (the `paging.next` of a list page).
-    if (typeof path === 'string') return super.call<T>(method, path, params, files, multipart);
+    if (typeof path === 'string') return this.deadline(super.call<T>(method, path, params, files, multipart));
     const inBody = method === 'POST' || method === 'PUT';
     const query = FacebookAdsApi._encodeParams(
       inBody ? { access_token: this.accessToken } : { ...params, access_token: this.accessToken },
     );
     const url = `${this.base}/${path.map((p) => p.replace(/^\/+/, '')).join('/')}?${query}`;
-    return super.call<T>(method, url, inBody ? params : {}, files, multipart);
+    return this.deadline(super.call<T>(method, url, inBody ? params : {}, files, multipart));
+  }
+
+  /**
+   * The SDK's requests (axios, with no timeout of its own) get the deadline ours have: one that never
+   * answers fails, retryable, instead of holding the run. The request itself is left to the socket.
+   */
+  private deadline<T>(call: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${this.timeoutMs / 1000} s`)),
+        this.timeoutMs,
+      );
+    });
+    return Promise.race([call, late]).finally(() => clearTimeout(timer));
   }
 }
 
@@ -128,6 +144,7 @@ export class MetaClient implements ConnectorClient {
   private readonly api: ScopedApi;
   private readonly account: AdAccount;
   private readonly base: string;
+  private readonly timeoutMs: number;
   /** Descriptions of the audiences this client found or made, by id: `stamp` changes only the mark. */
   private readonly descriptions = new Map<string, string>();
   /** Audiences this client created: empty, so an empty replace of one has nothing to do. */
@@ -136,10 +153,13 @@ export class MetaClient implements ConnectorClient {
   constructor(
     private readonly config: MetaConfig,
     private readonly log: Logger,
+    /** How long a request may take, its answer included (shorter in tests). */
+    timeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     registerSecret(config.access_token);
     this.base = `${config.endpoint}/${config.api_version}`;
-    this.api = new ScopedApi(config.access_token, this.base);
+    this.api = new ScopedApi(config.access_token, this.base, timeoutMs);
+    this.timeoutMs = timeoutMs;
     this.account = new AdAccount(`act_${config.ad_account_id}`, {}, undefined, this.api);
     // The SDK counts the id given to the constructor as a change, and would post it with every create.
     this.account.clearHistory();
@@ -385,7 +405,7 @@ export class MetaClient implements ConnectorClient {
       method,
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body,
-      timeoutMs: REQUEST_TIMEOUT_MS,
+      timeoutMs: this.timeoutMs,
     });
     if (!response.answered) throw classify(failureOfNoAnswer(response), this.context(what));
     if (!response.ok)
