@@ -33,11 +33,12 @@ parentPort!.on('message', async (task: IdentifyTask) => {
   }
 });
 
-/** Returns positions skipped for a reason outside SKIP_REASONS, which the caller records. */
+/** Returns rows skipped for a reason outside SKIP_REASONS, which the caller records. */
 function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
   const customers = new Uint32Array(task.customers);
+  const rows = new Uint32Array(task.rows);
   const slots = Buffer.from(task.slots);
   const out: IdentityBuffers = {
     slotCount: task.slotCount,
@@ -46,8 +47,9 @@ function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   };
   const odd: [number, string][] = [];
   for (let k = task.from; k < task.to; k++) {
-    const id = identifyOne(customers[k]!, columns, identify, out, k, slots);
-    if ('skip' in id && !out.skips[k]) odd.push([k, id.skip]);
+    const r = rows[k]!;
+    const id = identifyOne(customers[k]!, columns, identify, out, r, slots);
+    if ('skip' in id && !out.skips[r]) odd.push([r, id.skip]);
   }
   return odd;
 }

@@ -22,7 +22,8 @@ import { KEY_BYTES, Status, type StateRecord } from '../src/state/records.js';
 import type { AudienceState, StateStore } from '../src/state/store.js';
 import { destinationsOf } from '../src/sync/prepare.js';
 import { withRetry, type RetryPolicy } from '../src/sync/retry.js';
-import { push, settle, type Destination, type PushTally } from '../src/sync/run.js';
+import { push, settle, type PushTally } from '../src/push/push.js';
+import type { Destination } from '../src/sync/run.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';
 import { ADMIN_QUEUE, ERASURE_JOB_OPTIONS, type AdminJob } from './queues.js';
 

@@ -6,7 +6,7 @@ import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../state/keys.js';
-import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, type StateRecord } from '../state/records.js';
+import { compareKeys, KEY_BYTES, MAX_SLOTS, SLOT_BYTES, type StateRecord } from '../state/records.js';
 import { identifyOne, type IdentityBuffers } from '../sync/identify-one.js';
 import { identifyInThreads, threadsAvailable } from '../sync/identify-pool.js';
 
@@ -58,7 +58,9 @@ export class CustomerKeys {
   /** Copies customer i's key to `at` in `out`. */
   copy(i: number, out: Buffer, at: number): void {
     const from = this.ensure(i);
-    this.keys.copy(out, at, from, from + KEY_BYTES);
+    // Two words, not Buffer.copy: a native call per key costs more than the copy.
+    out.writeUInt32LE(this.keys.readUInt32LE(from), at);
+    out.writeUInt32LE(this.keys.readUInt32LE(from + 4), at + 4);
   }
 
   /** Where customer i's key is, once computed. */
@@ -155,10 +157,9 @@ export class IdentityTable {
 
   /** A cheap fingerprint of row k's identifier in a group (its first present slot's first word). */
   fingerprint(k: number, group: readonly number[]): number | undefined {
-    for (const s of group) {
-      const v = this.slot(k, s);
-      if (v) return v.readUInt32LE(0);
-    }
+    const mask = this.masks[k]!;
+    for (const s of group)
+      if (mask & (1 << s)) return this.slots.readUInt32LE((k * this.slotCount + s) * SLOT_BYTES);
     return undefined;
   }
 
@@ -169,7 +170,9 @@ export class IdentityTable {
     for (let s = 0; s < this.slotCount; s++) {
       if (!(mask & (1 << s))) continue;
       const mine = (k * this.slotCount + s) * SLOT_BYTES;
-      if (packed.compare(this.slots, mine, mine + SLOT_BYTES, from, from + SLOT_BYTES) !== 0) return false;
+      // Word by word in JavaScript: a native compare per slot costs more than the comparison.
+      for (let b = 0; b < SLOT_BYTES; b += 4)
+        if (packed.readInt32LE(from + b) !== this.slots.readInt32LE(mine + b)) return false;
       from += SLOT_BYTES;
     }
     return true;
@@ -254,7 +257,7 @@ export class Identifier {
    * worker threads: millions of hashes must not stall job locks or signals.
    */
   async table(members: Uint32Array, suppressed?: Suppression): Promise<IdentityTable> {
-    const { customers, keys } = await this.sorted(members);
+    const { customers, keys, rows } = await this.sorted(members);
     const n = customers.length;
     const threaded = this.rules.threaded;
     const useThreads =
@@ -270,28 +273,34 @@ export class Identifier {
     };
     const slots = Buffer.from(shared(n * this.slotCount * SLOT_BYTES));
     const reasons: string[] = [...SKIP_REASONS];
-    const skip = (k: number, reason: string) => {
-      let r = reasons.indexOf(reason);
-      if (r < 0) r = reasons.push(reason) - 1;
-      out.skips[k] = r + 1;
+    const skip = (r: number, reason: string) => {
+      let at = reasons.indexOf(reason);
+      if (at < 0) at = reasons.push(reason) - 1;
+      out.skips[r] = at + 1;
     };
     const plain = new Map<number, { email: string }>();
+    // Customers are read in the source's order (its columns are read in sequence), and written to their rows.
     const one = (k: number) => {
-      const id = identifyOne(customers[k]!, this.columns, this.rules.identify, out, k, slots);
+      const r = rows[k]!;
+      const id = identifyOne(members[k]!, this.columns, this.rules.identify, out, r, slots);
       if ('skip' in id) {
-        if (!out.skips[k]) skip(k, id.skip);
-      } else if (id.plain) plain.set(k, id.plain);
+        if (!out.skips[r]) skip(r, id.skip);
+      } else if (id.plain) plain.set(r, id.plain);
     };
     if (useThreads) {
-      const order = new Uint32Array(new SharedArrayBuffer(n * 4));
-      order.set(customers);
+      const share = (values: Uint32Array) => {
+        const copy = new Uint32Array(new SharedArrayBuffer(values.length * 4));
+        copy.set(values);
+        return copy.buffer as SharedArrayBuffer;
+      };
       const odd = await identifyInThreads(
         threaded.script,
         {
           rules: threaded.rules,
           config: threaded.config,
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
-          customers: order.buffer as SharedArrayBuffer,
+          customers: share(members),
+          rows: share(rows),
           slotCount: this.slotCount,
           slots: slots.buffer as SharedArrayBuffer,
           masks: out.masks.buffer as SharedArrayBuffer,
@@ -302,7 +311,7 @@ export class Identifier {
           for (let k = from; k < to; k++) one(k);
         },
       );
-      for (const [k, reason] of odd) skip(k, reason);
+      for (const [r, reason] of odd) skip(r, reason);
     } else
       for (let k = 0; k < n; k++) {
         if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
@@ -384,36 +393,46 @@ export class Identifier {
     return found;
   }
 
-  /** These customers in key order, with their keys in that order. */
-  private async sorted(members: Uint32Array): Promise<{ customers: Uint32Array; keys: Buffer }> {
+  /**
+   * These customers in key order (row r is customer `customers[r]`, key at `r * KEY_BYTES` of `keys`),
+   * and the row of each as given (`rows[k]`: the row of `members[k]`).
+   */
+  private async sorted(
+    members: Uint32Array,
+  ): Promise<{ customers: Uint32Array; keys: Buffer; rows: Uint32Array }> {
     const n = members.length;
     const his = new Uint32Array(n);
     for (let k = 0; k < n; k++) {
       if ((k & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
       his[k] = this.keys.high(members[k]!);
     }
-    const customers = sortByHigh(members, his);
+    // Positions in `members`, by key.
+    const order = sortByHigh(
+      Uint32Array.from({ length: n }, (_, k) => k),
+      his,
+    );
     const keys = Buffer.allocUnsafe(n * KEY_BYTES);
-    for (let k = 0; k < n; k++) this.keys.copy(customers[k]!, keys, k * KEY_BYTES);
+    for (let r = 0; r < n; r++) this.keys.copy(members[order[r]!]!, keys, r * KEY_BYTES);
     // Ties on the first four bytes (a few hundred in ten million) are put in order by the other four.
-    for (let k = 1; k < n; k++) {
-      if (keys.readUInt32BE(k * KEY_BYTES) !== keys.readUInt32BE((k - 1) * KEY_BYTES)) continue;
-      for (
-        let j = k;
-        j > 0 &&
-        keys.compare(keys, (j - 1) * KEY_BYTES, j * KEY_BYTES, j * KEY_BYTES, (j + 1) * KEY_BYTES) < 0;
-        j--
-      ) {
+    for (let r = 1; r < n; r++) {
+      if (keys.readUInt32BE(r * KEY_BYTES) !== keys.readUInt32BE((r - 1) * KEY_BYTES)) continue;
+      for (let j = r; j > 0 && compareKeys(keys, j * KEY_BYTES, keys, (j - 1) * KEY_BYTES) < 0; j--) {
         const a = (j - 1) * KEY_BYTES;
         const swap = Buffer.from(keys.subarray(a, a + KEY_BYTES));
         keys.copy(keys, a, j * KEY_BYTES, (j + 1) * KEY_BYTES);
         swap.copy(keys, j * KEY_BYTES);
-        const c = customers[j - 1]!;
-        customers[j - 1] = customers[j]!;
-        customers[j] = c;
+        const k = order[j - 1]!;
+        order[j - 1] = order[j]!;
+        order[j] = k;
       }
     }
-    return { customers, keys };
+    const customers = new Uint32Array(n);
+    const rows = new Uint32Array(n);
+    for (let r = 0; r < n; r++) {
+      customers[r] = members[order[r]!]!;
+      rows[order[r]!] = r;
+    }
+    return { customers, keys, rows };
   }
 }
 

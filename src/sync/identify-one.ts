@@ -2,7 +2,7 @@ import { SKIP_REASONS, type Identified, type Person } from '../identity/types.js
 import type { TextColumn } from '../source/text.js';
 import { SLOT_BYTES } from '../state/records.js';
 
-/** Where identities are written, by position in the customers being identified (shared with threads). */
+/** Where identities are written, by row (shared with threads). */
 export interface IdentityBuffers {
   slotCount: number;
   /** Which slots the customer at position k has (0: none, see `skips`). */
@@ -12,7 +12,7 @@ export interface IdentityBuffers {
 }
 
 /**
- * Identifies customer i, at position k of those being identified: the one step the main thread and the
+ * Identifies customer i into row k of the identity buffers: the one step the main thread and the
  * identify threads share. A person from the columns (profile fields first, then attributes under their
  * names, the first value of a name winning), the connector's rules, and the slots written at
  * `k * slotCount * SLOT_BYTES` in `slots`. Returns the connector's answer: the caller keeps plaintext, and
