@@ -18,6 +18,7 @@ COPY console ./console
 COPY src ./src
 COPY connectors ./connectors
 COPY jobs ./jobs
+COPY app ./app
 # The release build: no benchmarks, test fakes or tests (tsconfig.build.json).
 RUN npm run build:release && npm prune --omit=dev --no-audit --no-fund
 
@@ -38,5 +39,5 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 9464
 HEALTHCHECK --start-period=60s --interval=30s --timeout=5s CMD node -e "const h=process.env.METRICS_HOST;fetch('http://'+(!h||h==='0.0.0.0'||h==='::'?'127.0.0.1':h)+':'+process.env.METRICS_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "/app/dist/src/cli/bin.js"]
+ENTRYPOINT ["node", "/app/dist/app/cli/bin.js"]
 CMD ["worker", "--config", "/app/config/docker.yaml"]

@@ -9,7 +9,13 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'suite',
-          include: ['test/**/*.test.ts', 'connectors/**/*.test.ts', 'jobs/**/*.test.ts', 'src/**/*.test.ts'],
+          include: [
+            'test/**/*.test.ts',
+            'connectors/**/*.test.ts',
+            'jobs/**/*.test.ts',
+            'src/**/*.test.ts',
+            'app/**/*.test.ts',
+          ],
           exclude: [...configDefaults.exclude, 'test/r/**'],
           globalSetup: ['test/setup/global.ts'],
           // Two files at a time, whatever the cores: most tests wait on child processes, Redis and the

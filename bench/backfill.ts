@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { runBackfill } from '../src/cli/backfill.js';
+import { runBackfill } from '../app/cli/backfill.js';
 import { configSchema } from '../src/config/schema.js';
 import { createLogger } from '../src/log.js';
 import { segmentCustomers } from '../src/score/pipeline.js';

@@ -22,9 +22,9 @@ import {
   normalizeEmail,
   normalizeName,
   normalizePhone,
-} from '../src/identity/normalize.js';
+} from '../src/identify/normalize.js';
 import { createLogger } from '../src/log.js';
-import { StateStore } from '../src/state/store.js';
+import { StateStore } from '../src/record/store.js';
 import { prepareSync, syncPrepared } from '../src/sync/prepare.js';
 
 const TOKEN = 'EAAB-bench-token-0123456789';

@@ -15,9 +15,9 @@ import { fileConnector } from '../connectors/file/index.js';
 import { identifyThread } from '../connectors/index.js';
 import { audiencesOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
-import { normalizeEmail, normalizePhone } from '../src/identity/normalize.js';
+import { normalizeEmail, normalizePhone } from '../src/identify/normalize.js';
 import { segmentCustomers, type Segmented } from '../src/score/pipeline.js';
-import { StateStore } from '../src/state/store.js';
+import { StateStore } from '../src/record/store.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
 import { writeState } from './util.js';
 

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { generateShop } from '../src/example/generate.js';
-import { startPostgres, startRedis } from '../src/local/services.js';
+import { startPostgres, startRedis } from '../app/local/services.js';
 import { writeScores } from './scores.js';
 import { tempDir } from './util.js';
 

@@ -1,9 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Status } from '../src/state/records.js';
-import type { StateStore } from '../src/state/store.js';
-import type { AudiencePlan } from '../src/sync/plan.js';
+import { Status } from '../src/record/records.js';
+import type { StateStore } from '../src/record/store.js';
+import type { AudiencePlan } from '../src/diff/plan.js';
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(process.env.BENCH_DIR ?? tmpdir(), prefix));

@@ -12,7 +12,7 @@ import { fileConnector } from '../connectors/file/index.js';
 import { audiencesOf, membershipOf } from '../src/audience/audiences.js';
 import { configSchema } from '../src/config/schema.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
-import { StateStore } from '../src/state/store.js';
+import { StateStore } from '../src/record/store.js';
 import { planDestination, type Destination } from '../src/sync/run.js';
 import { writeState } from './util.js';
 

@@ -1,8 +1,8 @@
 import { parentPort } from 'node:worker_threads';
-import type { Identified, Person } from '../src/identity/types.js';
+import type { Identified, Person } from '../src/identify/types.js';
 import { TextColumn } from '../src/source/text.js';
-import { identifyOne, type IdentityBuffers } from '../src/sync/identify-one.js';
-import type { IdentifyTask } from '../src/sync/identify-pool.js';
+import { identifyOne, type IdentityBuffers } from '../src/identify/one.js';
+import type { IdentifyTask } from '../src/identify/pool.js';
 
 type Rules = (person: Person, config: unknown) => Identified;
 
@@ -21,7 +21,7 @@ function rulesOf(module: string): Promise<Rules> {
 }
 
 /**
- * A worker thread of the identify pool (`src/sync/identify-pool.ts`) for the built-in connectors:
+ * A worker thread of the identify pool (`src/identify/pool.ts`) for the built-in connectors:
  * normalises and hashes a range of customers with the destination's connector, reading the shared
  * columns and writing the shared outputs in place.
  */
@@ -33,12 +33,11 @@ parentPort!.on('message', async (task: IdentifyTask) => {
   }
 });
 
-/** Returns rows skipped for a reason outside SKIP_REASONS, which the caller records. */
+/** Returns positions skipped for a reason outside SKIP_REASONS, which the caller records. */
 function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
   const customers = new Uint32Array(task.customers);
-  const rows = new Uint32Array(task.rows);
   const slots = Buffer.from(task.slots);
   const out: IdentityBuffers = {
     slotCount: task.slotCount,
@@ -47,9 +46,8 @@ function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   };
   const odd: [number, string][] = [];
   for (let k = task.from; k < task.to; k++) {
-    const r = rows[k]!;
-    const id = identifyOne(customers[k]!, columns, identify, out, r, slots);
-    if ('skip' in id && !out.skips[r]) odd.push([r, id.skip]);
+    const id = identifyOne(customers[k]!, columns, identify, out, k, slots);
+    if ('skip' in id && !out.skips[k]) odd.push([k, id.skip]);
   }
   return odd;
 }

@@ -4,7 +4,7 @@ import { googleAdsConnector } from './google-ads/index.js';
 import { mailchimpConnector } from './mailchimp/index.js';
 import { metaConnector } from './meta/index.js';
 
-/** The worker-thread script that identifies customers with a connector's `identifiers` (see src/sync/identify-pool.ts). */
+/** The worker-thread script that identifies customers with a connector's `identifiers` (see src/identify/pool.ts). */
 export const identifyThread = new URL('./identify-thread.js', import.meta.url);
 
 /** Every built-in connector by its `type`. A new platform is one folder and one line here. */

@@ -18,10 +18,10 @@ import {
 } from '../src/privacy/erasure.js';
 import { erasureDigests, standaloneSlots, type ErasureSubject } from '../src/privacy/identifiers.js';
 import { extendSuppression, suppressionEntry } from '../src/privacy/suppression.js';
-import { KEY_BYTES, Status, type StateRecord } from '../src/state/records.js';
-import type { AudienceState, StateStore } from '../src/state/store.js';
+import { KEY_BYTES, Status, type StateRecord } from '../src/record/records.js';
+import type { AudienceState, StateStore } from '../src/record/store.js';
 import { destinationsOf } from '../src/sync/prepare.js';
-import { withRetry, type RetryPolicy } from '../src/sync/retry.js';
+import { withRetry, type RetryPolicy } from '../src/push/retry.js';
 import { push, settle, type PushTally } from '../src/push/push.js';
 import type { Destination } from '../src/sync/run.js';
 import { describeHolder, Lease, leaseKeysOf } from './lease.js';

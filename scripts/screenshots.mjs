@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const say = (text) => process.stderr.write(`screenshots: ${text}\n`);
-const { demoRedis } = await import(path.join(root, 'dist/src/local/demo-redis.js'));
+const { demoRedis } = await import(path.join(root, 'dist/app/local/demo-redis.js'));
 const { startApi } = await import(path.join(root, 'dist/src/api/server.js'));
 const { createLogger } = await import(path.join(root, 'dist/src/log.js'));
 
@@ -34,7 +34,7 @@ if (!existsSync(executablePath)) {
 }
 if (!existsSync(path.join(root, '.audience-sync', 'redis'))) {
   say('no demo data yet: running `npm run demo` first');
-  const demo = spawnSync(process.execPath, [path.join(root, 'dist/src/local/demo.js')], { stdio: 'inherit' });
+  const demo = spawnSync(process.execPath, [path.join(root, 'dist/app/local/demo.js')], { stdio: 'inherit' });
   if (demo.status !== 0) process.exit(demo.status ?? 1);
 }
 const stopRedis = await demoRedis(root, say);

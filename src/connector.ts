@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Logger } from './log.js';
-import type { Identified, Person } from './identity/types.js';
+import type { Identified, Person } from './identify/types.js';
 import { redact, redactValue } from './redact.js';
 
 /**
@@ -10,7 +10,7 @@ import { redact, redactValue } from './redact.js';
 
 /** One person as a platform receives them: identifier slots aligned with the connector's `slots`. */
 export interface Member {
-  /** Our stable key for the customer (8 bytes from its id: src/state/keys.ts). */
+  /** Our stable key for the customer (8 bytes from its id: src/record/keys.ts). */
   readonly key: Buffer;
   /** Each exactly 32 bytes (a hash, or a value packed by the connector), or undefined. */
   readonly slots: readonly (Buffer | undefined)[];

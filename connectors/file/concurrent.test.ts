@@ -10,7 +10,7 @@ import { expectedAudiences, expectedRows, fileAudiences, makeShop } from '../../
  * number its batches after every batch on disk, fold every batch into the member files (not only its
  * own), and find or create audiences from the registry on disk.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
 
 interface Result {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fileConnector, memberLine } from './index.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 /** Digests from `printf '%s' <value> | sha256sum`. */
 const JANE = '86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d';

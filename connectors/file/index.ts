@@ -24,9 +24,9 @@ import type {
   RemoteAudience,
 } from '../../src/connector.js';
 import { ConnectorError } from '../../src/connector.js';
-import { sha256Slot, isSha256Hex } from '../../src/identity/hash.js';
-import { normalizeEmail, normalizePhone, phoneSkip } from '../../src/identity/normalize.js';
-import type { Identified, Person, SkipReason, Slot } from '../../src/identity/types.js';
+import { sha256Slot, isSha256Hex } from '../../src/identify/hash.js';
+import { normalizeEmail, normalizePhone, phoneSkip } from '../../src/identify/normalize.js';
+import type { Identified, Person, SkipReason, Slot } from '../../src/identify/types.js';
 import { ExitCode, UserError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { reasonOf, replaceFile, syncFolder, writeWhole } from './disk.js';

@@ -11,7 +11,7 @@ import { tempDir } from '../../test/helpers.js';
  * (RLIMIT_FSIZE, set with `prlimit`; Node ignores the SIGXFSZ that comes with it) and a full tmpfs both
  * do for real. Nothing of `fs` is stubbed: the CLI runs in its own process.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
 
 interface Result {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
-import { retryAfterMs } from '../../src/sync/retry.js';
+import { retryAfterMs } from '../../src/push/retry.js';
 
 /**
  * Google Ads API errors, from the gRPC path (a `GoogleAdsFailure` decoded by google-ads-api, or a bare

@@ -5,7 +5,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/push/retry.js';
 import { createAdsApiClient } from './adsapi.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { localhostCertificate } from './grpc-fake/cert.js';
@@ -18,7 +18,7 @@ import {
 } from './grpc-fake/rest.js';
 import { FakeGoogleAds, identifierKey } from './grpc-fake/server.js';
 import { identify } from './identifiers.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 /**
  * The Google Ads API path against a loopback gRPC server built from google-ads-node's protos (TLS with a

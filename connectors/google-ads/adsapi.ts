@@ -16,7 +16,7 @@ import { redact, registerSecret } from '../../src/redact.js';
 import { describe } from './adsapi-errors.js';
 import { Gaql } from './adsapi-gaql.js';
 import type { AdsGrpc, Consent, JobOperation } from './adsapi-grpc.js';
-import { signalOf, type ConsentSignal } from '../../src/identity/consent.js';
+import { signalOf, type ConsentSignal } from '../../src/identify/consent.js';
 import type { GoogleAdsConfig } from './config.js';
 import { epochOf, withEpoch } from '../../src/epoch-mark.js';
 import { userIdentifiers } from './identifiers.js';

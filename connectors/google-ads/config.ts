@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentColumn, consentRow, eeaConsentProblem } from '../../src/identity/consent.js';
+import { consentColumn, consentRow, eeaConsentProblem } from '../../src/identify/consent.js';
 
 /**
  * `destinations.<name>` for `type: google_ads`. Credentials come from the environment through

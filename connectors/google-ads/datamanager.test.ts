@@ -3,14 +3,14 @@ import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Check, type ConnectorClient, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/push/retry.js';
 import { checksOf, type Destination } from '../../src/sync/run.js';
 import { googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { DataManagerClient } from './datamanager.js';
 import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
 import { identify } from './identify.js';
 import { googleAdsConnector } from './index.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 const DM = 'https://datamanager.test';
 const TOKEN_URL = 'https://oauth.test/token';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
-import { retryAfterMs } from '../../src/sync/retry.js';
+import { retryAfterMs } from '../../src/push/retry.js';
 
 /**
  * Data Manager API (REST) errors: the `google.rpc.Status` body Google sends, classified for the core's

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Person } from '../../src/identity/types.js';
+import type { Person } from '../../src/identify/types.js';
 import { identify, packAddress, SLOTS, unpackAddress, userIdentifiers } from './identifiers.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 /** SHA-256 hex of the normalised string a test expects. */
 const h = (normalized: string) => createHash('sha256').update(normalized, 'utf8').digest('hex');

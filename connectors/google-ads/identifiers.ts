@@ -1,4 +1,4 @@
-import { hashIdentifier, repeatedIdentifier, SLOT_BYTES } from '../../src/identity/hash.js';
+import { hashIdentifier, repeatedIdentifier, SLOT_BYTES } from '../../src/identify/hash.js';
 import {
   normalizeCountry,
   normalizeEmail,
@@ -6,8 +6,8 @@ import {
   normalizePhone,
   normalizePostal,
   phoneSkip,
-} from '../../src/identity/normalize.js';
-import type { Identified, Person } from '../../src/identity/types.js';
+} from '../../src/identify/normalize.js';
+import type { Identified, Person } from '../../src/identify/types.js';
 
 /**
  * Google Customer Match identifiers (Data Manager API and Google Ads API alike):

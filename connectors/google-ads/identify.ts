@@ -1,5 +1,5 @@
-import type { Identified, Person } from '../../src/identity/types.js';
-import { granted, signalOf } from '../../src/identity/consent.js';
+import type { Identified, Person } from '../../src/identify/types.js';
+import { granted, signalOf } from '../../src/identify/consent.js';
 import type { GoogleAdsConfig } from './config.js';
 import { identify as identifyPerson } from './identifiers.js';
 

@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { createAdsApiClient } from './adsapi.js';
-import { consentSettings } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { createDataManagerClient } from './datamanager.js';
 import { identify } from './identify.js';

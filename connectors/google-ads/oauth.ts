@@ -3,7 +3,7 @@ import { ConnectorError } from '../../src/connector.js';
 import { redact, registerSecret } from '../../src/redact.js';
 import { TIMEOUT_MS, type GoogleAdsConfig } from './config.js';
 import { request } from '../http.js';
-import { retryAfterMs } from '../../src/sync/retry.js';
+import { retryAfterMs } from '../../src/push/retry.js';
 
 /**
  * OAuth 2.0 access tokens from the configured refresh token, for both upload paths' REST calls.

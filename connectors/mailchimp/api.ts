@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
-import { retryAfterMs } from '../../src/sync/retry.js';
+import { retryAfterMs } from '../../src/push/retry.js';
 import { redact, registerSecret } from '../../src/redact.js';
 
 /**
@@ -162,7 +162,7 @@ function failureOf(error: unknown): Failure {
   };
 }
 
-/** Mailchimp's Retry-After, when it sends one; without it the core's backoff decides (src/sync/retry.ts). */
+/** Mailchimp's Retry-After, when it sends one; without it the core's backoff decides (src/push/retry.ts). */
 function waitOf(retryAfter: string | undefined): { retryAfterMs?: number } {
   const wait = retryAfterMs(retryAfter);
   return wait === undefined ? {} : { retryAfterMs: wait };

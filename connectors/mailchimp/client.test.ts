@@ -2,7 +2,7 @@ import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/push/retry.js';
 import { basic, FakeMailchimp, md5, RESULTS_ORIGIN } from './fixtures/fake.js';
 import { MailchimpClient } from './client.js';
 import { identify } from './identifiers.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentRow, consentSignal } from '../../src/identity/consent.js';
+import { consentRow, consentSignal } from '../../src/identify/consent.js';
 
 /** The platform's limits (see the Mailchimp section of the platform reference). */
 export const LIMITS = {

@@ -1,7 +1,7 @@
-import { isSha256Hex, md5Hex, SLOT_BYTES } from '../../src/identity/hash.js';
-import { normalizeEmail } from '../../src/identity/normalize.js';
-import { granted, signalOf } from '../../src/identity/consent.js';
-import type { Identified, Person } from '../../src/identity/types.js';
+import { isSha256Hex, md5Hex, SLOT_BYTES } from '../../src/identify/hash.js';
+import { normalizeEmail } from '../../src/identify/normalize.js';
+import { granted, signalOf } from '../../src/identify/consent.js';
+import type { Identified, Person } from '../../src/identify/types.js';
 import type { MailchimpConfig } from './config.js';
 
 /**

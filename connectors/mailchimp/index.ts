@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MailchimpClient } from './client.js';
-import { consentSettings } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
 import { identify, SLOTS } from './identifiers.js';
 

@@ -4,14 +4,14 @@ import { FacebookAdsApi } from 'facebook-nodejs-business-sdk';
 import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, type Member } from '../../src/connector.js';
-import type { Person } from '../../src/identity/types.js';
+import type { Person } from '../../src/identify/types.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay } from '../../src/push/retry.js';
 import { MetaClient, reasonsOf } from './client.js';
 import { FakeGraph } from './fixtures/fake-graph.js';
 import { identify, SLOTS, type SchemaKey } from './identifiers.js';
 import { metaConfigSchema, metaConnector } from './index.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 const TOKEN = 'EAAB-test-token-0123456789';
 const ACCOUNT = '1234567890';

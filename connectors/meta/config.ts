@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Check } from '../../src/connector.js';
-import { consentRow, consentSignal } from '../../src/identity/consent.js';
+import { consentRow, consentSignal } from '../../src/identify/consent.js';
 import { schemaSetting, SLOTS } from './identifiers.js';
 import { DEFAULT_API_VERSION } from './versions.js';
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConnectorError } from '../../src/connector.js';
 import { redact } from '../../src/redact.js';
-import { retryAfterMs } from '../../src/sync/retry.js';
+import { retryAfterMs } from '../../src/push/retry.js';
 import type { NoAnswer } from '../http.js';
 
 /**
@@ -157,7 +157,7 @@ export interface FailureContext {
   what: string;
   /** The ad account number (no `act_`). */
   account: string;
-  /** `throttle_wait_seconds`; without it the core's backoff decides (src/sync/retry.ts). */
+  /** `throttle_wait_seconds`; without it the core's backoff decides (src/push/retry.ts). */
   throttleWaitMs?: number;
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { slotBuffers, type Person } from '../../src/identity/types.js';
+import { slotBuffers, type Person } from '../../src/identify/types.js';
 import {
   identify,
   packPlain,

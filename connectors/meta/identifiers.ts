@@ -5,7 +5,7 @@ import {
   repeatedIdentifier,
   sha256Slot,
   SLOT_BYTES,
-} from '../../src/identity/hash.js';
+} from '../../src/identify/hash.js';
 import {
   normalizeCountry,
   normalizeEmail,
@@ -13,14 +13,14 @@ import {
   normalizePhone,
   normalizePostal,
   phoneSkip,
-} from '../../src/identity/normalize.js';
+} from '../../src/identify/normalize.js';
 import {
   PHONE_WITHOUT_COUNTRY,
   type Identified,
   type Person,
   type SkipReason,
   type Slot,
-} from '../../src/identity/types.js';
+} from '../../src/identify/types.js';
 
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything

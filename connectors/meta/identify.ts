@@ -1,5 +1,5 @@
-import { granted, signalOf } from '../../src/identity/consent.js';
-import type { Identified, Person } from '../../src/identity/types.js';
+import { granted, signalOf } from '../../src/identify/consent.js';
+import type { Identified, Person } from '../../src/identify/types.js';
 import type { MetaConfig } from './config.js';
 import { identifyMember } from './identifiers.js';
 

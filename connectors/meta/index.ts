@@ -1,6 +1,6 @@
 import type { ConnectorDefinition } from '../../src/connector.js';
 import { MetaClient } from './client.js';
-import { consentSettings } from '../../src/identity/consent.js';
+import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
 import { identifierGroups } from './identifiers.js';
 import { identify } from './identify.js';

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import { prepareSync } from '../../src/sync/prepare.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { identifiedMembers, loseState, makeShop, syncOnce } from '../../test/sync/harness.js';

@@ -7,7 +7,7 @@ import { audienceNamesOf } from '../audience/audiences.js';
 import type { AudienceStats, ConnectorClient } from '../connector.js';
 import type { Config } from '../config/schema.js';
 import { describeError } from '../errors.js';
-import { StateStore } from '../state/store.js';
+import { StateStore } from '../record/store.js';
 import type { Destination } from '../sync/run.js';
 import { concludeDivergence, emptyFold, foldReadings, type DivergenceFold } from './divergence.js';
 import { foldKey, readingOf, readingsKey, recordReadings, type Retention } from './readings.js';

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { AudienceStats } from '../connector.js';
 import { scrub } from '../redact.js';
-import type { StateCounts } from '../state/store.js';
+import type { StateCounts } from '../record/store.js';
 import { readingSchema, type Reading } from './schema.js';
 
 /**

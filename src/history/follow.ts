@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TextColumn, TextParts } from '../source/text.js';
-import { workerCount } from '../sync/identify-pool.js';
+import { workerCount } from '../identify/pool.js';
 import { sortParts, type BucketParts, type SortedKeys } from './key-order.js';
 import type { KeySketch, Layout } from './sketch.js';
 

@@ -5,7 +5,7 @@
  */
 
 import type { TextColumn } from '../source/text.js';
-import { keyHalves } from '../state/keys.js';
+import { keyHalves } from '../record/keys.js';
 
 /** Keys sorted, with each one's index in the input (`order`). */
 export interface SortedKeys {

@@ -1,14 +1,14 @@
 import type { Member } from '../connector.js';
-import { isConsentReason } from '../identity/consent.js';
-import { SKIP_REASONS, type Identified, type Person } from '../identity/types.js';
+import { isConsentReason } from './consent.js';
+import { SKIP_REASONS, type Identified, type Person } from './types.js';
 import type { Suppression } from '../privacy/suppression.js';
 import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
-import { writeKey } from '../state/keys.js';
-import { compareKeys, KEY_BYTES, MAX_SLOTS, SLOT_BYTES, type StateRecord } from '../state/records.js';
-import { identifyOne, type IdentityBuffers } from '../sync/identify-one.js';
-import { identifyInThreads, threadsAvailable } from '../sync/identify-pool.js';
+import { writeKey } from '../record/keys.js';
+import { KEY_BYTES, MAX_SLOTS, SLOT_BYTES, type StateRecord } from '../record/records.js';
+import { identifyOne, type IdentityBuffers } from './one.js';
+import { identifyInThreads, threadsAvailable } from './pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
@@ -88,27 +88,33 @@ export class CustomerKeys {
 }
 
 /**
- * One audience's customers as one platform knows them, in key order: row k is customer `customers[k]`,
- * with its key, and either its identifier slots or why it is left out. A value: nothing changes it after
- * `identifyAudience` returns, so members built from it stay right however long they wait to be sent.
+ * One audience's customers as one platform knows them: entry k is customer `customers[k]` (in the
+ * source's order, as identified), with its key and either its identifier slots or why it is left out; and
+ * the entries in key order (`order`, with the keys' halves in that order), which the diff merges with the
+ * state. A value: nothing changes it once `Identifier.table` returns, so members built from it stay right
+ * however long they wait to be sent.
  */
 export class IdentityTable {
   constructor(
     readonly slotCount: number,
     /** Slot indexes that form one identifier; every slot is in exactly one group. */
     readonly groups: readonly (readonly number[])[],
-    /** Row k's customer (an index into the source). */
+    /** Entry k's customer (an index into the source). */
     readonly customers: Uint32Array,
-    /** Row k's key at `k * KEY_BYTES`, ascending. */
+    /** Entry k's key at `k * KEY_BYTES`. */
     readonly keys: Buffer,
-    /** Which slots row k has (0 when it is left out). */
+    /** The entries in key order; `his[r]` and `los[r]` are the halves of the key of `order[r]`. */
+    readonly order: Uint32Array,
+    readonly his: Uint32Array,
+    readonly los: Uint32Array,
+    /** Which slots entry k has (0 when it is left out). */
     readonly masks: Uint16Array,
     /** 0 for a row with identifiers, else 1 + the index of why it is left out in `reasons`. */
     readonly skips: Uint8Array,
     readonly reasons: readonly string[],
-    /** Row k's slot s at `(k * slotCount + s) * SLOT_BYTES`. */
+    /** Entry k's slot s at `(k * slotCount + s) * SLOT_BYTES`. */
     readonly slots: Buffer,
-    /** Plaintext the platform needs, by row (Mailchimp's email), in memory only. */
+    /** Plaintext the platform needs, by entry (Mailchimp's email), in memory only. */
     readonly plain: ReadonlyMap<number, { email: string }>,
   ) {}
 
@@ -116,7 +122,7 @@ export class IdentityTable {
     return this.customers.length;
   }
 
-  /** Why row k is left out, or undefined when it has identifiers. */
+  /** Why entry k is left out, or undefined when it has identifiers. */
   reason(k: number): string | undefined {
     return this.skips[k] ? this.reasons[this.skips[k] - 1] : undefined;
   }
@@ -133,14 +139,14 @@ export class IdentityTable {
     return { key: this.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES), slots, plain: this.plain.get(k) };
   }
 
-  /** Members of these rows, built batch by batch (`slice`) rather than all at once. */
-  members(rows: Uint32Array): MemberList {
+  /** Members of these entries, built batch by batch (`slice`) rather than all at once. */
+  members(entries: Uint32Array): MemberList {
     return {
-      length: rows.length,
-      slice: (from, to) => Array.from(rows.subarray(from, to), (k) => this.member(k)),
+      length: entries.length,
+      slice: (from, to) => Array.from(entries.subarray(from, to), (k) => this.member(k)),
       distinctIdentifiers: () => {
         const seen = new Set<string>();
-        for (const k of rows)
+        for (const k of entries)
           for (let s = 0; s < this.slotCount; s++) {
             const v = this.slot(k, s);
             if (v) seen.add(`${s}:${v.toString('base64')}`);
@@ -150,12 +156,12 @@ export class IdentityTable {
     };
   }
 
-  /** One identifier of row k: the group's slots together, or undefined when none is present. */
+  /** One identifier of entry k: the group's slots together, or undefined when none is present. */
   identifier(k: number, group: readonly number[]): string | undefined {
     return identifierOf(group, (s) => this.slot(k, s));
   }
 
-  /** A cheap fingerprint of row k's identifier in a group (its first present slot's first word). */
+  /** A cheap fingerprint of entry k's identifier in a group (its first present slot's first word). */
   fingerprint(k: number, group: readonly number[]): number | undefined {
     const mask = this.masks[k]!;
     for (const s of group)
@@ -163,7 +169,7 @@ export class IdentityTable {
     return undefined;
   }
 
-  /** Whether the packed record at `at` keeps exactly row k's slots (`slots`: where its first slot starts). */
+  /** Whether the packed record at `at` keeps exactly entry k's slots (`slots`: where its first slot starts). */
   samePacked(k: number, mask: number, packed: Buffer, slots: number): boolean {
     if (mask !== this.masks[k]) return false;
     let from = slots;
@@ -178,7 +184,7 @@ export class IdentityTable {
     return true;
   }
 
-  /** Whether a state record keeps exactly row k's slots. */
+  /** Whether a state record keeps exactly entry k's slots. */
   sameAs(k: number, record: StateRecord): boolean {
     for (let s = 0; s < Math.max(this.slotCount, record.slots.length); s++) {
       const mine = this.slot(k, s);
@@ -257,7 +263,8 @@ export class Identifier {
    * worker threads: millions of hashes must not stall job locks or signals.
    */
   async table(members: Uint32Array, suppressed?: Suppression): Promise<IdentityTable> {
-    const { customers, keys, rows } = await this.sorted(members);
+    const customers = members;
+    const { keys, order, his, los } = await this.sorted(members);
     const n = customers.length;
     const threaded = this.rules.threaded;
     const useThreads =
@@ -273,19 +280,18 @@ export class Identifier {
     };
     const slots = Buffer.from(shared(n * this.slotCount * SLOT_BYTES));
     const reasons: string[] = [...SKIP_REASONS];
-    const skip = (r: number, reason: string) => {
+    const skip = (k: number, reason: string) => {
       let at = reasons.indexOf(reason);
       if (at < 0) at = reasons.push(reason) - 1;
-      out.skips[r] = at + 1;
+      out.skips[k] = at + 1;
     };
     const plain = new Map<number, { email: string }>();
-    // Customers are read in the source's order (its columns are read in sequence), and written to their rows.
+    // In the source's order: its columns are read, and the table written, in sequence.
     const one = (k: number) => {
-      const r = rows[k]!;
-      const id = identifyOne(members[k]!, this.columns, this.rules.identify, out, r, slots);
+      const id = identifyOne(members[k]!, this.columns, this.rules.identify, out, k, slots);
       if ('skip' in id) {
-        if (!out.skips[r]) skip(r, id.skip);
-      } else if (id.plain) plain.set(r, id.plain);
+        if (!out.skips[k]) skip(k, id.skip);
+      } else if (id.plain) plain.set(k, id.plain);
     };
     if (useThreads) {
       const share = (values: Uint32Array) => {
@@ -300,7 +306,6 @@ export class Identifier {
           config: threaded.config,
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
           customers: share(members),
-          rows: share(rows),
           slotCount: this.slotCount,
           slots: slots.buffer as SharedArrayBuffer,
           masks: out.masks.buffer as SharedArrayBuffer,
@@ -311,7 +316,7 @@ export class Identifier {
           for (let k = from; k < to; k++) one(k);
         },
       );
-      for (const [r, reason] of odd) skip(r, reason);
+      for (const [k, reason] of odd) skip(k, reason);
     } else
       for (let k = 0; k < n; k++) {
         if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
@@ -331,6 +336,9 @@ export class Identifier {
       this.groups,
       customers,
       keys,
+      order,
+      his,
+      los,
       out.masks,
       out.skips,
       reasons,
@@ -368,11 +376,15 @@ export class Identifier {
       };
       const slots = Buffer.alloc(this.slotCount * SLOT_BYTES);
       const id = identifyOne(i, this.columns, this.rules.identify, out, 0, slots);
+      const key = Buffer.from(this.keys.key(i));
       const own = new IdentityTable(
         this.slotCount,
         this.groups,
         Uint32Array.of(i),
-        Buffer.from(this.keys.key(i)),
+        key,
+        Uint32Array.of(0),
+        Uint32Array.of(key.readUInt32BE(0)),
+        Uint32Array.of(key.readUInt32BE(4)),
         out.masks,
         out.skips,
         SKIP_REASONS,
@@ -393,50 +405,25 @@ export class Identifier {
     return found;
   }
 
-  /**
-   * These customers in key order (row r is customer `customers[r]`, key at `r * KEY_BYTES` of `keys`),
-   * and the row of each as given (`rows[k]`: the row of `members[k]`).
-   */
+  /** These customers' keys, in their order, and their order by key (with the keys' halves in that order). */
   private async sorted(
     members: Uint32Array,
-  ): Promise<{ customers: Uint32Array; keys: Buffer; rows: Uint32Array }> {
+  ): Promise<{ keys: Buffer; order: Uint32Array; his: Uint32Array; los: Uint32Array }> {
     const n = members.length;
+    const keys = Buffer.allocUnsafe(n * KEY_BYTES);
     const his = new Uint32Array(n);
+    const los = new Uint32Array(n);
     for (let k = 0; k < n; k++) {
       if ((k & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
-      his[k] = this.keys.high(members[k]!);
+      this.keys.copy(members[k]!, keys, k * KEY_BYTES);
+      his[k] = keys.readUInt32BE(k * KEY_BYTES);
+      los[k] = keys.readUInt32BE(k * KEY_BYTES + 4);
     }
-    // Positions in `members`, by key.
-    const order = sortByHigh(
-      Uint32Array.from({ length: n }, (_, k) => k),
-      his,
-    );
-    const keys = Buffer.allocUnsafe(n * KEY_BYTES);
-    for (let r = 0; r < n; r++) this.keys.copy(members[order[r]!]!, keys, r * KEY_BYTES);
-    // Ties on the first four bytes (a few hundred in ten million) are put in order by the other four.
-    for (let r = 1; r < n; r++) {
-      if (keys.readUInt32BE(r * KEY_BYTES) !== keys.readUInt32BE((r - 1) * KEY_BYTES)) continue;
-      for (let j = r; j > 0 && compareKeys(keys, j * KEY_BYTES, keys, (j - 1) * KEY_BYTES) < 0; j--) {
-        const a = (j - 1) * KEY_BYTES;
-        const swap = Buffer.from(keys.subarray(a, a + KEY_BYTES));
-        keys.copy(keys, a, j * KEY_BYTES, (j + 1) * KEY_BYTES);
-        swap.copy(keys, j * KEY_BYTES);
-        const k = order[j - 1]!;
-        order[j - 1] = order[j]!;
-        order[j] = k;
-      }
-    }
-    const customers = new Uint32Array(n);
-    const rows = new Uint32Array(n);
-    for (let r = 0; r < n; r++) {
-      customers[r] = members[order[r]!]!;
-      rows[order[r]!] = r;
-    }
-    return { customers, keys, rows };
+    return { keys, ...sortByKey(his, los) };
   }
 }
 
-/** Slot s of row k in buffers still being filled (see `IdentityTable.slot`). */
+/** Slot s of entry k in buffers still being filled (see `IdentityTable.slot`). */
 function slotOf(
   masks: Uint16Array,
   slots: Buffer,
@@ -449,27 +436,42 @@ function slotOf(
   return slots.subarray(at, at + SLOT_BYTES);
 }
 
-/** `values` ordered by `his` (unsigned), ties kept in order: two passes of a radix sort on 16 bits each. */
-function sortByHigh(values: Uint32Array, his: Uint32Array): Uint32Array {
-  const n = values.length;
-  let v: Uint32Array = new Uint32Array(values);
-  let h: Uint32Array = his;
-  let v2: Uint32Array = new Uint32Array(n);
+/**
+ * The order of keys given as halves (`his[k]`, `los[k]`), with the halves in that order: a radix sort on the
+ * high halves (two passes of 16 bits, carrying the rest along in sequence), then ties on the high half (a few
+ * hundred in ten million) put in order by the low one.
+ */
+function sortByKey(
+  his: Uint32Array,
+  los: Uint32Array,
+): { order: Uint32Array; his: Uint32Array; los: Uint32Array } {
+  const n = his.length;
+  let order: Uint32Array = Uint32Array.from({ length: n }, (_, k) => k);
+  let h: Uint32Array = his.slice();
+  let l: Uint32Array = los.slice();
+  let order2: Uint32Array = new Uint32Array(n);
   let h2: Uint32Array = new Uint32Array(n);
+  let l2: Uint32Array = new Uint32Array(n);
   for (const shift of [0, 16]) {
     const counts = new Uint32Array(65_537);
     for (let k = 0; k < n; k++) counts[((h[k]! >>> shift) & 0xffff) + 1]!++;
     for (let d = 1; d <= 65_536; d++) counts[d]! += counts[d - 1]!;
     for (let k = 0; k < n; k++) {
-      const d = (h[k]! >>> shift) & 0xffff;
-      const to = counts[d]!++;
-      v2[to] = v[k]!;
+      const to = counts[(h[k]! >>> shift) & 0xffff]!++;
+      order2[to] = order[k]!;
       h2[to] = h[k]!;
+      l2[to] = l[k]!;
     }
-    [v, v2] = [v2, v];
+    [order, order2] = [order2, order];
     [h, h2] = [h2, h];
+    [l, l2] = [l2, l];
   }
-  return v;
+  for (let r = 1; r < n; r++)
+    for (let j = r; j > 0 && h[j] === h[j - 1] && l[j]! < l[j - 1]!; j--) {
+      [l[j], l[j - 1]] = [l[j - 1]!, l[j]!];
+      [order[j], order[j - 1]] = [order[j - 1]!, order[j]!];
+    }
+  return { order, his: h, los: l };
 }
 
 /**

@@ -1,8 +1,8 @@
 import { UserError, ExitCode } from '../errors.js';
-import type { Person } from '../identity/types.js';
-import { slotBuffers } from '../identity/types.js';
-import { KEY_BYTES } from '../state/records.js';
-import { writeKey } from '../state/keys.js';
+import type { Person } from '../identify/types.js';
+import { slotBuffers } from '../identify/types.js';
+import { KEY_BYTES } from '../record/records.js';
+import { writeKey } from '../record/keys.js';
 import type { Destination } from '../sync/run.js';
 
 /** Whom an erasure is about, as the operator gives it (plaintext: in memory only, never stored). */

@@ -10,7 +10,7 @@ const suppressionEntrySchema = z.object({
   added_at: z.string(),
   /** The erasure request that added it. */
   erasure: z.string().optional(),
-  /** 8-byte customer keys (src/state/keys.ts), hex. */
+  /** 8-byte customer keys (src/record/keys.ts), hex. */
   keys: z.array(z.string()),
   /** 32-byte identifier digests as the platforms' rules make them (each standalone: an email, a phone), hex. */
   hashes: z.array(z.string()),

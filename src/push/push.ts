@@ -7,8 +7,8 @@ import type {
   RemoteAudience,
 } from '../connector.js';
 import type { Logger } from '../log.js';
-import { Status, type StateRecord } from '../state/records.js';
-import type { AudienceState } from '../state/store.js';
+import { Status, type StateRecord } from '../record/records.js';
+import type { AudienceState } from '../record/store.js';
 import type { AudienceResult } from '../sync/run.js';
 
 /** What pushing members counts (an audience's result, or an erasure's own tally). */

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { ConnectorDefinition } from '../connector.js';
 import { ConfigError } from '../errors.js';
-import { removalBrake } from './brakes.js';
+import { removalBrake } from '../diff/brakes.js';
 import { segmentCustomers, type Segmented } from '../score/pipeline.js';
 import type { ReadOptions } from '../source/read.js';
 import { syncDestination, type AudienceResult, type Destination, type SyncOptions } from './run.js';

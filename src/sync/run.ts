@@ -13,13 +13,13 @@ import { ConnectorError } from '../connector.js';
 import type { Logger } from '../log.js';
 import { Suppression } from '../privacy/suppression.js';
 import type { Segmented } from '../score/pipeline.js';
-import { Status } from '../state/records.js';
-import type { AudienceState, StateStore } from '../state/store.js';
-import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from './brakes.js';
+import { Status } from '../record/records.js';
+import type { AudienceState, StateStore } from '../record/store.js';
+import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from '../diff/brakes.js';
 import { Identifier } from '../identify/table.js';
-import { planAudience, type AudiencePlan } from './plan.js';
-import { checkPolicy, DEFAULT_CHECKS } from './policy.js';
-import { withRetry, type RetryPolicy } from './retry.js';
+import { planAudience, type AudiencePlan } from '../diff/plan.js';
+import { checkPolicy, DEFAULT_CHECKS } from '../diff/policy.js';
+import { withRetry, type RetryPolicy } from '../push/retry.js';
 import { push, settle } from '../push/push.js';
 
 /** A configured destination with its connector and validated settings. */

@@ -23,7 +23,7 @@ function rows(html: string): string[][] {
 /** Runs the built CLI without blocking this process: the sinks it talks to live here. */
 function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv) {
   return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [path.resolve('dist/src/cli/bin.js'), ...args], { cwd, env });
+    const child = spawn(process.execPath, [path.resolve('dist/app/cli/bin.js'), ...args], { cwd, env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

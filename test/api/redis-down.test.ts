@@ -1,6 +1,6 @@
 import { afterAll, expect, it } from 'vitest';
 import { errorSchema, destinationsSchema } from '../../src/api/schemas.js';
-import { startRedis, type Service } from '../../src/local/services.js';
+import { startRedis, type Service } from '../../app/local/services.js';
 import { killAll, until } from '../jobs/procs.js';
 import { Client, makeSetup, serve, TOKENS, USERS } from './harness.js';
 

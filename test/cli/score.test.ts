@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCsv, tempDir, writeTemp } from '../helpers.js';
 
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 
 /** Runs the built CLI as a user would (`npm test` builds first). */
 function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {

@@ -11,7 +11,7 @@ import { divergenceOf } from '../../src/health/divergence.js';
 import { foldKey, listReadings } from '../../src/health/readings.js';
 import { audienceHealthSchema, type AudienceHealth } from '../../src/health/schema.js';
 import { createLogger } from '../../src/log.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import { destinationsOf } from '../../src/sync/prepare.js';
 import { cli } from '../sync/harness.js';
 import { runAsWorker, scoresShop } from './shop.js';

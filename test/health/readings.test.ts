@@ -12,7 +12,7 @@ import { audienceHealth, readDestination } from '../../src/health/audience.js';
 import { listReadings, readingsKey, recordReadings } from '../../src/health/readings.js';
 import { audienceHealthSchema, type Reading } from '../../src/health/schema.js';
 import { createLogger } from '../../src/log.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import { destinationsOf } from '../../src/sync/prepare.js';
 import { cli } from '../sync/harness.js';
 import { runAsWorker, scoresShop } from './shop.js';

@@ -5,7 +5,7 @@ import { queuePrefix } from '../../jobs/queues.js';
 import { runRecordsOf, recordRun } from '../../jobs/history.js';
 import { recordRunReadings } from '../../src/health/audience.js';
 import type { Logger } from '../../src/log.js';
-import type { StateStore } from '../../src/state/store.js';
+import type { StateStore } from '../../src/record/store.js';
 import { prepareSync, type ConnectorRegistry } from '../../src/sync/prepare.js';
 import { syncDestination } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';

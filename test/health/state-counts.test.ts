@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { Status, type StateRecord } from '../../src/state/records.js';
-import { StateStore } from '../../src/state/store.js';
+import { Status, type StateRecord } from '../../src/record/records.js';
+import { StateStore } from '../../src/record/store.js';
 
 /**
  * The member counts health reads without scanning a state: kept by every write (journal folded in,

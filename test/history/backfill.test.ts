@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { datesBetween, MAX_DATES } from '../../src/cli/backfill.js';
+import { datesBetween, MAX_DATES } from '../../app/cli/backfill.js';
 import { loadConfig } from '../../src/config/load.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { generateShop } from '../../src/example/generate.js';
@@ -555,7 +555,7 @@ sync: { redis_prefix: ${prefix} }
     const bad = (args: string[], env?: NodeJS.ProcessEnv) => {
       const r = spawnSync(
         process.execPath,
-        [path.resolve('dist/src/cli/bin.js'), '--config', configFile, 'backfill', ...args],
+        [path.resolve('dist/app/cli/bin.js'), '--config', configFile, 'backfill', ...args],
         {
           cwd: dir,
           env: { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl'), ...env },

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startRedis, type Service } from '../../src/local/services.js';
+import { freePort, startRedis, type Service } from '../../app/local/services.js';
 import { tempDir } from '../helpers.js';
 import { makeShop } from '../sync/harness.js';
 import { killAll, run, until } from './procs.js';

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, type Service } from '../../src/local/services.js';
+import { freePort, startRedis, type Service } from '../../app/local/services.js';
 import { tempDir } from '../helpers.js';
 import { makeShop } from '../sync/harness.js';
 
 /** The worker's /healthz and /metrics, with a real worker process and a real Redis that goes away. */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const children: ChildProcess[] = [];
 const services: Service[] = [];
 afterAll(async () => {

@@ -1,12 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, type Service } from '../../src/local/services.js';
+import { freePort, startRedis, type Service } from '../../app/local/services.js';
 import { tempDir } from '../helpers.js';
 import { expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 
 /** Redis goes away under a running worker and comes back: the worker waits, reconnects and goes on. */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const children: ChildProcess[] = [];
 let redis: Service | undefined;
 afterAll(async () => {

@@ -19,7 +19,7 @@ import { identifiedMembers, makeShop } from '../sync/harness.js';
  * 429 with Retry-After in the middle of a run, and runs of different audiences side by side while runs
  * of one audience never overlap.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const TOKEN = 'EAAB-worker-token-0123456789';
 process.env.META_ACCESS_TOKEN = TOKEN;
 const children: ChildProcess[] = [];

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-/** The CLI as users run it: `dist/src/cli/bin.js` in a child process, with its output and exit observed. */
-export const BIN = path.resolve('dist/src/cli/bin.js');
+/** The CLI as users run it: `dist/app/cli/bin.js` in a child process, with its output and exit observed. */
+export const BIN = path.resolve('dist/app/cli/bin.js');
 
 export interface Proc {
   child: ChildProcess;

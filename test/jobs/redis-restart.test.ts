@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, type Service } from '../../src/local/services.js';
+import { freePort, startRedis, type Service } from '../../app/local/services.js';
 import { tempDir } from '../helpers.js';
 import { changeLog, expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 import { killAll, run, until } from './procs.js';

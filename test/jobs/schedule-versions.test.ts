@@ -2,7 +2,7 @@ import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startRedis, type Service } from '../../src/local/services.js';
+import { freePort, startRedis, type Service } from '../../app/local/services.js';
 import { queuePrefix } from '../../jobs/queues.js';
 import { tempDir } from '../helpers.js';
 import { makeShop } from '../sync/harness.js';

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { lastRuns } from '../../jobs/history.js';
 import { queuePrefix } from '../../jobs/queues.js';
-import { MAX_INTERRUPTIONS } from '../../jobs/worker.js';
+import { MAX_INTERRUPTIONS } from '../../app/worker.js';
 import { changeLog, expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 import { killAll, run, until, type Proc } from './procs.js';
 

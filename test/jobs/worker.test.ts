@@ -10,7 +10,7 @@ import { queuePrefix } from '../../jobs/queues.js';
 import { changeLog, expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 
 /** The job layer through its commands, with real worker processes on a real Redis. */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const redisUrl = inject('redisUrl');
 const env = { ...process.env, CI: 'true', REDIS_URL: redisUrl, LOG_LEVEL: 'warn' };
 const children: ChildProcess[] = [];

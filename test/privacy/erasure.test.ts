@@ -7,9 +7,9 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectors } from '../../connectors/index.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
-import { startWorker, type RunningWorker } from '../../jobs/worker.js';
+import { startWorker, type RunningWorker } from '../../app/worker.js';
 import { createLogger } from '../../src/log.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { cli, makeShop, syncOnce } from '../sync/harness.js';
 

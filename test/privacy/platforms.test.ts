@@ -8,11 +8,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { connectors } from '../../connectors/index.js';
 import { FakeDataManager, identifierKey } from '../../connectors/google-ads/fixtures/fake-datamanager.js';
 import { FakeMailchimp } from '../../connectors/mailchimp/fixtures/fake.js';
-import { startWorker, type RunningWorker } from '../../jobs/worker.js';
+import { startWorker, type RunningWorker } from '../../app/worker.js';
 import { createLogger } from '../../src/log.js';
 import { receiptsOf } from '../../src/privacy/erasure.js';
 import { privacyKeys } from '../../src/privacy/keys.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { cli, makeShop, syncOnce, syncUntilSettled } from '../sync/harness.js';
 

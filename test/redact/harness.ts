@@ -16,7 +16,7 @@ import { tempDir } from '../helpers.js';
  * the test's prefix, searched for any piece of any secret.
  */
 
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 
 /** The credentials of the tests, as the environment hands them to the config (and tokens the fakes issue). */
 export const SECRETS = {

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startPostgres, startRedis, type Service } from '../../src/local/services.js';
+import { startPostgres, startRedis, type Service } from '../../app/local/services.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

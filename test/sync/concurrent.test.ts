@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Segmented } from '../../src/score/pipeline.js';
-import type { AudiencePlan } from '../../src/sync/plan.js';
+import type { AudiencePlan } from '../../src/diff/plan.js';
 import type { Destination } from '../../src/sync/run.js';
 
 /**
@@ -18,16 +18,16 @@ process.env.AUDIENCE_SYNC_THREADS = '3';
 process.env.AUDIENCE_SYNC_THREADS_FROM = '1';
 const { planDestination, syncDestination } = await import('../../src/sync/run.js');
 const { prepareSync } = await import('../../src/sync/prepare.js');
-const { StateStore } = await import('../../src/state/store.js');
-const { writeKey } = await import('../../src/state/keys.js');
-const { NO_REMOVAL_BRAKE } = await import('../../src/sync/brakes.js');
+const { StateStore } = await import('../../src/record/store.js');
+const { writeKey } = await import('../../src/record/keys.js');
+const { NO_REMOVAL_BRAKE } = await import('../../src/diff/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
 const { expectedAudiences, fileAudiences, makeShop } = await import('./harness.js');
 
 /** The built thread script: a TypeScript runner has none of its own (`npm run build` makes it). */
 const SCRIPT = pathToFileURL(path.resolve('dist/connectors/identify-thread.js'));
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const redisUrl = inject('redisUrl');
 const log = createLogger({ level: 'silent' });
 let redis: Redis;

@@ -10,11 +10,11 @@ import { FakeDataManager } from '../../connectors/google-ads/fixtures/fake-datam
 import { FakeMailchimp, md5 } from '../../connectors/mailchimp/fixtures/fake.js';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { lastRuns, recordRun, runRecord } from '../../jobs/history.js';
-import { exitCodeOf } from '../../src/cli/sync.js';
+import { exitCodeOf } from '../../app/cli/sync.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ExitCode } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
 import { BIN, cliEnv, syncOnce, syncUntilSettled } from './harness.js';

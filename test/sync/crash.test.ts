@@ -10,7 +10,7 @@ import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
  * or writing the file destination) and checks that the next run leaves every audience exactly
  * equal to its segment, and that the run after that sends nothing.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
 const TRIALS = Number(process.env.CRASH_TRIALS ?? 24);
 

@@ -5,10 +5,10 @@ import { z } from 'zod';
 import { audiencesOf } from '../../src/audience/audiences.js';
 import { configSchema } from '../../src/config/schema.js';
 import type { ConnectorDefinition } from '../../src/connector.js';
-import { sha256 } from '../../src/identity/hash.js';
+import { sha256 } from '../../src/identify/hash.js';
 import { segmentCustomers } from '../../src/score/pipeline.js';
-import { Status } from '../../src/state/records.js';
-import { StateStore } from '../../src/state/store.js';
+import { Status } from '../../src/record/records.js';
+import { StateStore } from '../../src/record/store.js';
 import { planDestination, type Destination } from '../../src/sync/run.js';
 import { tempDir, writeTemp } from '../helpers.js';
 

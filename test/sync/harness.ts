@@ -9,18 +9,18 @@ import { loadConfig } from '../../src/config/load.js';
 import { segmentCustomers } from '../../src/score/pipeline.js';
 import { PROFILE_FIELDS } from '../../src/source/columns.js';
 import type { Config } from '../../src/config/schema.js';
-import { slotBuffers, type Identified, type Person } from '../../src/identity/types.js';
+import { slotBuffers, type Identified, type Person } from '../../src/identify/types.js';
 import type { Segmented } from '../../src/score/pipeline.js';
 import { generateShop } from '../../src/example/generate.js';
 import type { Logger } from '../../src/log.js';
-import type { StateStore } from '../../src/state/store.js';
+import type { StateStore } from '../../src/record/store.js';
 import { prepareSync, syncPrepared, type ConnectorRegistry } from '../../src/sync/prepare.js';
-import type { RetryPolicy } from '../../src/sync/retry.js';
+import type { RetryPolicy } from '../../src/push/retry.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
 
 /** The built CLI: `npm run build` makes it. */
-export const BIN = path.resolve('dist/src/cli/bin.js');
+export const BIN = path.resolve('dist/app/cli/bin.js');
 
 /** The environment of a CLI run against the test Redis, logging warnings and errors only. */
 export function cliEnv(): NodeJS.ProcessEnv {

@@ -4,8 +4,8 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { writeKey } from '../../src/state/keys.js';
-import { decodeRecords, encodeRecords, KEY_BYTES } from '../../src/state/records.js';
+import { writeKey } from '../../src/record/keys.js';
+import { decodeRecords, encodeRecords, KEY_BYTES } from '../../src/record/records.js';
 import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
 
 /**
@@ -13,7 +13,7 @@ import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
  * format 2): this version does not read it. A dry run says how to fix it; the next sync replaces each
  * audience with its segment and leaves the state in format 3.
  */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const redisUrl = inject('redisUrl');
 const redis = new Redis(redisUrl);
 afterAll(() => redis.disconnect());

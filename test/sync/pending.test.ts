@@ -16,10 +16,10 @@ import {
 } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
 import { segmentCustomers } from '../../src/score/pipeline.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import { syncDestination, type Destination } from '../../src/sync/run.js';
 import { tempDir, writeTemp } from '../helpers.js';
-import { slotBuffers } from '../../src/identity/types.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 /**
  * The core against a platform that processes uploads later (as Google and Meta do): an in-memory

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/log.js';
 import { saveSuppression } from '../../src/privacy/suppression.js';
 import { buildSegmentMap } from '../../src/segment/maps.js';
 import { segmentsSchema } from '../../src/config/schema.js';
-import { StateStore } from '../../src/state/store.js';
+import { StateStore } from '../../src/record/store.js';
 import type { ConnectorRegistry } from '../../src/sync/prepare.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';

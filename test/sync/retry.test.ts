@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConnectorError } from '../../src/connector.js';
 import { createLogger } from '../../src/log.js';
-import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/sync/retry.js';
+import { DEFAULT_RETRY, retryDelay, withRetry } from '../../src/push/retry.js';
 
 const log = createLogger({ level: 'silent', json: true });
 const limited = (retryAfterMs?: number) =>

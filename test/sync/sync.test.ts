@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { changeLog, expectedAudiences, expectedRows, fileAudiences, makeShop } from './harness.js';
 
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 const redisUrl = inject('redisUrl');
 
 function cli(args: string[], cwd: string) {

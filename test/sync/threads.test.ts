@@ -4,7 +4,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
 
 /** Identifying in worker threads (the built CLI) gives exactly what identifying inline gives. */
-const BIN = path.resolve('dist/src/cli/bin.js');
+const BIN = path.resolve('dist/app/cli/bin.js');
 
 function sync(cwd: string, threads: boolean) {
   const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], {

@@ -25,7 +25,7 @@ export const PHONE_WITHOUT_COUNTRY =
  * - `identifier too long`: Meta's EXTERN_ID or MADID does not fit the 32-byte state slot;
  * - `hashed email`: Mailchimp needs the plaintext address and the source holds only a hash;
  * - `consent not granted (<purpose>)`: the customer lacks the consent the destination requires for that purpose
- *   (src/identity/consent.ts); plain `consent not granted` is what runs recorded before purposes were named;
+ *   (src/identify/consent.ts); plain `consent not granted` is what runs recorded before purposes were named;
  * - `no usable identifier`: nothing this platform matches on.
  */
 export const SKIP_REASONS = [

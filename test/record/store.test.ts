@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { decodeRecords, encodeRecords, Status, type StateRecord } from '../../src/state/records.js';
-import { StateStore } from '../../src/state/store.js';
+import { decodeRecords, encodeRecords, Status, type StateRecord } from '../../src/record/records.js';
+import { StateStore } from '../../src/record/store.js';
 
 const redis = new Redis(inject('redisUrl'));
 afterAll(() => redis.disconnect());

@@ -5,17 +5,17 @@ import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
 import { describeHolder, leaseKeysOf, takeLeases } from '../../jobs/lease.js';
 import { queuePrefix } from '../../jobs/queues.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta } from '../../jobs/history.js';
-import { loadConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import { ConfigError, describeError, ExitCode, UserError } from '../errors.js';
-import { isConsentReason } from '../identity/consent.js';
-import type { Logger } from '../log.js';
-import { redisConfigProblem, redisTarget, redisWhere } from '../redis-url.js';
-import { logReadReport, readSummary } from '../source/report.js';
-import { StateStore } from '../state/store.js';
-import type { PolicyFinding } from '../connector.js';
-import type { AudiencePlan } from '../sync/plan.js';
-import { checkPolicy, DEFAULT_CHECKS } from '../sync/policy.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { ConfigError, describeError, ExitCode, UserError } from '../../src/errors.js';
+import { isConsentReason } from '../../src/identify/consent.js';
+import type { Logger } from '../../src/log.js';
+import { redisConfigProblem, redisTarget, redisWhere } from '../../src/redis-url.js';
+import { logReadReport, readSummary } from '../../src/source/report.js';
+import { StateStore } from '../../src/record/store.js';
+import type { PolicyFinding } from '../../src/connector.js';
+import type { AudiencePlan } from '../../src/diff/plan.js';
+import { checkPolicy, DEFAULT_CHECKS } from '../../src/diff/policy.js';
 import {
   checksOf,
   rejectionOf,
@@ -23,19 +23,23 @@ import {
   syncDestination,
   type AudienceResult,
   type Destination,
-} from '../sync/run.js';
+} from '../../src/sync/run.js';
 import {
   heldByRemovals,
   heldByShrink,
   recordSourceSize,
   removalBrake,
   sourceSizeOf,
-} from '../sync/brakes.js';
-import { destinationsOf as sharedDestinationsOf, prepareSync, type Prepared } from '../sync/prepare.js';
+} from '../../src/diff/brakes.js';
+import {
+  destinationsOf as sharedDestinationsOf,
+  prepareSync,
+  type Prepared,
+} from '../../src/sync/prepare.js';
 import { progressBar, table, thousands } from './output.js';
-import { KeyFollower } from '../history/follow.js';
-import { logSnapshot, recordScoring } from '../history/snapshots.js';
-import { recordRunReadings } from '../health/audience.js';
+import { KeyFollower } from '../../src/history/follow.js';
+import { logSnapshot, recordScoring } from '../../src/history/snapshots.js';
+import { recordRunReadings } from '../../src/health/audience.js';
 import { evaluateAfter } from '../../jobs/alerts.js';
 
 export interface SyncCommandOptions {

@@ -7,16 +7,16 @@ import type { Config } from '../src/config/schema.js';
 import { ConfigError, describeError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ConnectorClient } from '../src/connector.js';
-import { StateStore } from '../src/state/store.js';
+import { StateStore } from '../src/record/store.js';
 import { redisConfigProblem } from '../src/redis-url.js';
 import { destinationsOf, prepareSync } from '../src/sync/prepare.js';
 import { KeyFollower } from '../src/history/follow.js';
 import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
 import { checksOf, syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
-import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/sync/brakes.js';
-import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from './history.js';
-import { describeHolder, Lease, leaseKeysOf } from './lease.js';
+import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/diff/brakes.js';
+import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from '../jobs/history.js';
+import { describeHolder, Lease, leaseKeysOf } from '../jobs/lease.js';
 import {
   adminJobSchema,
   adminQueue,
@@ -28,13 +28,18 @@ import {
   syncQueue,
   SYNC_JOB_OPTIONS,
   SYNC_QUEUE,
-} from './queues.js';
-import { describeVersion, olderMessage, reconcileSchedules, reconcileStatsSchedules } from './schedules.js';
+} from '../jobs/queues.js';
+import {
+  describeVersion,
+  olderMessage,
+  reconcileSchedules,
+  reconcileStatsSchedules,
+} from '../jobs/schedules.js';
 import { readDestination, recordRunReadings } from '../src/health/audience.js';
-import { checkRedis } from './redis-checks.js';
-import { carryOutErasure, scheduleErasureRetry } from './erasure.js';
-import { Metrics } from './metrics.js';
-import { ALERTS_JOB_OPTIONS, evaluateAfter, reconcileAlertSchedules, runDigest } from './alerts.js';
+import { checkRedis } from '../jobs/redis-checks.js';
+import { carryOutErasure, scheduleErasureRetry } from '../jobs/erasure.js';
+import { Metrics } from '../jobs/metrics.js';
+import { ALERTS_JOB_OPTIONS, evaluateAfter, reconcileAlertSchedules, runDigest } from '../jobs/alerts.js';
 
 export interface WorkerOptions {
   configFile: string;

@@ -13,7 +13,7 @@ vi.mock('libphonenumber-js', async (importOriginal) => {
   };
 });
 
-const { normalizePhone } = await import('../../src/identity/normalize.js');
+const { normalizePhone } = await import('../../src/identify/normalize.js');
 
 describe('normalizePhone fast path', () => {
   afterEach(() => {

@@ -7,9 +7,9 @@ import {
   md5Hex,
   repeatedIdentifier,
   sha256,
-} from '../../src/identity/hash.js';
-import { normalizeEmail, normalizeName } from '../../src/identity/normalize.js';
-import { slotBuffers } from '../../src/identity/types.js';
+} from '../../src/identify/hash.js';
+import { normalizeEmail, normalizeName } from '../../src/identify/normalize.js';
+import { slotBuffers } from '../../src/identify/types.js';
 
 const sha256Hex = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 

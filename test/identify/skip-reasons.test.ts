@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { identify as fileIdentify } from '../../connectors/file/index.js';
 import { identify as googleIdentify } from '../../connectors/google-ads/identifiers.js';
 import { identify as metaIdentify } from '../../connectors/meta/identifiers.js';
-import { SKIP_REASONS, type Person } from '../../src/identity/types.js';
+import { SKIP_REASONS, type Person } from '../../src/identify/types.js';
 
 const NO_COUNTRY =
   "invalid phone (no country code: set the destination's default_country or map a country column)";

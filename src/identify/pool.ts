@@ -18,12 +18,10 @@ export interface IdentifyTask {
   columns: [string, TextParts][];
   /** Uint32 customer indexes; the task covers positions [from, to). */
   customers: SharedArrayBuffer;
-  /** Uint32: where the customer at position k is written (its row in the identity table). */
-  rows: SharedArrayBuffer;
   from: number;
   to: number;
   slotCount: number;
-  /** Slots, masks and skips by row. */
+  /** Slots, masks and skips by position in `customers`. */
   slots: SharedArrayBuffer;
   masks: SharedArrayBuffer;
   skips: SharedArrayBuffer;
@@ -107,7 +105,7 @@ function threads(script: URL): Thread[] {
 /**
  * Identifies customers [0, count) of the task on the worker threads and, slice by slice, on this thread
  * with `inline` (yielding to the event loop between slices); returns customers the workers skipped for an
- * unlisted reason (by row). Returns (or throws) only when every slice it handed out is done: the caller's buffers
+ * unlisted reason (by position). Returns (or throws) only when every slice it handed out is done: the caller's buffers
  * are then final.
  */
 export async function identifyInThreads(

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { digestHtml, digestOf, digestText, sendDigest } from '../alerts/digest.js';
-import { sendTestAlert } from '../alerts/evaluate.js';
-import { loadConfig } from '../config/load.js';
-import { ConfigError, ExitCode, UserError } from '../errors.js';
+import { digestHtml, digestOf, digestText, sendDigest } from '../../src/alerts/digest.js';
+import { sendTestAlert } from '../../src/alerts/evaluate.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError, ExitCode, UserError } from '../../src/errors.js';
 import { connect, redisFor } from './sync.js';
 
 const NO_CONFIG = 'this command needs a config: pass --config FILE or create ./audience-sync.yaml';

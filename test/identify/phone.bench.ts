@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { bench, describe } from 'vitest';
 import { generateShop } from '../../src/example/generate.js';
-import { normalizeCountry, normalizePhone } from '../../src/identity/normalize.js';
+import { normalizeCountry, normalizePhone } from '../../src/identify/normalize.js';
 
 const N = 100_000;
 

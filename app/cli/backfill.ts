@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { queuePrefix } from '../../jobs/queues.js';
-import { loadConfig } from '../config/load.js';
-import { ConfigError, ExitCode } from '../errors.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError, ExitCode } from '../../src/errors.js';
 import {
   scoredOf,
   GONE,
@@ -12,11 +12,11 @@ import {
   sourceIdOf,
   type Scored,
   type Snapshot,
-} from '../history/snapshots.js';
-import type { Logger } from '../log.js';
-import { readOrderHistory } from '../score/as-of.js';
-import { dayNumber, formatDay, todayUtc } from '../source/parse.js';
-import { logReadReport } from '../source/report.js';
+} from '../../src/history/snapshots.js';
+import type { Logger } from '../../src/log.js';
+import { readOrderHistory } from '../../src/score/as-of.js';
+import { dayNumber, formatDay, todayUtc } from '../../src/source/parse.js';
+import { logReadReport } from '../../src/source/report.js';
 import { progressBar, table, thousands } from './output.js';
 import { connect, redisFor } from './sync.js';
 

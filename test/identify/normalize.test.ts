@@ -4,7 +4,7 @@ import {
   normalizeEmail,
   normalizeName,
   normalizePostal,
-} from '../../src/identity/normalize.js';
+} from '../../src/identify/normalize.js';
 
 describe('normalizeEmail', () => {
   it.each([

@@ -6,7 +6,7 @@ import {
 } from 'libphonenumber-js';
 import examples from 'libphonenumber-js/mobile/examples';
 import { describe, expect, it } from 'vitest';
-import { normalizePhone } from '../../src/identity/normalize.js';
+import { normalizePhone } from '../../src/identify/normalize.js';
 
 /** What normalizePhone must always equal: the plain library. */
 function library(raw: string, region: CountryCode | undefined): string | undefined {

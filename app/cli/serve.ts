@@ -1,10 +1,10 @@
-import { hashPassword, newToken, Sessions } from '../api/auth.js';
-import { startApi, type RunningApi } from '../api/server.js';
+import { hashPassword, newToken, Sessions } from '../../src/api/auth.js';
+import { startApi, type RunningApi } from '../../src/api/server.js';
 import { queuePrefix } from '../../jobs/queues.js';
-import { loadConfig } from '../config/load.js';
-import type { Role } from '../config/schema.js';
-import { ConfigError, ExitCode, UserError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Role } from '../../src/config/schema.js';
+import { ConfigError, ExitCode, UserError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
 import { connect, redisFor } from './sync.js';
 
 function needConfig(config: string | undefined): string {

@@ -1,6 +1,6 @@
-import { SKIP_REASONS, type Identified, type Person } from '../identity/types.js';
+import { SKIP_REASONS, type Identified, type Person } from './types.js';
 import type { TextColumn } from '../source/text.js';
-import { SLOT_BYTES } from '../state/records.js';
+import { SLOT_BYTES } from '../record/records.js';
 
 /** Where identities are written, by row (shared with threads). */
 export interface IdentityBuffers {

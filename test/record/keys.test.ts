@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { murmur3, writeKey } from '../../src/state/keys.js';
+import { murmur3, writeKey } from '../../src/record/keys.js';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 

@@ -11,15 +11,14 @@ import {
 import type { Segmented } from '../score/pipeline.js';
 import {
   decodeAt,
-  KEY_BYTES,
   maskAt,
   recordLength,
   slotsAt,
   Status,
   statusAt,
   type StateRecord,
-} from '../state/records.js';
-import type { AudienceState } from '../state/store.js';
+} from '../record/records.js';
+import type { AudienceState } from '../record/store.js';
 import type { Suppression } from '../privacy/suppression.js';
 
 /** What a sync would do to one audience on one destination. */
@@ -79,7 +78,7 @@ class IdentifierSet {
       }
   }
 
-  /** How many of the table's wanted rows hold each identifier (a fingerprint filters before any value is built). */
+  /** How many of the table's wanted entries hold each identifier (a fingerprint filters before any value is built). */
   holders(table: IdentityTable): Map<string, number> {
     const counts = new Map<string, number>();
     if (this.values.size === 0) return counts;
@@ -95,7 +94,7 @@ class IdentifierSet {
     return counts;
   }
 
-  /** Whether row k holds one of these identifiers. */
+  /** Whether entry k holds one of these identifiers. */
   overlaps(table: IdentityTable, k: number): boolean {
     return table.groups.some((g) => {
       const print = table.fingerprint(k, g);
@@ -169,7 +168,7 @@ export async function planAudience(
   };
 
   // Removals are decided after the merge: an identifier another wanted member still has must stay.
-  // Rows to add, as an array kept typed: millions of rows at 4 bytes each.
+  // Entries to add, as an array kept typed: millions of them at 4 bytes each.
   let add = new Uint32Array(Math.max(16, members));
   let adds = 0;
   const push = (k: number) => {
@@ -188,26 +187,22 @@ export async function planAudience(
     key: Buffer.from(r.key),
     slots: r.slots.map((x) => (x ? Buffer.from(x) : undefined)),
   });
-  const keys = table.keys;
+  // The table in key order: row r is entry `order[r]`, whose key's halves are `his[r]` and `los[r]`.
+  const { order, his, los, skips } = table;
   let row = 0;
   for await (const packed of state.ordered()) {
     for (let at = 0; at < packed.length;) {
       const length = recordLength(packed, at);
       const hi = packed.readUInt32BE(at);
       const lo = packed.readUInt32BE(at + 4);
-      // Rows before this record's key are not in the state.
+      // Entries before this record's key are not in the state.
       for (; row < table.size; row++) {
-        const rowHi = keys.readUInt32BE(row * KEY_BYTES);
-        if (rowHi > hi || (rowHi === hi && keys.readUInt32BE(row * KEY_BYTES + 4) >= lo)) break;
-        if (!table.skips[row]) push(row);
+        if (his[row]! > hi || (his[row] === hi && los[row]! >= lo)) break;
+        if (!skips[order[row]!]) push(order[row]!);
       }
       let want = -1;
-      if (
-        row < table.size &&
-        keys.readUInt32BE(row * KEY_BYTES) === hi &&
-        keys.readUInt32BE(row * KEY_BYTES + 4) === lo
-      ) {
-        if (!table.skips[row]) want = row;
+      if (row < table.size && his[row] === hi && los[row] === lo) {
+        if (!skips[order[row]!]) want = order[row]!;
         row++;
       }
       const status = statusAt(packed, at);
@@ -257,7 +252,7 @@ export async function planAudience(
       }
     }
   }
-  for (; row < table.size; row++) if (!table.skips[row]) push(row);
+  for (; row < table.size; row++) if (!skips[order[row]!]) push(order[row]!);
 
   const additive = options.removals === false;
   if (leaving.length > 0) {
@@ -301,22 +296,22 @@ export async function planAudience(
     plan.left = kinds.left.length;
   }
 
-  let rows = add.subarray(0, adds);
+  let entries = add.subarray(0, adds);
   if (final) {
     // Removals finish before additions start, within the run.
     for (const k of changed) push(k);
-    rows = add.subarray(0, adds);
+    entries = add.subarray(0, adds);
   } else {
     // The platform processes removals later: an addition that shares a customer or an identifier
     // with a removal in flight waits for the next run, so the removal cannot take it away.
     for (const m of plan.remove) for (const g of table.groups) removing.add(g, m.slots);
     plan.waiting += changed.length;
     if (removing.values.size > 0) {
-      const kept = rows.filter((k) => !removing.overlaps(table, k));
-      plan.waiting += rows.length - kept.length;
-      rows = kept;
+      const kept = entries.filter((k) => !removing.overlaps(table, k));
+      plan.waiting += entries.length - kept.length;
+      entries = kept;
     }
   }
-  plan.add = table.members(rows);
+  plan.add = table.members(entries);
   return plan;
 }

@@ -1,16 +1,16 @@
 import path from 'node:path';
-import { configSchema, type Config } from '../config/schema.js';
-import { loadConfig } from '../config/load.js';
-import { ConfigError, describeError, ExitCode } from '../errors.js';
+import { configSchema, type Config } from '../../src/config/schema.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError, describeError, ExitCode } from '../../src/errors.js';
 import { queuePrefix } from '../../jobs/queues.js';
-import { KeyFollower } from '../history/follow.js';
-import { logSnapshot, recordScoring, type SnapshotOutcome } from '../history/snapshots.js';
+import { KeyFollower } from '../../src/history/follow.js';
+import { logSnapshot, recordScoring, type SnapshotOutcome } from '../../src/history/snapshots.js';
 import { connect, redisFor } from './sync.js';
-import type { Logger } from '../log.js';
-import { segmentCustomers, type Segmented } from '../score/pipeline.js';
-import { formatDay } from '../source/parse.js';
-import { pct } from '../source/read.js';
-import { logReadReport, readSummary } from '../source/report.js';
+import type { Logger } from '../../src/log.js';
+import { segmentCustomers, type Segmented } from '../../src/score/pipeline.js';
+import { formatDay } from '../../src/source/parse.js';
+import { pct } from '../../src/source/read.js';
+import { logReadReport, readSummary } from '../../src/source/report.js';
 import { csvField, LineWriter, progressBar, table, thousands } from './output.js';
 
 export interface ScoreOptions {

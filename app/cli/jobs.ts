@@ -3,7 +3,7 @@ import type { Job, Queue } from 'bullmq';
 import { lastRuns } from '../../jobs/history.js';
 import { adminQueue, ADMIN_QUEUE, keys, queuePrefix, syncQueue, SYNC_QUEUE } from '../../jobs/queues.js';
 import { adminJobFor, enqueueAdmin, type DestinationAction } from '../../jobs/admin.js';
-import { adminAudit, cliOperator, recordAudit } from '../privacy/audit.js';
+import { adminAudit, cliOperator, recordAudit } from '../../src/privacy/audit.js';
 import {
   describeVersion,
   nextRuns,
@@ -11,15 +11,15 @@ import {
   reconcileSchedules,
   reconcileStatsSchedules,
 } from '../../jobs/schedules.js';
-import { MAX_INTERRUPTIONS, STALLED_REASON, startWorker } from '../../jobs/worker.js';
-import { audiencesOf } from '../audience/audiences.js';
-import { audienceHealth } from '../health/audience.js';
-import type { Divergence } from '../health/schema.js';
-import { loadConfig } from '../config/load.js';
-import { ConfigError, ExitCode, UserError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { redisConfigProblem, redisWhere } from '../redis-url.js';
-import { buildSegmentMap } from '../segment/maps.js';
+import { MAX_INTERRUPTIONS, STALLED_REASON, startWorker } from '../worker.js';
+import { audiencesOf } from '../../src/audience/audiences.js';
+import { audienceHealth } from '../../src/health/audience.js';
+import type { Divergence } from '../../src/health/schema.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError, ExitCode, UserError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { redisConfigProblem, redisWhere } from '../../src/redis-url.js';
+import { buildSegmentMap } from '../../src/segment/maps.js';
 import { table, thousands } from './output.js';
 import { connect, redisFor } from './sync.js';
 

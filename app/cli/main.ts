@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { resolveConfigPath, loadConfig } from '../config/load.js';
-import { describeError, ExitCode, UserError } from '../errors.js';
-import { createLogger } from '../log.js';
-import { buildSegmentMap } from '../segment/maps.js';
+import { resolveConfigPath, loadConfig } from '../../src/config/load.js';
+import { describeError, ExitCode, UserError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import { buildSegmentMap } from '../../src/segment/maps.js';
 import { runScore, type ScoreOptions } from './score.js';
 import { runBackfill, type BackfillOptions } from './backfill.js';
 import { destinationsOf, runCheck, runPlan, runSync, type SyncCommandOptions } from './sync.js';
@@ -13,7 +13,7 @@ import { runAdmin, runSchedules, runStatus, runWorker } from './jobs.js';
 import { registerPrivacyCommands } from './privacy.js';
 import { registerAlertCommands } from './alerts.js';
 import { checkSchedules } from '../../jobs/schedules.js';
-import { generateShop } from '../example/generate.js';
+import { generateShop } from '../../src/example/generate.js';
 
 /** Lets an audience past the removal brake for one run (repeatable; `*` for every audience). */
 const ALLOW_REMOVALS = [
@@ -377,7 +377,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** This package's version, from its package.json: the first one up from this file (src/cli, or dist/src/cli). */
+/** This package's version, from its package.json: the first one up from this file (app/cli, or dist/app/cli). */
 function packageVersion(): string {
   for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
     try {
