@@ -5,19 +5,12 @@ import {
   identifierOf,
   type Identifier,
   type IdentityTable,
+  LEFT_OUT,
   type Leaver,
   type MemberList,
 } from '../identify/table.js';
 import type { Segmented } from '../score/pipeline.js';
-import {
-  decodeAt,
-  maskAt,
-  recordLength,
-  slotsAt,
-  Status,
-  statusAt,
-  type StateRecord,
-} from '../record/records.js';
+import { decodeAt, recordLength, Status, statusAt, type StateRecord } from '../record/records.js';
 import type { AudienceState } from '../record/store.js';
 import type { Suppression } from '../privacy/suppression.js';
 
@@ -64,7 +57,14 @@ export interface AudiencePlan {
 /** Identifiers (group values) with a fingerprint each, so customers can be checked against them cheaply. */
 class IdentifierSet {
   readonly values = new Set<string>();
-  readonly prints = new Set<number>();
+  private readonly prints = new Set<number>();
+  /** A bit per fingerprint's low 20 bits: most entries are told apart here, before a set is asked. */
+  private readonly bits = new Uint32Array(1 << 15);
+
+  /** Whether some identifier here has this fingerprint. */
+  has(print: number): boolean {
+    return (this.bits[(print >>> 5) & 0x7fff]! & (1 << (print & 31))) !== 0 && this.prints.has(print);
+  }
 
   /** Adds the identifier of one group of these slots, if any slot of the group is present. */
   add(group: readonly number[], slots: readonly (Buffer | undefined)[]): void {
@@ -73,7 +73,9 @@ class IdentifierSet {
     this.values.add(value);
     for (const s of group)
       if (slots[s]) {
-        this.prints.add(slots[s].readUInt32LE(0));
+        const print = slots[s].readUInt32LE(0);
+        this.prints.add(print);
+        this.bits[(print >>> 5) & 0x7fff]! |= 1 << (print & 31);
         break;
       }
   }
@@ -86,7 +88,7 @@ class IdentifierSet {
       if (table.skips[k]) continue;
       for (const g of table.groups) {
         const print = table.fingerprint(k, g);
-        if (print === undefined || !this.prints.has(print)) continue;
+        if (print === undefined || !this.has(print)) continue;
         const v = table.identifier(k, g)!;
         if (this.values.has(v)) counts.set(v, (counts.get(v) ?? 0) + 1);
       }
@@ -98,7 +100,7 @@ class IdentifierSet {
   overlaps(table: IdentityTable, k: number): boolean {
     return table.groups.some((g) => {
       const print = table.fingerprint(k, g);
-      return print !== undefined && this.prints.has(print) && this.values.has(table.identifier(k, g)!);
+      return print !== undefined && this.has(print) && this.values.has(table.identifier(k, g)!);
     });
   }
 }
@@ -187,32 +189,32 @@ export async function planAudience(
     key: Buffer.from(r.key),
     slots: r.slots.map((x) => (x ? Buffer.from(x) : undefined)),
   });
-  // The table in key order: row r is entry `order[r]`, whose key's halves are `his[r]` and `los[r]`.
-  const { order, his, los, skips } = table;
+  // The table in key order: row r is entry `order[r]` (see IdentityTable), read in sequence.
+  const { order, his, los, marks } = table;
+  const wanted = (r: number) => marks[r]! < LEFT_OUT;
   let row = 0;
   for await (const packed of state.ordered()) {
     for (let at = 0; at < packed.length;) {
       const length = recordLength(packed, at);
       const hi = packed.readUInt32BE(at);
       const lo = packed.readUInt32BE(at + 4);
-      // Entries before this record's key are not in the state.
+      // Rows before this record's key are not in the state.
       for (; row < table.size; row++) {
         if (his[row]! > hi || (his[row] === hi && los[row]! >= lo)) break;
-        if (!skips[order[row]!]) push(order[row]!);
+        if (wanted(row)) push(order[row]!);
       }
       let want = -1;
+      let same = false;
       if (row < table.size && his[row] === hi && los[row] === lo) {
-        if (!skips[order[row]!]) want = order[row]!;
+        if (wanted(row)) {
+          want = order[row]!;
+          same = table.unchangedAt(row, packed, at);
+        }
         row++;
       }
       const status = statusAt(packed, at);
       // Most members are unchanged: told in place, without decoding their record.
-      if (
-        want >= 0 &&
-        !full &&
-        (status === Status.confirmed || status === Status.addPending) &&
-        table.samePacked(want, maskAt(packed, at), packed, slotsAt(packed, at))
-      ) {
+      if (same && !full && (status === Status.confirmed || status === Status.addPending)) {
         plan.current++;
         if (status === Status.addPending) plan.pending++;
         else plan.unchanged++;
@@ -252,7 +254,7 @@ export async function planAudience(
       }
     }
   }
-  for (; row < table.size; row++) if (!skips[order[row]!]) push(order[row]!);
+  for (; row < table.size; row++) if (wanted(row)) push(order[row]!);
 
   const additive = options.removals === false;
   if (leaving.length > 0) {
