@@ -37,16 +37,19 @@ parentPort!.on('message', async (task: IdentifyTask) => {
 function identifyRange(task: IdentifyTask, rules: Rules): [number, string][] {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
+  const ids = TextColumn.view(task.ids);
   const customers = new Uint32Array(task.customers);
   const slots = Buffer.from(task.slots);
   const out: IdentityBuffers = {
     slotCount: task.slotCount,
+    keys: Buffer.from(task.keys),
+    digests: new Uint32Array(task.digests),
     masks: new Uint16Array(task.masks),
     skips: new Uint8Array(task.skips),
   };
   const odd: [number, string][] = [];
   for (let k = task.from; k < task.to; k++) {
-    const id = identifyOne(customers[k]!, columns, identify, out, k, slots);
+    const id = identifyOne(customers[k]!, columns, ids, identify, out, k, slots);
     if ('skip' in id && !out.skips[k]) odd.push([k, id.skip]);
   }
   return odd;

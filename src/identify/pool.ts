@@ -16,13 +16,16 @@ export interface IdentifyTask {
   config: unknown;
   /** Profile fields, then attributes, by name (the order `identifyOne` reads them in). */
   columns: [string, TextParts][];
+  ids: TextParts;
   /** Uint32 customer indexes; the task covers positions [from, to). */
   customers: SharedArrayBuffer;
   from: number;
   to: number;
   slotCount: number;
-  /** Slots, masks and skips by position in `customers`. */
+  /** What `identifyOne` writes (`IdentityBuffers`), by position in `customers`. */
   slots: SharedArrayBuffer;
+  keys: SharedArrayBuffer;
+  digests: SharedArrayBuffer;
   masks: SharedArrayBuffer;
   skips: SharedArrayBuffer;
 }

@@ -7,7 +7,7 @@ import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../record/keys.js';
 import { KEY_BYTES, maskAt, MAX_SLOTS, SLOT_BYTES, slotsAt, type StateRecord } from '../record/records.js';
-import { identifyOne, type IdentityBuffers } from './one.js';
+import { digest, digestSlots, finish, identifyOne, type IdentityBuffers } from './one.js';
 import { identifyInThreads, threadsAvailable } from './pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
@@ -26,8 +26,9 @@ export interface IdentifyRules {
 }
 
 /**
- * Every customer's key (see keys.ts), 8 bytes by customer index, each computed on first use and kept for
- * the source's life (shared by its destinations); and, built on the first lookup, customers by key.
+ * Customers by key, for the few lookups of members leaving an audience: every customer's key (see
+ * keys.ts), 8 bytes by customer index, and an index over them, built on the first lookup and kept for the
+ * source's life (shared by its destinations).
  */
 export class CustomerKeys {
   private static readonly bySource = new WeakMap<Segmented, CustomerKeys>();
@@ -42,25 +43,6 @@ export class CustomerKeys {
     let keys = CustomerKeys.bySource.get(segmented);
     if (!keys) CustomerKeys.bySource.set(segmented, (keys = new CustomerKeys(segmented.customers.ids)));
     return keys;
-  }
-
-  /** Customer i's key, computed if it was not: a view valid as long as the source. */
-  key(i: number): Buffer {
-    const at = this.ensure(i);
-    return this.keys.subarray(at, at + KEY_BYTES);
-  }
-
-  /** The first four bytes of customer i's key, as an unsigned number. */
-  high(i: number): number {
-    return this.keys.readUInt32BE(this.ensure(i));
-  }
-
-  /** Copies customer i's key to `at` in `out`. */
-  copy(i: number, out: Buffer, at: number): void {
-    const from = this.ensure(i);
-    // Two words, not Buffer.copy: a native call per key costs more than the copy.
-    out.writeUInt32LE(this.keys.readUInt32LE(from), at);
-    out.writeUInt32LE(this.keys.readUInt32LE(from + 4), at + 4);
   }
 
   /** Where customer i's key is, once computed. */
@@ -183,12 +165,7 @@ export class IdentityTable {
   unchangedAt(r: number, packed: Buffer, at: number): boolean {
     const mask = maskAt(packed, at);
     if (mask !== this.marks[r]) return false;
-    digest.fill(0);
-    for (let s = 0, from = slotsAt(packed, at); s < this.slotCount; s++)
-      if (mask & (1 << s)) {
-        mixSlot(packed, from, s);
-        from += SLOT_BYTES;
-      }
+    digestSlots(packed, slotsAt(packed, at), mask, this.slotCount, true);
     return finish(digest[0]!) === this.d1[r] && finish(digest[1]!) === this.d2[r];
   }
 
@@ -242,6 +219,7 @@ export class Identifier {
   private readonly keys: CustomerKeys;
   /** Profile fields, then attributes under their names: what `identify` reads of a customer. */
   private readonly columns: [string, TextColumn][];
+  private readonly ids: TextColumn;
 
   constructor(
     private readonly segmented: Segmented,
@@ -256,6 +234,7 @@ export class Identifier {
         .map((s) => [s]),
     ];
     this.keys = CustomerKeys.of(segmented);
+    this.ids = segmented.customers.ids;
     const { profile, attributes } = segmented.customers;
     this.columns = [
       ...PROFILE_FIELDS.flatMap((field) =>
@@ -282,6 +261,8 @@ export class Identifier {
     const shared = (bytes: number) => (useThreads ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
     const out: IdentityBuffers = {
       slotCount: this.slotCount,
+      keys: Buffer.from(shared(n * KEY_BYTES)),
+      digests: new Uint32Array(shared(n * 8)),
       masks: new Uint16Array(shared(n * 2)),
       skips: new Uint8Array(shared(n)),
     };
@@ -295,7 +276,7 @@ export class Identifier {
     const plain = new Map<number, { email: string }>();
     // In the source's order: its columns are read, and the table written, in sequence.
     const one = (k: number) => {
-      const id = identifyOne(members[k]!, this.columns, this.rules.identify, out, k, slots);
+      const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, slots);
       if ('skip' in id) {
         if (!out.skips[k]) skip(k, id.skip);
       } else if (id.plain) plain.set(k, id.plain);
@@ -312,9 +293,12 @@ export class Identifier {
           rules: threaded.rules,
           config: threaded.config,
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
+          ids: this.ids.parts(),
           customers: share(members),
           slotCount: this.slotCount,
           slots: slots.buffer as SharedArrayBuffer,
+          keys: out.keys.buffer as SharedArrayBuffer,
+          digests: out.digests.buffer as SharedArrayBuffer,
           masks: out.masks.buffer as SharedArrayBuffer,
           skips: out.skips.buffer as SharedArrayBuffer,
         },
@@ -332,13 +316,14 @@ export class Identifier {
     if (suppressed && !suppressed.empty)
       for (let k = 0; k < n; k++) {
         if (out.skips[k]) continue;
-        const key = this.keys.key(customers[k]!);
+        const key = out.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES);
         if (suppressed.matches(key, (s) => slotOf(out.masks, slots, this.slotCount, k, s), this.slotCount)) {
           skip(k, 'suppressed');
           out.masks[k] = 0;
         }
       }
-    const { keys, ...sorted } = await this.sorted(members, out.masks, out.skips, slots);
+    const keys = out.keys;
+    const sorted = await this.sorted(out);
     return new IdentityTable(
       this.slotCount,
       this.groups,
@@ -382,12 +367,14 @@ export class Identifier {
       // The customer as this platform knows them now: identified on their own (few leave in a run).
       const out: IdentityBuffers = {
         slotCount: this.slotCount,
+        keys: Buffer.alloc(KEY_BYTES),
+        digests: new Uint32Array(2),
         masks: new Uint16Array(1),
         skips: new Uint8Array(1),
       };
       const slots = Buffer.alloc(this.slotCount * SLOT_BYTES);
-      const id = identifyOne(i, this.columns, this.rules.identify, out, 0, slots);
-      const key = Buffer.from(this.keys.key(i));
+      const id = identifyOne(i, this.columns, this.ids, this.rules.identify, out, 0, slots);
+      const key = out.keys;
       const own = new IdentityTable(
         this.slotCount,
         this.groups,
@@ -419,18 +406,9 @@ export class Identifier {
     return found;
   }
 
-  /**
-   * These customers' keys, in their order; and their order by key, with what the diff reads of each in
-   * that order (see `IdentityTable`), so that it reads the table in sequence.
-   */
-  private async sorted(
-    members: Uint32Array,
-    masks: Uint16Array,
-    skips: Uint8Array,
-    slots: Buffer,
-  ): Promise<{ keys: Buffer } & Sorted> {
-    const n = members.length;
-    const keys = Buffer.allocUnsafe(n * KEY_BYTES);
+  /** The entries in key order, with what the diff reads of each in that order (see `IdentityTable`). */
+  private async sorted(out: IdentityBuffers): Promise<Sorted> {
+    const n = out.masks.length;
     const columns: Sorted = {
       order: Uint32Array.from({ length: n }, (_, k) => k),
       his: new Uint32Array(n),
@@ -440,19 +418,14 @@ export class Identifier {
       d2: new Uint32Array(n),
     };
     for (let k = 0; k < n; k++) {
-      if ((k & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
-      this.keys.copy(members[k]!, keys, k * KEY_BYTES);
-      columns.his[k] = keys.readUInt32BE(k * KEY_BYTES);
-      columns.los[k] = keys.readUInt32BE(k * KEY_BYTES + 4);
-      const mask = masks[k]!;
-      columns.marks[k] = skips[k] ? LEFT_OUT : mask;
-      digest.fill(0);
-      for (let s = 0; s < this.slotCount; s++)
-        if (mask & (1 << s)) mixSlot(slots, (k * this.slotCount + s) * SLOT_BYTES, s);
-      columns.d1[k] = finish(digest[0]!);
-      columns.d2[k] = finish(digest[1]!);
+      if ((k & 0xfffff) === 0xfffff) await new Promise((resolve) => setImmediate(resolve));
+      columns.his[k] = out.keys.readUInt32BE(k * KEY_BYTES);
+      columns.los[k] = out.keys.readUInt32BE(k * KEY_BYTES + 4);
+      columns.marks[k] = out.skips[k] ? LEFT_OUT : out.masks[k]!;
+      columns.d1[k] = out.digests[2 * k]!;
+      columns.d2[k] = out.digests[2 * k + 1]!;
     }
-    return { keys, ...sortByKey(columns) };
+    return sortByKey(columns);
   }
 }
 
@@ -468,38 +441,6 @@ interface Sorted {
 
 /** In `IdentityTable.marks`: the entry is left out (a skip reason), whatever its mask. */
 export const LEFT_OUT = 1 << 16;
-
-/**
- * The digest of a member's slots, two 32-bit hashes over every byte of each present slot and its index:
- * what tells an unchanged member in the diff without reading its slots out of key order. Two different
- * sets of slots share a digest with a chance of 2^-64 (a changed member taken for unchanged once in
- * 10^13 years of daily runs with half a million changes each); the slots are SHA-256 digests or packed
- * values, not chosen to collide.
- */
-const digest = new Uint32Array(2);
-
-function mixSlot(buf: Buffer, at: number, s: number): void {
-  let h1 = digest[0]! ^ Math.imul(s + 1, 0x9e3779b1);
-  let h2 = digest[1]! ^ Math.imul(s + 1, 0x85ebca77);
-  for (let b = 0; b < SLOT_BYTES; b += 4) {
-    const w = buf.readInt32LE(at + b);
-    h1 = Math.imul(h1 ^ w, 0xcc9e2d51);
-    h1 = (h1 << 13) | (h1 >>> 19);
-    h2 = Math.imul(h2 ^ w, 0x1b873593);
-    h2 = (h2 << 17) | (h2 >>> 15);
-  }
-  digest[0] = h1;
-  digest[1] = h2;
-}
-
-function finish(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** Slot s of entry k in buffers still being filled (see `IdentityTable.slot`). */
 function slotOf(
