@@ -1,16 +1,20 @@
-import type { AudienceSpec } from '../audience/audiences.js';
-import { membershipOf } from '../audience/audiences.js';
 import type { Member } from '../connector.js';
 import {
   identifierOf,
-  type Identifier,
   type IdentityTable,
   LEFT_OUT,
   type Leaver,
   type MemberList,
 } from '../identify/table.js';
-import type { Segmented } from '../score/pipeline.js';
-import { decodeAt, recordLength, Status, statusAt, type StateRecord } from '../record/records.js';
+import {
+  decodeAt,
+  keyHigh,
+  keyLow,
+  recordLength,
+  Status,
+  statusAt,
+  type StateRecord,
+} from '../record/records.js';
 import type { AudienceState } from '../record/store.js';
 import type { Suppression } from '../privacy/suppression.js';
 
@@ -114,45 +118,44 @@ function requiredRemoval(record: StateRecord, leaver: Leaver, suppressed: Suppre
 }
 
 /**
- * Compares the members an audience should have with what the state says the platform holds: the
- * audience's identity table (in key order) merged with the state's records (in key order), one pass over
- * each. Removals go before additions; a changed customer is removed under the old identifiers and added
- * under the new; identifiers that other members still need are never part of a removal.
+ * What the merge of an audience's identity table with its state found: the plan's counts so far, the
+ * entries to add, and the members leaving (`leaving`; `self`: the entry of a customer whose identifiers
+ * changed), whose removals `planAudience` decides.
  */
-export async function planAudience(
-  spec: AudienceSpec,
-  destination: string,
-  segmented: Segmented,
-  identifier: Identifier,
+export interface Merged {
+  plan: AudiencePlan;
+  table: IdentityTable;
+  /** Entries to add, in key order. */
+  entries: Uint32Array;
+  leaving: { record: StateRecord; self?: number }[];
+  /** Entries whose identifiers changed: added once their old identifiers are removed. */
+  changed: number[];
+  /** Identifiers of removals the platform is still processing. */
+  removing: IdentifierSet;
+}
+
+/**
+ * The first half of the diff: the audience's identity table (in key order) merged with the state's
+ * records (in key order), one pass over each.
+ */
+export async function mergeAudience(
+  table: IdentityTable,
   state: AudienceState,
-  /** The platform's results are final when add/remove return (no processing later). */
-  final: boolean,
-  options: {
-    full?: boolean;
-    suppressed?: Suppression;
-    /** false: additive only, members who left stay on the platform (privacy removals still go). */
-    removals?: boolean;
-    /** Tell the removals privacy requires from the others (`required`): needed when a check may hold removals. */
-    classify?: boolean;
-  } = {},
-): Promise<AudiencePlan> {
-  const full = options.full ?? false;
-  const membership = membershipOf(spec, segmented);
+  audience: { destination: string; name: string; segmentSize: number; optedOut: number; full: boolean },
+): Promise<Merged> {
+  const full = audience.full;
   const skipped: Record<string, number> = {};
-  if (membership.optedOut > 0) skipped['opted out'] = membership.optedOut;
-  const suppressed = options.suppressed?.empty === false ? options.suppressed : undefined;
-  const table = await identifier.table(membership.members, suppressed);
+  if (audience.optedOut > 0) skipped['opted out'] = audience.optedOut;
   let members = 0;
   for (let k = 0; k < table.size; k++) {
     const reason = table.reason(k);
     if (reason === undefined) members++;
     else skipped[reason] = (skipped[reason] ?? 0) + 1;
   }
-
   const plan: AudiencePlan = {
-    destination,
-    audience: spec.name,
-    segmentSize: membership.segmentSize,
+    destination: audience.destination,
+    audience: audience.name,
+    segmentSize: audience.segmentSize,
     members,
     current: 0,
     add: table.members(new Uint32Array(0)),
@@ -196,8 +199,8 @@ export async function planAudience(
   for await (const packed of state.ordered()) {
     for (let at = 0; at < packed.length;) {
       const length = recordLength(packed, at);
-      const hi = packed.readUInt32BE(at);
-      const lo = packed.readUInt32BE(at + 4);
+      const hi = keyHigh(packed, at);
+      const lo = keyLow(packed, at);
       // Rows before this record's key are not in the state.
       for (; row < table.size; row++) {
         if (his[row]! > hi || (his[row] === hi && los[row]! >= lo)) break;
@@ -256,13 +259,42 @@ export async function planAudience(
   }
   for (; row < table.size; row++) if (wanted(row)) push(order[row]!);
 
+  return { plan, table, entries: add.subarray(0, adds), leaving, changed, removing };
+}
+
+/** The records of members who left the audience (not those whose identifiers changed), in order. */
+export function leftRecords(merged: Merged): StateRecord[] {
+  return merged.leaving.filter((l) => l.self === undefined).map((l) => l.record);
+}
+
+/**
+ * The second half of the diff: which removals go, given what the source says now of those who left
+ * (`leavers`, one per `leftRecords`, from the identify stage). Removals go before additions; a changed
+ * customer is removed under the old identifiers and added under the new; identifiers that other members
+ * still need are never part of a removal.
+ */
+export function planAudience(
+  merged: Merged,
+  leavers: readonly Leaver[],
+  /** The platform's results are final when add/remove return (no processing later). */
+  final: boolean,
+  options: {
+    suppressed?: Suppression | undefined;
+    /** false: additive only, members who left stay on the platform (privacy removals still go). */
+    removals?: boolean | undefined;
+    /** Tell the removals privacy requires from the others (`required`): needed when a check may hold removals. */
+    classify?: boolean | undefined;
+  } = {},
+): AudiencePlan {
+  const { plan, table, leaving, changed, removing } = merged;
+  const suppressed = options.suppressed?.empty === false ? options.suppressed : undefined;
+  let entries = merged.entries;
   const additive = options.removals === false;
   if (leaving.length > 0) {
     const classify = additive || options.classify === true;
     // What the source says now of those who left: whether privacy requires their removal, their plaintext.
-    const left = leaving.filter((l) => l.self === undefined).map((l) => l.record);
-    const now = await identifier.leavers(left, table, suppressed, { withdrawn: classify });
-    const leavers = new Map(left.map((record, n) => [record, now[n]!]));
+    const left = leftRecords(merged);
+    const now = new Map(left.map((record, n) => [record, leavers[n] ?? {}]));
     // Removals by kind, in the order `remove` holds them.
     const kinds: { required: Member[]; changed: Member[]; left: Member[] } = {
       required: [],
@@ -272,7 +304,7 @@ export async function planAudience(
     const going: { record: StateRecord; self?: number; kind: keyof typeof kinds }[] = [];
     for (const { record, self } of leaving) {
       if (self !== undefined) going.push({ record, self, kind: 'changed' });
-      else if (classify && requiredRemoval(record, leavers.get(record)!, suppressed))
+      else if (classify && requiredRemoval(record, now.get(record)!, suppressed))
         going.push({ record, kind: 'required' });
       // Additive only: the member stays on the platform, and its record in the state as it is.
       else if (additive) plan.kept++;
@@ -289,8 +321,7 @@ export async function planAudience(
         const own = self !== undefined && table.identifier(self, group) === value ? 1 : 0;
         if ((holders.get(value) ?? 0) - own > 0) for (const s of group) slots[s] = undefined;
       }
-      if (slots.some(Boolean))
-        kinds[kind].push({ key: record.key, slots, plain: leavers.get(record)?.plain });
+      if (slots.some(Boolean)) kinds[kind].push({ key: record.key, slots, plain: now.get(record)?.plain });
       else plan.forget.push(record.key);
     }
     plan.remove = [...kinds.required, ...kinds.changed, ...kinds.left];
@@ -298,11 +329,12 @@ export async function planAudience(
     plan.left = kinds.left.length;
   }
 
-  let entries = add.subarray(0, adds);
   if (final) {
     // Removals finish before additions start, within the run.
-    for (const k of changed) push(k);
-    entries = add.subarray(0, adds);
+    const all = new Uint32Array(entries.length + changed.length);
+    all.set(entries);
+    all.set(changed, entries.length);
+    entries = all;
   } else {
     // The platform processes removals later: an addition that shares a customer or an identifier
     // with a removal in flight waits for the next run, so the removal cannot take it away.

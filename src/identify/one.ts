@@ -43,7 +43,7 @@ export function identifyOne(
   out.masks[k] = 0;
   out.skips[k] = 0;
   if ('skip' in id) {
-    out.skips[k] = SKIP_REASONS.indexOf(id.skip) + 1;
+    out.skips[k] = (SKIP_REASONS as readonly string[]).indexOf(id.skip) + 1;
     return id;
   }
   const at = k * out.slotCount * SLOT_BYTES;

@@ -27,6 +27,8 @@ export const PHONE_WITHOUT_COUNTRY =
  * - `consent not granted (<purpose>)`: the customer lacks the consent the destination requires for that purpose
  *   (src/identify/consent.ts); plain `consent not granted` is what runs recorded before purposes were named;
  * - `no usable identifier`: nothing this platform matches on.
+ * A connector may give a reason of its own (a new platform needs no edit here): it is counted the same way,
+ * only reported one by one from the identify threads instead of as an index into this list.
  */
 export const SKIP_REASONS = [
   'no usable identifier',
@@ -42,7 +44,8 @@ export const SKIP_REASONS = [
   'consent not granted (ads)',
   'consent not granted (email marketing)',
 ] as const;
-export type SkipReason = (typeof SKIP_REASONS)[number];
+/** One of SKIP_REASONS, or a connector's own reason (`string & {}` keeps the listed ones suggested). */
+export type SkipReason = (typeof SKIP_REASONS)[number] | (string & Record<never, never>);
 
 /**
  * One identifier slot as `identify` gives it: exactly 32 bytes, in a Buffer or as a string of 32 latin1

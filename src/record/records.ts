@@ -88,6 +88,16 @@ export function recordLength(buf: Buffer, at: number): number {
   return n;
 }
 
+/** The first four bytes of the key at `at`, as an unsigned number (keys sort by it first). */
+export function keyHigh(buf: Buffer, at: number): number {
+  return buf.readUInt32BE(at);
+}
+
+/** The last four bytes of the key at `at`, as an unsigned number. */
+export function keyLow(buf: Buffer, at: number): number {
+  return buf.readUInt32BE(at + 4);
+}
+
 /** Compares the keys at `a` in `x` and at `b` in `y` (byte order, which is the order records are kept in). */
 export function compareKeys(x: Buffer, a: number, y: Buffer, b: number): number {
   return x.readUInt32BE(a) - y.readUInt32BE(b) || x.readUInt32BE(a + 4) - y.readUInt32BE(b + 4);

@@ -6,6 +6,8 @@ import {
   decodeRecords,
   encodeRecords,
   FORMAT,
+  keyHigh,
+  keyLow,
   recordLength,
   KEY_BYTES,
   Status,
@@ -480,8 +482,8 @@ function place(buf: Buffer, into: Placed[], seq: number): number {
       buf,
       at,
       length,
-      hi: buf.readUInt32BE(at),
-      lo: buf.readUInt32BE(at + 4),
+      hi: keyHigh(buf, at),
+      lo: keyLow(buf, at),
       seq,
     });
     if (seq >= 0) seq++;
@@ -492,7 +494,7 @@ function place(buf: Buffer, into: Placed[], seq: number): number {
 
 /** The bucket of the key at `at` in `buf`: its first `bits` bits. */
 function bucketOf(buf: Buffer, at: number, bits: number): number {
-  return bits === 0 ? 0 : buf.readUInt16BE(at) >>> (16 - bits);
+  return bits === 0 ? 0 : keyHigh(buf, at) >>> (32 - bits);
 }
 
 /** These placed records, packed one after another. */

@@ -17,7 +17,8 @@ import { Status } from '../record/records.js';
 import type { AudienceState, StateStore } from '../record/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from '../diff/brakes.js';
 import { Identifier } from '../identify/table.js';
-import { planAudience, type AudiencePlan } from '../diff/plan.js';
+import { leftRecords, mergeAudience, planAudience, type AudiencePlan } from '../diff/plan.js';
+import { membershipOf } from '../audience/audiences.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../diff/policy.js';
 import { withRetry, type RetryPolicy } from '../push/retry.js';
 import { push, settle } from '../push/push.js';
@@ -125,17 +126,28 @@ export interface SyncOptions {
   threads?: URL | undefined;
 }
 
-/** Plans every audience of a destination without touching the platform or the state. */
+/**
+ * Plans every audience of a destination without touching the platform or the state, one at a time: each
+ * plan holds its audience's identity table until the caller lets it go.
+ */
+export async function* plansOf(
+  destination: Destination,
+  options: Omit<SyncOptions, 'log'>,
+): AsyncGenerator<AudiencePlan> {
+  const identifier = identifierFor(destination, options.segmented, options.threads);
+  for (const spec of audiencesOn(destination, options)) {
+    const state = options.store.audience(destination.name, spec.name);
+    yield await planOn(destination, spec, identifier, state, options);
+  }
+}
+
+/** Every plan of `plansOf`, kept together (their tables too: for small sources and tests). */
 export async function planDestination(
   destination: Destination,
   options: Omit<SyncOptions, 'log'>,
 ): Promise<AudiencePlan[]> {
-  const identifier = identifierFor(destination, options.segmented, options.threads);
   const plans: AudiencePlan[] = [];
-  for (const spec of audiencesOn(destination, options)) {
-    const state = options.store.audience(destination.name, spec.name);
-    plans.push(await planOn(destination, spec, identifier, state, options));
-  }
+  for await (const plan of plansOf(destination, options)) plans.push(plan);
   return plans;
 }
 
@@ -154,6 +166,7 @@ export async function syncDestination(
   return results;
 }
 
+/** One audience through the stages up to its plan: audience → identify → diff (the state merged) → identify (those leaving) → diff (removals). */
 async function planOn(
   destination: Destination,
   spec: AudienceSpec,
@@ -165,13 +178,20 @@ async function planOn(
   // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
   const suppressed = await Suppression.load(options.store.redis, options.store.prefix);
   const checks = spec.sync ?? DEFAULT_CHECKS;
-  return planAudience(spec, destination.name, options.segmented, identifier, state, final, {
-    ...options,
-    suppressed,
-    removals: checks.removals,
-    // A block may hold removals: those privacy requires must be told apart, to go regardless.
-    classify: checks.minSize === 'block' && destination.connector.sizeRules !== undefined,
+  // A block may hold removals: those privacy requires must be told apart, to go regardless.
+  const classify =
+    !checks.removals || (checks.minSize === 'block' && destination.connector.sizeRules !== undefined);
+  const membership = membershipOf(spec, options.segmented);
+  const table = await identifier.table(membership.members, suppressed);
+  const merged = await mergeAudience(table, state, {
+    destination: destination.name,
+    name: spec.name,
+    segmentSize: membership.segmentSize,
+    optedOut: membership.optedOut,
+    full: options.full ?? false,
   });
+  const leavers = await identifier.leavers(leftRecords(merged), table, suppressed, { withdrawn: classify });
+  return planAudience(merged, leavers, final, { suppressed, removals: checks.removals, classify });
 }
 
 function identifierFor(destination: Destination, segmented: Segmented, threads?: URL): Identifier {
