@@ -2,6 +2,7 @@ import type { Member } from '../connector.js';
 import {
   identifierOf,
   type IdentityTable,
+  type KeyOrder,
   LEFT_OUT,
   type Leaver,
   type MemberList,
@@ -140,6 +141,7 @@ export interface Merged {
  */
 export async function mergeAudience(
   table: IdentityTable,
+  byKey: KeyOrder,
   state: AudienceState,
   audience: { destination: string; name: string; segmentSize: number; optedOut: number; full: boolean },
 ): Promise<Merged> {
@@ -193,7 +195,7 @@ export async function mergeAudience(
     slots: r.slots.map((x) => (x ? Buffer.from(x) : undefined)),
   });
   // The table in key order: row r is entry `order[r]` (see IdentityTable), read in sequence.
-  const { order, his, los, marks } = table;
+  const { order, his, los, marks } = byKey;
   const wanted = (r: number) => marks[r]! < LEFT_OUT;
   let row = 0;
   for await (const packed of state.ordered()) {
@@ -211,7 +213,7 @@ export async function mergeAudience(
       if (row < table.size && his[row] === hi && los[row] === lo) {
         if (wanted(row)) {
           want = order[row]!;
-          same = table.unchangedAt(row, packed, at);
+          same = byKey.unchangedAt(row, packed, at);
         }
         row++;
       }

@@ -1,6 +1,6 @@
 import { SKIP_REASONS, type Identified, type Person } from './types.js';
 import type { TextColumn } from '../source/text.js';
-import { writeKey } from '../record/keys.js';
+import { finish, writeKey } from '../record/keys.js';
 import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
 
 /** Where identities are written, by position (shared with threads). */
@@ -97,12 +97,3 @@ export function digestSlots(buf: Buffer, at: number, mask: number, slotCount: nu
 
 /** The last `digestSlots`, before `finish`. */
 export const digest = new Uint32Array(2);
-
-export function finish(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}

@@ -7,7 +7,8 @@ import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../record/keys.js';
 import { KEY_BYTES, maskAt, MAX_SLOTS, SLOT_BYTES, slotsAt, type StateRecord } from '../record/records.js';
-import { digest, digestSlots, finish, identifyOne, type IdentityBuffers } from './one.js';
+import { finish } from '../record/keys.js';
+import { digest, digestSlots, identifyOne, type IdentityBuffers } from './one.js';
 import { identifyInThreads, threadsAvailable } from './pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
@@ -71,10 +72,9 @@ export class CustomerKeys {
 
 /**
  * One audience's customers as one platform knows them: entry k is customer `customers[k]` (in the
- * source's order, as identified), with its key and either its identifier slots or why it is left out; and
- * the entries in key order (`order`, with the keys' halves in that order), which the diff merges with the
- * state. A value: nothing changes it once `Identifier.table` returns, so members built from it stay right
- * however long they wait to be sent.
+ * source's order, as identified), with its key and either its identifier slots or why it is left out. A
+ * value: nothing changes it once `Identifier.identify` returns, so members built from it stay right however
+ * long they wait to be sent.
  */
 export class IdentityTable {
   constructor(
@@ -85,17 +85,6 @@ export class IdentityTable {
     readonly customers: Uint32Array,
     /** Entry k's key at `k * KEY_BYTES`. */
     readonly keys: Buffer,
-    /**
-     * The entries in key order, with what the diff reads of each in that order: row r is entry `order[r]`,
-     * `his[r]` and `los[r]` the halves of its key, `marks[r]` its slot mask (bit 16: left out), and
-     * `d1[r]`, `d2[r]` the digest of its slots (`slotDigest`).
-     */
-    readonly order: Uint32Array,
-    readonly his: Uint32Array,
-    readonly los: Uint32Array,
-    readonly marks: Uint32Array,
-    readonly d1: Uint32Array,
-    readonly d2: Uint32Array,
     /** Which slots entry k has (0 when it is left out). */
     readonly masks: Uint16Array,
     /** 0 for a row with identifiers, else 1 + the index of why it is left out in `reasons`. */
@@ -158,17 +147,6 @@ export class IdentityTable {
     return undefined;
   }
 
-  /**
-   * Whether the packed record at `at` keeps row r's slots (the row in key order): its mask, and the digest
-   * of its slots read where they are, in sequence (the table's slots are not in key order).
-   */
-  unchangedAt(r: number, packed: Buffer, at: number): boolean {
-    const mask = maskAt(packed, at);
-    if (mask !== this.marks[r]) return false;
-    digestSlots(packed, slotsAt(packed, at), mask, this.slotCount, true);
-    return finish(digest[0]!) === this.d1[r] && finish(digest[1]!) === this.d2[r];
-  }
-
   /** Whether a state record keeps exactly entry k's slots. */
   sameAs(k: number, record: StateRecord): boolean {
     for (let s = 0; s < Math.max(this.slotCount, record.slots.length); s++) {
@@ -178,6 +156,39 @@ export class IdentityTable {
       if (mine && theirs && !mine.equals(theirs)) return false;
     }
     return true;
+  }
+}
+
+/**
+ * An identity table's entries in key order, with what the diff reads of each in that order, so that it
+ * reads them in sequence: row r is entry `order[r]`, `his[r]` and `los[r]` the halves of its key,
+ * `marks[r]` its slot mask (or LEFT_OUT), `d1[r]` and `d2[r]` the digest of its slots (`digestSlots`).
+ * Made with the table, for the diff only (it is let go once the table is merged with the state).
+ */
+export class KeyOrder {
+  constructor(
+    readonly slotCount: number,
+    readonly order: Uint32Array,
+    readonly his: Uint32Array,
+    readonly los: Uint32Array,
+    readonly marks: Uint32Array,
+    readonly d1: Uint32Array,
+    readonly d2: Uint32Array,
+  ) {}
+
+  get size(): number {
+    return this.order.length;
+  }
+
+  /**
+   * Whether the packed record at `at` keeps row r's slots: its mask, and the digest of its slots (the
+   * table's own slots are not in key order, and are not read).
+   */
+  unchangedAt(r: number, packed: Buffer, at: number): boolean {
+    const mask = maskAt(packed, at);
+    if (mask !== this.marks[r]) return false;
+    digestSlots(packed, slotsAt(packed, at), mask, this.slotCount, true);
+    return finish(digest[0]!) === this.d1[r] && finish(digest[1]!) === this.d2[r];
   }
 }
 
@@ -220,6 +231,7 @@ export class Identifier {
   /** Profile fields, then attributes under their names: what `identify` reads of a customer. */
   private readonly columns: [string, TextColumn][];
   private readonly ids: TextColumn;
+  private room: Uint32Array[] = [];
 
   constructor(
     private readonly segmented: Segmented,
@@ -249,7 +261,10 @@ export class Identifier {
    * suppression list is left out as `suppressed`. Yields to the event loop as it goes, or identifies in
    * worker threads: millions of hashes must not stall job locks or signals.
    */
-  async table(members: Uint32Array, suppressed?: Suppression): Promise<IdentityTable> {
+  async identify(
+    members: Uint32Array,
+    suppressed?: Suppression,
+  ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
     const customers = members;
     const n = customers.length;
     const threaded = this.rules.threaded;
@@ -322,25 +337,18 @@ export class Identifier {
           out.masks[k] = 0;
         }
       }
-    const keys = out.keys;
-    const sorted = await this.sorted(out);
-    return new IdentityTable(
+    const table = new IdentityTable(
       this.slotCount,
       this.groups,
       customers,
-      keys,
-      sorted.order,
-      sorted.his,
-      sorted.los,
-      sorted.marks,
-      sorted.d1,
-      sorted.d2,
+      out.keys,
       out.masks,
       out.skips,
       reasons,
       slots,
       plain,
     );
+    return { table, byKey: await this.sorted(out) };
   }
 
   /**
@@ -380,12 +388,6 @@ export class Identifier {
         this.groups,
         Uint32Array.of(i),
         key,
-        Uint32Array.of(0),
-        Uint32Array.of(key.readUInt32BE(0)),
-        Uint32Array.of(key.readUInt32BE(4)),
-        new Uint32Array(1),
-        new Uint32Array(1),
-        new Uint32Array(1),
         out.masks,
         out.skips,
         SKIP_REASONS,
@@ -406,8 +408,8 @@ export class Identifier {
     return found;
   }
 
-  /** The entries in key order, with what the diff reads of each in that order (see `IdentityTable`). */
-  private async sorted(out: IdentityBuffers): Promise<Sorted> {
+  /** The entries in key order, with what the diff reads of each in that order (see `KeyOrder`). */
+  private async sorted(out: IdentityBuffers): Promise<KeyOrder> {
     const n = out.masks.length;
     const columns: Sorted = {
       order: Uint32Array.from({ length: n }, (_, k) => k),
@@ -425,11 +427,20 @@ export class Identifier {
       columns.d1[k] = out.digests[2 * k]!;
       columns.d2[k] = out.digests[2 * k + 1]!;
     }
-    return sortByKey(columns);
+    sortByKey(columns, this.scratch(n));
+    const { order, his, los, marks, d1, d2 } = columns;
+    return new KeyOrder(this.slotCount, order, his, los, marks, d1, d2);
+  }
+
+  /** Seven arrays of at least n, kept from audience to audience: a sort's room to work. */
+  private scratch(n: number): Uint32Array[] {
+    if (this.room.length === 0 || this.room[0]!.length < n)
+      this.room = Array.from({ length: 7 }, () => new Uint32Array(Math.ceil(n * 1.25)));
+    return this.room.map((a) => a.subarray(0, n));
   }
 }
 
-/** An identity table's entries in key order, with what the diff reads of each (see `IdentityTable`). */
+/** The columns of a `KeyOrder`, as they are sorted. */
 interface Sorted {
   order: Uint32Array;
   his: Uint32Array;
@@ -456,21 +467,21 @@ function slotOf(
 }
 
 /**
- * These columns in key order: a radix sort on the keys' high halves (two passes of 16 bits, every column
- * carried along in sequence), then ties on the high half (a few hundred in ten million) put in order by
- * the low one.
+ * Sorts these columns by key, in place: a radix sort on the keys' high halves (two passes of 16 bits,
+ * every column carried along in sequence, through `room`: seven arrays as long), then ties on the high half
+ * (a few hundred in ten million) put in order by the low one.
  */
-function sortByKey(columns: Sorted): Sorted {
+function sortByKey(columns: Sorted, room: Uint32Array[]): void {
   const n = columns.his.length;
   const names = Object.keys(columns) as (keyof Sorted)[];
+  const places = room[names.length]!;
   let from = columns;
-  let to = Object.fromEntries(names.map((name) => [name, new Uint32Array(n)])) as unknown as Sorted;
+  let to = Object.fromEntries(names.map((name, c) => [name, room[c]!])) as unknown as Sorted;
   for (const shift of [0, 16]) {
     const counts = new Uint32Array(65_537);
     const his = from.his;
     for (let k = 0; k < n; k++) counts[((his[k]! >>> shift) & 0xffff) + 1]!++;
     for (let d = 1; d <= 65_536; d++) counts[d]! += counts[d - 1]!;
-    const places = new Uint32Array(n);
     for (let k = 0; k < n; k++) places[k] = counts[(his[k]! >>> shift) & 0xffff]!++;
     for (const name of names) {
       const a = from[name];
@@ -479,14 +490,14 @@ function sortByKey(columns: Sorted): Sorted {
     }
     [from, to] = [to, from];
   }
-  const { his, los } = from;
+  // Two passes: the columns are back in their own arrays.
+  const { his, los } = columns;
   for (let r = 1; r < n; r++)
     for (let j = r; j > 0 && his[j] === his[j - 1] && los[j]! < los[j - 1]!; j--)
       for (const name of names) {
-        const c = from[name];
+        const c = columns[name];
         [c[j], c[j - 1]] = [c[j - 1]!, c[j]!];
       }
-  return from;
 }
 
 /**

@@ -60,7 +60,8 @@ export function keyHalves(bytes: Uint8Array, from: number, to: number, out: Uint
   out[1] = finish(l ^ n);
 }
 
-function finish(h: number): number {
+/** MurmurHash3's final mix of a 32-bit hash, as an unsigned number. */
+export function finish(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -279,7 +279,8 @@ export class AudienceState {
   /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
   private async reshard(bits: number): Promise<void> {
     const records: StateRecord[] = [];
-    for await (const [, packed] of this.buckets()) records.push(...decodeRecords(packed));
+    // One by one: a bucket of a state written whole in one go holds more records than a call takes arguments.
+    for await (const [, packed] of this.buckets()) for (const r of decodeRecords(packed)) records.push(r);
     await this.rewrite(records, bits);
   }
 

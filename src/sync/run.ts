@@ -182,8 +182,8 @@ async function planOn(
   const classify =
     !checks.removals || (checks.minSize === 'block' && destination.connector.sizeRules !== undefined);
   const membership = membershipOf(spec, options.segmented);
-  const table = await identifier.table(membership.members, suppressed);
-  const merged = await mergeAudience(table, state, {
+  const { table, byKey } = await identifier.identify(membership.members, suppressed);
+  const merged = await mergeAudience(table, byKey, state, {
     destination: destination.name,
     name: spec.name,
     segmentSize: membership.segmentSize,

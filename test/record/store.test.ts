@@ -158,6 +158,19 @@ describe('audience state in Redis', () => {
     expect(statuses.get(rec(12).key.toString('hex'))).toBe(Status.addPending);
   });
 
+  it('reshards a bucket larger than a call takes arguments (a first sync of 300,000 in one checkpoint)', async () => {
+    const state = store().audience('dest', 'huge');
+    // The first checkpoint of an empty state settles on one bucket; then a whole first sync is folded in.
+    await state.checkpoint();
+    const many = Array.from({ length: 300_000 }, (_, i) => rec(i + 1, Status.confirmed, 1));
+    for (let i = 0; i < many.length; i += 50_000) await state.append(many.slice(i, i + 50_000));
+    await state.checkpoint();
+    expect(
+      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
+    ).toBeGreaterThanOrEqual(12);
+    expect(await state.size()).toBe(300_000);
+  });
+
   it('remembers the remote audience id and lists audiences per destination', async () => {
     const s = store();
     const state = s.audience('local', 'RFM: Lost');
