@@ -60,21 +60,27 @@ export function identifyOne(
     return { skip: 'no usable identifier' };
   }
   out.masks[k] = mask;
-  digestSlots(slots, at, mask, out.slotCount, false);
-  out.digests[2 * k] = finish(digest[0]!);
-  out.digests[2 * k + 1] = finish(digest[1]!);
+  digestSlots(slots, at, mask, out.slotCount, false, out.digests, 2 * k);
   return id;
 }
 
 /**
  * The digest of a member's slots, two 32-bit hashes over every byte of each present slot and its index,
- * into `digest`: what tells an unchanged member in the diff without reading its slots out of key order.
+ * written to `into[at2]` and `into[at2 + 1]`: what tells an unchanged member in the diff without reading its slots out of key order.
  * Two different sets of slots share a digest with a chance of 2^-64 (a changed member taken for unchanged
  * once in 10^13 years of daily runs with half a million changes each): the slots are SHA-256 digests or
  * packed values, not chosen to collide. Slot s is at `at + s * SLOT_BYTES`, or with `packed` (a state
  * record, which keeps only present slots) the present ones follow each other from `at`.
  */
-export function digestSlots(buf: Buffer, at: number, mask: number, slotCount: number, packed: boolean): void {
+export function digestSlots(
+  buf: Buffer,
+  at: number,
+  mask: number,
+  slotCount: number,
+  packed: boolean,
+  into: Uint32Array,
+  at2: number,
+): void {
   let h1 = 0;
   let h2 = 0;
   for (let s = 0, next = at; s < slotCount; s++) {
@@ -91,9 +97,6 @@ export function digestSlots(buf: Buffer, at: number, mask: number, slotCount: nu
       h2 = (h2 << 17) | (h2 >>> 15);
     }
   }
-  digest[0] = h1;
-  digest[1] = h2;
+  into[at2] = finish(h1);
+  into[at2 + 1] = finish(h2);
 }
-
-/** The last `digestSlots`, before `finish`. */
-export const digest = new Uint32Array(2);

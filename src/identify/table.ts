@@ -7,8 +7,7 @@ import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../record/keys.js';
 import { KEY_BYTES, maskAt, MAX_SLOTS, SLOT_BYTES, slotsAt, type StateRecord } from '../record/records.js';
-import { finish } from '../record/keys.js';
-import { digest, digestSlots, identifyOne, type IdentityBuffers } from './one.js';
+import { digestSlots, identifyOne, type IdentityBuffers } from './one.js';
 import { identifyInThreads, threadsAvailable } from './pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
@@ -37,7 +36,7 @@ export class CustomerKeys {
   private index: Promise<KeyIndex> | undefined;
 
   private constructor(private readonly ids: TextColumn) {
-    this.keys = Buffer.alloc(ids.length * KEY_BYTES);
+    this.keys = Buffer.allocUnsafe(ids.length * KEY_BYTES);
   }
 
   static of(segmented: Segmented): CustomerKeys {
@@ -46,22 +45,13 @@ export class CustomerKeys {
     return keys;
   }
 
-  /** Where customer i's key is, once computed. */
-  private ensure(i: number): number {
-    const at = i * KEY_BYTES;
-    // Eight zero bytes mean "not computed yet" (a real key of zeros, once in 2^64, is just computed again).
-    if (this.keys.readUInt32LE(at) === 0 && this.keys.readUInt32LE(at + 4) === 0)
-      writeKey(this.ids.bytes(i)!, this.keys, at);
-    return at;
-  }
-
   /** The customer with this key, or -1. The first call indexes every customer, yielding as it goes. */
   async customerOf(key: Buffer): Promise<number> {
     this.index ??= (async () => {
       const index = new KeyIndex(this.keys, this.ids.length);
       for (let i = 0; i < this.ids.length; i++) {
         if ((i & 0xffff) === 0xffff) await new Promise((resolve) => setImmediate(resolve));
-        this.ensure(i);
+        writeKey(this.ids.bytes(i)!, this.keys, i * KEY_BYTES);
         index.add(i);
       }
       return index;
@@ -176,6 +166,9 @@ export class KeyOrder {
     readonly d2: Uint32Array,
   ) {}
 
+  /** Where `unchangedAt` puts a record's digest. */
+  private readonly digest = new Uint32Array(2);
+
   get size(): number {
     return this.order.length;
   }
@@ -187,8 +180,8 @@ export class KeyOrder {
   unchangedAt(r: number, packed: Buffer, at: number): boolean {
     const mask = maskAt(packed, at);
     if (mask !== this.marks[r]) return false;
-    digestSlots(packed, slotsAt(packed, at), mask, this.slotCount, true);
-    return finish(digest[0]!) === this.d1[r] && finish(digest[1]!) === this.d2[r];
+    digestSlots(packed, slotsAt(packed, at), mask, this.slotCount, true, this.digest, 0);
+    return this.digest[0] === this.d1[r] && this.digest[1] === this.d2[r];
   }
 }
 
@@ -265,8 +258,7 @@ export class Identifier {
     members: Uint32Array,
     suppressed?: Suppression,
   ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
-    const customers = members;
-    const n = customers.length;
+    const n = members.length;
     const threaded = this.rules.threaded;
     const useThreads =
       threaded !== undefined &&
@@ -328,19 +320,10 @@ export class Identifier {
         if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
         one(k);
       }
-    if (suppressed && !suppressed.empty)
-      for (let k = 0; k < n; k++) {
-        if (out.skips[k]) continue;
-        const key = out.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES);
-        if (suppressed.matches(key, (s) => slotOf(out.masks, slots, this.slotCount, k, s), this.slotCount)) {
-          skip(k, 'suppressed');
-          out.masks[k] = 0;
-        }
-      }
     const table = new IdentityTable(
       this.slotCount,
       this.groups,
-      customers,
+      members,
       out.keys,
       out.masks,
       out.skips,
@@ -348,17 +331,26 @@ export class Identifier {
       slots,
       plain,
     );
+    // The last step of making the table (it is not handed out before): who is on the suppression list.
+    if (suppressed && !suppressed.empty)
+      for (let k = 0; k < n; k++) {
+        if (out.skips[k]) continue;
+        const key = out.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES);
+        if (suppressed.matches(key, (s) => table.slot(k, s), this.slotCount)) {
+          skip(k, 'suppressed');
+          out.masks[k] = 0;
+        }
+      }
     return { table, byKey: await this.sorted(out) };
   }
 
   /**
-   * What the source says now of members leaving an audience (records of its state whose key `table`
+   * What the source says now of members leaving an audience (records of its state its identity table
    * does not want): whether privacy requires their removal (`withdrawn`, when asked), and the plaintext
    * the platform needs to remove them (when it needs any). One entry per record, in order.
    */
   async leavers(
     records: readonly StateRecord[],
-    table: IdentityTable,
     suppressed: Suppression | undefined,
     need: { withdrawn: boolean },
   ): Promise<Leaver[]> {
@@ -452,19 +444,6 @@ interface Sorted {
 
 /** In `IdentityTable.marks`: the entry is left out (a skip reason), whatever its mask. */
 export const LEFT_OUT = 1 << 16;
-
-/** Slot s of entry k in buffers still being filled (see `IdentityTable.slot`). */
-function slotOf(
-  masks: Uint16Array,
-  slots: Buffer,
-  slotCount: number,
-  k: number,
-  s: number,
-): Buffer | undefined {
-  if (!(masks[k]! & (1 << s))) return undefined;
-  const at = (k * slotCount + s) * SLOT_BYTES;
-  return slots.subarray(at, at + SLOT_BYTES);
-}
 
 /**
  * Sorts these columns by key, in place: a radix sort on the keys' high halves (two passes of 16 bits,

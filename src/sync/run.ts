@@ -190,7 +190,7 @@ async function planOn(
     optedOut: membership.optedOut,
     full: options.full ?? false,
   });
-  const leavers = await identifier.leavers(leftRecords(merged), table, suppressed, { withdrawn: classify });
+  const leavers = await identifier.leavers(leftRecords(merged), suppressed, { withdrawn: classify });
   return planAudience(merged, leavers, final, { suppressed, removals: checks.removals, classify });
 }
 
@@ -257,7 +257,7 @@ async function syncAudience(
     const remote = await call(`ensure audience '${spec.name}'`, () =>
       client.ensureAudience(spec.name, known, epoch),
     );
-    const lost = (await state.outdated()) ?? (await lostState(state, known, remote, epoch));
+    const lost = await lostState(state, known, remote, epoch);
     if (remote.id !== known) await state.setRemoteId(remote.id);
     // A new audience where one was known (deleted on the platform and created again): nothing our
     // state says is on the platform is there, so this run sends everyone.
@@ -444,7 +444,8 @@ async function syncAudience(
 /**
  * Why the platform's audience holds what this state cannot account for, or undefined. The platform had
  * the audience before this state knew it (and it is not one this state made: a crash between creating
- * and recording it); it carries another state's epoch; or the state's records are gone.
+ * and recording it); it carries another state's epoch; the state's records are gone; or the state is in a record
+ * format this version does not read.
  */
 async function lostState(
   state: AudienceState,
@@ -452,6 +453,8 @@ async function lostState(
   remote: { id: string; created: boolean; epoch?: string | undefined },
   epoch: string,
 ): Promise<string | undefined> {
+  const outdated = await state.outdated();
+  if (outdated) return outdated;
   if (known === undefined && !remote.created && remote.epoch !== epoch)
     return 'the platform already has this audience and our state has no record of it (the state was lost, or another setup made it)';
   if (remote.epoch !== undefined && remote.epoch !== epoch)
