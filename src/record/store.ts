@@ -202,6 +202,12 @@ export class AudienceState {
     for (const entry of journal) seq = place(entry, fresh, seq);
 
     let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
+    // No buckets yet: the first records choose how many. An empty checkpoint (a run settles before it
+    // pushes) chooses nothing, or a first sync would be folded into one bucket and then resharded.
+    if (bits < 0 && fresh.length === 0) {
+      await this.redis.hset(this.key('meta'), ...zeroCounts());
+      return;
+    }
     if (bits < 0) {
       bits = idealBits(fresh.length);
       await this.redis.hset(this.key('meta'), 'bits', bits);

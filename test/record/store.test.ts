@@ -158,9 +158,10 @@ describe('audience state in Redis', () => {
     expect(statuses.get(rec(12).key.toString('hex'))).toBe(Status.addPending);
   });
 
-  it('reshards a bucket larger than a call takes arguments (a first sync of 300,000 in one checkpoint)', async () => {
+  it('reshards a bucket larger than a call takes arguments (300,000 members added to a state of one)', async () => {
     const state = store().audience('dest', 'huge');
-    // The first checkpoint of an empty state settles on one bucket; then a whole first sync is folded in.
+    // A state of one member settles on one bucket; then 300,000 more are folded into it.
+    await state.append([rec(0, Status.confirmed, 1)]);
     await state.checkpoint();
     const many = Array.from({ length: 300_000 }, (_, i) => rec(i + 1, Status.confirmed, 1));
     for (let i = 0; i < many.length; i += 50_000) await state.append(many.slice(i, i + 50_000));
@@ -168,7 +169,35 @@ describe('audience state in Redis', () => {
     expect(
       Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
     ).toBeGreaterThanOrEqual(12);
-    expect(await state.size()).toBe(300_000);
+    expect(await state.size()).toBe(300_001);
+  });
+
+  it('writes a first sync in its own number of buckets, even after an empty checkpoint (no reshard)', async () => {
+    const state = store().audience('dest', 'first');
+    const base = (state as unknown as { base: string }).base;
+    // Every command Redis runs on this state's keys, as Redis saw it.
+    const monitor = await redis.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((a) => a.startsWith(base))) seen.push(args[0]!.toLowerCase());
+    });
+    // A run checkpoints the empty state before it pushes (settling uploads), then the first sync's batches.
+    await state.checkpoint();
+    const many = Array.from({ length: 20_000 }, (_, i) => rec(i + 1, Status.confirmed, 1));
+    for (let i = 0; i < many.length; i += 5_000) await state.append(many.slice(i, i + 5_000));
+    await state.checkpoint();
+    await redis.ping(); // Redis answers in order: every command above has been seen once this one has.
+    const [[, bits], [, buckets]] = (await redis
+      .multi()
+      .hget(`${base}:meta`, 'bits')
+      .hlen(`${base}:b`)
+      .exec()) as [[null, string], [null, number]];
+    monitor.disconnect();
+    // 20,000 members at about 64 a bucket: 2^9 buckets, written once; a reshard would rename a rewrite.
+    expect(Number(bits)).toBe(9);
+    expect(buckets).toBeGreaterThan(400);
+    expect(seen).not.toContain('rename');
+    expect(await state.size()).toBe(20_000);
   });
 
   it('remembers the remote audience id and lists audiences per destination', async () => {
