@@ -3,7 +3,7 @@ import type { TextColumn } from '../source/text.js';
 import { finish, writeKey } from '../record/keys.js';
 import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
 
-/** Where identities are written, by position (shared with threads). */
+/** Where identities are written, by position (a table's buffers, or a thread's for one slice). */
 export interface IdentityBuffers {
   slotCount: number;
   /** The key of the customer at position k (keys.ts), at `k * KEY_BYTES`. */

@@ -3,11 +3,16 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TextParts } from '../source/text.js';
+import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
+import type { IdentityBuffers } from './one.js';
 
 /**
  * Worker threads that identify customers in parallel (normalise + hash: the CPU-heavy step of a plan),
  * so a plan of millions uses every core and the main thread's event loop stays free for job locks and
- * signals. The threads read the source's shared columns and write the shared identity buffers.
+ * signals. The threads read the source's shared columns; each slice's identities come back in buffers the
+ * thread made for it and gave away (moved, not copied), which the caller copies into its table. Nothing a
+ * table is made of is shared with a thread: a thread's heap holds no reference that would keep an
+ * audience's memory alive until that thread happens to collect its garbage.
  */
 export interface IdentifyTask {
   id: number;
@@ -17,23 +22,26 @@ export interface IdentifyTask {
   /** Profile fields, then attributes, by name (the order `identifyOne` reads them in). */
   columns: [string, TextParts][];
   ids: TextParts;
-  /** Uint32 customer indexes; the task covers positions [from, to). */
-  customers: SharedArrayBuffer;
+  /** The slice's customers (indexes into the source), in order. */
+  customers: Uint32Array;
+  /** The position of the slice's first customer in the caller's list (skips are answered by position). */
   from: number;
-  to: number;
   slotCount: number;
-  /** What `identifyOne` writes (`IdentityBuffers`), by position in `customers`. */
-  slots: SharedArrayBuffer;
-  keys: SharedArrayBuffer;
-  digests: SharedArrayBuffer;
-  masks: SharedArrayBuffer;
-  skips: SharedArrayBuffer;
+}
+
+/** One slice's identities (`IdentityBuffers` and the slots, from position 0), made by the thread. */
+export interface IdentifiedSlice {
+  keys: ArrayBuffer;
+  digests: ArrayBuffer;
+  masks: ArrayBuffer;
+  skips: ArrayBuffer;
+  slots: ArrayBuffer;
 }
 
 /** At most this many customers per task: small enough to balance the threads, large enough to amortise a message. */
 const SLICE = 32_768;
 
-type Reply = { id: number; odd?: [number, string][]; error?: string };
+export type Reply = { id: number; odd?: [number, string][]; out?: IdentifiedSlice; error?: string };
 
 /**
  * One identify thread, shared by every call in the process (a worker runs several jobs at once): each
@@ -106,18 +114,20 @@ function threads(script: URL): Thread[] {
 }
 
 /**
- * Identifies customers [0, count) of the task on the worker threads and, slice by slice, on this thread
- * with `inline` (yielding to the event loop between slices); returns customers the workers skipped for an
- * unlisted reason (by position). Returns (or throws) only when every slice it handed out is done: the caller's buffers
- * are then final.
+ * Identifies `customers` into `into` (by position) on the worker threads and, slice by slice, on this
+ * thread with `inline` (yielding to the event loop between slices); returns customers the workers skipped
+ * for an unlisted reason (by position). Returns (or throws) only when every slice it handed out is done:
+ * the caller's buffers are then final.
  */
 export async function identifyInThreads(
   script: URL,
-  task: Omit<IdentifyTask, 'id' | 'from' | 'to'>,
-  count: number,
+  task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
+  customers: Uint32Array,
+  into: IdentityBuffers & { slots: Buffer },
   inline: (from: number, to: number) => void,
 ): Promise<[number, string][]> {
   const workers = threads(script);
+  const count = customers.length;
   const odd: [number, string][] = [];
   // Several slices per thread even for a small audience, so that every thread has a share.
   const slice = Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (workers.length + 1)))));
@@ -131,9 +141,14 @@ export async function identifyInThreads(
   };
   const lane = async (thread: Thread) => {
     for (let range = take(); range; range = take()) {
-      const reply = await thread.run({ ...task, id: nextId++, from: range[0], to: range[1] });
-      if (reply.error) failure ??= new Error(`identify thread: ${reply.error}`);
-      else if (reply.odd) odd.push(...reply.odd);
+      const [from, to] = range;
+      // A copy of the slice (a view would send the whole list along).
+      const reply = await thread.run({ ...task, id: nextId++, from, customers: customers.slice(from, to) });
+      if (reply.error || !reply.out) failure ??= new Error(`identify thread: ${reply.error ?? 'no answer'}`);
+      else {
+        place(reply.out, into, from);
+        if (reply.odd) odd.push(...reply.odd);
+      }
     }
   };
   const here = async () => {
@@ -150,4 +165,13 @@ export async function identifyInThreads(
   await Promise.all([...workers.flatMap((thread) => [lane(thread), lane(thread)]), here()]);
   if (failure) throw failure;
   return odd;
+}
+
+/** Copies a thread's slice into the caller's buffers at position `from`. */
+function place(out: IdentifiedSlice, into: IdentityBuffers & { slots: Buffer }, from: number): void {
+  into.keys.set(new Uint8Array(out.keys), from * KEY_BYTES);
+  into.digests.set(new Uint32Array(out.digests), 2 * from);
+  into.masks.set(new Uint16Array(out.masks), from);
+  into.skips.set(new Uint8Array(out.skips), from);
+  into.slots.set(new Uint8Array(out.slots), from * into.slotCount * SLOT_BYTES);
 }

@@ -265,15 +265,14 @@ export class Identifier {
       !this.rules.plaintext &&
       n >= THREADS_FROM &&
       threadsAvailable(threaded.script);
-    const shared = (bytes: number) => (useThreads ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
     const out: IdentityBuffers = {
       slotCount: this.slotCount,
-      keys: Buffer.from(shared(n * KEY_BYTES)),
-      digests: new Uint32Array(shared(n * 8)),
-      masks: new Uint16Array(shared(n * 2)),
-      skips: new Uint8Array(shared(n)),
+      keys: Buffer.alloc(n * KEY_BYTES),
+      digests: new Uint32Array(n * 2),
+      masks: new Uint16Array(n),
+      skips: new Uint8Array(n),
     };
-    const slots = Buffer.from(shared(n * this.slotCount * SLOT_BYTES));
+    const slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
     const reasons: string[] = [...SKIP_REASONS];
     const skip = (k: number, reason: string) => {
       let at = reasons.indexOf(reason);
@@ -289,11 +288,6 @@ export class Identifier {
       } else if (id.plain) plain.set(k, id.plain);
     };
     if (useThreads) {
-      const share = (values: Uint32Array) => {
-        const copy = new Uint32Array(new SharedArrayBuffer(values.length * 4));
-        copy.set(values);
-        return copy.buffer as SharedArrayBuffer;
-      };
       const odd = await identifyInThreads(
         threaded.script,
         {
@@ -301,15 +295,10 @@ export class Identifier {
           config: threaded.config,
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
           ids: this.ids.parts(),
-          customers: share(members),
           slotCount: this.slotCount,
-          slots: slots.buffer as SharedArrayBuffer,
-          keys: out.keys.buffer as SharedArrayBuffer,
-          digests: out.digests.buffer as SharedArrayBuffer,
-          masks: out.masks.buffer as SharedArrayBuffer,
-          skips: out.skips.buffer as SharedArrayBuffer,
         },
-        n,
+        members,
+        { ...out, slots },
         (from, to) => {
           for (let k = from; k < to; k++) one(k);
         },

@@ -119,6 +119,25 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     }
   });
 
+  it('give a plan memory of its own: nothing it holds is shared with a thread, which would keep it alive', async () => {
+    const shop = await shopWithChanges(6, 2000);
+    const prepared = await prepareSync(shop.config, connectors);
+    const plans = await planDestination(prepared.destinations[0]!, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      // A state of its own, empty: every member is an add.
+      store: new StateStore(redis, `${shop.prefix}-own`),
+      threads: SCRIPT,
+    });
+    const members = plans.flatMap((p) => p.add.slice(0, p.add.length));
+    expect(members.length).toBeGreaterThan(1000);
+    // A thread's heap frees what it was sent only when that thread collects: shared memory would stay.
+    for (const m of members) {
+      expect(m.key.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+      for (const slot of m.slots) if (slot) expect(slot.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    }
+  });
+
   it('sync two destinations so that each audience equals its segment', async () => {
     const shops = [
       await makeShop({ seed: 11, customers: 3000 }),
