@@ -20,7 +20,7 @@ export interface IdentityBuffers {
  * Identifies customer i into row k of the identity buffers: the one step the main thread and the
  * identify threads share. A person from the columns (profile fields first, then attributes under their
  * names, the first value of a name winning), the connector's rules, and the slots written at
- * `k * slotCount * SLOT_BYTES` in `slots`. Returns the connector's answer: the caller keeps plaintext, and
+ * `row * slotCount * SLOT_BYTES` in `slots` (row k of the table, or of the slice `slots` holds). Returns the connector's answer: the caller keeps plaintext, and
  * records a skip reason that SKIP_REASONS does not list.
  */
 export function identifyOne(
@@ -31,6 +31,7 @@ export function identifyOne(
   out: IdentityBuffers,
   k: number,
   slots: Buffer,
+  row = k,
 ): Identified {
   writeKey(ids.bytes(i)!, out.keys, k * KEY_BYTES);
   const person: Person = {};
@@ -46,7 +47,7 @@ export function identifyOne(
     out.skips[k] = (SKIP_REASONS as readonly string[]).indexOf(id.skip) + 1;
     return id;
   }
-  const at = k * out.slotCount * SLOT_BYTES;
+  const at = row * out.slotCount * SLOT_BYTES;
   let mask = 0;
   for (let s = 0; s < id.slots.length && s < out.slotCount; s++) {
     const slot = id.slots[s];

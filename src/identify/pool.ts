@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TextParts } from '../source/text.js';
-import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
+import { KEY_BYTES } from '../record/records.js';
 import type { IdentityBuffers } from './one.js';
 
 /**
@@ -113,9 +113,16 @@ function threads(script: URL): Thread[] {
   return own;
 }
 
+/** How many customers a slice of a list of `count` has (each thread's answer is one slice of the table). */
+export function sliceFor(count: number): number {
+  // Several slices per thread even for a small audience, so that every thread has a share.
+  return Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (Math.max(1, workerCount()) + 1)))));
+}
+
 /**
- * Identifies `customers` into `into` (by position) on the worker threads and, slice by slice, on this
- * thread with `inline` (yielding to the event loop between slices); returns customers the workers skipped
+ * Identifies `customers` into `into` (by position) on the worker threads and, slice by slice
+ * (`sliceFor`), on this thread with `inline` (yielding to the event loop between slices); the slots of
+ * slice j are `slots[j]`, as the thread that made them gave them. Returns customers the workers skipped
  * for an unlisted reason (by position). Returns (or throws) only when every slice it handed out is done:
  * the caller's buffers are then final.
  */
@@ -123,14 +130,14 @@ export async function identifyInThreads(
   script: URL,
   task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
   customers: Uint32Array,
-  into: IdentityBuffers & { slots: Buffer },
+  into: IdentityBuffers,
+  slots: Buffer[],
   inline: (from: number, to: number) => void,
 ): Promise<[number, string][]> {
   const workers = threads(script);
   const count = customers.length;
   const odd: [number, string][] = [];
-  // Several slices per thread even for a small audience, so that every thread has a share.
-  const slice = Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (workers.length + 1)))));
+  const slice = sliceFor(count);
   let next = 0;
   let failure: Error | undefined;
   const take = (): [number, number] | undefined => {
@@ -147,6 +154,7 @@ export async function identifyInThreads(
       if (reply.error || !reply.out) failure ??= new Error(`identify thread: ${reply.error ?? 'no answer'}`);
       else {
         place(reply.out, into, from);
+        slots[from / slice] = Buffer.from(reply.out.slots);
         if (reply.odd) odd.push(...reply.odd);
       }
     }
@@ -167,11 +175,10 @@ export async function identifyInThreads(
   return odd;
 }
 
-/** Copies a thread's slice into the caller's buffers at position `from`. */
-function place(out: IdentifiedSlice, into: IdentityBuffers & { slots: Buffer }, from: number): void {
+/** Copies a thread's slice into the caller's buffers at position `from` (its slots are kept as they are). */
+function place(out: IdentifiedSlice, into: IdentityBuffers, from: number): void {
   into.keys.set(new Uint8Array(out.keys), from * KEY_BYTES);
   into.digests.set(new Uint32Array(out.digests), 2 * from);
   into.masks.set(new Uint16Array(out.masks), from);
   into.skips.set(new Uint8Array(out.skips), from);
-  into.slots.set(new Uint8Array(out.slots), from * into.slotCount * SLOT_BYTES);
 }

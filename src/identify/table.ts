@@ -8,7 +8,7 @@ import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../record/keys.js';
 import { KEY_BYTES, maskAt, MAX_SLOTS, SLOT_BYTES, slotsAt, type StateRecord } from '../record/records.js';
 import { digestSlots, identifyOne, type IdentityBuffers } from './one.js';
-import { identifyInThreads, threadsAvailable } from './pool.js';
+import { identifyInThreads, sliceFor, threadsAvailable } from './pool.js';
 
 /** Below this many customers, starting threads costs more than it saves (`AUDIENCE_SYNC_THREADS_FROM` for tests). */
 const THREADS_FROM = Number(process.env.AUDIENCE_SYNC_THREADS_FROM) || 20_000;
@@ -80,8 +80,12 @@ export class IdentityTable {
     /** 0 for a row with identifiers, else 1 + the index of why it is left out in `reasons`. */
     readonly skips: Uint8Array,
     readonly reasons: readonly string[],
-    /** Entry k's slot s at `(k * slotCount + s) * SLOT_BYTES`. */
-    readonly slots: Buffer,
+    /**
+     * Entry k's slot s at `((k % perChunk) * slotCount + s) * SLOT_BYTES` of chunk `⌊k / perChunk⌋`: a
+     * chunk is one slice as the identify thread made it, not copied into one buffer.
+     */
+    readonly slots: readonly Buffer[],
+    readonly perChunk: number,
     /** Plaintext the platform needs, by entry (Mailchimp's email), in memory only. */
     readonly plain: ReadonlyMap<number, { email: string }>,
   ) {}
@@ -97,8 +101,8 @@ export class IdentityTable {
 
   slot(k: number, s: number): Buffer | undefined {
     if (!(this.masks[k]! & (1 << s))) return undefined;
-    const at = (k * this.slotCount + s) * SLOT_BYTES;
-    return this.slots.subarray(at, at + SLOT_BYTES);
+    const at = ((k % this.perChunk) * this.slotCount + s) * SLOT_BYTES;
+    return this.slots[(k / this.perChunk) | 0]!.subarray(at, at + SLOT_BYTES);
   }
 
   member(k: number): Member {
@@ -133,7 +137,10 @@ export class IdentityTable {
   fingerprint(k: number, group: readonly number[]): number | undefined {
     const mask = this.masks[k]!;
     for (const s of group)
-      if (mask & (1 << s)) return this.slots.readUInt32LE((k * this.slotCount + s) * SLOT_BYTES);
+      if (mask & (1 << s))
+        return this.slots[(k / this.perChunk) | 0]!.readUInt32LE(
+          ((k % this.perChunk) * this.slotCount + s) * SLOT_BYTES,
+        );
     return undefined;
   }
 
@@ -272,7 +279,9 @@ export class Identifier {
       masks: new Uint16Array(n),
       skips: new Uint8Array(n),
     };
-    const slots = Buffer.alloc(n * this.slotCount * SLOT_BYTES);
+    // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
+    const per = useThreads ? sliceFor(n) : Math.max(1, n);
+    const slots: Buffer[] = [];
     const reasons: string[] = [...SKIP_REASONS];
     const skip = (k: number, reason: string) => {
       let at = reasons.indexOf(reason);
@@ -281,8 +290,8 @@ export class Identifier {
     };
     const plain = new Map<number, { email: string }>();
     // In the source's order: its columns are read, and the table written, in sequence.
-    const one = (k: number) => {
-      const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, slots);
+    const one = (k: number, chunk: Buffer, row: number) => {
+      const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, chunk, row);
       if ('skip' in id) {
         if (!out.skips[k]) skip(k, id.skip);
       } else if (id.plain) plain.set(k, id.plain);
@@ -298,17 +307,21 @@ export class Identifier {
           slotCount: this.slotCount,
         },
         members,
-        { ...out, slots },
+        out,
+        slots,
         (from, to) => {
-          for (let k = from; k < to; k++) one(k);
+          const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
+          for (let k = from; k < to; k++) one(k, chunk, k - from);
         },
       );
       for (const [k, reason] of odd) skip(k, reason);
-    } else
+    } else {
+      const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
       for (let k = 0; k < n; k++) {
         if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
-        one(k);
+        one(k, chunk, k);
       }
+    }
     const table = new IdentityTable(
       this.slotCount,
       this.groups,
@@ -318,6 +331,7 @@ export class Identifier {
       out.skips,
       reasons,
       slots,
+      per,
       plain,
     );
     // The last step of making the table (it is not handed out before): who is on the suppression list.
@@ -372,7 +386,8 @@ export class Identifier {
         out.masks,
         out.skips,
         SKIP_REASONS,
-        slots,
+        [slots],
+        1,
         new Map(),
       );
       const reason = 'skip' in id ? id.skip : undefined;
