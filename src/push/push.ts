@@ -62,14 +62,14 @@ export async function push(
     const records: StateRecord[] = batch.map((m, i) => {
       if (op === 'remove')
         return upload
-          ? { key: m.key, status: Status.removePending, upload, slots: [...m.slots] }
+          ? { key: m.key, status: Status.removePending, upload, slots: m.slots }
           : { key: m.key, status: Status.deleted, upload: 0, slots: [] };
-      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: [...m.slots] };
+      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: m.slots };
       return {
         key: m.key,
         status: upload ? Status.addPending : Status.confirmed,
         upload,
-        slots: [...m.slots],
+        slots: m.slots,
       };
     });
     // A replace drops every member it did not name.

@@ -30,7 +30,7 @@ export interface StateRecord {
   status: Status;
   /** The upload (batch) a pending status waits on; 0 when none. */
   upload: number;
-  slots: (Buffer | undefined)[];
+  slots: readonly (Buffer | undefined)[];
 }
 
 const waits = (status: Status) => status === Status.addPending || status === Status.removePending;
