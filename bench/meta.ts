@@ -67,6 +67,8 @@ function serve(): void {
     });
     process.send!({ origin });
     process.on('message', () => process.send!({ requests, rows }));
+    // The measuring process is gone (it finished, or died mid-run): so is the fake.
+    process.on('disconnect', () => process.exit(0));
   });
 }
 
