@@ -20,8 +20,9 @@ export interface IdentityBuffers {
  * Identifies customer i into row k of the identity buffers: the one step the main thread and the
  * identify threads share. A person from the columns (profile fields first, then attributes under their
  * names, the first value of a name winning), the connector's rules, and the slots written at
- * `row * slotCount * SLOT_BYTES` in `slots` (row k of the table, or of the slice `slots` holds). Returns the connector's answer: the caller keeps plaintext, and
- * records a skip reason that SKIP_REASONS does not list.
+ * `row * slotCount * SLOT_BYTES` in `slots` (the customer's row in the slice `slots` holds; k by default).
+ * Returns the connector's answer: the caller keeps plaintext, and records a skip reason that SKIP_REASONS
+ * does not list.
  */
 export function identifyOne(
   i: number,

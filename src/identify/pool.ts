@@ -120,7 +120,7 @@ export function sliceFor(count: number): number {
 }
 
 /**
- * Identifies `customers` into `into` (by position) on the worker threads and, slice by slice
+ * Identifies `customers` into `into` (by position) on the worker threads and, `slice` customers at a time
  * (`sliceFor`), on this thread with `inline` (yielding to the event loop between slices); the slots of
  * slice j are `slots[j]`, as the thread that made them gave them. Returns customers the workers skipped
  * for an unlisted reason (by position). Returns (or throws) only when every slice it handed out is done:
@@ -130,14 +130,13 @@ export async function identifyInThreads(
   script: URL,
   task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
   customers: Uint32Array,
-  into: IdentityBuffers,
-  slots: Buffer[],
+  into: { buffers: IdentityBuffers; slots: Buffer[]; slice: number },
   inline: (from: number, to: number) => void,
 ): Promise<[number, string][]> {
   const workers = threads(script);
   const count = customers.length;
   const odd: [number, string][] = [];
-  const slice = sliceFor(count);
+  const { slice } = into;
   let next = 0;
   let failure: Error | undefined;
   const take = (): [number, number] | undefined => {
@@ -153,8 +152,8 @@ export async function identifyInThreads(
       const reply = await thread.run({ ...task, id: nextId++, from, customers: customers.slice(from, to) });
       if (reply.error || !reply.out) failure ??= new Error(`identify thread: ${reply.error ?? 'no answer'}`);
       else {
-        place(reply.out, into, from);
-        slots[from / slice] = Buffer.from(reply.out.slots);
+        place(reply.out, into.buffers, from);
+        into.slots[from / slice] = Buffer.from(reply.out.slots);
         if (reply.odd) odd.push(...reply.odd);
       }
     }

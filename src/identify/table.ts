@@ -307,8 +307,7 @@ export class Identifier {
           slotCount: this.slotCount,
         },
         members,
-        out,
-        slots,
+        { buffers: out, slots, slice: per },
         (from, to) => {
           const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
           for (let k = from; k < to; k++) one(k, chunk, k - from);
