@@ -218,7 +218,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
     const leases = await Lease.acquireAll(
       redis,
-      leaseKeysOf(current, prefix, data.destination, data.audience),
+      leaseKeysOf(current, connectors, prefix, data.destination, data.audience),
       current.sync.lease_seconds * 1000,
       describeHolder(`worker job ${job.id}`),
     );
@@ -415,7 +415,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         return runDigest(redis, loadConfig(configFile).config, log);
       case 'forget': {
         // Not held by a pause: a person's removal is owed whatever the schedules do.
-        const outcome = await carryOutErasure({ redis, store, prefix, configFile, log }, data.erasure);
+        const outcome = await carryOutErasure(
+          { redis, store, prefix, configFile, connectors, log },
+          data.erasure,
+        );
         await scheduleErasureRetry(admin, outcome);
         return outcome;
       }

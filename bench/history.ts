@@ -3,6 +3,7 @@
  * the next day's, which counts the movement from the first), Redis memory per customer and per snapshot,
  * and how long reads of 400 snapshots take. Prints a JSON line.
  */
+import { connectors } from '../connectors/index.js';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -128,7 +129,7 @@ http: { tokens: [{ name: bench, role: viewer, token_hash: "${hash}" }] }
 process.env.REDIS_URL = redisUrl;
 // Loaded after the scorings, so that nothing of the API is in the heap while they are timed.
 const { startApi } = await import('../src/api/server.js');
-const api = await startApi({ configFile, log: createLogger({ level: 'warn' }), port: 0 });
+const api = await startApi({ configFile, connectors, log: createLogger({ level: 'warn' }), port: 0 });
 const get = (route: string) => async () => {
   const res = await fetch(`${api.url}${route}`, { headers: { authorization: `Bearer ${token}` } });
   if (res.status !== 200) throw new Error(`${route}: ${res.status} ${await res.text()}`);

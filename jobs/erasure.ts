@@ -1,6 +1,5 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { connectors } from '../connectors/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { recordAudit } from '../src/privacy/audit.js';
@@ -20,7 +19,7 @@ import { erasureDigests, standaloneSlots, type ErasureSubject } from '../src/pri
 import { extendSuppression, suppressionEntry } from '../src/privacy/suppression.js';
 import { KEY_BYTES, Status, type StateRecord } from '../src/record/records.js';
 import type { AudienceState, StateStore } from '../src/record/store.js';
-import { destinationsOf } from '../src/sync/prepare.js';
+import { destinationsOf, type ConnectorRegistry } from '../src/sync/prepare.js';
 import { withRetry, type RetryPolicy } from '../src/push/retry.js';
 import { push, settle, type PushTally } from '../src/push/push.js';
 import type { Destination } from '../src/sync/run.js';
@@ -34,6 +33,8 @@ export interface ErasureContext {
   /** The queues' prefix (`{sync.redis_prefix}`), which the audience leases live under. */
   prefix: string;
   configFile: string;
+  /** The connectors the process was built with (the registry the composition root chose). */
+  connectors: ConnectorRegistry;
   log: Logger;
   retry?: RetryPolicy;
 }
@@ -60,7 +61,7 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
   if (!request) throw new Error(`no erasure request '${id}' in Redis (flushed, or another redis_prefix)`);
   const entry = await suppressionEntry(redis, p, id);
   const receipts = new Map((await receiptsOf(redis, p, id)).map((r) => [r.destination, r]));
-  const configured = new Map(destinationsOf(config, connectors).map((d) => [d.name, d]));
+  const configured = new Map(destinationsOf(config, context.connectors).map((d) => [d.name, d]));
   if (!entry) {
     // Lifted before it was done: without its digests there is nothing to look for, and no point retrying.
     for (const r of receipts.values())
@@ -116,7 +117,7 @@ export async function carryOutErasure(context: ErasureContext, id: string): Prom
         for (const audience of await store.audiencesOf(name)) {
           const leases = await Lease.acquireAll(
             redis,
-            leaseKeysOf(config, context.prefix, name, audience),
+            leaseKeysOf(config, context.connectors, context.prefix, name, audience),
             config.sync.lease_seconds * 1000,
             describeHolder(`erasure ${id}`),
           );
@@ -283,6 +284,7 @@ export async function requestErasure(
   redis: Redis,
   queue: Queue,
   config: Config,
+  connectors: ConnectorRegistry,
   subject: ErasureSubject,
   by: { user: string; via: string },
   options: { mailchimpDelete?: ContactDeletion | undefined } = {},

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { connectors } from '../connectors/index.js';
 import { audienceNamesOf } from '../src/audience/audiences.js';
 import type { Config } from '../src/config/schema.js';
+import type { ConnectorRegistry } from '../src/sync/prepare.js';
 import { ExitCode, UserError } from '../src/errors.js';
 import { keys } from './queues.js';
 
@@ -94,6 +94,7 @@ export function describeHolder(what: string): string {
  */
 export function leaseKeysOf(
   config: Config,
+  connectors: ConnectorRegistry,
   prefix: string,
   destination: string,
   audience: string | undefined,

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { Redis } from 'ioredis';
+import { connectors } from '../../connectors/index.js';
 import { requestErasure } from '../../jobs/erasure.js';
 import { adminQueue, queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -48,9 +49,17 @@ export function registerPrivacyCommands(
             const queue = adminQueue(queuePrefix(config.sync.redis_prefix));
             queue.on('error', () => undefined);
             try {
-              const { request, job } = await requestErasure(redis, queue, config, opts, cliOperator(), {
-                mailchimpDelete: opts.mailchimpDelete,
-              });
+              const { request, job } = await requestErasure(
+                redis,
+                queue,
+                config,
+                connectors,
+                opts,
+                cliOperator(),
+                {
+                  mailchimpDelete: opts.mailchimpDelete,
+                },
+              );
               process.stdout.write(
                 opts.json
                   ? JSON.stringify({ erasure: request.id, job, destinations: request.destinations }) + '\n'

@@ -1,3 +1,4 @@
+import { connectors } from '../../connectors/index.js';
 import { hashPassword, newToken, Sessions } from '../../src/api/auth.js';
 import { startApi, type RunningApi } from '../../src/api/server.js';
 import { queuePrefix } from '../../jobs/queues.js';
@@ -32,7 +33,7 @@ export async function serveApi(
     log.warn(
       'http has no users with a password_hash, no tokens and no trust_proxy.user_header: nobody can log in (see "HTTP API" in README.md)',
     );
-  return startApi({ configFile, log, port: options.port, host: options.host });
+  return startApi({ configFile, connectors, log, port: options.port, host: options.host });
 }
 
 export async function runServe(

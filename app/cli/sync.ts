@@ -211,7 +211,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
       // One run per audience, whoever starts it: the leases workers take.
       const leases = await takeLeases(
         redis,
-        leaseKeysOf(p.config, queuePrefix(statePrefix), destination.name, options.audience),
+        leaseKeysOf(p.config, connectors, queuePrefix(statePrefix), destination.name, options.audience),
         {
           ttlMs: p.config.sync.lease_seconds * 1000,
           holder: describeHolder('audience-sync sync'),

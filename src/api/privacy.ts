@@ -9,6 +9,7 @@ import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import { auditLog, recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { erasures } from '../privacy/erasure.js';
+import type { ConnectorRegistry } from '../sync/prepare.js';
 import type { Principal } from './auth.js';
 import {
   auditSchema,
@@ -22,6 +23,8 @@ import {
 export interface PrivacyRoutes {
   redis: Redis;
   config: () => Config;
+  /** The connectors the server was built with. */
+  connectors: ConnectorRegistry;
   adminQueue: () => Queue;
   /** A 400 answer naming what to fix. */
   badRequest: (message: string, hint?: string) => Error;
@@ -66,6 +69,7 @@ export function registerPrivacyRoutes(app: FastifyInstance, routes: PrivacyRoute
           routes.redis,
           routes.adminQueue(),
           config,
+          routes.connectors,
           { email: request.body.email, phone: request.body.phone, customerId: request.body.customer_id },
           { user: who.user, via: who.via },
           { mailchimpDelete: request.body.mailchimp_delete },

@@ -54,6 +54,7 @@ import {
   GONE,
 } from '../history/snapshots.js';
 import { registerConsole, wantsPage } from './console.js';
+import type { ConnectorRegistry } from '../sync/prepare.js';
 import { registerQueueBoard } from './queue-board.js';
 import {
   checkPassword,
@@ -102,6 +103,8 @@ export const CSRF_HEADER = 'x-csrf-token';
 
 export interface ApiOptions {
   configFile: string;
+  /** The connectors this build has (the composition root's registry: `connectors/index.ts`). */
+  connectors: ConnectorRegistry;
   log: Logger;
   port?: number | undefined;
   /** Default 127.0.0.1: this machine only. */
@@ -1187,6 +1190,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
   registerPrivacyRoutes(app, {
     redis,
     config: () => live.get().config,
+    connectors: options.connectors,
     adminQueue: () => queue(ADMIN_QUEUE),
     badRequest: (message, hint) => new ApiError(400, 'bad_request', message, hint ? { hint } : {}),
     security: SECURITY,
