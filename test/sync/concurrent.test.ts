@@ -23,7 +23,9 @@ const { writeKey } = await import('../../src/record/keys.js');
 const { NO_REMOVAL_BRAKE } = await import('../../src/diff/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
-const { expectedAudiences, fileAudiences, makeShop } = await import('./harness.js');
+const { expectedAudiences, expectedRows, fileAudiences, makeShop } = await import('./harness.js');
+const { recordErasure } = await import('../../src/privacy/erasure.js');
+const { erasureDigests } = await import('../../src/privacy/identifiers.js');
 
 /** The built thread script: a TypeScript runner has none of its own (`npm run build` makes it). */
 const SCRIPT = pathToFileURL(path.resolve('dist/connectors/identify-thread.js'));
@@ -180,6 +182,52 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     const second = await syncBoth();
     for (const results of second) expect(results.some((r) => r.removed > 0 && r.added > 0)).toBe(true);
     for (const shop of shops) expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+  });
+
+  it('hold an erasure recorded while the next audience is identified ahead of its turn', async () => {
+    const shop = await makeShop({ seed: 13, customers: 3000 });
+    const prepared = await prepareSync(shop.config, connectors);
+    const destination = prepared.destinations[0]!;
+    const names = prepared.audiences.map((a) => a.name);
+    const [before, last] = names.slice(-2) as [string, string];
+    // The oracle: the last audience's members by customer id, from the source.
+    const rows = (await expectedRows(shop.config)).get(last)!;
+    const [erased, line] = [...rows].find(([, l]) => l.split(' ').length === 2)!;
+    const client = destination.connector.create(destination.config, {
+      destination: destination.name,
+      baseDir: prepared.baseDir,
+      log,
+    });
+    let recorded = false;
+    try {
+      await syncDestination(destination, client, {
+        segmented: prepared.segmented,
+        audiences: prepared.audiences,
+        store: new StateStore(redis, shop.prefix),
+        log,
+        threads: SCRIPT,
+        // The audience before the last is planned, so the last one is being identified: an operator
+        // erases one of its members now.
+        onPlan: (plan) => {
+          if (plan.audience !== before) return;
+          recorded = true;
+          void recordErasure(
+            redis,
+            shop.prefix,
+            erasureDigests({ customerId: erased }, [destination]),
+            [destination.name],
+            { user: 'test', via: 'test' },
+          );
+        },
+      });
+    } finally {
+      await client.close?.();
+    }
+    expect(recorded).toBe(true);
+    const synced = fileAudiences(shop.out).get(last)!;
+    for (const identifier of line.split(' ')) expect(synced).not.toContain(identifier);
+    const others = [...rows].filter(([id]) => id !== erased).flatMap(([, l]) => l.split(' '));
+    expect(synced).toEqual(new Set(others));
   });
 
   it("fail only the plan whose thread reported the error, and the other's plan is exact", async () => {
