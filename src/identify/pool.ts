@@ -131,8 +131,7 @@ export async function identifyInThreads(
   task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
   customers: Uint32Array,
   into: { buffers: IdentityBuffers; slots: Buffer[]; slice: number },
-  /** This thread's share; none to leave the work to the worker threads alone. */
-  inline: ((from: number, to: number) => void) | undefined,
+  inline: (from: number, to: number) => void,
 ): Promise<[number, string][]> {
   const workers = threads(script);
   const count = customers.length;
@@ -159,19 +158,18 @@ export async function identifyInThreads(
       }
     }
   };
-  const here = async (own: (from: number, to: number) => void) => {
+  const here = async () => {
     try {
       for (let range = take(); range; range = take()) {
         await new Promise((resolve) => setImmediate(resolve));
-        own(range[0], range[1]);
+        inline(range[0], range[1]);
       }
     } catch (error) {
       failure ??= error instanceof Error ? error : new Error(String(error));
     }
   };
   // Two slices in hand per thread: a worker never waits for this thread to finish a slice of its own.
-  const lanes = workers.flatMap((thread) => [lane(thread), lane(thread)]);
-  await Promise.all(inline ? [...lanes, here(inline)] : lanes);
+  await Promise.all([...workers.flatMap((thread) => [lane(thread), lane(thread)]), here()]);
   if (failure) throw failure;
   return odd;
 }

@@ -223,24 +223,6 @@ export interface Leaver {
   plain?: { email: string };
 }
 
-/** An audience's customers identified, before suppression and the key order make it a table (`Identifier.complete`). */
-export interface Identification {
-  readonly members: Uint32Array;
-  readonly out: IdentityBuffers;
-  /** The slots by slice of `per` customers (see `IdentityTable.slots`). */
-  readonly slots: Buffer[];
-  readonly per: number;
-  readonly reasons: string[];
-  readonly plain: Map<number, { email: string }>;
-}
-
-/** Marks entry k as left out for `reason` (listed in `reasons` if it is new). */
-function skipAs(found: Identification, k: number, reason: string): void {
-  let at = found.reasons.indexOf(reason);
-  if (at < 0) at = found.reasons.push(reason) - 1;
-  found.out.skips[k] = at + 1;
-}
-
 /** The identify stage for one destination over one source: tables of audiences, and what leavers are now. */
 export class Identifier {
   readonly slotCount: number;
@@ -283,15 +265,6 @@ export class Identifier {
     members: Uint32Array,
     suppressed?: Suppression,
   ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
-    return this.complete(await this.identified(members), suppressed);
-  }
-
-  /**
-   * The first part of `identify`, which reads no state: these customers normalised and hashed. With
-   * `background`, only the worker threads do it (where there are any), so that this thread can push the
-   * audience before this one meanwhile.
-   */
-  async identified(members: Uint32Array, options: { background?: boolean } = {}): Promise<Identification> {
     const n = members.length;
     const threaded = this.rules.threaded;
     const useThreads =
@@ -308,20 +281,19 @@ export class Identifier {
     };
     // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
     const per = useThreads ? sliceFor(n) : Math.max(1, n);
-    const found: Identification = {
-      members,
-      out,
-      slots: [],
-      per,
-      reasons: [...SKIP_REASONS],
-      plain: new Map(),
+    const slots: Buffer[] = [];
+    const reasons: string[] = [...SKIP_REASONS];
+    const skip = (k: number, reason: string) => {
+      let at = reasons.indexOf(reason);
+      if (at < 0) at = reasons.push(reason) - 1;
+      out.skips[k] = at + 1;
     };
-    const { slots, plain } = found;
+    const plain = new Map<number, { email: string }>();
     // In the source's order: its columns are read, and the table written, in sequence.
     const one = (k: number, chunk: Buffer, row: number) => {
       const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, chunk, row);
       if ('skip' in id) {
-        if (!out.skips[k]) skipAs(found, k, id.skip);
+        if (!out.skips[k]) skip(k, id.skip);
       } else if (id.plain) plain.set(k, id.plain);
     };
     if (useThreads) {
@@ -336,14 +308,12 @@ export class Identifier {
         },
         members,
         { buffers: out, slots, slice: per },
-        options.background
-          ? undefined
-          : (from, to) => {
-              const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
-              for (let k = from; k < to; k++) one(k, chunk, k - from);
-            },
+        (from, to) => {
+          const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
+          for (let k = from; k < to; k++) one(k, chunk, k - from);
+        },
       );
-      for (const [k, reason] of odd) skipAs(found, k, reason);
+      for (const [k, reason] of odd) skip(k, reason);
     } else {
       const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
       for (let k = 0; k < n; k++) {
@@ -351,18 +321,6 @@ export class Identifier {
         one(k, chunk, k);
       }
     }
-    return found;
-  }
-
-  /**
-   * The last part of `identify`: who is on the suppression list (read as late as possible), then the
-   * table and its key order. Takes `found` over: it is the table's from then on.
-   */
-  async complete(
-    found: Identification,
-    suppressed?: Suppression,
-  ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
-    const { members, out } = found;
     const table = new IdentityTable(
       this.slotCount,
       this.groups,
@@ -370,18 +328,18 @@ export class Identifier {
       out.keys,
       out.masks,
       out.skips,
-      found.reasons,
-      found.slots,
-      found.per,
-      found.plain,
+      reasons,
+      slots,
+      per,
+      plain,
     );
     // The last step of making the table (it is not handed out before): who is on the suppression list.
     if (suppressed && !suppressed.empty)
-      for (let k = 0; k < members.length; k++) {
+      for (let k = 0; k < n; k++) {
         if (out.skips[k]) continue;
         const key = out.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES);
         if (suppressed.matches(key, (s) => table.slot(k, s), this.slotCount)) {
-          skipAs(found, k, 'suppressed');
+          skip(k, 'suppressed');
           out.masks[k] = 0;
         }
       }

@@ -16,9 +16,9 @@ import type { Segmented } from '../score/pipeline.js';
 import { Status } from '../record/records.js';
 import type { AudienceState, StateStore } from '../record/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from '../diff/brakes.js';
-import { Identifier, type Identification } from '../identify/table.js';
+import { Identifier } from '../identify/table.js';
 import { leftRecords, mergeAudience, planAudience, type AudiencePlan } from '../diff/plan.js';
-import { membershipOf, type Membership } from '../audience/audiences.js';
+import { membershipOf } from '../audience/audiences.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../diff/policy.js';
 import { withRetry, type RetryPolicy } from '../push/retry.js';
 import { push, settle } from '../push/push.js';
@@ -159,36 +159,11 @@ export async function syncDestination(
 ): Promise<AudienceResult[]> {
   const identifier = identifierFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
-  const specs = audiencesOn(destination, options);
-  // The next audience is identified by the worker threads while this one is pushed (identifying reads
-  // no state; its suppression and the merge with its state wait for its turn).
-  let ahead: Ahead | undefined;
-  for (const [i, spec] of specs.entries()) {
-    const mine = ahead?.spec === spec ? ahead : undefined;
-    ahead = undefined;
-    const next = specs[i + 1];
-    const planned = () => {
-      if (next) ahead = identifyAhead(next, identifier, options.segmented);
-    };
-    results.push(await syncAudience(destination, client, spec, identifier, options, mine, planned));
+  for (const spec of audiencesOn(destination, options)) {
+    results.push(await syncAudience(destination, client, spec, identifier, options));
     options.signal?.throwIfAborted();
   }
   return results;
-}
-
-/** An audience's identification started ahead of its turn (`syncDestination`). */
-interface Ahead {
-  spec: AudienceSpec;
-  membership: Membership;
-  found: Promise<Identification>;
-}
-
-function identifyAhead(spec: AudienceSpec, identifier: Identifier, segmented: Segmented): Ahead {
-  const membership = membershipOf(spec, segmented);
-  const found = identifier.identified(membership.members, { background: true });
-  // Awaited at its turn; a run that stops before it must not leave a rejection unhandled.
-  found.catch(() => undefined);
-  return { spec, membership, found };
 }
 
 /** One audience through the stages up to its plan: audience → identify → diff (the state merged) → identify (those leaving) → diff (removals). */
@@ -198,7 +173,6 @@ async function planOn(
   identifier: Identifier,
   state: AudienceState,
   options: Pick<SyncOptions, 'segmented' | 'full' | 'store'>,
-  ahead?: Ahead,
 ): Promise<AudiencePlan> {
   const final = destination.connector.final(destination.config);
   // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
@@ -207,9 +181,8 @@ async function planOn(
   // A block may hold removals: those privacy requires must be told apart, to go regardless.
   const classify =
     !checks.removals || (checks.minSize === 'block' && destination.connector.sizeRules !== undefined);
-  const membership = ahead?.membership ?? membershipOf(spec, options.segmented);
-  const found = await (ahead?.found ?? identifier.identified(membership.members));
-  const { table, byKey } = await identifier.complete(found, suppressed);
+  const membership = membershipOf(spec, options.segmented);
+  const { table, byKey } = await identifier.identify(membership.members, suppressed);
   const merged = await mergeAudience(table, byKey, state, {
     destination: destination.name,
     name: spec.name,
@@ -252,8 +225,6 @@ async function syncAudience(
   spec: AudienceSpec,
   identifier: Identifier,
   options: SyncOptions,
-  ahead?: Ahead,
-  onPlanned: () => void = () => undefined,
 ): Promise<AudienceResult> {
   const started = performance.now();
   const { log, store } = options;
@@ -332,9 +303,7 @@ async function syncAudience(
       identifier,
       state,
       recreated || replace ? { ...options, full: true } : options,
-      ahead,
     );
-    onPlanned();
     options.onPlan?.(plan);
     Object.assign(result, {
       segmentSize: plan.segmentSize,

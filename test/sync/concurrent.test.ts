@@ -184,7 +184,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     for (const shop of shops) expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
   });
 
-  it('hold an erasure recorded while the next audience is identified ahead of its turn', async () => {
+  it('hold an erasure recorded during a run for the audiences not planned yet', async () => {
     const shop = await makeShop({ seed: 13, customers: 3000 });
     const prepared = await prepareSync(shop.config, connectors);
     const destination = prepared.destinations[0]!;
@@ -206,8 +206,8 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
         store: new StateStore(redis, shop.prefix),
         log,
         threads: SCRIPT,
-        // The audience before the last is planned, so the last one is being identified: an operator
-        // erases one of its members now.
+        // The audience before the last is planned (and the last one may be identified already, on
+        // another core): an operator erases one of the last one's members now.
         onPlan: (plan) => {
           if (plan.audience !== before) return;
           recorded = true;
