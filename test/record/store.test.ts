@@ -26,6 +26,24 @@ async function all(state: ReturnType<StateStore['audience']>): Promise<StateReco
   return out.sort((a, b) => Buffer.compare(a.key, b.key));
 }
 
+/** The Redis key prefix of an audience's state (private to the store; the tests read its keys). */
+const baseOf = (state: ReturnType<StateStore['audience']>) => (state as unknown as { base: string }).base;
+
+/** The stored bucket bits of a state. */
+const bitsOf = async (state: ReturnType<StateStore['audience']>) =>
+  Number(await redis.hget(`${baseOf(state)}:meta`, 'bits'));
+
+/** A state of one member (checkpointed: one bucket), then `n` more appended `batch` at a time and checkpointed. */
+async function foldIntoOne(name: string, n: number, batch: number, slots?: number) {
+  const state = store().audience('dest', name);
+  await state.append([rec(0, Status.confirmed, slots)]);
+  await state.checkpoint();
+  const many = Array.from({ length: n }, (_, i) => rec(i + 1, Status.confirmed, slots));
+  for (let i = 0; i < many.length; i += batch) await state.append(many.slice(i, i + batch));
+  await state.checkpoint();
+  return state;
+}
+
 describe('state records', () => {
   it('round-trip through the binary encoding: 11 bytes of overhead per settled member, 15 while pending', () => {
     const records = [rec(1), rec(2), rec(3, Status.addPending, 5), rec(4, Status.removePending)];
@@ -73,7 +91,7 @@ describe('audience state in Redis', () => {
     expect((await all(state)).map((r) => r.key.readUInt32BE(4))).toEqual(
       [1, 3, 4].sort((a, b) => Buffer.compare(rec(a).key, rec(b).key)),
     );
-    expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(0);
+    expect(await redis.llen(`${baseOf(state)}:j`)).toBe(0);
     expect((await state.uploads()).get(7)).toMatchObject({ token: 'req-1', op: 'add' });
   });
 
@@ -83,9 +101,9 @@ describe('audience state in Redis', () => {
     await state.checkpoint();
     await state.append([rec(3), { ...rec(1), status: Status.deleted, slots: [] }]);
     // Simulate a crash after the buckets were written but before the journal was trimmed.
-    const journal = await redis.lrangeBuffer(`${(state as unknown as { base: string }).base}:j`, 0, -1);
+    const journal = await redis.lrangeBuffer(`${baseOf(state)}:j`, 0, -1);
     await state.checkpoint();
-    await redis.rpush(`${(state as unknown as { base: string }).base}:j`, ...journal);
+    await redis.rpush(`${baseOf(state)}:j`, ...journal);
     await state.checkpoint();
     expect((await all(state)).map((r) => r.key.readUInt32BE(4)).sort()).toEqual([2, 3]);
   });
@@ -112,15 +130,8 @@ describe('audience state in Redis', () => {
   });
 
   it('grows its bucket count with the audience and keeps every member', async () => {
-    const state = store().audience('dest', 'big');
-    await state.append([rec(0)]);
-    await state.checkpoint();
-    const many = Array.from({ length: 20_000 }, (_, i) => rec(i + 1));
-    for (let i = 0; i < many.length; i += 5000) await state.append(many.slice(i, i + 5000));
-    await state.checkpoint();
-    expect(
-      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
-    ).toBeGreaterThanOrEqual(8);
+    const state = await foldIntoOne('big', 20_000, 5000);
+    expect(await bitsOf(state)).toBeGreaterThanOrEqual(8);
     expect(await state.size()).toBe(20_001);
   });
 
@@ -151,30 +162,21 @@ describe('audience state in Redis', () => {
         read.push(r.key.toString('hex'));
         statuses.set(r.key.toString('hex'), r.status);
       }
-    expect(
-      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
-    ).toBeGreaterThan(2);
+    expect(await bitsOf(state)).toBeGreaterThan(2);
     expect(read).toEqual(keys);
     expect(statuses.get(rec(12).key.toString('hex'))).toBe(Status.addPending);
   });
 
   it('reshards a bucket larger than a call takes arguments (300,000 members added to a state of one)', async () => {
-    const state = store().audience('dest', 'huge');
     // A state of one member settles on one bucket; then 300,000 more are folded into it.
-    await state.append([rec(0, Status.confirmed, 1)]);
-    await state.checkpoint();
-    const many = Array.from({ length: 300_000 }, (_, i) => rec(i + 1, Status.confirmed, 1));
-    for (let i = 0; i < many.length; i += 50_000) await state.append(many.slice(i, i + 50_000));
-    await state.checkpoint();
-    expect(
-      Number(await redis.hget(`${(state as unknown as { base: string }).base}:meta`, 'bits')),
-    ).toBeGreaterThanOrEqual(12);
+    const state = await foldIntoOne('huge', 300_000, 50_000, 1);
+    expect(await bitsOf(state)).toBeGreaterThanOrEqual(12);
     expect(await state.size()).toBe(300_001);
   });
 
   it('writes a first sync in its own number of buckets, even after an empty checkpoint (no reshard)', async () => {
     const state = store().audience('dest', 'first');
-    const base = (state as unknown as { base: string }).base;
+    const base = baseOf(state);
     // Every command Redis runs on this state's keys, as Redis saw it.
     const monitor = await redis.monitor();
     const seen: string[] = [];
@@ -227,12 +229,12 @@ describe('reading state left by a crashed run', () => {
       [3, Status.confirmed],
     ]);
     // Nothing was written: the journal is still there for the next sync's checkpoint.
-    expect(await redis.llen(`${(state as unknown as { base: string }).base}:j`)).toBe(1);
+    expect(await redis.llen(`${baseOf(state)}:j`)).toBe(1);
   });
 
   it('refuses a state written in format 1 (before 0.1.0), naming the fix, and writes nothing to it', async () => {
     const state = store().audience('dest', 'RFM: Loyal');
-    const base = (state as unknown as { base: string }).base;
+    const base = baseOf(state);
     await redis.hset(`${base}:meta`, 'bits', 0, 'members', 2, 'remote_id', 'r1');
     await redis.hset(`${base}:b`, '0', formatOne([rec(1), rec(2, Status.addPending)]));
     expect(await state.outdated()).toBe(
