@@ -105,6 +105,29 @@ describe('connectors/http request', () => {
     expect(seen).toEqual({ method: 'PUT', url: '/v1/users?x=1', body: '{"a":1}' });
   });
 
+  it('a request with a body is not sent on to where a redirect points: no answer, saying so', async () => {
+    let elsewhere = 0;
+    const other = await serve((_req, res) => {
+      elsewhere++;
+      res.end('{}');
+    });
+    const base = await serve((_req, res) => {
+      res.writeHead(307, { location: `${other}/users${query}` });
+      res.end();
+    });
+    const got = await request(`${base}/users${query}`, {
+      method: 'POST',
+      body: '{"payload":{}}',
+      timeoutMs: 10_000,
+    });
+    expect(got).toMatchObject({ answered: false, timeout: false });
+    expect((got as NoAnswer).reason).toBe(
+      'redirected to another address, where a request with a body is not sent (check the endpoint)',
+    );
+    expectNoToken(got as NoAnswer);
+    expect(elsewhere).toBe(0);
+  });
+
   it('bytes come back as sent', async () => {
     const bytes = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
     const base = await serve((_req, res) => res.end(bytes));
