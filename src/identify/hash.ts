@@ -59,24 +59,35 @@ export function hashIdentifier(
 
 /**
  * `hashIdentifier` for a field whose values repeat from customer to customer (names, cities, countries,
- * genders): each distinct raw value is normalised and hashed once, then remembered, up to `limit` values
- * (then all are forgotten at once and remembered anew, so a column of unique values costs a lookup, not
- * memory). In a plan of Meta's five keys, first and last names and the country are three hashes of five.
- * A digest is shared when it is a Buffer (a hashed source value): a caller copies it, never writes to it. The raw values remembered are a
- * bounded few of what the source's columns hold in the same memory during a run.
+ * genders): each distinct raw value is normalised and hashed once, then remembered. Memory is bounded by
+ * two generations of up to `limit` values each: when the recent one is full, the older one is forgotten
+ * and the recent one becomes older; a value found in the older generation is remembered anew. So the
+ * values a column keeps using stay (a shop's few hundred thousand family names at 2 × 65,536), and a
+ * column of unique values costs a lookup, not memory. In a plan of Meta's five keys, first and last names
+ * and the country are three hashes of five. A digest is shared when it is a Buffer (a hashed source
+ * value): a caller copies it, never writes to it. The raw values remembered are a bounded few of what
+ * the source's columns hold in the same memory during a run.
  */
 export function repeatedIdentifier(
   normalize: (trimmed: string) => string | undefined,
-  limit = 1 << 15,
+  limit = 1 << 16,
 ): (raw: string | undefined) => Slot | null | undefined {
-  const known = new Map<string, Slot | null | undefined>();
+  let recent = new Map<string, Slot | null | undefined>();
+  let older = new Map<string, Slot | null | undefined>();
+  const remember = (raw: string, slot: Slot | null | undefined) => {
+    if (recent.size >= limit) {
+      older = recent;
+      recent = new Map();
+    }
+    recent.set(raw, slot);
+    return slot;
+  };
   return (raw) => {
     if (raw === undefined) return undefined;
-    const seen = known.get(raw);
-    if (seen !== undefined || known.has(raw)) return seen;
-    const slot = hashIdentifier(raw, normalize);
-    if (known.size >= limit) known.clear();
-    known.set(raw, slot);
-    return slot;
+    const seen = recent.get(raw);
+    if (seen !== undefined || recent.has(raw)) return seen;
+    const old = older.get(raw);
+    if (old !== undefined || older.has(raw)) return remember(raw, old);
+    return remember(raw, hashIdentifier(raw, normalize));
   };
 }

@@ -85,7 +85,7 @@ describe('hashIdentifier', () => {
 });
 
 describe('repeatedIdentifier', () => {
-  it('gives what hashIdentifier gives, normalising each distinct value once, within its bound', () => {
+  it('gives what hashIdentifier gives, normalising each distinct value once, within two generations of its bound', () => {
     const seen: string[] = [];
     const slot = repeatedIdentifier((v) => {
       seen.push(v);
@@ -93,8 +93,18 @@ describe('repeatedIdentifier', () => {
     }, 4);
     const values = [' Anna ', 'ANNA', ' Anna ', '', '   ', '123', 'Ben', 'Chloé', 'Dev', ' Anna ', undefined];
     for (const raw of values) expect(slot(raw)).toEqual(hashIdentifier(raw, (v) => normalizeName(v)));
-    // ' Anna ' twice from memory; then four more values fill the bound, which forgets them all.
-    expect(seen).toEqual(['Anna', 'ANNA', '123', 'Ben', 'Chloé', 'Dev', 'Anna']);
+    // ' Anna ' again from memory; four more values fill the recent generation, and ' Anna ' is still
+    // remembered from the older one (and now recent again).
+    expect(seen).toEqual(['Anna', 'ANNA', '123', 'Ben', 'Chloé', 'Dev']);
     expect(slot('Dev')).toBe(slot('Dev')); // the same digest, not a copy
+    // Two generations of new values later, 'ANNA' (not used since) is forgotten and normalised anew;
+    // ' Anna ', used in the meantime, is not.
+    for (const raw of ['E', 'F', 'G', 'H']) slot(raw);
+    expect(slot(' Anna ')).toEqual(hashIdentifier(' Anna ', (v) => normalizeName(v)));
+    for (const raw of ['I', 'J', 'K']) slot(raw);
+    seen.length = 0;
+    slot('ANNA');
+    slot(' Anna ');
+    expect(seen).toEqual(['ANNA']);
   });
 });
