@@ -409,7 +409,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         return { resumed: data.destination };
       case 'alerts':
         return summary(
-          await evaluateAfter(redis, loadConfig(configFile).config, data.after, log, data.destination),
+          await evaluateAfter(
+            redis,
+            loadConfig(configFile).config,
+            connectors,
+            data.after,
+            log,
+            data.destination,
+          ),
         );
       case 'digest':
         return runDigest(redis, loadConfig(configFile).config, log);

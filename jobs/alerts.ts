@@ -1,20 +1,18 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { DEFAULT_API_VERSION, versionNotice } from '../connectors/meta/versions.js';
 import { sendDigest } from '../src/alerts/digest.js';
 import { evaluateAlerts, type Evaluation, type VersionNotice } from '../src/alerts/evaluate.js';
 import { RUN_KINDS, TIMED_KINDS, type AlertKind } from '../src/alerts/conditions.js';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
+import { destinationsOf, type ConnectorRegistry } from '../src/sync/prepare.js';
 import type { AdminJob } from './queues.js';
 
-/** The platforms whose API versions expire on a published date: Meta's Graph API, from its connector's table. */
-export function versionNotices(config: Config, now: Date): VersionNotice[] {
-  return Object.entries(config.destinations).flatMap(([destination, d]) => {
-    if (d.type !== 'meta') return [];
-    const version = (d as { api_version?: string }).api_version ?? DEFAULT_API_VERSION;
-    const notice = versionNotice(version, now);
-    return notice ? [{ destination, version, ...notice }] : [];
+/** Destinations whose platform API version has expired or soon will, as their connectors say (Meta's Graph API). */
+export function versionNotices(config: Config, connectors: ConnectorRegistry, now: Date): VersionNotice[] {
+  return destinationsOf(config, connectors).flatMap(({ name, connector, config: settings }) => {
+    const notice = connector.apiVersionNotice?.(settings, now);
+    return notice ? [{ destination: name, ...notice }] : [];
   });
 }
 
@@ -38,6 +36,7 @@ export function kindsAfter(after: 'run' | 'retry' | 'stats' | 'schedule'): reado
 export async function evaluateAfter(
   redis: Redis,
   config: Config,
+  connectors: ConnectorRegistry,
   after: 'run' | 'retry' | 'stats' | 'schedule',
   log: Logger,
   destination?: string,
@@ -47,7 +46,7 @@ export async function evaluateAfter(
     kinds: kindsAfter(after),
     ...(destination !== undefined ? { destinations: [destination] } : {}),
     log,
-    versionNotices,
+    versionNotices: (c, at) => versionNotices(c, connectors, at),
     ...(now ? { now } : {}),
   });
 }

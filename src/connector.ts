@@ -189,6 +189,15 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * whose consent columns are not among the source's attributes (a misspelt one would withdraw everyone).
    */
   consent?(config: Config, destination: string): ConsentSettingsCheck | undefined;
+  /**
+   * Where the platform's API versions expire on published dates (Meta's Graph API): a notice when the
+   * version this destination uses has expired or soon will, with the fix in `text`; else undefined. The
+   * alerts' `version_expiry` raises it.
+   */
+  apiVersionNotice?(
+    config: Config,
+    now: Date,
+  ): { version: string; expired: boolean; text: string } | undefined;
   /** The platform's size rules, which the core checks before every upload (none: no minimum). */
   sizeRules?(config: Config): SizeRules;
   /** Identifier slot names, in the order `identify` fills them. */

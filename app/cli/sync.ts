@@ -276,7 +276,7 @@ export async function runSync(options: SyncCommandOptions, log: Logger): Promise
   } finally {
     keys?.stop();
     if (!options.dryRun)
-      await evaluateAfter(redis, p.config, 'run', log, options.destination)
+      await evaluateAfter(redis, p.config, connectors, 'run', log, options.destination)
         .then((e) => (e.sent.length > 0 ? log.info(`${e.sent.length} alert message(s) sent`) : undefined))
         .catch((error: unknown) => log.warn(`alerts not evaluated: ${describeError(error)}`));
     redis.disconnect();

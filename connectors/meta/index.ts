@@ -4,6 +4,7 @@ import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
 import { identifierGroups } from './identifiers.js';
 import { identify } from './identify.js';
+import { DEFAULT_API_VERSION, versionNotice } from './versions.js';
 
 /**
  * `meta`: each audience is a customer-list custom audience in a Meta ad account (Facebook and
@@ -27,6 +28,11 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
     removalFloor: 100,
     why: 'Meta delivers ads to a custom audience from about 100 people',
   }),
+  apiVersionNotice: (config, now) => {
+    const version = config.api_version ?? DEFAULT_API_VERSION;
+    const notice = versionNotice(version, now);
+    return notice && { version, ...notice };
+  },
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
   identify,

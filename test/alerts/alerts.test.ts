@@ -14,6 +14,10 @@ import { destinationsOf } from '../../src/sync/prepare.js';
 import { FIXTURE_PII, keptLogger, SECRETS, setup, WEEK1, WEEK2, type Setup } from './fixture.js';
 import { httpSink, smtpSink } from './wire.js';
 import { emptyResult } from '../../src/sync/run.js';
+import type { Config } from '../../src/config/schema.js';
+
+/** The version notices of the worker's evaluations: from each destination's connector. */
+const notices = (config: Config, now: Date) => versionNotices(config, connectors, now);
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2026-12-03T08:00:00Z');
@@ -273,7 +277,7 @@ describe('alerts', () => {
       c.start?.(s);
       const t0 = c.t0?.() ?? T0;
       const evaluate = (at: number) =>
-        evaluateAlerts(redis, s.config, { kinds: [c.kind], log, now: new Date(at), versionNotices });
+        evaluateAlerts(redis, s.config, { kinds: [c.kind], log, now: new Date(at), versionNotices: notices });
       delivered();
 
       // Not holding: nothing is sent.
@@ -315,7 +319,7 @@ describe('alerts', () => {
         kinds: [c.kind],
         log,
         now: new Date(t0 + 27 * HOUR + 1000),
-        versionNotices,
+        versionNotices: notices,
       });
       expect(cleared.holding.map((h) => h.key)).not.toContain(c.key);
       expect(
