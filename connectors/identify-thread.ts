@@ -38,7 +38,7 @@ parentPort!.on('message', async (task: IdentifyTask) => {
   parentPort!.postMessage(reply, out ? [out.keys, out.digests, out.masks, out.skips, out.slots] : []);
 });
 
-/** The slice's identities, and its customers skipped for a reason outside SKIP_REASONS (by position in the caller's list). */
+/** The slice's identities, and its customers skipped for a reason outside the task's list (by position in the caller's list). */
 function identifySlice(task: IdentifyTask, rules: Rules): Pick<Reply, 'odd' | 'out'> {
   const identify = (person: Person) => rules(person, task.config);
   const columns = task.columns.map(([name, parts]) => [name, TextColumn.view(parts)] as const);
@@ -53,6 +53,7 @@ function identifySlice(task: IdentifyTask, rules: Rules): Pick<Reply, 'odd' | 'o
   };
   const into: IdentityBuffers = {
     slotCount: task.slotCount,
+    reasons: task.reasons,
     keys: Buffer.from(out.keys),
     digests: new Uint32Array(out.digests),
     masks: new Uint16Array(out.masks),

@@ -224,6 +224,11 @@ export interface ConnectorDefinition<Config extends { type: string } = { type: s
    * identified on the main thread (a connector that needs plaintext does not need threads).
    */
   readonly identifiers?: string;
+  /**
+   * Reasons of its own that `identify` gives (beyond the core's SKIP_REASONS), in the words run records
+   * show: listed, they are counted by code wherever a customer is identified.
+   */
+  readonly skipReasons?: readonly string[];
   /** Normalises and hashes one person's identifiers per the platform's rules. */
   identify(person: Person, config: Config): Identified;
   create(config: Config, context: ConnectorContext): ConnectorClient;

@@ -19,6 +19,12 @@ import type { Identified, Person } from '../../src/identify/types.js';
  * Email, phone and address are separate identifiers; any one makes a member.
  */
 
+/**
+ * Google only gets a name-and-address match with first name, last name, country and postal code all
+ * usable: a person with some of them and nothing else is left out for this reason.
+ */
+export const INCOMPLETE_ADDRESS = 'incomplete address';
+
 export const SLOTS = ['email', 'phone', 'first_name', 'last_name', 'address'] as const;
 
 /** First name, last name and address identify someone only together: one identifier for removals. */
@@ -49,7 +55,7 @@ export function identify(person: Person, options: GoogleIdentifyOptions = {}): I
   if (email === null) return { skip: 'invalid email' };
   if (phone === null) return { skip: phoneSkip(person.phone!, person.country) };
   if (person.first_name?.trim() || person.last_name?.trim() || person.postal_code?.trim()) {
-    return { skip: 'incomplete address' };
+    return { skip: INCOMPLETE_ADDRESS };
   }
   return { skip: 'no usable identifier' };
 }

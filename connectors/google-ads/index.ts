@@ -4,7 +4,7 @@ import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, googleAdsConfigSchema, type GoogleAdsConfig } from './config.js';
 import { createDataManagerClient } from './datamanager.js';
 import { identify } from './identify.js';
-import { IDENTIFIER_GROUPS, SLOTS } from './identifiers.js';
+import { IDENTIFIER_GROUPS, INCOMPLETE_ADDRESS, SLOTS } from './identifiers.js';
 
 /**
  * `google_ads`: each audience is a Customer Match user list, uploaded through the Data Manager API (the
@@ -28,6 +28,7 @@ export const googleAdsConnector: ConnectorDefinition<GoogleAdsConfig> = {
   identifierGroups: () => IDENTIFIER_GROUPS,
   identify,
   identifiers: 'google-ads/identify.js',
+  skipReasons: [INCOMPLETE_ADDRESS],
   consent: (config, destination) => consentSettings(destination, config, consentCheck(destination, config)),
   create: (config, context) =>
     config.api === 'ads_api' ? createAdsApiClient(config, context) : createDataManagerClient(config, context),

@@ -11,6 +11,9 @@ import type { MailchimpConfig } from './config.js';
  * Someone without consent to marketing e-mail is left out (`consent.email_marketing`).
  */
 
+/** Mailchimp needs the plaintext address, and the source holds only its hash. */
+export const HASHED_EMAIL = 'hashed email';
+
 export const SLOTS = ['email'] as const;
 
 const HASH_BYTES = 16;
@@ -21,7 +24,7 @@ export function identify(
 ): Identified<Buffer> {
   const raw = person.email?.trim();
   if (!raw) return { skip: 'no usable identifier' };
-  if (isSha256Hex(raw)) return { skip: 'hashed email' };
+  if (isSha256Hex(raw)) return { skip: HASHED_EMAIL };
   const email = normalizeEmail(raw);
   if (!email) return { skip: 'invalid email' };
   if (!granted(signalOf(config, 'email_marketing'), person))

@@ -2,7 +2,7 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { MailchimpClient } from './client.js';
 import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, mailchimpConfigSchema, membersPerCall, type MailchimpConfig } from './config.js';
-import { identify, SLOTS } from './identifiers.js';
+import { HASHED_EMAIL, identify, SLOTS } from './identifiers.js';
 
 /**
  * `mailchimp`: each audience is a tag (a static segment) on the contacts of one Mailchimp audience.
@@ -23,6 +23,7 @@ export const mailchimpConnector: ConnectorDefinition<MailchimpConfig> = {
   slots: () => SLOTS,
   plaintext: true,
   identify,
+  skipReasons: [HASHED_EMAIL],
   consent: (config, destination) => {
     const row = consentCheck(destination, config);
     return row && consentSettings(destination, config, row);

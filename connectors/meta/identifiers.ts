@@ -32,6 +32,9 @@ import {
  * birth_date (`YYYY-MM-DD`), external_id, madid.
  */
 
+/** An EXTERN_ID or MADID that does not fit the 32-byte state slot (the person is left out if it was all there was). */
+export const TOO_LONG = 'identifier too long';
+
 export const SCHEMA_KEYS = [
   'EXTERN_ID',
   'EMAIL',
@@ -134,7 +137,7 @@ export function identify(person: Person, options: MetaIdentifyOptions = {}): Ide
       case 'MADID': {
         const value = (key === 'MADID' ? person.madid : person.external_id)?.trim();
         slot = value ? (packPlain(value) ?? null) : undefined;
-        if (slot === null) unusable.add('identifier too long');
+        if (slot === null) unusable.add(TOO_LONG);
         break;
       }
     }
@@ -153,12 +156,7 @@ const countrySlot = repeatedIdentifier((v) => normalizeCountry(v)?.toLowerCase()
 const genderSlot = repeatedIdentifier(gender);
 
 /** The most telling reason first. */
-const SKIP_ORDER: readonly SkipReason[] = [
-  'invalid email',
-  'invalid phone',
-  PHONE_WITHOUT_COUNTRY,
-  'identifier too long',
-];
+const SKIP_ORDER: readonly SkipReason[] = ['invalid email', 'invalid phone', PHONE_WITHOUT_COUNTRY, TOO_LONG];
 
 /** `identify` with a destination's settings (what the connector and the identify threads call). */
 export function identifyMember(

@@ -2,7 +2,7 @@ import type { ConnectorDefinition } from '../../src/connector.js';
 import { MetaClient } from './client.js';
 import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
-import { identifierGroups } from './identifiers.js';
+import { identifierGroups, TOO_LONG } from './identifiers.js';
 import { identify } from './identify.js';
 import { DEFAULT_API_VERSION, versionNotice } from './versions.js';
 
@@ -37,6 +37,7 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
   identifierGroups: (config) => identifierGroups(config.schema),
   identify,
   identifiers: 'meta/identify.js',
+  skipReasons: [TOO_LONG],
   consent: (config, destination) => {
     const row = consentCheck(destination, config);
     return row && consentSettings(destination, config, row);

@@ -1,4 +1,4 @@
-import { SKIP_REASONS, type Identified, type Person } from './types.js';
+import type { Identified, Person } from './types.js';
 import type { TextColumn } from '../source/text.js';
 import { finish, writeKey } from '../record/keys.js';
 import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
@@ -6,13 +6,15 @@ import { KEY_BYTES, SLOT_BYTES } from '../record/records.js';
 /** Where identities are written, by position (a table's buffers, or a thread's for one slice). */
 export interface IdentityBuffers {
   slotCount: number;
+  /** The skip reasons counted by code (SKIP_REASONS, then the connector's own); the first is `no usable identifier`. */
+  reasons: readonly string[];
   /** The key of the customer at position k (keys.ts), at `k * KEY_BYTES`. */
   keys: Buffer;
   /** The digest of its slots (`digestSlots`), finished, at `2k` and `2k + 1`. */
   digests: Uint32Array;
   /** Which slots the customer at position k has (0: none, see `skips`). */
   masks: Uint16Array;
-  /** 1 + the index in SKIP_REASONS of why the customer at k is left out; 0 otherwise (or an unlisted reason). */
+  /** 1 + the index in `reasons` of why the customer at k is left out; 0 otherwise (or an unlisted reason). */
   skips: Uint8Array;
 }
 
@@ -21,7 +23,7 @@ export interface IdentityBuffers {
  * identify threads share. A person from the columns (profile fields first, then attributes under their
  * names, the first value of a name winning), the connector's rules, and the slots written at
  * `row * slotCount * SLOT_BYTES` in `slots` (the customer's row in the slice `slots` holds; k by default).
- * Returns the connector's answer: the caller keeps plaintext, and records a skip reason that SKIP_REASONS
+ * Returns the connector's answer: the caller keeps plaintext, and records a skip reason that `reasons`
  * does not list.
  */
 export function identifyOne(
@@ -45,7 +47,7 @@ export function identifyOne(
   out.masks[k] = 0;
   out.skips[k] = 0;
   if ('skip' in id) {
-    out.skips[k] = (SKIP_REASONS as readonly string[]).indexOf(id.skip) + 1;
+    out.skips[k] = out.reasons.indexOf(id.skip) + 1;
     return id;
   }
   const at = row * out.slotCount * SLOT_BYTES;
@@ -58,7 +60,7 @@ export function identifyOne(
     mask |= 1 << s;
   }
   if (mask === 0) {
-    out.skips[k] = SKIP_REASONS.indexOf('no usable identifier') + 1;
+    out.skips[k] = out.reasons.indexOf('no usable identifier') + 1;
     return { skip: 'no usable identifier' };
   }
   out.masks[k] = mask;

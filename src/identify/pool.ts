@@ -27,6 +27,8 @@ export interface IdentifyTask {
   /** The position of the slice's first customer in the caller's list (skips are answered by position). */
   from: number;
   slotCount: number;
+  /** The reasons skips are counted by (`IdentityBuffers.reasons`). */
+  reasons: readonly string[];
 }
 
 /** One slice's identities (`IdentityBuffers` and the slots, from position 0), made by the thread. */

@@ -21,6 +21,8 @@ export interface IdentifyRules {
   groups?: readonly (readonly number[])[];
   /** The platform needs plaintext (Mailchimp's email) to add and to remove. */
   plaintext?: boolean;
+  /** Skip reasons of the connector's own (`ConnectorDefinition.skipReasons`), counted by code after SKIP_REASONS. */
+  reasons?: readonly string[] | undefined;
   /** Worker threads: their script, the module of the connector's rules it loads, and its config. */
   threaded?: { script: URL; rules: string; config: unknown };
 }
@@ -227,6 +229,8 @@ export interface Leaver {
 export class Identifier {
   readonly slotCount: number;
   readonly groups: readonly (readonly number[])[];
+  /** The reasons a skip is counted by (its code: 1 + the index here): the core's, then the connector's. */
+  private readonly reasons: readonly string[];
   private readonly keys: CustomerKeys;
   /** Profile fields, then attributes under their names: what `identify` reads of a customer. */
   private readonly columns: [string, TextColumn][];
@@ -245,6 +249,8 @@ export class Identifier {
         .filter((s) => !grouped.has(s))
         .map((s) => [s]),
     ];
+    // Codes are bytes (0: none); a reason beyond them is counted one by one, like an unlisted one.
+    this.reasons = [...SKIP_REASONS, ...(rules.reasons ?? [])].slice(0, 255);
     this.keys = CustomerKeys.of(segmented);
     this.ids = segmented.customers.ids;
     const { profile, attributes } = segmented.customers;
@@ -274,6 +280,7 @@ export class Identifier {
       threadsAvailable(threaded.script);
     const out: IdentityBuffers = {
       slotCount: this.slotCount,
+      reasons: this.reasons,
       keys: Buffer.alloc(n * KEY_BYTES),
       digests: new Uint32Array(n * 2),
       masks: new Uint16Array(n),
@@ -282,7 +289,7 @@ export class Identifier {
     // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
     const per = useThreads ? sliceFor(n) : Math.max(1, n);
     const slots: Buffer[] = [];
-    const reasons: string[] = [...SKIP_REASONS];
+    const reasons: string[] = [...this.reasons];
     const skip = (k: number, reason: string) => {
       let at = reasons.indexOf(reason);
       if (at < 0) at = reasons.push(reason) - 1;
@@ -305,6 +312,7 @@ export class Identifier {
           columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
           ids: this.ids.parts(),
           slotCount: this.slotCount,
+          reasons: this.reasons,
         },
         members,
         { buffers: out, slots, slice: per },
@@ -369,6 +377,7 @@ export class Identifier {
       // The customer as this platform knows them now: identified on their own (few leave in a run).
       const out: IdentityBuffers = {
         slotCount: this.slotCount,
+        reasons: this.reasons,
         keys: Buffer.alloc(KEY_BYTES),
         digests: new Uint32Array(2),
         masks: new Uint16Array(1),
@@ -384,7 +393,7 @@ export class Identifier {
         key,
         out.masks,
         out.skips,
-        SKIP_REASONS,
+        this.reasons,
         [slots],
         1,
         new Map(),

@@ -17,27 +17,21 @@ export const PHONE_WITHOUT_COUNTRY =
   "invalid phone (no country code: set the destination's default_country or map a country column)";
 
 /**
- * Why a member is left out of one platform's audience, the most telling first:
+ * Why a member is left out of a platform's audience, for the reasons of the core's own steps:
  * - `invalid email` / `invalid phone`: the value is there but cannot be normalised (and nothing else is usable);
  *   a phone without its country code, for a person without a country, says how to give one;
- * - `incomplete address`: Google only gets a name-and-address match with first name, last name, country and
- *   postal code all usable, and some were missing;
- * - `identifier too long`: Meta's EXTERN_ID or MADID does not fit the 32-byte state slot;
- * - `hashed email`: Mailchimp needs the plaintext address and the source holds only a hash;
  * - `consent not granted (<purpose>)`: the customer lacks the consent the destination requires for that purpose
  *   (src/identify/consent.ts); plain `consent not granted` is what runs recorded before purposes were named;
  * - `no usable identifier`: nothing this platform matches on.
- * A connector may give a reason of its own (a new platform needs no edit here): it is counted the same way,
- * only reported one by one from the identify threads instead of as an index into this list.
+ * A connector lists its own reasons in its definition (`ConnectorDefinition.skipReasons`: Google's
+ * `incomplete address`, Meta's `identifier too long`, Mailchimp's `hashed email`); a reason in neither
+ * list is counted all the same, only reported one by one from the identify threads.
  */
 export const SKIP_REASONS = [
   'no usable identifier',
   'invalid email',
   'invalid phone',
   PHONE_WITHOUT_COUNTRY,
-  'incomplete address',
-  'identifier too long',
-  'hashed email',
   'consent not granted',
   'consent not granted (ad_user_data)',
   'consent not granted (ad_personalization)',

@@ -201,6 +201,7 @@ function identifierFor(destination: Destination, segmented: Segmented, threads?:
     slotCount: connector.slots(config).length,
     groups: connector.identifierGroups?.(config),
     plaintext: connector.plaintext ?? false,
+    reasons: connector.skipReasons,
     threaded:
       threads && connector.identifiers
         ? { script: threads, rules: connector.identifiers, config }
