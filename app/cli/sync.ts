@@ -19,7 +19,7 @@ import { checkPolicy, DEFAULT_CHECKS } from '../../src/diff/policy.js';
 import {
   checksOf,
   rejectionOf,
-  planDestination,
+  plansOf,
   syncDestination,
   type AudienceResult,
   type Destination,
@@ -116,11 +116,12 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
   await connect(redis);
   try {
     const store = new StateStore(redis, p.config.sync.redis_prefix);
-    const plans: AudiencePlan[] = [];
-    // What the checks before every upload would find, per plan.
-    const policy = new Map<AudiencePlan, PolicyFinding[]>();
+    const brake = removalBrake(p.config.sync, options.allowRemovals);
+    // Each plan is told (its counts, what the brake and the checks before every upload would do) as it
+    // is made, and let go: a plan holds its audience's table, and a source of millions has many audiences.
+    const plans: PlanRow[] = [];
     for (const destination of p.destinations)
-      for (const plan of await planDestination(destination, {
+      for await (const plan of plansOf(destination, {
         segmented: p.segmented,
         audiences: p.audiences,
         store,
@@ -128,13 +129,15 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
         ...(options.full ? { full: true } : {}),
         ...(options.audience !== undefined ? { audience: options.audience } : {}),
       })) {
-        plans.push(plan);
         const spec = p.audiences.find((a) => a.name === plan.audience);
         const rules = destination.connector.sizeRules?.(destination.config);
-        policy.set(plan, checkPolicy(plan, rules, spec?.sync ?? DEFAULT_CHECKS).findings);
+        plans.push({
+          summary: planSummary(plan),
+          current: plan.current,
+          held: heldByRemovals(plan, brake),
+          policy: checkPolicy(plan, rules, spec?.sync ?? DEFAULT_CHECKS).findings,
+        });
       }
-    const brake = removalBrake(p.config.sync, options.allowRemovals);
-    const held = new Map(plans.map((plan) => [plan, heldByRemovals(plan, brake)]));
     const shrink = options.allowShrink
       ? undefined
       : await heldByShrink(redis, p.config.sync.redis_prefix, sourceSizeOf(p.segmented), p.config);
@@ -143,22 +146,22 @@ export async function runPlan(options: SyncCommandOptions, log: Logger): Promise
         JSON.stringify({
           source: readSummary(p.segmented.report),
           plans: plans.map((plan) => ({
-            ...planSummary(plan),
-            held: held.get(plan) ?? null,
-            policy: policy.get(plan) ?? [],
+            ...plan.summary,
+            held: plan.held ?? null,
+            policy: plan.policy,
           })),
           held: shrink ?? null,
         }) + '\n',
       );
-    else process.stdout.write(planTable(plans, held, policy));
-    for (const [plan, why] of held)
-      if (why)
+    else process.stdout.write(planTable(plans));
+    for (const { summary, held } of plans)
+      if (held)
         log.error(
-          `${plan.destination} / ${plan.audience}: ${why.replace('nothing was sent', 'a sync would send nothing')}`,
+          `${summary.destination} / ${summary.audience}: ${held.replace('nothing was sent', 'a sync would send nothing')}`,
         );
     if (shrink) log.error(shrink.replace('Nothing was sent', 'A sync would send nothing'));
     log.debug({ audiences: plans.length }, 'plan done');
-    return shrink || [...held.values()].some(Boolean) ? ExitCode.failed : ExitCode.ok;
+    return shrink || plans.some((plan) => plan.held) ? ExitCode.failed : ExitCode.ok;
   } finally {
     redis.disconnect();
   }
@@ -442,11 +445,16 @@ function checksText(findings: readonly PolicyFinding[] | undefined): string {
   return (findings ?? []).map((f) => (f.blocked ? `${f.check} (held)` : f.check)).join(', ');
 }
 
-function planTable(
-  plans: AudiencePlan[],
-  held: Map<AudiencePlan, string | undefined>,
-  policy: Map<AudiencePlan, PolicyFinding[]>,
-): string {
+/** One plan as `plan` tells it: its counts, and what the removal brake and the checks would do. */
+interface PlanRow {
+  summary: ReturnType<typeof planSummary>;
+  /** Members in our state now (the removal brake's baseline). */
+  current: number;
+  held: string | undefined;
+  policy: PolicyFinding[];
+}
+
+function planTable(plans: PlanRow[]): string {
   return table(
     [
       'destination',
@@ -461,18 +469,18 @@ function planTable(
       'checks',
       'brake',
     ],
-    plans.map((p) => [
-      p.destination,
-      p.audience,
-      thousands(p.segmentSize),
-      thousands(p.members),
-      thousands(p.add.length),
-      thousands(p.remove.length),
-      thousands(p.unchanged),
-      thousands(p.waiting + p.pending),
-      skippedText(p.skipped),
-      checksText(policy.get(p)),
-      held.get(p) ? `HELD: ${thousands(p.remove.length)} of ${thousands(p.current)} would go` : '',
+    plans.map(({ summary: s, current, held, policy }) => [
+      s.destination,
+      s.audience,
+      thousands(s.segment_size),
+      thousands(s.members),
+      thousands(s.to_add),
+      thousands(s.to_remove),
+      thousands(s.unchanged),
+      thousands(s.waiting + s.pending),
+      skippedText(s.skipped),
+      checksText(policy),
+      held ? `HELD: ${thousands(s.to_remove)} of ${thousands(current)} would go` : '',
     ]),
   );
 }
