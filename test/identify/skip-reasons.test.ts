@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -8,7 +7,7 @@ import { identify as googleIdentify } from '../../connectors/google-ads/identifi
 import { identify as metaIdentify } from '../../connectors/meta/identifiers.js';
 import { SKIP_REASONS, type Person } from '../../src/identify/types.js';
 import { tempDir } from '../helpers.js';
-import { BIN, cliEnv } from '../sync/harness.js';
+import { planSkips } from '../sync/harness.js';
 
 const NO_COUNTRY =
   "invalid phone (no country code: set the destination's default_country or map a country column)";
@@ -89,32 +88,18 @@ destinations:
 sync: { redis_prefix: reasons-${randomBytes(4).toString('hex')} }
 `,
     );
-    const plan = (threads: string) => {
-      const r = spawnSync(process.execPath, [BIN, 'plan', '--json'], {
-        cwd: dir,
-        env: {
-          ...cliEnv(),
-          AUDIENCE_SYNC_THREADS: threads,
-          AUDIENCE_SYNC_THREADS_FROM: '1',
-          R_SECRET: 'client-secret',
-          R_REFRESH: '1//refresh',
-          R_META: 'EAAB-reasons-token-0123456789',
-          R_MAILCHIMP: '0123456789abcdef0123456789abcdef-us7',
-        },
-        encoding: 'utf8',
-      });
-      expect(r.status, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout) as {
-        plans: { destination: string; skipped: Record<string, number> }[];
-      };
-      return Object.fromEntries(out.plans.map((p) => [p.destination, p.skipped]));
+    const secrets = {
+      R_SECRET: 'client-secret',
+      R_REFRESH: '1//refresh',
+      R_META: 'EAAB-reasons-token-0123456789',
+      R_MAILCHIMP: '0123456789abcdef0123456789abcdef-us7',
     };
     const want = {
       google: { 'incomplete address': 1, 'no usable identifier': 1 },
       meta: { 'identifier too long': 1, 'no usable identifier': 1 },
       mail: { 'hashed email': 1, 'no usable identifier': 2 },
     };
-    expect(plan('2')).toEqual(want);
-    expect(plan('0')).toEqual(want);
+    expect(planSkips(dir, 2, secrets)).toEqual(want);
+    expect(planSkips(dir, 0, secrets)).toEqual(want);
   });
 });

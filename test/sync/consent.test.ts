@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +16,7 @@ import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/record/store.js';
 import type { AudienceResult } from '../../src/sync/run.js';
 import { tempDir } from '../helpers.js';
-import { BIN, cliEnv, syncOnce, syncUntilSettled } from './harness.js';
+import { planSkips, syncOnce, syncUntilSettled } from './harness.js';
 
 /**
  * Consent per customer and per purpose, against each platform at the wire (Google's Data Manager API,
@@ -221,25 +220,13 @@ describe('consent per customer and per purpose', () => {
 
   it('gives the same reasons when customers are identified in worker threads (the built CLI)', async () => {
     const s = await setup();
-    const plan = (threads: string) => {
-      const r = spawnSync(process.execPath, [BIN, 'plan', '--json'], {
-        cwd: s.dir,
-        env: { ...cliEnv(), AUDIENCE_SYNC_THREADS: threads, AUDIENCE_SYNC_THREADS_FROM: '1' },
-        encoding: 'utf8',
-      });
-      expect(r.status, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout) as {
-        plans: { destination: string; skipped: Record<string, number> }[];
-      };
-      return Object.fromEntries(out.plans.map((p) => [p.destination, p.skipped]));
-    };
     const want = {
       google: { 'consent not granted (ad_user_data)': 1, 'consent not granted (ad_personalization)': 2 },
       meta: { 'consent not granted (ads)': 2 },
       mail: { 'consent not granted (email marketing)': 2, 'no usable identifier': 1 },
     };
-    expect(plan('2')).toEqual(want);
-    expect(plan('0')).toEqual(want);
+    expect(planSkips(s.dir, 2)).toEqual(want);
+    expect(planSkips(s.dir, 0)).toEqual(want);
   });
 
   it('run history keeps the reasons per purpose, and still reads runs recorded with the old reason', async () => {

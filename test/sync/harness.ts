@@ -27,6 +27,30 @@ export function cliEnv(): NodeJS.ProcessEnv {
   return { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
 }
 
+/**
+ * `plan --json` by the built CLI in `cwd`, identifying in `threads` threads (0: on the main thread) from the
+ * first customer on: each destination's skip reasons and their counts.
+ */
+export function planSkips(
+  cwd: string,
+  threads: number,
+  env: NodeJS.ProcessEnv = {},
+): Record<string, Record<string, number>> {
+  const r = spawnSync(process.execPath, [BIN, 'plan', '--json'], {
+    cwd,
+    env: {
+      ...cliEnv(),
+      AUDIENCE_SYNC_THREADS: String(threads),
+      AUDIENCE_SYNC_THREADS_FROM: '1',
+      ...env,
+    },
+    encoding: 'utf8',
+  });
+  expect(r.status, r.stderr).toBe(0);
+  const out = JSON.parse(r.stdout) as { plans: { destination: string; skipped: Record<string, number> }[] };
+  return Object.fromEntries(out.plans.map((p) => [p.destination, p.skipped]));
+}
+
 /** Runs the built CLI in `cwd` to its end: its exit code and output. */
 export function cli(args: string[], cwd: string) {
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env: cliEnv(), encoding: 'utf8' });
