@@ -26,6 +26,8 @@ export interface BucketParts {
   low: Uint32Array[];
   index: Uint32Array[];
   fill: number[];
+  /** How many of each part's first keys are in key order already (`KeyBuckets.settle`). */
+  ordered: number[];
   /** Where the first part's keys go in the output. */
   at: number;
 }
@@ -34,13 +36,16 @@ export interface BucketParts {
  * Keys gathered into 256 parts by the top 8 bits of the high half as they come, then sorted part by
  * part: two 12-bit counting passes within each part (small enough to stay in cache), then by the low
  * half where high halves tie (rare). Keys can be added while a source is still read, and the parts are
- * in shared memory, so that two threads can sort half of them each.
+ * in shared memory, so that two threads can sort half of them each. A thread that adds keys while a
+ * source is read can also `settle` them as they come, so that the sort at the end is mostly one merge.
  */
 export class KeyBuckets {
   private readonly high: Uint32Array[] = [];
   private readonly low: Uint32Array[] = [];
   private readonly index: Uint32Array[] = [];
   private readonly fill = new Uint32Array(TOP);
+  private readonly ordered = new Uint32Array(TOP);
+  private readonly scratch = new RunScratch();
   private added = 0;
 
   /** `expected`: about how many keys will come (parts grow past it, at the cost of a copy). */
@@ -73,6 +78,43 @@ export class KeyBuckets {
     this.added += to - from;
   }
 
+  /**
+   * Sorts each part's newest keys into its ordered first keys where they are at least `share` of them
+   * (and `least` keys): merges that grow geometrically, so that settling costs a few passes over the keys
+   * in all, however often it is called, and at most about `share` of each part is left to sort at the end.
+   */
+  settle(share = 0.125, least = 1024): void {
+    const scratch = this.scratch;
+    for (let b = 0; b < TOP; b++) {
+      const p = this.ordered[b]!;
+      const m = this.fill[b]!;
+      const t = m - p;
+      if (t < least || t < p * share) continue;
+      const h = this.high[b]!;
+      const l = this.low[b]!;
+      const x = this.index[b]!;
+      scratch.sort(h, l, x, p, m);
+      // Backwards, in place: the larger of the two runs' last keys goes last (the newer on ties: stable).
+      let i = p - 1;
+      let j = t - 1;
+      const [sh, sl, sx] = scratch.sorted();
+      for (let k = m - 1; j >= 0; k--) {
+        if (i >= 0 && (h[i]! > sh[j]! || (h[i] === sh[j] && l[i]! > sl[j]!))) {
+          h[k] = h[i]!;
+          l[k] = l[i]!;
+          x[k] = x[i]!;
+          i--;
+        } else {
+          h[k] = sh[j]!;
+          l[k] = sl[j]!;
+          x[k] = sx[j]!;
+          j--;
+        }
+      }
+      this.ordered[b] = m;
+    }
+  }
+
   private grow(b: number): void {
     for (const parts of [this.high, this.low, this.index]) {
       const bigger = shared(parts[b]!.length * 2);
@@ -90,6 +132,7 @@ export class KeyBuckets {
       low: this.low.slice(first, end),
       index: this.index.slice(first, end),
       fill: Array.from(this.fill.subarray(first, end)),
+      ordered: Array.from(this.ordered.subarray(first, end)),
       at,
     };
   }
@@ -115,17 +158,25 @@ export function sortedKeysOf(n: number): SortedKeys {
 export function sortParts(parts: BucketParts, out: SortedKeys): void {
   const { high, low, order } = out;
   let largest = 0;
-  for (const m of parts.fill) largest = Math.max(largest, m);
+  for (let p = 0; p < parts.fill.length; p++)
+    if (parts.ordered[p] === 0) largest = Math.max(largest, parts.fill[p]!);
   const th = new Uint32Array(largest);
   const tl = new Uint32Array(largest);
   const to = new Uint32Array(largest);
   const count = new Uint32Array(PASS);
+  const scratch = new RunScratch();
   let s = parts.at;
   for (let p = 0; p < parts.fill.length; p++) {
     const m = parts.fill[p]!;
     const bh = parts.high[p]!;
     const bl = parts.low[p]!;
     const bi = parts.index[p]!;
+    const ordered = parts.ordered[p]!;
+    if (ordered > 0) {
+      mergeInto(bh, bl, bi, ordered, m, scratch, out, s);
+      s += m;
+      continue;
+    }
     // Bits 0-11, from the part into the scratch arrays; bits 12-23, into place.
     count.fill(0);
     for (let i = 0; i < m; i++) count[bh[i]! & (PASS - 1)]!++;
@@ -168,6 +219,103 @@ export function sortParts(parts: BucketParts, out: SortedKeys): void {
       }
     }
     s += m;
+  }
+}
+
+/**
+ * A part's ordered first keys [0, ordered) merged with its other keys [ordered, m), sorted first, into
+ * `out` from `at`; the ordered ones first on ties (they were added first).
+ */
+function mergeInto(
+  h: Uint32Array,
+  l: Uint32Array,
+  x: Uint32Array,
+  ordered: number,
+  m: number,
+  scratch: RunScratch,
+  out: SortedKeys,
+  at: number,
+): void {
+  const { high, low, order } = out;
+  scratch.sort(h, l, x, ordered, m);
+  const [sh, sl, sx] = scratch.sorted();
+  const t = m - ordered;
+  let i = 0;
+  let j = 0;
+  for (let k = at; k < at + m; k++) {
+    if (j >= t || (i < ordered && (h[i]! < sh[j]! || (h[i] === sh[j] && l[i]! <= sl[j]!)))) {
+      high[k] = h[i]!;
+      low[k] = l[i]!;
+      order[k] = x[i]!;
+      i++;
+    } else {
+      high[k] = sh[j]!;
+      low[k] = sl[j]!;
+      order[k] = sx[j]!;
+      j++;
+    }
+  }
+}
+
+/**
+ * Sorts runs of a part's keys (a few thousand at most, usually) by the high half's low 24 bits and then
+ * the low half: three 8-bit counting passes, stable, in two sets of scratch arrays that grow as needed.
+ */
+class RunScratch {
+  private a = [new Uint32Array(0), new Uint32Array(0), new Uint32Array(0)] as const;
+  private b = [new Uint32Array(0), new Uint32Array(0), new Uint32Array(0)] as const;
+  private readonly count = new Uint32Array(256);
+  private result: readonly [Uint32Array, Uint32Array, Uint32Array] = this.a;
+
+  /** Keys [from, to) of these arrays, sorted; read them with `sorted()`. */
+  sort(h: Uint32Array, l: Uint32Array, x: Uint32Array, from: number, to: number): void {
+    const n = to - from;
+    if (this.a[0].length < n) {
+      const room = Math.max(n, this.a[0].length * 2);
+      this.a = [new Uint32Array(room), new Uint32Array(room), new Uint32Array(room)];
+      this.b = [new Uint32Array(room), new Uint32Array(room), new Uint32Array(room)];
+    }
+    const count = this.count;
+    let [fh, fl, fx] = [h, l, x];
+    let start = from;
+    let [th, tl, tx] = this.a;
+    for (let shift = 0; shift < 24; shift += 8) {
+      count.fill(0);
+      for (let i = start; i < start + n; i++) count[(fh[i]! >>> shift) & 255]!++;
+      for (let c = 0, at = 0; c < 256; c++) {
+        const v = count[c]!;
+        count[c] = at;
+        at += v;
+      }
+      for (let i = start; i < start + n; i++) {
+        const k = fh[i]!;
+        const q = count[(k >>> shift) & 255]!++;
+        th[q] = k;
+        tl[q] = fl[i]!;
+        tx[q] = fx[i]!;
+      }
+      [fh, fl, fx] = [th, tl, tx];
+      start = 0;
+      [th, tl, tx] = th === this.a[0] ? this.b : this.a;
+    }
+    // Equal high halves (rare): insertion sort of each run by the low half.
+    for (let i = 1; i < n; i++) {
+      if (fh[i] !== fh[i - 1]) continue;
+      for (let j = i; j > 0 && fh[j] === fh[j - 1] && fl[j]! < fl[j - 1]!; j--) {
+        const lj = fl[j]!;
+        fl[j] = fl[j - 1]!;
+        fl[j - 1] = lj;
+        const xj = fx[j]!;
+        fx[j] = fx[j - 1]!;
+        fx[j - 1] = xj;
+      }
+    }
+    this.result = fh === this.a[0] ? this.a : this.b;
+  }
+
+  /** The keys `sort` sorted: high halves, low halves, indexes (valid up to the run's length). */
+  sorted(): readonly [Uint32Array, Uint32Array, Uint32Array] {
+    return this.result;
   }
 }
 

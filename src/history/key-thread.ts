@@ -6,7 +6,7 @@ import { sketchOf } from './sketch.js';
 
 const HALF = PARTS / 2;
 
-/** The thread of a `KeyFollower`: hashes the ids read so far into key buckets; sorts them at the end. */
+/** The thread of a `KeyFollower`: hashes the ids read so far into key buckets and settles them; sorts them at the end. */
 const port = parentPort!;
 const parts = {
   chunks: [] as SharedArrayBuffer[],
@@ -38,7 +38,8 @@ function hashUpTo(ids: NewIds): void {
 port.on('message', (message: FollowMessage) => {
   try {
     hashUpTo(message.ids);
-    if (message.type !== 'finish') return;
+    // While the source is read, the keys so far are put in order, leaving the end mostly a merge.
+    if (message.type !== 'finish') return buckets?.settle();
     const all = buckets ?? new KeyBuckets(0);
     buckets = undefined;
     // The caller's thread sorts the upper half of the parts while this one sorts the lower half.

@@ -7,7 +7,7 @@ import {
   scoredFrom,
   type Scored,
 } from '../../src/history/customers.js';
-import { sortKeys } from '../../src/history/key-order.js';
+import { KeyBuckets, PARTS, sortedKeysOf, sortKeys, sortParts } from '../../src/history/key-order.js';
 import { TextColumn } from '../../src/source/text.js';
 
 /** A deterministic generator (mulberry32), so a failure can be replayed. */
@@ -168,6 +168,42 @@ describe('per-customer segments kept by the latest snapshot, and the movement fr
       expect(Array.from({ length: n }, (_, i) => (BigInt(h[i]!) << 32n) | BigInt(l[i]!))).toEqual(expected);
       expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
       for (let i = 0; i < n; i++) expect([high[order[i]!], low[order[i]!]]).toEqual([h[i], l[i]]);
+    }
+  });
+
+  it('sorts keys settled while they come (merged as they grow) as it sorts them all at the end, stable on ties', () => {
+    const next = random(7);
+    const n = 200_000;
+    // Few distinct keys per part in the first half (ties, and equal keys), random ones after.
+    const high = Uint32Array.from({ length: n }, (_, i) =>
+      i < n / 2 ? (Math.floor(next() * 16) * 0x11111111) >>> 0 : Math.floor(next() * 2 ** 32),
+    );
+    const low = Uint32Array.from({ length: n }, (_, i) => (i < n / 2 ? Math.floor(next() * 3) : i));
+    const keyed = Array.from({ length: n }, (_, i) => ({
+      key: (BigInt(high[i]!) << 32n) | BigInt(low[i]!),
+      i,
+    }));
+    // By key, then by index: the order in which equal keys were added.
+    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
+    for (const [share, least, batch] of [
+      [0.125, 1024, 65_536],
+      [0, 1, 997],
+      [0.5, 16, 10_000],
+    ] as const) {
+      const buckets = new KeyBuckets(n / 4);
+      for (let from = 0; from < n; from += batch) {
+        const to = Math.min(n, from + batch);
+        buckets.add(high, low, from, to, from);
+        buckets.settle(share, least);
+      }
+      // In two halves, as the keys' thread and the main thread sort them.
+      const out = sortedKeysOf(n);
+      sortParts(buckets.parts(0, PARTS / 2), out);
+      sortParts(buckets.parts(PARTS / 2, PARTS), out);
+      expect(Array.from(out.order)).toEqual(keyed.map((k) => k.i));
+      expect(
+        Array.from({ length: n }, (_, k) => (BigInt(out.high[k]!) << 32n) | BigInt(out.low[k]!)),
+      ).toEqual(keyed.map((k) => k.key));
     }
   });
 
