@@ -39,7 +39,7 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 9464
 HEALTHCHECK --start-period=60s --interval=30s --timeout=5s CMD node -e "const h=process.env.METRICS_HOST;fetch('http://'+(!h||h==='0.0.0.0'||h==='::'?'127.0.0.1':h)+':'+process.env.METRICS_PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# A young generation of 64 MB per semi-space, as bin.js's shebang asks: a run keeps each batch's members
-# alive across its request, and V8's default (16 MB) copied them at every scavenge (README, Performance).
+# A young generation of 64 MB per semi-space: a run keeps each batch's members alive across its request,
+# and V8's default (16 MB) copied them at every scavenge (README, Performance).
 ENTRYPOINT ["node", "--max-semi-space-size=64", "/app/dist/app/cli/bin.js"]
 CMD ["worker", "--config", "/app/config/docker.yaml"]

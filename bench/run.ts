@@ -38,8 +38,8 @@ const planCustomers = Number(values['plan-customers']);
 const ordersPerCustomer = Number(values['orders-per-customer']);
 const only = values.only?.split(',');
 /**
- * The V8 flag the product runs with (bin.js's shebang, the container's entrypoint; test/cli/runtime.test.ts
- * keeps them together): each scenario's process runs as the product does.
+ * The V8 flag the product runs with (the container's entrypoint, and NODE_OPTIONS as the README says;
+ * test/cli/runtime.test.ts keeps them together): each scenario's process runs as the product does.
  */
 const RUNTIME = ['--max-semi-space-size=64'];
 const here = path.dirname(fileURLToPath(import.meta.url));
