@@ -52,7 +52,9 @@ describe('a run whose workers are killed', () => {
     expect(await resync.exited, resync.stderr()).toBe(0);
     expect(JSON.parse(resync.stdout()).result.audiences).toBeGreaterThan(0);
     const [job] = await queue.getJobs(['completed']);
-    expect(job?.stalledCounter).toBe(2);
+    // Both kills count; on a machine busy enough to hold a worker past its lock's renewal, BullMQ takes the
+    // run for stalled once more (seen with two suites at once), and it is resumed all the same.
+    expect(job?.stalledCounter).toBeGreaterThanOrEqual(2);
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
   });
 
