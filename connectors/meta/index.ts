@@ -4,7 +4,7 @@ import { consentSettings } from '../../src/identify/consent.js';
 import { consentCheck, metaConfigSchema, type MetaConfig } from './config.js';
 import { identifierGroups, TOO_LONG } from './identifiers.js';
 import { identify } from './identify.js';
-import { DEFAULT_API_VERSION, versionNotice } from './versions.js';
+import { versionNotice } from './versions.js';
 
 /**
  * `meta`: each audience is a customer-list custom audience in a Meta ad account (Facebook and
@@ -29,9 +29,9 @@ export const metaConnector: ConnectorDefinition<MetaConfig> = {
     why: 'Meta delivers ads to a custom audience from about 100 people',
   }),
   apiVersionNotice: (config, now) => {
-    const version = config.api_version ?? DEFAULT_API_VERSION;
-    const notice = versionNotice(version, now);
-    return notice && { version, ...notice };
+    // The schema gives the newest version this release knows when none is set.
+    const notice = versionNotice(config.api_version, now);
+    return notice && { version: config.api_version, ...notice };
   },
   slots: (config) => config.schema,
   identifierGroups: (config) => identifierGroups(config.schema),
