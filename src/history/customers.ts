@@ -59,19 +59,23 @@ export function bitsFor(segments: number): number {
 }
 
 /**
- * The customers' keys and segments; undefined when there are too many segments to keep. `sorted`: their
- * keys made already (by a `KeyFollower`).
+ * The customers' keys and segments; undefined when there are too many segments to keep. `followed`:
+ * their keys, and segments in key order, made already (by a `KeyFollower`).
  */
 export function scoredFrom(
   date: string,
   ids: TextColumn,
   segment: Uint16Array,
   names: readonly string[],
-  sorted?: SortedKeys,
+  followed?: { sorted: SortedKeys; segments: Uint8Array },
 ): Scored | undefined {
   if (names.length > MAX_SEGMENTS) return undefined;
+  if (followed) {
+    const { high, low, order } = followed.sorted;
+    return { date, names, high, low, segments: followed.segments, source: order };
+  }
   const n = segment.length;
-  const { high, low, order } = sorted ?? keysOf(ids);
+  const { high, low, order } = keysOf(ids);
   const segments = new Uint8Array(n);
   for (let k = 0; k < n; k++) segments[k] = segment[order[k]!]!;
   return { date, names, high, low, segments, source: order };
@@ -150,9 +154,32 @@ export function isScored(s: Scored | Kept): s is Scored {
   return 'high' in s;
 }
 
-/** A short list of keys as typed arrays, in key order. */
+/** A short list of keys as typed arrays, in key order: four stable 16-bit counting passes, low half first. */
 function sortedList(list: KeyList): { high: Uint32Array; low: Uint32Array } {
-  const { high, low } = sortKeys(Uint32Array.from(list.high), Uint32Array.from(list.low));
+  const n = list.high.length;
+  let high = Uint32Array.from(list.high);
+  let low = Uint32Array.from(list.low);
+  let th = new Uint32Array(n);
+  let tl = new Uint32Array(n);
+  const count = new Uint32Array(1 << 16);
+  for (let pass = 0; pass < 4; pass++) {
+    const shift = (pass & 1) * 16;
+    const by = pass < 2 ? low : high;
+    count.fill(0);
+    for (let i = 0; i < n; i++) count[(by[i]! >>> shift) & 0xffff]!++;
+    for (let c = 0, at = 0; c < count.length; c++) {
+      const v = count[c]!;
+      count[c] = at;
+      at += v;
+    }
+    for (let i = 0; i < n; i++) {
+      const q = count[(by[i]! >>> shift) & 0xffff]!++;
+      th[q] = high[i]!;
+      tl[q] = low[i]!;
+    }
+    [high, th] = [th, high];
+    [low, tl] = [tl, low];
+  }
   return { high, low };
 }
 
@@ -200,41 +227,86 @@ function countAgainst(
     const gone = sortedList(listedOut.added);
     const extra = sortedList(listedOut.taken);
     // The kept scoring's customers in key order are the listed keys without `extra`, merged with `gone`:
-    // the r-th of them has the r-th kept segment. A count that does not add up, or a segment past its
-    // names, means what was kept is not of these customers.
+    // the r-th of them has the r-th kept segment. A count that does not add up, a key of `extra` not
+    // listed, or a segment past its names, means what was kept is not of these customers.
     const theirs = other.segments;
     const total = theirs.length;
+    if (n - extra.high.length + gone.high.length !== total) return undefined;
+    // Where each of those few keys is among the listed ones, found by search, so that the walk below
+    // reads segments only, not every key.
+    const { goneAt, extraAt } = placesOf(high, low, gone, extra);
+    for (let x = 0; x < extraAt.length; x++) {
+      // Keys two customers share (rare) are listed twice: the second is the next place.
+      const at = x > 0 && extraAt[x]! <= extraAt[x - 1]! ? extraAt[x - 1]! + 1 : extraAt[x]!;
+      if (at >= n || high[at] !== extra.high[x] || low[at] !== extra.low[x]) return undefined;
+      extraAt[x] = at;
+    }
     let r = 0;
     let g = 0;
     let x = 0;
-    for (let i = 0; i < n; i++) {
-      const h = high[i]!;
-      const l = low[i]!;
-      while (g < gone.high.length && (gone.high[g]! < h || (gone.high[g] === h && gone.low[g]! < l))) {
-        g++;
+    let i = 0;
+    while (i <= n) {
+      // Up to the next place where a key left before the listed one, or the listed one is extra.
+      const stop = Math.min(n, goneAt[g] ?? n, extraAt[x] ?? n);
+      for (; i < stop; i++) {
         const o = theirs[r++]!;
-        if (r > total || o >= os) return undefined;
+        if (o >= os) return undefined;
+        const cell = o * ls + segments[i]!;
+        cells[cell]!++;
+        if (room[cell]! > 0) tally.example(cell, source[i]!);
+      }
+      if (i === n && g === goneAt.length) break;
+      for (; g < goneAt.length && goneAt[g] === i; g++) {
+        const o = theirs[r++]!;
+        if (o >= os) return undefined;
         onlyOther[o]!++;
       }
-      let o = os;
-      if (x < extra.high.length && extra.high[x] === h && extra.low[x] === l) x++;
-      else {
-        o = theirs[r++]!;
-        if (r > total || o >= os) return undefined;
+      if (x < extraAt.length && extraAt[x] === i) {
+        x++;
+        const cell = os * ls + segments[i]!;
+        cells[cell]!++;
+        if (room[cell]! > 0) tally.example(cell, source[i]!);
+        i++;
       }
-      const cell = o * ls + segments[i]!;
-      cells[cell]!++;
-      if (room[cell]! > 0) tally.example(cell, source[i]!);
     }
-    for (; g < gone.high.length; g++) {
-      const o = theirs[r++]!;
-      if (r > total || o >= os) return undefined;
-      onlyOther[o]!++;
-    }
-    if (r !== total || x !== extra.high.length) return undefined;
   }
   const counts = tally.counts(onlyOther, forward);
   return sketch ? { ...counts, sketch } : counts;
+}
+
+/**
+ * Where the keys that left (`gone`) and arrived (`extra`), each a few and in key order, are among these
+ * (many, sorted) keys: for an arrived key, the place of the first key not below it; for one that left,
+ * of the first key above it (after any listed customer who shares it). One pass over the high halves,
+ * which reads them in order (faster here than searching, which reads them out of order).
+ */
+function placesOf(
+  high: Uint32Array,
+  low: Uint32Array,
+  gone: { high: Uint32Array; low: Uint32Array },
+  extra: { high: Uint32Array; low: Uint32Array },
+): { goneAt: Uint32Array; extraAt: Uint32Array } {
+  const n = high.length;
+  const goneAt = new Uint32Array(gone.high.length);
+  const extraAt = new Uint32Array(extra.high.length);
+  let i = 0;
+  let g = 0;
+  let x = 0;
+  while (g < gone.high.length || x < extra.high.length) {
+    // The lower of the two next keys (the arrived one on a tie: its place is not past the key).
+    const arrived =
+      g === gone.high.length ||
+      (x < extra.high.length &&
+        (extra.high[x]! < gone.high[g]! ||
+          (extra.high[x] === gone.high[g] && extra.low[x]! <= gone.low[g]!)));
+    const h = arrived ? extra.high[x]! : gone.high[g]!;
+    const l = arrived ? extra.low[x]! : gone.low[g]!;
+    while (i < n && high[i]! < h) i++;
+    while (i < n && high[i] === h && (low[i]! < l || (!arrived && low[i] === l))) i++;
+    if (arrived) extraAt[x++] = i;
+    else goneAt[g++] = i;
+  }
+  return { goneAt, extraAt };
 }
 
 /** Customers per cell (the other scoring's segment, or `os` for none, by the listed one's), with examples. */
@@ -335,20 +407,24 @@ export function keptShapeOf(head: Buffer): SketchShape | undefined {
 
 /** A Kept read back; throws on another format (an older one's step is then not counted). */
 export function decodeKept(date: string, names: readonly string[], chunks: readonly Buffer[]): Kept {
-  const all = Buffer.concat(chunks);
-  const headLength = all.readUInt32LE(0);
-  const header = JSON.parse(all.toString('utf8', 4, 4 + headLength)) as KeptHeader;
+  // Read where it lies (no copy of the whole: that would cost a fresh copy of every byte).
+  const bytes = new ChunkBytes(chunks);
+  const headLength = new DataView(bytes.read(0, 4).buffer).getUint32(0, true);
+  const header = JSON.parse(Buffer.from(bytes.read(4, headLength)).toString('utf8')) as KeptHeader;
   if (header.format !== FORMAT) throw new Error(`stored customer segments have format ${header.format}`);
   let at = 4 + headLength;
   const packedLength = Math.ceil((header.customers * header.bits) / 8);
-  const segments = unpackBits(all.subarray(at, at + packedLength), header.bits, header.customers);
-  at += packedLength;
   const m = header.sketch.cells;
-  const take = (bytes: number) => {
-    // A copy, aligned for the typed array over it.
-    const part = new Uint8Array(bytes);
-    part.set(all.subarray(at, at + bytes));
-    at += bytes;
+  if (bytes.length !== at + packedLength + 13 * m)
+    throw new Error('stored customer segments are cut short or too long');
+  const segments =
+    header.bits === 4
+      ? bytes.unpackNibbles(at, header.customers)
+      : unpackBits(bytes.read(at, packedLength), header.bits, header.customers);
+  at += packedLength;
+  const take = (length: number) => {
+    const part = bytes.read(at, length);
+    at += length;
     return part.buffer;
   };
   const sketch: KeySketch = {
@@ -358,7 +434,6 @@ export function decodeKept(date: string, names: readonly string[], chunks: reado
     low: new Uint32Array(take(4 * m)),
     check: new Uint32Array(take(4 * m)),
   };
-  if (at !== all.length) throw new Error('stored customer segments are cut short or too long');
   return {
     date,
     names,
@@ -368,6 +443,53 @@ export function decodeKept(date: string, names: readonly string[], chunks: reado
     segments,
     sketch,
   };
+}
+
+/** Stored chunks read as one run of bytes. */
+class ChunkBytes {
+  readonly length: number;
+  constructor(private readonly chunks: readonly Buffer[]) {
+    this.length = chunks.reduce((a, c) => a + c.length, 0);
+  }
+
+  /** Bytes [from, from + length), copied into fresh (aligned) memory. */
+  read(from: number, length: number): Uint8Array {
+    if (from + length > this.length) throw new Error('stored customer segments are cut short');
+    const out = new Uint8Array(length);
+    this.each(from, length, (chunk, start, end, to) => out.set(chunk.subarray(start, end), to));
+    return out;
+  }
+
+  /** `cells` segments of 4 bits from byte `from` (two to a byte, the low half first). */
+  unpackNibbles(from: number, cells: number): Uint8Array {
+    const out = new Uint8Array(cells);
+    const whole = cells >>> 1;
+    this.each(from, whole, (chunk, start, end, to) => {
+      for (let i = start, k = 2 * to; i < end; i++, k += 2) {
+        const b = chunk[i]!;
+        out[k] = b & 15;
+        out[k + 1] = b >>> 4;
+      }
+    });
+    if (cells & 1) out[cells - 1] = this.read(from + whole, 1)[0]! & 15;
+    return out;
+  }
+
+  /** Calls `f` with each chunk's part of bytes [from, from + length) and where that part starts in them. */
+  private each(
+    from: number,
+    length: number,
+    f: (chunk: Buffer, start: number, end: number, to: number) => void,
+  ): void {
+    let base = 0;
+    for (const chunk of this.chunks) {
+      const start = Math.max(from, base);
+      const end = Math.min(from + length, base + chunk.length);
+      if (start < end) f(chunk, start - base, end - base, start - from);
+      base += chunk.length;
+      if (base >= from + length) return;
+    }
+  }
 }
 
 function packBits(values: Uint8Array, bits: number): Uint8Array {
@@ -391,19 +513,10 @@ function packBits(values: Uint8Array, bits: number): Uint8Array {
   return out;
 }
 
+/** Segments of other sizes than 4 bits (`ChunkBytes.unpackNibbles`), from a fresh copy of their bytes. */
 function unpackBits(packed: Uint8Array, bits: number, cells: number): Uint8Array {
-  if (bits === 8) return Uint8Array.from(packed.subarray(0, cells));
+  if (bits === 8) return packed;
   const out = new Uint8Array(cells);
-  if (bits === 4) {
-    const pairs = cells >>> 1;
-    for (let i = 0; i < pairs; i++) {
-      const b = packed[i]!;
-      out[2 * i] = b & 15;
-      out[2 * i + 1] = b >>> 4;
-    }
-    if (cells & 1) out[cells - 1] = packed[pairs]! & 15;
-    return out;
-  }
   const mask = (1 << bits) - 1;
   let bit = 0;
   for (let i = 0; i < cells; i++, bit += bits) {

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { workerCount } from '../identify/pool.js';
 import { sortParts, type BucketParts, type SortedKeys } from './key-order.js';
-import type { KeySketch, Layout } from './sketch.js';
+import { addSketch, sketchOf, type KeySketch, type Layout } from './sketch.js';
 
 /** The ids read so far: only the pages and chunks not sent before (the memory is shared, so those grow). */
 export interface NewIds {
@@ -17,18 +17,25 @@ export interface NewIds {
   expected?: number | undefined;
 }
 
-export type FollowMessage = { type: 'follow'; ids: NewIds } | { type: 'finish'; ids: NewIds; layout: Layout };
+export type FollowMessage =
+  | { type: 'follow'; ids: NewIds }
+  /** `segment`: each customer's segment index, in shared memory. */
+  | { type: 'finish'; ids: NewIds; layout: Layout; segment: Uint8Array };
 
 export type FollowReply =
-  | { type: 'half'; parts: BucketParts; out: SortedKeys; done: Int32Array }
-  | { type: 'sorted'; sorted: SortedKeys }
-  | { type: 'sketch'; sketch: KeySketch }
+  /** The upper half of the parts, for the caller to sort into `out` and `segments` (shared). */
+  | { type: 'half'; parts: BucketParts; out: SortedKeys; segments: Uint8Array }
+  /** The lower half is sorted: its keys' sketch. */
+  | { type: 'lower'; sketch: KeySketch }
+  /** Room made while the source is read, for the segments `finish` hands over (`keyRoom`). */
+  | { type: 'room'; given: Uint8Array }
   | { type: 'error'; error: string };
 
+/** Every customer's key in key order, with their segments in that order and their sketch. */
 export interface FollowedKeys {
   sorted: SortedKeys;
-  /** Made after `sorted` is sent, while the caller puts its segments in key order. */
-  sketch: Promise<KeySketch | undefined>;
+  segments: Uint8Array;
+  sketch: KeySketch;
 }
 
 const SCRIPT = new URL('./key-thread.js', import.meta.url);
@@ -46,6 +53,7 @@ export class KeyFollower {
   private sent = { chunks: 0, pages: 0 };
   private readonly replies: FollowReply[] = [];
   private waiting: ((reply: FollowReply) => void) | undefined;
+  private given: Uint8Array | undefined;
 
   private constructor() {
     this.worker = new Worker(SCRIPT);
@@ -73,37 +81,38 @@ export class KeyFollower {
   };
 
   /**
-   * Every customer's key in key order, then their sketch in `layout`; undefined when the thread failed
-   * (the caller then makes them itself). The thread ends after the sketch.
+   * Every customer's key in key order, with their segments (`segment`, indexes below 256, by customer)
+   * in that order and their sketch in `layout`; undefined when the thread failed (the caller then makes
+   * them itself). The thread and this one sort half of the keys each, and sketch them; the thread ends.
    */
-  async finish(ids: TextColumn, layout: Layout): Promise<FollowedKeys | undefined> {
+  async finish(ids: TextColumn, segment: Uint16Array, layout: Layout): Promise<FollowedKeys | undefined> {
     // Only the column it followed: another one's entries could be in another order.
     const news = this.failed || (this.followed && this.followed !== ids) ? undefined : this.newIds(ids);
-    if (!news) {
+    if (!news || segment.length !== ids.length) {
       this.stop();
       return undefined;
     }
+    const n = segment.length;
+    const shared =
+      this.given && this.given.length >= n
+        ? this.given.subarray(0, n)
+        : new Uint8Array(new SharedArrayBuffer(n));
+    this.given = undefined;
+    shared.set(segment);
     this.worker.ref();
-    this.worker.postMessage({ type: 'finish', ids: news, layout } satisfies FollowMessage);
+    this.worker.postMessage({ type: 'finish', ids: news, layout, segment: shared } satisfies FollowMessage);
     const half = await this.next();
-    if (half.type !== 'half') {
+    if (half.type !== 'half' || half.out.high.length !== ids.length) {
       this.stop();
       return undefined;
     }
-    // This thread's half of the sort, then the thread's word that the keys are in order.
-    sortParts(half.parts, half.out);
-    Atomics.store(half.done, 0, 1);
-    Atomics.notify(half.done, 0);
-    const first = await this.next();
-    if (first.type !== 'sorted' || first.sorted.high.length !== ids.length) {
-      this.stop();
-      return undefined;
-    }
-    const sketch = this.next().then((reply) => {
-      this.stop();
-      return reply.type === 'sketch' ? reply.sketch : undefined;
-    });
-    return { sorted: first.sorted, sketch };
+    const { parts, out, segments } = half;
+    sortParts(parts, out, { from: shared, into: segments });
+    const upper = sketchOf(layout, out.high.subarray(parts.at), out.low.subarray(parts.at));
+    const lower = await this.next();
+    this.stop();
+    if (lower.type !== 'lower') return undefined;
+    return { sorted: out, segments, sketch: addSketch(upper, lower.sketch) };
   }
 
   /** Ends the thread (a scoring that failed, or after `finish`). */
@@ -129,6 +138,10 @@ export class KeyFollower {
   }
 
   private deliver(reply: FollowReply): void {
+    if (reply.type === 'room') {
+      this.given = reply.given;
+      return;
+    }
     const waiting = this.waiting;
     this.waiting = undefined;
     if (waiting) waiting(reply);

@@ -1,12 +1,15 @@
 import { parentPort } from 'node:worker_threads';
 import { TextColumn } from '../source/text.js';
 import type { FollowMessage, FollowReply, NewIds } from './follow.js';
-import { hashIds, KeyBuckets, PARTS, sortedKeysOf, sortParts } from './key-order.js';
+import { hashIds, KeyBuckets, keyRoom, PARTS, roomFor, sortParts, type KeyRoom } from './key-order.js';
 import { sketchOf } from './sketch.js';
 
 const HALF = PARTS / 2;
 
-/** The thread of a `KeyFollower`: hashes the ids read so far into key buckets and settles them; sorts them at the end. */
+/**
+ * The thread of a `KeyFollower`: hashes the ids read so far into key buckets and settles them; at the
+ * end, sorts half of them with their segments and sketches them.
+ */
 const port = parentPort!;
 const parts = {
   chunks: [] as SharedArrayBuffer[],
@@ -17,6 +20,10 @@ let buckets: KeyBuckets | undefined;
 let done = 0;
 let high = new Uint32Array(0);
 let low = new Uint32Array(0);
+let room: KeyRoom | undefined;
+/** The room is made once half of the customers expected are read (the estimate is closer by then), with this much to spare. */
+const ROOM_AT = 0.5;
+const ROOM_SPARE = 1.1;
 
 function hashUpTo(ids: NewIds): void {
   parts.chunks.push(...ids.chunks);
@@ -39,24 +46,30 @@ port.on('message', (message: FollowMessage) => {
   try {
     hashUpTo(message.ids);
     // While the source is read, the keys so far are put in order, leaving the end mostly a merge.
-    if (message.type !== 'finish') return buckets?.settle();
+    if (message.type !== 'finish') {
+      buckets?.settle();
+      const expected = message.ids.expected;
+      if (!room && expected && done >= expected * ROOM_AT) {
+        room = keyRoom(Math.ceil(expected * ROOM_SPARE));
+        port.postMessage({ type: 'room', given: room.given } satisfies FollowReply);
+      }
+      return;
+    }
     const all = buckets ?? new KeyBuckets(0);
     buckets = undefined;
-    // The caller's thread sorts the upper half of the parts while this one sorts the lower half.
-    const sorted = sortedKeysOf(all.size);
-    const theirs = new Int32Array(new SharedArrayBuffer(4));
-    port.postMessage({
-      type: 'half',
-      parts: all.parts(HALF, PARTS),
-      out: sorted,
-      done: theirs,
-    } satisfies FollowReply);
-    sortParts(all.parts(0, HALF), sorted);
-    Atomics.wait(theirs, 0, 0);
-    // The keys go first: the caller puts its segments in their order while the sketch is made.
-    port.postMessage({ type: 'sorted', sorted } satisfies FollowReply);
-    const sketch = sketchOf(message.layout, sorted.high, sorted.low);
-    port.postMessage({ type: 'sketch', sketch } satisfies FollowReply, [
+    // The caller's thread sorts the upper half of the parts while this one sorts the lower half; each
+    // puts its keys' segments in key order and sketches its keys.
+    const { sorted, segments } = roomFor(all.size, room);
+    room = undefined;
+    const upper = all.parts(HALF, PARTS);
+    port.postMessage({ type: 'half', parts: upper, out: sorted, segments } satisfies FollowReply);
+    sortParts(all.parts(0, HALF), sorted, { from: message.segment, into: segments });
+    const sketch = sketchOf(
+      message.layout,
+      sorted.high.subarray(0, upper.at),
+      sorted.low.subarray(0, upper.at),
+    );
+    port.postMessage({ type: 'lower', sketch } satisfies FollowReply, [
       sketch.count.buffer,
       sketch.high.buffer,
       sketch.low.buffer,

@@ -121,6 +121,18 @@ export function sketchOf(layout: Layout, high: Uint32Array, low: Uint32Array): K
   return s;
 }
 
+/** `a` plus `b` (one layout), into `a`: the sketch of both sets of keys. */
+export function addSketch(a: KeySketch, b: KeySketch): KeySketch {
+  if (!sameLayout(a.layout, b.layout)) throw new Error('sketches of two layouts do not add');
+  for (let c = 0; c < a.count.length; c++) {
+    a.count[c]! += b.count[c]!;
+    a.high[c]! ^= b.high[c]!;
+    a.low[c]! ^= b.low[c]!;
+    a.check[c]! ^= b.check[c]!;
+  }
+  return a;
+}
+
 /** `a` minus `b` (one layout), cell by cell: the keys only `a` holds (count 1) and only `b` holds (-1). */
 export function difference(a: KeySketch, b: KeySketch): KeySketch {
   if (!sameLayout(a.layout, b.layout)) throw new Error('sketches of two layouts do not subtract');

@@ -20,8 +20,7 @@ import {
   type MovementCounts,
   type Scored,
 } from './customers.js';
-import type { KeyFollower } from './follow.js';
-import type { SortedKeys } from './key-order.js';
+import type { FollowedKeys, KeyFollower } from './follow.js';
 import { reusedLayout, type KeySketch, type SketchShape } from './sketch.js';
 
 export type { Scored } from './customers.js';
@@ -138,13 +137,13 @@ const key = {
 };
 
 /** Per-customer segments of one scoring, in memory: what the next movement matrix needs. */
-export function scoredOf(segmented: Segmented, sorted?: SortedKeys): Scored | undefined {
+export function scoredOf(segmented: Segmented, followed?: FollowedKeys): Scored | undefined {
   return scoredFrom(
     formatDay(segmented.analysisDay),
     segmented.customers.ids,
     segmented.scores.segment,
     segmented.scores.segments,
-    sorted,
+    followed,
   );
 }
 
@@ -204,11 +203,11 @@ export async function recordSnapshot(
   );
   const followed =
     needed && options.keys && segmented.scores.segments.length <= MAX_SEGMENTS
-      ? await options.keys.finish(segmented.customers.ids, shape.layout)
+      ? await options.keys.finish(segmented.customers.ids, segmented.scores.segment, shape.layout)
       : undefined;
-  const current = needed ? scoredOf(segmented, followed?.sorted) : undefined;
+  const current = needed ? scoredOf(segmented, followed) : undefined;
   const previous = fromBackfill ?? (await load);
-  const followedSketch = await followed?.sketch;
+  const followedSketch = followed?.sketch;
   const earlier = await redis.zrevrangebyscore(
     key.dates(prefix, meta.source),
     `(${segmented.analysisDay}`,
@@ -217,7 +216,14 @@ export async function recordSnapshot(
     0,
     1,
   );
-  const { movement, counts } = movementOf(previous, current, earlier[0], followedSketch);
+  const becomesLatest = current !== undefined && later;
+  const generation = becomesLatest ? randomUUID() : undefined;
+  const kept = generation && current ? keptFrom(current, shape, followedSketch) : undefined;
+  const chunks = kept ? encodeKept(kept) : [];
+  // Sent before the movement is counted, so that Redis takes them in meanwhile (on a core of its own).
+  const written = generation ? writeChunks(redis, prefix, meta.source, generation, chunks) : undefined;
+  written?.catch(() => undefined); // awaited below: a failure is thrown there
+  const { movement, counts } = movementOf(previous, current, earlier[0], kept?.sketch ?? followedSketch);
   const snapshot: Snapshot = {
     source: meta.source,
     date,
@@ -236,11 +242,7 @@ export async function recordSnapshot(
     ...(meta.note ? { note: meta.note } : {}),
   };
 
-  const becomesLatest = current !== undefined && later;
-  const generation = becomesLatest ? randomUUID() : undefined;
-  const kept = generation && current ? keptFrom(current, shape, counts?.sketch ?? followedSketch) : undefined;
-  const chunks = kept ? encodeKept(kept) : [];
-  if (generation) await writeChunks(redis, prefix, meta.source, generation, chunks);
+  await written;
   const recorded = (await redis.eval(
     RECORD,
     3,
@@ -386,9 +388,12 @@ async function writeChunks(
   generation: string,
   chunks: readonly Buffer[],
 ): Promise<void> {
-  await redis.sadd(key.generations(prefix, source), generation);
-  // Sent back to back (one pipeline), not one round trip per chunk.
-  await Promise.all(chunks.map((chunk, i) => redis.set(key.chunk(prefix, source, generation, i), chunk)));
+  // Sent back to back (one pipeline), not one round trip per chunk; Redis runs them in this order, so the
+  // generation is listed (to be cleaned up after a crash) before any chunk of it is written.
+  await Promise.all([
+    redis.sadd(key.generations(prefix, source), generation),
+    ...chunks.map((chunk, i) => redis.set(key.chunk(prefix, source, generation, i), chunk)),
+  ]);
 }
 
 async function loadLatest(

@@ -7,7 +7,16 @@ import {
   scoredFrom,
   type Scored,
 } from '../../src/history/customers.js';
-import { KeyBuckets, PARTS, sortedKeysOf, sortKeys, sortParts } from '../../src/history/key-order.js';
+import {
+  KeyBuckets,
+  keyRoom,
+  PARTS,
+  roomFor,
+  sortedKeysOf,
+  sortKeys,
+  sortParts,
+} from '../../src/history/key-order.js';
+import { addSketch, layoutFor, sketchOf } from '../../src/history/sketch.js';
 import { TextColumn } from '../../src/source/text.js';
 
 /** A deterministic generator (mulberry32), so a failure can be replayed. */
@@ -183,6 +192,7 @@ describe('per-customer segments kept by the latest snapshot, and the movement fr
       key: (BigInt(high[i]!) << 32n) | BigInt(low[i]!),
       i,
     }));
+    const segment = Uint8Array.from({ length: n }, () => Math.floor(next() * 11));
     // By key, then by index: the order in which equal keys were added.
     keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
     for (const [share, least, batch] of [
@@ -196,15 +206,47 @@ describe('per-customer segments kept by the latest snapshot, and the movement fr
         buckets.add(high, low, from, to, from);
         buckets.settle(share, least);
       }
-      // In two halves, as the keys' thread and the main thread sort them.
+      // In two halves, as the keys' thread and the main thread sort them, with each key's segment.
       const out = sortedKeysOf(n);
-      sortParts(buckets.parts(0, PARTS / 2), out);
-      sortParts(buckets.parts(PARTS / 2, PARTS), out);
+      const into = new Uint8Array(n);
+      sortParts(buckets.parts(0, PARTS / 2), out, { from: segment, into });
+      sortParts(buckets.parts(PARTS / 2, PARTS), out, { from: segment, into });
       expect(Array.from(out.order)).toEqual(keyed.map((k) => k.i));
+      expect(Array.from(into)).toEqual(keyed.map((k) => segment[k.i]));
       expect(
         Array.from({ length: n }, (_, k) => (BigInt(out.high[k]!) << 32n) | BigInt(out.low[k]!)),
       ).toEqual(keyed.map((k) => k.key));
     }
+  });
+
+  it('adds the sketches of two halves of the keys up to the sketch of all of them', () => {
+    const next = random(11);
+    const n = 30_000;
+    const high = Uint32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32));
+    const low = Uint32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32));
+    // A small sketch for so many keys: about 400 to a cell, so that counts wrap past 127.
+    const layout = layoutFor(64);
+    const whole = sketchOf(layout, high, low);
+    const parts = addSketch(
+      sketchOf(layout, high.subarray(0, 12_345), low.subarray(0, 12_345)),
+      sketchOf(layout, high.subarray(12_345), low.subarray(12_345)),
+    );
+    expect(parts).toEqual(whole);
+    expect(whole.count.some((c) => c < 0)).toBe(true);
+  });
+
+  it('gives the first n places of a room made beforehand, or fresh ones when it is too small', () => {
+    const room = keyRoom(100);
+    const fits = roomFor(60, room);
+    expect(
+      [fits.sorted.high, fits.sorted.low, fits.sorted.order, fits.segments, fits.given].map((a) => a.length),
+    ).toEqual([60, 60, 60, 60, 60]);
+    expect(fits.sorted.high.buffer).toBe(room.sorted.high.buffer);
+    expect(fits.given.buffer).toBe(room.given.buffer);
+    const fresh = roomFor(101, room);
+    expect([fresh.sorted.order, fresh.segments, fresh.given].map((a) => a.length)).toEqual([101, 101, 101]);
+    expect(fresh.sorted.high.buffer).not.toBe(room.sorted.high.buffer);
+    expect(roomFor(5, undefined).segments.length).toBe(5);
   });
 
   it('counts customers who share a key (two ids, one 64-bit key) as one pair each', () => {
@@ -251,8 +293,10 @@ describe('per-customer segments kept by the latest snapshot, and the movement fr
         Array.from({ length: customers }, (_, i) => [`c${i}`, Math.floor(next() * segments)] as const),
       );
       const kept = keptFrom(scoring(scores, names, '2026-01-01'), 0.05);
-      const read = decodeKept('2026-01-01', names, encodeKept(kept));
+      // Split at odd places too: what is read back lies across chunks.
+      const read = decodeKept('2026-01-01', names, rechunk(encodeKept(kept), [1, 6, 57, 300]));
       expect(Array.from(read.segments)).toEqual(Array.from(kept.segments));
+      expect(read.sketch).toEqual(kept.sketch);
     }
   });
 
