@@ -273,10 +273,15 @@ function sortPart(
     low[q] = tl[i]!;
     order[q] = to[i]!;
   }
-  // Equal high halves (about m² / 2^33 pairs): insertion sort of each run by the low half.
-  for (let i = s + 1; i < s + m; i++) {
+  // Equal high halves: about m² / 2^33 pairs.
+  sortTies(high, low, order, s, s + m);
+}
+
+/** Keys [from, to), in order by their high halves, put in order by their low halves where those tie (rare): an insertion sort of each run. */
+function sortTies(high: Uint32Array, low: Uint32Array, order: Uint32Array, from: number, to: number): void {
+  for (let i = from + 1; i < to; i++) {
     if (high[i] !== high[i - 1]) continue;
-    for (let j = i; j > s && high[j] === high[j - 1] && low[j]! < low[j - 1]!; j--) {
+    for (let j = i; j > from && high[j] === high[j - 1] && low[j]! < low[j - 1]!; j--) {
       const l = low[j]!;
       low[j] = low[j - 1]!;
       low[j - 1] = l;
@@ -363,18 +368,7 @@ class RunScratch {
       start = 0;
       [th, tl, tx] = th === this.a[0] ? this.b : this.a;
     }
-    // Equal high halves (rare): insertion sort of each run by the low half.
-    for (let i = 1; i < n; i++) {
-      if (fh[i] !== fh[i - 1]) continue;
-      for (let j = i; j > 0 && fh[j] === fh[j - 1] && fl[j]! < fl[j - 1]!; j--) {
-        const lj = fl[j]!;
-        fl[j] = fl[j - 1]!;
-        fl[j - 1] = lj;
-        const xj = fx[j]!;
-        fx[j] = fx[j - 1]!;
-        fx[j - 1] = xj;
-      }
-    }
+    sortTies(fh, fl, fx, 0, n);
     this.result = fh === this.a[0] ? this.a : this.b;
   }
 
