@@ -232,8 +232,8 @@ function countAgainst(
     const theirs = other.segments;
     const total = theirs.length;
     if (n - extra.high.length + gone.high.length !== total) return undefined;
-    // Where each of those few keys is among the listed ones, found by search, so that the walk below
-    // reads segments only, not every key.
+    // Where each of those few keys is among the listed ones (one pass over the high halves), so that the
+    // walk below reads segments only, not every key.
     const { goneAt, extraAt } = placesOf(high, low, gone, extra);
     for (let x = 0; x < extraAt.length; x++) {
       // Keys two customers share (rare) are listed twice: the second is the next place.
