@@ -197,27 +197,26 @@ export class AudienceState {
     // A state written before the counts existed is counted whole, once: every bucket is read.
     const counted = (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
     if (journal.length === 0 && !transform && counted) return;
-    const fresh: Placed[] = [];
-    let seq = 0;
-    for (const entry of journal) seq = place(entry, fresh, seq);
+    const fresh = Placements.of(journal);
 
     let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
     // No buckets yet: the first records choose how many. An empty checkpoint (a run settles before it
     // pushes) chooses nothing, or a first sync would be folded into one bucket and then resharded.
-    if (bits < 0 && fresh.length === 0) {
+    if (bits < 0 && fresh.size === 0) {
       await this.redis.hset(this.key('meta'), ...zeroCounts());
       return;
     }
     if (bits < 0) {
-      bits = idealBits(fresh.length);
+      bits = idealBits(fresh.size);
       await this.redis.hset(this.key('meta'), 'bits', bits);
     }
-    const touched = new Map<number, Placed[]>();
-    for (const r of fresh) {
-      const b = bits === 0 ? 0 : r.hi >>> (32 - bits);
+    // The journal's records of each bucket, in the order written.
+    const touched = new Map<number, number[]>();
+    for (let i = 0; i < fresh.size; i++) {
+      const b = bucketOfHigh(fresh.hi[i]!, bits);
       let list = touched.get(b);
       if (!list) touched.set(b, (list = []));
-      list.push(r);
+      list.push(i);
     }
     const whole = transform !== undefined || !counted;
     const buckets = whole ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
@@ -232,36 +231,42 @@ export class AudienceState {
     let pending = 0;
     let delta = 0;
     for (const b of new Set([...buckets.keys(), ...touched.keys()])) {
-      const stored: Placed[] = [];
       const bytes = buckets.get(b);
-      if (bytes) place(bytes, stored, -1);
-      if (!whole) for (const r of stored) tally(statusAt(r.buf, r.at), -1);
-      // By key, and for one key in the order written: the last record of a member is what it is now.
-      const all = stored.concat(touched.get(b) ?? []);
-      all.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
-      const kept: Placed[] = [];
+      const stored = Placements.of(bytes ? [bytes] : []);
+      const s = stored.size;
+      if (!whole) for (let k = 0; k < s; k++) tally(stored.status(k), -1);
+      // What each member is now: the last of its records, stored or written since (see `newest`).
+      const keep: number[] = [];
+      const replaced = new Map<number, Buffer>();
       let size = 0;
-      for (let k = 0; k < all.length; k++) {
-        let r = all[k]!;
-        const next = all[k + 1];
-        if (next && next.hi === r.hi && next.lo === r.lo) continue;
-        const status = statusAt(r.buf, r.at);
+      for (const id of newest(stored, fresh, touched.get(b) ?? [])) {
+        const from = id < s ? stored : fresh;
+        const i = id < s ? id : id - s;
+        const status = from.status(i);
         if (status === Status.deleted) continue;
+        let now: number = status;
+        let length = from.length[i]!;
         if (transform && (status === Status.addPending || status === Status.removePending)) {
-          const t = transform(decodeAt(r.buf, r.at));
+          const t = transform(decodeAt(from.record(i), 0));
           if (!t || t.status === Status.deleted) continue;
-          const buf = encodeRecords([t]);
-          r = { ...r, buf, at: 0, length: buf.length };
+          const record = encodeRecords([t]);
+          replaced.set(id, record);
+          now = t.status;
+          length = record.length;
         }
-        kept.push(r);
-        tally(statusAt(r.buf, r.at), 1);
-        size += r.length;
+        keep.push(id);
+        tally(now, 1);
+        size += length;
       }
-      delta += kept.length - stored.length;
-      if (kept.length > 0) {
+      delta += keep.length - s;
+      if (keep.length > 0) {
         const out = Buffer.allocUnsafe(size);
         let at = 0;
-        for (const r of kept) at += r.buf.copy(out, at, r.at, r.at + r.length);
+        for (const id of keep) {
+          const record = replaced.size > 0 ? replaced.get(id) : undefined;
+          if (record) at += record.copy(out, at);
+          else at += id < s ? stored.copy(id, out, at) : fresh.copy(id - s, out, at);
+        }
         writes.hset(this.key('b'), String(b), out);
       } else writes.hdel(this.key('b'), String(b));
       if (++pending >= 256) {
@@ -356,17 +361,15 @@ export class AudienceState {
       this.redis.hget(this.key('meta'), 'bits'),
     ]);
     // The journal's latest record per member, in key order (deleted ones included: they hide a bucket's).
-    const placed: Placed[] = [];
-    let seq = 0;
-    for (const entry of journal) seq = place(entry, placed, seq);
-    placed.sort((x, y) => x.hi - y.hi || x.lo - y.lo || x.seq - y.seq);
-    const latest = placed.filter((r, k) => {
-      const next = placed[k + 1];
-      return !next || next.hi !== r.hi || next.lo !== r.lo;
-    });
+    const placed = Placements.of(journal);
+    const latest = newest(
+      NONE,
+      placed,
+      Array.from({ length: placed.size }, (_, i) => i),
+    );
     if (bitsField === null) {
       // Never checkpointed: the journal is all there is.
-      if (latest.length > 0) yield pack(latest.filter((r) => statusAt(r.buf, r.at) !== Status.deleted));
+      if (latest.length > 0) yield packNewest(NONE, placed, latest);
       return;
     }
     const bits = Number(bitsField);
@@ -385,12 +388,14 @@ export class AudienceState {
         const b = first + k;
         const stored = values[k];
         let to = j;
-        while (to < latest.length && bucketOf(latest[to]!.buf, latest[to]!.at, bits) === b) to++;
+        while (to < latest.length && bucketOfHigh(placed.hi[latest[to]!]!, bits) === b) to++;
         if (to === j) {
           if (stored) yield stored;
           continue;
         }
-        const merged = overlay(stored ?? Buffer.alloc(0), latest.slice(j, to));
+        // The bucket's records with the journal's newer ones laid over them.
+        const under = Placements.of(stored ? [stored] : []);
+        const merged = packNewest(under, placed, newest(under, placed, latest.slice(j, to)));
         j = to;
         if (merged.length > 0) yield merged;
       }
@@ -468,67 +473,116 @@ function idealBits(members: number): number {
   return Math.max(0, Math.min(MAX_BITS, Math.ceil(Math.log2(Math.max(1, members / 64)))));
 }
 
-/** A record in place: where its bytes are, its key as two numbers, and its order among the records placed. */
-interface Placed {
-  buf: Buffer;
-  at: number;
-  length: number;
-  hi: number;
-  lo: number;
-  seq: number;
+/** The bucket of the key at `at` in `buf`: its first `bits` bits. */
+function bucketOf(buf: Buffer, at: number, bits: number): number {
+  return bucketOfHigh(keyHigh(buf, at), bits);
+}
+
+/** The bucket of a key whose first four bytes are `high`. */
+function bucketOfHigh(high: number, bits: number): number {
+  return bits === 0 ? 0 : high >>> (32 - bits);
 }
 
 /**
- * Appends the records packed in `buf` (current format), numbered in order from `seq`; returns the next
- * number. A `seq` of -1 numbers them all -1: older than any other record.
+ * Records in place, as columns (no object per record: a first sync folds a million at once): the buffer
+ * each one is in, where, how long, and its key as two numbers. A record's index is its order among them.
  */
-function place(buf: Buffer, into: Placed[], seq: number): number {
-  for (let at = 0; at < buf.length;) {
-    const length = recordLength(buf, at);
-    into.push({
-      buf,
-      at,
-      length,
-      hi: keyHigh(buf, at),
-      lo: keyLow(buf, at),
-      seq,
+class Placements {
+  private constructor(
+    private readonly buffers: readonly Buffer[],
+    private readonly which: Uint32Array,
+    private readonly at: Uint32Array,
+    readonly length: Uint32Array,
+    readonly hi: Uint32Array,
+    readonly lo: Uint32Array,
+  ) {}
+
+  /** The records packed in these buffers (current format), in order. */
+  static of(buffers: readonly Buffer[]): Placements {
+    let n = 0;
+    for (const buf of buffers) for (let at = 0; at < buf.length; at += recordLength(buf, at)) n++;
+    const which = new Uint32Array(n);
+    const where = new Uint32Array(n);
+    const length = new Uint32Array(n);
+    const hi = new Uint32Array(n);
+    const lo = new Uint32Array(n);
+    let k = 0;
+    buffers.forEach((buf, w) => {
+      for (let at = 0; at < buf.length; k++) {
+        which[k] = w;
+        where[k] = at;
+        length[k] = recordLength(buf, at);
+        hi[k] = keyHigh(buf, at);
+        lo[k] = keyLow(buf, at);
+        at += length[k]!;
+      }
     });
-    if (seq >= 0) seq++;
-    at += length;
+    return new Placements(buffers, which, where, length, hi, lo);
   }
-  return seq;
+
+  get size(): number {
+    return this.at.length;
+  }
+
+  status(i: number): Status {
+    return statusAt(this.buffers[this.which[i]!]!, this.at[i]!);
+  }
+
+  /** Record i's bytes (a view). */
+  record(i: number): Buffer {
+    const at = this.at[i]!;
+    return this.buffers[this.which[i]!]!.subarray(at, at + this.length[i]!);
+  }
+
+  /** Copies record i into `out` at `to`; returns its length. */
+  copy(i: number, out: Buffer, to: number): number {
+    const at = this.at[i]!;
+    return this.buffers[this.which[i]!]!.copy(out, to, at, at + this.length[i]!);
+  }
 }
 
-/** The bucket of the key at `at` in `buf`: its first `bits` bits. */
-function bucketOf(buf: Buffer, at: number, bits: number): number {
-  return bits === 0 ? 0 : keyHigh(buf, at) >>> (32 - bits);
-}
+const NONE = Placements.of([]);
 
-/** These placed records, packed one after another. */
-function pack(records: readonly Placed[]): Buffer {
-  const out = Buffer.allocUnsafe(records.reduce((n, r) => n + r.length, 0));
-  let at = 0;
-  for (const r of records) at += r.buf.copy(out, at, r.at, r.at + r.length);
+/**
+ * Of `under`'s records and some of `over`'s (`newer`: indexes in the order written), the last record of
+ * each key, in key order: `under`'s come first, so a newer record of a key replaces the one under it.
+ * An index below `under.size` is one of `under`'s, another is `under.size` plus one of `over`'s. Deleted
+ * records are kept (they hide older ones).
+ */
+function newest(under: Placements, over: Placements, newer: readonly number[]): number[] {
+  const s = under.size;
+  const m = s + newer.length;
+  const hi = new Uint32Array(m);
+  const lo = new Uint32Array(m);
+  hi.set(under.hi);
+  lo.set(under.lo);
+  for (let k = 0; k < newer.length; k++) {
+    hi[s + k] = over.hi[newer[k]!]!;
+    lo[s + k] = over.lo[newer[k]!]!;
+  }
+  // By key, then in the order written (mostly in key order already: batches go out in key order).
+  const order = Array.from({ length: m }, (_, p) => p);
+  order.sort((x, y) => hi[x]! - hi[y]! || lo[x]! - lo[y]! || x - y);
+  const out: number[] = [];
+  for (let k = 0; k < m; k++) {
+    const p = order[k]!;
+    const q = order[k + 1];
+    if (q !== undefined && hi[q] === hi[p] && lo[q] === lo[p]) continue;
+    out.push(p < s ? p : s + newer[p - s]!);
+  }
   return out;
 }
 
-/**
- * A bucket's packed records with newer ones laid over them (both in key order): a newer record replaces
- * the stored one of its key, and a deleted one removes it.
- */
-function overlay(stored: Buffer, newer: readonly Placed[]): Buffer {
-  const out: Placed[] = [];
-  place(stored, out, -1);
-  const merged: Placed[] = [];
-  let n = 0;
-  for (const r of out) {
-    while (n < newer.length && compareKeys(newer[n]!.buf, newer[n]!.at, r.buf, r.at) < 0)
-      merged.push(newer[n++]!);
-    if (n < newer.length && compareKeys(newer[n]!.buf, newer[n]!.at, r.buf, r.at) === 0) continue;
-    merged.push(r);
-  }
-  while (n < newer.length) merged.push(newer[n++]!);
-  return pack(merged.filter((r) => statusAt(r.buf, r.at) !== Status.deleted));
+/** Records as `newest` gives them, less the deleted ones, packed one after another. */
+function packNewest(under: Placements, over: Placements, ids: readonly number[]): Buffer {
+  const s = under.size;
+  const kept = ids.filter((id) => (id < s ? under.status(id) : over.status(id - s)) !== Status.deleted);
+  let size = 0;
+  for (const id of kept) size += id < s ? under.length[id]! : over.length[id - s]!;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const id of kept) at += id < s ? under.copy(id, out, at) : over.copy(id - s, out, at);
+  return out;
 }
 
 export { KEY_BYTES };

@@ -26,6 +26,13 @@ async function all(state: ReturnType<StateStore['audience']>): Promise<StateReco
   return out.sort((a, b) => Buffer.compare(a.key, b.key));
 }
 
+/** A record's slots as hex, without the empty ones after the last kept (the stored form has none). */
+const slotsOf = (r: StateRecord) => {
+  const hex = r.slots.map((x) => x?.toString('hex'));
+  while (hex.length > 0 && hex.at(-1) === undefined) hex.pop();
+  return hex;
+};
+
 /** The Redis key prefix of an audience's state (private to the store; the tests read its keys). */
 const baseOf = (state: ReturnType<StateStore['audience']>) => (state as unknown as { base: string }).base;
 
@@ -165,6 +172,77 @@ describe('audience state in Redis', () => {
     expect(await bitsOf(state)).toBeGreaterThan(2);
     expect(read).toEqual(keys);
     expect(statuses.get(rec(12).key.toString('hex'))).toBe(Status.addPending);
+  });
+
+  it('folds and reads, over many random journals and checkpoints, what a map of each member’s last record holds', async () => {
+    // A deterministic generator (mulberry32), so that a failure can be replayed.
+    let seed = 99;
+    const next = () => {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    };
+    const state = store().audience('dest', 'random');
+    // The oracle: each member's last record, by key; deleted ones leave it.
+    const model = new Map<string, StateRecord>();
+    const statuses = [
+      Status.confirmed,
+      Status.addPending,
+      Status.removePending,
+      Status.rejected,
+      Status.deleted,
+    ];
+    for (let step = 0; step < 40; step++) {
+      // A batch of 1 to 3,000 records over 5,000 members: repeats within a batch, deletions, every status.
+      const batch = Array.from({ length: 1 + Math.floor(next() * 3000) }, () => {
+        const status = statuses[Math.floor(next() * statuses.length)]!;
+        const r = rec(
+          Math.floor(next() * 5000),
+          status,
+          status === Status.deleted ? 0 : 1 + Math.floor(next() * 3),
+        );
+        return {
+          ...r,
+          upload: status === Status.addPending || status === Status.removePending ? step + 1 : 0,
+        };
+      });
+      await state.append(batch);
+      for (const r of batch)
+        if (r.status === Status.deleted) model.delete(r.key.toString('hex'));
+        else model.set(r.key.toString('hex'), r);
+      const roll = next();
+      if (roll < 0.3) await state.checkpoint();
+      else if (roll < 0.4) {
+        // Settles what waits on an upload: even uploads are done, odd ones failed (the member goes).
+        await state.checkpoint((r) =>
+          r.upload % 2 ? undefined : { ...r, status: Status.confirmed, upload: 0 },
+        );
+        for (const [key, r] of model)
+          if (r.status === Status.addPending || r.status === Status.removePending)
+            if (r.upload % 2) model.delete(key);
+            else model.set(key, { ...r, status: Status.confirmed, upload: 0 });
+      }
+      // Read with whatever journal is left laid over the buckets: the model's records, in key order
+      // (slots as stored: none after the last one kept).
+      const read: StateRecord[] = [];
+      for await (const records of state.scan()) read.push(...records);
+      const expected = [...model.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, r]) => r);
+      expect(read.map((r) => [r.key.toString('hex'), r.status, r.upload, slotsOf(r)])).toEqual(
+        expected.map((r) => [r.key.toString('hex'), r.status, r.upload, slotsOf(r)]),
+      );
+      if (roll < 0.4) {
+        const counts = await state.counts();
+        const by = (status: number) => expected.filter((r) => r.status === status).length;
+        expect(counts).toEqual({
+          confirmed: by(Status.confirmed),
+          addPending: by(Status.addPending),
+          removePending: by(Status.removePending),
+          rejected: by(Status.rejected),
+        });
+      }
+    }
   });
 
   it('reshards a bucket larger than a call takes arguments (300,000 members added to a state of one)', async () => {
