@@ -1,7 +1,7 @@
 /**
- * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,history] [--customers 1000000]
- *   [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
- *   [--meta-customers 1000000] [--history-customers 10000000]`
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history]
+ *   [--customers 1000000] [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
+ *   [--meta-customers 1000000] [--checkpoint-members 1000000] [--history-customers 10000000]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
  * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
@@ -27,6 +27,7 @@ const { values } = parseArgs({
     'push-customers': { type: 'string', default: '100000' },
     'workers-customers': { type: 'string', default: '2000000' },
     'meta-customers': { type: 'string', default: '1000000' },
+    'checkpoint-members': { type: 'string', default: '1000000' },
     'history-customers': { type: 'string', default: '10000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
@@ -320,6 +321,18 @@ try {
         `  reading ${m.readSeconds!.toFixed(2)} s, identify + diff ${m.planSeconds!.toFixed(2)} s, push + state ${m.pushSeconds!.toFixed(2)} s; CPU ${m.cpuSeconds!.toFixed(2)} s (all threads)`,
     );
   }
+  let checkpoint: Record<string, number> | undefined;
+  if (want('checkpoint')) {
+    checkpoint = (await withRedis('checkpoint.js', [values['checkpoint-members']!], 4096)) as Record<
+      string,
+      number
+    >;
+    const c = checkpoint;
+    console.error(
+      `checkpoint of a first sync, ${c.members!.toLocaleString('en-US')} members with five identifiers: ${c.firstSeconds!.toFixed(2)} s ` +
+        `(CPU ${c.firstCpuSeconds!.toFixed(2)} s, ${c.firstFaults!.toLocaleString('en-US')} page faults); the next day's, a tenth changed: ${c.nextSeconds!.toFixed(2)} s; peak RSS ${Math.round(c.maxRssMb!).toLocaleString('en-US')} MB`,
+    );
+  }
   let push: Record<string, number | string>[] | undefined;
   if (want('push')) {
     const redis = await startRedis();
@@ -361,6 +374,7 @@ try {
       push,
       workers,
       meta,
+      checkpoint,
       history,
     }) + '\n',
   );
