@@ -238,37 +238,25 @@ export class AudienceState {
       // What each member is now: the last of its records, stored or written since (see `newest`).
       const keep: number[] = [];
       const replaced = new Map<number, Buffer>();
-      let size = 0;
       for (const id of newest(stored, fresh, touched.get(b) ?? [])) {
         const from = id < s ? stored : fresh;
         const i = id < s ? id : id - s;
         const status = from.status(i);
         if (status === Status.deleted) continue;
         let now: number = status;
-        let length = from.length[i]!;
         if (transform && (status === Status.addPending || status === Status.removePending)) {
           const t = transform(decodeAt(from.record(i), 0));
           if (!t || t.status === Status.deleted) continue;
           const record = encodeRecords([t]);
           replaced.set(id, record);
           now = t.status;
-          length = record.length;
         }
         keep.push(id);
         tally(now, 1);
-        size += length;
       }
       delta += keep.length - s;
-      if (keep.length > 0) {
-        const out = Buffer.allocUnsafe(size);
-        let at = 0;
-        for (const id of keep) {
-          const record = replaced.size > 0 ? replaced.get(id) : undefined;
-          if (record) at += record.copy(out, at);
-          else at += id < s ? stored.copy(id, out, at) : fresh.copy(id - s, out, at);
-        }
-        writes.hset(this.key('b'), String(b), out);
-      } else writes.hdel(this.key('b'), String(b));
+      if (keep.length > 0) writes.hset(this.key('b'), String(b), packIds(stored, fresh, keep, replaced));
+      else writes.hdel(this.key('b'), String(b));
       if (++pending >= 256) {
         await sent;
         sent = writes.exec();
@@ -576,12 +564,31 @@ function newest(under: Placements, over: Placements, newer: readonly number[]): 
 /** Records as `newest` gives them, less the deleted ones, packed one after another. */
 function packNewest(under: Placements, over: Placements, ids: readonly number[]): Buffer {
   const s = under.size;
-  const kept = ids.filter((id) => (id < s ? under.status(id) : over.status(id - s)) !== Status.deleted);
+  return packIds(
+    under,
+    over,
+    ids.filter((id) => (id < s ? under.status(id) : over.status(id - s)) !== Status.deleted),
+  );
+}
+
+/** Records numbered as `newest` numbers them, packed one after another (`replaced`: other bytes for some). */
+function packIds(
+  under: Placements,
+  over: Placements,
+  ids: readonly number[],
+  replaced: ReadonlyMap<number, Buffer> = new Map(),
+): Buffer {
+  const s = under.size;
   let size = 0;
-  for (const id of kept) size += id < s ? under.length[id]! : over.length[id - s]!;
+  const other = (id: number) => (replaced.size > 0 ? replaced.get(id) : undefined);
+  for (const id of ids) size += other(id)?.length ?? (id < s ? under.length[id]! : over.length[id - s]!);
   const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const id of kept) at += id < s ? under.copy(id, out, at) : over.copy(id - s, out, at);
+  for (const id of ids) {
+    const record = other(id);
+    if (record) at += record.copy(out, at);
+    else at += id < s ? under.copy(id, out, at) : over.copy(id - s, out, at);
+  }
   return out;
 }
 
