@@ -121,20 +121,30 @@ export function sliceFor(count: number): number {
   return Math.max(16, Math.min(SLICE, Math.ceil(count / (4 * (Math.max(1, workerCount()) + 1)))));
 }
 
+/** Identification under way on the worker threads (`identifyInThreads`). */
+export interface Identification {
+  /**
+   * Helps with what is left on this thread (`inline`, a slice at a time, yielding between slices) and
+   * resolves when every slice is done: the caller's buffers are then final. Returns customers the
+   * workers skipped for an unlisted reason (by position), or throws what a slice failed with.
+   */
+  finish(): Promise<[number, string][]>;
+}
+
 /**
- * Identifies `customers` into `into` (by position) on the worker threads and, `slice` customers at a time
- * (`sliceFor`), on this thread with `inline` (yielding to the event loop between slices); the slots of
- * slice j are `slots[j]`, as the thread that made them gave them. Returns customers the workers skipped
- * for an unlisted reason (by position). Returns (or throws) only when every slice it handed out is done:
- * the caller's buffers are then final.
+ * Starts identifying `customers` into `into` (by position) on the worker threads, `slice` customers at a
+ * time (`sliceFor`); the slots of slice j are `slots[j]`, as the thread that made them gave them. This
+ * thread takes no share until `finish` is called: a caller can start the next audience's identification
+ * while it sends the current one, and the threads work while it does. A slice that fails stops the
+ * handing out of others; nothing rejects before `finish`.
  */
-export async function identifyInThreads(
+export function identifyInThreads(
   script: URL,
   task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
   customers: Uint32Array,
   into: { buffers: IdentityBuffers; slots: Buffer[]; slice: number },
   inline: (from: number, to: number) => void,
-): Promise<[number, string][]> {
+): Identification {
   const workers = threads(script);
   const count = customers.length;
   const odd: [number, string][] = [];
@@ -147,17 +157,23 @@ export async function identifyInThreads(
     next = Math.min(count, next + slice);
     return [from, next];
   };
+  const failed = (error: unknown) => (failure ??= error instanceof Error ? error : new Error(String(error)));
+  // Neither kind of lane rejects: a failure waits in `failure` for `finish`, which may come much later.
   const lane = async (thread: Thread) => {
-    for (let range = take(); range; range = take()) {
-      const [from, to] = range;
-      // A copy of the slice (a view would send the whole list along).
-      const reply = await thread.run({ ...task, id: nextId++, from, customers: customers.slice(from, to) });
-      if (reply.error || !reply.out) failure ??= new Error(`identify thread: ${reply.error ?? 'no answer'}`);
-      else {
-        place(reply.out, into.buffers, from);
-        into.slots[from / slice] = Buffer.from(reply.out.slots);
-        if (reply.odd) odd.push(...reply.odd);
+    try {
+      for (let range = take(); range; range = take()) {
+        const [from, to] = range;
+        // A copy of the slice (a view would send the whole list along).
+        const reply = await thread.run({ ...task, id: nextId++, from, customers: customers.slice(from, to) });
+        if (reply.error || !reply.out) failed(new Error(`identify thread: ${reply.error ?? 'no answer'}`));
+        else {
+          place(reply.out, into.buffers, from);
+          into.slots[from / slice] = Buffer.from(reply.out.slots);
+          if (reply.odd) odd.push(...reply.odd);
+        }
       }
+    } catch (error) {
+      failed(error);
     }
   };
   const here = async () => {
@@ -167,13 +183,18 @@ export async function identifyInThreads(
         inline(range[0], range[1]);
       }
     } catch (error) {
-      failure ??= error instanceof Error ? error : new Error(String(error));
+      failed(error);
     }
   };
   // Two slices in hand per thread: a worker never waits for this thread to finish a slice of its own.
-  await Promise.all([...workers.flatMap((thread) => [lane(thread), lane(thread)]), here()]);
-  if (failure) throw failure;
-  return odd;
+  const lanes = workers.flatMap((thread) => [lane(thread), lane(thread)]);
+  return {
+    finish: async () => {
+      await Promise.all([...lanes, here()]);
+      if (failure) throw failure;
+      return odd;
+    },
+  };
 }
 
 /** Copies a thread's slice into the caller's buffers at position `from` (its slots are kept as they are). */

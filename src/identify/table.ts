@@ -236,6 +236,8 @@ export class Identifier {
   private readonly columns: [string, TextColumn][];
   private readonly ids: TextColumn;
   private room: Uint32Array[] = [];
+  /** The next audience's identification, started ahead (`ahead`). */
+  private next: { members: Uint32Array; started: () => Promise<Started> } | undefined;
 
   constructor(
     private readonly segmented: Segmented,
@@ -263,6 +265,18 @@ export class Identifier {
   }
 
   /**
+   * Starts identifying these customers (the next audience's members) on the worker threads, for a later
+   * `identify` of the same array to finish: the threads work while this thread sends the audience before.
+   * Nothing is started without threads, or when the table would be large (`AHEAD_BYTES`: two audiences'
+   * tables are then held at once). One audience ahead at most; a newer call lets the older one go.
+   */
+  ahead(members: Uint32Array): void {
+    const bytes = members.length * (KEY_BYTES + 11 + this.slotCount * SLOT_BYTES);
+    if (!this.threadsFor(members.length) || bytes > AHEAD_BYTES) return;
+    this.next = { members, started: this.start(members) };
+  }
+
+  /**
    * Identifies these customers (an audience's members) into a table in key order; a customer on the
    * suppression list is left out as `suppressed`. Yields to the event loop as it goes, or identifies in
    * worker threads: millions of hashes must not stall job locks or signals.
@@ -272,63 +286,9 @@ export class Identifier {
     suppressed?: Suppression,
   ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
     const n = members.length;
-    const threaded = this.rules.threaded;
-    const useThreads =
-      threaded !== undefined &&
-      !this.rules.plaintext &&
-      n >= THREADS_FROM &&
-      threadsAvailable(threaded.script);
-    const out: IdentityBuffers = {
-      slotCount: this.slotCount,
-      reasons: this.reasons,
-      keys: Buffer.alloc(n * KEY_BYTES),
-      digests: new Uint32Array(n * 2),
-      masks: new Uint16Array(n),
-      skips: new Uint8Array(n),
-    };
-    // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
-    const per = useThreads ? sliceFor(n) : Math.max(1, n);
-    const slots: Buffer[] = [];
-    const reasons: string[] = [...this.reasons];
-    const skip = (k: number, reason: string) => {
-      let at = reasons.indexOf(reason);
-      if (at < 0) at = reasons.push(reason) - 1;
-      out.skips[k] = at + 1;
-    };
-    const plain = new Map<number, { email: string }>();
-    // In the source's order: its columns are read, and the table written, in sequence.
-    const one = (k: number, chunk: Buffer, row: number) => {
-      const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, chunk, row);
-      if ('skip' in id) {
-        if (!out.skips[k]) skip(k, id.skip);
-      } else if (id.plain) plain.set(k, id.plain);
-    };
-    if (useThreads) {
-      const odd = await identifyInThreads(
-        threaded.script,
-        {
-          rules: threaded.rules,
-          config: threaded.config,
-          columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
-          ids: this.ids.parts(),
-          slotCount: this.slotCount,
-          reasons: this.reasons,
-        },
-        members,
-        { buffers: out, slots, slice: per },
-        (from, to) => {
-          const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
-          for (let k = from; k < to; k++) one(k, chunk, k - from);
-        },
-      );
-      for (const [k, reason] of odd) skip(k, reason);
-    } else {
-      const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
-      for (let k = 0; k < n; k++) {
-        if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
-        one(k, chunk, k);
-      }
-    }
+    const started = this.next?.members === members ? this.next.started : this.start(members);
+    this.next = undefined;
+    const { out, slots, per, reasons, plain, skip } = await started();
     const table = new IdentityTable(
       this.slotCount,
       this.groups,
@@ -352,6 +312,82 @@ export class Identifier {
         }
       }
     return { table, byKey: await this.sorted(out) };
+  }
+
+  private threadsFor(n: number): boolean {
+    const threaded = this.rules.threaded;
+    return (
+      threaded !== undefined &&
+      !this.rules.plaintext &&
+      n >= THREADS_FROM &&
+      threadsAvailable(threaded.script)
+    );
+  }
+
+  /**
+   * Starts identifying `members` into fresh buffers (on the threads, when there are any for it): the
+   * function returned finishes the work, this thread helping, and gives the buffers, final.
+   */
+  private start(members: Uint32Array): () => Promise<Started> {
+    const n = members.length;
+    const threaded = this.rules.threaded;
+    const out: IdentityBuffers = {
+      slotCount: this.slotCount,
+      reasons: this.reasons,
+      keys: Buffer.alloc(n * KEY_BYTES),
+      digests: new Uint32Array(n * 2),
+      masks: new Uint16Array(n),
+      skips: new Uint8Array(n),
+    };
+    const useThreads = threaded !== undefined && this.threadsFor(n);
+    // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
+    const per = useThreads ? sliceFor(n) : Math.max(1, n);
+    const slots: Buffer[] = [];
+    const reasons: string[] = [...this.reasons];
+    const skip = (k: number, reason: string) => {
+      let at = reasons.indexOf(reason);
+      if (at < 0) at = reasons.push(reason) - 1;
+      out.skips[k] = at + 1;
+    };
+    const plain = new Map<number, { email: string }>();
+    const done: Started = { out, slots, per, reasons, plain, skip };
+    // In the source's order: its columns are read, and the table written, in sequence.
+    const one = (k: number, chunk: Buffer, row: number) => {
+      const id = identifyOne(members[k]!, this.columns, this.ids, this.rules.identify, out, k, chunk, row);
+      if ('skip' in id) {
+        if (!out.skips[k]) skip(k, id.skip);
+      } else if (id.plain) plain.set(k, id.plain);
+    };
+    if (!useThreads)
+      return async () => {
+        const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
+        for (let k = 0; k < n; k++) {
+          if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
+          one(k, chunk, k);
+        }
+        return done;
+      };
+    const work = identifyInThreads(
+      threaded.script,
+      {
+        rules: threaded.rules,
+        config: threaded.config,
+        columns: this.columns.map(([name, column]): [string, TextParts] => [name, column.parts()]),
+        ids: this.ids.parts(),
+        slotCount: this.slotCount,
+        reasons: this.reasons,
+      },
+      members,
+      { buffers: out, slots, slice: per },
+      (from, to) => {
+        const chunk = (slots[from / per] = Buffer.alloc((to - from) * this.slotCount * SLOT_BYTES));
+        for (let k = from; k < to; k++) one(k, chunk, k - from);
+      },
+    );
+    return async () => {
+      for (const [k, reason] of await work.finish()) skip(k, reason);
+      return done;
+    };
   }
 
   /**
@@ -453,6 +489,25 @@ interface Sorted {
   d1: Uint32Array;
   d2: Uint32Array;
 }
+
+/** What identifying an audience's members gives, before the suppression list and the sort. */
+interface Started {
+  out: IdentityBuffers;
+  slots: Buffer[];
+  /** Customers per chunk of `slots`. */
+  per: number;
+  /** The skip reasons by code, the unlisted ones a run met added (see `skip`). */
+  reasons: string[];
+  plain: Map<number, { email: string }>;
+  /** Records why entry k is left out, adding the reason to `reasons` where it is not there. */
+  skip: (k: number, reason: string) => void;
+}
+
+/**
+ * At most this much memory goes to a table identified ahead (about 1.4 M members of Meta's five keys):
+ * beyond it, the next audience waits for its turn rather than double the memory a run holds.
+ */
+const AHEAD_BYTES = 256 * 2 ** 20;
 
 /** In `IdentityTable.marks`: the entry is left out (a skip reason), whatever its mask. */
 export const LEFT_OUT = 1 << 16;

@@ -18,7 +18,7 @@ import type { AudienceState, StateStore } from '../record/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from '../diff/brakes.js';
 import { Identifier } from '../identify/table.js';
 import { leftRecords, mergeAudience, planAudience, type AudiencePlan } from '../diff/plan.js';
-import { membershipOf } from '../audience/audiences.js';
+import { membershipOf, type Membership } from '../audience/audiences.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../diff/policy.js';
 import { withRetry, type RetryPolicy } from '../push/retry.js';
 import { push, settle } from '../push/push.js';
@@ -159,8 +159,21 @@ export async function syncDestination(
 ): Promise<AudienceResult[]> {
   const identifier = identifierFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
-  for (const spec of audiencesOn(destination, options)) {
-    results.push(await syncAudience(destination, client, spec, identifier, options));
+  const specs = audiencesOn(destination, options);
+  let membership: Membership | undefined;
+  for (const [k, spec] of specs.entries()) {
+    const current = membership;
+    membership = undefined;
+    // Once this audience is planned, the next one's identification starts on the worker threads, which
+    // would otherwise wait while this one is sent and journalled.
+    const next = specs[k + 1];
+    const ahead = next
+      ? () => {
+          membership = membershipOf(next, options.segmented);
+          identifier.ahead(membership.members);
+        }
+      : undefined;
+    results.push(await syncAudience(destination, client, spec, identifier, options, current, ahead));
     options.signal?.throwIfAborted();
   }
   return results;
@@ -173,6 +186,7 @@ async function planOn(
   identifier: Identifier,
   state: AudienceState,
   options: Pick<SyncOptions, 'segmented' | 'full' | 'store'>,
+  membership = membershipOf(spec, options.segmented),
 ): Promise<AudiencePlan> {
   const final = destination.connector.final(destination.config);
   // Read per audience, under its lease: an erasure recorded while a run goes on holds for what it has left.
@@ -181,7 +195,6 @@ async function planOn(
   // A block may hold removals: those privacy requires must be told apart, to go regardless.
   const classify =
     !checks.removals || (checks.minSize === 'block' && destination.connector.sizeRules !== undefined);
-  const membership = membershipOf(spec, options.segmented);
   const { table, byKey } = await identifier.identify(membership.members, suppressed);
   const merged = await mergeAudience(table, byKey, state, {
     destination: destination.name,
@@ -226,6 +239,10 @@ async function syncAudience(
   spec: AudienceSpec,
   identifier: Identifier,
   options: SyncOptions,
+  /** The audience's members, when they were found ahead (`membershipOf`). */
+  membership?: Membership,
+  /** Called once the plan is made: starts the next audience's identification. */
+  ahead?: () => void,
 ): Promise<AudienceResult> {
   const started = performance.now();
   const { log, store } = options;
@@ -304,7 +321,9 @@ async function syncAudience(
       identifier,
       state,
       recreated || replace ? { ...options, full: true } : options,
+      membership,
     );
+    ahead?.();
     options.onPlan?.(plan);
     Object.assign(result, {
       segmentSize: plan.segmentSize,

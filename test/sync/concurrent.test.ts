@@ -23,6 +23,7 @@ const { writeKey } = await import('../../src/record/keys.js');
 const { NO_REMOVAL_BRAKE } = await import('../../src/diff/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
+const { Identifier } = await import('../../src/identify/table.js');
 const { expectedAudiences, expectedRows, fileAudiences, makeShop } = await import('./harness.js');
 const { recordErasure } = await import('../../src/privacy/erasure.js');
 const { erasureDigests } = await import('../../src/privacy/identifiers.js');
@@ -272,5 +273,36 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     };
     await expect(plan(crash, dying)).rejects.toThrow(/identify thread: the thread stopped \(exit code 70\)/);
     expect(await plan(destination, dying)).toEqual(alone);
+  });
+
+  it('use an identification started ahead (the next audience, while one is sent) for the members it was started for only', async () => {
+    const shop = await makeShop({ seed: 12, customers: 2000 });
+    const prepared = await prepareSync(shop.config, connectors);
+    const { connector, config } = prepared.destinations[0]!;
+    const identifier = () =>
+      new Identifier(prepared.segmented, {
+        identify: (person) => connector.identify(person, config),
+        slotCount: connector.slots(config).length,
+        reasons: connector.skipReasons,
+        threaded: { script: SCRIPT, rules: connector.identifiers!, config },
+      });
+    const rows = async (made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) => {
+      const { table } = await made;
+      return Array.from({ length: table.size }, (_, k) =>
+        [table.customers[k], table.reason(k), ...table.member(k).slots.map((s) => s?.toString('hex'))].join(
+          ' ',
+        ),
+      );
+    };
+    const even = Uint32Array.from({ length: 1000 }, (_, k) => 2 * k);
+    const odd = Uint32Array.from({ length: 1000 }, (_, k) => 2 * k + 1);
+    const shared = identifier();
+    shared.ahead(even);
+    expect(await rows(shared.identify(odd))).toEqual(await rows(identifier().identify(odd)));
+    shared.ahead(odd);
+    shared.ahead(even);
+    const evens = await rows(shared.identify(even));
+    expect(evens).toEqual(await rows(identifier().identify(even)));
+    expect(new Set(evens.map((r) => r.split(' ')[0])).size).toBe(1000);
   });
 });
