@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { Logger } from './log.js';
 import type { Identified, Person } from './identify/types.js';
 import { redact, redactValue } from './redact.js';
+import type { SlotRow } from './record/records.js';
 
 /**
  * The connector interface: the core owns audiences, identity, state and the diff; a connector owns
@@ -14,6 +15,11 @@ export interface Member {
   readonly key: Buffer;
   /** Each exactly 32 bytes (a hash, or a value packed by the connector), or undefined. */
   readonly slots: readonly (Buffer | undefined)[];
+  /**
+   * The same slots where they lie in the identity table, for a member made from one: reading them here
+   * costs no Buffer per slot (a member's `slots` are then made on first use).
+   */
+  readonly row?: SlotRow | undefined;
   /** Plaintext the platform needs to add someone (Mailchimp's email): in memory only, never stored. */
   readonly plain?: { email: string } | undefined;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { slotBuffers, type Person } from '../../src/identify/types.js';
 import {
@@ -281,5 +281,25 @@ describe('usersBody', () => {
       expect(built.empty).toEqual(empty);
     }
     expect(usersBody([], schema).body.toString()).toBe(JSON.stringify({ payload: { schema, data: [] } }));
+  });
+
+  it('reads slots in place from a row (a table member) exactly as from a list, and never asks for the list', () => {
+    const schema: SchemaKey[] = ['EMAIL', 'PHONE', 'FN', 'LN', 'COUNTRY'];
+    // Three members side by side in one buffer, after 7 bytes of something else; slot c at 7 + (k * 5 + c) * 32.
+    const bytes = randomBytes(7 + 3 * 5 * 32);
+    const masks = [0b11111, 0b10100, 0];
+    const members = masks.map((mask, k) => ({
+      row: { bytes, at: 7 + k * 5 * 32, mask },
+      get slots(): (Buffer | undefined)[] {
+        throw new Error('the list was asked for');
+      },
+    }));
+    const hex = (k: number, c: number) =>
+      bytes.toString('hex', 7 + (k * 5 + c) * 32, 7 + (k * 5 + c + 1) * 32);
+    const data = [[0, 1, 2, 3, 4].map((c) => hex(0, c)), ['', '', hex(1, 2), '', hex(1, 4)]];
+    const built = usersBody(members, schema);
+    expect(built.body.toString('utf8')).toBe(JSON.stringify({ payload: { schema, data } }));
+    expect(built.rows).toBe(2);
+    expect(built.empty).toEqual([2]);
   });
 });

@@ -22,6 +22,7 @@ import {
   type Slot,
 } from '../../src/identify/types.js';
 
+import type { Member } from '../../src/connector.js';
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
  * is the SHA-256 of Meta's normalised form, except EXTERN_ID and MADID, which Meta takes in plaintext:
@@ -187,7 +188,7 @@ const LOW = Uint8Array.from({ length: 256 }, (_, b) => HEX[b & 15]!);
  * with nothing for the schema are left out; `empty` has their indexes.
  */
 export function usersBody(
-  members: readonly { slots: readonly (Buffer | undefined)[] }[],
+  members: readonly Pick<Member, 'slots' | 'row'>[],
   schema: readonly SchemaKey[],
   session?: Record<string, number | boolean>,
 ): { body: Buffer; rows: number; empty: number[] } {
@@ -196,18 +197,20 @@ export function usersBody(
   const plain = schema.map((key) => PLAINTEXT.has(key));
   const texts: string[] = [];
   const empty: number[] = [];
+  // Cell c of a member: slot c of its row where it has one (no Buffer made), else of its list.
+  const has = (m: Pick<Member, 'slots' | 'row'>, c: number) =>
+    m.row ? (m.row.mask & (1 << c)) !== 0 : m.slots[c] !== undefined;
   // An upper bound of the size: a hashed cell is 64 hex digits in quotes, a plaintext one its JSON, and
   // every cell at most three more bytes of quotes and comma.
   let size = head.length + tail.length;
   members.forEach((m, index) => {
     let cells = 0;
     for (let c = 0; c < schema.length; c++) {
-      const slot = m.slots[c];
-      if (!slot) continue;
+      if (!has(m, c)) continue;
       cells++;
       if (!plain[c]) size += 64;
       else {
-        const text = JSON.stringify(unpackPlain(slot));
+        const text = JSON.stringify(unpackPlain(m.slots[c]!));
         texts.push(text);
         size += Buffer.byteLength(text);
       }
@@ -230,18 +233,21 @@ export function usersBody(
     out[at++] = 0x5b; // [
     for (let c = 0; c < schema.length; c++) {
       if (c > 0) out[at++] = 0x2c;
-      const slot = m.slots[c];
-      if (slot && plain[c]) {
+      const present = has(m, c);
+      if (present && plain[c]) {
         at += out.write(texts[text++]!, at, 'utf8');
         continue;
       }
       out[at++] = 0x22; // "
-      if (slot)
-        for (let k = 0; k < SLOT_BYTES; k++) {
-          const b = slot[k]!;
+      if (present) {
+        const bytes = m.row ? m.row.bytes : m.slots[c]!;
+        const from = m.row ? m.row.at + c * SLOT_BYTES : 0;
+        for (let k = from; k < from + SLOT_BYTES; k++) {
+          const b = bytes[k]!;
           out[at++] = HIGH[b]!;
           out[at++] = LOW[b]!;
         }
+      }
       out[at++] = 0x22;
     }
     out[at++] = 0x5d; // ]

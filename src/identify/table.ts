@@ -6,7 +6,15 @@ import type { Segmented } from '../score/pipeline.js';
 import { PROFILE_FIELDS } from '../source/columns.js';
 import type { TextColumn, TextParts } from '../source/text.js';
 import { writeKey } from '../record/keys.js';
-import { KEY_BYTES, maskAt, MAX_SLOTS, SLOT_BYTES, slotsAt, type StateRecord } from '../record/records.js';
+import {
+  KEY_BYTES,
+  maskAt,
+  MAX_SLOTS,
+  SLOT_BYTES,
+  slotsAt,
+  type SlotRow,
+  type StateRecord,
+} from '../record/records.js';
 import { digestSlots, identifyOne, type IdentityBuffers } from './one.js';
 import { identifyInThreads, sliceFor, threadsAvailable } from './pool.js';
 
@@ -108,9 +116,17 @@ export class IdentityTable {
   }
 
   member(k: number): Member {
-    const slots: (Buffer | undefined)[] = [];
-    for (let s = 0; s < this.slotCount; s++) slots.push(this.slot(k, s));
-    return { key: this.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES), slots, plain: this.plain.get(k) };
+    const row = {
+      bytes: this.slots[(k / this.perChunk) | 0]!,
+      at: (k % this.perChunk) * this.slotCount * SLOT_BYTES,
+      mask: this.masks[k]!,
+    };
+    return new TableMember(
+      this.keys.subarray(k * KEY_BYTES, (k + 1) * KEY_BYTES),
+      row,
+      this.slotCount,
+      this.plain.get(k),
+    );
   }
 
   /** Members of these entries, built batch by batch (`slice`) rather than all at once. */
@@ -155,6 +171,29 @@ export class IdentityTable {
       if (mine && theirs && !mine.equals(theirs)) return false;
     }
     return true;
+  }
+}
+
+/** A member of an identity table: its slots read where they lie (`row`), and as a list only when asked. */
+class TableMember implements Member {
+  private list: (Buffer | undefined)[] | undefined;
+
+  constructor(
+    readonly key: Buffer,
+    readonly row: SlotRow,
+    private readonly slotCount: number,
+    readonly plain: { email: string } | undefined,
+  ) {}
+
+  get slots(): readonly (Buffer | undefined)[] {
+    if (this.list) return this.list;
+    const { bytes, at, mask } = this.row;
+    this.list = [];
+    for (let s = 0; s < this.slotCount; s++)
+      this.list.push(
+        mask & (1 << s) ? bytes.subarray(at + s * SLOT_BYTES, at + (s + 1) * SLOT_BYTES) : undefined,
+      );
+    return this.list;
   }
 }
 

@@ -7,7 +7,7 @@ import type {
   RemoteAudience,
 } from '../connector.js';
 import type { Logger } from '../log.js';
-import { Status, type StateRecord } from '../record/records.js';
+import { Status, type RecordToWrite } from '../record/records.js';
 import type { AudienceState } from '../record/store.js';
 import type { AudienceResult } from '../sync/run.js';
 
@@ -59,18 +59,15 @@ export async function push(
       (outcome.rejected ?? []).filter((r) => !r.skipped).map((r) => [r.index, r.reason]),
     );
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
-    const records: StateRecord[] = batch.map((m, i) => {
+    // The member's slots as it holds them: in place when it has them so (no list made).
+    const kept = (m: Member) => (m.row ? { row: m.row } : { slots: m.slots });
+    const records: RecordToWrite[] = batch.map((m, i) => {
       if (op === 'remove')
         return upload
-          ? { key: m.key, status: Status.removePending, upload, slots: m.slots }
+          ? { key: m.key, status: Status.removePending, upload, ...kept(m) }
           : { key: m.key, status: Status.deleted, upload: 0, slots: [] };
-      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, slots: m.slots };
-      return {
-        key: m.key,
-        status: upload ? Status.addPending : Status.confirmed,
-        upload,
-        slots: m.slots,
-      };
+      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, ...kept(m) };
+      return { key: m.key, status: upload ? Status.addPending : Status.confirmed, upload, ...kept(m) };
     });
     // A replace drops every member it did not name.
     for (const m of replaced) records.unshift({ key: m.key, status: Status.deleted, upload: 0, slots: [] });

@@ -33,15 +33,42 @@ export interface StateRecord {
   slots: readonly (Buffer | undefined)[];
 }
 
+/**
+ * A member's slots where they lie, unpacked: slot s, when bit s of `mask` is set, is the 32 bytes at
+ * `at + s * SLOT_BYTES` of `bytes` (an identity table's row). Read in place, it costs no Buffer per slot.
+ */
+export interface SlotRow {
+  readonly bytes: Buffer;
+  readonly at: number;
+  readonly mask: number;
+}
+
+/** A record to write: its slots as a list, or, in place of the list, as a row (`SlotRow`). */
+export type RecordToWrite = Omit<StateRecord, 'slots'> &
+  ({ slots: StateRecord['slots']; row?: undefined } | { slots?: undefined; row: SlotRow });
+
 const waits = (status: Status) => status === Status.addPending || status === Status.removePending;
 
-export function encodedSize(record: StateRecord): number {
-  let n = KEY_BYTES + 3 + (waits(record.status) ? 4 : 0);
-  for (const s of record.slots) if (s) n += SLOT_BYTES;
+/** Which slots a record to write keeps (bit s: slot s). */
+function maskOf(record: RecordToWrite): number {
+  if (record.row) return record.row.mask;
+  let mask = 0;
+  for (let i = 0; i < record.slots.length; i++) if (record.slots[i]) mask |= 1 << i;
+  return mask;
+}
+
+/** Set bits of a 16-bit mask. */
+function bitsIn(mask: number): number {
+  let n = 0;
+  for (let m = mask; m !== 0; m &= m - 1) n++;
   return n;
 }
 
-export function encodeRecords(records: readonly StateRecord[]): Buffer {
+export function encodedSize(record: RecordToWrite): number {
+  return KEY_BYTES + 3 + (waits(record.status) ? 4 : 0) + bitsIn(maskOf(record)) * SLOT_BYTES;
+}
+
+export function encodeRecords(records: readonly RecordToWrite[]): Buffer {
   let size = 0;
   for (const r of records) size += encodedSize(r);
   const out = Buffer.allocUnsafe(size);
@@ -50,12 +77,26 @@ export function encodeRecords(records: readonly StateRecord[]): Buffer {
     // TypedArray.set of exact views, not Buffer.copy: a million records are a batch of a first sync.
     out.set(r.key.length === KEY_BYTES ? r.key : r.key.subarray(0, KEY_BYTES), at);
     out[at + KEY_BYTES] = r.status;
-    let mask = 0;
-    for (let i = 0; i < r.slots.length; i++) if (r.slots[i]) mask |= 1 << i;
+    const mask = maskOf(r);
     out[at + KEY_BYTES + 1] = mask >>> 8;
     out[at + KEY_BYTES + 2] = mask & 0xff;
     at += KEY_BYTES + 3;
     if (waits(r.status)) at = out.writeUInt32BE(r.upload >>> 0, at);
+    if (r.row) {
+      // Present slots that lie side by side in the row go in one copy.
+      const { bytes, at: from } = r.row;
+      for (let s = 0; mask >>> s !== 0;) {
+        if (!(mask & (1 << s))) {
+          s++;
+          continue;
+        }
+        let end = s + 1;
+        while (mask & (1 << end)) end++;
+        at += bytes.copy(out, at, from + s * SLOT_BYTES, from + end * SLOT_BYTES);
+        s = end;
+      }
+      continue;
+    }
     for (let i = 0; i < r.slots.length; i++) {
       const s = r.slots[i];
       if (!s) continue;

@@ -12,6 +12,7 @@ import {
   KEY_BYTES,
   Status,
   statusAt,
+  type RecordToWrite,
   type StateRecord,
 } from './records.js';
 
@@ -174,7 +175,7 @@ export class AudienceState {
   }
 
   /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
-  async append(records: readonly StateRecord[], upload?: { id: number } & Upload): Promise<void> {
+  async append(records: readonly RecordToWrite[], upload?: { id: number } & Upload): Promise<void> {
     if (records.length === 0 && !upload) return;
     await this.readable();
     const tx = this.redis.multi().hset(this.key('meta'), 'format', FORMAT);

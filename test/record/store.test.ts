@@ -64,6 +64,34 @@ describe('state records', () => {
     }));
     expect(decodeRecords(buf)).toEqual(trimmed);
   });
+
+  it("encode slots read in place from a row (an identity table's) as the format lays them out", () => {
+    // A row of four slots at byte 5 of a buffer: slot s at 5 + 32 s.
+    const bytes = Buffer.alloc(5 + 4 * 32 + 3);
+    for (let s = 0; s < 4; s++) bytes.fill(0xa0 + s, 5 + s * 32, 5 + (s + 1) * 32);
+    const key = Buffer.from('0102030405060708', 'hex');
+    const slot = (s: number) => Buffer.alloc(32, 0xa0 + s);
+    const buf = encodeRecords([
+      { key, status: Status.confirmed, upload: 0, row: { bytes, at: 5, mask: 0b1101 } },
+      { key, status: Status.addPending, upload: 0x01020304, row: { bytes, at: 5, mask: 0b0110 } },
+      { key, status: Status.rejected, upload: 0, row: { bytes, at: 5, mask: 0 } },
+    ]);
+    // By hand: key, status, mask (big-endian), the upload only while pending, then the present slots in order.
+    const expected = Buffer.concat([
+      key,
+      Buffer.from([0, 0, 0b1101]),
+      slot(0),
+      slot(2),
+      slot(3),
+      key,
+      Buffer.from([1, 0, 0b0110, 1, 2, 3, 4]),
+      slot(1),
+      slot(2),
+      key,
+      Buffer.from([3, 0, 0]),
+    ]);
+    expect(buf.toString('hex')).toBe(expected.toString('hex'));
+  });
 });
 
 /** Format 1 (the first, unmarked): key, status, upload (4 bytes, always), slot mask, slots. */
