@@ -308,6 +308,34 @@ describe('audience state in Redis', () => {
     expect(await state.size()).toBe(20_000);
   });
 
+  it('folds what another writer appended too: its own copy of the journal serves only while Redis holds no more', async () => {
+    const s = store();
+    const mine = s.audience('dest', 'copy');
+    await mine.checkpoint(); // the journal seen empty: from here on, this object keeps a copy of it
+    await mine.append([rec(1), rec(2)]);
+    // Another object (a second process, a broken lease) writes to the same journal between two appends
+    // of this one, and rewrites a member: folding the copy would fold the wrong entries and lose it.
+    await s.audience('dest', 'copy').append([rec(4), { ...rec(2), status: Status.rejected }]);
+    await mine.append([rec(3)]);
+    await mine.checkpoint();
+    expect(await redis.llen(`${baseOf(mine)}:j`)).toBe(0);
+    const expected = [rec(1), { ...rec(2), status: Status.rejected }, rec(3), rec(4)].sort((a, b) =>
+      Buffer.compare(a.key, b.key),
+    );
+    const got = await all(mine);
+    expect(got.map((r) => [r.key.toString('hex'), r.status, slotsOf(r)])).toEqual(
+      expected.map((r) => [r.key.toString('hex'), r.status, slotsOf(r)]),
+    );
+    // Seen empty again after that checkpoint: its copy serves the next, which must hold exactly the same.
+    await mine.append([rec(5), { ...rec(1), status: Status.deleted, slots: [] }]);
+    await mine.checkpoint();
+    expect((await all(mine)).map((r) => r.key.toString('hex'))).toEqual(
+      [rec(2), rec(3), rec(4), rec(5)].map((r) => r.key.toString('hex')).sort(),
+    );
+    expect(await redis.llen(`${baseOf(mine)}:j`)).toBe(0);
+    expect(await mine.counts()).toMatchObject({ confirmed: 3, rejected: 1 });
+  });
+
   it('remembers the remote audience id and lists audiences per destination', async () => {
     const s = store();
     const state = s.audience('local', 'RFM: Lost');
