@@ -21,8 +21,8 @@ import {
   type SkipReason,
   type Slot,
 } from '../../src/identify/types.js';
-
 import type { Member } from '../../src/connector.js';
+
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
  * is the SHA-256 of Meta's normalised form, except EXTERN_ID and MADID, which Meta takes in plaintext:
