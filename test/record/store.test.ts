@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { startRedis } from '../../app/local/services.js';
 import { decodeRecords, encodeRecords, Status, type StateRecord } from '../../src/record/records.js';
 import { StateStore } from '../../src/record/store.js';
 
@@ -281,7 +282,15 @@ describe('audience state in Redis', () => {
   });
 
   it('writes a first sync in its own number of buckets, even after an empty checkpoint (no reshard)', async () => {
-    const state = store().audience('dest', 'first');
+    // A Redis of its own: MONITOR on the shared one also streams every other test file's commands, and
+    // ioredis has failed with "Command queue state error" on one that came as the monitor started.
+    const own = await startRedis({ volatile: true });
+    const redis = new Redis(own.url);
+    onTestFinished(async () => {
+      redis.disconnect();
+      await own.stop();
+    });
+    const state = new StateStore(redis, 'first').audience('dest', 'first');
     const base = baseOf(state);
     // Every command Redis runs on this state's keys, as Redis saw it.
     const monitor = await redis.monitor();
