@@ -70,7 +70,10 @@ async function serve(): Promise<void> {
       });
     });
     process.send!({ origin });
-    process.on('message', () => process.send!({ requests, rows }));
+    process.on('message', () => {
+      const cpu = process.cpuUsage();
+      process.send!({ requests, rows, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    });
     // The measuring process is gone (it finished, or died mid-run): so is the fake.
     process.on('disconnect', () => process.exit(0));
   });
@@ -104,6 +107,7 @@ sync: { redis_prefix: bench-meta-${process.pid} }
   const store = new StateStore(redis, `bench-meta-${process.pid}`);
   const log = createLogger({ level: 'silent', json: true });
 
+  const redisCpuBefore = redisCpu(await redis.info('cpu'));
   const planned: number[] = [];
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
@@ -125,7 +129,8 @@ sync: { redis_prefix: bench-meta-${process.pid} }
   });
   const maxRssMb = process.resourceUsage().maxRSS / 1024;
   fake.send('count');
-  const sent = (await ask()) as { requests: number; rows: number };
+  const sent = (await ask()) as { requests: number; rows: number; cpuSeconds: number };
+  const redisCpuSeconds = redisCpu(await redis.info('cpu')) - redisCpuBefore;
   fake.kill();
 
   // Yardstick: the normalised strings of what was sent (every identifiable customer), hashed on one thread.
@@ -176,7 +181,16 @@ sync: { redis_prefix: bench-meta-${process.pid} }
       // CPU of this process (every thread) from reading to the end: steadier than seconds on a busy machine.
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       maxRssMb,
+      // The other processes on the same cores: the fake platform (all its life) and Redis (the run).
+      fakeCpuSeconds: sent.cpuSeconds,
+      redisCpuSeconds,
       sink,
     }) + '\n',
   );
+}
+
+/** Redis's own CPU seconds so far, from `INFO cpu`. */
+function redisCpu(info: string): number {
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return field('used_cpu_sys') + field('used_cpu_user');
 }

@@ -318,7 +318,8 @@ try {
     console.error(
       `end to end, Meta's five keys (${m.customers!.toLocaleString('en-US')} customers from CSV to a local fake Graph API in another process, ${m.requests} upload requests):\n` +
         `  ${m.seconds!.toFixed(2)} s, ${Math.round(m.customers! / m.seconds!).toLocaleString('en-US')} customers/s, ${(m.seconds! / m.yardstickSeconds!).toFixed(2)}x the yardstick (${m.yardstickSeconds!.toFixed(2)} s for ${m.strings!.toLocaleString('en-US')} strings); peak RSS ${Math.round(m.maxRssMb!).toLocaleString('en-US')} MB\n` +
-        `  reading ${m.readSeconds!.toFixed(2)} s, identify + diff ${m.planSeconds!.toFixed(2)} s, push + state ${m.pushSeconds!.toFixed(2)} s; CPU ${m.cpuSeconds!.toFixed(2)} s (all threads)`,
+        `  reading ${m.readSeconds!.toFixed(2)} s, identify + diff ${m.planSeconds!.toFixed(2)} s, push + state ${m.pushSeconds!.toFixed(2)} s; CPU ${m.cpuSeconds!.toFixed(2)} s (all threads)\n` +
+        `  on the same cores: the fake platform ${m.fakeCpuSeconds!.toFixed(2)} s of CPU, Redis ${m.redisCpuSeconds!.toFixed(2)} s`,
     );
   }
   let checkpoint: Record<string, number> | undefined;
