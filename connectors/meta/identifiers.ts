@@ -22,6 +22,7 @@ import {
   type Slot,
 } from '../../src/identify/types.js';
 import type { Member } from '../../src/connector.js';
+import { slotMask } from '../../src/record/records.js';
 
 /**
  * Meta custom audience identifiers, one slot per key of the configured schema, in its order. Everything
@@ -197,16 +198,15 @@ export function usersBody(
   const plain = schema.map((key) => PLAINTEXT.has(key));
   const texts: string[] = [];
   const empty: number[] = [];
-  // Cell c of a member: slot c of its row where it has one (no Buffer made), else of its list.
-  const has = (m: Pick<Member, 'slots' | 'row'>, c: number) =>
-    m.row ? (m.row.mask & (1 << c)) !== 0 : m.slots[c] !== undefined;
   // An upper bound of the size: a hashed cell is 64 hex digits in quotes, a plaintext one its JSON, and
   // every cell at most three more bytes of quotes and comma.
   let size = head.length + tail.length;
   members.forEach((m, index) => {
+    // Its row's mask where it has one: the list of slots is read only for plaintext cells.
+    const mask = slotMask(m);
     let cells = 0;
     for (let c = 0; c < schema.length; c++) {
-      if (!has(m, c)) continue;
+      if (!(mask & (1 << c))) continue;
       cells++;
       if (!plain[c]) size += 64;
       else {
@@ -229,11 +229,12 @@ export function usersBody(
       continue;
     }
     const m = members[index]!;
+    const mask = slotMask(m);
     if (rows++ > 0) out[at++] = 0x2c; // ,
     out[at++] = 0x5b; // [
     for (let c = 0; c < schema.length; c++) {
       if (c > 0) out[at++] = 0x2c;
-      const present = has(m, c);
+      const present = (mask & (1 << c)) !== 0;
       if (present && plain[c]) {
         at += out.write(texts[text++]!, at, 'utf8');
         continue;

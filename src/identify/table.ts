@@ -311,7 +311,7 @@ export class Identifier {
    */
   ahead(members: Uint32Array): void {
     const bytes = members.length * (KEY_BYTES + 11 + this.slotCount * SLOT_BYTES);
-    if (!this.threadsFor(members.length) || bytes > AHEAD_BYTES) return;
+    if (!this.threadedFor(members.length) || bytes > AHEAD_BYTES) return;
     this.next = { members, started: this.start(members) };
   }
 
@@ -353,14 +353,15 @@ export class Identifier {
     return { table, byKey: await this.sorted(out) };
   }
 
-  private threadsFor(n: number): boolean {
+  /** The threads' settings when `n` customers are identified on them, else undefined (inline). */
+  private threadedFor(n: number): IdentifyRules['threaded'] {
     const threaded = this.rules.threaded;
-    return (
-      threaded !== undefined &&
+    return threaded !== undefined &&
       !this.rules.plaintext &&
       n >= THREADS_FROM &&
       threadsAvailable(threaded.script)
-    );
+      ? threaded
+      : undefined;
   }
 
   /**
@@ -369,7 +370,7 @@ export class Identifier {
    */
   private start(members: Uint32Array): () => Promise<Started> {
     const n = members.length;
-    const threaded = this.rules.threaded;
+    const threaded = this.threadedFor(n);
     const out: IdentityBuffers = {
       slotCount: this.slotCount,
       reasons: this.reasons,
@@ -378,9 +379,8 @@ export class Identifier {
       masks: new Uint16Array(n),
       skips: new Uint8Array(n),
     };
-    const useThreads = threaded !== undefined && this.threadsFor(n);
     // Slots by slice: each thread's slice is kept as the thread made it; inline, one slice of everyone.
-    const per = useThreads ? sliceFor(n) : Math.max(1, n);
+    const per = threaded ? sliceFor(n) : Math.max(1, n);
     const slots: Buffer[] = [];
     const reasons: string[] = [...this.reasons];
     const skip = (k: number, reason: string) => {
@@ -397,7 +397,7 @@ export class Identifier {
         if (!out.skips[k]) skip(k, id.skip);
       } else if (id.plain) plain.set(k, id.plain);
     };
-    if (!useThreads)
+    if (!threaded)
       return async () => {
         const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
         for (let k = 0; k < n; k++) {

@@ -59,15 +59,17 @@ export async function push(
       (outcome.rejected ?? []).filter((r) => !r.skipped).map((r) => [r.index, r.reason]),
     );
     const upload = outcome.status === 'pending' ? await state.nextUploadId() : 0;
-    // The member's slots as it holds them: in place when it has them so (no list made).
-    const kept = (m: Member) => (m.row ? { row: m.row } : { slots: m.slots });
+    // The member's slots as it holds them: its row where it has one (its list is then never made).
+    const list = (m: Member) => (m.row ? undefined : m.slots);
     const records: RecordToWrite[] = batch.map((m, i) => {
       if (op === 'remove')
         return upload
-          ? { key: m.key, status: Status.removePending, upload, ...kept(m) }
+          ? { key: m.key, status: Status.removePending, upload, row: m.row, slots: list(m) }
           : { key: m.key, status: Status.deleted, upload: 0, slots: [] };
-      if (notTaken.has(i)) return { key: m.key, status: Status.rejected, upload: 0, ...kept(m) };
-      return { key: m.key, status: upload ? Status.addPending : Status.confirmed, upload, ...kept(m) };
+      if (notTaken.has(i))
+        return { key: m.key, status: Status.rejected, upload: 0, row: m.row, slots: list(m) };
+      const status = upload ? Status.addPending : Status.confirmed;
+      return { key: m.key, status, upload, row: m.row, slots: list(m) };
     });
     // A replace drops every member it did not name.
     for (const m of replaced) records.unshift({ key: m.key, status: Status.deleted, upload: 0, slots: [] });

@@ -43,17 +43,23 @@ export interface SlotRow {
   readonly mask: number;
 }
 
-/** A record to write: its slots as a list, or, in place of the list, as a row (`SlotRow`). */
-export type RecordToWrite = Omit<StateRecord, 'slots'> &
-  ({ slots: StateRecord['slots']; row?: undefined } | { slots?: undefined; row: SlotRow });
+/** Slots held as a list, or as a row (`SlotRow`), which is read first where there is one. */
+export interface HeldSlots {
+  readonly slots?: StateRecord['slots'] | undefined;
+  readonly row?: SlotRow | undefined;
+}
+
+/** A record to write: its slots as a list or as a row (none: no slots). */
+export type RecordToWrite = Omit<StateRecord, 'slots'> & HeldSlots;
 
 const waits = (status: Status) => status === Status.addPending || status === Status.removePending;
 
-/** Which slots a record to write keeps (bit s: slot s). */
-function maskOf(record: RecordToWrite): number {
-  if (record.row) return record.row.mask;
+/** Which slots are held (bit s: slot s): the row's mask, without reading the list, where there is a row. */
+export function slotMask(held: HeldSlots): number {
+  if (held.row) return held.row.mask;
+  const slots = held.slots ?? [];
   let mask = 0;
-  for (let i = 0; i < record.slots.length; i++) if (record.slots[i]) mask |= 1 << i;
+  for (let i = 0; i < slots.length; i++) if (slots[i]) mask |= 1 << i;
   return mask;
 }
 
@@ -65,7 +71,7 @@ function bitsIn(mask: number): number {
 }
 
 export function encodedSize(record: RecordToWrite): number {
-  return KEY_BYTES + 3 + (waits(record.status) ? 4 : 0) + bitsIn(maskOf(record)) * SLOT_BYTES;
+  return KEY_BYTES + 3 + (waits(record.status) ? 4 : 0) + bitsIn(slotMask(record)) * SLOT_BYTES;
 }
 
 export function encodeRecords(records: readonly RecordToWrite[]): Buffer {
@@ -77,7 +83,7 @@ export function encodeRecords(records: readonly RecordToWrite[]): Buffer {
     // TypedArray.set of exact views, not Buffer.copy: a million records are a batch of a first sync.
     out.set(r.key.length === KEY_BYTES ? r.key : r.key.subarray(0, KEY_BYTES), at);
     out[at + KEY_BYTES] = r.status;
-    const mask = maskOf(r);
+    const mask = slotMask(r);
     out[at + KEY_BYTES + 1] = mask >>> 8;
     out[at + KEY_BYTES + 2] = mask & 0xff;
     at += KEY_BYTES + 3;
@@ -97,8 +103,9 @@ export function encodeRecords(records: readonly RecordToWrite[]): Buffer {
       }
       continue;
     }
-    for (let i = 0; i < r.slots.length; i++) {
-      const s = r.slots[i];
+    const slots = r.slots ?? [];
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i];
       if (!s) continue;
       out.set(s.length === SLOT_BYTES ? s : s.subarray(0, SLOT_BYTES), at);
       at += SLOT_BYTES;

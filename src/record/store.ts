@@ -142,7 +142,7 @@ export class AudienceState {
       .hset(this.key('meta'), 'replace', reason, 'members', 0, 'format', FORMAT, ...zeroCounts())
       .exec();
     this.format = FORMAT;
-    this.written = { entries: [], bytes: 0 };
+    this.sawEmptyJournal();
   }
 
   async replaced(): Promise<void> {
@@ -207,6 +207,11 @@ export class AudienceState {
     }
   }
 
+  /** What this object appends from now on is the whole journal: its copy starts (see `written`). */
+  private sawEmptyJournal(): void {
+    this.written = { entries: [], bytes: 0 };
+  }
+
   /**
    * The journal's entries: this object's copy when Redis holds as many entries as it wrote (the lease
    * keeps other writers out), else read back from Redis.
@@ -229,7 +234,8 @@ export class AudienceState {
     const counted = (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
     // A journal seen empty: what this object appends from now on is the whole of it. One that is not is
     // trimmed below, and seen empty there (or not: its copy waits for the next checkpoint that sees it so).
-    this.written = journal.length === 0 ? { entries: [], bytes: 0 } : undefined;
+    this.written = undefined;
+    if (journal.length === 0) this.sawEmptyJournal();
     if (journal.length === 0 && !transform && counted) return;
     const fresh = Placements.of(journal);
 
@@ -307,7 +313,7 @@ export class AudienceState {
     writes.llen(this.key('j'));
     writes.hincrby(this.key('meta'), 'members', delta);
     const done = await writes.exec();
-    if (Number(done?.at(-2)?.[1]) === 0) this.written = { entries: [], bytes: 0 };
+    if (Number(done?.at(-2)?.[1]) === 0) this.sawEmptyJournal();
     const members = Number(done?.at(-1)?.[1] ?? 0);
     if (Math.abs(idealBits(members) - bits) >= 2) await this.reshard(idealBits(members));
   }
