@@ -20,11 +20,13 @@ export interface RedisTarget {
 /** Parses REDIS_URL (default `redis://127.0.0.1:6379`); a ConfigError (exit 2) names what is wrong. */
 export function redisTarget(value: string | undefined = process.env.REDIS_URL): RedisTarget {
   const text = value === undefined || value.trim() === '' ? DEFAULT_REDIS_URL : value.trim();
+  return parseRedisUrl(text, 'REDIS_URL', `set REDIS_URL to ${REDIS_URL_FORM}, e.g. redis://127.0.0.1:6379`);
+}
+
+/** One Redis URL, read from `variable`; its errors name the variable, the form and the fix, never the password. */
+function parseRedisUrl(text: string, variable: string, fix: string): RedisTarget {
   const bad = (why: string) =>
-    new ConfigError(
-      `REDIS_URL '${masked(text)}' is not a Redis URL: ${why}`,
-      `set REDIS_URL to ${REDIS_URL_FORM}, e.g. redis://127.0.0.1:6379`,
-    );
+    new ConfigError(`${variable} '${masked(text)}' is not a Redis URL: ${why}`, fix);
   let url: URL;
   try {
     url = new URL(text);
@@ -55,8 +57,110 @@ export function redisTarget(value: string | undefined = process.env.REDIS_URL): 
   };
 }
 
-/** REDIS_URL for messages: which variable, and its value without the user and password. */
-export function redisWhere(value: string | undefined = process.env.REDIS_URL): string {
+export const REDIS_CLUSTER_FORM =
+  'host:port,host:port,… (some or all of the masters; redis://user:password@host:port or rediss://… where the nodes need a password or TLS)';
+
+/** Where a Redis Cluster is, as ioredis's Cluster takes it: some nodes, and what every node needs. */
+export interface ClusterTarget {
+  nodes: { host: string; port: number }[];
+  username?: string;
+  password?: string;
+  tls?: Record<string, never>;
+  /** Addresses the nodes announce, mapped to those this process reaches them at (REDIS_CLUSTER_NAT). */
+  natMap?: Record<string, { host: string; port: number }>;
+}
+
+/**
+ * Parses REDIS_CLUSTER_NODES (and REDIS_CLUSTER_NAT, `announced-host:port=reachable-host:port,…`); undefined
+ * when it is not set: the setup uses one Redis (REDIS_URL). A ConfigError (exit 2) names what is wrong.
+ */
+export function redisCluster(
+  value: string | undefined = process.env.REDIS_CLUSTER_NODES,
+  nat: string | undefined = process.env.REDIS_CLUSTER_NAT,
+  single: string | undefined = process.env.REDIS_URL,
+): ClusterTarget | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const fix = `set REDIS_CLUSTER_NODES to ${REDIS_CLUSTER_FORM}, e.g. 10.0.0.1:6379,10.0.0.2:6379`;
+  if (single !== undefined && single.trim() !== '')
+    throw new ConfigError(
+      'both REDIS_URL and REDIS_CLUSTER_NODES are set: audience-sync uses either one Redis or one Redis Cluster',
+      'unset REDIS_URL to use the Cluster, or REDIS_CLUSTER_NODES to use the single Redis',
+    );
+  const nodes = value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
+    .map((entry) => {
+      const target: RedisTarget = entry.includes('://')
+        ? parseRedisUrl(entry, 'REDIS_CLUSTER_NODES', fix)
+        : hostPort(entry, 'REDIS_CLUSTER_NODES', fix);
+      if (target.db !== undefined && target.db !== 0)
+        throw new ConfigError(
+          `REDIS_CLUSTER_NODES '${masked(entry)}' names database ${target.db}: a Redis Cluster has database 0 only`,
+          'leave the /db out of the node addresses',
+        );
+      return target;
+    });
+  if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES is set but names no node', fix);
+  const withAuth = nodes.filter((n) => n.username !== undefined || n.password !== undefined);
+  const auth = withAuth[0];
+  if (withAuth.some((n) => n.username !== auth?.username || n.password !== auth?.password))
+    throw new ConfigError(
+      'REDIS_CLUSTER_NODES gives different user names or passwords for different nodes: every node of a Cluster takes the same',
+      'write the user and password on one node (or the same on each)',
+    );
+  const tls = nodes.filter((n) => n.tls !== undefined).length;
+  if (tls !== 0 && tls !== nodes.length)
+    throw new ConfigError(
+      'REDIS_CLUSTER_NODES mixes rediss:// (TLS) and plain nodes: a Cluster is reached with TLS on every node or none',
+      'write every node as rediss://host:port, or none',
+    );
+  const natMap = nat?.trim() ? natMapOf(nat) : undefined;
+  return {
+    nodes: nodes.map(({ host, port }) => ({ host, port })),
+    ...(auth?.username !== undefined ? { username: auth.username } : {}),
+    ...(auth?.password !== undefined ? { password: auth.password } : {}),
+    ...(tls ? { tls: {} } : {}),
+    ...(natMap ? { natMap } : {}),
+  };
+}
+
+/** `host:port` (`[v6]:port`), with the variable it came from named in its error. */
+function hostPort(text: string, variable: string, fix: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:\s/@]+):(\d{1,5})$/.exec(text);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535)
+    throw new ConfigError(`${variable} '${masked(text)}' is not host:port`, fix);
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+}
+
+function natMapOf(text: string): Record<string, { host: string; port: number }> {
+  const fix =
+    'set REDIS_CLUSTER_NAT to announced-host:port=reachable-host:port pairs, comma-separated (what the nodes announce, then where this process reaches them)';
+  const map: Record<string, { host: string; port: number }> = {};
+  for (const pair of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
+    const [from, to, ...rest] = pair.split('=');
+    if (from === undefined || to === undefined || rest.length > 0)
+      throw new ConfigError(`REDIS_CLUSTER_NAT '${pair}' is not announced=reachable`, fix);
+    const announced = hostPort(from.trim(), 'REDIS_CLUSTER_NAT', fix);
+    map[`${announced.host}:${announced.port}`] = hostPort(to.trim(), 'REDIS_CLUSTER_NAT', fix);
+  }
+  return map;
+}
+
+/** Where Redis is, for messages: which variable, and its value without users and passwords. */
+export function redisWhere(
+  value: string | undefined = process.env.REDIS_URL,
+  cluster: string | undefined = process.env.REDIS_CLUSTER_NODES,
+): string {
+  if (cluster !== undefined && cluster.trim() !== '')
+    return `the Redis Cluster of REDIS_CLUSTER_NODES (${cluster
+      .split(',')
+      .map((node) => masked(node.trim()))
+      .filter((node) => node !== '')
+      .join(', ')})`;
   return value === undefined || value.trim() === ''
     ? `${DEFAULT_REDIS_URL} (REDIS_URL is not set)`
     : `REDIS_URL (${masked(value.trim())})`;
@@ -76,14 +180,16 @@ function masked(text: string): string {
 export function redisConfigProblem(error: unknown): string | undefined {
   const message = error instanceof Error ? error.message : String(error);
   const where = redisWhere();
+  const cluster = (process.env.REDIS_CLUSTER_NODES ?? '').trim() !== '';
+  const variable = cluster ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL';
   if (/^NOAUTH\b/.test(message))
-    return `Redis at ${where} needs a password (NOAUTH): put it in REDIS_URL, as redis://:PASSWORD@host:port (or redis://USER:PASSWORD@host:port for an ACL user)`;
+    return `Redis at ${where} needs a password (NOAUTH): put it in ${variable}, as redis://:PASSWORD@host:port (or redis://USER:PASSWORD@host:port for an ACL user)`;
   if (/^WRONGPASS\b|invalid password|invalid username-password/i.test(message))
-    return `Redis at ${where} rejected the user name or password in REDIS_URL (WRONGPASS): the password is wrong, or the user is disabled`;
+    return `Redis at ${where} rejected the user name or password in ${variable} (WRONGPASS): the password is wrong, or the user is disabled`;
   if (/^NOPERM\b/.test(message))
     return `the Redis user in ${where} lacks a permission (${message.split('\n')[0]}): grant it all commands on the keys of sync.redis_prefix, or use another user`;
   const moved = /^(MOVED|ASK) (\d+) (\S+)/.exec(message);
   if (moved)
-    return `Redis at ${where} answered ${moved[1]} ${moved[2]} ${moved[3]}: it is a Redis Cluster node that does not hold this setup's keys (hash slot ${moved[2]}). audience-sync talks to one Redis: point REDIS_URL at a standalone Redis (or at ${moved[3]}, which holds the slot now)`;
+    return `Redis at ${where} answered ${moved[1]} ${moved[2]} ${moved[3]}: it is a node of a Redis Cluster (hash slot ${moved[2]} is on ${moved[3]}). For a Cluster, unset REDIS_URL and set REDIS_CLUSTER_NODES to some of its nodes (host:port,host:port)`;
   return undefined;
 }

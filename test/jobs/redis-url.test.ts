@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { redisConfigProblem, redisTarget, redisWhere } from '../../src/redis-url.js';
+import { redisCluster, redisConfigProblem, redisTarget, redisWhere } from '../../src/redis-url.js';
 
 describe('REDIS_URL', () => {
   it('reads host, port, user, password, database and TLS', () => {
@@ -61,5 +61,73 @@ describe('REDIS_URL', () => {
     expect(
       redisConfigProblem(new Error("Stream isn't writeable and enableOfflineQueue options is false")),
     ).toBeUndefined();
+  });
+});
+
+describe('REDIS_CLUSTER_NODES', () => {
+  it('is unset: one Redis (REDIS_URL)', () => {
+    expect(redisCluster(undefined, undefined, 'redis://127.0.0.1:6379')).toBeUndefined();
+    expect(redisCluster('  ', undefined, undefined)).toBeUndefined();
+  });
+
+  it('reads nodes as host:port or URLs, with one user, password and TLS for all, and a NAT map', () => {
+    expect(redisCluster('10.0.0.1:7000, 10.0.0.2:7001,[::1]:7002', undefined, undefined)).toEqual({
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+        { host: '::1', port: 7002 },
+      ],
+    });
+    expect(
+      redisCluster(
+        'rediss://app:s%40cret@a.internal:6379,rediss://b.internal:6379',
+        'a.internal:6379=127.0.0.1:16379, b.internal:6379=127.0.0.1:16380',
+        '',
+      ),
+    ).toEqual({
+      nodes: [
+        { host: 'a.internal', port: 6379 },
+        { host: 'b.internal', port: 6379 },
+      ],
+      username: 'app',
+      password: 's@cret',
+      tls: {},
+      natMap: {
+        'a.internal:6379': { host: '127.0.0.1', port: 16379 },
+        'b.internal:6379': { host: '127.0.0.1', port: 16380 },
+      },
+    });
+  });
+
+  it.each([
+    ['10.0.0.1', undefined, undefined, /'10\.0\.0\.1' is not host:port/],
+    ['10.0.0.1:99999', undefined, undefined, /is not host:port/],
+    [',,', undefined, undefined, /names no node/],
+    ['redis://u:hunter2@a:1/3', undefined, undefined, /database 3: a Redis Cluster has database 0 only/],
+    ['redis://u:hunter2@a:1,redis://u:other@b:1', undefined, undefined, /different user names or passwords/],
+    ['rediss://a:1,b:1', undefined, undefined, /mixes rediss:\/\/ \(TLS\) and plain nodes/],
+    ['a:1', 'a:1', undefined, /REDIS_CLUSTER_NAT 'a:1' is not announced=reachable/],
+    ['a:1', undefined, 'redis://:hunter2@b:1', /both REDIS_URL and REDIS_CLUSTER_NODES are set/],
+  ])(
+    '%s (NAT %s, REDIS_URL %s): names the variable and the fix, never the password',
+    (nodes, nat, url, why) => {
+      let error: unknown;
+      try {
+        redisCluster(nodes, nat, url);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const text = `${(error as ConfigError).message} ${(error as ConfigError).hint}`;
+      expect(text).toMatch(why);
+      expect(text).toMatch(/REDIS_CLUSTER_NODES|REDIS_CLUSTER_NAT/);
+      expect(text).not.toMatch(/hunter2/);
+    },
+  );
+
+  it('messages show the nodes, without passwords', () => {
+    expect(redisWhere(undefined, 'redis://app:secret@a:7000, b:7001')).toBe(
+      'the Redis Cluster of REDIS_CLUSTER_NODES (redis://***@a:7000, b:7001)',
+    );
   });
 });

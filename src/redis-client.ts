@@ -1,0 +1,44 @@
+import { Cluster, Redis } from 'ioredis';
+import { redisCluster, redisTarget } from './redis-url.js';
+
+/**
+ * A connection to the setup's Redis: one server (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES).
+ * Code that takes one never sends a command or transaction over keys of different hash slots: a Cluster
+ * refuses it (CROSSSLOT).
+ */
+export type RedisClient = Redis | Cluster;
+
+/** How a process wants its connection to behave, whatever Redis it is. */
+export interface ClientSettings {
+  lazyConnect?: boolean;
+  /** false: a command while disconnected fails at once instead of waiting. */
+  enableOfflineQueue?: boolean;
+  /** null: a command waits out any outage (a worker); a number: it fails after that many reconnections. */
+  maxRetriesPerRequest?: number | null;
+  connectTimeout?: number;
+  /** Milliseconds to the next connection attempt, or null to give up. */
+  retryStrategy?: (times: number) => number | null;
+}
+
+/** A connection from the environment: a Cluster client when REDIS_CLUSTER_NODES is set, else one server's. */
+export function createRedis(settings: ClientSettings = {}): RedisClient {
+  const cluster = redisCluster();
+  if (!cluster) return new Redis({ ...redisTarget(), ...settings });
+  const { nodes, natMap, ...auth } = cluster;
+  const { lazyConnect, enableOfflineQueue, retryStrategy, ...perNode } = settings;
+  return new Cluster(nodes, {
+    ...(lazyConnect !== undefined ? { lazyConnect } : {}),
+    ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
+    ...(retryStrategy ? { clusterRetryStrategy: retryStrategy } : {}),
+    ...(natMap ? { natMap } : {}),
+    redisOptions: { ...auth, ...perNode },
+  });
+}
+
+/**
+ * The servers to run a keyless command on to reach every key (SCAN): the one Redis, or a Cluster's masters
+ * (a Cluster client sends a keyless command to one node of its choice).
+ */
+export function serversOf(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
