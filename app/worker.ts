@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createRedis } from '../src/redis-client.js';
 import { connectors, identifyThread } from '../connectors/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
@@ -22,6 +22,7 @@ import {
   adminQueue,
   ADMIN_QUEUE,
   connection,
+  release,
   keys,
   queuePrefix,
   syncJobSchema,
@@ -74,7 +75,7 @@ export const STALLED_REASON = 'job stalled more than allowable limit';
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const { log, configFile } = options;
   const { config } = loadConfig(configFile);
-  const redis = new Redis(connection('worker') as object);
+  const redis = createRedis({ maxRetriesPerRequest: null });
   let fail: (error: UserError) => void = () => undefined;
   const fatal = new Promise<UserError>((resolve) => (fail = resolve));
   /** Errors of any connection: a wrong password or a wrong server stops the worker; the rest it waits out. */
@@ -493,6 +494,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       await Promise.all([syncWorker.close(), adminWorker.close()]);
       await producer.close();
       await admin.close();
+      await release(common.connection);
       served?.server.close();
       redis.disconnect();
       log.info('worker stopped');

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { sendDigest } from '../src/alerts/digest.js';
 import { evaluateAlerts, type Evaluation, type VersionNotice } from '../src/alerts/evaluate.js';
 import { RUN_KINDS, TIMED_KINDS, type AlertKind } from '../src/alerts/conditions.js';
@@ -34,7 +34,7 @@ export function kindsAfter(after: 'run' | 'retry' | 'stats' | 'schedule'): reado
 }
 
 export async function evaluateAfter(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   connectors: ConnectorRegistry,
   after: 'run' | 'retry' | 'stats' | 'schedule',
@@ -51,7 +51,11 @@ export async function evaluateAfter(
   });
 }
 
-export async function runDigest(redis: Redis, config: Config, log: Logger): Promise<{ sent: string[] }> {
+export async function runDigest(
+  redis: RedisClient,
+  config: Config,
+  log: Logger,
+): Promise<{ sent: string[] }> {
   const { sent } = await sendDigest(redis, config);
   log.info({ channels: sent }, `weekly digest sent through ${sent.join(', ')}`);
   return { sent };

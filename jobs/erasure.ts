@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { recordAudit } from '../src/privacy/audit.js';
@@ -28,7 +28,7 @@ import { ADMIN_QUEUE, ERASURE_JOB_OPTIONS, type AdminJob } from './queues.js';
 
 /** What a worker needs to carry out an erasure. */
 export interface ErasureContext {
-  redis: Redis;
+  redis: RedisClient;
   store: StateStore;
   /** The queues' prefix (`{sync.redis_prefix}`), which the audience leases live under. */
   prefix: string;
@@ -281,7 +281,7 @@ async function removeFrom(
  * queue for the workers, and the action written to the audit log.
  */
 export async function requestErasure(
-  redis: Redis,
+  redis: RedisClient,
   queue: Queue,
   config: Config,
   connectors: ConnectorRegistry,

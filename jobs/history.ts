@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import type { AudienceStats, ConnectorClient, ErrorKind } from '../src/connector.js';
 import { scrub } from '../src/redact.js';
 import { describeError } from '../src/errors.js';
@@ -123,7 +123,7 @@ export async function runRecordsOf(
  * sizes, for every audience it covered. Recording is best effort: the failure itself is what matters.
  */
 export async function recordFailedRun(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Config,
   run: { destination: string; audience?: string | undefined },
@@ -139,7 +139,7 @@ export async function recordFailedRun(
 }
 
 export async function recordRun(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   records: readonly RunRecord[],
   retention = DEFAULT_RETENTION,
@@ -182,7 +182,7 @@ function scrubbed(r: RunRecord): RunRecord {
 }
 
 export async function lastRuns(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   destination: string,
   audience: string,
@@ -224,7 +224,7 @@ export function parseRunCursor(text: string): RunCursor | undefined {
  * A cursor whose run has been trimmed away (history_runs) ends the history.
  */
 export async function runsPage(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   destination: string,
   audience: string,
@@ -288,7 +288,7 @@ export function parseRecentCursor(text: string): RecentCursor | undefined {
  * of the next page. Reads each audience's whole kept history: `sync.history_runs` bounds it.
  */
 export async function recentRuns(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   audiences: readonly { destination: string; audience: string }[],
   page: { status: 'all' | 'failed'; cursor?: string | undefined; limit: number },

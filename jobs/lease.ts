@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { audienceNamesOf } from '../src/audience/audiences.js';
 import type { Config } from '../src/config/schema.js';
 import type { ConnectorRegistry } from '../src/sync/prepare.js';
@@ -18,7 +18,7 @@ const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('
 export class Lease {
   private timer: NodeJS.Timeout | undefined;
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     readonly key: string,
     private readonly token: string,
     private readonly ttlMs: number,
@@ -26,7 +26,7 @@ export class Lease {
 
   /** `holder` says who holds it, for whoever has to wait (`sync (pid 12 on host)`). */
   static async acquire(
-    redis: Redis,
+    redis: RedisClient,
     key: string,
     ttlMs = 60_000,
     holder = describeHolder('a process'),
@@ -37,7 +37,7 @@ export class Lease {
   }
 
   /** Who holds the lease on `key`, or undefined when nobody does. */
-  static async holder(redis: Redis, key: string): Promise<string | undefined> {
+  static async holder(redis: RedisClient, key: string): Promise<string | undefined> {
     const value = await redis.get(key);
     return value === null ? undefined : value.slice(value.indexOf(' ') + 1) || 'another process';
   }
@@ -47,7 +47,7 @@ export class Lease {
    * and wait on the other: the one that misses releases what it took and tries again later).
    */
   static async acquireAll(
-    redis: Redis,
+    redis: RedisClient,
     keys: readonly string[],
     ttlMs = 60_000,
     holder?: string,
@@ -113,7 +113,7 @@ export function leaseKeysOf(
  * naming the holder). A holder that dies lets go when its lease expires.
  */
 export async function takeLeases(
-  redis: Redis,
+  redis: RedisClient,
   keys: readonly string[],
   options: { ttlMs: number; holder: string; wait: boolean; onWait?: (holder: string) => void },
 ): Promise<Lease[]> {

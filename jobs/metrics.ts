@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ConfigError } from '../src/errors.js';
 import type { AudienceResult } from '../src/sync/run.js';
@@ -55,7 +55,7 @@ export class Metrics {
   /** `redis` is the worker's own connection: health is whether the worker can reach Redis. */
   constructor(
     private readonly queues: readonly Queue[],
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {}
 
   recordRun(destination: string, results: readonly AudienceResult[], seconds: number): void {

@@ -1,6 +1,8 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
+import { Cluster } from 'ioredis';
 import { z } from 'zod';
-import { redisTarget } from '../src/redis-url.js';
+import { createRedis } from '../src/redis-client.js';
+import { redisCluster, redisTarget } from '../src/redis-url.js';
 
 /**
  * Queue names, key prefix and job data. One hash-tagged prefix keeps every queue and key in one
@@ -53,22 +55,49 @@ export const adminJobSchema = z.discriminatedUnion('action', [
 ]);
 export type AdminJob = z.input<typeof adminJobSchema>;
 
-/** Redis connection for BullMQ from REDIS_URL. Workers wait out outages; producers fail fast. */
+/**
+ * Redis connection for BullMQ, from the environment. Workers wait out outages; producers fail fast. For
+ * one Redis these are options (BullMQ connects, and closes what it opened); for a Cluster, a client of
+ * its own (BullMQ cannot tell a Cluster from options), which whoever asked for it closes (`release`).
+ */
 export function connection(kind: 'worker' | 'producer'): ConnectionOptions {
-  return {
-    ...redisTarget(),
-    ...(kind === 'worker'
+  const settings =
+    kind === 'worker'
       ? { maxRetriesPerRequest: null }
-      : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000 }),
-  };
+      : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000 };
+  return redisCluster() ? createRedis(settings) : { ...redisTarget(), ...settings };
+}
+
+/** Closes a connection `connection` made, where it is a client (BullMQ leaves a client it was given open). */
+export async function release(made: ConnectionOptions): Promise<void> {
+  if (made instanceof Cluster) await made.quit().catch(() => made.disconnect());
+}
+
+/** A queue that closes its connection with it, whatever `connection` made. */
+class OwnQueue extends Queue {
+  constructor(
+    name: string,
+    prefix: string,
+    private readonly made: ConnectionOptions,
+  ) {
+    super(name, { connection: made, prefix });
+  }
+
+  override async close(): Promise<void> {
+    try {
+      await super.close();
+    } finally {
+      await release(this.made);
+    }
+  }
 }
 
 export function syncQueue(prefix: string, kind: 'worker' | 'producer' = 'producer'): Queue {
-  return new Queue(SYNC_QUEUE, { connection: connection(kind), prefix });
+  return new OwnQueue(SYNC_QUEUE, prefix, connection(kind));
 }
 
 export function adminQueue(prefix: string, kind: 'worker' | 'producer' = 'producer'): Queue {
-  return new Queue(ADMIN_QUEUE, { connection: connection(kind), prefix });
+  return new OwnQueue(ADMIN_QUEUE, prefix, connection(kind));
 }
 
 /** Keys of our own beside BullMQ's, under the same prefix. */

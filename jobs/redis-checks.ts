@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { ConfigError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { redisConfigProblem, redisWhere } from '../src/redis-url.js';
@@ -11,7 +11,7 @@ interface Durability {
   policy: string | undefined;
 }
 
-async function durability(redis: Redis): Promise<Durability> {
+async function durability(redis: RedisClient): Promise<Durability> {
   try {
     const get = async (name: string) => ((await redis.config('GET', name)) as string[])[1];
     return {
@@ -32,7 +32,7 @@ async function durability(redis: Redis): Promise<Durability> {
 }
 
 /** What is wrong with this Redis for keeping the sync state, each with the redis.conf line that fixes it. */
-export async function durabilityProblems(redis: Redis): Promise<string[]> {
+export async function durabilityProblems(redis: RedisClient): Promise<string[]> {
   const d = await durability(redis);
   const where = redisWhere();
   const problems: string[] = [];
@@ -56,7 +56,7 @@ export async function durabilityProblems(redis: Redis): Promise<string[]> {
  * told to (then it says what is at risk). Errors no reconnection fixes (a password, MOVED) stop it too.
  */
 export async function checkRedis(
-  redis: Redis,
+  redis: RedisClient,
   probeKey: string,
   options: { allowVolatile: boolean; log: Logger },
 ): Promise<void> {

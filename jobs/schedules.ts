@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis-client.js';
 import { audiencesOf } from '../src/audience/audiences.js';
 import { closest } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
@@ -110,7 +110,7 @@ export function olderMessage(r: Reconciled): string {
 export async function reconcileSchedules(
   config: Config,
   queue: Queue,
-  redis: Redis,
+  redis: RedisClient,
   options: { force?: boolean; onlyMissing?: boolean } = {},
 ): Promise<Reconciled> {
   checkSchedules(config);
@@ -169,7 +169,7 @@ export async function reconcileSchedules(
 }
 
 /** Runs `work` while holding the lock reconcilers of the schedules take turns under. */
-async function underScheduleLock<T>(redis: Redis, prefix: string, work: () => Promise<T>): Promise<T> {
+async function underScheduleLock<T>(redis: RedisClient, prefix: string, work: () => Promise<T>): Promise<T> {
   let lease: Lease | undefined;
   for (
     let waited = 0;
@@ -203,7 +203,7 @@ export function statsPattern(minutes: number): string {
 export async function reconcileStatsSchedules(
   config: Config,
   admin: Queue,
-  redis: Redis,
+  redis: RedisClient,
 ): Promise<{ added: string[]; kept: string[]; removed: string[] }> {
   const prefix = admin.opts.prefix ?? '';
   const pattern = statsPattern(config.health.stats_minutes);

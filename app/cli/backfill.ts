@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../src/redis-client.js';
 import { queuePrefix } from '../../jobs/queues.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError, ExitCode } from '../../src/errors.js';
@@ -186,7 +186,7 @@ function print(
 }
 
 /** The latest snapshot's analysis day, or -Infinity before the first. */
-async function newestSnapshot(redis: Redis, prefix: string, source: string): Promise<number> {
+async function newestSnapshot(redis: RedisClient, prefix: string, source: string): Promise<number> {
   const latest = await latestSnapshot(redis, prefix, source);
   return latest ? dayOf(latest.date, 'the latest snapshot') : -Infinity;
 }

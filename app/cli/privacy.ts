@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../src/redis-client.js';
 import { connectors } from '../../connectors/index.js';
 import { requestErasure } from '../../jobs/erasure.js';
 import { adminQueue, queuePrefix } from '../../jobs/queues.js';
@@ -228,7 +228,7 @@ export function registerPrivacyCommands(
 
 async function withRedis(
   configFile: string | undefined,
-  use: (redis: Redis, config: Config) => Promise<ExitCode>,
+  use: (redis: RedisClient, config: Config) => Promise<ExitCode>,
 ): Promise<ExitCode> {
   if (!configFile)
     throw new ConfigError('this command needs a config: pass --config FILE or create ./audience-sync.yaml');

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { connectors, identifyThread } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
 import { describeHolder, leaseKeysOf, takeLeases } from '../../jobs/lease.js';
@@ -10,7 +9,8 @@ import type { Config } from '../../src/config/schema.js';
 import { ConfigError, describeError, ExitCode, UserError } from '../../src/errors.js';
 import { isConsentReason } from '../../src/identify/consent.js';
 import type { Logger } from '../../src/log.js';
-import { redisConfigProblem, redisTarget, redisWhere } from '../../src/redis-url.js';
+import { redisConfigProblem, redisWhere } from '../../src/redis-url.js';
+import { createRedis, type RedisClient } from '../../src/redis-client.js';
 import { logReadReport, readSummary } from '../../src/source/report.js';
 import { StateStore } from '../../src/record/store.js';
 import type { PolicyFinding } from '../../src/connector.js';
@@ -61,9 +61,8 @@ export function destinationsOf(config: Config, only?: string): Destination[] {
   return sharedDestinationsOf(config, connectors, only);
 }
 
-export function redisFor(): Redis {
-  const redis = new Redis({
-    ...redisTarget(),
+export function redisFor(): RedisClient {
+  const redis = createRedis({
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -74,10 +73,10 @@ export function redisFor(): Redis {
   return redis;
 }
 
-const lastError = new WeakMap<Redis, Error>();
+const lastError = new WeakMap<RedisClient, Error>();
 
 /** Connects or fails fast with a message that says what to do (CLI commands never wait for Redis). */
-export async function connect(redis: Redis): Promise<void> {
+export async function connect(redis: RedisClient): Promise<void> {
   try {
     await redis.connect();
   } catch (error) {

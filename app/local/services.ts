@@ -147,3 +147,83 @@ export async function startRedis(
     },
   };
 }
+
+/** A local Redis Cluster (`startRedisCluster`): its nodes, for REDIS_CLUSTER_NODES, and each node's server. */
+export interface ClusterService {
+  /** `127.0.0.1:port,…`, masters first. */
+  nodes: string;
+  ports: number[];
+  /** Each node's server by port (a test stops one to fail it over). */
+  servers: Map<number, Service>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of private redis-servers on loopback (`masters` of them, each with `replicas`), made
+ * with `redis-cli --cluster create`, and ready when every node says `cluster_state:ok`. Nodes persist as
+ * production should (append-only file, noeviction); a node's cluster bus is its port + 10000.
+ */
+export async function startRedisCluster(
+  options: { masters?: number; replicas?: number } = {},
+): Promise<ClusterService> {
+  const masters = options.masters ?? 3;
+  const replicas = options.replicas ?? 0;
+  const ports = await clusterPorts(masters * (1 + replicas));
+  const servers = new Map<number, Service>();
+  const stop = async () => {
+    await Promise.all([...servers.values()].map((s) => s.stop()));
+  };
+  try {
+    for (const port of ports)
+      servers.set(
+        port,
+        await startRedis({
+          port,
+          config: {
+            'cluster-enabled': 'yes',
+            'cluster-config-file': 'nodes.conf',
+            'cluster-node-timeout': '3000',
+            'cluster-announce-ip': '127.0.0.1',
+          },
+        }),
+      );
+    const nodes = ports.map((p) => `127.0.0.1:${p}`);
+    execFileSync(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
+      { stdio: 'pipe', timeout: 120_000 },
+    );
+    // Joined once every node sees every slot served (redis-cli waits for the join, not for each node's view).
+    const deadline = Date.now() + 120_000;
+    for (const port of ports)
+      for (;;) {
+        const info = execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8' });
+        if (/cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info))
+          break;
+        if (Date.now() > deadline)
+          throw new Error(`Redis Cluster node ${port} did not become ready:\n${info}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    return { nodes: nodes.join(','), ports, servers, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Free loopback ports whose cluster bus port (+10000) is free too. */
+async function clusterPorts(count: number): Promise<number[]> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < count; tries++) {
+    if (tries > 1000) throw new Error('no free ports for a Redis Cluster between 20000 and 30000');
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    if (!ports.includes(port) && (await free(port)) && (await free(port + 10_000))) ports.push(port);
+  }
+  return ports;
+}

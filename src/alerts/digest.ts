@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { queuePrefix } from '../../jobs/queues.js';
 import type { Config } from '../config/schema.js';
 import { destinationHealth } from '../health/audience.js';
@@ -40,7 +40,7 @@ const DAY_MS = 86_400_000;
 const TOP_MOVES = 8;
 
 /** The digest as of the latest snapshot, compared with the newest one at least a week older (else the oldest). */
-export async function digestOf(redis: Redis, config: Config, now = new Date()): Promise<Digest> {
+export async function digestOf(redis: RedisClient, config: Config, now = new Date()): Promise<Digest> {
   const prefix = queuePrefix(config.sync.redis_prefix);
   const { snapshots } = await listSnapshots(redis, prefix, sourceIdOf(config.source), { limit: 100_000 });
   const latest = snapshots.at(-1);
@@ -256,7 +256,7 @@ export function digestHtml(d: Digest): string {
 
 /** Sends the digest through every email channel (to `alerts.digest.to`, else the channel's own recipients). */
 export async function sendDigest(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   options: { now?: Date; channels?: readonly Channel[] } = {},
 ): Promise<{ digest: Digest; sent: string[] }> {

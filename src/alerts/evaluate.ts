@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { lastRuns } from '../../jobs/history.js';
 import { describeHolder, Lease } from '../../jobs/lease.js';
 import { queuePrefix } from '../../jobs/queues.js';
@@ -77,7 +77,7 @@ export function channelsOf(config: Config): Channel[] {
  * failure is logged and returned, never thrown.
  */
 export async function evaluateAlerts(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   options: EvaluateOptions,
 ): Promise<Evaluation> {
@@ -100,7 +100,7 @@ export async function evaluateAlerts(
   }
 }
 
-async function lockOf(redis: Redis, key: string): Promise<Lease> {
+async function lockOf(redis: RedisClient, key: string): Promise<Lease> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     const lease = await Lease.acquire(redis, key, 60_000, describeHolder('alerts'));
@@ -120,7 +120,7 @@ function inScope(destination: string, scope: readonly string[] | undefined): boo
  * says nothing about its rejections), which keep whatever state they had.
  */
 async function conditionsOf(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   options: EvaluateOptions,
   now: Date,
@@ -184,7 +184,7 @@ async function conditionsOf(
 
 /** The latest snapshot and the one before it (either undefined when there are fewer). */
 async function lastTwoSnapshots(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
 ): Promise<[Snapshot | undefined, Snapshot | undefined]> {
@@ -210,7 +210,7 @@ function isUndecided(key: string, kind: string, undecided: Set<string>): boolean
 }
 
 async function notify(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   channels: readonly Channel[],
   holding: readonly Condition[],

@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import argon2 from 'argon2';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import type { HttpConfig, Role } from '../config/schema.js';
 
 /**
@@ -86,7 +86,7 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 /** Login sessions in Redis: revocable one by one (logout) or per user; they expire by themselves. */
 export class Sessions {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
@@ -145,7 +145,7 @@ export class Sessions {
 /** Failed logins counted per user name and per client address, in Redis so that every server shares them. */
 export class LoginLimiter {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
@@ -184,7 +184,7 @@ export class LoginLimiter {
  * The CSRF token of a proxy-authenticated user, who has no session to keep one in: an HMAC of the user
  * under a key shared in Redis by every server of this setup.
  */
-export async function proxyCsrf(redis: Redis, prefix: string, user: string): Promise<string> {
+export async function proxyCsrf(redis: RedisClient, prefix: string, user: string): Promise<string> {
   const key = keys.csrfKey(prefix);
   await redis.set(key, randomBytes(32).toString('base64url'), 'NX');
   const secret = await redis.get(key);

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { z } from 'zod';
 import { requestErasure } from '../../jobs/erasure.js';
 import { ADMIN_QUEUE } from '../../jobs/queues.js';
@@ -21,7 +21,7 @@ import {
 
 /** What the privacy routes need of the server. */
 export interface PrivacyRoutes {
-  redis: Redis;
+  redis: RedisClient;
   config: () => Config;
   /** The connectors the server was built with. */
   connectors: ConnectorRegistry;
@@ -40,7 +40,11 @@ const errors = {
 } as const;
 
 /** Writes an API action to the audit log. */
-export async function auditApi(redis: Redis, config: Config, entry: Omit<AuditEntry, 'at'>): Promise<void> {
+export async function auditApi(
+  redis: RedisClient,
+  config: Config,
+  entry: Omit<AuditEntry, 'at'>,
+): Promise<void> {
   await recordAudit(redis, config.sync.redis_prefix, config.privacy.audit_keep_days, entry);
 }
 

@@ -7,7 +7,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { CSP } from './console.js';
 
 /** Where the BullMQ queues' admin view (bull-board) is served, to operators only. */
@@ -52,7 +52,7 @@ function boardPolicy(): string {
 export async function registerQueueBoard(
   app: FastifyInstance,
   options: {
-    connection: Redis;
+    connection: RedisClient;
     prefix: string;
     names: readonly string[];
     /** Lets the request through, or answers it (the refusal) and returns the reply. */

@@ -12,7 +12,6 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   adminJobFor,
@@ -37,7 +36,8 @@ import { loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Config, HttpConfig, Role } from '../config/schema.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { redisTarget, redisWhere } from '../redis-url.js';
+import { redisWhere } from '../redis-url.js';
+import { createRedis, type RedisClient } from '../redis-client.js';
 import { ALL_CODES, buildSegmentMap, type SegmentMap } from '../segment/maps.js';
 import { audienceHealth } from '../health/audience.js';
 import { audienceHealthSchema } from '../health/schema.js';
@@ -217,7 +217,7 @@ function proxyMatcher(http: HttpConfig): (address: string | undefined) => boolea
 }
 
 /** A Redis error that means it cannot be reached (or answered too late): 503, not 500. */
-function isRedisDown(error: unknown, redis: Redis): boolean {
+function isRedisDown(error: unknown, redis: RedisClient): boolean {
   if (redis.status !== 'ready') return true;
   const message = error instanceof Error ? error.message : '';
   return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|MaxRetriesPerRequest|max retries per request/i.test(
@@ -294,15 +294,14 @@ const TREND_POINTS = 1000;
 const SECURITY: { [scheme: string]: string[] }[] = [{ session: [] }, { bearer: [] }];
 
 /** Builds the API (routes, auth, OpenAPI) without listening; `redis` is shared by every request. */
-export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInstance; redis: Redis }> {
+export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInstance; redis: RedisClient }> {
   const live = new LiveConfig(options.configFile, options.log);
   const start = live.get().config;
   const prefix = queuePrefix(start.sync.redis_prefix);
   const trustedProxy = (address: string | undefined) => proxyMatcher(live.get().config.http)(address);
 
   // Fails fast while Redis is away (503) and reconnects in the background.
-  const redis = new Redis({
-    ...redisTarget(),
+  const redis = createRedis({
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { syncSchema, type Config } from '../config/schema.js';
 import type { AudienceStats } from '../connector.js';
 import type { Segmented } from '../score/pipeline.js';
@@ -97,7 +97,7 @@ const sizeKey = (prefix: string) => `${prefix}:source:size`;
  * `max_shrink_share` since the last sync. Undefined when it may go, or when there is no earlier sync.
  */
 export async function heldByShrink(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   size: SourceSize,
   config: Pick<Config, 'source' | 'profiles'>,
@@ -140,7 +140,7 @@ export async function heldByShrink(
 }
 
 /** Remembers what this sync saw, for the next one's source brake. */
-export async function recordSourceSize(redis: Redis, prefix: string, size: SourceSize): Promise<void> {
+export async function recordSourceSize(redis: RedisClient, prefix: string, size: SourceSize): Promise<void> {
   await redis.set(sizeKey(prefix), JSON.stringify(size));
 }
 

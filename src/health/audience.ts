@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { lastRuns, type RunRecord } from '../../jobs/history.js';
 import { keys, SYNC_QUEUE } from '../../jobs/queues.js';
 import { nextRuns } from '../../jobs/schedules.js';
@@ -31,7 +31,7 @@ export function retentionOf(config: Config): Retention {
  * `queue` (the sync queue) gives the next run; without it one is opened on `redis` for the call.
  */
 export async function audienceHealth(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Config,
   destination: string,
@@ -84,7 +84,7 @@ export async function audienceHealth(
  * order, so a saved fold is always a fold of every reading up to its own; readers racing write equal ones.
  */
 async function foldOf(
-  redis: Redis,
+  redis: RedisClient,
   key: string,
   saveAs: string,
   rule: { share: number; processingMinutes: number },
@@ -106,7 +106,7 @@ async function foldOf(
 
 /** The health of every audience of every destination (or of one), in config order. */
 export async function destinationHealth(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Config,
   options: { destination?: string; now?: Date; queue?: Queue; store?: StateStore } = {},
@@ -150,7 +150,7 @@ function lastRunOf(r: RunRecord): LastRun {
 }
 
 async function nextRunOf(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   destination: string,
   audience: string,
@@ -168,7 +168,7 @@ async function nextRunOf(
 }
 
 async function stateOf(
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
   destination: string,
   audience: string,
@@ -184,7 +184,7 @@ async function stateOf(
  * failed too (nothing expected is known then), so that a platform's refusal shows at once.
  */
 export async function recordRunReadings(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Config,
   store: StateStore,
@@ -213,7 +213,7 @@ export async function recordRunReadings(
  * and records the readings; a failed read is a reading of unknown size with its reason.
  */
 export async function readDestination(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Config,
   store: StateStore,
@@ -239,7 +239,7 @@ export async function readDestination(
   return readings.map((r) => r.reading);
 }
 
-async function noteProcessing(redis: Redis, prefix: string, destination: Destination): Promise<void> {
+async function noteProcessing(redis: RedisClient, prefix: string, destination: Destination): Promise<void> {
   const minutes = destination.connector.processingMinutes?.(destination.config) ?? 0;
   await redis.hset(processingKey(prefix), destination.name, minutes);
 }

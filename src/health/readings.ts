@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import type { AudienceStats } from '../connector.js';
 import { scrub } from '../redact.js';
 import type { StateCounts } from '../record/store.js';
@@ -61,7 +61,7 @@ export function readingOf(
 }
 
 export async function recordReadings(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   readings: readonly { destination: string; audience: string; reading: Reading }[],
   retention: Retention,
@@ -82,7 +82,7 @@ export async function recordReadings(
 
 /** The latest `count` readings, oldest first. */
 export async function latestReadings(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   destination: string,
   audience: string,
@@ -97,7 +97,7 @@ export async function latestReadings(
  * (the `next` of the one before).
  */
 export async function listReadings(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   destination: string,
   audience: string,

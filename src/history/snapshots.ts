@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { serversOf, type RedisClient } from '../redis-client.js';
 import { z } from 'zod';
 import type { Config, SourceConfig } from '../config/schema.js';
 import { ConfigError, describeError } from '../errors.js';
@@ -161,7 +161,7 @@ export interface SnapshotMeta {
  * earlier. A snapshot later than every other becomes the latest and keeps its per-customer segments.
  */
 export async function recordSnapshot(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   segmented: Segmented,
   meta: SnapshotMeta,
@@ -284,7 +284,7 @@ export async function recordSnapshot(
  * per-customer segments of the date recorded, when they were computed.
  */
 async function relinkNext(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   segmented: Segmented,
@@ -382,7 +382,7 @@ function movementOf(
 }
 
 async function writeChunks(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   generation: string,
@@ -397,7 +397,7 @@ async function writeChunks(
 }
 
 async function loadLatest(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   meta: Record<string, string>,
@@ -419,7 +419,7 @@ async function loadLatest(
 
 /** The sketch layout and capacity of the latest's per-customer segments, from the head of its first chunk. */
 async function readHeader(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   meta: Record<string, string>,
@@ -431,22 +431,25 @@ async function readHeader(
 }
 
 /** Deletes the per-customer segments of every generation but the latest's (older ones, or a crash's). */
-async function collectGenerations(redis: Redis, prefix: string, source: string): Promise<void> {
+async function collectGenerations(redis: RedisClient, prefix: string, source: string): Promise<void> {
   const keep = await redis.hget(key.latest(prefix, source), 'generation');
   for (const generation of await redis.smembers(key.generations(prefix, source))) {
     if (generation === keep) continue;
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(
-        cursor,
-        'MATCH',
-        key.chunk(prefix, source, generation, 0).replace(/:0$/, ':*'),
-        'COUNT',
-        100,
-      );
-      if (found.length) await redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== '0');
+    // Every server's share of the keys (a Cluster's masters each SCAN their own).
+    for (const server of serversOf(redis)) {
+      let cursor = '0';
+      do {
+        const [next, found] = await server.scan(
+          cursor,
+          'MATCH',
+          key.chunk(prefix, source, generation, 0).replace(/:0$/, ':*'),
+          'COUNT',
+          100,
+        );
+        if (found.length) await redis.unlink(...found);
+        cursor = next;
+      } while (cursor !== '0');
+    }
     await redis.srem(key.generations(prefix, source), generation);
   }
 }
@@ -455,7 +458,7 @@ async function collectGenerations(redis: Redis, prefix: string, source: string):
  * Drops snapshots more than `keepDays` days older than the latest one (not today: a config scoring a
  * fixed date, like the example's, keeps its history).
  */
-async function dropOld(redis: Redis, prefix: string, source: string, keepDays: number): Promise<void> {
+async function dropOld(redis: RedisClient, prefix: string, source: string, keepDays: number): Promise<void> {
   const [, newest] = await redis.zrevrange(key.dates(prefix, source), 0, 0, 'WITHSCORES');
   if (newest === undefined) return;
   const old = await redis.zrangebyscore(key.dates(prefix, source), '-inf', `(${Number(newest) - keepDays}`);
@@ -522,7 +525,7 @@ export interface SnapshotPage {
 
 /** Snapshots oldest first, between two dates (inclusive), a page at a time. */
 export async function listSnapshots(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   page: { from?: string; to?: string; cursor?: string; limit?: number } = {},
@@ -540,7 +543,7 @@ export async function listSnapshots(
 }
 
 export async function getSnapshot(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   date: string,
@@ -551,7 +554,7 @@ export async function getSnapshot(
 
 /** The latest snapshot, or undefined before the first scoring. */
 export async function latestSnapshot(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
 ): Promise<Snapshot | undefined> {
@@ -565,7 +568,7 @@ export async function latestSnapshot(
  * is false with the reason; no numbers are made up.
  */
 export async function movementBetween(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   from: string,
@@ -662,7 +665,7 @@ interface StoredSamples {
 
 /** Up to SAMPLE_SIZE customer ids of a segment in the latest snapshot; undefined before the first. */
 export async function segmentSample(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   segment: string,
@@ -678,7 +681,7 @@ export async function segmentSample(
  * `new`, `to` a segment), with the date they were scored on; undefined before the first snapshot.
  */
 export async function movementSample(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   source: string,
   cell: { from: string; to: string },
@@ -700,7 +703,7 @@ export type SnapshotOutcome =
  * is an outcome to report, not a throw.
  */
 export async function recordScoring(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   config: Pick<Config, 'source' | 'scoring' | 'history'>,
   segmented: Segmented,

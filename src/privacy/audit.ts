@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { z } from 'zod';
 import { scrub } from '../redact.js';
 import { privacyKeys } from './keys.js';
@@ -33,7 +33,7 @@ export function cliOperator(): { user: string; via: 'cli' } {
 
 /** Appends an action to the audit log and drops entries older than `keepDays`. */
 export async function recordAudit(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   keepDays: number,
   entry: Omit<AuditEntry, 'at'>,
@@ -53,7 +53,7 @@ export async function recordAudit(
 
 /** The audit log, newest first, at most `limit` entries (and only since `since`, when given). */
 export async function auditLog(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   options: { limit?: number; since?: Date } = {},
 ): Promise<AuditEntry[]> {

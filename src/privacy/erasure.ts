@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { z } from 'zod';
 import type { ContactDeletion } from '../connector.js';
 import { scrub } from '../redact.js';
@@ -60,7 +60,7 @@ export type Receipt = z.infer<typeof receiptSchema>;
  * suppression, at once; the caller then asks the workers to carry it out.
  */
 export async function recordErasure(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   digests: ErasureDigests,
   destinations: readonly string[],
@@ -105,7 +105,7 @@ export function newReceipt(destination: string, at: string): Receipt {
 }
 
 export async function erasureRequest(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   id: string,
 ): Promise<ErasureRequest | undefined> {
@@ -113,7 +113,7 @@ export async function erasureRequest(
   return json === null ? undefined : erasureRequestSchema.parse(JSON.parse(json));
 }
 
-export async function receiptsOf(redis: Redis, redisPrefix: string, id: string): Promise<Receipt[]> {
+export async function receiptsOf(redis: RedisClient, redisPrefix: string, id: string): Promise<Receipt[]> {
   const all = await redis.hvals(privacyKeys.receipts(redisPrefix, id));
   return all
     .map((json) => receiptSchema.parse(JSON.parse(json)))
@@ -121,7 +121,7 @@ export async function receiptsOf(redis: Redis, redisPrefix: string, id: string):
 }
 
 export async function saveReceipt(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   id: string,
   receipt: Receipt,
@@ -132,7 +132,7 @@ export async function saveReceipt(
 
 /** Every erasure request with its receipts, oldest first; `done` when every receipt says removed. */
 export async function erasures(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
 ): Promise<(ErasureRequest & { done: boolean; receipts: Receipt[] })[]> {
   const requests = (await redis.hvals(privacyKeys.erasures(redisPrefix)))

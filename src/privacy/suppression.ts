@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { z } from 'zod';
 import { UserError, ExitCode } from '../errors.js';
 import { scrub } from '../redact.js';
@@ -52,7 +52,7 @@ export class Suppression {
     return new Suppression(keys, hashes, prints);
   }
 
-  static async load(redis: Redis, redisPrefix: string): Promise<Suppression> {
+  static async load(redis: RedisClient, redisPrefix: string): Promise<Suppression> {
     return Suppression.of(await suppressionEntries(redis, redisPrefix));
   }
 
@@ -72,12 +72,18 @@ export class Suppression {
   }
 }
 
-export async function suppressionEntries(redis: Redis, redisPrefix: string): Promise<SuppressionEntry[]> {
+export async function suppressionEntries(
+  redis: RedisClient,
+  redisPrefix: string,
+): Promise<SuppressionEntry[]> {
   const all = await redis.hvals(privacyKeys.suppressions(redisPrefix));
   return all.map((json) => suppressionEntrySchema.parse(JSON.parse(json))).sort(byAdded);
 }
 
-export async function liftedSuppressions(redis: Redis, redisPrefix: string): Promise<LiftedSuppression[]> {
+export async function liftedSuppressions(
+  redis: RedisClient,
+  redisPrefix: string,
+): Promise<LiftedSuppression[]> {
   const all = await redis.hvals(privacyKeys.lifted(redisPrefix));
   return all.map((json) => liftedSuppressionSchema.parse(JSON.parse(json))).sort(byAdded);
 }
@@ -86,7 +92,7 @@ const byAdded = (a: { added_at: string; id: string }, b: { added_at: string; id:
   a.added_at.localeCompare(b.added_at) || a.id.localeCompare(b.id);
 
 export async function suppressionEntry(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   id: string,
 ): Promise<SuppressionEntry | undefined> {
@@ -95,7 +101,7 @@ export async function suppressionEntry(
 }
 
 export async function saveSuppression(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   entry: SuppressionEntry,
 ): Promise<void> {
@@ -104,7 +110,7 @@ export async function saveSuppression(
 
 /** Adds keys and digests learned later (from the state) to an entry that is still on the list. */
 export async function extendSuppression(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   id: string,
   more: { keys: Iterable<string>; hashes: Iterable<string> },
@@ -119,7 +125,7 @@ export async function extendSuppression(
 
 /** Takes a person off the list (later runs may add them again); the reason is kept, the digests are not. */
 export async function liftSuppression(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   id: string,
   reason: string,

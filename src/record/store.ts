@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import {
   compareKeys,
   decodeAt,
@@ -60,7 +60,7 @@ const COPY_BYTES = 64 * 2 ** 20;
 
 export class StateStore {
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     readonly prefix = 'audience-sync',
   ) {}
 
@@ -77,7 +77,7 @@ export class StateStore {
 
 export class AudienceState {
   private readonly base: string;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   /** The record format of the stored state, once read. */
   private format: number | undefined;
   /**
@@ -106,12 +106,22 @@ export class AudienceState {
     return (await this.redis.hget(this.key('meta'), 'remote_id')) ?? undefined;
   }
 
+  /**
+   * Names the platform's audience, and lists this state among its destination's. Two writes, not one
+   * transaction: the list and the state are in different hash slots of a Cluster. The list first, so that
+   * a state with a remote id is always listed; both writes are idempotent, and the next run repeats them.
+   */
   async setRemoteId(id: string): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(this.key('meta'), 'remote_id', id, 'name', this.name, 'destination', this.destination)
-      .hset(`${this.store.prefix}:dest:${this.destination}:audiences`, this.base, this.name)
-      .exec();
+    await this.redis.hset(`${this.store.prefix}:dest:${this.destination}:audiences`, this.base, this.name);
+    await this.redis.hset(
+      this.key('meta'),
+      'remote_id',
+      id,
+      'name',
+      this.name,
+      'destination',
+      this.destination,
+    );
   }
 
   /**
