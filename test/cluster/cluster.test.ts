@@ -1,0 +1,144 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Client, makeSetup, TOKENS } from '../api/harness.js';
+import { killAll, run } from '../jobs/procs.js';
+import { expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
+
+/**
+ * The commands on a real Redis Cluster (three masters on loopback, REDIS_CLUSTER_NODES): sync, plan,
+ * status, schedules, a worker and a resync give what they give on one Redis. A command or transaction
+ * over keys of different hash slots fails there (CROSSSLOT), so any such command on these paths fails
+ * these tests.
+ */
+const BIN = path.resolve('dist/app/cli/bin.js');
+const nodes = inject('redisClusterNodes');
+const { REDIS_URL: _single, ...rest } = process.env;
+const clusterEnv = { ...rest, CI: 'true', REDIS_CLUSTER_NODES: nodes, LOG_LEVEL: 'warn' };
+const singleEnv = { ...rest, CI: 'true', REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
+const children: ChildProcess[] = [];
+let cluster: Cluster;
+beforeAll(() => {
+  cluster = new Cluster(nodes.split(',').map((n) => ({ host: '127.0.0.1', port: Number(n.split(':')[1]) })));
+});
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  killAll();
+  cluster.disconnect();
+});
+
+function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = clusterEnv) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+type Results = { results: { audience: string; added: number; removed: number; error?: string }[] };
+
+/** The keys under a prefix on each master, by master. */
+async function keysByMaster(prefix: string): Promise<number[]> {
+  return Promise.all(
+    cluster.nodes('master').map(async (node) => {
+      let count = 0;
+      let cursor = '0';
+      do {
+        const [next, found] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        count += found.length;
+        cursor = next;
+      } while (cursor !== '0');
+      return count;
+    }),
+  );
+}
+
+describe('on a Redis Cluster', () => {
+  it('syncs, plans and tells the status as on one Redis, its audiences spread over the masters', async () => {
+    const onCluster = await makeShop({ seed: 21 });
+    const onOne = await makeShop({ seed: 21 });
+    const first = cli(['sync', '--json'], onCluster.dir);
+    expect([0, 3], first.stderr).toContain(first.code);
+    const results = (JSON.parse(first.stdout) as Results).results;
+    expect(results.filter((r) => r.error)).toEqual([]);
+    expect(results.reduce((n, r) => n + r.added, 0)).toBeGreaterThan(0);
+    const single = cli(['sync', '--json'], onOne.dir, singleEnv);
+    expect([0, 3], single.stderr).toContain(single.code);
+    expect(fileAudiences(onCluster.out)).toEqual(fileAudiences(onOne.out));
+    expect(fileAudiences(onCluster.out)).toEqual(await expectedAudiences(onCluster.config));
+
+    // Nothing left to do, and nothing the state lost between runs.
+    const again = cli(['sync', '--json'], onCluster.dir);
+    expect([0, 3], again.stderr).toContain(again.code);
+    for (const r of (JSON.parse(again.stdout) as Results).results) {
+      expect(r.error, r.audience).toBeUndefined();
+      expect([r.audience, r.added, r.removed]).toEqual([r.audience, 0, 0]);
+    }
+    const plan = cli(['plan'], onCluster.dir);
+    expect(plan.code, plan.stderr).toBe(0);
+    const status = cli(['status'], onCluster.dir);
+    expect(status.code, status.stderr).toBe(0);
+    for (const r of results) expect(status.stdout).toContain(r.audience);
+
+    // Each audience's state is under a hash tag of its own: more than one master holds some.
+    const spread = await keysByMaster(onCluster.prefix);
+    expect(spread.filter((n) => n > 0).length, JSON.stringify(spread)).toBeGreaterThan(1);
+  });
+
+  it('runs a worker: schedules, a resync and a full resync, with exact audiences', async () => {
+    const shop = await makeShop({ seed: 22 });
+    const schedules = cli(['schedules'], shop.dir);
+    expect(schedules.code, schedules.stderr).toBe(0);
+    const worker = spawn(process.execPath, [BIN, 'worker'], {
+      cwd: shop.dir,
+      env: { ...clusterEnv, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    children.push(worker);
+    let stderr = '';
+    await new Promise<void>((resolve, reject) => {
+      worker.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('"msg":"worker started"')) resolve();
+      });
+      worker.once('exit', (code) => reject(new Error(`the worker exited (${code}):\n${stderr}`)));
+    });
+    for (const args of [['resync'], ['resync', '--full']]) {
+      const r = cli([...args, '--destination', 'local', '--wait'], shop.dir);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}\nworker: ${stderr}`).toBe(0);
+      expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    }
+    const stopped = new Promise((resolve) => worker.once('exit', resolve));
+    worker.kill('SIGTERM');
+    expect(await stopped).toBe(0);
+    expect(stderr).not.toMatch(/CROSSSLOT|same slot/);
+  });
+
+  it('serves the HTTP API: audiences, runs, schedules, segments and a resync request', async () => {
+    const setup = await makeSetup();
+    const synced = cli(['sync', '--json'], setup.dir);
+    expect([0, 3], synced.stderr).toContain(synced.code);
+    const server = run(['serve', '--port', '0'], {
+      cwd: setup.dir,
+      env: { ...clusterEnv, LOG_LEVEL: 'info' },
+    });
+    const ready = /HTTP API on (http:\/\/[^/]+)\/api\/v1/;
+    await server.waitFor(ready);
+    const client = new Client(ready.exec(server.stderr())![1]!);
+    for (const path of ['/api/v1/audiences', '/api/v1/runs', '/api/v1/schedules', '/api/v1/segments']) {
+      const r = await client.call('GET', path, { token: TOKENS.viewer });
+      expect(r.status, `${path}: ${r.text}`).toBe(200);
+    }
+    const audiences = await client.call('GET', '/api/v1/audiences', { token: TOKENS.viewer });
+    expect(audiences.text).toContain('RFM: Champions');
+    const resync = await client.call('POST', '/api/v1/destinations/local/resync', {
+      token: TOKENS.operator,
+      body: {},
+    });
+    expect(resync.status, resync.text).toBe(202);
+    const job = (resync.json as { job: { url: string } }).job;
+    const followed = await client.call('GET', job.url, { token: TOKENS.viewer });
+    expect(followed.status, followed.text).toBe(200);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(server.stderr()).not.toMatch(/CROSSSLOT|same slot/);
+  });
+});
