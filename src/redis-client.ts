@@ -31,6 +31,10 @@ export function createRedis(settings: ClientSettings = {}): RedisClient {
     ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
     ...(retryStrategy ? { clusterRetryStrategy: retryStrategy } : {}),
     ...(natMap ? { natMap } : {}),
+    // ioredis's ready check asks one node of its choice for CLUSTER INFO, which can be a node that just
+    // died; failing, it reconnects, and a `connect()` under a retry strategy that gives up never settles.
+    // Commands find the live nodes themselves (MOVED, and slots refreshed on errors).
+    enableReadyCheck: false,
     redisOptions: { ...auth, ...perNode },
   });
 }

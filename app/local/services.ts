@@ -193,15 +193,26 @@ export async function startRedisCluster(
       ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
       { stdio: 'pipe', timeout: 120_000 },
     );
-    // Joined once every node sees every slot served (redis-cli waits for the join, not for each node's view).
+    // Joined once every node sees every slot served and every replica is attached to its master and in step
+    // with it (redis-cli waits for the join only; a replica that never synced could not take over).
+    const ask = (port: number, ...args: string[]) =>
+      execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
     const deadline = Date.now() + 120_000;
+    const ready = (port: number) => {
+      const info = ask(port, 'cluster', 'info');
+      if (!/cluster_state:ok/.test(info) || !new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info))
+        return false;
+      const attached = ask(port, 'cluster', 'nodes').match(/ (myself,)?slave /g)?.length ?? 0;
+      if (attached !== masters * replicas) return false;
+      const role = ask(port, 'info', 'replication');
+      return !/role:slave/.test(role) || /master_link_status:up/.test(role);
+    };
     for (const port of ports)
-      for (;;) {
-        const info = execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8' });
-        if (/cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info))
-          break;
+      while (!ready(port)) {
         if (Date.now() > deadline)
-          throw new Error(`Redis Cluster node ${port} did not become ready:\n${info}`);
+          throw new Error(
+            `Redis Cluster node ${port} did not become ready:\n${ask(port, 'cluster', 'nodes')}`,
+          );
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     return { nodes: nodes.join(','), ports, servers, stop };

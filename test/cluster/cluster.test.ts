@@ -1,6 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Cluster } from 'ioredis';
+import { startRedisCluster } from '../../app/local/services.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, makeSetup, TOKENS } from '../api/harness.js';
 import { killAll, run } from '../jobs/procs.js';
@@ -29,7 +31,8 @@ afterAll(() => {
 });
 
 function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = clusterEnv) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8' });
+  // A hang guard (a command waiting on a Cluster that never answers fails the test instead of stalling it).
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8', timeout: 300_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -140,5 +143,52 @@ describe('on a Redis Cluster', () => {
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     expect(server.stderr()).not.toMatch(/CROSSSLOT|same slot/);
+  });
+
+  it('fails over: a master killed (SIGKILL), its replica promoted, the next sync ends with every audience exact', async () => {
+    const own = await startRedisCluster({ masters: 3, replicas: 1 });
+    const env = { ...clusterEnv, REDIS_CLUSTER_NODES: own.nodes };
+    const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      const shop = await makeShop({ seed: 23, sync: 'max_removal_share: 1' });
+      const first = cli(['sync', '--json'], shop.dir, env);
+      expect([0, 3], first.stderr).toContain(first.code);
+      // The master holding the most audience states goes, as a crashed machine does.
+      const masters = client.nodes('master');
+      const counts = await Promise.all(
+        masters.map(async (node) => (await node.keys(`${shop.prefix}:*`)).length),
+      );
+      const victim = masters[counts.indexOf(Math.max(...counts))]!;
+      expect(Math.max(...counts)).toBeGreaterThan(0);
+      const port = victim.options.port!;
+      const pid = Number(/process_id:(\d+)/.exec(await victim.info('server'))![1]);
+      process.kill(pid, 'SIGKILL');
+      // Until a replica has taken its slots, the Cluster answers CLUSTERDOWN: wait for every slot to be served.
+      const survivor = own.ports.find((p) => p !== port)!;
+      for (const deadline = Date.now() + 120_000; ;) {
+        if (Date.now() > deadline) throw new Error(`no failover of the master on port ${port} in 120 s`);
+        const info = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'info'], {
+          encoding: 'utf8',
+        });
+        const nodes = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'nodes'], {
+          encoding: 'utf8',
+        });
+        if (/cluster_state:ok/.test(info) && new RegExp(`:${port}@\\d+ \\S*fail`).test(nodes)) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      shop.editCustomers((cells, header, r) => {
+        if (r % 5 === 1) cells[header.indexOf('email')] = `moved-${r}@example.org`;
+        else if (r % 5 === 2) cells[header.indexOf('opted_out')] = 'true';
+      });
+      const after = cli(['sync', '--json'], shop.dir, env);
+      expect([0, 3], after.stderr).toContain(after.code);
+      expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+      const again = cli(['sync', '--json'], shop.dir, env);
+      for (const r of (JSON.parse(again.stdout) as Results).results)
+        expect([r.audience, r.added, r.removed, r.error]).toEqual([r.audience, 0, 0, undefined]);
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
   });
 });
