@@ -81,6 +81,28 @@ describe('on a Redis Cluster', () => {
     expect(status.code, status.stderr).toBe(0);
     for (const r of results) expect(status.stdout).toContain(r.audience);
 
+    // A later analysis date: a new snapshot with its per-customer segments, and the earlier generation's found
+    // (SCAN on every master) and deleted.
+    const generations = async () =>
+      new Set(
+        (
+          await Promise.all(
+            cluster.nodes('master').map((node) => node.keys(`{${onCluster.prefix}}:snapshots:*:customers:*`)),
+          )
+        )
+          .flat()
+          .map((k) => k.split(':').at(-2)),
+      );
+    const before = await generations();
+    expect(before.size).toBe(1);
+    onCluster.write('2026-02-01');
+    const later = cli(['sync', '--json'], onCluster.dir);
+    expect([0, 3], later.stderr).toContain(later.code);
+    expect(fileAudiences(onCluster.out)).toEqual(await expectedAudiences(onCluster.config));
+    const after = await generations();
+    expect(after.size).toBe(1);
+    expect([...after]).not.toEqual([...before]);
+
     // Each audience's state is under a hash tag of its own: more than one master holds some.
     const spread = await keysByMaster(onCluster.prefix);
     expect(spread.filter((n) => n > 0).length, JSON.stringify(spread)).toBeGreaterThan(1);
