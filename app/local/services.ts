@@ -160,8 +160,9 @@ export interface ClusterService {
 
 /**
  * A Redis Cluster of private redis-servers on loopback (`masters` of them, each with `replicas`), made
- * with `redis-cli --cluster create`, and ready when every node says `cluster_state:ok`. Nodes persist as
- * production should (append-only file, noeviction); a node's cluster bus is its port + 10000.
+ * with `redis-cli --cluster create`, and ready when every node says `cluster_state:ok`, knows every other
+ * and every replica is in step with its master. Nodes persist as production should (append-only file,
+ * noeviction); a node's cluster bus is its port + 10000.
  */
 export async function startRedisCluster(
   options: { masters?: number; replicas?: number } = {},
