@@ -17,9 +17,12 @@ export interface RedisTarget {
   tls?: Record<string, never>;
 }
 
+/** Whether an environment variable holds something (unset and blank are the same). */
+const given = (value: string | undefined): value is string => value !== undefined && value.trim() !== '';
+
 /** Parses REDIS_URL (default `redis://127.0.0.1:6379`); a ConfigError (exit 2) names what is wrong. */
 export function redisTarget(value: string | undefined = process.env.REDIS_URL): RedisTarget {
-  const text = value === undefined || value.trim() === '' ? DEFAULT_REDIS_URL : value.trim();
+  const text = given(value) ? value.trim() : DEFAULT_REDIS_URL;
   return parseRedisUrl(text, 'REDIS_URL', `set REDIS_URL to ${REDIS_URL_FORM}, e.g. redis://127.0.0.1:6379`);
 }
 
@@ -79,9 +82,9 @@ export function redisCluster(
   nat: string | undefined = process.env.REDIS_CLUSTER_NAT,
   single: string | undefined = process.env.REDIS_URL,
 ): ClusterTarget | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
+  if (!given(value)) return undefined;
   const fix = `set REDIS_CLUSTER_NODES to ${REDIS_CLUSTER_FORM}, e.g. 10.0.0.1:6379,10.0.0.2:6379`;
-  if (single !== undefined && single.trim() !== '')
+  if (given(single))
     throw new ConfigError(
       'both REDIS_URL and REDIS_CLUSTER_NODES are set: audience-sync uses either one Redis or one Redis Cluster',
       'unset REDIS_URL to use the Cluster, or REDIS_CLUSTER_NODES to use the single Redis',
@@ -155,15 +158,13 @@ export function redisWhere(
   value: string | undefined = process.env.REDIS_URL,
   cluster: string | undefined = process.env.REDIS_CLUSTER_NODES,
 ): string {
-  if (cluster !== undefined && cluster.trim() !== '')
+  if (given(cluster))
     return `the Redis Cluster of REDIS_CLUSTER_NODES (${cluster
       .split(',')
       .map((node) => masked(node.trim()))
       .filter((node) => node !== '')
       .join(', ')})`;
-  return value === undefined || value.trim() === ''
-    ? `${DEFAULT_REDIS_URL} (REDIS_URL is not set)`
-    : `REDIS_URL (${masked(value.trim())})`;
+  return given(value) ? `REDIS_URL (${masked(value.trim())})` : `${DEFAULT_REDIS_URL} (REDIS_URL is not set)`;
 }
 
 /** The URL with what may hold a password hidden: anything before the host's `@`, and options after `?`. */
@@ -180,8 +181,7 @@ function masked(text: string): string {
 export function redisConfigProblem(error: unknown): string | undefined {
   const message = error instanceof Error ? error.message : String(error);
   const where = redisWhere();
-  const cluster = (process.env.REDIS_CLUSTER_NODES ?? '').trim() !== '';
-  const variable = cluster ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL';
+  const variable = given(process.env.REDIS_CLUSTER_NODES) ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL';
   if (/^NOAUTH\b/.test(message))
     return `Redis at ${where} needs a password (NOAUTH): put it in ${variable}, as redis://:PASSWORD@host:port (or redis://USER:PASSWORD@host:port for an ACL user)`;
   if (/^WRONGPASS\b|invalid password|invalid username-password/i.test(message))

@@ -1,31 +1,27 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { Cluster } from 'ioredis';
 import { startRedisCluster } from '../../app/local/services.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, makeSetup, TOKENS } from '../api/harness.js';
-import { killAll, run } from '../jobs/procs.js';
+import { BIN, killAll, run } from '../jobs/procs.js';
 import { expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 
 /**
  * The commands on a real Redis Cluster (three masters on loopback, REDIS_CLUSTER_NODES): sync, plan,
- * status, schedules, a worker and a resync give what they give on one Redis. A command or transaction
+ * status, schedules, a worker's resyncs and the HTTP API give what they give on one Redis, and a sync
+ * after a failover is exact. A command or transaction
  * over keys of different hash slots fails there (CROSSSLOT), so any such command on these paths fails
  * these tests.
  */
-const BIN = path.resolve('dist/app/cli/bin.js');
 const nodes = inject('redisClusterNodes');
 const { REDIS_URL: _single, ...rest } = process.env;
 const clusterEnv = { ...rest, CI: 'true', REDIS_CLUSTER_NODES: nodes, LOG_LEVEL: 'warn' };
 const singleEnv = { ...rest, CI: 'true', REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
-const children: ChildProcess[] = [];
 let cluster: Cluster;
 beforeAll(() => {
   cluster = new Cluster(nodes.split(',').map((n) => ({ host: '127.0.0.1', port: Number(n.split(':')[1]) })));
 });
 afterAll(() => {
-  for (const c of children) c.kill('SIGKILL');
   killAll();
   cluster.disconnect();
 });
@@ -38,20 +34,9 @@ function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = clusterEnv) {
 
 type Results = { results: { audience: string; added: number; removed: number; error?: string }[] };
 
-/** The keys under a prefix on each master, by master. */
-async function keysByMaster(prefix: string): Promise<number[]> {
-  return Promise.all(
-    cluster.nodes('master').map(async (node) => {
-      let count = 0;
-      let cursor = '0';
-      do {
-        const [next, found] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        count += found.length;
-        cursor = next;
-      } while (cursor !== '0');
-      return count;
-    }),
-  );
+/** The keys matching a pattern on each of a Cluster's masters, by master (a test's Cluster holds few keys). */
+function keysOnMasters(client: Cluster, pattern: string): Promise<string[][]> {
+  return Promise.all(client.nodes('master').map((node) => node.keys(pattern)));
 }
 
 describe('on a Redis Cluster', () => {
@@ -85,11 +70,7 @@ describe('on a Redis Cluster', () => {
     // (SCAN on every master) and deleted.
     const generations = async () =>
       new Set(
-        (
-          await Promise.all(
-            cluster.nodes('master').map((node) => node.keys(`{${onCluster.prefix}}:snapshots:*:customers:*`)),
-          )
-        )
+        (await keysOnMasters(cluster, `{${onCluster.prefix}}:snapshots:*:customers:*`))
           .flat()
           .map((k) => k.split(':').at(-2)),
       );
@@ -104,7 +85,7 @@ describe('on a Redis Cluster', () => {
     expect([...after]).not.toEqual([...before]);
 
     // Each audience's state is under a hash tag of its own: more than one master holds some.
-    const spread = await keysByMaster(onCluster.prefix);
+    const spread = (await keysOnMasters(cluster, `${onCluster.prefix}:*`)).map((keys) => keys.length);
     expect(spread.filter((n) => n > 0).length, JSON.stringify(spread)).toBeGreaterThan(1);
   });
 
@@ -112,29 +93,16 @@ describe('on a Redis Cluster', () => {
     const shop = await makeShop({ seed: 22 });
     const schedules = cli(['schedules'], shop.dir);
     expect(schedules.code, schedules.stderr).toBe(0);
-    const worker = spawn(process.execPath, [BIN, 'worker'], {
-      cwd: shop.dir,
-      env: { ...clusterEnv, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    children.push(worker);
-    let stderr = '';
-    await new Promise<void>((resolve, reject) => {
-      worker.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (stderr.includes('"msg":"worker started"')) resolve();
-      });
-      worker.once('exit', (code) => reject(new Error(`the worker exited (${code}):\n${stderr}`)));
-    });
+    const worker = run(['worker'], { cwd: shop.dir, env: { ...clusterEnv, LOG_LEVEL: 'info' } });
+    await worker.waitFor(/"msg":"worker started"/);
     for (const args of [['resync'], ['resync', '--full']]) {
       const r = cli([...args, '--destination', 'local', '--wait'], shop.dir);
-      expect(r.code, `${args.join(' ')}: ${r.stderr}\nworker: ${stderr}`).toBe(0);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}\nworker: ${worker.stderr()}`).toBe(0);
       expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
     }
-    const stopped = new Promise((resolve) => worker.once('exit', resolve));
-    worker.kill('SIGTERM');
-    expect(await stopped).toBe(0);
-    expect(stderr).not.toMatch(/CROSSSLOT|same slot/);
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    expect(worker.stderr()).not.toMatch(/CROSSSLOT|same slot/);
   });
 
   it('serves the HTTP API: audiences, runs, schedules, segments and a resync request', async () => {
@@ -177,9 +145,7 @@ describe('on a Redis Cluster', () => {
       expect([0, 3], first.stderr).toContain(first.code);
       // The master holding the most audience states goes, as a crashed machine does.
       const masters = client.nodes('master');
-      const counts = await Promise.all(
-        masters.map(async (node) => (await node.keys(`${shop.prefix}:*`)).length),
-      );
+      const counts = (await keysOnMasters(client, `${shop.prefix}:*`)).map((keys) => keys.length);
       const victim = masters[counts.indexOf(Math.max(...counts))]!;
       expect(Math.max(...counts)).toBeGreaterThan(0);
       const port = victim.options.port!;
