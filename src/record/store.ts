@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
+import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../redis-client.js';
 import {
-  compareKeys,
   decodeAt,
   decodeRecords,
   encodeRecords,
@@ -18,15 +19,26 @@ import {
 
 /**
  * Per destination audience, in Redis (no key per member):
- *   {…}:meta  hash: name, remote id, bucket bits, upload sequence, record format (absent: format 1),
- *             members by status as of the last checkpoint (`n:<status>`; absent: not counted yet)
- *   {…}:b     hash: bucket → packed records sorted by key (the checkpointed state)
- *   {…}:j     list: packed records appended per acknowledged batch (absolute, replayable)
- *   {…}:u     hash: upload id → pending batch on the platform (JSON: token, op, count, at)
- * A run appends to the journal only after the platform acknowledged a batch, and folds the journal
- * into the buckets at checkpoints. Journal entries say what a member *is*, not what changed, so a
- * checkpoint interrupted half way is finished by the next one. Buckets are key prefixes, so reading them
- * in index order reads the state in key order (`ordered`). A state in a record format before 3 is not
+ *   {t}:meta        hash: name, remote id, upload sequence, record format, and the layout: generation
+ *                   `gen`, shard bits, bucket bits, `gen_seq` (the last generation made), `gc_from`
+ *   {t}:u           hash: upload id → pending batch on the platform (JSON: token, op, count, at)
+ *   {t.n}:b:<gen>   hash, one per shard: bucket → packed records sorted by key (the checkpointed state)
+ *   {t.n}:j:<gen>   list, one per shard: packed records appended per acknowledged batch (absolute, replayable)
+ *   {t.n}:c:<gen>   hash, one per shard: its members, and its members by status (`n:<status>`)
+ * A record's shard is its key's first `shard_bits` bits; each shard has a hash tag of its own, chosen to fall
+ * in its own part of the 16,384 slots, so on a Redis Cluster an audience's records spread over every
+ * master. A bucket is a longer key prefix, inside one shard, so reading shards and then buckets in index
+ * order reads the state in key order (`ordered`).
+ *
+ * A run appends to the journal only after the platform acknowledged a batch, and folds the journal into
+ * the buckets at checkpoints, shard by shard: a shard's buckets are written, then its journal trimmed and its
+ * counts changed in one transaction (one slot). Journal entries say what a member *is*, not what changed,
+ * so a checkpoint interrupted half way is finished by the next one. A rewrite (a new bucket count, a
+ * replace) writes a new generation beside the old one and switches `gen` in one write; older generations
+ * are deleted after (`collect`), so a crash leaves one or the other.
+ *
+ * Generation 0 is the layout 0.1.0 wrote: one shard, in `{t}:b` and `{t}:j`, counted in the meta. It is read
+ * as it is and rewritten into shards at its next checkpoint. A state in a record format before 3 is not
  * read (`outdated`): a run replaces it.
  */
 
@@ -38,7 +50,7 @@ export interface StateCounts {
   rejected: number;
 }
 
-/** The meta field counting one status. */
+/** The count field of one status. */
 const COUNTED = [Status.confirmed, Status.addPending, Status.removePending, Status.rejected] as const;
 const countField = (status: number) => `n:${status}`;
 
@@ -52,11 +64,26 @@ export interface Upload {
 
 const MAX_BITS = 16;
 
+/** A new state's shards: 2^5 = 32 hash tags, 512 slots apart (three masters hold 10 or 11 each). */
+export const SHARD_BITS = 5;
+const SLOTS = 16_384;
+
 /**
  * At most this much of its own journal an audience's state keeps in memory for its checkpoint (a first
  * sync of about 390,000 members of five identifiers); beyond it, the checkpoint reads the journal back.
  */
 const COPY_BYTES = 64 * 2 ** 20;
+
+/** Where a state's records are: its generation, in how many shards and buckets. */
+interface Layout {
+  /** 0: the one-shard layout of 0.1.0, in the meta's slot. */
+  gen: number;
+  shardBits: number;
+  /** Bucket bits (at least `shardBits`), or -1 before the first checkpoint that had records. */
+  bits: number;
+  /** Generations from this one up to `gen` (excluded) may still have keys (`collect`). */
+  gcFrom: number;
+}
 
 export class StateStore {
   constructor(
@@ -77,15 +104,18 @@ export class StateStore {
 
 export class AudienceState {
   private readonly base: string;
+  private readonly tag: string;
   private readonly redis: RedisClient;
   /** The record format of the stored state, once read. */
   private format: number | undefined;
+  /** The hash tag of each shard, once found (`shardTag`). */
+  private readonly tags = new Map<number, string>();
   /**
-   * The journal as this object wrote it, entry by entry, since it last saw the journal empty: a checkpoint
-   * folds this copy instead of reading back what was just written, when Redis holds as many entries.
-   * Undefined when unknown, or once it would hold more than `COPY_BYTES`.
+   * The journal as this object wrote it, shard by shard, entry by entry, since it last saw every shard's
+   * journal empty: a checkpoint folds this copy instead of reading back what was just written, when Redis
+   * holds as many entries. Undefined when unknown, or once it would hold more than `COPY_BYTES`.
    */
-  private written: { entries: Buffer[]; bytes: number } | undefined;
+  private written: { entries: Map<number, Buffer[]>; bytes: number } | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -93,13 +123,41 @@ export class AudienceState {
     readonly name: string,
   ) {
     this.redis = store.redis;
-    // A hash tag keeps an audience's keys in one Redis Cluster slot, so MULTI covers them.
-    const tag = createHash('sha256').update(`${destination}\0${name}`).digest('hex').slice(0, 16);
-    this.base = `${store.prefix}:{${tag}}`;
+    // The meta and the uploads share one hash tag (one Cluster slot), so MULTI covers them.
+    this.tag = createHash('sha256').update(`${destination}\0${name}`).digest('hex').slice(0, 16);
+    this.base = `${store.prefix}:{${this.tag}}`;
   }
 
-  private key(part: 'meta' | 'b' | 'j' | 'u'): string {
+  private key(part: 'meta' | 'u'): string {
     return `${this.base}:${part}`;
+  }
+
+  /**
+   * The hash tag of shard `s` of 2^`shardBits`: the first of `<tag>.0`, `<tag>.1`, … whose slot is in the
+   * shard's own part of the slot space, so a Cluster's masters (which hold ranges of slots) share the shards.
+   */
+  private shardTag(s: number, shardBits: number): string {
+    const known = this.tags.get(s);
+    if (known) return known;
+    const width = SLOTS >>> shardBits;
+    for (let n = 0; ; n++) {
+      const tag = `${this.tag}.${n}`;
+      if (Math.floor(calculateSlot(tag) / width) === s) {
+        this.tags.set(s, tag);
+        return tag;
+      }
+    }
+  }
+
+  private shardKey(lay: Layout, s: number, part: 'b' | 'j' | 'c'): string {
+    if (lay.gen === 0) return part === 'c' ? this.key('meta') : `${this.base}:${part}`;
+    return `${this.store.prefix}:{${this.shardTag(s, lay.shardBits)}}:${part}:${lay.gen}`;
+  }
+
+  /** Every key of generation `gen` (including keys it may never have written). */
+  private keysOf(gen: number, shardBits: number): string[] {
+    const lay: Layout = { gen, shardBits, bits: -1, gcFrom: gen };
+    return shardsOf(lay).flatMap((s) => (['b', 'j', 'c'] as const).map((p) => this.shardKey(lay, s, p)));
   }
 
   async remoteId(): Promise<string | undefined> {
@@ -142,17 +200,23 @@ export class AudienceState {
 
   /**
    * The platform holds what this state cannot account for: forget every record and upload, and remember
-   * that the audience must be replaced whole; `replaced()` once it is. Atomic: a crash leaves one or the other.
+   * that the audience must be replaced whole; `replaced()` once it is. The switch to a new, empty generation
+   * is one transaction: a crash leaves one or the other.
    */
   async startReplace(reason: string): Promise<void> {
-    await this.redis
-      .multi()
-      .del(this.key('b'), this.key('j'), this.key('u'))
-      .hdel(this.key('meta'), 'bits')
-      .hset(this.key('meta'), 'replace', reason, 'members', 0, 'format', FORMAT, ...zeroCounts())
-      .exec();
+    const gen = await this.redis.hincrby(this.key('meta'), 'gen_seq', 1);
+    await done(
+      this.redis
+        .multi()
+        .del(this.key('u'), `${this.base}:b`, `${this.base}:j`)
+        .hdel(this.key('meta'), 'bits', ...COUNTED.map(countField))
+        .hset(this.key('meta'), 'gen', gen, 'shard_bits', SHARD_BITS, 'replace', reason)
+        .hset(this.key('meta'), 'members', 0, 'format', FORMAT)
+        .exec(),
+    );
     this.format = FORMAT;
     this.sawEmptyJournal();
+    await this.collect();
   }
 
   async replaced(): Promise<void> {
@@ -160,17 +224,29 @@ export class AudienceState {
   }
 
   /**
-   * Whether records the state counted are gone (their keys evicted, or lost with a restart that kept only
-   * some): the meta says members, but neither buckets nor journal hold any.
+   * Whether records the state counted are gone (their keys evicted, or lost with a restart or a failover
+   * that kept only some): a shard counts members but has neither buckets nor journal, or the meta says
+   * members and no shard holds any.
    */
   async lost(): Promise<boolean> {
-    const [[, members], [, buckets], [, journal]] = (await this.redis
-      .multi()
-      .hget(this.key('meta'), 'members')
-      .exists(this.key('b'))
-      .exists(this.key('j'))
-      .exec()) as [[null, string | null], [null, number], [null, number]];
-    return Number(members ?? 0) > 0 && !buckets && !journal;
+    const lay = await this.layout();
+    if (!lay) return false;
+    const members = Number((await this.redis.hget(this.key('meta'), 'members')) ?? 0);
+    const shards = await Promise.all(
+      shardsOf(lay).map(async (s) => {
+        const [[, counted], [, buckets], [, journal]] = (await done(
+          this.redis
+            .multi()
+            .hget(this.shardKey(lay, s, 'c'), 'members')
+            .exists(this.shardKey(lay, s, 'b'))
+            .exists(this.shardKey(lay, s, 'j'))
+            .exec(),
+        )) as [[null, string | null], [null, number], [null, number]];
+        return { counted: Number(counted ?? 0), held: buckets + journal > 0 };
+      }),
+    );
+    if (shards.some((s) => s.counted > 0 && !s.held)) return true;
+    return members > 0 && !shards.some((s) => s.held);
   }
 
   async nextUploadId(): Promise<number> {
@@ -197,69 +273,159 @@ export class AudienceState {
     return `our state of this audience is in record format ${format}, which only development builds before 0.1.0 wrote and this version does not read`;
   }
 
-  /** Records what the platform acknowledged for one batch, atomically with its pending upload. */
+  /**
+   * The state's layout, or undefined when it has none yet (nothing written). A state 0.1.0 wrote has
+   * the record format marked and no generation: generation 0.
+   */
+  private async layout(): Promise<Layout | undefined> {
+    const [gen, shardBits, bits, format, gcFrom] = await this.redis.hmget(
+      this.key('meta'),
+      'gen',
+      'shard_bits',
+      'bits',
+      'format',
+      'gc_from',
+    );
+    const b = bits === null ? -1 : Number(bits);
+    if (gen !== null)
+      return { gen: Number(gen), shardBits: Number(shardBits), bits: b, gcFrom: Number(gcFrom ?? 1) };
+    if (format !== null) return { gen: 0, shardBits: 0, bits: b, gcFrom: 0 };
+    return undefined;
+  }
+
+  /** The layout to write in: a state with none yet starts its first generation in shards. */
+  private async writable(): Promise<Layout> {
+    await this.readable();
+    const known = await this.layout();
+    if (known) return known;
+    const gen = await this.redis.hincrby(this.key('meta'), 'gen_seq', 1);
+    // Two objects starting one state at once: the first generation set is the one both use.
+    await done(
+      this.redis
+        .multi()
+        .hsetnx(this.key('meta'), 'gen', gen)
+        .hsetnx(this.key('meta'), 'shard_bits', SHARD_BITS)
+        .hset(this.key('meta'), 'format', FORMAT)
+        .exec(),
+    );
+    this.format = FORMAT;
+    return (await this.layout())!;
+  }
+
+  /** Records what the platform acknowledged for one batch, with its pending upload. */
   async append(records: readonly RecordToWrite[], upload?: { id: number } & Upload): Promise<void> {
     if (records.length === 0 && !upload) return;
-    await this.readable();
+    const lay = await this.writable();
+    // Each shard's records, in the order given.
+    const groups = new Map<number, RecordToWrite[]>();
+    for (const r of records) {
+      const s = shardOfHigh(keyHigh(r.key, 0), lay.shardBits);
+      let list = groups.get(s);
+      if (!list) groups.set(s, (list = []));
+      list.push(r);
+    }
+    const entries = [...groups].map(([s, list]) => [s, encodeRecords(list)] as const);
+    // The upload first: a record waiting on an upload the state does not know would wait for good.
     const tx = this.redis.multi().hset(this.key('meta'), 'format', FORMAT);
-    const entry = records.length > 0 ? encodeRecords(records) : undefined;
-    if (entry) tx.rpush(this.key('j'), entry);
     if (upload) {
       const { id, ...rest } = upload;
       tx.hset(this.key('u'), String(id), JSON.stringify(rest));
     }
-    await tx.exec();
+    // Generation 0's journal is in the meta's slot: one transaction, as 0.1.0 wrote it.
+    if (lay.gen === 0) for (const [s, entry] of entries) tx.rpush(this.shardKey(lay, s, 'j'), entry);
+    await done(tx.exec());
+    if (lay.gen !== 0)
+      await Promise.all(entries.map(([s, entry]) => this.redis.rpush(this.shardKey(lay, s, 'j'), entry)));
     // Kept in the order Redis took them: one connection answers in the order it was asked.
-    if (entry && this.written) {
-      this.written.entries.push(entry);
-      this.written.bytes += entry.length;
-      if (this.written.bytes > COPY_BYTES) this.written = undefined;
+    const copy = this.written;
+    if (copy) {
+      for (const [s, entry] of entries) {
+        let list = copy.entries.get(s);
+        if (!list) copy.entries.set(s, (list = []));
+        list.push(entry);
+        copy.bytes += entry.length;
+      }
+      if (copy.bytes > COPY_BYTES) this.written = undefined;
     }
   }
 
   /** What this object appends from now on is the whole journal: its copy starts (see `written`). */
   private sawEmptyJournal(): void {
-    this.written = { entries: [], bytes: 0 };
+    this.written = { entries: new Map(), bytes: 0 };
   }
 
   /**
-   * The journal's entries: this object's copy when Redis holds as many entries as it wrote (the lease
-   * keeps other writers out), else read back from Redis.
-   */
-  private async journal(): Promise<Buffer[]> {
-    const copy = this.written;
-    if (copy && (await this.redis.llen(this.key('j'))) === copy.entries.length) return copy.entries;
-    return this.redis.lrangeBuffer(this.key('j'), 0, -1);
-  }
-
-  /**
-   * Folds the journal into the buckets, byte for byte: records are ordered by key within each touched
-   * bucket and copied, not decoded. With `transform`, every bucket is rewritten and each record waiting
-   * on an upload passes through it (to settle pending uploads); one it maps to undefined leaves the state.
+   * Folds the journal into the buckets, shard by shard and byte for byte: records are ordered by key
+   * within each touched bucket and copied, not decoded; one shard's journal is in memory at a time. With
+   * `transform`, every bucket is rewritten and each record waiting on an upload passes through it (to
+   * settle pending uploads); one it maps to undefined leaves the state. A state of 0.1.0's layout, or one
+   * whose bucket count no longer fits its size, is then rewritten (`rewrite`).
    */
   async checkpoint(transform?: (record: StateRecord) => StateRecord | undefined): Promise<void> {
-    await this.readable();
-    const journal = await this.journal();
-    // A state written before the counts existed is counted whole, once: every bucket is read.
-    const counted = (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
+    const lay = await this.writable();
+    if (lay.gcFrom < lay.gen) await this.collect();
+    const shards = shardsOf(lay);
+    const lengths = await Promise.all(shards.map((s) => this.redis.llen(this.shardKey(lay, s, 'j'))));
     // A journal seen empty: what this object appends from now on is the whole of it. One that is not is
     // trimmed below, and seen empty there (or not: its copy waits for the next checkpoint that sees it so).
+    const copy = this.written;
     this.written = undefined;
-    if (journal.length === 0) this.sawEmptyJournal();
-    if (journal.length === 0 && !transform && counted) return;
-    const fresh = Placements.of(journal);
+    const empty = lengths.every((n) => n === 0);
+    if (empty) this.sawEmptyJournal();
+    // A state 0.1.0 wrote before the counts existed is counted whole, once: every bucket is read.
+    const counted =
+      lay.gen !== 0 || (await this.redis.hexists(this.key('meta'), countField(Status.confirmed))) === 1;
+    if (empty && !transform && counted && lay.gen !== 0) return;
+    // The journal of shard s: this object's copy when Redis holds as many entries as it wrote (the lease
+    // keeps other writers out), else read back.
+    const journalOf = async (s: number): Promise<Buffer[]> => {
+      const mine = copy ? (copy.entries.get(s) ?? []) : undefined;
+      if (mine && mine.length === lengths[s]) return mine;
+      return lengths[s] === 0 ? [] : this.redis.lrangeBuffer(this.shardKey(lay, s, 'j'), 0, -1);
+    };
 
-    let bits = Number((await this.redis.hget(this.key('meta'), 'bits')) ?? -1);
-    // No buckets yet: the first records choose how many. An empty checkpoint (a run settles before it
-    // pushes) chooses nothing, or a first sync would be folded into one bucket and then resharded.
-    if (bits < 0 && fresh.size === 0) {
-      await this.redis.hset(this.key('meta'), ...zeroCounts());
-      return;
-    }
+    let bits = lay.bits;
+    // No buckets yet: the first records choose how many (keys are hashes: shard 0 holds its share of them).
+    // An empty checkpoint (a run settles before it pushes) chooses nothing, or a first sync would be folded
+    // into a few buckets and then rewritten.
+    const first = bits < 0 ? await journalOf(0) : undefined;
     if (bits < 0) {
-      bits = idealBits(fresh.size);
+      if (empty) {
+        if (lay.gen === 0) await this.redis.hset(this.key('meta'), ...zeroCounts());
+        return;
+      }
+      const estimate = lay.gen === 0 ? countRecords(first!) : countRecords(first!) * shards.length;
+      bits = Math.max(lay.shardBits, idealBits(estimate));
       await this.redis.hset(this.key('meta'), 'bits', bits);
     }
+    const whole = transform !== undefined || !counted;
+    let left = 0;
+    for (const s of shards) {
+      const journal = s === 0 && first ? first : await journalOf(s);
+      if (journal.length === 0 && !whole) continue;
+      left += await this.foldShard(lay, bits, s, journal, whole, transform);
+    }
+    if (left === 0) this.sawEmptyJournal();
+    const members = await this.members(lay);
+    if (lay.gen !== 0) await this.redis.hset(this.key('meta'), 'members', members);
+    const fits = Math.max(SHARD_BITS, idealBits(members));
+    if (lay.gen === 0 || Math.abs(fits - bits) >= 2) await this.rewrite(lay, fits);
+  }
+
+  /**
+   * Folds one shard's journal into its buckets, then trims the journal and changes the shard's counts in
+   * one transaction. Returns how many journal entries are left (appended meanwhile).
+   */
+  private async foldShard(
+    lay: Layout,
+    bits: number,
+    s: number,
+    journal: Buffer[],
+    whole: boolean,
+    transform: ((record: StateRecord) => StateRecord | undefined) | undefined,
+  ): Promise<number> {
+    const bucketsKey = this.shardKey(lay, s, 'b');
+    const fresh = Placements.of(journal);
     // The journal's records of each bucket, in the order written.
     const touched = new Map<number, number[]>();
     for (let i = 0; i < fresh.size; i++) {
@@ -268,29 +434,25 @@ export class AudienceState {
       if (!list) touched.set(b, (list = []));
       list.push(i);
     }
-    const whole = transform !== undefined || !counted;
-    const buckets = whole ? await this.allBucketBytes() : await this.someBucketBytes([...touched.keys()]);
+    const buckets = whole
+      ? await this.allBucketBytes(bucketsKey)
+      : await this.someBucketBytes(bucketsKey, [...touched.keys()]);
     // Per status: the change (or, over every bucket, the total) of the members counted.
     const byStatus = new Map<number, number>(COUNTED.map((c) => [c, 0]));
     const tally = (status: number, by: number) => byStatus.set(status, (byStatus.get(status) ?? 0) + by);
-
-    // Buckets go out in pipelines of 256, the next one built while Redis takes the last (one at a time in
-    // flight, each awaited before the journal is trimmed).
-    let writes = this.redis.pipeline();
-    let sent: Promise<unknown> | undefined;
-    let pending = 0;
+    const writes = new Batches(this.redis);
     let delta = 0;
     for (const b of new Set([...buckets.keys(), ...touched.keys()])) {
       const bytes = buckets.get(b);
       const stored = Placements.of(bytes ? [bytes] : []);
-      const s = stored.size;
-      if (!whole) for (let k = 0; k < s; k++) tally(stored.status(k), -1);
+      const n = stored.size;
+      if (!whole) for (let k = 0; k < n; k++) tally(stored.status(k), -1);
       // What each member is now: the last of its records, stored or written since (see `newest`).
       const keep: number[] = [];
       const replaced = new Map<number, Buffer>();
       for (const id of newest(stored, fresh, touched.get(b) ?? [])) {
-        const from = id < s ? stored : fresh;
-        const i = id < s ? id : id - s;
+        const from = id < n ? stored : fresh;
+        const i = id < n ? id : id - n;
         const status = from.status(i);
         if (status === Status.deleted) continue;
         let now: number = status;
@@ -304,36 +466,103 @@ export class AudienceState {
         keep.push(id);
         tally(now, 1);
       }
-      delta += keep.length - s;
-      if (keep.length > 0) writes.hset(this.key('b'), String(b), packIds(stored, fresh, keep, replaced));
-      else writes.hdel(this.key('b'), String(b));
-      if (++pending >= 256) {
-        await sent;
-        sent = writes.exec();
-        writes = this.redis.pipeline();
-        pending = 0;
-      }
+      delta += keep.length - n;
+      const packed = keep.length > 0 ? packIds(stored, fresh, keep, replaced) : undefined;
+      await writes.add(bucketsKey, (p) =>
+        packed ? p.hset(bucketsKey, String(b), packed) : p.hdel(bucketsKey, String(b)),
+      );
     }
-    await sent;
+    await writes.end();
     // The journal goes only after every bucket is written; entries appended meanwhile stay.
-    writes.ltrim(this.key('j'), journal.length, -1);
+    const countsKey = this.shardKey(lay, s, 'c');
+    const journalKey = this.shardKey(lay, s, 'j');
+    const tx = this.redis.multi().ltrim(journalKey, journal.length, -1);
     for (const [status, n] of byStatus)
-      if (whole) writes.hset(this.key('meta'), countField(status), n);
-      else if (n !== 0) writes.hincrby(this.key('meta'), countField(status), n);
-    writes.llen(this.key('j'));
-    writes.hincrby(this.key('meta'), 'members', delta);
-    const done = await writes.exec();
-    if (Number(done?.at(-2)?.[1]) === 0) this.sawEmptyJournal();
-    const members = Number(done?.at(-1)?.[1] ?? 0);
-    if (Math.abs(idealBits(members) - bits) >= 2) await this.reshard(idealBits(members));
+      if (whole) tx.hset(countsKey, countField(status), n);
+      else if (n !== 0) tx.hincrby(countsKey, countField(status), n);
+    tx.hincrby(countsKey, 'members', delta).llen(journalKey);
+    const results = await done(tx.exec());
+    return Number(results.at(-1)?.[1] ?? 0);
   }
 
-  /** Rewrites every bucket for a new bucket count, then swaps it in atomically. */
-  private async reshard(bits: number): Promise<void> {
-    const records: StateRecord[] = [];
-    // One by one: a bucket of a state written whole in one go holds more records than a call takes arguments.
-    for await (const [, packed] of this.buckets()) for (const r of decodeRecords(packed)) records.push(r);
-    await this.rewrite(records, bits);
+  /** Members as of the last checkpoint: the sum of the shards' counts. */
+  private async members(lay: Layout): Promise<number> {
+    const each = await Promise.all(
+      shardsOf(lay).map((s) => this.redis.hget(this.shardKey(lay, s, 'c'), 'members')),
+    );
+    return each.reduce((sum, n) => sum + Number(n ?? 0), 0);
+  }
+
+  /**
+   * Writes the state (as `ordered` reads it) as a new generation in shards and `bits` bucket bits, byte for
+   * byte and a bucket at a time, then switches to it in one write and deletes the old one.
+   */
+  private async rewrite(from: Layout, bits: number): Promise<void> {
+    const gen = await this.redis.hincrby(this.key('meta'), 'gen_seq', 1);
+    const to: Layout = { gen, shardBits: SHARD_BITS, bits, gcFrom: from.gcFrom };
+    const counts = new Map<number, Map<number, number>>();
+    const writes = new Batches(this.redis);
+    let current = -1;
+    let parts: Buffer[] = [];
+    let members = 0;
+    const flush = async () => {
+      if (current < 0 || parts.length === 0) return;
+      const key = this.shardKey(to, shardOfBucket(current, to), 'b');
+      const packed = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      const field = String(current);
+      parts = [];
+      await writes.add(key, (p) => p.hset(key, field, packed));
+    };
+    for await (const packed of this.orderedIn(from)) {
+      let start = 0;
+      for (let at = 0; at < packed.length; at += recordLength(packed, at)) {
+        const b = bucketOfHigh(keyHigh(packed, at), bits);
+        if (b !== current) {
+          if (at > start) parts.push(packed.subarray(start, at));
+          await flush();
+          current = b;
+          start = at;
+        }
+        const s = shardOfBucket(b, to);
+        let byStatus = counts.get(s);
+        if (!byStatus) counts.set(s, (byStatus = new Map()));
+        const status = statusAt(packed, at);
+        byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+        members++;
+      }
+      if (packed.length > start) parts.push(packed.subarray(start));
+    }
+    await flush();
+    await writes.end();
+    await Promise.all(
+      [...counts].map(([s, byStatus]) => {
+        const fields = COUNTED.flatMap((c) => [countField(c), byStatus.get(c) ?? 0]);
+        const n = [...byStatus.values()].reduce((a, b) => a + b, 0);
+        return this.redis.hset(this.shardKey(to, s, 'c'), 'members', n, ...fields);
+      }),
+    );
+    // The switch: one transaction in the meta's slot (0.1.0's keys are there too, and go with it).
+    await done(
+      this.redis
+        .multi()
+        .hset(this.key('meta'), 'gen', gen, 'shard_bits', SHARD_BITS, 'bits', bits, 'format', FORMAT)
+        .hset(this.key('meta'), 'members', members)
+        .hdel(this.key('meta'), ...COUNTED.map(countField))
+        .del(`${this.base}:b`, `${this.base}:j`)
+        .exec(),
+    );
+    this.format = FORMAT;
+    this.sawEmptyJournal();
+    await this.collect();
+  }
+
+  /** Deletes the keys of every generation before the current one (a rewrite's or a replace's leftovers). */
+  private async collect(): Promise<void> {
+    const lay = await this.layout();
+    if (!lay || lay.gen === 0) return;
+    for (let gen = Math.max(1, lay.gcFrom); gen < lay.gen; gen++)
+      await Promise.all(this.keysOf(gen, lay.shardBits).map((key) => this.redis.unlink(key)));
+    await this.redis.hset(this.key('meta'), 'gc_from', lay.gen);
   }
 
   /** Refuses to touch a state this version does not read (see `outdated`). */
@@ -345,47 +574,17 @@ export class AudienceState {
       );
   }
 
-  /** Writes these records as the whole state in `bits` bucket bits, atomically. */
-  private async rewrite(records: readonly StateRecord[], bits: number): Promise<void> {
-    const next = new Map<number, StateRecord[]>();
-    for (const r of records) {
-      const b = bucketOf(r.key, 0, bits);
-      let list = next.get(b);
-      if (!list) next.set(b, (list = []));
-      list.push(r);
-    }
-    const temp = `${this.base}:b-rewrite`;
-    let writes = this.redis.pipeline().del(temp);
-    let pending = 0;
-    for (const [b, list] of next) {
-      list.sort((x, y) => compareKeys(x.key, 0, y.key, 0));
-      writes.hset(temp, String(b), encodeRecords(list));
-      if (++pending >= 256) {
-        await writes.exec();
-        writes = this.redis.pipeline();
-        pending = 0;
-      }
-    }
-    await writes.exec();
-    const swap = this.redis.multi();
-    if (next.size > 0) swap.rename(temp, this.key('b'));
-    else swap.del(this.key('b'));
-    const counts = new Map<number, number>(COUNTED.map((c) => [c, 0]));
-    for (const r of records) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
-    const fields = COUNTED.flatMap((c) => [countField(c), counts.get(c)!]);
-    await swap.hset(this.key('meta'), 'bits', bits, 'format', FORMAT, ...fields).exec();
-    this.format = FORMAT;
-  }
-
   /** The record format of the stored state: as marked, else 1 when there is a state (the first format had no mark). */
   private async recordFormat(): Promise<number> {
     if (this.format) return this.format;
-    const [[, mark], [, buckets], [, journal]] = (await this.redis
-      .multi()
-      .hget(this.key('meta'), 'format')
-      .exists(this.key('b'))
-      .exists(this.key('j'))
-      .exec()) as [[null, string | null], [null, number], [null, number]];
+    const [[, mark], [, buckets], [, journal]] = (await done(
+      this.redis
+        .multi()
+        .hget(this.key('meta'), 'format')
+        .exists(`${this.base}:b`)
+        .exists(`${this.base}:j`)
+        .exec(),
+    )) as [[null, string | null], [null, number], [null, number]];
     if (mark !== null) return (this.format = Number(mark));
     return (this.format = buckets || journal ? 1 : FORMAT);
   }
@@ -393,52 +592,60 @@ export class AudienceState {
   /**
    * The state as packed records in key order, a bucket at a time, with any journal not yet checkpointed
    * (a crashed run's) laid over it without writing anything: a plan reads the truth and touches nothing.
-   * Buckets are fetched in index order (their keys' order), the next ones while the caller reads these.
    */
   async *ordered(): AsyncGenerator<Buffer> {
     await this.readable();
-    const [journal, bitsField] = await Promise.all([
-      this.redis.lrangeBuffer(this.key('j'), 0, -1),
-      this.redis.hget(this.key('meta'), 'bits'),
-    ]);
-    // The journal's latest record per member, in key order (deleted ones included: they hide a bucket's).
-    const placed = Placements.of(journal);
-    const latest = newest(
-      NONE,
-      placed,
-      Array.from({ length: placed.size }, (_, i) => i),
-    );
-    if (bitsField === null) {
-      // Never checkpointed: the journal is all there is.
-      if (latest.length > 0) yield packNewest(NONE, placed, latest);
-      return;
-    }
-    const bits = Number(bitsField);
-    const count = 2 ** bits;
-    const CHUNK = 512;
-    const fetch = (first: number) => {
-      const indexes = Array.from({ length: Math.min(CHUNK, count - first) }, (_, k) => String(first + k));
-      return this.redis.hmgetBuffer(this.key('b'), ...indexes);
-    };
-    let j = 0;
-    let next = fetch(0);
-    for (let first = 0; first < count; first += CHUNK) {
-      const values = await next;
-      if (first + CHUNK < count) next = fetch(first + CHUNK);
-      for (let k = 0; k < values.length; k++) {
-        const b = first + k;
-        const stored = values[k];
-        let to = j;
-        while (to < latest.length && bucketOfHigh(placed.hi[latest[to]!]!, bits) === b) to++;
-        if (to === j) {
-          if (stored) yield stored;
-          continue;
+    const lay = await this.layout();
+    if (lay) yield* this.orderedIn(lay);
+  }
+
+  /**
+   * `ordered` in one layout: shard by shard, its journal's latest record per member laid over its buckets,
+   * fetched in index order (their keys' order), the next ones while the caller reads these.
+   */
+  private async *orderedIn(lay: Layout): AsyncGenerator<Buffer> {
+    for (const s of shardsOf(lay)) {
+      const journal = await this.redis.lrangeBuffer(this.shardKey(lay, s, 'j'), 0, -1);
+      // The journal's latest record per member, in key order (deleted ones included: they hide a bucket's).
+      const placed = Placements.of(journal);
+      const latest = newest(
+        NONE,
+        placed,
+        Array.from({ length: placed.size }, (_, i) => i),
+      );
+      if (lay.bits < 0) {
+        // Never checkpointed: the journal is all there is.
+        if (latest.length > 0) yield packNewest(NONE, placed, latest);
+        continue;
+      }
+      const key = this.shardKey(lay, s, 'b');
+      const per = 2 ** (lay.bits - lay.shardBits);
+      const end = (s + 1) * per;
+      const CHUNK = 512;
+      const fetch = (first: number) => {
+        const indexes = Array.from({ length: Math.min(CHUNK, end - first) }, (_, k) => String(first + k));
+        return this.redis.hmgetBuffer(key, ...indexes);
+      };
+      let j = 0;
+      let next = fetch(s * per);
+      for (let first = s * per; first < end; first += CHUNK) {
+        const values = await next;
+        if (first + CHUNK < end) next = fetch(first + CHUNK);
+        for (let k = 0; k < values.length; k++) {
+          const b = first + k;
+          const stored = values[k];
+          let to = j;
+          while (to < latest.length && bucketOfHigh(placed.hi[latest[to]!]!, lay.bits) === b) to++;
+          if (to === j) {
+            if (stored) yield stored;
+            continue;
+          }
+          // The bucket's records with the journal's newer ones laid over them.
+          const under = Placements.of(stored ? [stored] : []);
+          const merged = packNewest(under, placed, newest(under, placed, latest.slice(j, to)));
+          j = to;
+          if (merged.length > 0) yield merged;
         }
-        // The bucket's records with the journal's newer ones laid over them.
-        const under = Placements.of(stored ? [stored] : []);
-        const merged = packNewest(under, placed, newest(under, placed, latest.slice(j, to)));
-        j = to;
-        if (merged.length > 0) yield merged;
       }
     }
   }
@@ -450,20 +657,23 @@ export class AudienceState {
 
   /**
    * Members by status as of the last checkpoint, kept by every write (no scan); undefined for a state
-   * not counted yet (written before the counts existed: its next checkpoint counts it).
+   * never written, or not counted yet (written by 0.1.0 before the counts existed: its next checkpoint
+   * counts it).
    */
   async counts(): Promise<StateCounts | undefined> {
-    const [confirmed, addPending, removePending, rejected] = await this.redis.hmget(
-      this.key('meta'),
-      ...COUNTED.map(countField),
+    const lay = await this.layout();
+    if (!lay) return undefined;
+    const each = await Promise.all(
+      shardsOf(lay).map((s) => this.redis.hmget(this.shardKey(lay, s, 'c'), ...COUNTED.map(countField))),
     );
-    if (confirmed === null) return undefined;
-    const n = (v: string | null | undefined) => Number(v ?? 0);
+    if (lay.gen === 0 && each[0]![0] === null) return undefined;
+    const sum = new Map<number, number>(COUNTED.map((c) => [c, 0]));
+    for (const values of each) COUNTED.forEach((c, k) => sum.set(c, sum.get(c)! + Number(values[k] ?? 0)));
     return {
-      confirmed: n(confirmed),
-      addPending: n(addPending),
-      removePending: n(removePending),
-      rejected: n(rejected),
+      confirmed: sum.get(Status.confirmed)!,
+      addPending: sum.get(Status.addPending)!,
+      removePending: sum.get(Status.removePending)!,
+      rejected: sum.get(Status.rejected)!,
     };
   }
 
@@ -473,29 +683,24 @@ export class AudienceState {
     return n;
   }
 
-  /** Bucket → its packed records, for every bucket (in the current format). */
-  private async allBucketBytes(): Promise<Map<number, Buffer>> {
+  /** Bucket → its packed records, for every bucket in this hash. */
+  private async allBucketBytes(key: string): Promise<Map<number, Buffer>> {
     const out = new Map<number, Buffer>();
-    for await (const [b, packed] of this.buckets()) out.set(b, packed);
+    let cursor = '0';
+    do {
+      const [next, pairs] = await this.redis.hscanBuffer(key, cursor, 'COUNT', 512);
+      cursor = next.toString();
+      for (let i = 0; i < pairs.length; i += 2) out.set(Number(pairs[i]!.toString()), pairs[i + 1]!);
+    } while (cursor !== '0');
     return out;
   }
 
-  /** Every stored bucket, as it is in Redis: its number and its packed records. */
-  private async *buckets(): AsyncGenerator<[number, Buffer]> {
-    let cursor = '0';
-    do {
-      const [next, pairs] = await this.redis.hscanBuffer(this.key('b'), cursor, 'COUNT', 512);
-      cursor = next.toString();
-      for (let i = 0; i < pairs.length; i += 2) yield [Number(pairs[i]!.toString()), pairs[i + 1]!];
-    } while (cursor !== '0');
-  }
-
-  /** Bucket → its packed records, for these buckets where they hold any. */
-  private async someBucketBytes(indexes: number[]): Promise<Map<number, Buffer>> {
+  /** Bucket → its packed records, for these buckets of this hash where they hold any. */
+  private async someBucketBytes(key: string, indexes: number[]): Promise<Map<number, Buffer>> {
     const out = new Map<number, Buffer>();
     for (let i = 0; i < indexes.length; i += 512) {
       const chunk = indexes.slice(i, i + 512);
-      const values = await this.redis.hmgetBuffer(this.key('b'), ...chunk.map(String));
+      const values = await this.redis.hmgetBuffer(key, ...chunk.map(String));
       chunk.forEach((b, k) => {
         if (values[k]) out.set(b, values[k]);
       });
@@ -514,9 +719,72 @@ function idealBits(members: number): number {
   return Math.max(0, Math.min(MAX_BITS, Math.ceil(Math.log2(Math.max(1, members / 64)))));
 }
 
-/** The bucket of the key at `at` in `buf`: its first `bits` bits. */
-function bucketOf(buf: Buffer, at: number, bits: number): number {
-  return bucketOfHigh(keyHigh(buf, at), bits);
+/** The shards of a layout, in key order. */
+function shardsOf(lay: Layout): number[] {
+  return Array.from({ length: 2 ** lay.shardBits }, (_, s) => s);
+}
+
+/** The shard of a key whose first four bytes are `high`. */
+function shardOfHigh(high: number, shardBits: number): number {
+  return shardBits === 0 ? 0 : high >>> (32 - shardBits);
+}
+
+/** The shard of bucket `b` (a bucket is a longer key prefix than its shard). */
+function shardOfBucket(b: number, lay: Layout): number {
+  return lay.shardBits === 0 ? 0 : b >>> (lay.bits - lay.shardBits);
+}
+
+/** How many records these buffers pack. */
+function countRecords(buffers: readonly Buffer[]): number {
+  let n = 0;
+  for (const buf of buffers) for (let at = 0; at < buf.length; at += recordLength(buf, at)) n++;
+  return n;
+}
+
+type Replies = [Error | null, unknown][];
+
+/** A pipeline's or a transaction's replies, or its first error thrown (ioredis resolves with errors inside). */
+async function done(replies: Promise<Replies | null>): Promise<Replies> {
+  const all = await replies;
+  if (!all) throw new Error('a Redis transaction was aborted');
+  for (const [error] of all) if (error) throw error;
+  return all;
+}
+
+/**
+ * Commands to one key at a time, sent in pipelines of 256: the next is built while Redis takes the last
+ * (one in flight, awaited before the next goes), and every reply is checked.
+ */
+class Batches {
+  private pipeline: ChainableCommander | undefined;
+  private key: string | undefined;
+  private pending = 0;
+  private sent: Promise<unknown> | undefined;
+
+  constructor(private readonly redis: RedisClient) {}
+
+  async add(key: string, command: (pipeline: ChainableCommander) => void): Promise<void> {
+    if (this.pipeline && (key !== this.key || this.pending >= 256)) await this.send();
+    this.pipeline ??= this.redis.pipeline();
+    this.key = key;
+    command(this.pipeline);
+    this.pending++;
+  }
+
+  async end(): Promise<void> {
+    if (this.pipeline) await this.send();
+    await this.sent;
+  }
+
+  private async send(): Promise<void> {
+    await this.sent;
+    const sent = done(this.pipeline!.exec());
+    // Awaited by the next `send` or `end`; marked handled meanwhile, in case the caller throws first.
+    sent.catch(() => undefined);
+    this.sent = sent;
+    this.pipeline = undefined;
+    this.pending = 0;
+  }
 }
 
 /** The bucket of a key whose first four bytes are `high`. */
@@ -540,8 +808,7 @@ class Placements {
 
   /** The records packed in these buffers (current format), in order. */
   static of(buffers: readonly Buffer[]): Placements {
-    let n = 0;
-    for (const buf of buffers) for (let at = 0; at < buf.length; at += recordLength(buf, at)) n++;
+    const n = countRecords(buffers);
     const which = new Uint32Array(n);
     const where = new Uint32Array(n);
     const length = new Uint32Array(n);

@@ -12,6 +12,7 @@ import { audienceHealth, readDestination } from '../../src/health/audience.js';
 import { listReadings, readingsKey, recordReadings } from '../../src/health/readings.js';
 import { audienceHealthSchema, type Reading } from '../../src/health/schema.js';
 import { createLogger } from '../../src/log.js';
+import { encodeRecords, type StateRecord } from '../../src/record/records.js';
 import { StateStore } from '../../src/record/store.js';
 import { destinationsOf } from '../../src/sync/prepare.js';
 import { cli } from '../sync/harness.js';
@@ -201,9 +202,20 @@ describe('readings', () => {
     const n = shop.expected.get('Champions')!;
     const state = store.audience('meta', 'Champions');
     expect(await state.counts()).toEqual({ confirmed: n, addPending: 0, removePending: 0, rejected: 0 });
+    // Each state put back as 0.1.0 kept it before the counts existed: every record in one bucket of
+    // `{tag}:b`, no generation, no shards, no counts.
     const metas = await redis.keys(`${shop.prefix}:*:meta`);
     expect(metas).toHaveLength(2);
-    for (const key of metas) await redis.hdel(key, 'n:0', 'n:1', 'n:2', 'n:3');
+    for (const meta of metas) {
+      const base = meta.slice(0, -':meta'.length);
+      const [name, destination] = await redis.hmget(meta, 'name', 'destination');
+      const records: StateRecord[] = [];
+      for await (const some of store.audience(destination!, name!).scan()) records.push(...some);
+      for (const key of await redis.keys(`${base.slice(0, -1)}.*`)) await redis.del(key);
+      await redis.hdel(meta, 'gen', 'shard_bits', 'gen_seq', 'gc_from', 'n:0', 'n:1', 'n:2', 'n:3');
+      await redis.hset(meta, 'bits', 0, 'format', 3, 'members', records.length);
+      if (records.length > 0) await redis.hset(`${base}:b`, '0', encodeRecords(records));
+    }
     expect(await state.counts()).toBeUndefined();
     expect((await audienceHealth(redis, shop.queuePrefix, config, 'meta', 'Champions')).confirmed).toBeNull();
     await runAsWorker(redis, shop.config, registry, store, log, new Date());

@@ -37,6 +37,20 @@ const slotsOf = (r: StateRecord) => {
 /** The Redis key prefix of an audience's state (private to the store; the tests read its keys). */
 const baseOf = (state: ReturnType<StateStore['audience']>) => (state as unknown as { base: string }).base;
 
+/**
+ * A state's keys of one part (`b` buckets, `j` journal), found by pattern: the store spreads a state over
+ * keys with hash tags of its own (`{<tag>.<n>}`), and 0.1.0 kept it in `{<tag>}:b` and `{<tag>}:j`.
+ */
+const partKeys = (state: ReturnType<StateStore['audience']>, part: 'b' | 'j') =>
+  redis.keys(`${baseOf(state).slice(0, -1)}*:${part}*`);
+
+/** Entries in a state's journal, over all its keys. */
+async function journalLength(state: ReturnType<StateStore['audience']>): Promise<number> {
+  let n = 0;
+  for (const key of await partKeys(state, 'j')) n += await redis.llen(key);
+  return n;
+}
+
 /** The stored bucket bits of a state. */
 const bitsOf = async (state: ReturnType<StateStore['audience']>) =>
   Number(await redis.hget(`${baseOf(state)}:meta`, 'bits'));
@@ -127,7 +141,7 @@ describe('audience state in Redis', () => {
     expect((await all(state)).map((r) => r.key.readUInt32BE(4))).toEqual(
       [1, 3, 4].sort((a, b) => Buffer.compare(rec(a).key, rec(b).key)),
     );
-    expect(await redis.llen(`${baseOf(state)}:j`)).toBe(0);
+    expect(await journalLength(state)).toBe(0);
     expect((await state.uploads()).get(7)).toMatchObject({ token: 'req-1', op: 'add' });
   });
 
@@ -137,9 +151,11 @@ describe('audience state in Redis', () => {
     await state.checkpoint();
     await state.append([rec(3), { ...rec(1), status: Status.deleted, slots: [] }]);
     // Simulate a crash after the buckets were written but before the journal was trimmed.
-    const journal = await redis.lrangeBuffer(`${baseOf(state)}:j`, 0, -1);
+    const journal = new Map<string, Buffer[]>();
+    for (const key of await partKeys(state, 'j')) journal.set(key, await redis.lrangeBuffer(key, 0, -1));
+    expect(journal.size).toBeGreaterThan(0);
     await state.checkpoint();
-    await redis.rpush(`${baseOf(state)}:j`, ...journal);
+    for (const [key, entries] of journal) await redis.rpush(key, ...entries);
     await state.checkpoint();
     expect((await all(state)).map((r) => r.key.readUInt32BE(4)).sort()).toEqual([2, 3]);
   });
@@ -296,7 +312,7 @@ describe('audience state in Redis', () => {
     const monitor = await redis.monitor();
     const seen: string[] = [];
     monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args.some((a) => a.startsWith(base))) seen.push(args[0]!.toLowerCase());
+      if (args.some((a) => a.startsWith(base.slice(0, -1)))) seen.push(args.join(' ').toLowerCase());
     });
     // A run checkpoints the empty state before it pushes (settling uploads), then the first sync's batches.
     await state.checkpoint();
@@ -304,16 +320,16 @@ describe('audience state in Redis', () => {
     for (let i = 0; i < many.length; i += 5_000) await state.append(many.slice(i, i + 5_000));
     await state.checkpoint();
     await redis.ping(); // Redis answers in order: every command above has been seen once this one has.
-    const [[, bits], [, buckets]] = (await redis
-      .multi()
-      .hget(`${base}:meta`, 'bits')
-      .hlen(`${base}:b`)
-      .exec()) as [[null, string], [null, number]];
+    const bits = await redis.hget(`${base}:meta`, 'bits');
+    let buckets = 0;
+    for (const key of await redis.keys(`${base.slice(0, -1)}*:b*`)) buckets += await redis.hlen(key);
     monitor.disconnect();
-    // 20,000 members at about 64 a bucket: 2^9 buckets, written once; a reshard would rename a rewrite.
+    // 20,000 members at about 64 a bucket: 2^9 buckets, written once; a rewrite would write them all again,
+    // in a second generation (keys ending in `:2`).
     expect(Number(bits)).toBe(9);
     expect(buckets).toBeGreaterThan(400);
-    expect(seen).not.toContain('rename');
+    expect(seen.filter((c) => c.startsWith('hset') && /:b:1 /.test(c)).length).toBeGreaterThan(400);
+    expect(seen.filter((c) => /:[bjc]:2( |$)/.test(c))).toEqual([]);
     expect(await state.size()).toBe(20_000);
   });
 
@@ -327,7 +343,7 @@ describe('audience state in Redis', () => {
     await s.audience('dest', 'copy').append([rec(4), { ...rec(2), status: Status.rejected }]);
     await mine.append([rec(3)]);
     await mine.checkpoint();
-    expect(await redis.llen(`${baseOf(mine)}:j`)).toBe(0);
+    expect(await journalLength(mine)).toBe(0);
     const expected = [rec(1), { ...rec(2), status: Status.rejected }, rec(3), rec(4)].sort((a, b) =>
       Buffer.compare(a.key, b.key),
     );
@@ -341,7 +357,7 @@ describe('audience state in Redis', () => {
     expect((await all(mine)).map((r) => r.key.toString('hex'))).toEqual(
       [rec(2), rec(3), rec(4), rec(5)].map((r) => r.key.toString('hex')).sort(),
     );
-    expect(await redis.llen(`${baseOf(mine)}:j`)).toBe(0);
+    expect(await journalLength(mine)).toBe(0);
     expect(await mine.counts()).toMatchObject({ confirmed: 3, rejected: 1 });
   });
 
@@ -366,13 +382,15 @@ describe('reading state left by a crashed run', () => {
       { ...rec(1), status: Status.deleted, slots: [] },
       { ...rec(2), status: Status.addPending },
     ]);
+    const journal = await journalLength(state);
+    expect(journal).toBeGreaterThan(0);
     const seen = (await all(state)).map((r) => [r.key.readUInt32BE(4), r.status]).sort();
     expect(seen).toEqual([
       [2, Status.addPending],
       [3, Status.confirmed],
     ]);
     // Nothing was written: the journal is still there for the next sync's checkpoint.
-    expect(await redis.llen(`${baseOf(state)}:j`)).toBe(1);
+    expect(await journalLength(state)).toBe(journal);
   });
 
   it('refuses a state written in format 1 (before 0.1.0), naming the fix, and writes nothing to it', async () => {
@@ -395,5 +413,131 @@ describe('reading state left by a crashed run', () => {
     await state.append([rec(3)]);
     await state.checkpoint();
     expect((await all(state)).map((r) => r.key)).toEqual([rec(3).key]);
+  });
+});
+
+describe('a state spread over shards', () => {
+  it('keeps its records in 32 shards and its buckets inside them, and reads them back in key order', async () => {
+    const state = store().audience('dest', 'spread');
+    const many = Array.from({ length: 5000 }, (_, i) => rec(i + 1));
+    await state.append(many);
+    await state.checkpoint();
+    const buckets = await partKeys(state, 'b');
+    expect(buckets).toHaveLength(32);
+    // Each shard holds only keys whose first five bits are its number; its hash tag differs from the others'.
+    const shardOf = (r: StateRecord) => r.key.readUInt32BE(0) >>> 27;
+    const expected = new Map<string, number>();
+    for (const r of many) expected.set(r.key.toString('hex'), shardOf(r));
+    const tags = new Set<string>();
+    for (const key of buckets) {
+      tags.add(key.slice(key.indexOf('{'), key.indexOf('}') + 1));
+      const shards = new Set<number>();
+      for (const packed of Object.values(await redis.hgetallBuffer(key)))
+        for (const r of decodeRecords(packed)) shards.add(expected.get(r.key.toString('hex'))!);
+      expect(shards.size).toBe(1);
+    }
+    expect(tags.size).toBe(32);
+    expect((await all(state)).map((r) => r.key.toString('hex'))).toEqual([...expected.keys()].sort());
+    expect(await state.counts()).toEqual({ confirmed: 5000, addPending: 0, removePending: 0, rejected: 0 });
+  });
+
+  it('reads a state in the layout 0.1.0 wrote, then moves it into shards at its next checkpoint', async () => {
+    const state = store().audience('dest', 'RFM: Loyal');
+    const base = baseOf(state);
+    // 0.1.0's layout, by hand: two buckets (the keys' first bit) in `{tag}:b`, a journal in `{tag}:j`, counts in the meta.
+    const stored = [rec(1), rec(2), rec(3, Status.addPending), rec(4), rec(5)];
+    const byBucket = [0, 1].map((b) =>
+      stored.filter((r) => r.key.readUInt32BE(0) >>> 31 === b).sort((x, y) => Buffer.compare(x.key, y.key)),
+    );
+    expect(byBucket.every((list) => list.length > 0)).toBe(true);
+    await redis.hset(`${base}:b`, '0', encodeRecords(byBucket[0]!), '1', encodeRecords(byBucket[1]!));
+    await redis.rpush(`${base}:j`, encodeRecords([{ ...rec(2), status: Status.deleted, slots: [] }, rec(6)]));
+    await redis.hset(
+      `${base}:meta`,
+      'format',
+      3,
+      'bits',
+      1,
+      'members',
+      5,
+      'n:0',
+      4,
+      'n:1',
+      1,
+      'n:2',
+      0,
+      'n:3',
+      0,
+    );
+    const expected = [rec(1), rec(3, Status.addPending), rec(4), rec(5), rec(6)]
+      .map((r) => [r.key.toString('hex'), r.status])
+      .sort();
+    const read = async () => (await all(state)).map((r) => [r.key.toString('hex'), r.status]).sort();
+    expect(await read()).toEqual(expected);
+    expect(await state.lost()).toBe(false);
+    expect(await state.counts()).toEqual({ confirmed: 4, addPending: 1, removePending: 0, rejected: 0 });
+    await state.checkpoint();
+    expect(await redis.exists(`${base}:b`, `${base}:j`)).toBe(0);
+    expect((await partKeys(state, 'b')).length).toBeGreaterThan(1);
+    expect(await read()).toEqual(expected);
+    expect(await state.counts()).toEqual({ confirmed: 4, addPending: 1, removePending: 0, rejected: 0 });
+    expect(await state.lost()).toBe(false);
+  });
+
+  it('counts a state 0.1.0 wrote before the counts existed at its next checkpoint; a state never written has none', async () => {
+    const s = store();
+    expect(await s.audience('dest', 'never').counts()).toBeUndefined();
+    const state = s.audience('dest', 'uncounted');
+    const base = baseOf(state);
+    const stored = [rec(1), rec(2, Status.rejected), rec(3)].sort((x, y) => Buffer.compare(x.key, y.key));
+    await redis.hset(`${base}:b`, '0', encodeRecords(stored));
+    await redis.hset(`${base}:meta`, 'format', 3, 'bits', 0, 'members', 3);
+    expect(await state.counts()).toBeUndefined();
+    await state.checkpoint();
+    expect(await state.counts()).toEqual({ confirmed: 2, addPending: 0, removePending: 0, rejected: 1 });
+    expect(await state.size()).toBe(3);
+  });
+
+  it('deletes a replaced generation, and one a crashed rewrite left behind', async () => {
+    const state = store().audience('dest', 'replaced');
+    await state.append(Array.from({ length: 300 }, (_, i) => rec(i + 1)));
+    await state.checkpoint();
+    const meta = `${baseOf(state)}:meta`;
+    expect(await redis.hget(meta, 'gen')).toBe('1');
+    // A rewrite that crashed after it wrote a bucket of generation 2, before it switched to it.
+    const orphan = (await partKeys(state, 'b'))[0]!.replace(/:1$/, ':2');
+    expect(await redis.hincrby(meta, 'gen_seq', 1)).toBe(2);
+    await redis.hset(orphan, '0', encodeRecords([rec(9999)]));
+    await state.startReplace('test');
+    expect(await redis.hget(meta, 'gen')).toBe('3');
+    expect([...(await partKeys(state, 'b')), ...(await partKeys(state, 'j'))]).toEqual([]);
+    expect(await state.size()).toBe(0);
+    await state.append([rec(7)]);
+    await state.checkpoint();
+    expect((await all(state)).map((r) => r.key)).toEqual([rec(7).key]);
+    expect((await partKeys(state, 'b')).every((key) => key.endsWith(':3'))).toBe(true);
+  });
+
+  it('keeps its journal when Redis refuses a bucket (out of memory), and folds it once Redis takes writes', async () => {
+    const own = await startRedis({ volatile: true });
+    const redis = new Redis(own.url);
+    onTestFinished(async () => {
+      redis.disconnect();
+      await own.stop();
+    });
+    const state = new StateStore(redis, 'oom').audience('dest', 'oom');
+    await state.append(Array.from({ length: 2000 }, (_, i) => rec(i + 1)));
+    await state.checkpoint();
+    const more = Array.from({ length: 2000 }, (_, i) => rec(i + 5000));
+    await state.append(more);
+    const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+    await redis.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.config('SET', 'maxmemory', String(used - 1024));
+    await expect(state.checkpoint()).rejects.toThrow(/OOM/);
+    await redis.config('SET', 'maxmemory', '0');
+    expect(await state.size()).toBe(4000);
+    await state.checkpoint();
+    expect(await state.size()).toBe(4000);
+    expect(await state.counts()).toMatchObject({ confirmed: 4000 });
   });
 });
