@@ -1,3 +1,4 @@
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from '../src/redis-client.js';
 import { ConfigError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
@@ -11,7 +12,7 @@ interface Durability {
   policy: string | undefined;
 }
 
-async function durability(redis: RedisClient): Promise<Durability> {
+async function durability(redis: Redis): Promise<Durability> {
   try {
     const get = async (name: string) => ((await redis.config('GET', name)) as string[])[1];
     return {
@@ -31,23 +32,39 @@ async function durability(redis: RedisClient): Promise<Durability> {
   }
 }
 
-/** What is wrong with this Redis for keeping the sync state, each with the redis.conf line that fixes it. */
+/**
+ * What is wrong with this Redis for keeping the sync state, each with the redis.conf line that fixes it.
+ * On a Cluster every node is asked (a replica becomes a master on failover), and each problem names the
+ * nodes that have it.
+ */
 export async function durabilityProblems(redis: RedisClient): Promise<string[]> {
-  const d = await durability(redis);
-  const where = redisWhere();
+  const servers = redis instanceof Cluster ? redis.nodes('all') : [redis];
+  const each = await Promise.all(servers.map(async (server) => ({ server, d: await durability(server) })));
+  const where = (which: (d: Durability) => boolean) => {
+    const nodes = each
+      .filter((e) => which(e.d))
+      .map((e) => `${e.server.options.host}:${e.server.options.port}`);
+    if (nodes.length === 0) return undefined;
+    if (!(redis instanceof Cluster)) return `Redis at ${redisWhere()}`;
+    return `Redis Cluster node${nodes.length > 1 ? 's' : ''} ${nodes.sort().join(', ')}`;
+  };
   const problems: string[] = [];
-  if (!d.appendonly && d.save === undefined)
+  const unknown = where((d) => !d.appendonly && d.save === undefined);
+  if (unknown)
     problems.push(
-      `cannot tell whether Redis at ${where} keeps its data on disk (CONFIG GET is not allowed, and INFO shows no append-only file): set "appendonly yes" in redis.conf`,
+      `cannot tell whether ${unknown} keeps its data on disk (CONFIG GET is not allowed, and INFO shows no append-only file): set "appendonly yes" in redis.conf`,
     );
-  else if (!d.appendonly && d.save?.trim() === '')
+  const volatile = where((d) => !d.appendonly && d.save?.trim() === '');
+  if (volatile)
     problems.push(
-      `Redis at ${where} keeps no data on disk (appendonly no, no save rules): a restart would lose the sync state and the schedules. Set "appendonly yes" in redis.conf`,
+      `${volatile} keeps no data on disk (appendonly no, no save rules): a restart would lose the sync state and the schedules. Set "appendonly yes" in redis.conf`,
     );
-  if (d.policy !== undefined && d.policy !== 'noeviction')
+  for (const policy of new Set(each.map((e) => e.d.policy))) {
+    if (policy === undefined || policy === 'noeviction') continue;
     problems.push(
-      `Redis at ${where}: maxmemory-policy is ${d.policy}, so it may evict the sync state when memory runs short. Set "maxmemory-policy noeviction" in redis.conf`,
+      `${where((d) => d.policy === policy)!}: maxmemory-policy is ${policy}, so it may evict the sync state when memory runs short. Set "maxmemory-policy noeviction" in redis.conf`,
     );
+  }
   return problems;
 }
 
