@@ -1,6 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { startRedisCluster } from '../../app/local/services.js';
+import { durabilityProblems } from '../../jobs/redis-checks.js';
+import { decodeRecords, Status } from '../../src/record/records.js';
+import { StateStore } from '../../src/record/store.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, makeSetup, TOKENS } from '../api/harness.js';
 import { BIN, killAll, run } from '../jobs/procs.js';
@@ -84,9 +88,24 @@ describe('on a Redis Cluster', () => {
     expect(after.size).toBe(1);
     expect([...after]).not.toEqual([...before]);
 
-    // Each audience's state is under a hash tag of its own: more than one master holds some.
-    const spread = (await keysOnMasters(cluster, `${onCluster.prefix}:*`)).map((keys) => keys.length);
-    expect(spread.filter((n) => n > 0).length, JSON.stringify(spread)).toBeGreaterThan(1);
+    // Each audience's records are spread over the masters (its shards have hash tags of their own): every
+    // master holds some of each audience of 30 members or more (by chance, one would hold none of 30 about
+    // once in 200,000 audiences).
+    const masters = cluster.nodes('master');
+    const byAudience = new Map<string, number[]>();
+    for (const [m, node] of masters.entries())
+      for (const key of await node.keys(`${onCluster.prefix}:{*.*}:b:*`)) {
+        const tag = key.slice(key.indexOf('{') + 1, key.indexOf('.'));
+        const members = byAudience.get(tag) ?? masters.map(() => 0);
+        for (const packed of Object.values(await node.hgetallBuffer(key)))
+          members[m]! += decodeRecords(packed).length;
+        byAudience.set(tag, members);
+      }
+    expect(byAudience.size).toBeGreaterThanOrEqual(results.filter((r) => r.added > 0).length);
+    const large = [...byAudience.values()].filter((members) => members.reduce((a, b) => a + b, 0) >= 30);
+    expect(large.length).toBeGreaterThan(0);
+    for (const members of large)
+      expect(members.filter((n) => n > 0).length, JSON.stringify(members)).toBe(masters.length);
   });
 
   it('runs a worker: schedules, a resync and a full resync, with exact audiences', async () => {
@@ -103,6 +122,9 @@ describe('on a Redis Cluster', () => {
     worker.child.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
     expect(worker.stderr()).not.toMatch(/CROSSSLOT|same slot/);
+    // Each run says how long the event loop was held up (a small shop: well under a second).
+    const stalls = [...worker.stderr().matchAll(/"longestStallMs":(\d+)/g)].map((m) => Number(m[1]));
+    expect(stalls.length).toBeGreaterThanOrEqual(2);
   });
 
   it('serves the HTTP API: audiences, runs, schedules, segments and a resync request', async () => {
@@ -133,6 +155,70 @@ describe('on a Redis Cluster', () => {
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     expect(server.stderr()).not.toMatch(/CROSSSLOT|same slot/);
+  });
+
+  it("spreads one audience's state over the masters: none holds more than 40 % of it, before or after a rewrite", async () => {
+    const store = new StateStore(cluster, `spread-${process.pid}`);
+    const state = store.audience('dest', 'Champions');
+    const key = (n: number) => createHash('sha256').update(`member ${n}`).digest().subarray(0, 8);
+    const records = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => ({
+        key: key(from + i),
+        status: Status.confirmed,
+        upload: 0,
+        slots: [Buffer.alloc(32, (from + i) % 251)],
+      }));
+    const shares = async () => {
+      const members = await Promise.all(
+        cluster.nodes('master').map(async (node) => {
+          let n = 0;
+          for (const k of await node.keys(`${store.prefix}:{*.*}:b:*`))
+            for (const packed of Object.values(await node.hgetallBuffer(k)))
+              n += decodeRecords(packed).length;
+          return n;
+        }),
+      );
+      const total = members.reduce((a, b) => a + b, 0);
+      return { total, largest: Math.max(...members) / total };
+    };
+    for (let i = 0; i < 20_000; i += 5000) await state.append(records(i, i + 5000));
+    await state.checkpoint();
+    expect(await shares()).toMatchObject({ total: 20_000 });
+    expect((await shares()).largest).toBeLessThanOrEqual(0.4);
+    // Four times as many members: the state is rewritten in more buckets (a new generation) and stays spread.
+    for (let i = 20_000; i < 80_000; i += 10_000) await state.append(records(i, i + 10_000));
+    await state.checkpoint();
+    const after = await shares();
+    expect(after.total).toBe(80_000);
+    expect(after.largest).toBeLessThanOrEqual(0.4);
+    expect(await state.counts()).toEqual({ confirmed: 80_000, addPending: 0, removePending: 0, rejected: 0 });
+    expect(await state.lost()).toBe(false);
+    let read = 0;
+    let last = '';
+    for await (const some of state.scan())
+      for (const r of some) {
+        expect(r.key.toString('hex') > last).toBe(true);
+        last = r.key.toString('hex');
+        read++;
+      }
+    expect(read).toBe(80_000);
+    await state.startReplace('test');
+    expect((await shares()).total).toBe(0);
+  });
+
+  it('asks every node whether it keeps its data, and names the nodes that may lose it', async () => {
+    await cluster.exists('probe'); // connected: the client knows the Cluster's nodes
+    expect(await durabilityProblems(cluster)).toEqual([]);
+    // One master that may evict (harmless here: no maxmemory is set), as a node configured apart would.
+    const node = cluster.nodes('master')[1]!;
+    await node.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    try {
+      expect(await durabilityProblems(cluster)).toEqual([
+        `Redis Cluster node 127.0.0.1:${node.options.port}: maxmemory-policy is allkeys-lru, so it may evict the sync state when memory runs short. Set "maxmemory-policy noeviction" in redis.conf`,
+      ]);
+    } finally {
+      await node.config('SET', 'maxmemory-policy', 'noeviction');
+    }
   });
 
   it('fails over: a master killed (SIGKILL), its replica promoted, the next sync ends with every audience exact', async () => {
