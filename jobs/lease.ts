@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RedisClient } from '../src/redis-client.js';
@@ -7,9 +10,55 @@ import type { Config } from '../src/config/schema.js';
 import type { ConnectorRegistry } from '../src/sync/prepare.js';
 import { ExitCode, UserError } from '../src/errors.js';
 import { keys } from './queues.js';
+import { RENEW, type RenewerMessage } from './renew.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
-const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+const SCRIPT = new URL('./lease-thread.js', import.meta.url);
+
+/**
+ * The process's renewing thread, started with the first lease kept; undefined where its script is not
+ * built (tests run from source), where the main thread's timer renews instead.
+ */
+class Renewer {
+  private static made: Renewer | undefined | null = null;
+  private readonly thread: Worker;
+  private readonly lost = new Map<number, () => void>();
+  private next = 0;
+
+  private constructor() {
+    const beat = new SharedArrayBuffer(8);
+    const now = new BigInt64Array(beat);
+    const tick = () => Atomics.store(now, 0, BigInt(Date.now()));
+    tick();
+    setInterval(tick, 1000).unref();
+    this.thread = new Worker(SCRIPT, { workerData: beat });
+    this.thread.unref();
+    this.thread.on('message', (m: { lost: number }) => this.lost.get(m.lost)?.());
+    // A thread that died: the leases it kept run out, and their runs are told as if Redis had lost them.
+    this.thread.on('exit', () => {
+      for (const lost of this.lost.values()) lost();
+      this.lost.clear();
+      Renewer.made = null;
+    });
+  }
+
+  static get(): Renewer | undefined {
+    if (Renewer.made === null) Renewer.made = existsSync(fileURLToPath(SCRIPT)) ? new Renewer() : undefined;
+    return Renewer.made;
+  }
+
+  keep(key: string, token: string, ttlMs: number, lost: () => void): number {
+    const id = this.next++;
+    this.lost.set(id, lost);
+    this.thread.postMessage({ op: 'keep', id, key, token, ttlMs } satisfies RenewerMessage);
+    return id;
+  }
+
+  drop(id: number): void {
+    this.lost.delete(id);
+    this.thread.postMessage({ op: 'drop', id } satisfies RenewerMessage);
+  }
+}
 
 /**
  * A lease on an audience (or a whole destination): at most one run holds it. Taken with SET NX PX, renewed while the run
@@ -17,6 +66,7 @@ const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('
  */
 export class Lease {
   private timer: NodeJS.Timeout | undefined;
+  private kept: { renewer: Renewer; id: number } | undefined;
   private constructor(
     private readonly redis: RedisClient,
     readonly key: string,
@@ -64,8 +114,16 @@ export class Lease {
     return taken;
   }
 
-  /** Renews every third of the lease; calls `lost` if the lease is no longer ours. */
+  /**
+   * Renews every third of the lease, from a thread of its own (`lease-thread.ts`) so that a busy main
+   * thread cannot starve it; calls `lost` if the lease is no longer ours.
+   */
   keep(lost: () => void): void {
+    const renewer = Renewer.get();
+    if (renewer) {
+      this.kept = { renewer, id: renewer.keep(this.key, this.token, this.ttlMs, lost) };
+      return;
+    }
     this.timer = setInterval(() => {
       this.redis
         .eval(RENEW, 1, this.key, this.token, this.ttlMs)
@@ -79,6 +137,8 @@ export class Lease {
 
   async release(): Promise<void> {
     clearInterval(this.timer);
+    if (this.kept) this.kept.renewer.drop(this.kept.id);
+    this.kept = undefined;
     await this.redis.eval(RELEASE, 1, this.key, this.token).catch(() => undefined);
   }
 }

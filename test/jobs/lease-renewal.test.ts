@@ -1,0 +1,57 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+
+// The built module: the renewing thread runs the built `lease-thread.js` (a thread cannot run TypeScript).
+const { Lease } = (await import(
+  pathToFileURL(path.resolve('dist/jobs/lease.js')).href
+)) as typeof import('../../jobs/lease.js');
+
+const redis = new Redis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
+
+describe('a lease kept while the run holds it', () => {
+  it('is renewed from a thread of its own: a main thread busy for twice its length does not lose it', async () => {
+    // The thread connects as the process does, from the environment.
+    process.env.REDIS_URL = inject('redisUrl');
+    delete process.env.REDIS_CLUSTER_NODES;
+    const key = `lease-renewal-${process.pid}`;
+    const lease = (await Lease.acquire(redis, key, 3000, 'test'))!;
+    expect(lease).toBeDefined();
+    let lost = false;
+    lease.keep(() => (lost = true));
+    // Ready once it has renewed: the key's time to live goes back up.
+    let low = await redis.pttl(key);
+    for (;;) {
+      const ttl = await redis.pttl(key);
+      if (ttl > low) break;
+      low = Math.min(low, ttl);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The main thread busy for 7 s by the clock (more than twice the lease), as a large run's sort would be.
+    const until = Date.now() + 7000;
+    while (Date.now() < until);
+    expect(await redis.pttl(key)).toBeGreaterThan(0);
+    expect(await redis.get(key)).toMatch(/ test$/);
+    expect(lost).toBe(false);
+    // Released: gone, and not renewed back.
+    await lease.release();
+    expect(await redis.exists(key)).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await redis.exists(key)).toBe(0);
+  });
+
+  it('tells the run when the lease is no longer its own', async () => {
+    process.env.REDIS_URL = inject('redisUrl');
+    const key = `lease-lost-${process.pid}`;
+    const lease = (await Lease.acquire(redis, key, 1500, 'test'))!;
+    const lost = new Promise<void>((resolve) => lease.keep(resolve));
+    // Another holder took it (the lease ran out and was taken): the next renewal finds another token.
+    await redis.set(key, 'another holder');
+    await lost;
+    await lease.release();
+    expect(await redis.get(key)).toBe('another holder');
+    await redis.del(key);
+  });
+});
