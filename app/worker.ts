@@ -14,6 +14,9 @@ import { KeyFollower } from '../src/history/follow.js';
 import { logSnapshot, recordScoring } from '../src/history/snapshots.js';
 import { checksOf, syncDestination, type AudienceResult, type Destination } from '../src/sync/run.js';
 import { logReadReport } from '../src/source/report.js';
+import { segmentCustomers } from '../src/score/pipeline.js';
+import { StallWatch } from '../src/stall.js';
+import { SharedReads, type SharedRead } from '../jobs/shared-read.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/diff/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from '../jobs/history.js';
 import { describeHolder, Lease, leaseKeysOf } from '../jobs/lease.js';
@@ -93,6 +96,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       }),
     ]);
   const store = new StateStore(redis, config.sync.redis_prefix);
+  const reads = new SharedReads();
   const prefix = queuePrefix(config.sync.redis_prefix);
   const running = new Set<AbortController>();
   const producer = syncQueue(prefix, 'worker');
@@ -229,6 +233,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       throw new DelayedError();
     }
     const abort = new AbortController();
+    // How long the event loop was held up during the run: past a third of the lease, renewals came late.
+    const stalls = new StallWatch();
     running.add(abort);
     for (const lease of leases) lease.keep(() => abort.abort(new Error('lost the audience lease')));
     const flags = [
@@ -239,23 +245,42 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const full = data.full || (await redis.exists(...flags)) > 0;
       let results: AudienceResult[];
       let records: RunRecord[];
-      // The snapshot's keys, made on a thread while the source is read.
-      const followed = KeyFollower.start();
+      // The source read once for the runs that start together or soon after (`SharedReads`); the run that
+      // reads it makes the snapshot's keys on a thread meanwhile.
+      const own: { keys?: KeyFollower | undefined; read?: SharedRead } = {};
       try {
         const prepared = await prepareSync(configFile, connectors, {
           destination: data.destination,
           audience: data.audience,
-          ...(followed ? { onCustomers: followed.follow } : {}),
+          score: async (config, baseDir) => {
+            own.read = await reads.get(config, baseDir, () => {
+              const keys = (own.keys = KeyFollower.start());
+              return segmentCustomers(config, { baseDir, ...(keys ? { onCustomers: keys.follow } : {}) });
+            });
+            return own.read.segmented;
+          },
         });
-        logReadReport(prepared.segmented.report, log);
         const size = sourceSizeOf(prepared.segmented);
+        const readAt = own.read?.readAt.toISOString();
+        if (own.read?.reused)
+          log.info(
+            { job: job.id, destination: data.destination, readAt },
+            `took the source as another run read it at ${readAt} (unchanged since)`,
+          );
+        else {
+          log.info(
+            { job: job.id, destination: data.destination, customers: size.customers, readAt },
+            `read and scored the source: ${size.customers.toLocaleString('en-US')} customers`,
+          );
+          logReadReport(prepared.segmented.report, log);
+        }
         const shrink = data.allowShrink
           ? undefined
           : await heldByShrink(redis, current.sync.redis_prefix, size, current);
         // A partial export: nothing is sent, and retrying cannot help until someone looks.
         if (shrink) throw new HeldError(shrink);
         await recordSourceSize(redis, current.sync.redis_prefix, size);
-        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker', followed), log);
+        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker', own.keys), log);
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,
@@ -287,7 +312,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         await recordFailure(current, data, meta(full), error, Date.now() - started);
         throw jobError(error);
       } finally {
-        followed?.stop();
+        own.keys?.stop();
       }
       await recordRun(redis, prefix, records, current.sync.history_runs);
       metrics.recordRun(data.destination, results, (Date.now() - started) / 1000);
@@ -305,18 +330,32 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (full) await redis.del(...flags);
       await followUp(String(job.id), data.destination, records, current.sync.poll_seconds);
       const total = (f: 'added' | 'removed' | 'rejected') => results.reduce((a, r) => a + r[f], 0);
+      const longestStallMs = stalls.longestMs();
       log.info(
-        { job: job.id, destination: data.destination, added: total('added'), removed: total('removed') },
+        {
+          job: job.id,
+          destination: data.destination,
+          added: total('added'),
+          removed: total('removed'),
+          longestStallMs,
+        },
         `synced ${data.destination}`,
       );
+      if (longestStallMs > (current.sync.lease_seconds * 1000) / 3)
+        log.warn(
+          { job: job.id, destination: data.destination, longestStallMs },
+          `the event loop stalled for ${longestStallMs} ms during this run, more than a third of sync.lease_seconds (${current.sync.lease_seconds} s): leases and the job lock are renewed every third of it, so a longer stall could let them expire`,
+        );
       return {
         audiences: records.length,
         added: total('added'),
         removed: total('removed'),
         rejected: total('rejected'),
         full,
+        longestStallMs,
       };
     } finally {
+      stalls.stop();
       running.delete(abort);
       await Promise.all(leases.map((l) => l.release()));
     }

@@ -290,6 +290,11 @@ export const syncSchema = z.strictObject({
   redis_prefix: z.string().min(1).default('audience-sync'),
   /** How often running workers check that Redis still holds the config's schedules (and put back lost ones). */
   schedule_check_seconds: z.number().min(1).max(86_400).default(60),
+  /**
+   * A worker's runs that start this long after one that read the source take its read when the config and
+   * the source files are unchanged (0: every run reads); runs that start while a read is under way wait for it.
+   */
+  reuse_read_seconds: z.number().min(0).max(86_400).default(300),
 });
 
 export const historySchema = z.strictObject({

@@ -74,16 +74,20 @@ export async function prepareSync(
     audience?: string | undefined;
     onProgress?: ReadOptions['onProgress'];
     onCustomers?: ReadOptions['onCustomers'];
+    /** Reads and scores the source instead (a worker's read shared between runs: `SharedReads`). */
+    score?: (config: Config, baseDir: string) => Promise<Segmented>;
   } = {},
 ): Promise<Prepared> {
   const { config, dir } = loadConfig(configFile);
   const destinations = destinationsOf(config, connectors, options.destination);
   // Too many bad rows stop here, before anything is sent anywhere.
-  const segmented = await segmentCustomers(config, {
-    baseDir: dir,
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    ...(options.onCustomers ? { onCustomers: options.onCustomers } : {}),
-  });
+  const segmented = options.score
+    ? await options.score(config, dir)
+    : await segmentCustomers(config, {
+        baseDir: dir,
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.onCustomers ? { onCustomers: options.onCustomers } : {}),
+      });
   const audiences = audiencesOf(config, segmented.scores.segments);
   if (options.audience !== undefined && !audiences.some((a) => a.name === options.audience))
     throw new ConfigError(

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../src/config/schema.js';
+import type { Segmented } from '../src/score/pipeline.js';
+
+export interface SharedRead {
+  segmented: Segmented;
+  /** Another run's read, taken as it is. */
+  reused: boolean;
+  /** When the read began. */
+  readAt: Date;
+}
+
+interface Entry {
+  key: string;
+  readAt: Date;
+  /** Whether the read may serve runs that start after it ended (its source files can be checked). */
+  keep: boolean;
+  value: Promise<Segmented>;
+  done?: boolean;
+}
+
+/**
+ * One read and scoring of the source, shared by a worker's runs: runs that start while it is under way
+ * wait for it, and runs that start within `sync.reuse_read_seconds` after it take it too, when the config
+ * is the same, the day (UTC) is the same and the source's files are unchanged (size, modification time,
+ * inode). A PostgreSQL source is shared only while the read is under way: nothing cheap tells that its rows
+ * are unchanged. Only the latest read is held (it is the size of the source's customers).
+ */
+export class SharedReads {
+  private last: Entry | undefined;
+
+  async get(config: Config, baseDir: string, read: () => Promise<Segmented>): Promise<SharedRead> {
+    const { key, keep } = await readKey(config, baseDir);
+    const last = this.last;
+    if (last && last.key === key && (!last.done || last.keep))
+      return { segmented: await last.value, reused: true, readAt: last.readAt };
+    const keepMs = config.sync.reuse_read_seconds * 1000;
+    const entry: Entry = { key, readAt: new Date(), keep: keep && keepMs > 0, value: read() };
+    this.last = entry;
+    const forget = () => {
+      if (this.last === entry) this.last = undefined;
+    };
+    entry.value.then(() => {
+      entry.done = true;
+      if (entry.keep) setTimeout(forget, keepMs).unref();
+      else forget();
+    }, forget);
+    return { segmented: await entry.value, reused: false, readAt: entry.readAt };
+  }
+}
+
+/**
+ * What a read depends on, hashed: the config (its source, profiles, scoring and segments among the rest),
+ * the UTC day (a relative analysis date moves with it) and, for files, their size, modification time and
+ * inode. `keep`: every source is a file, so a later run can tell whether it changed.
+ */
+async function readKey(config: Config, baseDir: string): Promise<{ key: string; keep: boolean }> {
+  const hash = createHash('sha256')
+    .update(JSON.stringify(config))
+    .update(new Date().toISOString().slice(0, 10));
+  let keep = true;
+  for (const source of [config.source, config.profiles]) {
+    if (!source) continue;
+    if (source.type !== 'csv') {
+      keep = false;
+      continue;
+    }
+    try {
+      const s = await stat(path.resolve(baseDir, source.path), { bigint: true });
+      hash.update(`\0${s.size}:${s.mtimeNs}:${s.ino}`);
+    } catch {
+      keep = false;
+    }
+  }
+  return { key: hash.digest('hex'), keep };
+}
