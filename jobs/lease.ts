@@ -32,7 +32,6 @@ class Renewer {
     tick();
     setInterval(tick, 1000).unref();
     this.thread = new Worker(SCRIPT, { workerData: beat });
-    this.thread.unref();
     this.thread.on('message', (m: { lost: number }) => this.lost.get(m.lost)?.());
     // A thread that died: the leases it kept run out, and their runs are told as if Redis had lost them.
     this.thread.on('exit', () => {
@@ -40,6 +39,9 @@ class Renewer {
       this.lost.clear();
       Renewer.made = null;
     });
+    // After the listeners: adding a 'message' listener refs the thread's port again, and the process would
+    // not exit while it lives.
+    this.thread.unref();
   }
 
   static get(): Renewer | undefined {

@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
@@ -53,5 +57,29 @@ describe('a lease kept while the run holds it', () => {
     await lease.release();
     expect(await redis.get(key)).toBe('another holder');
     await redis.del(key);
+  });
+
+  it('lets its process exit once the leases are released (the renewing thread does not hold it)', () => {
+    // A file of its own (a thread inherits the process's flags, and `--input-type` refuses a thread's file).
+    const ioredis = pathToFileURL(createRequire(import.meta.url).resolve('ioredis')).href;
+    const leaseModule = pathToFileURL(path.resolve('dist/jobs/lease.js')).href;
+    const script = path.join(mkdtempSync(path.join(tmpdir(), 'lease-exit-')), 'exit.mjs');
+    writeFileSync(
+      script,
+      `const { Redis } = await import(${JSON.stringify(ioredis)});
+      const { Lease } = await import(${JSON.stringify(leaseModule)});
+      const redis = new Redis(process.env.REDIS_URL);
+      const lease = await Lease.acquire(redis, 'lease-exit-${process.pid}', 30000, 'test');
+      lease.keep(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await lease.release();
+      redis.disconnect();\n`,
+    );
+    const r = spawnSync(process.execPath, [script], {
+      env: { ...process.env, REDIS_URL: inject('redisUrl') },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
   });
 });
