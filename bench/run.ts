@@ -1,7 +1,8 @@
 /**
- * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history]
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history,cluster]
  *   [--customers 1000000] [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
- *   [--meta-customers 1000000] [--checkpoint-members 1000000] [--history-customers 10000000]`
+ *   [--meta-customers 1000000] [--checkpoint-members 1000000] [--history-customers 10000000]
+ *   [--cluster-customers 10000000]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
  * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
@@ -9,6 +10,7 @@
  * Figures on a shared machine are noisy: compare ratios within one run.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { generateShop } from '../src/example/generate.js';
-import { startPostgres, startRedis } from '../app/local/services.js';
+import { startPostgres, startRedis, startRedisCluster } from '../app/local/services.js';
 import { writeScores } from './scores.js';
 import { tempDir } from './util.js';
 
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     'meta-customers': { type: 'string', default: '1000000' },
     'checkpoint-members': { type: 'string', default: '1000000' },
     'history-customers': { type: 'string', default: '10000000' },
+    'cluster-customers': { type: 'string', default: '10000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -365,6 +368,40 @@ try {
           (r.errors ? `  errors: ${String(r.errors)}` : ''),
       );
   }
+  let cluster: Record<string, unknown> | undefined;
+  if (want('cluster')) {
+    const n = Number(values['cluster-customers']);
+    const csv = path.join(dir, 'scores-cluster.csv');
+    await writeScores(csv, path.join(dir, 'scores-cluster-next.csv'), n);
+    const single = await startRedis({ volatile: true });
+    const nodes = await startRedisCluster({ masters: 3, replicas: 0 });
+    try {
+      const one = await clusterRun(csv, 1, { REDIS_URL: single.url }, [single.url]);
+      const two = await clusterRun(
+        csv,
+        2,
+        { REDIS_CLUSTER_NODES: nodes.nodes },
+        nodes.ports.map((port) => `redis://127.0.0.1:${port}`),
+      );
+      const same = JSON.stringify(sorted(one.digests)) === JSON.stringify(sorted(two.digests));
+      cluster = { customers: n, one, two, sameAudiences: same };
+      const line = (name: string, r: ClusterRun) =>
+        `  ${name}: ${r.seconds.toFixed(1)} s; peak RSS ${r.processes.map((p) => `${Math.round(p.maxRssMb)} MB`).join(', ')}; ` +
+        `longest stall ${Math.max(...r.processes.map((p) => p.longestStallMs))} ms; least lease time left ${r.minLeaseMs} ms of 30,000; ` +
+        `Redis ${r.bytesPerMember.map((b) => b.toFixed(1)).join(' + ')} bytes per member; largest share of one audience on one server ${(100 * r.largestShare).toFixed(1)} %`;
+      console.error(
+        `Redis Cluster (${n.toLocaleString('en-US')} customers, 11 audiences: read, plan and state of a first sync, with a lease held):
+` +
+          `${line('1 process, single Redis   ', one)}
+${line('2 processes, 3-master Cluster', two)}
+` +
+          `  the same audiences on both: ${same ? 'yes' : 'NO'}`,
+      );
+    } finally {
+      await single.stop();
+      await nodes.stop();
+    }
+  }
   process.stdout.write(
     JSON.stringify({
       customers,
@@ -377,8 +414,111 @@ try {
       meta,
       checkpoint,
       history,
+      cluster,
     }) + '\n',
   );
 } finally {
   if (!values.keep) rmSync(dir, { recursive: true, force: true });
+}
+
+interface ClusterProcess {
+  audiences: number;
+  members: number;
+  seconds: number;
+  maxRssMb: number;
+  longestStallMs: number;
+  digests: Record<string, string>;
+}
+
+interface ClusterRun {
+  seconds: number;
+  processes: ClusterProcess[];
+  digests: Record<string, string>;
+  /** Redis memory the states took on each server, per member synced. */
+  bytesPerMember: number[];
+  /** The largest share of one audience's buckets (MEMORY USAGE) that one server holds. */
+  largestShare: number;
+  /** The least time to live seen on a process's lease (sampled every 50 ms). */
+  minLeaseMs: number;
+}
+
+function sorted(o: Record<string, string>): [string, string][] {
+  return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1));
+}
+
+/** `parts` processes of `cluster.js` at once on the Redis `env` names; `servers`: its masters' URLs. */
+async function clusterRun(
+  csv: string,
+  parts: number,
+  env: NodeJS.ProcessEnv,
+  servers: string[],
+): Promise<ClusterRun> {
+  const clients = servers.map((url) => new Redis(url));
+  const used = () =>
+    Promise.all(clients.map(async (c) => Number(/used_memory:(\d+)/.exec(await c.info('memory'))![1])));
+  const before = await used();
+  // The leases' time to live, from this process (its event loop is free): the least seen while held.
+  let minLeaseMs = Infinity;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      for (const c of clients)
+        for (let p = 0; p < parts; p++) {
+          const ttl = await c.pttl(`bench-cluster:lease:${p}`).catch(() => -2);
+          if (ttl >= 0) minLeaseMs = Math.min(minLeaseMs, ttl);
+        }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  const { REDIS_URL: _url, REDIS_CLUSTER_NODES: _nodes, ...rest } = process.env;
+  const started = performance.now();
+  const processes = await Promise.all(
+    Array.from(
+      { length: parts },
+      (_, p) =>
+        new Promise<ClusterProcess>((resolve, reject) => {
+          const child = spawn(
+            process.execPath,
+            [...RUNTIME, path.join(here, 'cluster.js'), csv, String(p), String(parts)],
+            { env: { ...rest, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+          );
+          let out = '';
+          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+          child.on('exit', (code) =>
+            code === 0
+              ? resolve(JSON.parse(out.trim().split('\n').pop()!) as ClusterProcess)
+              : reject(new Error(`cluster.js ${p} of ${parts} exited ${code}`)),
+          );
+        }),
+    ),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  sampling = false;
+  await sampler;
+  const after = await used();
+  const members = processes.reduce((a, p) => a + p.members, 0);
+  // Each audience's buckets by server: the tag before the shard's number names the audience.
+  const byAudience = new Map<string, number[]>();
+  for (const [i, c] of clients.entries())
+    for (const key of await c.keys('bench-cluster:{*.*}:b:*')) {
+      const tag = key.slice(key.indexOf('{') + 1, key.indexOf('.'));
+      const bytes = byAudience.get(tag) ?? clients.map(() => 0);
+      bytes[i]! += (await c.memory('USAGE', key)) ?? 0;
+      byAudience.set(tag, bytes);
+    }
+  const largestShare = Math.max(
+    ...[...byAudience.values()].map((bytes) => Math.max(...bytes) / bytes.reduce((a, b) => a + b, 0)),
+  );
+  for (const c of clients) {
+    await c.flushall();
+    c.disconnect();
+  }
+  return {
+    seconds,
+    processes,
+    digests: Object.assign({}, ...processes.map((p) => p.digests)) as Record<string, string>,
+    bytesPerMember: after.map((a, i) => (a - before[i]!) / members),
+    largestShare,
+    minLeaseMs,
+  };
 }
