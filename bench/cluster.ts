@@ -8,17 +8,14 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { fileConnector } from '../connectors/file/index.js';
 import { Lease } from '../jobs/lease.js';
-import { audiencesOf, membershipOf, type AudienceSpec } from '../src/audience/audiences.js';
-import { configSchema } from '../src/config/schema.js';
 import { recordLength } from '../src/record/records.js';
 import { StateStore } from '../src/record/store.js';
 import { createRedis } from '../src/redis-client.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
 import { StallWatch } from '../src/stall.js';
-import { planDestination, type Destination } from '../src/sync/run.js';
-import { writeState } from './util.js';
+import { planDestination } from '../src/sync/run.js';
+import { localFile, scoresConfig, shareOf, writeState } from './util.js';
 
 const [csv, partArg, partsArg] = process.argv.slice(2) as [string, string, string];
 const [part, parts] = [Number(partArg), Number(partsArg)];
@@ -30,37 +27,13 @@ lease.keep(() => {
   throw new Error('lost the lease');
 });
 const started = performance.now();
-const config = configSchema.parse({
-  source: { type: 'csv', path: csv },
-  scoring: { analysis_date: '2026-01-01' },
-  destinations: { local: { type: 'file', path: path.join(path.dirname(csv), 'out') } },
-});
+const config = scoresConfig(csv);
 const segmented = await segmentCustomers(config, { baseDir: path.dirname(csv) });
 const readSeconds = (performance.now() - started) / 1000;
-const destination: Destination = {
-  name: 'local',
-  connector: fileConnector as unknown as Destination['connector'],
-  config: fileConnector.configSchema.parse({ type: 'file', path: 'out' }),
-};
 const store = new StateStore(redis, 'bench-cluster');
-// The split needs every audience's size: the bench's own work, not a run's, so it yields between audiences
-// and does not count as one long stall.
-const all: { spec: AudienceSpec; size: number }[] = [];
-for (const spec of audiencesOf(config, segmented.scores.segments)) {
-  all.push({ spec, size: membershipOf(spec, segmented).members.length });
-  await new Promise((resolve) => setImmediate(resolve));
-}
-const loads = new Array<number>(parts).fill(0);
-const mine = all
-  .sort((a, b) => b.size - a.size)
-  .filter(({ size }) => {
-    const least = loads.indexOf(Math.min(...loads));
-    loads[least]! += size;
-    return least === part;
-  })
-  .map(({ spec }) => spec);
+const mine = await shareOf(config, segmented, part, parts);
 const planStarted = performance.now();
-const plans = await planDestination(destination, { segmented, audiences: mine, store });
+const plans = await planDestination(localFile, { segmented, audiences: mine, store });
 const planSeconds = (performance.now() - planStarted) / 1000;
 const stateStarted = performance.now();
 await writeState(store, plans);
