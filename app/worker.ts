@@ -233,7 +233,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       throw new DelayedError();
     }
     const abort = new AbortController();
-    // How long the event loop was held up during the run: past a third of the lease, renewals came late.
+    // How long the event loop was held up during the run (the job's lock is renewed from this thread).
     const stalls = new StallWatch();
     running.add(abort);
     for (const lease of leases) lease.keep(() => abort.abort(new Error('lost the audience lease')));
@@ -344,7 +344,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (longestStallMs > (current.sync.lease_seconds * 1000) / 3)
         log.warn(
           { job: job.id, destination: data.destination, longestStallMs },
-          `the event loop stalled for ${longestStallMs} ms during this run, more than a third of sync.lease_seconds (${current.sync.lease_seconds} s): leases and the job lock are renewed every third of it, so a longer stall could let them expire`,
+          `the event loop stalled for ${longestStallMs} ms during this run, more than a third of sync.lease_seconds (${current.sync.lease_seconds} s): the job's lock is renewed from this thread every half of it (the leases from a thread of their own), so a stall past half could let another worker take the job; raise sync.lease_seconds`,
         );
       return {
         audiences: records.length,
