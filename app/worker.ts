@@ -221,6 +221,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       await recordFailure(config, data, meta(data.full), error);
       throw jobError(error);
     }
+    await Lease.prepare(); // the renewing thread ready before a lease is taken
     const leases = await Lease.acquireAll(
       redis,
       leaseKeysOf(current, connectors, prefix, data.destination, data.audience),

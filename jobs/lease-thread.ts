@@ -6,12 +6,17 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRedis } from '../src/redis-client.js';
-import { RENEW, STUCK_MS, type RenewerMessage } from './renew.js';
+import { RENEW, STUCK_MS, type RenewerMessage, type RenewerReport } from './renew.js';
 
 const beat = new BigInt64Array(workerData as SharedArrayBuffer);
 const redis = createRedis({ maxRetriesPerRequest: 1 });
 // A Redis outage: renewals fail until it is back (the lease may run out, and the run is told).
 redis.on('error', () => undefined);
+// Ready once connected (or failed to: the main thread's own renewals go on meanwhile).
+redis
+  .ping()
+  .catch(() => undefined)
+  .finally(() => parentPort!.postMessage({ ready: true } satisfies RenewerReport));
 const timers = new Map<number, NodeJS.Timeout>();
 
 parentPort!.on('message', (message: RenewerMessage) => {
@@ -26,9 +31,10 @@ parentPort!.on('message', (message: RenewerMessage) => {
     redis
       .eval(RENEW, 1, key, token, ttlMs)
       .then((r) => {
-        if (r !== 1 && timers.has(id)) parentPort!.postMessage({ lost: id });
+        if (r !== 1 && timers.has(id)) parentPort!.postMessage({ lost: id } satisfies RenewerReport);
       })
       .catch(() => undefined);
   };
   timers.set(id, setInterval(renew, ttlMs / 3));
+  renew();
 });

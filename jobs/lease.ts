@@ -10,7 +10,7 @@ import type { Config } from '../src/config/schema.js';
 import type { ConnectorRegistry } from '../src/sync/prepare.js';
 import { ExitCode, UserError } from '../src/errors.js';
 import { keys } from './queues.js';
-import { RENEW, type RenewerMessage } from './renew.js';
+import { RENEW, type RenewerMessage, type RenewerReport } from './renew.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const SCRIPT = new URL('./lease-thread.js', import.meta.url);
@@ -24,6 +24,8 @@ class Renewer {
   private readonly thread: Worker;
   private readonly lost = new Map<number, () => void>();
   private next = 0;
+  /** Settles once the thread has connected to Redis (or failed to, or died). */
+  readonly ready: Promise<void>;
 
   private constructor() {
     const beat = new SharedArrayBuffer(8);
@@ -32,9 +34,15 @@ class Renewer {
     tick();
     setInterval(tick, 1000).unref();
     this.thread = new Worker(SCRIPT, { workerData: beat });
-    this.thread.on('message', (m: { lost: number }) => this.lost.get(m.lost)?.());
+    let started = () => {};
+    this.ready = new Promise((resolve) => (started = resolve));
+    this.thread.on('message', (m: RenewerReport) => {
+      if ('ready' in m) started();
+      else this.lost.get(m.lost)?.();
+    });
     // A thread that died: the leases it kept run out, and their runs are told as if Redis had lost them.
     this.thread.on('exit', () => {
+      started();
       for (const lost of this.lost.values()) lost();
       this.lost.clear();
       Renewer.made = null;
@@ -117,20 +125,33 @@ export class Lease {
   }
 
   /**
+   * Starts the process's renewing thread and waits until it is connected: leases taken after this are
+   * renewed by it from their first moment (a thread takes a few hundred milliseconds to start, more on a
+   * busy machine, and a lease shorter than that would run out first).
+   */
+  static async prepare(): Promise<void> {
+    await Renewer.get()?.ready;
+  }
+
+  /**
    * Renews every third of the lease, from a thread of its own (`lease-thread.ts`) so that a busy main
-   * thread cannot starve it; calls `lost` if the lease is no longer ours.
+   * thread cannot starve it, and from the main thread's timer as well, which covers the thread's start
+   * (and a process where its script is not built); calls `lost` once if the lease is no longer ours.
    */
   keep(lost: () => void): void {
+    let told = false;
+    const tell = () => {
+      if (told) return;
+      told = true;
+      lost();
+    };
     const renewer = Renewer.get();
-    if (renewer) {
-      this.kept = { renewer, id: renewer.keep(this.key, this.token, this.ttlMs, lost) };
-      return;
-    }
+    if (renewer) this.kept = { renewer, id: renewer.keep(this.key, this.token, this.ttlMs, tell) };
     this.timer = setInterval(() => {
       this.redis
         .eval(RENEW, 1, this.key, this.token, this.ttlMs)
         .then((r) => {
-          if (r !== 1) lost();
+          if (r !== 1 && this.timer) tell();
         })
         .catch(() => undefined);
     }, this.ttlMs / 3);
@@ -139,6 +160,7 @@ export class Lease {
 
   async release(): Promise<void> {
     clearInterval(this.timer);
+    this.timer = undefined;
     if (this.kept) this.kept.renewer.drop(this.kept.id);
     this.kept = undefined;
     await this.redis.eval(RELEASE, 1, this.key, this.token).catch(() => undefined);
@@ -171,14 +193,15 @@ export function leaseKeysOf(
 }
 
 /**
- * Takes all of these leases, waiting while another run holds one (or failing at once without `wait`,
- * naming the holder). A holder that dies lets go when its lease expires.
+ * Takes all of these leases to keep, waiting while another run holds one (or failing at once without
+ * `wait`, naming the holder). A holder that dies lets go when its lease expires.
  */
 export async function takeLeases(
   redis: RedisClient,
   keys: readonly string[],
   options: { ttlMs: number; holder: string; wait: boolean; onWait?: (holder: string) => void },
 ): Promise<Lease[]> {
+  await Lease.prepare(); // the renewing thread ready before a lease is taken
   for (let delay = 200, told = false; ; delay = Math.min(delay * 2, 2000)) {
     const leases = await Lease.acquireAll(redis, keys, options.ttlMs, options.holder);
     if (leases) return leases;

@@ -9,3 +9,6 @@ export const STUCK_MS = 300_000;
 /** What the main thread asks of the renewing thread (`lease-thread.ts`). */
 export type RenewerMessage =
   { op: 'keep'; id: number; key: string; token: string; ttlMs: number } | { op: 'drop'; id: number };
+
+/** What the renewing thread tells the main thread: it is connected, or a lease is no longer ours. */
+export type RenewerReport = { ready: true } | { lost: number };

@@ -59,27 +59,75 @@ describe('a lease kept while the run holds it', () => {
     await redis.del(key);
   });
 
+  it('is kept from its first moment, while the renewing thread is still starting (a fresh process, a short lease)', () => {
+    // 200 ms: renewed every 67 ms, sooner than a new thread has loaded its Redis client and connected.
+    const r = runScript(
+      'lease-start',
+      `const lease = await Lease.acquire(redis, KEY, 200, 'test');
+      let lost = false;
+      lease.keep(() => (lost = true));
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const ttl = await redis.pttl(KEY);
+      await lease.release();
+      console.log(JSON.stringify({ lost, ttl }));`,
+    );
+    expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
+    expect(JSON.parse(r.stdout)).toEqual({ lost: false, ttl: expect.any(Number) });
+    expect(JSON.parse(r.stdout).ttl).toBeGreaterThan(0);
+  });
+
+  it('is renewed by the thread from its first moment when taken after prepare(), however busy the main thread', () => {
+    const r = runScript(
+      'lease-prepared',
+      `await Lease.prepare();
+      const lease = await Lease.acquire(redis, KEY, 1000, 'test');
+      let lost = false;
+      lease.keep(() => (lost = true));
+      const until = Date.now() + 2500;
+      while (Date.now() < until);
+      const ttl = await redis.pttl(KEY);
+      await new Promise((resolve) => setImmediate(resolve)); // a loss the thread reported arrives
+      await lease.release();
+      console.log(JSON.stringify({ lost, ttl }));`,
+    );
+    expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
+    expect(JSON.parse(r.stdout)).toEqual({ lost: false, ttl: expect.any(Number) });
+    expect(JSON.parse(r.stdout).ttl).toBeGreaterThan(0);
+  });
+
   it('lets its process exit once the leases are released (the renewing thread does not hold it)', () => {
-    // A file of its own (a thread inherits the process's flags, and `--input-type` refuses a thread's file).
-    const ioredis = pathToFileURL(createRequire(import.meta.url).resolve('ioredis')).href;
-    const leaseModule = pathToFileURL(path.resolve('dist/jobs/lease.js')).href;
-    const script = path.join(mkdtempSync(path.join(tmpdir(), 'lease-exit-')), 'exit.mjs');
-    writeFileSync(
-      script,
-      `const { Redis } = await import(${JSON.stringify(ioredis)});
-      const { Lease } = await import(${JSON.stringify(leaseModule)});
-      const redis = new Redis(process.env.REDIS_URL);
-      const lease = await Lease.acquire(redis, 'lease-exit-${process.pid}', 30000, 'test');
+    const r = runScript(
+      'lease-exit',
+      `const lease = await Lease.acquire(redis, KEY, 30000, 'test');
       lease.keep(() => {});
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await lease.release();
-      redis.disconnect();\n`,
+      await lease.release();`,
     );
-    const r = spawnSync(process.execPath, [script], {
-      env: { ...process.env, REDIS_URL: inject('redisUrl') },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
     expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
   });
 });
+
+/**
+ * Runs `body` in a process of its own, with `redis` (the test Redis), `Lease` (the built module) and `KEY` (a
+ * key of its own) in scope. A file, not `--input-type`: a thread inherits the process's flags, and that
+ * flag refuses a thread's file.
+ */
+function runScript(name: string, body: string) {
+  const ioredis = pathToFileURL(createRequire(import.meta.url).resolve('ioredis')).href;
+  const leaseModule = pathToFileURL(path.resolve('dist/jobs/lease.js')).href;
+  const script = path.join(mkdtempSync(path.join(tmpdir(), `${name}-`)), 'script.mjs');
+  writeFileSync(
+    script,
+    `const { Redis } = await import(${JSON.stringify(ioredis)});
+    const { Lease } = await import(${JSON.stringify(leaseModule)});
+    const redis = new Redis(process.env.REDIS_URL);
+    const KEY = '${name}-${process.pid}';
+    ${body}
+    redis.disconnect();\n`,
+  );
+  return spawnSync(process.execPath, [script], {
+    env: { ...process.env, REDIS_URL: inject('redisUrl') },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
