@@ -1,13 +1,16 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { Cluster } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, type Redis } from 'ioredis';
 import { startRedisCluster } from '../../app/local/services.js';
 import { durabilityProblems } from '../../jobs/redis-checks.js';
 import { decodeRecords, Status } from '../../src/record/records.js';
 import { StateStore } from '../../src/record/store.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, makeSetup, TOKENS } from '../api/harness.js';
+import { metaShop, onPlatform, platform, stopAll } from '../jobs/meta-platform.js';
 import { BIN, killAll, run } from '../jobs/procs.js';
+import { queuePrefix } from '../../jobs/queues.js';
 import { expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 
 /**
@@ -27,6 +30,7 @@ beforeAll(() => {
 });
 afterAll(() => {
   killAll();
+  stopAll();
   cluster.disconnect();
 });
 
@@ -37,6 +41,30 @@ function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = clusterEnv) {
 }
 
 type Results = { results: { audience: string; added: number; removed: number; error?: string }[] };
+
+/**
+ * Resolves once the Cluster has taken the master on `port` as failed and serves every slot again (until a
+ * replica has taken its slots, it answers CLUSTERDOWN).
+ */
+async function failedOver(ports: readonly number[], port: number): Promise<void> {
+  const survivor = ports.find((p) => p !== port)!;
+  for (const deadline = Date.now() + 120_000; ;) {
+    if (Date.now() > deadline) throw new Error(`no failover of the master on port ${port} in 120 s`);
+    const info = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'info'], { encoding: 'utf8' });
+    const nodes = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'nodes'], {
+      encoding: 'utf8',
+    });
+    if (/cluster_state:ok/.test(info) && new RegExp(`:${port}@\\d+ \\S*fail`).test(nodes)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Kills a master as a crashed machine goes (SIGKILL), and resolves once its replica serves its slots. */
+async function killMaster(master: Redis, ports: readonly number[]): Promise<void> {
+  const pid = Number(/process_id:(\d+)/.exec(await master.info('server'))![1]);
+  process.kill(pid, 'SIGKILL');
+  await failedOver(ports, master.options.port!);
+}
 
 /** The keys matching a pattern on each of a Cluster's masters, by master (a test's Cluster holds few keys). */
 function keysOnMasters(client: Cluster, pattern: string): Promise<string[][]> {
@@ -234,22 +262,7 @@ describe('on a Redis Cluster', () => {
       const counts = (await keysOnMasters(client, `${shop.prefix}:*`)).map((keys) => keys.length);
       const victim = masters[counts.indexOf(Math.max(...counts))]!;
       expect(Math.max(...counts)).toBeGreaterThan(0);
-      const port = victim.options.port!;
-      const pid = Number(/process_id:(\d+)/.exec(await victim.info('server'))![1]);
-      process.kill(pid, 'SIGKILL');
-      // Until a replica has taken its slots, the Cluster answers CLUSTERDOWN: wait for every slot to be served.
-      const survivor = own.ports.find((p) => p !== port)!;
-      for (const deadline = Date.now() + 120_000; ;) {
-        if (Date.now() > deadline) throw new Error(`no failover of the master on port ${port} in 120 s`);
-        const info = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'info'], {
-          encoding: 'utf8',
-        });
-        const nodes = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'nodes'], {
-          encoding: 'utf8',
-        });
-        if (/cluster_state:ok/.test(info) && new RegExp(`:${port}@\\d+ \\S*fail`).test(nodes)) break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await killMaster(victim, own.ports);
       shop.editCustomers((cells, header, r) => {
         if (r % 5 === 1) cells[header.indexOf('email')] = `moved-${r}@example.org`;
         else if (r % 5 === 2) cells[header.indexOf('opted_out')] = 'true';
@@ -260,6 +273,55 @@ describe('on a Redis Cluster', () => {
       const again = cli(['sync', '--json'], shop.dir, env);
       for (const r of (JSON.parse(again.stdout) as Results).results)
         expect([r.audience, r.added, r.removed, r.error]).toEqual([r.audience, 0, 0, undefined]);
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
+  });
+
+  it('fails over during a run: the master of the queue killed while a worker pushes to Meta, the audiences exact after', async () => {
+    const own = await startRedisCluster({ masters: 3, replicas: 1 });
+    const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+    const { origin, fake, hold } = await platform();
+    try {
+      const {
+        shop,
+        env,
+        cli: send,
+        expected,
+      } = await metaShop(origin, 1, { REDIS_CLUSTER_NODES: own.nodes });
+      const worker = run(['worker'], { cwd: shop.dir, env: { ...env, LOG_LEVEL: 'info' } });
+      await worker.waitFor(/"msg":"worker started"/);
+      // The run's fifth upload held: the run is under way, its job locked and some of its state written.
+      let uploads = 0;
+      const gate = hold((method, url) => method === 'POST' && url.includes('/users') && ++uploads === 5);
+      const during = send(['resync', '--destination', 'meta', '--wait']);
+      await gate.reached;
+      // The master serving the queue (its keys share the hash tag of the prefix) goes while the run waits.
+      const slot = calculateSlot(queuePrefix(shop.prefix));
+      const shards = await client.cluster('SLOTS');
+      const port = shards.find(([from, to]) => from <= slot && slot <= to)![2]![1];
+      await killMaster(
+        client.nodes('master').find((m) => m.options.port === port)!,
+        own.ports,
+      );
+      gate.release();
+      // That run may end either way (its job retried, or failed): it must end, and lose nothing.
+      const first = await Promise.race([
+        during,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`the resync did not end; worker:\n${worker.stderr()}`)), 240_000),
+        ),
+      ]);
+      // Done (its job lost its 2 s lock in the failover and ran again): exact already.
+      if (first.code === 0) expect(onPlatform(fake)).toEqual(await expected());
+      const after = await send(['resync', '--destination', 'meta', '--wait']);
+      expect(after.code, `${first.out}\n${after.out}\nworker:\n${worker.stderr()}`).toBe(0);
+      expect(onPlatform(fake)).toEqual(await expected());
+      // The worker lived through it.
+      expect(await worker.exitWithin(0)).toBe('running');
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
     } finally {
       client.disconnect();
       await own.stop();
