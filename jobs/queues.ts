@@ -1,8 +1,8 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { Cluster } from 'ioredis';
 import { z } from 'zod';
-import { createRedis } from '../src/redis-client.js';
-import { redisCluster, redisTarget } from '../src/redis-url.js';
+import { createRedis, serverOptions } from '../src/redis-client.js';
+import { redisCluster } from '../src/redis-url.js';
 
 /**
  * Queue names, key prefix and job data. One hash-tagged prefix keeps every queue and key in one
@@ -65,7 +65,7 @@ export function connection(kind: 'worker' | 'producer'): ConnectionOptions {
     kind === 'worker'
       ? { maxRetriesPerRequest: null }
       : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000 };
-  return redisCluster() ? createRedis(settings) : { ...redisTarget(), ...settings };
+  return redisCluster() ? createRedis(settings) : serverOptions(settings);
 }
 
 /** Closes a connection `connection` made, where it is a client (BullMQ leaves a client it was given open). */

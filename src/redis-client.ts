@@ -1,8 +1,15 @@
 import { Cluster, Redis } from 'ioredis';
-import { redisCluster, redisTarget } from './redis-url.js';
+import {
+  redisCluster,
+  redisSentinel,
+  redisTarget,
+  type RedisTarget,
+  type SentinelTarget,
+} from './redis-url.js';
 
 /**
- * A connection to the setup's Redis: one server (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES).
+ * A connection to the setup's Redis: one server (REDIS_URL), a master that Sentinels watch
+ * (REDIS_SENTINELS, with REDIS_URL naming the master) or a Redis Cluster (REDIS_CLUSTER_NODES).
  * Code that takes one never sends a command or transaction over keys of different hash slots: a Cluster
  * refuses it (CROSSSLOT).
  */
@@ -22,8 +29,9 @@ export interface ClientSettings {
 
 /** A connection from the environment: a Cluster client when REDIS_CLUSTER_NODES is set, else one server's. */
 export function createRedis(settings: ClientSettings = {}): RedisClient {
+  const options = serverOptions(settings);
   const cluster = redisCluster();
-  if (!cluster) return new Redis({ ...redisTarget(), ...settings });
+  if (!cluster) return new Redis(options);
   const { nodes, natMap, ...auth } = cluster;
   const { lazyConnect, enableOfflineQueue, retryStrategy, ...perNode } = settings;
   return new Cluster(nodes, {
@@ -37,6 +45,34 @@ export function createRedis(settings: ClientSettings = {}): RedisClient {
     enableReadyCheck: false,
     redisOptions: { ...auth, ...perNode },
   });
+}
+
+/** What `serverOptions` gives: options both ioredis and BullMQ take. */
+export type ServerOptions = (RedisTarget | SentinelTarget) &
+  ClientSettings & {
+    failoverDetector?: boolean;
+    reconnectOnError?: (error: Error) => 2 | false;
+    sentinelRetryStrategy?: (times: number) => number | null;
+  };
+
+/**
+ * ioredis's options for one server (REDIS_URL) or for the master Sentinels watch (REDIS_SENTINELS), with
+ * `settings`; a ConfigError where the environment is wrong (both REDIS_SENTINELS and REDIS_CLUSTER_NODES, …).
+ */
+export function serverOptions(settings: ClientSettings = {}): ServerOptions {
+  const sentinel = redisSentinel();
+  if (!sentinel) return { ...redisTarget(), ...settings };
+  return {
+    ...sentinel,
+    ...settings,
+    // Told by the Sentinels when the master changes (+switch-master), the client reconnects to the new one.
+    failoverDetector: true,
+    // A master demoted to a replica refuses writes (READONLY) until the client reconnects to the new one.
+    reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
+    // The Sentinels are asked where the master is at each connection: a process that gives up on an
+    // unreachable Redis gives up on unreachable Sentinels too.
+    ...(settings.retryStrategy ? { sentinelRetryStrategy: settings.retryStrategy } : {}),
+  };
 }
 
 /**

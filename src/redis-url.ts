@@ -26,6 +26,107 @@ export function redisTarget(value: string | undefined = process.env.REDIS_URL): 
   return parseRedisUrl(text, 'REDIS_URL', `set REDIS_URL to ${REDIS_URL_FORM}, e.g. redis://127.0.0.1:6379`);
 }
 
+export const REDIS_SENTINELS_FORM =
+  'host:port,host:port,… (the Sentinels; redis://user:password@host:port or rediss://… where they need a password or TLS)';
+
+/** A master that Redis Sentinels watch, as ioredis takes it: the Sentinels, the master's name and its login. */
+export interface SentinelTarget {
+  sentinels: { host: string; port: number }[];
+  /** The master group's name (`sentinel monitor <name> …`). */
+  name: string;
+  sentinelUsername?: string;
+  sentinelPassword?: string;
+  sentinelTLS?: Record<string, never>;
+  username?: string;
+  password?: string;
+  db?: number;
+  tls?: Record<string, never>;
+  enableTLSForSentinelMode?: boolean;
+}
+
+/**
+ * Parses REDIS_SENTINELS, with REDIS_URL naming the master: `redis://[user:password@]<master name>[/db]` (its
+ * host is the name the Sentinels know the master by, as Sidekiq and redis-rb read it); undefined when
+ * REDIS_SENTINELS is not set. A ConfigError (exit 2) names what is wrong.
+ */
+export function redisSentinel(
+  value: string | undefined = process.env.REDIS_SENTINELS,
+  url: string | undefined = process.env.REDIS_URL,
+  cluster: string | undefined = process.env.REDIS_CLUSTER_NODES,
+): SentinelTarget | undefined {
+  if (!given(value)) return undefined;
+  const fix = `set REDIS_SENTINELS to ${REDIS_SENTINELS_FORM}, e.g. 10.0.0.1:26379,10.0.0.2:26379`;
+  if (given(cluster))
+    throw new ConfigError(
+      'both REDIS_SENTINELS and REDIS_CLUSTER_NODES are set: audience-sync uses a master watched by Sentinels or a Redis Cluster, not both',
+      'unset the one you do not use',
+    );
+  const master = `set REDIS_URL to redis://[user:password@]<master name>[/db], the name the Sentinels monitor the master by (sentinel monitor <name> …), e.g. redis://mymaster`;
+  if (!given(url))
+    throw new ConfigError('REDIS_SENTINELS is set but REDIS_URL does not name the master', master);
+  const target = parseRedisUrl(url.trim(), 'REDIS_URL', master);
+  if (/:\d+(\/|$)/.test(url.trim().replace(/^.*@/, '')))
+    throw new ConfigError(
+      `REDIS_URL '${masked(url.trim())}' names a port: with REDIS_SENTINELS set, its host is the master's name and the Sentinels say where it is`,
+      master,
+    );
+  const sentinels = list(value).map((entry): RedisTarget =>
+    entry.includes('://')
+      ? parseRedisUrl(entry, 'REDIS_SENTINELS', fix)
+      : hostPort(entry, 'REDIS_SENTINELS', fix),
+  );
+  if (sentinels.length === 0) throw new ConfigError('REDIS_SENTINELS is set but names no Sentinel', fix);
+  const auth = sameAuth(sentinels, 'REDIS_SENTINELS', 'Sentinel');
+  return {
+    sentinels: sentinels.map(({ host, port }) => ({ host, port })),
+    name: target.host,
+    ...(auth.username !== undefined ? { sentinelUsername: auth.username } : {}),
+    ...(auth.password !== undefined ? { sentinelPassword: auth.password } : {}),
+    ...(auth.tls ? { sentinelTLS: {} } : {}),
+    ...(target.username !== undefined ? { username: target.username } : {}),
+    ...(target.password !== undefined ? { password: target.password } : {}),
+    ...(target.db !== undefined ? { db: target.db } : {}),
+    ...(target.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+  };
+}
+
+/** A comma-separated list's entries, trimmed, blanks left out. */
+function list(text: string): string[] {
+  return text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+}
+
+/**
+ * The one login and TLS setting of a list of servers that share them (a Cluster's nodes, the Sentinels),
+ * written on one of them or the same on each; a ConfigError where they differ.
+ */
+function sameAuth(
+  servers: { username?: string; password?: string; tls?: Record<string, never> }[],
+  variable: string,
+  what: string,
+): { username?: string; password?: string; tls: boolean } {
+  const withAuth = servers.filter((n) => n.username !== undefined || n.password !== undefined);
+  const auth = withAuth[0];
+  if (withAuth.some((n) => n.username !== auth?.username || n.password !== auth?.password))
+    throw new ConfigError(
+      `${variable} gives different user names or passwords for different nodes: every ${what} takes the same`,
+      'write the user and password on one node (or the same on each)',
+    );
+  const tls = servers.filter((n) => n.tls !== undefined).length;
+  if (tls !== 0 && tls !== servers.length)
+    throw new ConfigError(
+      `${variable} mixes rediss:// (TLS) and plain nodes: every ${what} is reached with TLS or none is`,
+      'write every node as rediss://host:port, or none',
+    );
+  return {
+    ...(auth?.username !== undefined ? { username: auth.username } : {}),
+    ...(auth?.password !== undefined ? { password: auth.password } : {}),
+    tls: tls > 0,
+  };
+}
+
 /** One Redis URL, read from `variable`; its errors name the variable, the form and the fix, never the password. */
 function parseRedisUrl(text: string, variable: string, fix: string): RedisTarget {
   const bad = (why: string) =>
@@ -89,41 +190,25 @@ export function redisCluster(
       'both REDIS_URL and REDIS_CLUSTER_NODES are set: audience-sync uses either one Redis or one Redis Cluster',
       'unset REDIS_URL to use the Cluster, or REDIS_CLUSTER_NODES to use the single Redis',
     );
-  const nodes = value
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter((entry) => entry !== '')
-    .map((entry) => {
-      const target: RedisTarget = entry.includes('://')
-        ? parseRedisUrl(entry, 'REDIS_CLUSTER_NODES', fix)
-        : hostPort(entry, 'REDIS_CLUSTER_NODES', fix);
-      if (target.db !== undefined && target.db !== 0)
-        throw new ConfigError(
-          `REDIS_CLUSTER_NODES '${masked(entry)}' names database ${target.db}: a Redis Cluster has database 0 only`,
-          'leave the /db out of the node addresses',
-        );
-      return target;
-    });
+  const nodes = list(value).map((entry) => {
+    const target: RedisTarget = entry.includes('://')
+      ? parseRedisUrl(entry, 'REDIS_CLUSTER_NODES', fix)
+      : hostPort(entry, 'REDIS_CLUSTER_NODES', fix);
+    if (target.db !== undefined && target.db !== 0)
+      throw new ConfigError(
+        `REDIS_CLUSTER_NODES '${masked(entry)}' names database ${target.db}: a Redis Cluster has database 0 only`,
+        'leave the /db out of the node addresses',
+      );
+    return target;
+  });
   if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES is set but names no node', fix);
-  const withAuth = nodes.filter((n) => n.username !== undefined || n.password !== undefined);
-  const auth = withAuth[0];
-  if (withAuth.some((n) => n.username !== auth?.username || n.password !== auth?.password))
-    throw new ConfigError(
-      'REDIS_CLUSTER_NODES gives different user names or passwords for different nodes: every node of a Cluster takes the same',
-      'write the user and password on one node (or the same on each)',
-    );
-  const tls = nodes.filter((n) => n.tls !== undefined).length;
-  if (tls !== 0 && tls !== nodes.length)
-    throw new ConfigError(
-      'REDIS_CLUSTER_NODES mixes rediss:// (TLS) and plain nodes: a Cluster is reached with TLS on every node or none',
-      'write every node as rediss://host:port, or none',
-    );
+  const auth = sameAuth(nodes, 'REDIS_CLUSTER_NODES', 'node of a Cluster');
   const natMap = nat?.trim() ? natMapOf(nat) : undefined;
   return {
     nodes: nodes.map(({ host, port }) => ({ host, port })),
-    ...(auth?.username !== undefined ? { username: auth.username } : {}),
-    ...(auth?.password !== undefined ? { password: auth.password } : {}),
-    ...(tls ? { tls: {} } : {}),
+    ...(auth.username !== undefined ? { username: auth.username } : {}),
+    ...(auth.password !== undefined ? { password: auth.password } : {}),
+    ...(auth.tls ? { tls: {} } : {}),
     ...(natMap ? { natMap } : {}),
   };
 }
@@ -157,13 +242,16 @@ function natMapOf(text: string): Record<string, { host: string; port: number }> 
 export function redisWhere(
   value: string | undefined = process.env.REDIS_URL,
   cluster: string | undefined = process.env.REDIS_CLUSTER_NODES,
+  sentinels: string | undefined = process.env.REDIS_SENTINELS,
 ): string {
   if (given(cluster))
-    return `the Redis Cluster of REDIS_CLUSTER_NODES (${cluster
-      .split(',')
-      .map((node) => masked(node.trim()))
-      .filter((node) => node !== '')
+    return `the Redis Cluster of REDIS_CLUSTER_NODES (${list(cluster).map(masked).join(', ')})`;
+  if (given(sentinels)) {
+    const name = given(value) ? /^[a-z]+:\/\/(?:[^@/]*@)?([^/:?#]*)/i.exec(value.trim())?.[1] : undefined;
+    return `the master '${name ?? '?'}' (REDIS_URL) of the Sentinels of REDIS_SENTINELS (${list(sentinels)
+      .map(masked)
       .join(', ')})`;
+  }
   return given(value) ? `REDIS_URL (${masked(value.trim())})` : `${DEFAULT_REDIS_URL} (REDIS_URL is not set)`;
 }
 

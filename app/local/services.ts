@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -238,4 +238,91 @@ async function clusterPorts(count: number): Promise<number[]> {
     if (!ports.includes(port) && (await free(port)) && (await free(port + 10_000))) ports.push(port);
   }
   return ports;
+}
+
+/** A local master with a replica, watched by a Sentinel (`startRedisSentinel`). */
+export interface SentinelService {
+  /** The Sentinel's `host:port`, for REDIS_SENTINELS. */
+  sentinels: string;
+  /** The name it knows the master by (REDIS_URL `redis://<name>`). */
+  name: string;
+  /** The master's and the replica's servers, by port (a test kills the master to fail it over). */
+  servers: Map<number, Service>;
+  /** The port of the master the Sentinel names now. */
+  master(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A master and one replica (persisting as production should), and one Sentinel watching them (quorum 1,
+ * the master taken as down after a second): ready once the replica is in step and the Sentinel knows it.
+ */
+export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelService> {
+  const servers = new Map<number, Service>();
+  let sentinel: ChildProcess | undefined;
+  const dir = mkdtempSync(path.join(tmpdir(), 'audience-sync-sentinel-'));
+  const stop = async () => {
+    if (sentinel && sentinel.exitCode === null && sentinel.signalCode === null) {
+      const exited = new Promise((resolve) => sentinel!.once('exit', resolve));
+      sentinel.kill('SIGTERM');
+      await exited;
+    }
+    await Promise.all([...servers.values()].map((s) => s.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const ask = (port: number, ...args: string[]) =>
+    execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+  const until = async (what: string, ready: () => boolean) => {
+    for (const deadline = Date.now() + 60_000; !ready();) {
+      if (Date.now() > deadline) throw new Error(`Redis Sentinel setup: ${what} within 60 s`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  try {
+    const master = await freePort();
+    servers.set(master, await startRedis({ port: master }));
+    const replica = await freePort();
+    servers.set(
+      replica,
+      await startRedis({ port: replica, config: { replicaof: ['127.0.0.1', String(master)] } }),
+    );
+    await until('no replica in step', () =>
+      /master_link_status:up/.test(ask(replica, 'info', 'replication')),
+    );
+    const port = await freePort();
+    // A Sentinel rewrites its config file: one of its own.
+    const conf = path.join(dir, 'sentinel.conf');
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor ${name} 127.0.0.1 ${master} 1`,
+        `sentinel down-after-milliseconds ${name} 1000`,
+        `sentinel failover-timeout ${name} 10000`,
+      ].join('\n') + '\n',
+    );
+    sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+    await until('the Sentinel did not answer', () => {
+      try {
+        return ask(port, 'ping').trim() === 'PONG';
+      } catch {
+        return false;
+      }
+    });
+    await until('the Sentinel did not find the replica', () =>
+      ask(port, 'sentinel', 'replicas', name).includes(String(replica)),
+    );
+    return {
+      sentinels: `127.0.0.1:${port}`,
+      name,
+      servers,
+      master: () => Number(ask(port, 'sentinel', 'get-master-addr-by-name', name).trim().split('\n')[1]),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }

@@ -45,10 +45,15 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 
 /**
  * Parses, checks secrets, substitutes `${ENV}` references and validates, naming the exact path on failure.
- * Every credential it substitutes (and the password of `REDIS_URL`) is registered for redaction.
+ * Every credential it substitutes (and the passwords of `REDIS_URL`, `REDIS_CLUSTER_NODES` and
+ * `REDIS_SENTINELS`) is registered for redaction.
  */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  registerUrlPassword(env.REDIS_URL);
+  for (const url of [
+    env.REDIS_URL,
+    ...`${env.REDIS_CLUSTER_NODES ?? ''},${env.REDIS_SENTINELS ?? ''}`.split(','),
+  ])
+    registerUrlPassword(url?.trim());
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   if (doc.errors.length > 0) {

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { redisCluster, redisConfigProblem, redisTarget, redisWhere } from '../../src/redis-url.js';
+import {
+  redisCluster,
+  redisConfigProblem,
+  redisSentinel,
+  redisTarget,
+  redisWhere,
+} from '../../src/redis-url.js';
 
 describe('REDIS_URL', () => {
   it('reads host, port, user, password, database and TLS', () => {
@@ -128,6 +134,82 @@ describe('REDIS_CLUSTER_NODES', () => {
   it('messages show the nodes, without passwords', () => {
     expect(redisWhere(undefined, 'redis://app:secret@a:7000, b:7001')).toBe(
       'the Redis Cluster of REDIS_CLUSTER_NODES (redis://***@a:7000, b:7001)',
+    );
+  });
+});
+
+describe('REDIS_SENTINELS', () => {
+  it('is unset: one Redis (REDIS_URL) or a Cluster', () => {
+    expect(redisSentinel(undefined, 'redis://127.0.0.1:6379', undefined)).toBeUndefined();
+    expect(redisSentinel(' ', undefined, 'a:1')).toBeUndefined();
+  });
+
+  it('reads the Sentinels, and the master from REDIS_URL: its name, login, database and TLS', () => {
+    expect(redisSentinel('10.0.0.1:26379, [::1]:26380', 'redis://mymaster', undefined)).toEqual({
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'mymaster',
+    });
+    expect(
+      redisSentinel(
+        'rediss://watch:s%40fe@s1:26379,rediss://s2:26379',
+        'rediss://app:p%40ss@audiences/2',
+        '',
+      ),
+    ).toEqual({
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+      ],
+      name: 'audiences',
+      sentinelUsername: 'watch',
+      sentinelPassword: 's@fe',
+      sentinelTLS: {},
+      username: 'app',
+      password: 'p@ss',
+      db: 2,
+      tls: {},
+      enableTLSForSentinelMode: true,
+    });
+  });
+
+  it.each([
+    ['s1:26379', undefined, undefined, /REDIS_URL does not name the master/],
+    ['s1:26379', 'redis://:hunter2@10.0.0.5:6379', undefined, /names a port: with REDIS_SENTINELS set/],
+    ['s1', 'redis://mymaster', undefined, /REDIS_SENTINELS 's1' is not host:port/],
+    [',', 'redis://mymaster', undefined, /names no Sentinel/],
+    [
+      'redis://:hunter2@s1:1,redis://:other@s2:1',
+      'redis://m',
+      undefined,
+      /different user names or passwords/,
+    ],
+    ['rediss://s1:1,s2:1', 'redis://m', undefined, /mixes rediss:\/\/ \(TLS\) and plain nodes/],
+    ['s1:1', 'redis://m', 'a:1', /both REDIS_SENTINELS and REDIS_CLUSTER_NODES are set/],
+  ])(
+    '%s (REDIS_URL %s, REDIS_CLUSTER_NODES %s): names the variable and the fix, never the password',
+    (sentinels, url, nodes, why) => {
+      let error: unknown;
+      try {
+        redisSentinel(sentinels, url, nodes);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const text = `${(error as ConfigError).message} ${(error as ConfigError).hint}`;
+      expect(text).toMatch(why);
+      expect(text).toMatch(/REDIS_SENTINELS|REDIS_URL/);
+      expect(text).not.toMatch(/hunter2/);
+    },
+  );
+
+  it('messages show the master and the Sentinels, without passwords', () => {
+    expect(
+      redisWhere('redis://app:secret@mymaster/1', undefined, 'redis://w:secret@s1:26379, s2:26379'),
+    ).toBe(
+      "the master 'mymaster' (REDIS_URL) of the Sentinels of REDIS_SENTINELS (redis://***@s1:26379, s2:26379)",
     );
   });
 });

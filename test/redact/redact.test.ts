@@ -168,6 +168,8 @@ describe('where platform text enters', () => {
       GOOGLE_REFRESH_TOKEN: '1//LoaderRefresh8Jk2',
       DATABASE_URL: 'postgres://shop:Loader%2FPass9@db:5432/shop',
       REDIS_URL: 'redis://:LoaderRedis3Pw@cache:6379',
+      REDIS_CLUSTER_NODES: 'redis://app:LoaderNode5Pw@n1:7000, n2:7001',
+      REDIS_SENTINELS: 's1:26379,redis://:LoaderWatch6Pw@s2:26379',
     };
     parseConfig(
       `source: { type: postgres, url: "\${DATABASE_URL}", query: "select 1" }
@@ -183,8 +185,10 @@ destinations:
       env,
     );
     expect(
-      redact('LoaderClientSecret4Gh7 1//LoaderRefresh8Jk2 Loader/Pass9 Loader%2FPass9 LoaderRedis3Pw'),
-    ).toBe('[redacted] [redacted] [redacted] [redacted] [redacted]');
+      redact(
+        'LoaderClientSecret4Gh7 1//LoaderRefresh8Jk2 Loader/Pass9 Loader%2FPass9 LoaderRedis3Pw LoaderNode5Pw LoaderWatch6Pw',
+      ),
+    ).toBe('[redacted] [redacted] [redacted] [redacted] [redacted] [redacted] [redacted]');
     // Values of other keys are not secrets.
     expect(redact('x.apps.googleusercontent.com shop db')).toBe('x.apps.googleusercontent.com shop db');
   });
