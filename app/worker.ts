@@ -32,7 +32,9 @@ import {
   syncQueue,
   SYNC_JOB_OPTIONS,
   SYNC_QUEUE,
+  type SyncJob,
 } from '../jobs/queues.js';
+import { waitingRunCovering } from '../jobs/join.js';
 import {
   describeVersion,
   olderMessage,
@@ -414,18 +416,23 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       case 'resync': {
         // The flag outlives any job: a full resync is never replaced by an incremental run.
         if (data.full) await redis.set(keys.fullRequested(prefix, data.destination, data.audience), '1');
-        const sync = await producer.add(
-          'sync',
-          {
-            destination: data.destination,
-            full: data.full,
-            reason: 'resync',
-            allowRemovals: data.allowRemovals,
-            allowShrink: data.allowShrink,
-            ...(data.audience ? { audience: data.audience } : {}),
-          },
-          SYNC_JOB_OPTIONS,
-        );
+        const request: SyncJob = {
+          destination: data.destination,
+          full: data.full,
+          reason: 'resync',
+          allowRemovals: data.allowRemovals,
+          allowShrink: data.allowShrink,
+          ...(data.audience ? { audience: data.audience } : {}),
+        };
+        const waiting = await waitingRunCovering(producer, request);
+        if (waiting) {
+          log.info(
+            { job: waiting.id, destination: data.destination, audience: data.audience },
+            `resync joined sync job ${waiting.id}, which has not started yet`,
+          );
+          return { syncJobId: waiting.id, joined: true };
+        }
+        const sync = await producer.add('sync', request, SYNC_JOB_OPTIONS);
         return { syncJobId: sync.id };
       }
       case 'check':

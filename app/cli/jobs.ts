@@ -143,12 +143,16 @@ export async function runAdmin(
       const checks = (adminResult as { checks?: { ok: boolean }[] } | null)?.checks;
       return checks?.some((c) => !c.ok) ? ExitCode.failed : ExitCode.ok;
     }
-    const syncId = (adminResult as { syncJobId: string }).syncJobId;
-    log.info(`resync enqueued as sync job ${syncId}; waiting for it to finish`);
+    const { syncJobId: syncId, joined } = adminResult as { syncJobId: string; joined?: boolean };
+    log.info(
+      joined
+        ? `resync joined sync job ${syncId}, which had not started yet; waiting for it to finish`
+        : `resync enqueued as sync job ${syncId}; waiting for it to finish`,
+    );
     const sq = await reachable(() => syncQueue(prefix));
     try {
       const result = await follow(sq, syncId, SYNC_QUEUE, log);
-      process.stdout.write(JSON.stringify({ job: syncId, result }) + '\n');
+      process.stdout.write(JSON.stringify({ job: syncId, ...(joined ? { joined } : {}), result }) + '\n');
       return ExitCode.ok;
     } finally {
       await sq.close();

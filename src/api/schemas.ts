@@ -205,6 +205,8 @@ export const jobSchema = z
       .object({
         /** A resync's sync job: follow it for the run's counts. */
         sync_job: jobRefSchema.optional(),
+        /** The resync joined a sync job that covered it and had not started yet, rather than queue another. */
+        joined: z.boolean().optional(),
         paused: z.string().optional(),
         resumed: z.string().optional(),
         checks: z.array(checkSchema).optional(),

@@ -979,7 +979,7 @@ export async function buildApi(options: ApiOptions): Promise<{ app: FastifyInsta
                   : {}),
                 ...pick(result, ['paused', 'resumed', 'skipped'], 'string'),
                 ...pick(result, ['audiences', 'added', 'removed', 'rejected'], 'number'),
-                ...pick(result, ['full'], 'boolean'),
+                ...pick(result, ['full', 'joined'], 'boolean'),
                 ...(Array.isArray(result.checks)
                   ? { checks: result.checks as { name: string; ok: boolean; detail: string }[] }
                   : {}),

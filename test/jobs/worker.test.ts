@@ -135,6 +135,49 @@ describe('workers', () => {
     }
   });
 
+  it('a resync asked for while a run that covers it waits joins that run instead of queueing another', async () => {
+    const shop = await makeShop();
+    const prefix = queuePrefix(shop.prefix);
+    const redis = new Redis(redisUrl);
+    const sync = new Queue('sync', { connection: { url: redisUrl }, prefix });
+    const admin = new Queue('admin', { connection: { url: redisUrl }, prefix });
+    try {
+      // Another run holds the destination: what is asked for meanwhile waits.
+      await redis.set(`${prefix}:lease:local:*`, 'another run', 'PX', 300_000);
+      await worker(shop.dir).started;
+      const jobs = async () => (await sync.getJobs(['waiting', 'delayed', 'active', 'completed'])).length;
+      const handled = async () =>
+        (await admin.getJobs(['completed'])).filter((j) => j.name === 'resync').length;
+      const incremental = cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
+      await expect.poll(jobs, { timeout: 120_000, interval: 20 }).toBe(1);
+      // A full run is more than the waiting incremental one does: a run of its own.
+      const full = cliAsync(['resync', '-d', 'local', '--full', '--wait', '--json'], shop.dir);
+      await expect.poll(jobs, { timeout: 120_000, interval: 20 }).toBe(2);
+      // Covered by a waiting run: the destination again, and one of its audiences.
+      const again = cliAsync(['resync', '-d', 'local', '--wait', '--json'], shop.dir);
+      const one = cliAsync(
+        ['resync', '-d', 'local', '--audience', 'RFM: Champions', '--wait', '--json'],
+        shop.dir,
+      );
+      await expect.poll(handled, { timeout: 120_000, interval: 20 }).toBe(4);
+      expect(await jobs()).toBe(2);
+      await redis.del(`${prefix}:lease:local:*`);
+
+      const results = await Promise.all([incremental, full, again, one]);
+      expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+      const [a, b, c, d] = results.map((r) => JSON.parse(r.stdout) as { job: string; joined?: boolean });
+      expect(a!.job).not.toBe(b!.job);
+      expect([a!.joined, b!.joined, c!.joined, d!.joined]).toEqual([undefined, undefined, true, true]);
+      expect([a!.job, b!.job]).toContain(c!.job);
+      expect([a!.job, b!.job]).toContain(d!.job);
+      expect(await sync.getCompletedCount()).toBe(2);
+      expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    } finally {
+      redis.disconnect();
+      await Promise.all([sync.close(), admin.close()]);
+    }
+  });
+
   it('a worker killed in the middle of a run: the next run converges and the destination is exact', async () => {
     const shop = await makeShop({ customers: 800, batchSize: 2 });
     const doomed = worker(shop.dir);
