@@ -18,13 +18,21 @@ export function covers(job: SyncJob, request: SyncJob): boolean {
 }
 
 /**
- * A sync job that has not started (waiting, or delayed behind another run of its audiences or for a retry)
- * and covers `request`: a resync asked for meanwhile joins it rather than queueing a second run, which
- * would read and score the source again and find nothing left to do. Either run starts after the request.
+ * A sync job that is about to start and covers `request`: a resync asked for meanwhile joins it rather than
+ * queueing a second run, which would read and score the source again and find nothing left to do. About
+ * to start: waiting, or put off for a moment behind another run of its audiences (delayed, never tried,
+ * neither a schedule's next occurrence nor a run added for later, as a poll is). Either way the run starts
+ * after the request.
  */
 export async function waitingRunCovering(queue: Queue, request: SyncJob): Promise<Job | undefined> {
-  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed'], 0, 999);
-  return jobs.find((job) => {
+  const [waiting, delayed] = await Promise.all([
+    queue.getJobs(['waiting', 'prioritized'], 0, 999),
+    queue.getJobs(['delayed'], 0, 999),
+  ]);
+  const putOff = delayed.filter(
+    (job) => job && !job.repeatJobKey && !job.opts.delay && job.attemptsMade === 0,
+  );
+  return [...waiting, ...putOff].find((job) => {
     const data = syncJobSchema.safeParse(job?.data);
     return job !== undefined && data.success && covers(data.data, request);
   });
