@@ -59,17 +59,19 @@ describe('a lease kept while the run holds it', () => {
     await redis.del(key);
   });
 
-  it('is kept from its first moment, while the renewing thread is still starting (a fresh process, a short lease)', () => {
-    // 200 ms: renewed every 67 ms, sooner than a new thread has loaded its Redis client and connected.
+  it("is kept by the main thread's timer while the renewing thread cannot renew (still starting, or without Redis)", () => {
+    // The thread reaches no Redis here (its REDIS_URL is a closed port), as a thread still starting renews
+    // nothing: the lease lives by the main thread's renewals alone. Before them, it ran out.
     const r = runScript(
       'lease-start',
-      `const lease = await Lease.acquire(redis, KEY, 200, 'test');
+      `const lease = await Lease.acquire(redis, KEY, 1500, 'test');
       let lost = false;
       lease.keep(() => (lost = true));
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await new Promise((resolve) => setTimeout(resolve, 4000));
       const ttl = await redis.pttl(KEY);
       await lease.release();
       console.log(JSON.stringify({ lost, ttl }));`,
+      { threadRedis: 'redis://127.0.0.1:1' },
     );
     expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
     expect(JSON.parse(r.stdout)).toEqual({ lost: false, ttl: expect.any(Number) });
@@ -80,10 +82,10 @@ describe('a lease kept while the run holds it', () => {
     const r = runScript(
       'lease-prepared',
       `await Lease.prepare();
-      const lease = await Lease.acquire(redis, KEY, 1000, 'test');
+      const lease = await Lease.acquire(redis, KEY, 1500, 'test');
       let lost = false;
       lease.keep(() => (lost = true));
-      const until = Date.now() + 2500;
+      const until = Date.now() + 4000;
       while (Date.now() < until);
       const ttl = await redis.pttl(KEY);
       await new Promise((resolve) => setImmediate(resolve)); // a loss the thread reported arrives
@@ -109,10 +111,10 @@ describe('a lease kept while the run holds it', () => {
 
 /**
  * Runs `body` in a process of its own, with `redis` (the test Redis), `Lease` (the built module) and `KEY` (a
- * key of its own) in scope. A file, not `--input-type`: a thread inherits the process's flags, and that
- * flag refuses a thread's file.
+ * key of its own) in scope; the renewing thread connects to `threadRedis` (default: the test Redis). A file,
+ * not `--input-type`: a thread inherits the process's flags, and that flag refuses a thread's file.
  */
-function runScript(name: string, body: string) {
+function runScript(name: string, body: string, options: { threadRedis?: string } = {}) {
   const ioredis = pathToFileURL(createRequire(import.meta.url).resolve('ioredis')).href;
   const leaseModule = pathToFileURL(path.resolve('dist/jobs/lease.js')).href;
   const script = path.join(mkdtempSync(path.join(tmpdir(), `${name}-`)), 'script.mjs');
@@ -120,13 +122,17 @@ function runScript(name: string, body: string) {
     script,
     `const { Redis } = await import(${JSON.stringify(ioredis)});
     const { Lease } = await import(${JSON.stringify(leaseModule)});
-    const redis = new Redis(process.env.REDIS_URL);
+    const redis = new Redis(process.env.TEST_REDIS_URL);
     const KEY = '${name}-${process.pid}';
     ${body}
     redis.disconnect();\n`,
   );
   return spawnSync(process.execPath, [script], {
-    env: { ...process.env, REDIS_URL: inject('redisUrl') },
+    env: {
+      ...process.env,
+      TEST_REDIS_URL: inject('redisUrl'),
+      REDIS_URL: options.threadRedis ?? inject('redisUrl'),
+    },
     encoding: 'utf8',
     timeout: 60_000,
   });
