@@ -29,9 +29,8 @@ export interface ClientSettings {
 
 /** A connection from the environment: a Cluster client when REDIS_CLUSTER_NODES is set, else one server's. */
 export function createRedis(settings: ClientSettings = {}): RedisClient {
-  const options = serverOptions(settings);
   const cluster = redisCluster();
-  if (!cluster) return new Redis(options);
+  if (!cluster) return new Redis(serverOptions(settings));
   const { nodes, natMap, ...auth } = cluster;
   const { lazyConnect, enableOfflineQueue, retryStrategy, ...perNode } = settings;
   return new Cluster(nodes, {

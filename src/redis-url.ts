@@ -56,11 +56,7 @@ export function redisSentinel(
 ): SentinelTarget | undefined {
   if (!given(value)) return undefined;
   const fix = `set REDIS_SENTINELS to ${REDIS_SENTINELS_FORM}, e.g. 10.0.0.1:26379,10.0.0.2:26379`;
-  if (given(cluster))
-    throw new ConfigError(
-      'both REDIS_SENTINELS and REDIS_CLUSTER_NODES are set: audience-sync uses a master watched by Sentinels or a Redis Cluster, not both',
-      'unset the one you do not use',
-    );
+  if (given(cluster)) throw sentinelsAndCluster();
   const master = `set REDIS_URL to redis://[user:password@]<master name>[/db], the name the Sentinels monitor the master by (sentinel monitor <name> …), e.g. redis://mymaster`;
   if (!given(url))
     throw new ConfigError('REDIS_SENTINELS is set but REDIS_URL does not name the master', master);
@@ -89,6 +85,12 @@ export function redisSentinel(
     ...(target.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
   };
 }
+
+const sentinelsAndCluster = () =>
+  new ConfigError(
+    'both REDIS_SENTINELS and REDIS_CLUSTER_NODES are set: audience-sync uses a master watched by Sentinels or a Redis Cluster, not both',
+    'unset the one you do not use',
+  );
 
 /** A comma-separated list's entries, trimmed, blanks left out. */
 function list(text: string): string[] {
@@ -182,8 +184,10 @@ export function redisCluster(
   value: string | undefined = process.env.REDIS_CLUSTER_NODES,
   nat: string | undefined = process.env.REDIS_CLUSTER_NAT,
   single: string | undefined = process.env.REDIS_URL,
+  sentinels: string | undefined = process.env.REDIS_SENTINELS,
 ): ClusterTarget | undefined {
   if (!given(value)) return undefined;
+  if (given(sentinels)) throw sentinelsAndCluster();
   const fix = `set REDIS_CLUSTER_NODES to ${REDIS_CLUSTER_FORM}, e.g. 10.0.0.1:6379,10.0.0.2:6379`;
   if (given(single))
     throw new ConfigError(
