@@ -74,6 +74,9 @@ const SLOTS = 16_384;
  */
 const COPY_BYTES = 64 * 2 ** 20;
 
+/** A read of a state found the generation it started on replaced (by a run's rewrite or replace). */
+export class StateMoved extends Error {}
+
 /** Where a state's records are: its generation, in how many shards and buckets. */
 interface Layout {
   /** 0: the one-shard layout of 0.1.0, in the meta's slot. */
@@ -595,8 +598,35 @@ export class AudienceState {
    */
   async *ordered(): AsyncGenerator<Buffer> {
     await this.readable();
-    const lay = await this.layout();
-    if (lay) yield* this.orderedIn(lay);
+    // A reader outside the run's lease (plan, status, the API) may find the generation it started on gone:
+    // read again from the start if nothing was handed on yet, else say so (see `unmoved`).
+    for (let attempt = 1; ; attempt++) {
+      const lay = await this.layout();
+      if (!lay) return;
+      let handed = false;
+      try {
+        for await (const packed of this.orderedIn(lay)) {
+          handed = true;
+          yield packed;
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof StateMoved) || handed || attempt === 3) throw error;
+      }
+    }
+  }
+
+  /**
+   * Throws `StateMoved` when the state is no longer in `lay`'s generation: a run rewrote or replaced it and
+   * deletes the old one's keys (only after the switch, so a read of them that this follows is sound if it
+   * passes). A run's own reads pass: its lease keeps other writers out.
+   */
+  private async unmoved(lay: Layout): Promise<void> {
+    const gen = await this.redis.hget(this.key('meta'), 'gen');
+    if (Number(gen ?? 0) !== lay.gen)
+      throw new StateMoved(
+        `the state of '${this.name}' on ${this.destination} was rewritten by a run while it was read; read it again`,
+      );
   }
 
   /**
@@ -615,6 +645,7 @@ export class AudienceState {
       );
       if (lay.bits < 0) {
         // Never checkpointed: the journal is all there is.
+        await this.unmoved(lay);
         if (latest.length > 0) yield packNewest(NONE, placed, latest);
         continue;
       }
@@ -631,6 +662,8 @@ export class AudienceState {
       for (let first = s * per; first < end; first += CHUNK) {
         const values = await next;
         if (first + CHUNK < end) next = fetch(first + CHUNK);
+        // These buckets (and the journal, read before them) are this generation's if it is still current.
+        await this.unmoved(lay);
         for (let k = 0; k < values.length; k++) {
           const b = first + k;
           const stored = values[k];
@@ -661,11 +694,26 @@ export class AudienceState {
    * counts it).
    */
   async counts(): Promise<StateCounts | undefined> {
-    const lay = await this.layout();
-    if (!lay) return undefined;
-    const each = await Promise.all(
-      shardsOf(lay).map((s) => this.redis.hmget(this.shardKey(lay, s, 'c'), ...COUNTED.map(countField))),
-    );
+    // The counts of the generation that is current once they are read (a reader outside the run's lease
+    // may find the one it started on deleted; see `unmoved`).
+    for (let attempt = 1; ; attempt++) {
+      const lay = await this.layout();
+      if (!lay) return undefined;
+      const each = await Promise.all(
+        shardsOf(lay).map((s) => this.redis.hmget(this.shardKey(lay, s, 'c'), ...COUNTED.map(countField))),
+      );
+      try {
+        await this.unmoved(lay);
+      } catch (error) {
+        if (error instanceof StateMoved && attempt < 3) continue;
+        throw error;
+      }
+      return this.summed(lay, each);
+    }
+  }
+
+  /** The shards' counts added up; undefined for a 0.1.0 state not counted yet. */
+  private summed(lay: Layout, each: (string | null)[][]): StateCounts | undefined {
     if (lay.gen === 0 && each[0]![0] === null) return undefined;
     const sum = new Map<number, number>(COUNTED.map((c) => [c, 0]));
     for (const values of each) COUNTED.forEach((c, k) => sum.set(c, sum.get(c)! + Number(values[k] ?? 0)));

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, connect, type AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { startRedis } from '../../app/local/services.js';
@@ -541,3 +542,102 @@ describe('a state spread over shards', () => {
     expect(await state.counts()).toMatchObject({ confirmed: 4000 });
   });
 });
+
+describe('a reader outside the run’s lease (plan, status, the API)', () => {
+  it('is told the state moved when a run rewrites it under its read, rather than reading it short', async () => {
+    const name = `t${randomBytes(4).toString('hex')}`;
+    const run = new StateStore(redis, name).audience('dest', 'moved');
+    await run.append(Array.from({ length: 20_000 }, (_, i) => rec(i + 1)));
+    await run.checkpoint();
+    const before = await bitsOf(run);
+    const reader = new StateStore(redis, name).audience('dest', 'moved');
+    const read = reader.ordered()[Symbol.asyncIterator]();
+    const first = await read.next();
+    expect(first.done).toBe(false);
+    // The run grows the audience fourfold: its checkpoint writes a new generation and deletes the one read.
+    await run.append(Array.from({ length: 60_000 }, (_, i) => rec(i + 20_001)));
+    await run.checkpoint();
+    expect(await bitsOf(run)).toBeGreaterThanOrEqual(before + 2);
+    const rest = (async () => {
+      let n = decodeRecords(first.value as Buffer).length;
+      for (let next = await read.next(); !next.done; next = await read.next())
+        n += decodeRecords(next.value).length;
+      return n;
+    })();
+    await expect(rest).rejects.toThrow(
+      /'moved' on dest was rewritten by a run while it was read; read it again/,
+    );
+    // Read again, the state is whole.
+    expect(await reader.size()).toBe(80_000);
+  });
+
+  it('counts the generation it finds at the end, never the deleted keys of the one it found first', async () => {
+    const name = `t${randomBytes(4).toString('hex')}`;
+    const run = new StateStore(redis, name).audience('dest', 'counted');
+    const members = Array.from({ length: 3_000 }, (_, i) => rec(i + 1));
+    await run.append(members);
+    await run.checkpoint();
+    // The reader's commands go through a proxy that holds them from the first that reads a shard's counts:
+    // the reader has read the layout (generation 1), and has not yet read its counts.
+    const proxy = await holdingProxy(inject('redisUrl'), ':c:');
+    const through = new Redis(proxy.url);
+    onTestFinished(async () => {
+      through.disconnect();
+      await proxy.close();
+    });
+    const counting = new StateStore(through, name).audience('dest', 'counted').counts();
+    await proxy.holding;
+    // Meanwhile the run replaces the audience with a third of it: generation 1's keys are deleted.
+    await run.startReplace('test');
+    await run.append(members.slice(0, 1_000));
+    await run.checkpoint();
+    proxy.release();
+    expect(await counting).toEqual({ confirmed: 1_000, addPending: 0, removePending: 0, rejected: 0 });
+  });
+});
+
+/**
+ * A TCP proxy in front of Redis that forwards a client's commands until one names `held`, then holds that one
+ * and the ones after it until `release`: a reader stopped between two of its commands, at the wire.
+ */
+async function holdingProxy(redisUrl: string, held: string) {
+  const target = new URL(redisUrl);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let onHold!: () => void;
+  const holding = new Promise<void>((resolve) => (onHold = resolve));
+  let hold = false;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => socket.destroy());
+      socket.on('close', () => (client.destroy(), upstream.destroy()));
+    }
+    upstream.pipe(client);
+    let sent = Promise.resolve();
+    client.on('data', (chunk: Buffer) => {
+      if (!hold && chunk.includes(held)) {
+        hold = true;
+        onHold();
+      }
+      const holdThis = hold;
+      sent = sent.then(async () => {
+        if (holdThis) await released;
+        upstream.write(chunk);
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    holding,
+    release,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
