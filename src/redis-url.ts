@@ -267,8 +267,41 @@ function masked(text: string): string {
 }
 
 /**
+ * The hint for a Redis that cannot be reached: start it, or point the variable elsewhere; where TLS is asked
+ * for, a server without it may be why (it leaves the handshake unanswered: a timeout, or a reset).
+ */
+export function unreachableHint(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const cluster = given(process.env.REDIS_CLUSTER_NODES);
+  const variable = cluster
+    ? 'REDIS_CLUSTER_NODES'
+    : given(process.env.REDIS_SENTINELS)
+      ? 'REDIS_SENTINELS'
+      : 'REDIS_URL';
+  const tls = [process.env.REDIS_URL, process.env.REDIS_CLUSTER_NODES, process.env.REDIS_SENTINELS].some(
+    (v) => v?.includes('rediss://'),
+  );
+  const hint = `start redis-server, or set ${variable}`;
+  return tls && /ETIMEDOUT|ECONNRESET|Connection is closed|socket hang up/i.test(message)
+    ? `${hint}; if that Redis does not take TLS, write redis:// instead of rediss://`
+    : hint;
+}
+
+/** Node's codes for a TLS certificate it cannot trust (self-signed, an unknown CA, expired). */
+const TLS_TRUST_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+]);
+
+/**
  * What to do about a Redis error that no reconnection fixes (a missing or wrong password, a user without
- * the rights, a Cluster node that does not hold our keys); undefined for the rest (an outage, …).
+ * the rights, a TLS certificate not trusted or not for the host, TLS to a server without it, a Cluster node
+ * that does not hold our keys); undefined for the rest (an outage, …).
  */
 export function redisConfigProblem(error: unknown): string | undefined {
   const message = error instanceof Error ? error.message : String(error);
@@ -280,6 +313,18 @@ export function redisConfigProblem(error: unknown): string | undefined {
     return `Redis at ${where} rejected the user name or password in ${variable} (WRONGPASS): the password is wrong, or the user is disabled`;
   if (/^NOPERM\b/.test(message))
     return `the Redis user in ${where} lacks a permission (${message.split('\n')[0]}): grant it all commands on the keys of sync.redis_prefix, or use another user`;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /does not match certificate's altnames/i.test(message))
+    return `the TLS certificate of Redis at ${where} is not for the host in ${variable} (${message}): write the host name the certificate names`;
+  if (
+    (typeof code === 'string' && TLS_TRUST_CODES.has(code)) ||
+    /self[- ]signed certificate|unable to verify the first certificate|unable to get (local )?issuer certificate|certificate has expired/i.test(
+      message,
+    )
+  )
+    return `Redis at ${where} presented a TLS certificate this process does not trust (${message}): give Node the certificate of the CA that signed it, NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the environment of every audience-sync process, or renew an expired certificate`;
+  if (/wrong version number|packet length too long|unknown protocol/i.test(message))
+    return `Redis at ${where} does not speak TLS (${message}): write redis:// instead of rediss:// in ${variable}`;
   const moved = /^(MOVED|ASK) (\d+) (\S+)/.exec(message);
   if (moved)
     return `Redis at ${where} answered ${moved[1]} ${moved[2]} ${moved[3]}: it is a node of a Redis Cluster (hash slot ${moved[2]} is on ${moved[3]}). For a Cluster, unset REDIS_URL and set REDIS_CLUSTER_NODES to some of its nodes (host:port,host:port)`;

@@ -9,7 +9,7 @@ import type { Config } from '../../src/config/schema.js';
 import { ConfigError, describeError, ExitCode, UserError } from '../../src/errors.js';
 import { isConsentReason } from '../../src/identify/consent.js';
 import type { Logger } from '../../src/log.js';
-import { redisConfigProblem, redisWhere } from '../../src/redis-url.js';
+import { redisConfigProblem, redisWhere, unreachableHint } from '../../src/redis-url.js';
 import { createRedis, type RedisClient } from '../../src/redis-client.js';
 import { logReadReport, readSummary } from '../../src/source/report.js';
 import { StateStore } from '../../src/record/store.js';
@@ -87,7 +87,7 @@ export async function connect(redis: RedisClient): Promise<void> {
     throw new UserError(
       `cannot reach Redis at ${redisWhere()}: ${cause.message}`,
       ExitCode.failed,
-      'start redis-server, or set REDIS_URL',
+      unreachableHint(cause),
     );
   }
 }

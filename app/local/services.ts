@@ -78,6 +78,28 @@ export async function startPostgres(): Promise<Service> {
   };
 }
 
+/** A server's certificate and key (PEM files); the certificate is also the one CA its peers trust. */
+export interface RedisTls {
+  certFile: string;
+  keyFile: string;
+}
+
+/** redis.conf directives for TLS on every link: clients (not asked for certificates), replicas, the bus. */
+function tlsDirectives(tls: RedisTls): Record<string, string> {
+  return {
+    'tls-cert-file': tls.certFile,
+    'tls-key-file': tls.keyFile,
+    'tls-ca-cert-file': tls.certFile,
+    'tls-auth-clients': 'no',
+    'tls-replication': 'yes',
+  };
+}
+
+/** `redis-cli`'s arguments to reach a server of these (TLS, trusting its certificate), or none. */
+function cliTls(tls: RedisTls | undefined): string[] {
+  return tls ? ['--tls', '--cacert', tls.certFile] : [];
+}
+
 /**
  * A private redis-server, configured as production should be (append-only file, `maxmemory-policy noeviction`)
  * unless `volatile`. With `persist`, its data stays in `dir` for the next start (and is synced every second).
@@ -91,12 +113,16 @@ export async function startRedis(
     volatile?: boolean;
     /** More redis.conf directives, e.g. `{ requirepass: '…' }`, arguments as a list where there are several. */
     config?: Record<string, string | string[]>;
+    /** TLS only on the port (`rediss://`), to clients, replicas and the cluster bus alike. */
+    tls?: RedisTls;
   } = {},
 ): Promise<Service> {
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'audience-sync-redis-'));
   const directives: Record<string, string | string[]> = {
-    port: String(port),
+    ...(options.tls
+      ? { port: '0', 'tls-port': String(port), ...tlsDirectives(options.tls) }
+      : { port: String(port) }),
     bind: '127.0.0.1',
     dir,
     save: '',
@@ -136,7 +162,7 @@ export async function startRedis(
     });
   });
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -165,7 +191,7 @@ export interface ClusterService {
  * noeviction); a node's cluster bus is its port + 10000.
  */
 export async function startRedisCluster(
-  options: { masters?: number; replicas?: number } = {},
+  options: { masters?: number; replicas?: number; tls?: RedisTls } = {},
 ): Promise<ClusterService> {
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 0;
@@ -185,19 +211,22 @@ export async function startRedisCluster(
             'cluster-config-file': 'nodes.conf',
             'cluster-node-timeout': '3000',
             'cluster-announce-ip': '127.0.0.1',
+            ...(options.tls ? { 'tls-cluster': 'yes' } : {}),
           },
+          ...(options.tls ? { tls: options.tls } : {}),
         }),
       );
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
+    const tls = cliTls(options.tls);
     execFileSync(
       'redis-cli',
-      ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
+      [...tls, '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
       { stdio: 'pipe', timeout: 120_000 },
     );
     // Joined once every node sees every slot served and every replica is attached to its master and in step
     // with it (redis-cli waits for the join only; a replica that never synced could not take over).
     const ask = (port: number, ...args: string[]) =>
-      execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+      execFileSync('redis-cli', [...tls, '-p', String(port), ...args], { encoding: 'utf8' });
     const deadline = Date.now() + 120_000;
     const ready = (port: number) => {
       const info = ask(port, 'cluster', 'info');
@@ -216,7 +245,12 @@ export async function startRedisCluster(
           );
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-    return { nodes: nodes.join(','), ports, servers, stop };
+    return {
+      nodes: nodes.map((n) => (options.tls ? `rediss://${n}` : n)).join(','),
+      ports,
+      servers,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -257,7 +291,10 @@ export interface SentinelService {
  * A master and one replica (persisting as production should), and one Sentinel watching them (quorum 1,
  * the master taken as down after a second): ready once the replica is in step and the Sentinel knows it.
  */
-export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelService> {
+export async function startRedisSentinel(
+  name = 'mymaster',
+  options: { tls?: RedisTls } = {},
+): Promise<SentinelService> {
   const servers = new Map<number, Service>();
   let sentinel: ChildProcess | undefined;
   const dir = mkdtempSync(path.join(tmpdir(), 'audience-sync-sentinel-'));
@@ -271,7 +308,11 @@ export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelSer
     rmSync(dir, { recursive: true, force: true });
   };
   const ask = (port: number, ...args: string[]) =>
-    execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+    execFileSync('redis-cli', [...cliTls(options.tls), '-p', String(port), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const tls = options.tls ? { tls: options.tls } : {};
   const until = async (what: string, ready: () => boolean) => {
     for (const deadline = Date.now() + 60_000; !ready();) {
       if (Date.now() > deadline) throw new Error(`Redis Sentinel setup: ${what} within 60 s`);
@@ -280,11 +321,11 @@ export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelSer
   };
   try {
     const master = await freePort();
-    servers.set(master, await startRedis({ port: master }));
+    servers.set(master, await startRedis({ port: master, ...tls }));
     const replica = await freePort();
     servers.set(
       replica,
-      await startRedis({ port: replica, config: { replicaof: ['127.0.0.1', String(master)] } }),
+      await startRedis({ port: replica, config: { replicaof: ['127.0.0.1', String(master)] }, ...tls }),
     );
     await until('no replica in step', () =>
       /master_link_status:up/.test(ask(replica, 'info', 'replication')),
@@ -295,7 +336,13 @@ export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelSer
     writeFileSync(
       conf,
       [
-        `port ${port}`,
+        ...(options.tls
+          ? [
+              'port 0',
+              `tls-port ${port}`,
+              ...Object.entries(tlsDirectives(options.tls)).map((d) => d.join(' ')),
+            ]
+          : [`port ${port}`]),
         'bind 127.0.0.1',
         `dir ${dir}`,
         `sentinel monitor ${name} 127.0.0.1 ${master} 1`,
@@ -315,7 +362,7 @@ export async function startRedisSentinel(name = 'mymaster'): Promise<SentinelSer
       ask(port, 'sentinel', 'replicas', name).includes(String(replica)),
     );
     return {
-      sentinels: `127.0.0.1:${port}`,
+      sentinels: `${options.tls ? 'rediss://' : ''}127.0.0.1:${port}`,
       name,
       servers,
       master: () => Number(ask(port, 'sentinel', 'get-master-addr-by-name', name).trim().split('\n')[1]),

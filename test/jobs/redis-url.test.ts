@@ -63,6 +63,22 @@ describe('REDIS_URL', () => {
     expect(redisConfigProblem(new Error('MOVED 228 10.0.0.7:6379'))).toMatch(
       /hash slot 228.*10\.0\.0\.7:6379/,
     );
+    // TLS: a certificate not trusted (by Node's code, or its words), not for the host, or no TLS at all.
+    const untrusted = Object.assign(new Error('unable to get local issuer certificate'), {
+      code: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+    });
+    expect(redisConfigProblem(untrusted)).toMatch(/does not trust .*NODE_EXTRA_CA_CERTS=\/path\/to\/ca\.pem/);
+    expect(redisConfigProblem(new Error('certificate has expired'))).toMatch(/renew an expired certificate/);
+    const altname = Object.assign(
+      new Error(
+        "Hostname/IP does not match certificate's altnames: Host: 10.0.0.9. is not in the cert's altnames",
+      ),
+      { code: 'ERR_TLS_CERT_ALTNAME_INVALID' },
+    );
+    expect(redisConfigProblem(altname)).toMatch(/is not for the host in REDIS_URL/);
+    expect(redisConfigProblem(new Error('ssl3_get_record:wrong version number'))).toMatch(
+      /does not speak TLS.*write redis:\/\/ instead of rediss:\/\//,
+    );
     expect(redisConfigProblem(new Error('connect ECONNREFUSED 127.0.0.1:6379'))).toBeUndefined();
     expect(
       redisConfigProblem(new Error("Stream isn't writeable and enableOfflineQueue options is false")),

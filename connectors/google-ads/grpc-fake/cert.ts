@@ -3,8 +3,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** A self-signed certificate for localhost (openssl), in a fresh temp dir: grpc-js insists on TLS. */
-export function localhostCertificate(): { dir: string; certFile: string; cert: Buffer; key: Buffer } {
+/** A self-signed certificate for localhost and 127.0.0.1 (openssl), in a fresh temp dir: grpc-js insists on TLS (so do the TLS Redis tests). */
+export function localhostCertificate(): {
+  dir: string;
+  certFile: string;
+  keyFile: string;
+  cert: Buffer;
+  key: Buffer;
+} {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'google-ads-fake-tls-'));
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'key.pem');
@@ -30,5 +36,5 @@ export function localhostCertificate(): { dir: string; certFile: string; cert: B
     ],
     { stdio: 'ignore' },
   );
-  return { dir, certFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
+  return { dir, certFile, keyFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
 }
