@@ -19,11 +19,14 @@ interface Entry {
   keep: boolean;
   value: Promise<Segmented>;
   done?: boolean;
+  /** When it is let go: `sync.reuse_read_seconds` after the read, or after the last run that took it since. */
+  expiry?: NodeJS.Timeout;
 }
 
 /**
  * One read and scoring of the source, shared by a worker's runs: runs that start while it is under way
- * wait for it, and runs that start within `sync.reuse_read_seconds` after it take it too, when the config
+ * wait for it, and runs that start within `sync.reuse_read_seconds` after it, or after the last run that
+ * took it (a queue of a destination's audiences, run one after the other), take it too, when the config
  * is the same, the day (UTC) is the same and the source's files are unchanged (size, modification time,
  * inode). A PostgreSQL source is shared only while the read is under way: nothing cheap tells that its rows
  * are unchanged. Only the latest read is held (it is the size of the source's customers).
@@ -34,20 +37,34 @@ export class SharedReads {
   async get(config: Config, baseDir: string, read: () => Promise<Segmented>): Promise<SharedRead> {
     const { key, keep } = await readKey(config, baseDir);
     const last = this.last;
-    if (last && last.key === key && (!last.done || last.keep))
-      return { segmented: await last.value, reused: true, readAt: last.readAt };
     const keepMs = config.sync.reuse_read_seconds * 1000;
+    if (last && last.key === key && (!last.done || last.keep)) {
+      if (last.done) this.keepFor(last, keepMs);
+      return { segmented: await last.value, reused: true, readAt: last.readAt };
+    }
     const entry: Entry = { key, readAt: new Date(), keep: keep && keepMs > 0, value: read() };
     this.last = entry;
-    const forget = () => {
-      if (this.last === entry) this.last = undefined;
-    };
-    entry.value.then(() => {
-      entry.done = true;
-      if (entry.keep) setTimeout(forget, keepMs).unref();
-      else forget();
-    }, forget);
+    entry.value.then(
+      () => {
+        entry.done = true;
+        if (entry.keep) this.keepFor(entry, keepMs);
+        else this.forget(entry);
+      },
+      () => this.forget(entry),
+    );
     return { segmented: await entry.value, reused: false, readAt: entry.readAt };
+  }
+
+  /** Holds a finished read `ms` from now (a run that takes it holds it longer). */
+  private keepFor(entry: Entry, ms: number): void {
+    clearTimeout(entry.expiry);
+    entry.expiry = setTimeout(() => this.forget(entry), ms);
+    entry.expiry.unref();
+  }
+
+  private forget(entry: Entry): void {
+    clearTimeout(entry.expiry);
+    if (this.last === entry) this.last = undefined;
   }
 }
 

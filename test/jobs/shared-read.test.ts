@@ -1,4 +1,7 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { SharedReads } from '../../jobs/shared-read.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Segmented } from '../../src/score/pipeline.js';
 import { cli, cliEnv, expectedAudiences, fileAudiences, makeShop } from '../sync/harness.js';
 import { killAll, run } from './procs.js';
 
@@ -37,5 +40,28 @@ describe("a worker's runs share one read of the source", () => {
     expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
     worker.child.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
+  });
+
+  it('holds a read while runs keep taking it, each within reuse_read_seconds of the one before', async () => {
+    const shop = await makeShop({ customers: 20, seed: 8, sync: 'reuse_read_seconds: 60' });
+    const { config, dir } = loadConfig(shop.config);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    onTestFinished(() => void vi.useRealTimers());
+    vi.setSystemTime(new Date('2026-12-04T12:00:00Z'));
+    const reads = new SharedReads();
+    let n = 0;
+    // What the read gives is passed on as it is: any value does.
+    const read = () => Promise.resolve({ n: ++n } as unknown as Segmented);
+    const take = async () => (await reads.get(config, dir, read)).reused;
+    expect(await take()).toBe(false);
+    // A queue of runs, 50 s apart: the third starts 100 s after the read, 50 s after the run before it.
+    await vi.advanceTimersByTimeAsync(50_000);
+    expect(await take()).toBe(true);
+    await vi.advanceTimersByTimeAsync(50_000);
+    expect(await take()).toBe(true);
+    // None for 61 s: let go, and read again.
+    await vi.advanceTimersByTimeAsync(61_000);
+    expect(await take()).toBe(false);
+    expect(n).toBe(2);
   });
 });
