@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { redact, registerSecret, registerUrlPassword } from '../redact.js';
+import { applyRedisConfig } from './redis.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = 'audience-sync.yaml';
@@ -40,6 +41,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     );
   }
   const config = parseConfig(text, file, env);
+  applyRedisConfig(config.redis, path.resolve(file), env);
   return { config, file: path.resolve(file), dir: path.dirname(path.resolve(file)) };
 }
 

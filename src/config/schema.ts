@@ -532,6 +532,51 @@ export const consoleSchema = z.strictObject({
     }),
 });
 
+/**
+ * Where Redis is, as the REDIS_* environment variables say it (`src/config/redis.ts` maps one to the other):
+ * one server (`url`), a Cluster (`cluster_nodes`) or a master the Sentinels watch (`sentinels`, with `url`
+ * naming the master). Passwords come from the environment (`${VAR}`), as every credential does.
+ */
+export const redisSchema = z
+  .strictObject({
+    /** redis://host:port[/db] (rediss:// for TLS), or redis://<master name> with `sentinels`. */
+    url: z.string().min(1).optional(),
+    /** Some or all masters of a Redis Cluster, host:port. */
+    cluster_nodes: z.array(z.string().min(1)).min(1).optional(),
+    /** Addresses the Cluster's nodes announce (host:port) → where this process reaches them (host:port). */
+    cluster_nat: z.record(z.string().min(1), z.string().min(1)).optional(),
+    /** The Sentinels, host:port. */
+    sentinels: z.array(z.string().min(1)).min(1).optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    sentinel_username: z.string().min(1).optional(),
+    sentinel_password: z.string().min(1).optional(),
+    /** TLS to every server (and to the Sentinels). */
+    tls: z.boolean().default(false),
+  })
+  .superRefine((r, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (r.cluster_nodes && r.url)
+      issue(
+        'cluster_nodes',
+        'a Cluster is given by its nodes alone: remove url (or cluster_nodes, for one server)',
+      );
+    if (r.cluster_nodes && r.sentinels)
+      issue('sentinels', 'a Cluster fails over by itself: remove sentinels (or cluster_nodes, for Sentinel)');
+    if (r.cluster_nat && !r.cluster_nodes)
+      issue('cluster_nat', 'cluster_nat maps the nodes of cluster_nodes: give those');
+    if (r.sentinels && !r.url)
+      issue('url', 'name the master the Sentinels watch, as url: redis://<master name>');
+    if (!r.url && !r.cluster_nodes)
+      issue('url', "give url (one server, or the Sentinels' master) or cluster_nodes");
+    if ((r.sentinel_username || r.sentinel_password) && !r.sentinels)
+      issue(
+        'sentinel_password',
+        'sentinel_username and sentinel_password are for the Sentinels: give sentinels',
+      );
+  });
+export type RedisConfig = z.infer<typeof redisSchema>;
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1).default(1),
@@ -553,6 +598,8 @@ export const configSchema = z
      */
     schedules_version: z.number().int().min(0).optional(),
     sync: syncSchema.default(syncSchema.parse({})),
+    /** Where Redis is, instead of (or as well as, when they agree) the REDIS_* environment variables. */
+    redis: redisSchema.optional(),
     history: historySchema.default(historySchema.parse({})),
     health: healthSchema.default(healthSchema.parse({})),
     privacy: privacySchema.default(privacySchema.parse({})),

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type Redis } from 'ioredis';
@@ -153,6 +154,32 @@ describe('on a Redis Cluster', () => {
     // Each run says how long the event loop was held up (a small shop: well under a second).
     const stalls = [...worker.stderr().matchAll(/"longestStallMs":(\d+)/g)].map((m) => Number(m[1]));
     expect(stalls.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("is named by the config's redis: block alone: sync, status and a worker's resync", async () => {
+    const shop = await makeShop({ seed: 23, sync: 'max_removal_share: 1' });
+    const list = nodes
+      .split(',')
+      .map((n) => JSON.stringify(n))
+      .join(', ');
+    appendFileSync(shop.config, `\nredis:\n  cluster_nodes: [${list}]\n`);
+    const { REDIS_CLUSTER_NODES: _nodes, ...noRedis } = clusterEnv;
+    const synced = cli(['sync', '--json'], shop.dir, noRedis);
+    expect([0, 3], synced.stderr).toContain(synced.code);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    expect(await cluster.exists(`${shop.prefix}:dest:local:audiences`)).toBe(1);
+    const status = cli(['status', '--json'], shop.dir, noRedis);
+    expect(status.code, status.stderr).toBe(0);
+    const worker = run(['worker'], { cwd: shop.dir, env: { ...noRedis, LOG_LEVEL: 'info' } });
+    await worker.waitFor(/"msg":"worker started"/);
+    shop.editCustomers((cells, header, r) => {
+      if (r % 3 === 1) cells[header.indexOf('opted_out')] = 'true';
+    });
+    const resync = cli(['resync', '--destination', 'local', '--wait'], shop.dir, noRedis);
+    expect(resync.code, `${resync.stderr}\nworker: ${worker.stderr()}`).toBe(0);
+    expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
   });
 
   it('serves the HTTP API: audiences, runs, schedules, segments and a resync request', async () => {
