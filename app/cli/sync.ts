@@ -10,6 +10,7 @@ import { ConfigError, describeError, ExitCode, UserError } from '../../src/error
 import { isConsentReason } from '../../src/identify/consent.js';
 import type { Logger } from '../../src/log.js';
 import { redisConfigProblem, redisWhere, unreachableHint } from '../../src/redis-url.js';
+import { Cluster } from 'ioredis';
 import { createRedis, type RedisClient } from '../../src/redis-client.js';
 import { logReadReport, readSummary } from '../../src/source/report.js';
 import { StateStore } from '../../src/record/store.js';
@@ -79,15 +80,34 @@ const lastError = new WeakMap<RedisClient, Error>();
 export async function connect(redis: RedisClient): Promise<void> {
   try {
     await redis.connect();
+    // A Cluster is connected once a node told where the slots are. When none of the masters serving them
+    // answers, they announce addresses this process cannot reach (NAT, containers); some not answering is
+    // a failover under way, which the client rides out.
+    if (redis instanceof Cluster) {
+      const serving = new Set(redis.slots.map((nodes) => nodes[0]));
+      const masters = redis.nodes('master').filter((n) => serving.has(`${n.options.host}:${n.options.port}`));
+      const answers = await Promise.allSettled(masters.map((node) => node.ping()));
+      const first = answers.find((a) => a.status === 'rejected');
+      if (masters.length > 0 && answers.every((a) => a.status === 'rejected'))
+        throw new Error(
+          `none of the Cluster's masters answers at the addresses the Cluster announces (${masters
+            .map((n) => `${n.options.host}:${n.options.port}`)
+            .join(', ')}: ${String((first?.reason as Error | undefined)?.message)})`,
+        );
+    }
   } catch (error) {
     redis.disconnect();
     const cause = lastError.get(redis) ?? (error as Error);
     const problem = redisConfigProblem(cause);
     if (problem) throw new ConfigError(problem);
+    const announced =
+      redis instanceof Cluster && /at the addresses the Cluster announces/.test((error as Error).message);
     throw new UserError(
-      `cannot reach Redis at ${redisWhere()}: ${cause.message}`,
+      `cannot reach Redis at ${redisWhere()}: ${announced ? (error as Error).message : cause.message}`,
       ExitCode.failed,
-      unreachableHint(cause),
+      announced
+        ? 'where the nodes announce addresses this process cannot reach (NAT, containers), map them: REDIS_CLUSTER_NAT=announced-host:port=reachable-host:port,…'
+        : unreachableHint(cause),
     );
   }
 }

@@ -191,7 +191,16 @@ export interface ClusterService {
  * noeviction); a node's cluster bus is its port + 10000.
  */
 export async function startRedisCluster(
-  options: { masters?: number; replicas?: number; tls?: RedisTls } = {},
+  options: {
+    masters?: number;
+    replicas?: number;
+    tls?: RedisTls;
+    /**
+     * Each node tells clients it is `<name>:<port>` (a host name, as behind NAT or in containers), not its
+     * address: a client reaches it only through a NAT map (REDIS_CLUSTER_NAT).
+     */
+    announceHostname?: (port: number) => string;
+  } = {},
 ): Promise<ClusterService> {
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 0;
@@ -212,6 +221,12 @@ export async function startRedisCluster(
             'cluster-node-timeout': '3000',
             'cluster-announce-ip': '127.0.0.1',
             ...(options.tls ? { 'tls-cluster': 'yes' } : {}),
+            ...(options.announceHostname
+              ? {
+                  'cluster-announce-hostname': options.announceHostname(port),
+                  'cluster-preferred-endpoint-type': 'hostname',
+                }
+              : {}),
           },
           ...(options.tls ? { tls: options.tls } : {}),
         }),

@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { appendFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, Redis as IORedis, type Redis } from 'ioredis';
 import { startRedisCluster } from '../../app/local/services.js';
 import { durabilityProblems } from '../../jobs/redis-checks.js';
 import { decodeRecords, Status } from '../../src/record/records.js';
@@ -26,8 +27,8 @@ const { REDIS_URL: _single, ...rest } = process.env;
 const clusterEnv = { ...rest, CI: 'true', REDIS_CLUSTER_NODES: nodes, LOG_LEVEL: 'warn' };
 const singleEnv = { ...rest, CI: 'true', REDIS_URL: inject('redisUrl'), LOG_LEVEL: 'warn' };
 let cluster: Cluster;
-beforeAll(() => {
-  cluster = new Cluster(nodes.split(',').map((n) => ({ host: '127.0.0.1', port: Number(n.split(':')[1]) })));
+beforeAll(async () => {
+  cluster = await readyCluster(nodes.split(',').map((n) => Number(n.split(':')[1])));
 });
 afterAll(() => {
   killAll();
@@ -48,14 +49,28 @@ type Results = { results: { audience: string; added: number; removed: number; er
  * replica has taken its slots, it answers CLUSTERDOWN).
  */
 async function failedOver(ports: readonly number[], port: number): Promise<void> {
-  const survivor = ports.find((p) => p !== port)!;
+  // Every survivor's view: the dead node flagged as failed, the Cluster ok, and no slot's master the dead
+  // node (a client asks any node where the slots are; one that has not heard yet sends them to the dead one).
+  const settled = async (p: number) => {
+    const node = new IORedis({ port: p, lazyConnect: true });
+    try {
+      await node.connect();
+      const info = (await node.cluster('INFO')) as string;
+      const nodes = (await node.cluster('NODES')) as string;
+      const slots = await node.cluster('SLOTS');
+      return (
+        /cluster_state:ok/.test(info) &&
+        new RegExp(`:${port}@\\d+ \\S*fail`).test(nodes) &&
+        slots.every(([, , master]) => master?.[1] !== port)
+      );
+    } finally {
+      node.disconnect();
+    }
+  };
+  const survivors = ports.filter((p) => p !== port);
   for (const deadline = Date.now() + 120_000; ;) {
     if (Date.now() > deadline) throw new Error(`no failover of the master on port ${port} in 120 s`);
-    const info = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'info'], { encoding: 'utf8' });
-    const nodes = execFileSync('redis-cli', ['-p', String(survivor), 'cluster', 'nodes'], {
-      encoding: 'utf8',
-    });
-    if (/cluster_state:ok/.test(info) && new RegExp(`:${port}@\\d+ \\S*fail`).test(nodes)) return;
+    if ((await Promise.all(survivors.map(settled))).every(Boolean)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -65,6 +80,17 @@ async function killMaster(master: Redis, ports: readonly number[]): Promise<void
   const pid = Number(/process_id:(\d+)/.exec(await master.info('server'))![1]);
   process.kill(pid, 'SIGKILL');
   await failedOver(ports, master.options.port!);
+}
+
+/**
+ * A client of a test's Cluster once it has read where the slots are: before that, its nodes are the
+ * startup nodes (replicas among them), whose connections it closes when it learns the slots, failing any
+ * command sent to them meanwhile (`Connection is closed`).
+ */
+async function readyCluster(ports: readonly number[]): Promise<Cluster> {
+  const client = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })));
+  if (client.status !== 'ready') await once(client, 'ready');
+  return client;
 }
 
 /** The keys matching a pattern on each of a Cluster's masters, by master (a test's Cluster holds few keys). */
@@ -182,6 +208,38 @@ describe('on a Redis Cluster', () => {
     expect(await worker.exited).toBe(0);
   });
 
+  it('reaches nodes that announce host names it cannot resolve through REDIS_CLUSTER_NAT (NAT, containers)', async () => {
+    const own = await startRedisCluster({
+      masters: 3,
+      announceHostname: (port) => `node-${port}.nat.invalid`,
+    });
+    try {
+      // What the nodes tell clients: names only a NAT map turns into addresses.
+      const slots = execFileSync('redis-cli', ['-p', String(own.ports[0]), 'cluster', 'slots'], {
+        encoding: 'utf8',
+      });
+      expect(slots).toMatch(/node-\d+\.nat\.invalid/);
+      const nat = own.ports.map((p) => `node-${p}.nat.invalid:${p}=127.0.0.1:${p}`).join(',');
+      const env = { ...clusterEnv, REDIS_CLUSTER_NODES: own.nodes, REDIS_CLUSTER_NAT: nat };
+      const shop = await makeShop({ seed: 24 });
+      const synced = cli(['sync', '--json'], shop.dir, env);
+      expect([0, 3], synced.stderr).toContain(synced.code);
+      expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
+      const again = cli(['sync', '--json'], shop.dir, env);
+      for (const r of (JSON.parse(again.stdout) as Results).results)
+        expect([r.audience, r.added, r.removed]).toEqual([r.audience, 0, 0]);
+      // Without the map, the names lead nowhere, and the command says so and what to set.
+      const lost = cli(['status'], shop.dir, { ...env, REDIS_CLUSTER_NAT: '' });
+      expect(lost.code).not.toBe(0);
+      expect(lost.stderr).toMatch(
+        /none of the Cluster's masters answers at the addresses the Cluster announces \(node-\d+\.nat\.invalid:\d+/,
+      );
+      expect(lost.stderr).toMatch(/REDIS_CLUSTER_NAT=announced-host:port=reachable-host:port/);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('serves the HTTP API: audiences, runs, schedules, segments and a resync request', async () => {
     const setup = await makeSetup();
     const synced = cli(['sync', '--json'], setup.dir);
@@ -279,7 +337,7 @@ describe('on a Redis Cluster', () => {
   it('fails over: a master killed (SIGKILL), its replica promoted, the next sync ends with every audience exact', async () => {
     const own = await startRedisCluster({ masters: 3, replicas: 1 });
     const env = { ...clusterEnv, REDIS_CLUSTER_NODES: own.nodes };
-    const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+    const client = await readyCluster(own.ports);
     try {
       const shop = await makeShop({ seed: 23, sync: 'max_removal_share: 1' });
       const first = cli(['sync', '--json'], shop.dir, env);
@@ -308,7 +366,7 @@ describe('on a Redis Cluster', () => {
 
   it('fails over during a run: the master of the queue killed while a worker pushes to Meta, the audiences exact after', async () => {
     const own = await startRedisCluster({ masters: 3, replicas: 1 });
-    const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+    const client = await readyCluster(own.ports);
     const { origin, fake, hold } = await platform();
     try {
       const {
