@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Cluster } from 'ioredis';
 import { connectors, identifyThread } from '../../connectors/index.js';
 import { FileClient, fileConfigSchema } from '../../connectors/file/index.js';
 import { describeHolder, leaseKeysOf, takeLeases } from '../../jobs/lease.js';
@@ -10,7 +11,6 @@ import { ConfigError, describeError, ExitCode, UserError } from '../../src/error
 import { isConsentReason } from '../../src/identify/consent.js';
 import type { Logger } from '../../src/log.js';
 import { redisConfigProblem, redisWhere, unreachableHint } from '../../src/redis-url.js';
-import { Cluster } from 'ioredis';
 import { createRedis, type RedisClient } from '../../src/redis-client.js';
 import { logReadReport, readSummary } from '../../src/source/report.js';
 import { StateStore } from '../../src/record/store.js';

@@ -71,8 +71,8 @@ export function applyRedisConfig(redis: RedisConfig | undefined, file: string, e
         `unset ${variable}, or remove the redis: block from the config; a running worker keeps the Redis it started with: restart it after changing redis:`,
       );
   }
-  // The forms each variable takes, checked before any is set, naming the block.
-  const get = (variable: Variable) => wanted[variable] ?? env[variable];
+  // The forms each variable takes, checked before any is set, naming the block (the environment agrees).
+  const get = (variable: Variable) => wanted[variable];
   try {
     if (
       !redisCluster(
