@@ -1,8 +1,8 @@
 /**
- * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history,cluster]
+ * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history,cluster,cluster-workers]
  *   [--customers 1000000] [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
  *   [--meta-customers 1000000] [--checkpoint-members 1000000] [--history-customers 10000000]
- *   [--cluster-customers 10000000]`
+ *   [--cluster-customers 10000000] [--cluster-workers-customers 10000000]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
  * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
@@ -10,7 +10,7 @@
  * Figures on a shared machine are noisy: compare ratios within one run.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
@@ -21,6 +21,7 @@ import { generateShop } from '../src/example/generate.js';
 import { startPostgres, startRedis, startRedisCluster } from '../app/local/services.js';
 import { writeScores } from './scores.js';
 import { tempDir } from './util.js';
+import { workersRun, type WorkersRun } from './cluster-workers.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     'checkpoint-members': { type: 'string', default: '1000000' },
     'history-customers': { type: 'string', default: '10000000' },
     'cluster-customers': { type: 'string', default: '10000000' },
+    'cluster-workers-customers': { type: 'string', default: '10000000' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -402,6 +404,43 @@ ${line('2 processes, 3-master Cluster', two)}
       await nodes.stop();
     }
   }
+  let clusterWorkers: Record<string, unknown> | undefined;
+  if (want('cluster-workers')) {
+    const n = Number(values['cluster-workers-customers']);
+    const csv = path.join(dir, 'scores-cluster-workers.csv');
+    await writeScores(csv, path.join(dir, 'scores-cluster-workers-next.csv'), n);
+    const single = await startRedis({ volatile: true });
+    const nodes = await startRedisCluster({ masters: 3, replicas: 0 });
+    const onSingle = new Redis(single.url);
+    const onCluster = new Cluster(nodes.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      const one = await workersRun(csv, 1, { REDIS_URL: single.url }, [single.url], onSingle);
+      const two = await workersRun(
+        csv,
+        2,
+        { REDIS_CLUSTER_NODES: nodes.nodes },
+        nodes.ports.map((port) => `redis://127.0.0.1:${port}`),
+        onCluster,
+      );
+      const same = JSON.stringify(sorted(one.digests)) === JSON.stringify(sorted(two.digests));
+      clusterWorkers = { customers: n, one, two, sameAudiences: same };
+      const line = (name: string, r: WorkersRun) =>
+        `  ${name}: ${r.seconds.toFixed(1)} s, ${r.rows.toLocaleString('en-US')} rows sent; peak RSS ${r.workers.map((w) => `${Math.round(w.maxRssMb)} MB (${w.runs} runs, ${w.reads} read${w.reads === 1 ? '' : 's'})`).join(', ')}; ` +
+        `longest stall ${Math.max(...r.workers.map((w) => w.longestStallMs))} ms; least time left of 30,000 ms: lease ${r.minLeaseMs} ms, job lock ${r.minLockMs} ms; ` +
+        `Redis ${r.bytesPerMember.map((b) => b.toFixed(1)).join(' + ')} bytes per member`;
+      console.error(
+        `audience-sync workers end to end (${n.toLocaleString('en-US')} customers, 11 resyncs of one audience each, to a Meta fake, EMAIL only):
+${line('1 worker, single Redis      ', one)}
+${line('2 workers, 3-master Cluster', two)}
+  the same audiences on both: ${same ? 'yes' : 'NO'}`,
+      );
+    } finally {
+      onSingle.disconnect();
+      onCluster.disconnect();
+      await single.stop();
+      await nodes.stop();
+    }
+  }
   process.stdout.write(
     JSON.stringify({
       customers,
@@ -415,6 +454,7 @@ ${line('2 processes, 3-master Cluster', two)}
       checkpoint,
       history,
       cluster,
+      clusterWorkers,
     }) + '\n',
   );
 } finally {
