@@ -99,6 +99,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     ]);
   const store = new StateStore(redis, config.sync.redis_prefix);
   const reads = new SharedReads();
+  /** The keys of a read's customers, made on a thread while it was read (for its segment snapshot). */
+  const followers = new WeakMap<object, KeyFollower>();
   const prefix = queuePrefix(config.sync.redis_prefix);
   const running = new Set<AbortController>();
   const producer = syncQueue(prefix, 'worker');
@@ -256,9 +258,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           destination: data.destination,
           audience: data.audience,
           score: async (config, baseDir) => {
-            own.read = await reads.get(config, baseDir, () => {
+            own.read = await reads.get(config, baseDir, async () => {
               const keys = (own.keys = KeyFollower.start());
-              return segmentCustomers(config, { baseDir, ...(keys ? { onCustomers: keys.follow } : {}) });
+              const segmented = await segmentCustomers(config, {
+                baseDir,
+                ...(keys ? { onCustomers: keys.follow } : {}),
+              });
+              if (keys) followers.set(segmented, keys);
+              return segmented;
             });
             return own.read.segmented;
           },
@@ -283,7 +290,21 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         // A partial export: nothing is sent, and retrying cannot help until someone looks.
         if (shrink) throw new HeldError(shrink);
         await recordSourceSize(redis, current.sync.redis_prefix, size);
-        logSnapshot(await recordScoring(redis, prefix, current, prepared.segmented, 'worker', own.keys), log);
+        // Once per read, whichever run gets here first, with the keys the reading run's thread made: a run
+        // that took the read and recorded it again would work out 10 M customers' keys on this thread
+        // (over a second of stall at 10 M, before the snapshot it then finds recorded).
+        const snapshot = own.read!.once('snapshot', () =>
+          recordScoring(
+            redis,
+            prefix,
+            current,
+            prepared.segmented,
+            'worker',
+            followers.get(prepared.segmented),
+          ),
+        );
+        if (!own.read?.reused) logSnapshot(await snapshot, log);
+        else await snapshot;
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,

@@ -25,6 +25,8 @@ const BIN = path.resolve(here, '../app/cli/bin.js');
 const TOKEN = 'EAAB-bench-token-0123456789';
 const PREFIX = 'bench-cw';
 const LEASE_SECONDS = 30;
+/** More `node` options for the workers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where a stall goes. */
+const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 export interface WorkersRun {
   seconds: number;
@@ -84,7 +86,7 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
     for (let w = 0; w < workers; w++) {
       const child = spawn(
         process.execPath,
-        ['--max-semi-space-size=64', BIN, 'worker', '--allow-volatile-redis'],
+        [...WORKER_NODE_ARGS, '--max-semi-space-size=64', BIN, 'worker', '--allow-volatile-redis'],
         { cwd: dir, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       const proc = { child, log: '' };

@@ -6,6 +6,11 @@ import type { Segmented } from '../src/score/pipeline.js';
 
 export interface SharedRead {
   segmented: Segmented;
+  /**
+   * What the runs that share the read do once for it (the segment snapshot of its scoring), by name: the
+   * first run to ask makes it, the others wait for the same promise.
+   */
+  once<T>(name: string, make: () => Promise<T>): Promise<T>;
   /** Another run's read, taken as it is. */
   reused: boolean;
   /** When the read began. */
@@ -19,6 +24,7 @@ interface Entry {
   keep: boolean;
   value: Promise<Segmented>;
   done?: boolean;
+  made: Map<string, Promise<unknown>>;
   /** When it is let go: `sync.reuse_read_seconds` after the read, or after the last run that took it since. */
   expiry?: NodeJS.Timeout;
 }
@@ -40,9 +46,15 @@ export class SharedReads {
     const keepMs = config.sync.reuse_read_seconds * 1000;
     if (last && last.key === key && (!last.done || last.keep)) {
       if (last.done) this.keepFor(last, keepMs);
-      return { segmented: await last.value, reused: true, readAt: last.readAt };
+      return { segmented: await last.value, reused: true, readAt: last.readAt, once: onceIn(last) };
     }
-    const entry: Entry = { key, readAt: new Date(), keep: keep && keepMs > 0, value: read() };
+    const entry: Entry = {
+      key,
+      readAt: new Date(),
+      keep: keep && keepMs > 0,
+      value: read(),
+      made: new Map(),
+    };
     this.last = entry;
     entry.value.then(
       () => {
@@ -52,7 +64,7 @@ export class SharedReads {
       },
       () => this.forget(entry),
     );
-    return { segmented: await entry.value, reused: false, readAt: entry.readAt };
+    return { segmented: await entry.value, reused: false, readAt: entry.readAt, once: onceIn(entry) };
   }
 
   /** Holds a finished read `ms` from now (a run that takes it holds it longer). */
@@ -66,6 +78,15 @@ export class SharedReads {
     clearTimeout(entry.expiry);
     if (this.last === entry) this.last = undefined;
   }
+}
+
+/** `SharedRead.once` over an entry's promises. */
+function onceIn(entry: Entry): SharedRead['once'] {
+  return <T>(name: string, make: () => Promise<T>) => {
+    let made = entry.made.get(name) as Promise<T> | undefined;
+    if (!made) entry.made.set(name, (made = make()));
+    return made;
+  };
 }
 
 /**

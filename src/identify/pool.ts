@@ -124,7 +124,8 @@ export function sliceFor(count: number): number {
 /** Identification under way on the worker threads (`identifyInThreads`). */
 export interface Identification {
   /**
-   * Helps with what is left on this thread (`inline`, a slice at a time, yielding between slices) and
+   * Helps with what is left on this thread (`inline`, a slice at a time, yielding between slices and
+   * wherever `inline` does) and
    * resolves when every slice is done: the caller's buffers are then final. Returns customers the
    * workers skipped for an unlisted reason (by position), or throws what a slice failed with.
    */
@@ -143,7 +144,7 @@ export function identifyInThreads(
   task: Omit<IdentifyTask, 'id' | 'from' | 'customers'>,
   customers: Uint32Array,
   into: { buffers: IdentityBuffers; slots: Buffer[]; slice: number },
-  inline: (from: number, to: number) => void,
+  inline: (from: number, to: number) => void | Promise<void>,
 ): Identification {
   const workers = threads(script);
   const count = customers.length;
@@ -180,7 +181,7 @@ export function identifyInThreads(
     try {
       for (let range = take(); range; range = take()) {
         await new Promise((resolve) => setImmediate(resolve));
-        inline(range[0], range[1]);
+        await inline(range[0], range[1]);
       }
     } catch (error) {
       failed(error);
