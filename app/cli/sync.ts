@@ -76,6 +76,9 @@ export function redisFor(): RedisClient {
 
 const lastError = new WeakMap<RedisClient, Error>();
 
+/** None of a Cluster's masters answers at the address the Cluster announces for it. */
+class AnnouncedUnreachable extends Error {}
+
 /** Connects or fails fast with a message that says what to do (CLI commands never wait for Redis). */
 export async function connect(redis: RedisClient): Promise<void> {
   try {
@@ -89,7 +92,7 @@ export async function connect(redis: RedisClient): Promise<void> {
       const answers = await Promise.allSettled(masters.map((node) => node.ping()));
       const first = answers.find((a) => a.status === 'rejected');
       if (masters.length > 0 && answers.every((a) => a.status === 'rejected'))
-        throw new Error(
+        throw new AnnouncedUnreachable(
           `none of the Cluster's masters answers at the addresses the Cluster announces (${masters
             .map((n) => `${n.options.host}:${n.options.port}`)
             .join(', ')}: ${String((first?.reason as Error | undefined)?.message)})`,
@@ -100,8 +103,7 @@ export async function connect(redis: RedisClient): Promise<void> {
     const cause = lastError.get(redis) ?? (error as Error);
     const problem = redisConfigProblem(cause);
     if (problem) throw new ConfigError(problem);
-    const announced =
-      redis instanceof Cluster && /at the addresses the Cluster announces/.test((error as Error).message);
+    const announced = error instanceof AnnouncedUnreachable;
     throw new UserError(
       `cannot reach Redis at ${redisWhere()}: ${announced ? (error as Error).message : cause.message}`,
       ExitCode.failed,

@@ -72,18 +72,14 @@ export function applyRedisConfig(redis: RedisConfig | undefined, file: string, e
       );
   }
   // The forms each variable takes, checked before any is set, naming the block (the environment agrees).
-  const get = (variable: Variable) => wanted[variable];
+  const {
+    REDIS_URL: url,
+    REDIS_CLUSTER_NODES: nodes,
+    REDIS_CLUSTER_NAT: nat,
+    REDIS_SENTINELS: sentinels,
+  } = wanted;
   try {
-    if (
-      !redisCluster(
-        get('REDIS_CLUSTER_NODES'),
-        get('REDIS_CLUSTER_NAT'),
-        get('REDIS_URL'),
-        get('REDIS_SENTINELS'),
-      )
-    )
-      if (!redisSentinel(get('REDIS_SENTINELS'), get('REDIS_URL'), get('REDIS_CLUSTER_NODES')))
-        redisTarget(get('REDIS_URL'));
+    if (!redisCluster(nodes, nat, url, sentinels) && !redisSentinel(sentinels, url, nodes)) redisTarget(url);
   } catch (error) {
     if (error instanceof UserError)
       throw new ConfigError(
