@@ -275,6 +275,8 @@ export class Identifier {
   private readonly columns: [string, TextColumn][];
   private readonly ids: TextColumn;
   private room: Uint32Array[] = [];
+  /** Whether the sort's room is kept for another audience's (see `lastAudience`). */
+  private keepRoom = true;
   /** The next audience's identification, started ahead (`ahead`). */
   private next: { members: Uint32Array; started: () => Promise<Started> } | undefined;
 
@@ -309,6 +311,15 @@ export class Identifier {
    * Nothing is started without threads, or when the table would be large (`AHEAD_BYTES`: two audiences'
    * tables are then held at once). One audience ahead at most; a newer call lets the older one go.
    */
+  /**
+   * Says that the audience identified next is the last: its sort's room (35 bytes per member) is let go
+   * after it, not held through its diff and push (a worker's run of one audience, two runs at once: about
+   * 70 MB each at 2 M members).
+   */
+  lastAudience(): void {
+    this.keepRoom = false;
+  }
+
   ahead(members: Uint32Array): void {
     const bytes = members.length * (KEY_BYTES + 11 + this.slotCount * SLOT_BYTES);
     if (!this.threadedFor(members.length) || bytes > AHEAD_BYTES) return;
@@ -512,6 +523,7 @@ export class Identifier {
       columns.d2[k] = out.digests[2 * k + 1]!;
     }
     sortByKey(columns, this.scratch(n));
+    if (!this.keepRoom) this.room = [];
     const { order, his, los, marks, d1, d2 } = columns;
     return new KeyOrder(this.slotCount, order, his, los, marks, d1, d2);
   }

@@ -135,7 +135,9 @@ export async function* plansOf(
   options: Omit<SyncOptions, 'log'>,
 ): AsyncGenerator<AudiencePlan> {
   const identifier = identifierFor(destination, options.segmented, options.threads);
-  for (const spec of audiencesOn(destination, options)) {
+  const specs = audiencesOn(destination, options);
+  for (const [k, spec] of specs.entries()) {
+    if (k === specs.length - 1) identifier.lastAudience();
     const state = options.store.audience(destination.name, spec.name);
     yield await planOn(destination, spec, identifier, state, options);
   }
@@ -167,6 +169,7 @@ export async function syncDestination(
     // Once this audience is planned, the next one's identification starts on the worker threads, which
     // would otherwise wait while this one is sent and journalled.
     const next = specs[k + 1];
+    if (!next) identifier.lastAudience();
     const ahead = next
       ? () => {
           membership = membershipOf(next, options.segmented);
