@@ -25,7 +25,9 @@ RUN npm run build:release && npm prune --omit=dev --no-audit --no-fund
 FROM ${NODE_IMAGE}
 # /app: code, config and example, owned by root (read-only to the runtime user); /data: all it writes.
 # METRICS_HOST is 0.0.0.0 inside the container's own network; publish the port on 127.0.0.1 (compose does).
-ENV NODE_ENV=production AUDIENCE_SYNC_DATA=/data METRICS_PORT=9464 METRICS_HOST=0.0.0.0
+# MALLOC_MMAP_THRESHOLD_: glibc maps every buffer of 128 KB or more on its own and gives it back when freed;
+# by default it keeps them in its heap once a large one was freed (README, Performance).
+ENV NODE_ENV=production AUDIENCE_SYNC_DATA=/data METRICS_PORT=9464 METRICS_HOST=0.0.0.0 MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 # The build's production dependencies, native addons as built there (no install, no scripts, no compiler here).

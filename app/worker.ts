@@ -16,6 +16,7 @@ import { checksOf, syncDestination, type AudienceResult, type Destination } from
 import { logReadReport } from '../src/source/report.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
 import { StallWatch } from '../src/stall.js';
+import { mallocAdvice } from '../src/runtime.js';
 import { SharedReads, type SharedRead } from '../jobs/shared-read.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/diff/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from '../jobs/history.js';
@@ -109,6 +110,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   admin.on('error', onError('Redis connection error (admin queue); reconnecting'));
 
   let lastScheduleWarning = '';
+  /** Whether the malloc setting's warning was given (once per process). */
+  let mallocAdvised = false;
   /** Reconciles the schedules; an older config leaves Redis's and says so (once per pair of versions). */
   const reconcile = async (current: Config, onlyMissing: boolean) => {
     const r = await reconcileSchedules(current, producer, redis, { onlyMissing });
@@ -283,6 +286,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             `read and scored the source: ${size.customers.toLocaleString('en-US')} customers`,
           );
           logReadReport(prepared.segmented.report, log);
+          const advice = mallocAdvised ? undefined : mallocAdvice(size.customers);
+          if (advice) {
+            mallocAdvised = true;
+            log.warn({ customers: size.customers }, advice);
+          }
         }
         const shrink = data.allowShrink
           ? undefined
@@ -358,6 +366,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           added: total('added'),
           removed: total('removed'),
           longestStallMs,
+          // The process's peak memory since it started (its runs and reads so far), for sizing workers.
+          peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
         },
         `synced ${data.destination}`,
       );

@@ -19,6 +19,7 @@ import { recordLength } from '../src/record/records.js';
 import { StateStore } from '../src/record/store.js';
 import type { RedisClient } from '../src/redis-client.js';
 import { DEFAULT_SEGMENT_CODES } from '../src/segment/maps.js';
+import { RUNTIME } from './runtime.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, '../app/cli/bin.js');
@@ -27,6 +28,8 @@ const PREFIX = 'bench-cw';
 const LEASE_SECONDS = 30;
 /** More `node` options for the workers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where a stall goes. */
 const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** More `audience-sync worker` options, e.g. `--concurrency 1`. */
+const WORKER_ARGS = (process.env.BENCH_WORKER_ARGS ?? '').split(' ').filter(Boolean);
 
 export interface WorkersRun {
   seconds: number;
@@ -55,7 +58,10 @@ export async function workersRun(
   });
   const ask = () => new Promise<Record<string, unknown>>((resolve) => fake.once('message', resolve));
   const { origin } = (await ask()) as { origin: string };
-  const dir = path.join(path.dirname(csv), `workers-${workers}`);
+  const dir = path.join(
+    path.dirname(csv),
+    `workers-${workers}${env.MALLOC_MMAP_THRESHOLD_ === '' ? '-malloc' : ''}`,
+  );
   mkdirSync(dir, { recursive: true });
   const yaml = `source: { type: csv, path: ${csv} }
 scoring: { analysis_date: "2026-01-01" }
@@ -75,7 +81,12 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
   });
   const audiences = audiencesOf(config, Object.keys(DEFAULT_SEGMENT_CODES)).map((a) => a.name);
   const { REDIS_URL: _url, REDIS_CLUSTER_NODES: _nodes, ...rest } = process.env;
-  const childEnv = { ...rest, ...env, BENCH_META_TOKEN: TOKEN, LOG_LEVEL: 'info', CI: 'true' };
+  // An empty value leaves the variable out (`MALLOC_MMAP_THRESHOLD_: ''`: glibc's default malloc).
+  const childEnv = Object.fromEntries(
+    Object.entries({ ...rest, ...env, BENCH_META_TOKEN: TOKEN, LOG_LEVEL: 'info', CI: 'true' }).filter(
+      ([, value]) => value !== undefined && value !== '',
+    ),
+  );
   const servers_ = servers.map((url) => new Redis(url));
   const used = () =>
     Promise.all(servers_.map(async (c) => Number(/used_memory:(\d+)/.exec(await c.info('memory'))![1])));
@@ -86,7 +97,7 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
     for (let w = 0; w < workers; w++) {
       const child = spawn(
         process.execPath,
-        [...WORKER_NODE_ARGS, '--max-semi-space-size=64', BIN, 'worker', '--allow-volatile-redis'],
+        [...WORKER_NODE_ARGS, ...RUNTIME, BIN, 'worker', '--allow-volatile-redis', ...WORKER_ARGS],
         { cwd: dir, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       const proc = { child, log: '' };
@@ -103,8 +114,14 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
     let minLockMs = Infinity;
     let minLeaseMs = Infinity;
     let sampling = true;
+    /** Each worker's RSS over time (written beside its log, to set against the log's stages). */
+    const rss: string[][] = procs.map(() => []);
     const sampler = (async () => {
       while (sampling) {
+        procs.forEach(({ child }, w) => {
+          const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+          rss[w]!.push(`${Date.now()} ${Math.round(Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024)}`);
+        });
         for (const c of servers_) {
           for (const key of await c.keys(`{${PREFIX}}:sync:*:lock`)) {
             const ttl = await c.pttl(key);
@@ -139,6 +156,10 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
     const seconds = (performance.now() - started) / 1000;
     sampling = false;
     await sampler;
+    procs.forEach(({ log }, w) => {
+      writeFileSync(path.join(dir, `worker-${w}.log`), log);
+      writeFileSync(path.join(dir, `worker-${w}.rss`), rss[w]!.join('\n') + '\n');
+    });
     const after = await used();
     const peaks = procs.map(({ child }) => {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');

@@ -2,7 +2,7 @@
  * `npm run bench -- [--only score-csv,streaming,score-postgres,plan,push,workers,meta,checkpoint,history,cluster,cluster-workers]
  *   [--customers 1000000] [--plan-customers 10000000] [--push-customers 100000] [--workers-customers 2000000]
  *   [--meta-customers 1000000] [--checkpoint-members 1000000] [--history-customers 10000000]
- *   [--cluster-customers 10000000] [--cluster-workers-customers 10000000]`
+ *   [--cluster-customers 10000000] [--cluster-workers-customers 10000000] [--cluster-workers-setups single,cluster]`
  *
  * Generates the data, then runs each scenario in a child process and prints wall time, throughput,
  * peak RSS and ratios: scoring (1), plan (2) and state size (4), push efficiency (3), workers (5), and
@@ -22,6 +22,7 @@ import { startPostgres, startRedis, startRedisCluster } from '../app/local/servi
 import { writeScores } from './scores.js';
 import { tempDir } from './util.js';
 import { workersRun, type WorkersRun } from './cluster-workers.js';
+import { RUNTIME, RUNTIME_ENV } from './runtime.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,6 +35,11 @@ const { values } = parseArgs({
     'history-customers': { type: 'string', default: '10000000' },
     'cluster-customers': { type: 'string', default: '10000000' },
     'cluster-workers-customers': { type: 'string', default: '10000000' },
+    /**
+     * Which of the end-to-end setups to run: `single` (1 worker, one Redis), `cluster` (2 workers, a Cluster),
+     * `single-default-malloc` (1 worker, one Redis, without the product's malloc setting).
+     */
+    'cluster-workers-setups': { type: 'string', default: 'single,cluster' },
     'orders-per-customer': { type: 'string', default: '5' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -43,11 +49,8 @@ const customers = Number(values.customers);
 const planCustomers = Number(values['plan-customers']);
 const ordersPerCustomer = Number(values['orders-per-customer']);
 const only = values.only?.split(',');
-/**
- * The V8 flag the product runs with (the container's entrypoint, and NODE_OPTIONS as the README says;
- * test/cli/runtime.test.ts keeps them together): each scenario's process runs as the product does.
- */
-const RUNTIME = ['--max-semi-space-size=64'];
+// Every scenario's process runs with the product's environment (a value set here already is kept).
+for (const [name, value] of Object.entries(RUNTIME_ENV)) process.env[name] ??= value;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const want = (name: string) => !only || only.includes(name);
 
@@ -414,25 +417,44 @@ ${line('2 processes, 3-master Cluster', two)}
     const onSingle = new Redis(single.url);
     const onCluster = new Cluster(nodes.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {
-      const one = await workersRun(csv, 1, { REDIS_URL: single.url }, [single.url], onSingle);
-      const two = await workersRun(
-        csv,
-        2,
-        { REDIS_CLUSTER_NODES: nodes.nodes },
-        nodes.ports.map((port) => `redis://127.0.0.1:${port}`),
-        onCluster,
-      );
-      const same = JSON.stringify(sorted(one.digests)) === JSON.stringify(sorted(two.digests));
-      clusterWorkers = { customers: n, one, two, sameAudiences: same };
-      const line = (name: string, r: WorkersRun) =>
-        `  ${name}: ${r.seconds.toFixed(1)} s, ${r.rows.toLocaleString('en-US')} rows sent; peak RSS ${r.workers.map((w) => `${Math.round(w.maxRssMb)} MB (${w.runs} runs, ${w.reads} read${w.reads === 1 ? '' : 's'})`).join(', ')}; ` +
-        `longest stall ${Math.max(...r.workers.map((w) => w.longestStallMs))} ms; least time left of 30,000 ms: lease ${r.minLeaseMs} ms, job lock ${r.minLockMs} ms; ` +
-        `Redis ${r.bytesPerMember.map((b) => b.toFixed(1)).join(' + ')} bytes per member`;
+      const setups = values['cluster-workers-setups'].split(',');
+      const one = setups.includes('single')
+        ? await workersRun(csv, 1, { REDIS_URL: single.url }, [single.url], onSingle)
+        : undefined;
+      const two = setups.includes('cluster')
+        ? await workersRun(
+            csv,
+            2,
+            { REDIS_CLUSTER_NODES: nodes.nodes },
+            nodes.ports.map((port) => `redis://127.0.0.1:${port}`),
+            onCluster,
+          )
+        : undefined;
+      // The worker as the product runs it, but with glibc's default malloc: what the runtime setting saves.
+      const plain = setups.includes('single-default-malloc')
+        ? await workersRun(
+            csv,
+            1,
+            { REDIS_URL: single.url, MALLOC_MMAP_THRESHOLD_: '' },
+            [single.url],
+            onSingle,
+          )
+        : undefined;
+      const same =
+        one && two ? JSON.stringify(sorted(one.digests)) === JSON.stringify(sorted(two.digests)) : undefined;
+      clusterWorkers = { customers: n, one, two, plain, sameAudiences: same };
+      const line = (name: string, r: WorkersRun | undefined) =>
+        !r
+          ? ''
+          : `\n  ${name}: ${r.seconds.toFixed(1)} s, ${r.rows.toLocaleString('en-US')} rows sent; peak RSS ${r.workers.map((w) => `${Math.round(w.maxRssMb)} MB (${w.runs} runs, ${w.reads} read${w.reads === 1 ? '' : 's'})`).join(', ')}; ` +
+            `longest stall ${Math.max(...r.workers.map((w) => w.longestStallMs))} ms; least time left of 30,000 ms: lease ${r.minLeaseMs} ms, job lock ${r.minLockMs} ms; ` +
+            `Redis ${r.bytesPerMember.map((b) => b.toFixed(1)).join(' + ')} bytes per member`;
       console.error(
-        `audience-sync workers end to end (${n.toLocaleString('en-US')} customers, 11 resyncs of one audience each, to a Meta fake, EMAIL only):
-${line('1 worker, single Redis      ', one)}
-${line('2 workers, 3-master Cluster', two)}
-  the same audiences on both: ${same ? 'yes' : 'NO'}`,
+        `audience-sync workers end to end (${n.toLocaleString('en-US')} customers, 11 resyncs of one audience each, to a Meta fake, EMAIL only):` +
+          line('1 worker, single Redis      ', one) +
+          line('2 workers, 3-master Cluster', two) +
+          line("1 worker, glibc's default malloc", plain) +
+          (same === undefined ? '' : `\n  the same audiences on both: ${same ? 'yes' : 'NO'}`),
       );
     } finally {
       onSingle.disconnect();

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { glibcVersion, MALLOC_SETTING, mallocAdvice } from '../../src/runtime.js';
 
 /**
  * The product runs Node with one V8 flag (a young generation of 64 MB per semi-space): the container's
@@ -17,7 +18,7 @@ describe('the runtime flag', () => {
       new RegExp(`^ENTRYPOINT \\["node", "${FLAG}", "/app/dist/app/cli/bin.js"\\]$`, 'm'),
     );
     expect(read('.ci/container')).toContain(`node ${FLAG} "$app/dist/app/cli/bin.js"`);
-    expect(read('bench/run.ts')).toContain(`const RUNTIME = ['${FLAG}'];`);
+    expect(read('bench/runtime.ts')).toContain(`export const RUNTIME = ['${FLAG}'];`);
     expect(read('README.md')).toContain(`NODE_OPTIONS=${FLAG}`);
   });
 
@@ -28,5 +29,38 @@ describe('the runtime flag', () => {
     });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('ok');
+  });
+});
+
+describe("glibc's malloc setting", () => {
+  const { name, value } = MALLOC_SETTING;
+
+  it('is the same in the container, its recipe in CI, the benchmarks and the README', () => {
+    expect(`${name}=${value}`).toBe('MALLOC_MMAP_THRESHOLD_=131072');
+    expect(read('Dockerfile')).toMatch(new RegExp(`^ENV .* ${name}=${value}$`, 'm'));
+    expect(read('.ci/container')).toMatch(new RegExp(`^export ${name}=${value}$`, 'm'));
+    expect(read('bench/runtime.ts')).toContain(`{ ${name}: '${value}' }`);
+    expect(read('README.md')).toContain(`Environment=${name}=${value}`);
+  });
+
+  it("knows this machine's glibc as ldd does", () => {
+    const ldd = spawnSync('ldd', ['--version'], { encoding: 'utf8' });
+    const version = /(\d+\.\d+)\s*$/m.exec(ldd.stdout.split('\n')[0]!)?.[1];
+    expect(version).toBeDefined();
+    expect(glibcVersion()).toBe(version);
+  });
+
+  it('is advised to a worker on glibc that read a large source without it, once it matters', () => {
+    let asked = 0;
+    const glibc = () => (asked++, '2.36');
+    const advice = mallocAdvice(10_000_000, {}, glibc);
+    expect(advice).toContain(`without ${name}=${value}`);
+    expect(advice).toContain('10,000,000 customers');
+    expect(advice).toContain('in the environment the worker starts with');
+    expect(mallocAdvice(999_999, {}, glibc)).toBeUndefined();
+    expect(mallocAdvice(10_000_000, { [name]: '65536' }, glibc)).toBeUndefined();
+    // The process report is asked for only when the rest says the advice may be due.
+    expect(asked).toBe(1);
+    expect(mallocAdvice(10_000_000, {}, () => undefined)).toBeUndefined();
   });
 });

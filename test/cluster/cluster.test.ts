@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis as IORedis, type Redis } from 'ioredis';
@@ -174,12 +174,21 @@ describe('on a Redis Cluster', () => {
       expect(r.code, `${args.join(' ')}: ${r.stderr}\nworker: ${worker.stderr()}`).toBe(0);
       expect(fileAudiences(shop.out)).toEqual(await expectedAudiences(shop.config));
     }
+    // The kernel's account of the process's peak memory, read before it ends.
+    const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8');
+    const hwmMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
     worker.child.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
     expect(worker.stderr()).not.toMatch(/CROSSSLOT|same slot/);
     // Each run says how long the event loop was held up (a small shop: well under a second).
     const stalls = [...worker.stderr().matchAll(/"longestStallMs":(\d+)/g)].map((m) => Number(m[1]));
     expect(stalls.length).toBeGreaterThanOrEqual(2);
+    // And the process's peak memory so far, as the kernel counts it: growing, and never above its count.
+    const peaks = [...worker.stderr().matchAll(/"peakRssMb":(\d+)/g)].map((m) => Number(m[1]));
+    expect(peaks).toHaveLength(stalls.length);
+    expect(peaks[0]).toBeGreaterThan(30);
+    expect(peaks).toEqual([...peaks].sort((a, b) => a - b));
+    expect(peaks.at(-1)).toBeLessThanOrEqual(Math.round(hwmMb));
   });
 
   it("is named by the config's redis: block alone: sync, status and a worker's resync", async () => {
