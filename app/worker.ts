@@ -301,14 +301,20 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         // Once per read, whichever run gets here first, with the keys the reading run's thread made: a run
         // that took the read and recorded it again would work out 10 M customers' keys on this thread
         // (over a second of stall at 10 M, before the snapshot it then finds recorded).
-        const snapshot = own.read!.once('snapshot', async () => {
-          const keys = followers.get(prepared.segmented);
-          // The keys are let go with the snapshot, not kept with the read for its later runs.
-          followers.delete(prepared.segmented);
-          return recordScoring(redis, prefix, current, prepared.segmented, 'worker', keys);
-        });
-        if (!own.read?.reused) logSnapshot(await snapshot, log);
-        else await snapshot;
+        // One that failed (Redis busy, out of memory) is made again by the next run that takes the read.
+        let making = false;
+        const snapshot = await own.read!.once(
+          'snapshot',
+          async () => {
+            making = true;
+            const keys = followers.get(prepared.segmented);
+            // The keys are let go with the snapshot, not kept with the read for its later runs.
+            followers.delete(prepared.segmented);
+            return recordScoring(redis, prefix, current, prepared.segmented, 'worker', keys);
+          },
+          (outcome) => outcome.status !== 'failed',
+        );
+        if (making) logSnapshot(snapshot, log);
         const destination = prepared.destinations[0]!;
         const client = destination.connector.create(destination.config, {
           destination: destination.name,

@@ -8,9 +8,10 @@ export interface SharedRead {
   segmented: Segmented;
   /**
    * What the runs that share the read do once for it (the segment snapshot of its scoring), by name: the
-   * first run to ask makes it, the others wait for the same promise.
+   * first run to ask makes it, the others wait for the same promise. A result `keep` refuses (a snapshot
+   * that failed), or an error, is not kept: the next run to ask makes it again.
    */
-  once<T>(name: string, make: () => Promise<T>): Promise<T>;
+  once<T>(name: string, make: () => Promise<T>, keep?: (made: T) => boolean): Promise<T>;
   /** Another run's read, taken as it is. */
   reused: boolean;
   /** When the read began. */
@@ -82,9 +83,15 @@ export class SharedReads {
 
 /** `SharedRead.once` over an entry's promises. */
 function onceIn(entry: Entry): SharedRead['once'] {
-  return <T>(name: string, make: () => Promise<T>) => {
+  return <T>(name: string, make: () => Promise<T>, keep: (made: T) => boolean = () => true) => {
     let made = entry.made.get(name) as Promise<T> | undefined;
-    if (!made) entry.made.set(name, (made = make()));
+    if (made) return made;
+    const mine = (made = make());
+    entry.made.set(name, mine);
+    const drop = () => {
+      if (entry.made.get(name) === mine) entry.made.delete(name);
+    };
+    mine.then((value) => !keep(value) && drop(), drop);
     return made;
   };
 }

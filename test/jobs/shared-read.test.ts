@@ -64,4 +64,33 @@ describe("a worker's runs share one read of the source", () => {
     expect(await take()).toBe(false);
     expect(n).toBe(2);
   });
+
+  it('makes what the runs do once again when it failed, and keeps it when it did not', async () => {
+    const shop = await makeShop({ customers: 20, seed: 9 });
+    const { config, dir } = loadConfig(shop.config);
+    const reads = new SharedReads();
+    const read = () => Promise.resolve({} as unknown as Segmented);
+    const first = await reads.get(config, dir, read);
+    const second = await reads.get(config, dir, read);
+    expect(second.reused).toBe(true);
+    let made = 0;
+    const outcome = (status: string) => () => Promise.resolve({ status, n: ++made });
+    const keep = (o: { status: string }) => o.status !== 'failed';
+    // Two runs ask at once: one makes it, both get it; it failed, so the next run makes it again.
+    const [a, b] = await Promise.all([
+      first.once('snapshot', outcome('failed'), keep),
+      second.once('snapshot', outcome('failed'), keep),
+    ]);
+    expect(a).toBe(b);
+    expect(made).toBe(1);
+    expect(await second.once('snapshot', outcome('recorded'), keep)).toEqual({ status: 'recorded', n: 2 });
+    // Recorded: kept for every later run.
+    expect(await first.once('snapshot', outcome('recorded'), keep)).toEqual({ status: 'recorded', n: 2 });
+    expect(made).toBe(2);
+    // An error is not kept either.
+    await expect(first.once('other', () => Promise.reject(new Error('Redis gone')))).rejects.toThrow(
+      'Redis gone',
+    );
+    expect(await first.once('other', () => Promise.resolve('made'))).toBe('made');
+  });
 });
