@@ -11,9 +11,18 @@ const ADVISE_FROM = 1_000_000;
 
 /** The glibc this process runs on, or undefined (musl, macOS, Windows: the setting means nothing there). */
 export function glibcVersion(): string | undefined {
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)
-    ?.header;
-  return header?.glibcVersionRuntime;
+  // `excludeNetwork` is Node's (20.13 and later), not yet in its types here.
+  const report = process.report as (NodeJS.ProcessReport & { excludeNetwork?: boolean }) | undefined;
+  if (!report) return undefined;
+  // Without the network section: it looks up the names of open sockets' peers (Redis's), which can block.
+  const excluded = report.excludeNetwork;
+  report.excludeNetwork = true;
+  try {
+    const { header } = report.getReport() as { header?: { glibcVersionRuntime?: string } };
+    return header?.glibcVersionRuntime;
+  } finally {
+    report.excludeNetwork = excluded;
+  }
 }
 
 /**
