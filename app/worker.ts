@@ -17,6 +17,7 @@ import { logReadReport } from '../src/source/report.js';
 import { segmentCustomers } from '../src/score/pipeline.js';
 import { StallWatch } from '../src/stall.js';
 import { mallocAdvice } from '../src/runtime.js';
+import { MemoryBudget } from '../src/identify/budget.js';
 import { SharedReads, type SharedRead } from '../jobs/shared-read.js';
 import { heldByShrink, recordSourceSize, removalBrake, sourceSizeOf } from '../src/diff/brakes.js';
 import { recordFailedRun, recordRun, runRecordsOf, type RunMeta, type RunRecord } from '../jobs/history.js';
@@ -100,6 +101,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     ]);
   const store = new StateStore(redis, config.sync.redis_prefix);
   const reads = new SharedReads();
+  /** What the runs of this process hold in identity tables at once (`sync.table_memory_mb`). */
+  const budget = new MemoryBudget(config.sync.table_memory_mb * 2 ** 20);
   /** The keys of a read's customers, made on a thread while it was read (for its segment snapshot). */
   const followers = new WeakMap<object, KeyFollower>();
   const prefix = queuePrefix(config.sync.redis_prefix);
@@ -322,6 +325,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           log,
         });
         try {
+          budget.limit = current.sync.table_memory_mb * 2 ** 20;
           results = await syncDestination(destination, client, {
             segmented: prepared.segmented,
             audiences: prepared.audiences,
@@ -331,6 +335,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             full,
             removals: removalBrake(current.sync, data.allowRemovals),
             signal: abort.signal,
+            budget,
             ...(data.audience ? { audience: data.audience } : {}),
           });
           const run = await runRecordsOf(client, results, meta(full));

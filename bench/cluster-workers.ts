@@ -28,6 +28,8 @@ const PREFIX = 'bench-cw';
 const LEASE_SECONDS = 30;
 /** More `node` options for the workers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where a stall goes. */
 const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** Meta's schema the workers send (the bench's scores carry email, phone and country), e.g. `EMAIL,PHONE,COUNTRY`. */
+const SCHEMA = (process.env.BENCH_META_SCHEMA ?? 'EMAIL').split(',').map((key) => key.trim());
 /** More `audience-sync worker` options, e.g. `--concurrency 1`. */
 const WORKER_ARGS = (process.env.BENCH_WORKER_ARGS ?? '').split(' ').filter(Boolean);
 
@@ -71,7 +73,7 @@ destinations:
     ad_account_id: "1234567890"
     access_token: "\${BENCH_META_TOKEN}"
     endpoint: ${origin}
-    schema: [EMAIL]
+    schema: [${SCHEMA.join(', ')}]
 sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
 `;
   writeFileSync(path.join(dir, 'audience-sync.yaml'), yaml);

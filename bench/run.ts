@@ -450,7 +450,7 @@ ${line('2 processes, 3-master Cluster', two)}
             `longest stall ${Math.max(...r.workers.map((w) => w.longestStallMs))} ms; least time left of 30,000 ms: lease ${r.minLeaseMs} ms, job lock ${r.minLockMs} ms; ` +
             `Redis ${r.bytesPerMember.map((b) => b.toFixed(1)).join(' + ')} bytes per member`;
       console.error(
-        `audience-sync workers end to end (${n.toLocaleString('en-US')} customers, 11 resyncs of one audience each, to a Meta fake, EMAIL only):` +
+        `audience-sync workers end to end (${n.toLocaleString('en-US')} customers, 11 resyncs of one audience each, to a Meta fake, schema ${process.env.BENCH_META_SCHEMA ?? 'EMAIL'}):` +
           line('1 worker, single Redis      ', one) +
           line('2 workers, 3-master Cluster', two) +
           line("1 worker, glibc's default malloc", plain) +

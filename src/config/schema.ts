@@ -295,6 +295,12 @@ export const syncSchema = z.strictObject({
    * the source files are unchanged (0: every run reads); runs that start while a read is under way wait for it.
    */
   reuse_read_seconds: z.number().min(0).max(86_400).default(300),
+  /**
+   * What a worker's runs hold in identity tables at once: a run whose table does not fit beside the others'
+   * waits for them (a run alone always goes). About 110 bytes per member with one identifier, 32 more per
+   * identifier.
+   */
+  table_memory_mb: z.number().min(0).max(1_048_576).default(384),
 });
 
 export const historySchema = z.strictObject({

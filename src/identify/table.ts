@@ -320,8 +320,21 @@ export class Identifier {
     this.keepRoom = false;
   }
 
+  /** Bytes of the table of `n` members as identified: keys, digests, masks, skips and slots. */
+  private madeBytes(n: number): number {
+    return n * (KEY_BYTES + 11 + this.slotCount * SLOT_BYTES);
+  }
+
+  /**
+   * About what an audience of `n` members holds in this stage while its run goes on (`MemoryBudget`): its
+   * table, the members' list, their key order for the diff (six words each) and the sort's room (seven).
+   */
+  runBytes(n: number): number {
+    return this.madeBytes(n) + n * 4 * (1 + 6 + 7);
+  }
+
   ahead(members: Uint32Array): void {
-    const bytes = members.length * (KEY_BYTES + 11 + this.slotCount * SLOT_BYTES);
+    const bytes = this.madeBytes(members.length);
     if (!this.threadedFor(members.length) || bytes > AHEAD_BYTES) return;
     this.next = { members, started: this.start(members) };
   }

@@ -17,6 +17,7 @@ import { Status } from '../record/records.js';
 import type { AudienceState, StateStore } from '../record/store.js';
 import { DEFAULT_REMOVAL_BRAKE, heldByRemovals, heldByReplace, type RemovalBrake } from '../diff/brakes.js';
 import { Identifier } from '../identify/table.js';
+import type { MemoryBudget } from '../identify/budget.js';
 import { leftRecords, mergeAudience, planAudience, type AudiencePlan } from '../diff/plan.js';
 import { membershipOf, type Membership } from '../audience/audiences.js';
 import { checkPolicy, DEFAULT_CHECKS } from '../diff/policy.js';
@@ -119,6 +120,8 @@ export interface SyncOptions {
   removals?: RemovalBrake;
   signal?: AbortSignal;
   onPlan?: (plan: AudiencePlan) => void;
+  /** What the process's runs may hold in identity tables at once (a worker's; none: no limit). */
+  budget?: MemoryBudget;
   /**
    * Identify in worker threads running this script (`identifyThread`), which loads the connector's
    * `identifiers` module; inline without it, or for a connector without one.
@@ -261,6 +264,8 @@ async function syncAudience(
     if (client.stamp) await call(`mark '${spec.name}'`, () => client.stamp!(remote, epoch));
   };
   let plan: AudiencePlan | undefined;
+  /** Gives back what the run took of the budget for its table (once it has ended). */
+  let release: (() => void) | undefined;
   // What this run sends, once the checks have held back what they hold.
   let planned = { adds: 0, removes: 0 };
   const checks = spec.sync ?? DEFAULT_CHECKS;
@@ -318,13 +323,24 @@ async function syncAudience(
       await state.startReplace(replace);
     }
 
+    const audience = membership ?? membershipOf(spec, options.segmented);
+    if (options.budget) {
+      const bytes = identifier.runBytes(audience.members.length);
+      const mb = (b: number) => `${Math.ceil(b / 2 ** 20).toLocaleString('en-US')} MB`;
+      release = await options.budget.take(bytes, options.signal, (held) =>
+        log.info(
+          { destination: destination.name, audience: spec.name, bytes, held },
+          `'${spec.name}' on ${destination.name} waits for memory: its identity table needs about ${mb(bytes)}, and other runs hold ${mb(held)} of sync.table_memory_mb (${mb(options.budget!.limit)})`,
+        ),
+      );
+    }
     plan = await planOn(
       destination,
       spec,
       identifier,
       state,
       recreated || replace ? { ...options, full: true } : options,
-      membership,
+      audience,
     );
     ahead?.();
     options.onPlan?.(plan);
@@ -457,8 +473,12 @@ async function syncAudience(
         (result.leftOut ?? 0);
     if (!(error instanceof ConnectorError)) log.error({ err: error }, `sync of '${spec.name}' failed`);
   } finally {
-    await state.checkpoint();
-    result.inFlight = (await state.uploads()).size;
+    try {
+      await state.checkpoint();
+      result.inFlight = (await state.uploads()).size;
+    } finally {
+      release?.();
+    }
     result.durationMs = Math.round(performance.now() - started);
   }
   return result;

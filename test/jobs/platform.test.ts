@@ -1,9 +1,12 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { FakeGraph } from '../../connectors/meta/fixtures/fake-graph.js';
 import { keys, queuePrefix } from '../../jobs/queues.js';
 import { metaShop, onPlatform, platform, stopAll } from './meta-platform.js';
+import { killAll, run } from './procs.js';
 
 /**
  * Worker processes against a platform served over real HTTP (the Meta fake behind a local server): a
@@ -12,6 +15,7 @@ import { metaShop, onPlatform, platform, stopAll } from './meta-platform.js';
  */
 afterAll(() => {
   stopAll();
+  killAll();
   nock.cleanAll();
 });
 
@@ -72,5 +76,42 @@ describe('workers against a platform over HTTP', () => {
     for (const [id, n] of most)
       if (/^\d+$/.test(id)) expect(n, `requests in flight at once to audience ${id}`).toBe(1);
     expect(onPlatform(fake)).toEqual(await expected());
+  });
+
+  it("one worker without room for two identity tables: a second audience's run waits for the first to end", async () => {
+    const { origin, fake, hold } = await platform();
+    const { shop, env, cli, expected } = await metaShop(origin);
+    const config = path.join(shop.dir, 'audience-sync.yaml');
+    writeFileSync(
+      config,
+      readFileSync(config, 'utf8').replace('lease_seconds: 2 }', 'lease_seconds: 2, table_memory_mb: 0 }'),
+    );
+    // Two jobs at once (the default), so that only the budget keeps the runs apart.
+    const worker = run(['worker'], { cwd: shop.dir, env: { ...env, LOG_LEVEL: 'info' } });
+    await worker.waitFor(/worker started/);
+    const first = await cli(['resync', '--destination', 'meta', '--wait']);
+    expect(first.code, first.out).toBe(0);
+    const [a, b] = [...fake.audiences.values()].filter((x) => x.identifiers.size > 0);
+    const posts = (id: string) =>
+      fake.requests.flatMap((r, at) => (r.method === 'POST' && r.path.includes(`/${id}/`) ? [at] : []));
+    const before = fake.requests.length;
+    // A's first upload is held: its run holds its table meanwhile.
+    const gate = hold((method, url) => method === 'POST' && url.includes(`/${a!.id}/`));
+    const runA = cli(['resync', '--destination', 'meta', '--audience', a!.name, '--full', '--wait']);
+    await gate.reached;
+    const runB = cli(['resync', '--destination', 'meta', '--audience', b!.name, '--full', '--wait']);
+    const named = b!.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    await worker.waitFor(new RegExp(`'${named}' on meta waits for memory`));
+    gate.release();
+    for (const r of await Promise.all([runA, runB])) expect(r.code, r.out).toBe(0);
+    // Every upload of B's run came after the last of A's.
+    const ofA = posts(a!.id).filter((at) => at >= before);
+    const ofB = posts(b!.id).filter((at) => at >= before);
+    expect(ofA.length).toBeGreaterThan(0);
+    expect(ofB.length).toBeGreaterThan(0);
+    expect(Math.min(...ofB)).toBeGreaterThan(Math.max(...ofA));
+    expect(onPlatform(fake)).toEqual(await expected());
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
   });
 });
