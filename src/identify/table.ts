@@ -306,12 +306,6 @@ export class Identifier {
   }
 
   /**
-   * Starts identifying these customers (the next audience's members) on the worker threads, for a later
-   * `identify` of the same array to finish: the threads work while this thread sends the audience before.
-   * Nothing is started without threads, or when the table would be large (`AHEAD_BYTES`: two audiences'
-   * tables are then held at once). One audience ahead at most; a newer call lets the older one go.
-   */
-  /**
    * Says that the audience identified next is the last: its sort's room (35 bytes per member) is let go
    * after it, not held through its diff and push (a worker's run of one audience, two runs at once: about
    * 70 MB each at 2 M members).
@@ -333,6 +327,12 @@ export class Identifier {
     return this.madeBytes(n) + n * 4 * (1 + 6 + 7);
   }
 
+  /**
+   * Starts identifying these customers (the next audience's members) on the worker threads, for a later
+   * `identify` of the same array to finish: the threads work while this thread sends the audience before.
+   * Nothing is started without threads, or when the table would be large (`AHEAD_BYTES`: two audiences'
+   * tables are then held at once). One audience ahead at most; a newer call lets the older one go.
+   */
   ahead(members: Uint32Array): void {
     const bytes = this.madeBytes(members.length);
     if (!this.threadedFor(members.length) || bytes > AHEAD_BYTES) return;
