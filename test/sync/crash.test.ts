@@ -14,7 +14,7 @@ const BIN = path.resolve('dist/app/cli/bin.js');
 const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
 const TRIALS = Number(process.env.CRASH_TRIALS ?? 24);
 
-function runToEnd(cwd: string): { added: number; removed: number; ms: number } {
+function runToEnd(cwd: string): { added: number; removed: number; ms: number; out: string } {
   const started = performance.now();
   const r = spawnSync(process.execPath, [BIN, 'sync', '--json'], { cwd, env, encoding: 'utf8' });
   if (r.status !== 0 && r.status !== 3) throw new Error(`sync exited ${r.status}: ${r.stderr}`);
@@ -23,6 +23,7 @@ function runToEnd(cwd: string): { added: number; removed: number; ms: number } {
     added: results.reduce((a, x) => a + x.added, 0),
     removed: results.reduce((a, x) => a + x.removed, 0),
     ms: performance.now() - started,
+    out: JSON.stringify(results.filter((x) => x.added + x.removed > 0)) + r.stderr,
   };
 }
 
@@ -83,12 +84,15 @@ describe(`crash safety: after ${TRIALS} random kills, the next run always finish
         if (random() < 0.35) await killAfter(shop.dir, 100 + random() * full);
         else await killAfter(shop.dir, random() * 40, path.join(shop.out, 'changes.jsonl'));
       }
-      runToEnd(shop.dir);
+      const complete = runToEnd(shop.dir);
       const expected = await expectedAudiences(shop.config);
       const got = fileAudiences(shop.out);
       expect(got, `trial ${trial}`).toEqual(expected);
       const again = runToEnd(shop.dir);
-      expect(again.added + again.removed, `trial ${trial}: a run after a complete one sends nothing`).toBe(0);
+      expect(
+        again.added + again.removed,
+        `trial ${trial}: a run after a complete one sends nothing: ${again.out}\nthe complete run: ${complete.out}`,
+      ).toBe(0);
     });
   }
 });
