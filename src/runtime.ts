@@ -34,7 +34,13 @@ export function mallocAdvice(
   env: NodeJS.ProcessEnv = process.env,
   runtime: () => string | undefined = glibcVersion,
 ): string | undefined {
-  if (customers < ADVISE_FROM || env[MALLOC_SETTING.name] !== undefined) return undefined;
+  // Set as the variable, or as glibc's own tunable for the same threshold.
+  if (
+    customers < ADVISE_FROM ||
+    env[MALLOC_SETTING.name] !== undefined ||
+    env.GLIBC_TUNABLES?.includes('glibc.malloc.mmap_threshold=')
+  )
+    return undefined;
   const glibc = runtime(); // a process report: asked only when it matters
   if (glibc === undefined) return undefined;
   return (

@@ -156,7 +156,11 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('worker')
     .description('run sync jobs (scheduled and requested) from Redis until SIGTERM/SIGINT')
-    .option('--concurrency <n>', 'sync jobs at once in this process (different destinations)', '2')
+    .option(
+      '--concurrency <n>',
+      'sync jobs at once in this process (different destinations or audiences; their identity tables held within sync.table_memory_mb)',
+      '2',
+    )
     .option(
       '--metrics-port <port>',
       'serve Prometheus /metrics and /healthz on this port',

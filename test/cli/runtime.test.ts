@@ -63,8 +63,13 @@ describe("glibc's malloc setting", () => {
     expect(advice).toContain('in the environment the worker starts with');
     expect(mallocAdvice(999_999, {}, glibc)).toBeUndefined();
     expect(mallocAdvice(10_000_000, { [name]: '65536' }, glibc)).toBeUndefined();
+    expect(
+      mallocAdvice(10_000_000, { GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=131072' }, glibc),
+    ).toBeUndefined();
     // The process report is asked for only when the rest says the advice may be due.
     expect(asked).toBe(1);
+    // Another tunable does not set the threshold.
+    expect(mallocAdvice(10_000_000, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }, glibc)).toContain(name);
     expect(mallocAdvice(10_000_000, {}, () => undefined)).toBeUndefined();
   });
 });
