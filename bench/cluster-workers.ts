@@ -33,6 +33,12 @@ const SCHEMA = (process.env.BENCH_META_SCHEMA ?? 'EMAIL').split(',').map((key) =
 /** More `audience-sync worker` options, e.g. `--concurrency 1`. */
 const WORKER_ARGS = (process.env.BENCH_WORKER_ARGS ?? '').split(' ').filter(Boolean);
 
+/** A process's memory figure from the kernel (`VmRSS`: now, `VmHWM`: its peak), in MB. */
+function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
+}
+
 export interface WorkersRun {
   seconds: number;
   /** Each worker's peak RSS, runs, reads of the source (the rest took a read), longest stall. */
@@ -121,8 +127,7 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
     const sampler = (async () => {
       while (sampling) {
         procs.forEach(({ child }, w) => {
-          const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-          rss[w]!.push(`${Date.now()} ${Math.round(Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024)}`);
+          rss[w]!.push(`${Date.now()} ${Math.round(statusMb(child.pid!, 'VmRSS'))}`);
         });
         for (const c of servers_) {
           for (const key of await c.keys(`{${PREFIX}}:sync:*:lock`)) {
@@ -163,10 +168,7 @@ sync: { redis_prefix: ${PREFIX}, lease_seconds: ${LEASE_SECONDS} }
       writeFileSync(path.join(dir, `worker-${w}.rss`), rss[w]!.join('\n') + '\n');
     });
     const after = await used();
-    const peaks = procs.map(({ child }) => {
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-    });
+    const peaks = procs.map(({ child }) => statusMb(child.pid!, 'VmHWM'));
     fake.send('counts');
     const { rows } = (await ask()) as { rows: number };
     const digests: Record<string, string> = {};
