@@ -178,9 +178,14 @@ export function toRow(slots: readonly (Buffer | undefined)[], schema: readonly S
 }
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
-/** Each byte's two hex digits, as bytes. */
-const HIGH = Uint8Array.from({ length: 256 }, (_, b) => HEX[b >> 4]!);
-const LOW = Uint8Array.from({ length: 256 }, (_, b) => HEX[b & 15]!);
+/**
+ * Two bytes' four hex digits, as the little-endian word that writes them in order: a slot is written in
+ * 16 word stores, not 64 byte stores (0.3 s against 0.6–0.9 s for 5 M slots read in order, measured).
+ */
+const HEX4 = Uint32Array.from(
+  { length: 65536 },
+  (_, v) => HEX[v >> 12]! | (HEX[(v >> 8) & 15]! << 8) | (HEX[(v >> 4) & 15]! << 16) | (HEX[v & 15]! << 24),
+);
 
 /**
  * The JSON body of a `/users` or `/usersreplace` request, written from the members' slots straight into
@@ -219,6 +224,7 @@ export function usersBody(
     else size += schema.length * 3 + 2;
   });
   const out = Buffer.allocUnsafe(size);
+  const words = new DataView(out.buffer, out.byteOffset, out.byteLength);
   let at = out.write(head, 0, 'utf8');
   let text = 0;
   let rows = 0;
@@ -243,10 +249,9 @@ export function usersBody(
       if (present) {
         const bytes = m.row ? m.row.bytes : m.slots[c]!;
         const from = m.row ? m.row.at + c * SLOT_BYTES : 0;
-        for (let k = from; k < from + SLOT_BYTES; k++) {
-          const b = bytes[k]!;
-          out[at++] = HIGH[b]!;
-          out[at++] = LOW[b]!;
+        for (let k = from; k < from + SLOT_BYTES; k += 2) {
+          words.setUint32(at, HEX4[(bytes[k]! << 8) | bytes[k + 1]!]!, true);
+          at += 4;
         }
       }
       out[at++] = 0x22;

@@ -29,7 +29,10 @@ export interface AudiencePlan {
   members: number;
   /** Members the state says the platform holds (or is adding) before this run: what removals are a share of. */
   current: number;
-  /** Members to add, in key order (changed members last on a platform that settles at once). */
+  /**
+   * Members to add, in the identity table's order: the order their rows lie in, so sending them reads the
+   * table front to back (changed members last on a platform that settles at once).
+   */
   add: MemberList;
   /**
    * Members to remove, with the identifiers the state kept for them: first the `required` ones, then
@@ -264,6 +267,19 @@ export async function mergeAudience(
   return { plan, table, entries: add.subarray(0, adds), leaving, changed, removing };
 }
 
+/**
+ * Entries (each once) in ascending order, without a sort: the merge finds them in key order, which is
+ * random across the table's rows, and a first sync's batches then read every row from another place
+ * (about 0.5 s of cache misses for a million members with Meta's five keys, measured).
+ */
+function inTableOrder(entries: Uint32Array, size: number): Uint32Array {
+  const wanted = new Uint8Array(size);
+  for (const k of entries) wanted[k] = 1;
+  const out = new Uint32Array(entries.length);
+  for (let k = 0, n = 0; n < out.length; k++) if (wanted[k]) out[n++] = k;
+  return out;
+}
+
 /** The records of members who left the audience (not those whose identifiers changed), in order. */
 export function leftRecords(merged: Merged): StateRecord[] {
   return merged.leaving.filter((l) => l.self === undefined).map((l) => l.record);
@@ -290,7 +306,7 @@ export function planAudience(
 ): AudiencePlan {
   const { plan, table, leaving, changed, removing } = merged;
   const suppressed = options.suppressed?.empty === false ? options.suppressed : undefined;
-  let entries = merged.entries;
+  let entries = inTableOrder(merged.entries, table.size);
   const additive = options.removals === false;
   if (leaving.length > 0) {
     const classify = additive || options.classify === true;
