@@ -916,7 +916,7 @@ function newest(under: Placements, over: Placements, newer: readonly number[]): 
     hi[s + k] = over.hi[newer[k]!]!;
     lo[s + k] = over.lo[newer[k]!]!;
   }
-  // By key, then in the order written (mostly in key order already: batches go out in key order).
+  // By key, then in the order written (a bucket's stored records are in key order already).
   const order = Array.from({ length: m }, (_, p) => p);
   order.sort((x, y) => hi[x]! - hi[y]! || lo[x]! - lo[y]! || x - y);
   const out: number[] = [];

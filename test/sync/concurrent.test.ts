@@ -141,6 +141,27 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     }
   });
 
+  it("list a first sync's adds in the source's order, the order their identity rows lie in (not in key order)", async () => {
+    const shop = await shopWithChanges(7, 2000);
+    const prepared = await prepareSync(shop.config, connectors);
+    const plans = await planDestination(prepared.destinations[0]!, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      store: new StateStore(redis, `${shop.prefix}-order`),
+      threads: SCRIPT,
+    });
+    const ids = idsByKey(prepared.segmented);
+    const source = prepared.segmented.customers.ids;
+    const row = new Map(Array.from({ length: source.length }, (_, i) => [source.get(i)!, i]));
+    let adds = 0;
+    for (const p of plans) {
+      const rows = p.add.slice(0, p.add.length).map((m) => row.get(ids(m.key))!);
+      adds += rows.length;
+      expect(rows, p.audience).toEqual([...new Set(rows)].sort((a, b) => a - b));
+    }
+    expect(adds).toBeGreaterThan(1000);
+  });
+
   it('sync two destinations so that each audience equals its segment', async () => {
     const shops = [
       await makeShop({ seed: 11, customers: 3000 }),
