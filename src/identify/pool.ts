@@ -130,6 +130,8 @@ export interface Identification {
    * workers skipped for an unlisted reason (by position), or throws what a slice failed with.
    */
   finish(): Promise<[number, string][]>;
+  /** Resolves once the threads have no slice of it left (done, or failed): the next can have them. */
+  readonly threadsDone: Promise<void>;
 }
 
 /**
@@ -190,6 +192,7 @@ export function identifyInThreads(
   // Two slices in hand per thread: a worker never waits for this thread to finish a slice of its own.
   const lanes = workers.flatMap((thread) => [lane(thread), lane(thread)]);
   return {
+    threadsDone: Promise.all(lanes).then(() => undefined),
     finish: async () => {
       await Promise.all([...lanes, here()]);
       if (failure) throw failure;

@@ -277,8 +277,8 @@ export class Identifier {
   private room: Uint32Array[] = [];
   /** Whether the sort's room is kept for another audience's (see `lastAudience`). */
   private keepRoom = true;
-  /** The next audience's identification, started ahead (`ahead`). */
-  private next: { members: Uint32Array; started: () => Promise<Started> } | undefined;
+  /** The next audiences' identifications, started ahead (`ahead`), in the order they were asked for. */
+  private queue: Ahead[] = [];
 
   constructor(
     private readonly segmented: Segmented,
@@ -328,15 +328,30 @@ export class Identifier {
   }
 
   /**
-   * Starts identifying these customers (the next audience's members) on the worker threads, for a later
-   * `identify` of the same array to finish: the threads work while this thread sends the audience before.
-   * Nothing is started without threads, or when the table would be large (`AHEAD_BYTES`: two audiences'
-   * tables are then held at once). One audience ahead at most; a newer call lets the older one go.
+   * Starts identifying these customers (a later audience's members) on the worker threads, for a later
+   * `identify` of the same array to finish: the threads work while this thread sends the audiences before.
+   * Several can wait, each started once the one before has left the threads (a short audience's sending
+   * does not leave the threads idle until the next is planned), up to `AHEAD_BYTES` of tables in all, held
+   * besides the audience being sent. Returns whether it was taken: nothing is started without threads, or
+   * beyond that memory.
    */
-  ahead(members: Uint32Array): void {
+  ahead(members: Uint32Array): boolean {
     const bytes = this.madeBytes(members.length);
-    if (!this.threadedFor(members.length) || bytes > AHEAD_BYTES) return;
-    this.next = { members, started: this.start(members) };
+    const held = this.queue.reduce((sum, a) => sum + a.bytes, 0);
+    if (!this.threadedFor(members.length) || held + bytes > AHEAD_BYTES) return false;
+    const before = this.queue.at(-1)?.started ?? Promise.resolve(undefined);
+    const entry: Ahead = {
+      members,
+      bytes,
+      wanted: true,
+      // Not started at all if it is no longer wanted by its turn (see `identify`).
+      started: before.then(async (earlier) => {
+        await earlier?.threadsDone;
+        return entry.wanted ? this.start(members) : undefined;
+      }),
+    };
+    this.queue.push(entry);
+    return true;
   }
 
   /**
@@ -349,9 +364,12 @@ export class Identifier {
     suppressed?: Suppression,
   ): Promise<{ table: IdentityTable; byKey: KeyOrder }> {
     const n = members.length;
-    const started = this.next?.members === members ? this.next.started : this.start(members);
-    this.next = undefined;
-    const { out, slots, per, reasons, plain, skip } = await started();
+    // Its own identification started ahead, if any; those asked for before it are not wanted any more.
+    const at = this.queue.findIndex((a) => a.members === members);
+    const taken = this.queue[at];
+    for (const earlier of this.queue.splice(0, at + 1)) earlier.wanted = earlier === taken;
+    const started = taken ? await taken.started : this.start(members);
+    const { out, slots, per, reasons, plain, skip } = await started!.finish();
     const table = new IdentityTable(
       this.slotCount,
       this.groups,
@@ -392,7 +410,7 @@ export class Identifier {
    * Starts identifying `members` into fresh buffers (on the threads, when there are any for it): the
    * function returned finishes the work, this thread helping, and gives the buffers, final.
    */
-  private start(members: Uint32Array): () => Promise<Started> {
+  private start(members: Uint32Array): Starting {
     const n = members.length;
     const threaded = this.threadedFor(n);
     const out: IdentityBuffers = {
@@ -422,13 +440,16 @@ export class Identifier {
       } else if (id.plain) plain.set(k, id.plain);
     };
     if (!threaded)
-      return async () => {
-        const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
-        for (let k = 0; k < n; k++) {
-          if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
-          one(k, chunk, k);
-        }
-        return done;
+      return {
+        threadsDone: Promise.resolve(),
+        finish: async () => {
+          const chunk = (slots[0] = Buffer.alloc(n * this.slotCount * SLOT_BYTES));
+          for (let k = 0; k < n; k++) {
+            if ((k & 0x3fff) === 0x3fff) await new Promise((resolve) => setImmediate(resolve));
+            one(k, chunk, k);
+          }
+          return done;
+        },
       };
     const work = identifyInThreads(
       threaded.script,
@@ -452,9 +473,12 @@ export class Identifier {
         }
       },
     );
-    return async () => {
-      for (const [k, reason] of await work.finish()) skip(k, reason);
-      return done;
+    return {
+      threadsDone: work.threadsDone,
+      finish: async () => {
+        for (const [k, reason] of await work.finish()) skip(k, reason);
+        return done;
+      },
     };
   }
 
@@ -560,6 +584,21 @@ interface Sorted {
 }
 
 /** What identifying an audience's members gives, before the suppression list and the sort. */
+/** An identification under way: `finish` helps with what is left and gives the buffers, final. */
+interface Starting {
+  readonly threadsDone: Promise<void>;
+  finish(): Promise<Started>;
+}
+
+/** An identification asked for ahead: it starts once the one before it has left the threads. */
+interface Ahead {
+  members: Uint32Array;
+  bytes: number;
+  /** False once `identify` asked for a later one: its turn then starts nothing. */
+  wanted: boolean;
+  started: Promise<Starting | undefined>;
+}
+
 interface Started {
   out: IdentityBuffers;
   slots: Buffer[];
@@ -573,8 +612,8 @@ interface Started {
 }
 
 /**
- * At most this much memory goes to a table identified ahead (about 1.4 M members of Meta's five keys):
- * beyond it, the next audience waits for its turn rather than double the memory a run holds.
+ * At most this much memory goes to the tables identified ahead, in all (about 1.4 M members of Meta's five
+ * keys): beyond it, an audience waits for its turn rather than double the memory a run holds.
  */
 const AHEAD_BYTES = 256 * 2 ** 20;
 

@@ -165,20 +165,24 @@ export async function syncDestination(
   const identifier = identifierFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
   const specs = audiencesOn(destination, options);
-  let membership: Membership | undefined;
+  // Members of the audiences after this one, found when their identification was asked for ahead.
+  const found = new Map<number, Membership>();
+  // Audiences before this index have had their identification started ahead.
+  let asked = 0;
   for (const [k, spec] of specs.entries()) {
-    const current = membership;
-    membership = undefined;
-    // Once this audience is planned, the next one's identification starts on the worker threads, which
-    // would otherwise wait while this one is sent and journalled.
-    const next = specs[k + 1];
-    if (!next) identifier.lastAudience();
-    const ahead = next
-      ? () => {
-          membership = membershipOf(next, options.segmented);
-          identifier.ahead(membership.members);
-        }
-      : undefined;
+    const current = found.get(k);
+    found.delete(k);
+    if (k === specs.length - 1) identifier.lastAudience();
+    // Once this audience is planned, the next ones' identification starts on the worker threads, which
+    // would otherwise wait while this one is sent and journalled: as many as `Identifier.ahead` takes, in
+    // order, topped up after each audience.
+    const ahead = () => {
+      for (asked = Math.max(asked, k + 1); asked < specs.length; asked++) {
+        let membership = found.get(asked);
+        if (!membership) found.set(asked, (membership = membershipOf(specs[asked]!, options.segmented)));
+        if (!identifier.ahead(membership.members)) break;
+      }
+    };
     results.push(await syncAudience(destination, client, spec, identifier, options, current, ahead));
     options.signal?.throwIfAborted();
   }
@@ -247,7 +251,7 @@ async function syncAudience(
   options: SyncOptions,
   /** The audience's members, when they were found ahead (`membershipOf`). */
   membership?: Membership,
-  /** Called once the plan is made: starts the next audience's identification. */
+  /** Called once the plan is made: starts the next audiences' identifications (`Identifier.ahead`). */
   ahead?: () => void,
 ): Promise<AudienceResult> {
   const started = performance.now();

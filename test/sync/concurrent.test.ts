@@ -326,4 +326,37 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     expect(evens).toEqual(await rows(identifier().identify(even)));
     expect(new Set(evens.map((r) => r.split(' ')[0])).size).toBe(1000);
   });
+
+  it('use several identifications started ahead, each for its own members, in order or with some skipped', async () => {
+    const shop = await makeShop({ seed: 13, customers: 2000 });
+    const prepared = await prepareSync(shop.config, connectors);
+    const { connector, config } = prepared.destinations[0]!;
+    const identifier = () =>
+      new Identifier(prepared.segmented, {
+        identify: (person) => connector.identify(person, config),
+        slotCount: connector.slots(config).length,
+        reasons: connector.skipReasons,
+        threaded: { script: SCRIPT, rules: connector.identifiers!, config },
+      });
+    const rows = async (made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) => {
+      const { table } = await made;
+      return Array.from({ length: table.size }, (_, k) =>
+        [table.customers[k], table.reason(k), ...table.member(k).slots.map((s) => s?.toString('hex'))].join(
+          ' ',
+        ),
+      );
+    };
+    // Four audiences' members: every third customer from 0, 1 and 2, and the first 500.
+    const thirds = [0, 1, 2].map((r) => Uint32Array.from({ length: 600 }, (_, k) => 3 * k + r));
+    const first = Uint32Array.from({ length: 500 }, (_, k) => k);
+    const alone = await Promise.all([...thirds, first].map((m) => rows(identifier().identify(m))));
+    const shared = identifier();
+    for (const m of [...thirds, first]) expect(shared.ahead(m)).toBe(true);
+    expect(await rows(shared.identify(thirds[0]!))).toEqual(alone[0]);
+    // The second is skipped: the third and the fourth are still its own members' tables.
+    expect(await rows(shared.identify(thirds[2]!))).toEqual(alone[2]);
+    expect(await rows(shared.identify(first))).toEqual(alone[3]);
+    // And one asked for after being skipped is identified afresh.
+    expect(await rows(shared.identify(thirds[1]!))).toEqual(alone[1]);
+  });
 });
