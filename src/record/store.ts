@@ -229,7 +229,9 @@ export class AudienceState {
   /**
    * Whether records the state counted are gone (their keys evicted, or lost with a restart or a failover
    * that kept only some): a shard counts members but has neither buckets nor journal, or the meta says
-   * members and no shard holds any.
+   * members and no shard holds any or says it has none (a checkpoint that emptied the state and stopped
+   * before it wrote the meta's count leaves the shards it emptied counting 0: empty, not lost; keys that
+   * were evicted say nothing).
    */
   async lost(): Promise<boolean> {
     const lay = await this.layout();
@@ -245,11 +247,11 @@ export class AudienceState {
             .exists(this.shardKey(lay, s, 'j'))
             .exec(),
         )) as [[null, string | null], [null, number], [null, number]];
-        return { counted: Number(counted ?? 0), held: buckets + journal > 0 };
+        return { counted: Number(counted ?? 0), zero: counted === '0', held: buckets + journal > 0 };
       }),
     );
     if (shards.some((s) => s.counted > 0 && !s.held)) return true;
-    return members > 0 && !shards.some((s) => s.held);
+    return members > 0 && !shards.some((s) => s.held) && !shards.some((s) => s.zero);
   }
 
   async nextUploadId(): Promise<number> {
@@ -418,16 +420,24 @@ export class AudienceState {
   /**
    * Folds one shard's journal into its buckets, then trims the journal and changes the shard's counts in
    * one transaction. Returns how many journal entries are left (appended meanwhile).
+   *
+   * The counts change by what the fold found in the buckets it read. A fold that stopped after writing
+   * some buckets (a crash) leaves buckets that already hold the journal's records and counts that do not:
+   * the field `folding` in the shard's counts, set before the first bucket is written and cleared with the
+   * counts, tells the next fold, which then reads every bucket of the shard and counts it whole.
    */
   private async foldShard(
     lay: Layout,
     bits: number,
     s: number,
     journal: Buffer[],
-    whole: boolean,
+    everyBucket: boolean,
     transform: ((record: StateRecord) => StateRecord | undefined) | undefined,
   ): Promise<number> {
     const bucketsKey = this.shardKey(lay, s, 'b');
+    const countsKey = this.shardKey(lay, s, 'c');
+    const journalKey = this.shardKey(lay, s, 'j');
+    const whole = everyBucket || (await this.redis.hexists(countsKey, 'folding')) === 1;
     const fresh = Placements.of(journal);
     // The journal's records of each bucket, in the order written.
     const touched = new Map<number, number[]>();
@@ -444,7 +454,9 @@ export class AudienceState {
     const byStatus = new Map<number, number>(COUNTED.map((c) => [c, 0]));
     const tally = (status: number, by: number) => byStatus.set(status, (byStatus.get(status) ?? 0) + by);
     const writes = new Batches(this.redis);
+    await this.redis.hset(countsKey, 'folding', 1);
     let delta = 0;
+    let members = 0;
     for (const b of new Set([...buckets.keys(), ...touched.keys()])) {
       const bytes = buckets.get(b);
       const stored = Placements.of(bytes ? [bytes] : []);
@@ -470,6 +482,7 @@ export class AudienceState {
         tally(now, 1);
       }
       delta += keep.length - n;
+      members += keep.length;
       const packed = keep.length > 0 ? packIds(stored, fresh, keep, replaced) : undefined;
       await writes.add(bucketsKey, (p) =>
         packed ? p.hset(bucketsKey, String(b), packed) : p.hdel(bucketsKey, String(b)),
@@ -477,13 +490,13 @@ export class AudienceState {
     }
     await writes.end();
     // The journal goes only after every bucket is written; entries appended meanwhile stay.
-    const countsKey = this.shardKey(lay, s, 'c');
-    const journalKey = this.shardKey(lay, s, 'j');
     const tx = this.redis.multi().ltrim(journalKey, journal.length, -1);
     for (const [status, n] of byStatus)
       if (whole) tx.hset(countsKey, countField(status), n);
       else if (n !== 0) tx.hincrby(countsKey, countField(status), n);
-    tx.hincrby(countsKey, 'members', delta).llen(journalKey);
+    if (whole) tx.hset(countsKey, 'members', members);
+    else tx.hincrby(countsKey, 'members', delta);
+    tx.hdel(countsKey, 'folding').llen(journalKey);
     const results = await done(tx.exec());
     return Number(results.at(-1)?.[1] ?? 0);
   }

@@ -543,6 +543,88 @@ describe('a state spread over shards', () => {
   });
 });
 
+describe('a checkpoint stopped part way (a crash)', () => {
+  it('between writing a shard’s buckets and counting them: the next checkpoint counts it right, and it is not lost', async () => {
+    const own = await startRedis({ volatile: true });
+    const redis = new Redis(own.url);
+    // A run whose fold stops right after its bucket writes: its Redis login may not trim the journal, so
+    // the transaction that trims it and changes the counts is refused, as a kill at that moment leaves it.
+    await redis.call('ACL', 'SETUSER', 'stops', 'on', 'nopass', '~*', '&*', '+@all', '-ltrim');
+    const stops = new Redis(own.url, { username: 'stops', password: 'any' });
+    onTestFinished(async () => {
+      redis.disconnect();
+      stops.disconnect();
+      await own.stop();
+    });
+    const state = (client: Redis) => new StateStore(client, 'crash').audience('dest', 'a');
+    const first = state(redis);
+    await first.append(Array.from({ length: 300 }, (_, i) => rec(i + 1)));
+    await first.checkpoint();
+    // The next run: 200 members leave, 50 are re-sent and wait on an upload, 50 are unchanged. Whole shards
+    // empty out.
+    const next = state(stops);
+    await next.append([
+      ...Array.from({ length: 200 }, (_, i) => rec(i + 1, Status.deleted)),
+      ...Array.from({ length: 50 }, (_, i) => rec(i + 201, Status.addPending)),
+    ]);
+    await expect(next.checkpoint()).rejects.toThrow(/NOPERM|EXECABORT/);
+    // The run after it (a new process: nothing in memory) finishes the fold.
+    const after = state(redis);
+    expect(await after.lost()).toBe(false);
+    await after.checkpoint();
+    const kept = await all(after);
+    expect(kept.map((r) => r.key.readUInt32BE(4))).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 201).sort((a, b) => Buffer.compare(rec(a).key, rec(b).key)),
+    );
+    // The counts, from the records themselves.
+    const byStatus = (status: number) => kept.filter((r) => r.status === status).length;
+    expect([byStatus(Status.confirmed), byStatus(Status.addPending)]).toEqual([50, 50]);
+    expect(await after.counts()).toEqual({ confirmed: 50, addPending: 50, removePending: 0, rejected: 0 });
+    expect(await redis.hget(`${baseOf(after)}:meta`, 'members')).toBe('100');
+    expect(await after.lost()).toBe(false);
+  });
+
+  it('after every shard is folded and before the meta counts the members: an emptied state is not lost', async () => {
+    const own = await startRedis({ volatile: true });
+    const redis = new Redis(own.url);
+    // This run's login may write the shards' keys (buckets, journal, counts) but not the meta: its checkpoint
+    // stops where a kill after the last shard's fold would.
+    await redis.call(
+      'ACL',
+      'SETUSER',
+      'stops',
+      'on',
+      'nopass',
+      '&*',
+      '+@all',
+      '%R~*',
+      '%RW~*:b:*',
+      '%RW~*:j:*',
+      '%RW~*:c:*',
+    );
+    const stops = new Redis(own.url, { username: 'stops', password: 'any' });
+    onTestFinished(async () => {
+      redis.disconnect();
+      stops.disconnect();
+      await own.stop();
+    });
+    const state = (client: Redis) => new StateStore(client, 'crash').audience('dest', 'a');
+    // Fewer members than shards: some shards never hold any, and have no count.
+    const first = state(redis);
+    await first.append(Array.from({ length: 20 }, (_, i) => rec(i + 1)));
+    await first.checkpoint();
+    expect(await redis.hget(`${baseOf(first)}:meta`, 'members')).toBe('20');
+    // Every member leaves.
+    await state(redis).append(Array.from({ length: 20 }, (_, i) => rec(i + 1, Status.deleted)));
+    await expect(state(stops).checkpoint()).rejects.toThrow(/NOPERM/);
+    const after = state(redis);
+    expect(await all(after)).toEqual([]);
+    expect(await after.lost()).toBe(false);
+    await after.checkpoint();
+    expect(await after.counts()).toEqual({ confirmed: 0, addPending: 0, removePending: 0, rejected: 0 });
+  });
+});
+
 describe('a reader outside the run’s lease (plan, status, the API)', () => {
   it('is told the state moved when a run rewrites it under its read, rather than reading it short', async () => {
     const name = `t${randomBytes(4).toString('hex')}`;
