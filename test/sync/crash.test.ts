@@ -1,9 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateShop } from '../../src/example/generate.js';
-import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
+import { StateStore } from '../../src/record/store.js';
+import { expectedAudiences, expectedRows, fileAudiences, makeShop } from './harness.js';
 
 /**
  * Kills `sync` with SIGKILL at random moments (while reading, pushing, journaling, checkpointing,
@@ -13,6 +15,8 @@ import { expectedAudiences, fileAudiences, makeShop } from './harness.js';
 const BIN = path.resolve('dist/app/cli/bin.js');
 const env = { ...process.env, CI: 'true', REDIS_URL: inject('redisUrl') };
 const TRIALS = Number(process.env.CRASH_TRIALS ?? 24);
+const redis = new Redis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
 
 function runToEnd(cwd: string): { added: number; removed: number; ms: number; out: string } {
   const started = performance.now();
@@ -88,6 +92,14 @@ describe(`crash safety: after ${TRIALS} random kills, the next run always finish
       const expected = await expectedAudiences(shop.config);
       const got = fileAudiences(shop.out);
       expect(got, `trial ${trial}`).toEqual(expected);
+      // The state counts what the platform holds (what health readings and alerts compare with the segment).
+      const store = new StateStore(redis, shop.prefix);
+      for (const [name, members] of await expectedRows(shop.config)) {
+        const counts = await store.audience('local', name).counts();
+        expect(counts && counts.confirmed + counts.addPending, `trial ${trial}: '${name}' as counted`).toBe(
+          members.size,
+        );
+      }
       const again = runToEnd(shop.dir);
       expect(
         again.added + again.removed,
