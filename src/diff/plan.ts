@@ -270,7 +270,7 @@ export async function mergeAudience(
 /**
  * Entries (each once) in ascending order, without a sort: the merge finds them in key order, which is
  * random across the table's rows, and a first sync's batches then read every row from another place
- * (about 0.5 s of cache misses for a million members with Meta's five keys, measured).
+ * (with Meta's word-wide hex, a million members with five keys took 0.8 s less CPU, measured).
  */
 function inTableOrder(entries: Uint32Array, size: number): Uint32Array {
   const wanted = new Uint8Array(size);

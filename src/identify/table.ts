@@ -407,8 +407,8 @@ export class Identifier {
   }
 
   /**
-   * Starts identifying `members` into fresh buffers (on the threads, when there are any for it): the
-   * function returned finishes the work, this thread helping, and gives the buffers, final.
+   * Starts identifying `members` into fresh buffers (on the threads, when there are any for it): its
+   * `finish` finishes the work, this thread helping, and gives the buffers, final.
    */
   private start(members: Uint32Array): Starting {
     const n = members.length;
@@ -583,7 +583,6 @@ interface Sorted {
   d2: Uint32Array;
 }
 
-/** What identifying an audience's members gives, before the suppression list and the sort. */
 /** An identification under way: `finish` helps with what is left and gives the buffers, final. */
 interface Starting {
   readonly threadsDone: Promise<void>;
@@ -599,6 +598,7 @@ interface Ahead {
   started: Promise<Starting | undefined>;
 }
 
+/** What identifying an audience's members gives, before the suppression list and the sort. */
 interface Started {
   out: IdentityBuffers;
   slots: Buffer[];
