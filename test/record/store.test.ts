@@ -544,12 +544,14 @@ describe('a state spread over shards', () => {
 });
 
 describe('a checkpoint stopped part way (a crash)', () => {
-  it('between writing a shard’s buckets and counting them: the next checkpoint counts it right, and it is not lost', async () => {
+  /**
+   * A Redis of the test's own, and a second login to it with these ACL rules: a run under that login stops
+   * where its first refused command is, as a kill there would leave the state.
+   */
+  async function withLogin(...rules: string[]) {
     const own = await startRedis({ volatile: true });
     const redis = new Redis(own.url);
-    // A run whose fold stops right after its bucket writes: its Redis login may not trim the journal, so
-    // the transaction that trims it and changes the counts is refused, as a kill at that moment leaves it.
-    await redis.call('ACL', 'SETUSER', 'stops', 'on', 'nopass', '~*', '&*', '+@all', '-ltrim');
+    await redis.call('ACL', 'SETUSER', 'stops', 'on', 'nopass', '&*', '+@all', ...rules);
     const stops = new Redis(own.url, { username: 'stops', password: 'any' });
     onTestFinished(async () => {
       redis.disconnect();
@@ -557,6 +559,13 @@ describe('a checkpoint stopped part way (a crash)', () => {
       await own.stop();
     });
     const state = (client: Redis) => new StateStore(client, 'crash').audience('dest', 'a');
+    return { redis, stops, state };
+  }
+
+  it('between writing a shard’s buckets and counting them: the next checkpoint counts it right, and it is not lost', async () => {
+    // A run whose fold stops right after its bucket writes: its Redis login may not trim the journal, so
+    // the transaction that trims it and changes the counts is refused, as a kill at that moment leaves it.
+    const { redis, stops, state } = await withLogin('~*', '-ltrim');
     const first = state(redis);
     await first.append(Array.from({ length: 300 }, (_, i) => rec(i + 1)));
     await first.checkpoint();
@@ -585,30 +594,9 @@ describe('a checkpoint stopped part way (a crash)', () => {
   });
 
   it('after every shard is folded and before the meta counts the members: an emptied state is not lost', async () => {
-    const own = await startRedis({ volatile: true });
-    const redis = new Redis(own.url);
     // This run's login may write the shards' keys (buckets, journal, counts) but not the meta: its checkpoint
     // stops where a kill after the last shard's fold would.
-    await redis.call(
-      'ACL',
-      'SETUSER',
-      'stops',
-      'on',
-      'nopass',
-      '&*',
-      '+@all',
-      '%R~*',
-      '%RW~*:b:*',
-      '%RW~*:j:*',
-      '%RW~*:c:*',
-    );
-    const stops = new Redis(own.url, { username: 'stops', password: 'any' });
-    onTestFinished(async () => {
-      redis.disconnect();
-      stops.disconnect();
-      await own.stop();
-    });
-    const state = (client: Redis) => new StateStore(client, 'crash').audience('dest', 'a');
+    const { redis, stops, state } = await withLogin('%R~*', '%RW~*:b:*', '%RW~*:j:*', '%RW~*:c:*');
     // Fewer members than shards: some shards never hold any, and have no count.
     const first = state(redis);
     await first.append(Array.from({ length: 20 }, (_, i) => rec(i + 1)));

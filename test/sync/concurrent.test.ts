@@ -95,6 +95,25 @@ function summary(plans: AudiencePlan[], ids: (key: Buffer) => string) {
   }));
 }
 
+/** An identifier of the prepared destination's rules, on the built thread script. */
+function threadedIdentifier(prepared: Awaited<ReturnType<typeof prepareSync>>) {
+  const { connector, config } = prepared.destinations[0]!;
+  return new Identifier(prepared.segmented, {
+    identify: (person) => connector.identify(person, config),
+    slotCount: connector.slots(config).length,
+    reasons: connector.skipReasons,
+    threaded: { script: SCRIPT, rules: connector.identifiers!, config },
+  });
+}
+
+/** An identity table's entries as text (customer, reason, slots in hex): comparable across identifiers. */
+async function rows(made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) {
+  const { table } = await made;
+  return Array.from({ length: table.size }, (_, k) =>
+    [table.customers[k], table.reason(k), ...table.member(k).slots.map((s) => s?.toString('hex'))].join(' '),
+  );
+}
+
 describe('two jobs at once in one process, sharing the identify threads', () => {
   it('plan exactly what each plans alone', async () => {
     const shops = [await shopWithChanges(5, 3000), await shopWithChanges(8, 2000)];
@@ -299,22 +318,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
   it('use an identification started ahead (the next audience, while one is sent) for the members it was started for only', async () => {
     const shop = await makeShop({ seed: 12, customers: 2000 });
     const prepared = await prepareSync(shop.config, connectors);
-    const { connector, config } = prepared.destinations[0]!;
-    const identifier = () =>
-      new Identifier(prepared.segmented, {
-        identify: (person) => connector.identify(person, config),
-        slotCount: connector.slots(config).length,
-        reasons: connector.skipReasons,
-        threaded: { script: SCRIPT, rules: connector.identifiers!, config },
-      });
-    const rows = async (made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) => {
-      const { table } = await made;
-      return Array.from({ length: table.size }, (_, k) =>
-        [table.customers[k], table.reason(k), ...table.member(k).slots.map((s) => s?.toString('hex'))].join(
-          ' ',
-        ),
-      );
-    };
+    const identifier = () => threadedIdentifier(prepared);
     const even = Uint32Array.from({ length: 1000 }, (_, k) => 2 * k);
     const odd = Uint32Array.from({ length: 1000 }, (_, k) => 2 * k + 1);
     const shared = identifier();
@@ -330,22 +334,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
   it('use several identifications started ahead, each for its own members, in order or with some skipped', async () => {
     const shop = await makeShop({ seed: 13, customers: 2000 });
     const prepared = await prepareSync(shop.config, connectors);
-    const { connector, config } = prepared.destinations[0]!;
-    const identifier = () =>
-      new Identifier(prepared.segmented, {
-        identify: (person) => connector.identify(person, config),
-        slotCount: connector.slots(config).length,
-        reasons: connector.skipReasons,
-        threaded: { script: SCRIPT, rules: connector.identifiers!, config },
-      });
-    const rows = async (made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) => {
-      const { table } = await made;
-      return Array.from({ length: table.size }, (_, k) =>
-        [table.customers[k], table.reason(k), ...table.member(k).slots.map((s) => s?.toString('hex'))].join(
-          ' ',
-        ),
-      );
-    };
+    const identifier = () => threadedIdentifier(prepared);
     // Four audiences' members: every third customer from 0, 1 and 2, and the first 500.
     const thirds = [0, 1, 2].map((r) => Uint32Array.from({ length: 600 }, (_, k) => 3 * k + r));
     const first = Uint32Array.from({ length: 500 }, (_, k) => k);
