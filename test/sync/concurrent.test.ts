@@ -95,6 +95,19 @@ function summary(plans: AudiencePlan[], ids: (key: Buffer) => string) {
   }));
 }
 
+/** A shop's plans, on the threads, against a state of their own, empty: every member is an add. */
+async function firstPlans(seed: number) {
+  const shop = await shopWithChanges(seed, 2000);
+  const prepared = await prepareSync(shop.config, connectors);
+  const plans = await planDestination(prepared.destinations[0]!, {
+    segmented: prepared.segmented,
+    audiences: prepared.audiences,
+    store: new StateStore(redis, `${shop.prefix}-first`),
+    threads: SCRIPT,
+  });
+  return { prepared, plans };
+}
+
 /** An identifier of the prepared destination's rules, on the built thread script. */
 function threadedIdentifier(prepared: Awaited<ReturnType<typeof prepareSync>>) {
   const { connector, config } = prepared.destinations[0]!;
@@ -142,15 +155,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
   });
 
   it('give a plan memory of its own: nothing it holds is shared with a thread, which would keep it alive', async () => {
-    const shop = await shopWithChanges(6, 2000);
-    const prepared = await prepareSync(shop.config, connectors);
-    const plans = await planDestination(prepared.destinations[0]!, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
-      // A state of its own, empty: every member is an add.
-      store: new StateStore(redis, `${shop.prefix}-own`),
-      threads: SCRIPT,
-    });
+    const { plans } = await firstPlans(6);
     const members = plans.flatMap((p) => p.add.slice(0, p.add.length));
     expect(members.length).toBeGreaterThan(1000);
     // A thread's heap frees what it was sent only when that thread collects: shared memory would stay.
@@ -161,14 +166,7 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
   });
 
   it("list a first sync's adds in the source's order, the order their identity rows lie in (not in key order)", async () => {
-    const shop = await shopWithChanges(7, 2000);
-    const prepared = await prepareSync(shop.config, connectors);
-    const plans = await planDestination(prepared.destinations[0]!, {
-      segmented: prepared.segmented,
-      audiences: prepared.audiences,
-      store: new StateStore(redis, `${shop.prefix}-order`),
-      threads: SCRIPT,
-    });
+    const { prepared, plans } = await firstPlans(7);
     const ids = idsByKey(prepared.segmented);
     const source = prepared.segmented.customers.ids;
     const row = new Map(Array.from({ length: source.length }, (_, i) => [source.get(i)!, i]));
