@@ -370,7 +370,11 @@ export class AudienceState {
     const lay = await this.writable();
     if (lay.gcFrom < lay.gen) await this.collect();
     const shards = shardsOf(lay);
-    const lengths = await Promise.all(shards.map((s) => this.redis.llen(this.shardKey(lay, s, 'j'))));
+    // Each shard's journal length, and whether a fold of it stopped part way (see `foldShard`): one round trip.
+    const [lengths, stopped] = await Promise.all([
+      Promise.all(shards.map((s) => this.redis.llen(this.shardKey(lay, s, 'j')))),
+      Promise.all(shards.map((s) => this.redis.hexists(this.shardKey(lay, s, 'c'), 'folding'))),
+    ]);
     // A journal seen empty: what this object appends from now on is the whole of it. One that is not is
     // trimmed below, and seen empty there (or not: its copy waits for the next checkpoint that sees it so).
     const copy = this.written;
@@ -408,7 +412,7 @@ export class AudienceState {
     for (const s of shards) {
       const journal = s === 0 && first ? first : await journalOf(s);
       if (journal.length === 0 && !whole) continue;
-      left += await this.foldShard(lay, bits, s, journal, whole, transform);
+      left += await this.foldShard(lay, bits, s, journal, whole || stopped[s] === 1, transform);
     }
     if (left === 0) this.sawEmptyJournal();
     const members = await this.members(lay);
@@ -424,20 +428,19 @@ export class AudienceState {
    * The counts change by what the fold found in the buckets it read. A fold that stopped after writing
    * some buckets (a crash) leaves buckets that already hold the journal's records and counts that do not:
    * the field `folding` in the shard's counts, set before the first bucket is written and cleared with the
-   * counts, tells the next fold, which then reads every bucket of the shard and counts it whole.
+   * counts, tells the next checkpoint, which then folds that shard `whole`: every bucket read and counted.
    */
   private async foldShard(
     lay: Layout,
     bits: number,
     s: number,
     journal: Buffer[],
-    everyBucket: boolean,
+    whole: boolean,
     transform: ((record: StateRecord) => StateRecord | undefined) | undefined,
   ): Promise<number> {
     const bucketsKey = this.shardKey(lay, s, 'b');
     const countsKey = this.shardKey(lay, s, 'c');
     const journalKey = this.shardKey(lay, s, 'j');
-    const whole = everyBucket || (await this.redis.hexists(countsKey, 'folding')) === 1;
     const fresh = Placements.of(journal);
     // The journal's records of each bucket, in the order written.
     const touched = new Map<number, number[]>();
