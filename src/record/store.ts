@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
-import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../redis-client.js';
 import {
   decodeAt,
@@ -456,7 +455,7 @@ export class AudienceState {
     // Per status: the change (or, over every bucket, the total) of the members counted.
     const byStatus = new Map<number, number>(COUNTED.map((c) => [c, 0]));
     const tally = (status: number, by: number) => byStatus.set(status, (byStatus.get(status) ?? 0) + by);
-    const writes = new Batches(this.redis);
+    const writes = new BucketWrites(this.redis);
     await this.redis.hset(countsKey, 'folding', 1);
     let delta = 0;
     let members = 0;
@@ -487,9 +486,7 @@ export class AudienceState {
       delta += keep.length - n;
       members += keep.length;
       const packed = keep.length > 0 ? packIds(stored, fresh, keep, replaced) : undefined;
-      await writes.add(bucketsKey, (p) =>
-        packed ? p.hset(bucketsKey, String(b), packed) : p.hdel(bucketsKey, String(b)),
-      );
+      await writes.add(bucketsKey, String(b), packed);
     }
     await writes.end();
     // The journal goes only after every bucket is written; entries appended meanwhile stay.
@@ -520,7 +517,7 @@ export class AudienceState {
     const gen = await this.redis.hincrby(this.key('meta'), 'gen_seq', 1);
     const to: Layout = { gen, shardBits: SHARD_BITS, bits, gcFrom: from.gcFrom };
     const counts = new Map<number, Map<number, number>>();
-    const writes = new Batches(this.redis);
+    const writes = new BucketWrites(this.redis);
     let current = -1;
     let parts: Buffer[] = [];
     let members = 0;
@@ -530,7 +527,7 @@ export class AudienceState {
       const packed = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       const field = String(current);
       parts = [];
-      await writes.add(key, (p) => p.hset(key, field, packed));
+      await writes.add(key, field, packed);
     };
     for await (const packed of this.orderedIn(from)) {
       let start = 0;
@@ -816,38 +813,45 @@ async function done(replies: Promise<Replies | null>): Promise<Replies> {
 }
 
 /**
- * Commands to one key at a time, sent in pipelines of 256: the next is built while Redis takes the last
- * (one in flight, awaited before the next goes), and every reply is checked.
+ * Buckets written (or deleted) in batches of up to 256 of one hash: one HSET of every bucket written and
+ * one HDEL of every bucket emptied, not a pipeline of commands (ioredis joins a pipeline's commands in one
+ * more copy of their bytes). The next batch is built while Redis takes the last (one in flight, awaited
+ * before the next goes), and every reply is checked.
  */
-class Batches {
-  private pipeline: ChainableCommander | undefined;
+class BucketWrites {
   private key: string | undefined;
-  private pending = 0;
+  private fields: (string | Buffer)[] = [];
+  private emptied: string[] = [];
   private sent: Promise<unknown> | undefined;
 
   constructor(private readonly redis: RedisClient) {}
 
-  async add(key: string, command: (pipeline: ChainableCommander) => void): Promise<void> {
-    if (this.pipeline && (key !== this.key || this.pending >= 256)) await this.send();
-    this.pipeline ??= this.redis.pipeline();
+  /** Bucket `field` of hash `key` is now `packed`; deleted when undefined. */
+  async add(key: string, field: string, packed: Buffer | undefined): Promise<void> {
+    if (key !== this.key || this.fields.length / 2 + this.emptied.length >= 256) await this.send();
     this.key = key;
-    command(this.pipeline);
-    this.pending++;
+    if (packed) this.fields.push(field, packed);
+    else this.emptied.push(field);
   }
 
   async end(): Promise<void> {
-    if (this.pipeline) await this.send();
+    await this.send();
     await this.sent;
   }
 
   private async send(): Promise<void> {
+    if (this.fields.length === 0 && this.emptied.length === 0) return;
     await this.sent;
-    const sent = done(this.pipeline!.exec());
+    const key = this.key!;
+    const sent = Promise.all([
+      this.fields.length > 0 ? this.redis.hset(key, ...this.fields) : undefined,
+      this.emptied.length > 0 ? this.redis.hdel(key, ...this.emptied) : undefined,
+    ]);
     // Awaited by the next `send` or `end`; marked handled meanwhile, in case the caller throws first.
     sent.catch(() => undefined);
     this.sent = sent;
-    this.pipeline = undefined;
-    this.pending = 0;
+    this.fields = [];
+    this.emptied = [];
   }
 }
 
