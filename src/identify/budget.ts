@@ -58,6 +58,23 @@ export class MemoryBudget {
     return release;
   }
 
+  /**
+   * Takes `bytes` only when they fit now beside what is held and no run waits, never waiting: for a table
+   * made ahead of its run, which is worth making only with memory to spare. Resolves like `take`, or
+   * gives undefined.
+   */
+  tryTake(bytes: number): (() => void) | undefined {
+    if (this.waiting.length > 0 || this.held + bytes > this.limit) return undefined;
+    this.held += bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.held -= bytes;
+      this.admit();
+    };
+  }
+
   private fits(bytes: number): boolean {
     return this.held === 0 || this.held + bytes <= this.limit;
   }

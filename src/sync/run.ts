@@ -169,22 +169,40 @@ export async function syncDestination(
   const found = new Map<number, Membership>();
   // Audiences before this index have had their identification started ahead.
   let asked = 0;
-  for (const [k, spec] of specs.entries()) {
-    const current = found.get(k);
-    found.delete(k);
-    if (k === specs.length - 1) identifier.lastAudience();
-    // Once this audience is planned, the next ones' identification starts on the worker threads, which
-    // would otherwise wait while this one is sent and journalled: as many as `Identifier.ahead` takes, in
-    // order, topped up after each audience.
-    const ahead = () => {
-      for (asked = Math.max(asked, k + 1); asked < specs.length; asked++) {
-        let membership = found.get(asked);
-        if (!membership) found.set(asked, (membership = membershipOf(specs[asked]!, options.segmented)));
-        if (!identifier.ahead(membership.members)) break;
-      }
-    };
-    results.push(await syncAudience(destination, client, spec, identifier, options, current, ahead));
-    options.signal?.throwIfAborted();
+  // What the audiences identified ahead took of the process's budget (`sync.table_memory_mb`), by index:
+  // each one's run holds it as its own.
+  const taken = new Map<number, () => void>();
+  try {
+    for (const [k, spec] of specs.entries()) {
+      const current = found.get(k);
+      found.delete(k);
+      const budget = taken.get(k);
+      taken.delete(k);
+      if (k === specs.length - 1) identifier.lastAudience();
+      // Once this audience is planned, the next ones' identification starts on the worker threads, which
+      // would otherwise wait while this one is sent and journalled: as many as `Identifier.ahead` takes, in
+      // order, topped up after each audience, and, with a budget, as far as its memory is free now.
+      const ahead = () => {
+        for (asked = Math.max(asked, k + 1); asked < specs.length; asked++) {
+          let membership = found.get(asked);
+          if (!membership) found.set(asked, (membership = membershipOf(specs[asked]!, options.segmented)));
+          const release = options.budget?.tryTake(identifier.runBytes(membership.members.length));
+          if (options.budget && !release) break;
+          if (!identifier.ahead(membership.members)) {
+            release?.();
+            break;
+          }
+          if (release) taken.set(asked, release);
+        }
+      };
+      results.push(
+        await syncAudience(destination, client, spec, identifier, options, current, ahead, budget),
+      );
+      options.signal?.throwIfAborted();
+    }
+  } finally {
+    // A run stopped before the audiences identified ahead had theirs.
+    for (const release of taken.values()) release();
   }
   return results;
 }
@@ -253,6 +271,8 @@ async function syncAudience(
   membership?: Membership,
   /** Called once the plan is made: starts the next audiences' identifications (`Identifier.ahead`). */
   ahead?: () => void,
+  /** What this audience's table took of `options.budget` when it was identified ahead: the run's to give back. */
+  budget?: () => void,
 ): Promise<AudienceResult> {
   const started = performance.now();
   const { log, store } = options;
@@ -269,7 +289,7 @@ async function syncAudience(
   };
   let plan: AudiencePlan | undefined;
   /** Gives back what the run took of the budget for its table (once it has ended). */
-  let release: (() => void) | undefined;
+  let release = budget;
   // What this run sends, once the checks have held back what they hold.
   let planned = { adds: 0, removes: 0 };
   const checks = spec.sync ?? DEFAULT_CHECKS;
@@ -328,7 +348,7 @@ async function syncAudience(
     }
 
     const audience = membership ?? membershipOf(spec, options.segmented);
-    if (options.budget) {
+    if (options.budget && !release) {
       const bytes = identifier.runBytes(audience.members.length);
       const mb = (b: number) => `${Math.ceil(b / 2 ** 20).toLocaleString('en-US')} MB`;
       release = await options.budget.take(bytes, options.signal, (held) =>

@@ -75,4 +75,30 @@ describe("a process's budget for identity tables", () => {
     (await second)();
     expect(budget.used).toBe(0);
   });
+
+  it('takes for a table made ahead only what fits now, never waiting, and never past a run that waits', async () => {
+    const budget = new MemoryBudget(100);
+    // Unlike `take`, not even alone does it go past the limit.
+    expect(budget.tryTake(101)).toBeUndefined();
+    const run = await budget.take(60);
+    const ahead = budget.tryTake(40)!;
+    expect(budget.used).toBe(100);
+    expect(budget.tryTake(1)).toBeUndefined();
+    ahead();
+    ahead(); // once only
+    expect(budget.used).toBe(60);
+    // A run waits for 50: a table ahead that would fit in the 40 left does not go before it.
+    const waiting = budget.take(50);
+    expect(budget.tryTake(10)).toBeUndefined();
+    run();
+    (await waiting)();
+    expect(budget.used).toBe(0);
+    // What a table ahead gives back lets in the run that waited for it.
+    const held = budget.tryTake(80)!;
+    const next = budget.take(30);
+    expect(await settled(next)).toBe(false);
+    held();
+    (await next)();
+    expect(budget.used).toBe(0);
+  });
 });

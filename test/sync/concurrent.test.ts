@@ -24,6 +24,7 @@ const { NO_REMOVAL_BRAKE } = await import('../../src/diff/brakes.js');
 const { createLogger } = await import('../../src/log.js');
 const { connectors } = await import('../../connectors/index.js');
 const { Identifier } = await import('../../src/identify/table.js');
+const { MemoryBudget } = await import('../../src/identify/budget.js');
 const { expectedAudiences, expectedRows, fileAudiences, makeShop } = await import('./harness.js');
 const { recordErasure } = await import('../../src/privacy/erasure.js');
 const { erasureDigests } = await import('../../src/privacy/identifiers.js');
@@ -345,5 +346,59 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     expect(await rows(shared.identify(first))).toEqual(alone[3]);
     // And one asked for after being skipped is identified afresh.
     expect(await rows(shared.identify(thirds[1]!))).toEqual(alone[1]);
+  });
+
+  it("identify ahead within the process's table budget only, counted as the runs' own and given back however the run ends", async () => {
+    /** A whole destination's sync under a budget of `limit` bytes: what the budget held at each plan, and after. */
+    const syncUnder = async (seed: number, limit: number, stopAt?: number) => {
+      const shop = await makeShop({ seed, customers: 3000 });
+      const prepared = await prepareSync(shop.config, connectors);
+      const destination = prepared.destinations[0]!;
+      const client = destination.connector.create(destination.config, {
+        destination: destination.name,
+        baseDir: prepared.baseDir,
+        log,
+      });
+      const budget = new MemoryBudget(limit);
+      const stop = new AbortController();
+      const held: number[] = [];
+      let error: unknown;
+      try {
+        await syncDestination(destination, client, {
+          segmented: prepared.segmented,
+          audiences: prepared.audiences,
+          store: new StateStore(redis, shop.prefix),
+          log,
+          threads: SCRIPT,
+          budget,
+          signal: stop.signal,
+          onPlan: () => {
+            held.push(budget.used);
+            if (held.length === stopAt) stop.abort(new Error('stopped by the test'));
+          },
+        });
+      } catch (e) {
+        error = e;
+      } finally {
+        await client.close?.();
+      }
+      return { shop, held, after: budget.used, error };
+    };
+    // Limit 0: one table at a time, so nothing is identified ahead; each plan holds its own table only.
+    const alone = await syncUnder(21, 0);
+    expect(alone.error).toBeUndefined();
+    expect(fileAudiences(alone.shop.out)).toEqual(await expectedAudiences(alone.shop.config));
+    // Room for every table: the first plan holds its own and those of the audiences identified ahead.
+    const roomy = await syncUnder(21, 2 ** 30);
+    expect(roomy.error).toBeUndefined();
+    expect(fileAudiences(roomy.shop.out)).toEqual(await expectedAudiences(roomy.shop.config));
+    expect(roomy.held[0]).toBeGreaterThan(alone.held[0]!);
+    expect(Math.max(...roomy.held)).toBeLessThanOrEqual(2 ** 30);
+    // Whatever was held is given back: after a run that ends, and after one stopped with tables ahead.
+    expect([alone.after, roomy.after]).toEqual([0, 0]);
+    const stopped = await syncUnder(22, 2 ** 30, 1);
+    expect(String(stopped.error)).toMatch(/stopped by the test/);
+    expect(stopped.held[0]).toBeGreaterThan(0);
+    expect(stopped.after).toBe(0);
   });
 });
