@@ -57,6 +57,9 @@ export function hashIdentifier(
   return normalized === undefined ? null : sha256Slot(normalized);
 }
 
+/** A blank value, as `repeatedIdentifier` remembers it. */
+const ABSENT = Symbol('absent');
+
 /**
  * `hashIdentifier` for a field whose values repeat from customer to customer (names, cities, countries,
  * genders): each distinct raw value is normalised and hashed once, then remembered. Memory is bounded by
@@ -72,22 +75,24 @@ export function repeatedIdentifier(
   normalize: (trimmed: string) => string | undefined,
   limit = 1 << 16,
 ): (raw: string | undefined) => Slot | null | undefined {
-  let recent = new Map<string, Slot | null | undefined>();
-  let older = new Map<string, Slot | null | undefined>();
-  const remember = (raw: string, slot: Slot | null | undefined) => {
+  // An absent value (blank) is remembered as ABSENT: a miss is then one `get` per generation, no `has`.
+  let recent = new Map<string, Slot | null | typeof ABSENT>();
+  let older = new Map<string, Slot | null | typeof ABSENT>();
+  const remember = (raw: string, slot: Slot | null | typeof ABSENT) => {
     if (recent.size >= limit) {
       older = recent;
       recent = new Map();
     }
     recent.set(raw, slot);
-    return slot;
+    return slot === ABSENT ? undefined : slot;
   };
   return (raw) => {
     if (raw === undefined) return undefined;
     const seen = recent.get(raw);
-    if (seen !== undefined || recent.has(raw)) return seen;
+    if (seen !== undefined) return seen === ABSENT ? undefined : seen;
     const old = older.get(raw);
-    if (old !== undefined || older.has(raw)) return remember(raw, old);
-    return remember(raw, hashIdentifier(raw, normalize));
+    if (old !== undefined) return remember(raw, old);
+    const slot = hashIdentifier(raw, normalize);
+    return remember(raw, slot === undefined ? ABSENT : slot);
   };
 }
