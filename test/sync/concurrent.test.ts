@@ -120,6 +120,35 @@ function threadedIdentifier(prepared: Awaited<ReturnType<typeof prepareSync>>) {
   });
 }
 
+/**
+ * A whole destination's sync of a prepared shop on the threads, against the shop's state: its client made
+ * for the run and closed after it; `more` adds to the sync's options.
+ */
+async function syncShop(
+  prepared: Awaited<ReturnType<typeof prepareSync>>,
+  prefix: string,
+  more: Partial<Parameters<typeof syncDestination>[2]> = {},
+) {
+  const destination = prepared.destinations[0]!;
+  const client = destination.connector.create(destination.config, {
+    destination: destination.name,
+    baseDir: prepared.baseDir,
+    log,
+  });
+  try {
+    return await syncDestination(destination, client, {
+      segmented: prepared.segmented,
+      audiences: prepared.audiences,
+      store: new StateStore(redis, prefix),
+      log,
+      threads: SCRIPT,
+      ...more,
+    });
+  } finally {
+    await client.close?.();
+  }
+}
+
 /** An identity table's entries as text (customer, reason, slots in hex): comparable across identifiers. */
 async function rows(made: Promise<{ table: import('../../src/identify/table.js').IdentityTable }>) {
   const { table } = await made;
@@ -187,28 +216,9 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     ];
     const syncBoth = async () => {
       const prepared = await Promise.all(shops.map((s) => prepareSync(s.config, connectors)));
+      // A fifth of the customers opt out and a fifth change email: removals on purpose.
       return Promise.all(
-        prepared.map(async (p, k) => {
-          const destination = p.destinations[0]!;
-          const client = destination.connector.create(destination.config, {
-            destination: destination.name,
-            baseDir: p.baseDir,
-            log,
-          });
-          try {
-            return await syncDestination(destination, client, {
-              segmented: p.segmented,
-              audiences: p.audiences,
-              store: new StateStore(redis, shops[k]!.prefix),
-              log,
-              threads: SCRIPT,
-              // A fifth of the customers opt out and a fifth change email: removals on purpose.
-              removals: NO_REMOVAL_BRAKE,
-            });
-          } finally {
-            await client.close?.();
-          }
-        }),
+        prepared.map((p, k) => syncShop(p, shops[k]!.prefix, { removals: NO_REMOVAL_BRAKE })),
       );
     };
     await syncBoth();
@@ -233,36 +243,22 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     // The oracle: the last audience's members by customer id, from the source.
     const rows = (await expectedRows(shop.config)).get(last)!;
     const [erased, line] = [...rows].find(([, l]) => l.split(' ').length === 2)!;
-    const client = destination.connector.create(destination.config, {
-      destination: destination.name,
-      baseDir: prepared.baseDir,
-      log,
-    });
     let recorded = false;
-    try {
-      await syncDestination(destination, client, {
-        segmented: prepared.segmented,
-        audiences: prepared.audiences,
-        store: new StateStore(redis, shop.prefix),
-        log,
-        threads: SCRIPT,
-        // The audience before the last is planned (and the last one may be identified already, on
-        // another core): an operator erases one of the last one's members now.
-        onPlan: (plan) => {
-          if (plan.audience !== before) return;
-          recorded = true;
-          void recordErasure(
-            redis,
-            shop.prefix,
-            erasureDigests({ customerId: erased }, [destination]),
-            [destination.name],
-            { user: 'test', via: 'test' },
-          );
-        },
-      });
-    } finally {
-      await client.close?.();
-    }
+    await syncShop(prepared, shop.prefix, {
+      // The audience before the last is planned (and the last one may be identified already, on
+      // another core): an operator erases one of the last one's members now.
+      onPlan: (plan) => {
+        if (plan.audience !== before) return;
+        recorded = true;
+        void recordErasure(
+          redis,
+          shop.prefix,
+          erasureDigests({ customerId: erased }, [destination]),
+          [destination.name],
+          { user: 'test', via: 'test' },
+        );
+      },
+    });
     expect(recorded).toBe(true);
     const synced = fileAudiences(shop.out).get(last)!;
     for (const identifier of line.split(' ')) expect(synced).not.toContain(identifier);
@@ -353,35 +349,18 @@ describe('two jobs at once in one process, sharing the identify threads', () => 
     const syncUnder = async (seed: number, limit: number, stopAt?: number) => {
       const shop = await makeShop({ seed, customers: 3000 });
       const prepared = await prepareSync(shop.config, connectors);
-      const destination = prepared.destinations[0]!;
-      const client = destination.connector.create(destination.config, {
-        destination: destination.name,
-        baseDir: prepared.baseDir,
-        log,
-      });
       const budget = new MemoryBudget(limit);
       const stop = new AbortController();
       const held: number[] = [];
       let error: unknown;
-      try {
-        await syncDestination(destination, client, {
-          segmented: prepared.segmented,
-          audiences: prepared.audiences,
-          store: new StateStore(redis, shop.prefix),
-          log,
-          threads: SCRIPT,
-          budget,
-          signal: stop.signal,
-          onPlan: () => {
-            held.push(budget.used);
-            if (held.length === stopAt) stop.abort(new Error('stopped by the test'));
-          },
-        });
-      } catch (e) {
-        error = e;
-      } finally {
-        await client.close?.();
-      }
+      await syncShop(prepared, shop.prefix, {
+        budget,
+        signal: stop.signal,
+        onPlan: () => {
+          held.push(budget.used);
+          if (held.length === stopAt) stop.abort(new Error('stopped by the test'));
+        },
+      }).catch((e: unknown) => (error = e));
       return { shop, held, after: budget.used, error };
     };
     // Limit 0: one table at a time, so nothing is identified ahead; each plan holds its own table only.
