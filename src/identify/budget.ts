@@ -60,8 +60,8 @@ export class MemoryBudget {
 
   /**
    * Takes `bytes` only when they fit now beside what is held and no run waits, never waiting: for a table
-   * made ahead of its run, which is worth making only with memory to spare. Resolves like `take`, or
-   * gives undefined.
+   * made ahead of its run, which is worth making only with memory to spare. Returns the function that
+   * gives them back (as `take` resolves to), or undefined when they do not fit.
    */
   tryTake(bytes: number): (() => void) | undefined {
     if (this.waiting.length > 0 || this.held + bytes > this.limit) return undefined;
