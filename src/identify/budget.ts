@@ -26,13 +26,7 @@ export class MemoryBudget {
    */
   async take(bytes: number, signal?: AbortSignal, onWait?: (held: number) => void): Promise<() => void> {
     signal?.throwIfAborted();
-    let given = false;
-    const release = () => {
-      if (given) return;
-      given = true;
-      this.held -= bytes;
-      this.admit();
-    };
+    const release = this.giver(bytes);
     if (this.waiting.length === 0 && this.fits(bytes)) {
       this.held += bytes;
       return release;
@@ -66,6 +60,11 @@ export class MemoryBudget {
   tryTake(bytes: number): (() => void) | undefined {
     if (this.waiting.length > 0 || this.held + bytes > this.limit) return undefined;
     this.held += bytes;
+    return this.giver(bytes);
+  }
+
+  /** The function that gives `bytes` back, once (later calls do nothing). */
+  private giver(bytes: number): () => void {
     let given = false;
     return () => {
       if (given) return;
