@@ -25,6 +25,7 @@ import {
 import { createLogger } from '../src/log.js';
 import { StateStore } from '../src/record/store.js';
 import { prepareSync, syncPrepared } from '../src/sync/prepare.js';
+import { redisCpu } from './util.js';
 
 const TOKEN = 'EAAB-bench-token-0123456789';
 const ACCOUNT = '1234567890';
@@ -204,10 +205,4 @@ sync: { redis_prefix: bench-meta-${process.pid} }
       sink,
     }) + '\n',
   );
-}
-
-/** Redis's own CPU seconds so far, from `INFO cpu`. */
-function redisCpu(info: string): number {
-  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
-  return field('used_cpu_sys') + field('used_cpu_user');
 }

@@ -20,7 +20,7 @@ import pg from 'pg';
 import { generateShop } from '../src/example/generate.js';
 import { startPostgres, startRedis, startRedisCluster } from '../app/local/services.js';
 import { writeScores } from './scores.js';
-import { tempDir } from './util.js';
+import { redisCpu, tempDir } from './util.js';
 import { workersRun, type WorkersRun } from './cluster-workers.js';
 import { RUNTIME, RUNTIME_ENV } from './runtime.js';
 
@@ -278,12 +278,18 @@ try {
             : reject(new Error(`workers.js exited ${code}`)),
         );
       });
+    // Redis is not pinned: alone, a process leaves it the other core; two processes share both with it.
+    const info = new Redis(redis.url);
+    const redisSeconds = async <T>(run: () => Promise<T>): Promise<[T, number]> => {
+      const before = redisCpu(await info.info('cpu'));
+      const done = await run();
+      return [done, redisCpu(await info.info('cpu')) - before];
+    };
     try {
-      const one = await pinned(0, csv, redis.url, '0', '1');
-      const two = await Promise.all([
-        pinned(0, csv, redis.url, '0', '2'),
-        pinned(1, csv, redis.url, '1', '2'),
-      ]);
+      const [one, redisOne] = await redisSeconds(() => pinned(0, csv, redis.url, '0', '1'));
+      const [two, redisTwo] = await redisSeconds(() =>
+        Promise.all([pinned(0, csv, redis.url, '0', '2'), pinned(1, csv, redis.url, '1', '2')]),
+      );
       const wall = Math.max(...two.map((t) => t.seconds));
       const plan = Math.max(...two.map((t) => t.planSeconds));
       // The control: the same fixed CPU work alone and twice at once, one process per core.
@@ -291,15 +297,17 @@ try {
       const spinTwo = Math.max(
         ...(await Promise.all([pinned(0, 'spin'), pinned(1, 'spin')])).map((t) => t.seconds),
       );
-      workers = { customers: n, one, two, spinOne, spinTwo };
+      workers = { customers: n, one, two, spinOne, spinTwo, redisOne, redisTwo };
       console.error(
         `workers (${n.toLocaleString('en-US')} customers, 11 audiences, plan + state, each process pinned to one core):\n` +
           `  one process, all audiences: ${one.seconds.toFixed(2)} s (reading ${one.readSeconds.toFixed(2)} s, planning ${one.planSeconds.toFixed(2)} s)\n` +
           `  two processes, distinct audiences: ${wall.toFixed(2)} s (planning ${plan.toFixed(2)} s): ` +
           `${(one.seconds / wall).toFixed(2)}x one overall, ${(one.planSeconds / plan).toFixed(2)}x on the planning (each process reads the whole source)\n` +
-          `  control, pure CPU work (SHA-256 of short strings) twice at once on the two cores: ${((2 * spinOne) / spinTwo).toFixed(2)}x one`,
+          `  control, pure CPU work (SHA-256 of short strings) twice at once on the two cores: ${((2 * spinOne) / spinTwo).toFixed(2)}x one\n` +
+          `  Redis's CPU (not pinned, on the same two cores): ${redisOne.toFixed(2)} s for one process, ${redisTwo.toFixed(2)} s for two`,
       );
     } finally {
+      info.disconnect();
       await redis.stop();
     }
   }

@@ -76,3 +76,9 @@ export async function shareOf(
     })
     .map(({ spec }) => spec);
 }
+
+/** Redis's own CPU seconds so far, from `INFO cpu`. */
+export function redisCpu(info: string): number {
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return field('used_cpu_sys') + field('used_cpu_user');
+}
