@@ -250,7 +250,7 @@ export class AudienceState {
       }),
     );
     if (shards.some((s) => s.counted > 0 && !s.held)) return true;
-    return members > 0 && !shards.some((s) => s.held) && !shards.some((s) => s.zero);
+    return members > 0 && !shards.some((s) => s.held || s.zero);
   }
 
   async nextUploadId(): Promise<number> {

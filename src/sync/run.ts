@@ -165,44 +165,52 @@ export async function syncDestination(
   const identifier = identifierFor(destination, options.segmented, options.threads);
   const results: AudienceResult[] = [];
   const specs = audiencesOn(destination, options);
-  // Members of the audiences after this one, found when their identification was asked for ahead.
-  const found = new Map<number, Membership>();
-  // Audiences before this index have had their identification started ahead.
+  // The audiences after this one whose identification was asked for ahead, by index: their members, and
+  // what their tables took of the process's budget (`sync.table_memory_mb`), which each one's run holds as
+  // its own.
+  const later = new Map<number, { membership: Membership; budget?: () => void }>();
+  // Audiences before this index have had their identification asked for ahead.
   let asked = 0;
-  // What the audiences identified ahead took of the process's budget (`sync.table_memory_mb`), by index:
-  // each one's run holds it as its own.
-  const taken = new Map<number, () => void>();
   try {
     for (const [k, spec] of specs.entries()) {
-      const current = found.get(k);
-      found.delete(k);
-      const budget = taken.get(k);
-      taken.delete(k);
+      const current = later.get(k);
+      later.delete(k);
       if (k === specs.length - 1) identifier.lastAudience();
       // Once this audience is planned, the next ones' identification starts on the worker threads, which
       // would otherwise wait while this one is sent and journalled: as many as `Identifier.ahead` takes, in
       // order, topped up after each audience, and, with a budget, as far as its memory is free now.
       const ahead = () => {
         for (asked = Math.max(asked, k + 1); asked < specs.length; asked++) {
-          let membership = found.get(asked);
-          if (!membership) found.set(asked, (membership = membershipOf(specs[asked]!, options.segmented)));
-          const release = options.budget?.tryTake(identifier.runBytes(membership.members.length));
-          if (options.budget && !release) break;
-          if (!identifier.ahead(membership.members)) {
-            release?.();
+          let next = later.get(asked);
+          if (!next)
+            later.set(asked, (next = { membership: membershipOf(specs[asked]!, options.segmented) }));
+          const { members } = next.membership;
+          const budget = options.budget?.tryTake(identifier.runBytes(members.length));
+          if (options.budget && !budget) break;
+          if (!identifier.ahead(members)) {
+            budget?.();
             break;
           }
-          if (release) taken.set(asked, release);
+          if (budget) next.budget = budget;
         }
       };
       results.push(
-        await syncAudience(destination, client, spec, identifier, options, current, ahead, budget),
+        await syncAudience(
+          destination,
+          client,
+          spec,
+          identifier,
+          options,
+          current?.membership,
+          ahead,
+          current?.budget,
+        ),
       );
       options.signal?.throwIfAborted();
     }
   } finally {
     // A run stopped before the audiences identified ahead had theirs.
-    for (const release of taken.values()) release();
+    for (const { budget } of later.values()) budget?.();
   }
   return results;
 }
